@@ -1,0 +1,32 @@
+"""Benchmark suites, one module each, all run through benchmarks/harness.py (`numbanet bench SUITE`)."""
+import importlib
+
+SUITES = ("gemm", "pointwise", "conv", "pool", "rnn", "ctc", "train")
+
+
+def available_suites():
+    names = []
+    for name in SUITES:
+        try:
+            importlib.import_module(f"benchmarks.{name}")
+        except ModuleNotFoundError as error:
+            if error.name == f"benchmarks.{name}":
+                continue
+            raise
+        names.append(name)
+    return names
+
+
+def run(suites, device="auto", output_dir="bench-results", plot=False, quick=False, repeats=15):
+    from . import harness
+    device = harness.device_for_benchmarks(device)
+    reports = []
+    for name in suites or available_suites():
+        if name not in SUITES:
+            raise SystemExit(f"bench: unknown suite {name!r}; choose from {', '.join(available_suites())}")
+        module = importlib.import_module(f"benchmarks.{name}")
+        cases = module.cases(device, quick=quick)
+        reports.append(harness.run_suite(name, cases, device, output_dir=output_dir, plot=plot,
+                                         repeats=repeats,
+                                         measure_host_cost=getattr(module, "MEASURE_HOST_COST", False)))
+    return reports

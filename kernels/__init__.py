@@ -1,0 +1,6 @@
+"""numbanet kernels: arrays in, arrays out. Each op runs where its inputs live (see backend.py).
+
+The ops follow torch.nn.functional's names; each differentiable op has a `*_backward` partner.
+"""
+from . import backend
+from .pointwise import *  # noqa: F401,F403

@@ -1,0 +1,62 @@
+"""Argument checks shared by the public ops: every message names the op, what it expected, what it got."""
+import numpy as np
+
+from . import backend
+
+
+def float_dtype(op, device, **arrays):
+    """The common float dtype of the given arrays (None entries skipped).
+
+    CUDA kernels take float32; the CPU path also takes float64 (for gradient checks).
+    """
+    allowed = (np.float32,) if device == "cuda" else (np.float32, np.float64)
+    dtype = None
+    for name, x in arrays.items():
+        if x is None:
+            continue
+        if x.dtype.type not in allowed:
+            names = " or ".join(np.dtype(t).name for t in allowed)
+            raise TypeError(f"{op}: {name} must be {names} on {device}, got {x.dtype}")
+        if dtype is None:
+            dtype = x.dtype
+        elif x.dtype != dtype:
+            raise TypeError(f"{op}: all arrays must share one dtype, got {dtype} and {x.dtype} ({name})")
+    return dtype
+
+
+def check_ndim(op, name, x, *ndims):
+    if x.ndim not in ndims:
+        expected = " or ".join(f"{n}-D" for n in ndims)
+        raise ValueError(f"{op}: {name} must be {expected}, got shape {tuple(x.shape)}")
+
+
+def check_shape(op, name, x, expected):
+    if tuple(x.shape) != tuple(expected):
+        raise ValueError(f"{op}: {name} must have shape {tuple(expected)}, got {tuple(x.shape)}")
+
+
+def check_out(op, out, shape, dtype, like):
+    """Validate a caller-provided `out` array (shape, dtype, device, contiguity)."""
+    if backend.is_gpu_array(out) != backend.is_gpu_array(like):
+        raise ValueError(f"{op}: out lives on a different device than the inputs")
+    if tuple(out.shape) != tuple(shape) or out.dtype != dtype:
+        raise ValueError(f"{op}: out must be {tuple(shape)} {np.dtype(dtype).name}, "
+                         f"got {tuple(out.shape)} {out.dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{op}: out must be C-contiguous")
+
+
+def positive_int(op, name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{op}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def contiguous(x):
+    """C-contiguous version of `x` (no copy when it already is): kernels index dense rows."""
+    return x if x.flags.c_contiguous else backend.array_module(x).ascontiguousarray(x)
+
+
+def empty(like, shape, dtype=None):
+    """An uninitialised array on the same device as `like`."""
+    return backend.array_module(like).empty(shape, dtype=like.dtype if dtype is None else dtype)

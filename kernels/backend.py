@@ -1,0 +1,144 @@
+"""Where an op runs: CPU (NumPy), CUDA (CuPy arrays on a GPU) or Numba's CUDA simulator.
+
+Rule: an op runs where its inputs live. CuPy arrays run the CUDA kernels; NumPy arrays run the
+CPU implementation, except under NUMBA_ENABLE_CUDASIM=1 where they run the CUDA kernels in the
+simulator so that machines without a GPU still execute every kernel's code.
+NUMBANET_BACKEND=auto|cpu|cuda overrides the choice for NumPy arrays.
+"""
+import functools
+import os
+
+import numpy as np
+
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
+BACKEND_CHOICES = ("auto", "cpu", "cuda")
+
+
+def requested_backend():
+    choice = os.environ.get("NUMBANET_BACKEND", "auto").strip().lower() or "auto"
+    if choice not in BACKEND_CHOICES:
+        raise ValueError(f"NUMBANET_BACKEND must be one of {BACKEND_CHOICES}, got {choice!r}")
+    return choice
+
+
+def is_gpu_array(x):
+    """True for CuPy arrays; checked by module name so that CuPy is never imported needlessly."""
+    return type(x).__module__.split(".", 1)[0] == "cupy"
+
+
+def is_array(x):
+    return isinstance(x, np.ndarray) or is_gpu_array(x)
+
+
+@functools.lru_cache(maxsize=None)
+def cupy_module():
+    """The cupy module, or None when it is missing or no GPU can be used."""
+    if SIMULATOR:
+        return None
+    try:
+        import cupy
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return None
+        return cupy
+    except Exception:  # ImportError, or a CUDA driver/runtime error on a machine without a GPU
+        return None
+
+
+def gpu_available():
+    return cupy_module() is not None
+
+
+def device_of(op, *arrays):
+    """'cpu' or 'cuda' for the arrays of one op call; `None` entries (optional arguments) are skipped.
+
+    Mixing NumPy and CuPy arrays is an error rather than a silent copy across the bus.
+    """
+    present = [a for a in arrays if a is not None]
+    for a in present:
+        if not is_array(a):
+            raise TypeError(f"{op}: expected NumPy or CuPy arrays, got {type(a).__name__}")
+    on_gpu = {is_gpu_array(a) for a in present}
+    if len(on_gpu) > 1:
+        kinds = ", ".join("cupy" if is_gpu_array(a) else "numpy" for a in present)
+        raise ValueError(f"{op}: arrays live on different devices ({kinds}); move them to one device first")
+    choice = requested_backend()
+    if on_gpu == {True}:
+        if choice == "cpu":
+            raise ValueError(f"{op}: NUMBANET_BACKEND=cpu but the inputs are CuPy (GPU) arrays")
+        return "cuda"
+    if SIMULATOR and choice in ("auto", "cuda"):
+        return "cuda"
+    if choice == "cuda":
+        raise ValueError(f"{op}: NUMBANET_BACKEND=cuda needs CuPy arrays (or NUMBA_ENABLE_CUDASIM=1), got NumPy arrays")
+    return "cpu"
+
+
+def array_module(x):
+    """numpy or cupy, whichever `x` belongs to."""
+    if is_gpu_array(x):
+        import cupy
+        return cupy
+    return np
+
+
+def name():
+    """The backend new work goes to: 'simulator', 'cuda' or 'cpu'."""
+    choice = requested_backend()
+    if SIMULATOR and choice != "cpu":
+        return "simulator"
+    if choice != "cpu" and gpu_available():
+        return "cuda"
+    return "cpu"
+
+
+def default_device():
+    """'cuda' where a GPU is usable (and not disabled), else 'cpu'; used by nn and the training scripts."""
+    return "cuda" if name() == "cuda" else "cpu"
+
+
+def to_device(x, device):
+    """Copy a NumPy/CuPy array to 'cpu' (NumPy) or 'cuda' (CuPy); returns `x` itself when already there."""
+    if device == "cpu":
+        return x.get() if is_gpu_array(x) else np.asarray(x)
+    if device == "cuda":
+        cupy = cupy_module()
+        if cupy is None:
+            raise RuntimeError("device 'cuda' requested but no usable GPU/CuPy was found (see `numbanet info`)")
+        return x if is_gpu_array(x) else cupy.asarray(x)
+    raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+
+
+def to_numpy(x):
+    return x.get() if is_gpu_array(x) else np.asarray(x)
+
+
+def synchronize():
+    cupy = cupy_module()
+    if cupy is not None:
+        cupy.cuda.get_current_stream().synchronize()
+
+
+def describe():
+    """Facts printed by `numbanet info`."""
+    import numba
+    facts = {"backend": name(), "numpy": np.__version__, "numba": numba.__version__}
+    try:
+        from importlib.metadata import version
+        facts["numba-cuda"] = version("numba-cuda")
+    except Exception:
+        facts["numba-cuda"] = "not installed"
+    try:
+        import cupy
+        facts["cupy"] = cupy.__version__
+    except Exception:
+        facts["cupy"] = "not installed"
+    cupy = cupy_module()
+    if cupy is not None:
+        device = cupy.cuda.Device()
+        props = cupy.cuda.runtime.getDeviceProperties(device.id)
+        facts["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        facts["compute_capability"] = ".".join(device.compute_capability)
+        facts["multiprocessors"] = props["multiProcessorCount"]
+    else:
+        facts["gpu"] = "none"
+    return facts

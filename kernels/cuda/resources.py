@@ -1,0 +1,93 @@
+"""Resource checks without a GPU: compile every registered kernel to PTX for sm_90 and read ptxas.
+
+Each module of kernels/cuda/ lists the signatures its launchers use in `PTX_SIGNATURES`, a list of
+(label, kernel, argument types). A kernel passes when its PTX has no local-memory traffic
+(ld.local/st.local: spills or stack arrays), no f64 instruction (fp32 kernels), and ptxas reports
+zero spill bytes.
+"""
+import importlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+KERNEL_MODULES = ("gemm", "pointwise", "reduce", "optim", "conv", "pool", "rnn", "ctc")
+TARGET_CC = (9, 0)
+
+
+def registered_kernels():
+    """(label, kernel, signature) for every kernel of every module that exists."""
+    found = []
+    for module_name in KERNEL_MODULES:
+        try:
+            module = importlib.import_module(f"kernels.cuda.{module_name}")
+        except ModuleNotFoundError as error:
+            if error.name == f"kernels.cuda.{module_name}":
+                continue
+            raise
+        for label, kernel, signature in getattr(module, "PTX_SIGNATURES", ()):
+            found.append((f"{module_name}.{label}", kernel, signature))
+    return found
+
+
+def compile_ptx(kernel, signature):
+    from numba import cuda
+    options = getattr(kernel, "targetoptions", {})
+    ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=TARGET_CC,
+                              fastmath=options.get("fastmath", False))
+    return ptx
+
+
+_PTXAS_LINE = re.compile(r"Used (\d+) registers")
+_SPILLS = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
+_SMEM = re.compile(r"(\d+) bytes smem")
+
+
+def ptxas_report(ptx):
+    """Registers, spill bytes and static shared memory from `ptxas -v`, or None without ptxas."""
+    ptxas = shutil.which("ptxas")
+    if ptxas is None:
+        return None
+    # NVVM from the CUDA 13.x wheels writes a newer PTX ISA version than ptxas 13.0 accepts.
+    ptx = re.sub(r"^\.version \d+\.\d+", ".version 9.0", ptx, count=1, flags=re.M)
+    with tempfile.TemporaryDirectory() as folder:
+        source = os.path.join(folder, "kernel.ptx")
+        with open(source, "w") as handle:
+            handle.write(ptx)
+        result = subprocess.run([ptxas, f"-arch=sm_{TARGET_CC[0]}{TARGET_CC[1]}", "-v", source,
+                                 "-o", os.path.join(folder, "kernel.cubin")],
+                                capture_output=True, text=True)
+    text = result.stdout + result.stderr
+    if result.returncode != 0:
+        raise RuntimeError(f"ptxas failed:\n{text}")
+    registers = _PTXAS_LINE.search(text)
+    spills = _SPILLS.search(text)
+    smem = _SMEM.search(text)
+    return {
+        "registers": int(registers.group(1)) if registers else 0,
+        "spill_bytes": (int(spills.group(1)) + int(spills.group(2))) if spills else 0,
+        "shared_bytes": int(smem.group(1)) if smem else 0,
+    }
+
+
+def check_kernel(label, kernel, signature):
+    ptx = compile_ptx(kernel, signature)
+    body = ptx.split(".entry", 1)[-1]
+    report = {
+        "kernel": label,
+        "local_memory": bool(re.search(r"\b(ld|st)\.local\b", body)),
+        "f64": bool(re.search(r"\.f64\b", body)),
+    }
+    report.update(ptxas_report(ptx) or {"registers": None, "spill_bytes": None, "shared_bytes": None})
+    report["ok"] = not report["local_memory"] and not report["f64"] and not report["spill_bytes"]
+    return report
+
+
+def format_table(reports):
+    lines = [f"{'kernel':48s} {'regs':>5s} {'spill B':>8s} {'smem B':>7s} {'local':>6s} {'f64':>4s}  ok"]
+    for r in reports:
+        lines.append(f"{r['kernel']:48s} {str(r['registers']):>5s} {str(r['spill_bytes']):>8s} "
+                     f"{str(r['shared_bytes']):>7s} {('yes' if r['local_memory'] else 'no'):>6s} "
+                     f"{('yes' if r['f64'] else 'no'):>4s}  {'yes' if r['ok'] else 'NO'}")
+    return "\n".join(lines)
