@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tempfile
 
-KERNEL_MODULES = ("gemm", "pointwise", "reduce", "optim", "conv", "pool", "rnn", "ctc")
+KERNEL_MODULES = ("gemm", "pointwise", "reduce", "norm", "optim", "conv", "pool", "rnn", "ctc")
 TARGET_CC = (9, 0)
 
 

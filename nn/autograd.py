@@ -1,0 +1,151 @@
+"""Reverse-mode autodiff: a Function records its inputs; backward walks the graph in reverse order.
+
+A Function subclass implements `forward(ctx, *arrays, **options) -> array or tuple of arrays` and
+`backward(ctx, *grad_outputs) -> one gradient (or None) per input`, on raw NumPy/CuPy arrays.
+`apply` wraps the results in Tensors that remember the Function when a gradient is needed.
+"""
+import contextlib
+import threading
+
+_state = threading.local()
+
+
+def grad_enabled():
+    return getattr(_state, "enabled", True)
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inside this block no graph is recorded (evaluation, optimizer steps)."""
+    previous = grad_enabled()
+    _state.enabled = False
+    try:
+        yield
+    finally:
+        _state.enabled = previous
+
+
+@contextlib.contextmanager
+def enable_grad():
+    previous = grad_enabled()
+    _state.enabled = True
+    try:
+        yield
+    finally:
+        _state.enabled = previous
+
+
+class Function:
+    """One differentiable op. `ctx` is the Function instance: forward stores what backward needs on it."""
+
+    def __init__(self):
+        self.inputs = ()          # the Tensor inputs, in order (non-Tensor arguments excluded)
+        self.needs_input_grad = ()
+        self.output_count = 1
+        self.freed = False
+
+    def save_for_backward(self, *arrays):
+        self.saved = arrays
+
+    @classmethod
+    def apply(cls, *args, **options):
+        from .tensor import Tensor
+        ctx = cls()
+        tensors = tuple(a for a in args if isinstance(a, Tensor))
+        raw = tuple(a.data if isinstance(a, Tensor) else a for a in args)
+        _check_same_device(cls.__name__, tensors)
+        outputs = ctx.forward(*raw, **options)
+        single = not isinstance(outputs, tuple)
+        outputs = (outputs,) if single else outputs
+        record = grad_enabled() and any(t.requires_grad for t in tensors)
+        wrapped = []
+        for index, array in enumerate(outputs):
+            tensor = Tensor(array, requires_grad=record and array is not None)
+            if record:
+                tensor._creator = (ctx, index)
+            wrapped.append(tensor)
+        if record:
+            ctx.inputs = tensors
+            ctx.needs_input_grad = tuple(t.requires_grad for t in tensors)
+            ctx.output_count = len(outputs)
+            ctx.output_shapes = [None if o is None else (o.shape, o.dtype) for o in outputs]
+        return wrapped[0] if single else tuple(wrapped)
+
+    def forward(self, *args, **options):  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def backward(self, *grad_outputs):  # pragma: no cover
+        raise NotImplementedError
+
+
+def _check_same_device(op, tensors):
+    devices = {t.device for t in tensors}
+    if len(devices) > 1:
+        raise ValueError(f"{op}: inputs live on different devices ({', '.join(sorted(devices))}); "
+                         f"move them with .to(device) first")
+
+
+def _topological_order(root_ctx):
+    order, seen = [], set()
+    stack = [(root_ctx, False)]
+    while stack:
+        ctx, expanded = stack.pop()
+        if expanded:
+            order.append(ctx)
+            continue
+        if id(ctx) in seen:
+            continue
+        seen.add(id(ctx))
+        stack.append((ctx, True))
+        for tensor in ctx.inputs:
+            if tensor._creator is not None and id(tensor._creator[0]) not in seen:
+                stack.append((tensor._creator[0], False))
+    return order[::-1]  # outputs before inputs
+
+
+def backward(tensor, grad=None, retain_graph=False):
+    """Accumulate d(tensor)/d(leaf) * grad into every leaf's `.grad`."""
+    from .tensor import Tensor
+    if not tensor.requires_grad:
+        raise RuntimeError("backward: this tensor does not require grad (no graph was recorded for it)")
+    xp = tensor.xp
+    if grad is None:
+        if tensor.data.size != 1:
+            raise RuntimeError(f"backward: grad must be given for a non-scalar output of shape {tensor.shape}")
+        grad = xp.ones_like(tensor.data)
+    else:
+        grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=tensor.dtype)
+    if tensor._creator is None:  # a leaf
+        tensor._accumulate(grad)
+        return
+    root, root_index = tensor._creator
+    pending = {id(root): [None] * root.output_count}
+    pending[id(root)][root_index] = grad
+    for ctx in _topological_order(root):
+        grads_out = pending.pop(id(ctx), None)
+        if grads_out is None:
+            continue
+        if ctx.freed:
+            raise RuntimeError(f"backward: trying to backward through the graph of {type(ctx).__name__} a second "
+                               f"time; its saved arrays were freed (use backward(retain_graph=True))")
+        grads_in = ctx.backward(*grads_out)
+        if not isinstance(grads_in, tuple):
+            grads_in = (grads_in,)
+        if len(grads_in) != len(ctx.inputs):
+            raise RuntimeError(f"{type(ctx).__name__}.backward returned {len(grads_in)} gradients "
+                               f"for {len(ctx.inputs)} inputs")
+        if not retain_graph:
+            ctx.freed = True
+            ctx.saved = None
+        for tensor_in, grad_in, needed in zip(ctx.inputs, grads_in, ctx.needs_input_grad):
+            if not needed or grad_in is None:
+                continue
+            if grad_in.shape != tensor_in.shape:
+                raise RuntimeError(f"{type(ctx).__name__}.backward gave a gradient of shape {grad_in.shape} "
+                                   f"for an input of shape {tensor_in.shape}")
+            if tensor_in._creator is None:
+                tensor_in._accumulate(grad_in)
+            else:
+                parent, index = tensor_in._creator
+                slots = pending.setdefault(id(parent), [None] * parent.output_count)
+                slots[index] = grad_in if slots[index] is None else slots[index] + grad_in
