@@ -1,3 +1,4 @@
 """numbanet.nn: tensors with autograd, layers, losses, optimizers and models built on `kernels`."""
 from .autograd import enable_grad, no_grad
 from .tensor import Tensor, cat, stack, tensor
+from .module import Module, ModuleList, Parameter, Sequential
