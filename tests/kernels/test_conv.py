@@ -1,0 +1,162 @@
+"""conv2d and its gradients on the CPU path against torch.nn.functional.conv2d (float64) and finite differences."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import kernels
+from tests.oracle import assert_close, finite_difference_gradient, random_array, torch_reference
+
+# (input shape, weight shape, keyword arguments)
+CONFIGURATIONS = [
+    ((2, 3, 9, 11), (4, 3, 3, 3), dict(padding=1)),                        # padding k//2
+    ((2, 5, 7, 6), (3, 5, 1, 1), dict()),                                   # 1x1
+    ((2, 3, 9, 9), (4, 3, 1, 1), dict(stride=2)),                           # 1x1 stride 2
+    ((2, 3, 15, 13), (4, 3, 7, 7), dict(stride=2, padding=3)),              # 7x7 stride 2 pad 3
+    ((2, 2, 11, 10), (3, 2, 2, 2), dict(stride=3)),                         # stride larger than the kernel
+    ((2, 3, 8, 7), (4, 3, 3, 3), dict(padding="same")),
+    ((2, 3, 8, 7), (4, 3, 4, 2), dict(padding="same", dilation=(1, 2))),   # asymmetric 'same'
+    ((2, 3, 8, 7), (4, 3, 3, 2), dict(padding="valid")),
+    ((2, 3, 11, 9), (4, 3, 3, 3), dict(dilation=2, padding=2)),            # dilation 2
+    ((2, 4, 9, 8), (6, 2, 3, 3), dict(groups=2, padding=1)),                # groups 2
+    ((2, 6, 9, 7), (6, 1, 3, 3), dict(groups=6, padding=1)),                # depthwise
+    ((2, 3, 9, 7), (6, 1, 3, 3), dict(groups=3, stride=2, padding=1)),      # depthwise, multiplier 2
+    ((2, 4, 10, 9), (8, 1, 5, 3), dict(groups=4, stride=(2, 1), dilation=(1, 2), padding=(2, 1))),
+    ((2, 3, 10, 12), (5, 3, 3, 5), dict(padding=(1, 2))),                   # rectangular kernel
+    ((2, 3, 10, 12), (5, 3, 2, 4), dict(stride=(1, 2), padding=(0, 1))),
+    ((1, 3, 13, 17), (4, 3, 3, 3), dict(stride=2, padding=1)),              # batch 1, odd sizes
+    ((3, 1, 5, 7), (2, 1, 5, 7), dict()),                                   # kernel = input
+]
+
+
+def _torch_conv(**kwargs):
+    import torch.nn.functional as F
+    return lambda x, w, b: F.conv2d(x, w, b, **kwargs)
+
+
+def _check_against_torch(input_shape, weight_shape, kwargs, dtype, seed=0):
+    x = random_array(input_shape, dtype, seed=seed + 1)
+    weight = random_array(weight_shape, dtype, seed=seed + 2)
+    bias = random_array(weight_shape[:1], dtype, seed=seed + 3)
+    y = kernels.conv2d(x, weight, bias, **kwargs)
+    grad_out = random_array(y.shape, dtype, seed=seed + 4)
+    expected, (grad_x, grad_weight, grad_bias) = torch_reference(_torch_conv(**kwargs), x, weight, bias,
+                                                                 grad_output=grad_out)
+    assert y.dtype == dtype
+    reduction = weight_shape[1] * weight_shape[2] * weight_shape[3]
+    assert_close(y, expected, dtype, scale=np.sqrt(reduction), name="y")
+    ours = kernels.conv2d_backward(grad_out, x, weight, **kwargs)
+    assert all(g.dtype == dtype for g in ours)
+    pixels = grad_out.shape[0] * grad_out.shape[2] * grad_out.shape[3]
+    assert_close(ours[0], grad_x, dtype, scale=np.sqrt(weight_shape[0] * weight_shape[2] * weight_shape[3]),
+                 name="grad_x")
+    assert_close(ours[1], grad_weight, dtype, scale=np.sqrt(pixels), name="grad_weight")
+    assert_close(ours[2], grad_bias, dtype, scale=np.sqrt(pixels), name="grad_bias")
+
+
+@pytest.mark.filterwarnings("ignore:Using padding=.same.")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("input_shape,weight_shape,kwargs", CONFIGURATIONS,
+                         ids=[f"{i}-{c[2]}" for i, c in enumerate(CONFIGURATIONS)])
+def test_conv2d_matches_torch(input_shape, weight_shape, kwargs, dtype):
+    _check_against_torch(input_shape, weight_shape, kwargs, dtype)
+
+
+@st.composite
+def configurations(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    channels = groups * draw(st.integers(1, 3))
+    out_channels = groups * draw(st.integers(1, 3))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    extent = [dilation[i] * (kernel[i] - 1) + 1 for i in range(2)]
+    size = [max(1, extent[i] - 2 * padding[i]) + draw(st.integers(0, 6)) for i in range(2)]
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return (draw(st.integers(1, 3)), channels, *size), (out_channels, channels // groups, *kernel), kwargs
+
+
+@given(configurations(), st.integers(0, 1000))
+def test_conv2d_random_configurations_match_torch(configuration, seed):
+    input_shape, weight_shape, kwargs = configuration
+    _check_against_torch(input_shape, weight_shape, kwargs, np.float64, seed=seed)
+
+
+def test_conv2d_gradients_by_finite_differences():
+    x = random_array((2, 2, 5, 6), np.float64, seed=11)
+    weight = random_array((4, 1, 3, 2), np.float64, seed=12)
+    bias = random_array((4,), np.float64, seed=13)
+    kwargs = dict(stride=(2, 1), padding=(1, 1), dilation=(1, 2), groups=2)
+    weights_out = random_array(kernels.conv2d(x, weight, bias, **kwargs).shape, np.float64, seed=14)
+
+    def loss():
+        return float((kernels.conv2d(x, weight, bias, **kwargs) * weights_out).sum())
+
+    grad_x, grad_weight, grad_bias = kernels.conv2d_backward(weights_out, x, weight, **kwargs)
+    assert_close(grad_x, finite_difference_gradient(loss, x), rtol=1e-6, atol=1e-8, name="grad_x")
+    assert_close(grad_weight, finite_difference_gradient(loss, weight), rtol=1e-6, atol=1e-8, name="grad_weight")
+    assert_close(grad_bias, finite_difference_gradient(loss, bias), rtol=1e-6, atol=1e-8, name="grad_bias")
+
+
+def test_conv2d_backward_need_flags_and_split_functions():
+    x = random_array((2, 3, 7, 8), np.float32, seed=21)
+    weight = random_array((4, 3, 3, 3), np.float32, seed=22)
+    grad_out = random_array(kernels.conv2d(x, weight, stride=2, padding=1).shape, np.float32, seed=23)
+    full = kernels.conv2d_backward(grad_out, x, weight, stride=2, padding=1)
+    only_weight = kernels.conv2d_backward(grad_out, x, weight, stride=2, padding=1,
+                                          need_input=False, need_bias=False)
+    assert only_weight[0] is None and only_weight[2] is None
+    np.testing.assert_array_equal(only_weight[1], full[1])
+    only_input = kernels.conv2d_backward(grad_out, x, weight, stride=2, padding=1,
+                                         need_weight=False, need_bias=False)
+    assert only_input[1] is None and only_input[2] is None
+    np.testing.assert_array_equal(only_input[0], full[0])
+    np.testing.assert_array_equal(kernels.conv2d_backward_input(grad_out, weight, x.shape, 2, 1), full[0])
+    np.testing.assert_array_equal(kernels.conv2d_backward_weight(grad_out, x, weight.shape, 2, 1), full[1])
+    np.testing.assert_array_equal(kernels.conv2d_backward_bias(grad_out), full[2])
+
+
+def test_conv2d_non_contiguous_inputs():
+    x = random_array((2, 9, 3, 8), np.float64, seed=31).transpose(0, 2, 3, 1)[:, :, ::2, :]
+    weight = random_array((3, 3, 4, 4), np.float64, seed=32)[:, :, ::2, 1:]
+    assert not x.flags.c_contiguous and not weight.flags.c_contiguous
+    expected, _ = torch_reference(lambda x, w: _torch_conv(padding=1)(x, w, None), x, weight)
+    assert_close(kernels.conv2d(x, weight, padding=1), expected, np.float64)
+
+
+@pytest.mark.parametrize("call,error,message", [
+    (lambda x, w: kernels.conv2d(x, w[:, :2]), ValueError, r"conv2d: input has 3 channels but weight expects 2"),
+    (lambda x, w: kernels.conv2d(x, w, groups=2), ValueError, r"conv2d: groups=2 must divide"),
+    (lambda x, w: kernels.conv2d(x, w, groups=0), ValueError, r"conv2d: groups must be a positive integer"),
+    (lambda x, w: kernels.conv2d(x[:, :, :2], w), ValueError, r"conv2d: kernel 3x3 .* larger than the padded"),
+    (lambda x, w: kernels.conv2d(x, w, dilation=4), ValueError, r"conv2d: kernel 3x3 \(dilated 9x9\)"),
+    (lambda x, w: kernels.conv2d(x, w, stride=0), ValueError, r"conv2d: stride must be a positive integer"),
+    (lambda x, w: kernels.conv2d(x, w, stride=(1, -1)), ValueError, r"conv2d: stride must be a positive"),
+    (lambda x, w: kernels.conv2d(x, w, dilation=0), ValueError, r"conv2d: dilation must be a positive"),
+    (lambda x, w: kernels.conv2d(x, w, padding=-1), ValueError, r"conv2d: padding must be a non-negative"),
+    (lambda x, w: kernels.conv2d(x, w, padding=(1, 2, 3)), ValueError, r"conv2d: padding must be an int or"),
+    (lambda x, w: kernels.conv2d(x, w, padding="full"), ValueError, r"conv2d: padding must be an int, a pair"),
+    (lambda x, w: kernels.conv2d(x, w, stride=2, padding="same"), ValueError, r"conv2d: padding='same' needs"),
+    (lambda x, w: kernels.conv2d(x[0], w), ValueError, r"conv2d: x must be 4-D, got shape \(3, 6, 7\)"),
+    (lambda x, w: kernels.conv2d(x, w[0]), ValueError, r"conv2d: weight must be 4-D"),
+    (lambda x, w: kernels.conv2d(x, w, np.ones(5, np.float32)), ValueError, r"conv2d: bias must have shape \(4,\)"),
+    (lambda x, w: kernels.conv2d(x.astype(np.int32), w), TypeError, r"conv2d: x must be float32 or float64"),
+    (lambda x, w: kernels.conv2d(x, w.astype(np.float64)), TypeError, r"conv2d: all arrays must share one dtype"),
+    (lambda x, w: kernels.conv2d(x.tolist(), w), TypeError, r"conv2d: expected NumPy or CuPy arrays"),
+    (lambda x, w: kernels.conv2d_backward(np.ones((2, 4, 3, 3), np.float32), x, w), ValueError,
+     r"conv2d_backward: grad_out must have shape \(2, 4, 4, 5\)"),
+    (lambda x, w: kernels.conv2d_backward_input(np.ones((2, 4, 4, 5), np.float32), w, (2, 3, 6)), ValueError,
+     r"conv2d_backward_input: input_shape must be 4 positive ints"),
+    (lambda x, w: kernels.conv2d_backward_weight(np.ones((2, 4, 4, 5), np.float32), x, (4, 2, 3, 3)), ValueError,
+     r"conv2d_backward_weight: input has 3 channels"),
+])
+def test_conv2d_rejects_bad_input(call, error, message):
+    x = np.ones((2, 3, 6, 7), np.float32)
+    weight = np.ones((4, 3, 3, 3), np.float32)
+    with pytest.raises(error, match=message):
+        call(x, weight)
+
+
+def test_conv2d_error_names_the_shapes():
+    with pytest.raises(ValueError, match=r"input \(2, 3, 6, 7\), weight \(4, 2, 3, 3\)"):
+        kernels.conv2d(np.ones((2, 3, 6, 7)), np.ones((4, 2, 3, 3)))
