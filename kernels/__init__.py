@@ -5,3 +5,4 @@ The ops follow torch.nn.functional's names; each differentiable op has a `*_back
 from . import backend
 from .pointwise import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
+from .gemm import *  # noqa: F401,F403
