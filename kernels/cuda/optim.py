@@ -1,0 +1,91 @@
+"""Fused SGD and Adam/AdamW updates: one thread per parameter, each array read once and written once.
+
+Launch: `launch_1d` with THREADS threads a block over the flattened (contiguous) arrays. Purely
+memory-bound; step-dependent factors (bias corrections, lr / bias_correction1) come from the host
+as float32 scalars so the kernel does no pow and no f64.
+"""
+import math
+
+import numpy as np
+from numba import cuda, float32, int32
+
+from .launch import launch_1d
+
+THREADS = 256
+SGD_PLAIN, SGD_FIRST_STEP, SGD_MOMENTUM = 0, 1, 2   # no buffer / buffer := d_p / buffer dampened
+
+
+@cuda.jit(fastmath=False)
+def sgd_kernel(param, grad, momentum_buffer, lr, momentum, one_minus_dampening, weight_decay, sign, mode,
+               nesterov):
+    i = cuda.grid(1)
+    if i >= param.shape[0]:
+        return
+    p = param[i]
+    d_p = sign * grad[i] + weight_decay * p
+    if mode != SGD_PLAIN:
+        if mode == SGD_FIRST_STEP:
+            buf = d_p
+        else:
+            buf = momentum * momentum_buffer[i] + one_minus_dampening * d_p
+        momentum_buffer[i] = buf
+        if nesterov != 0:
+            d_p = d_p + momentum * buf
+        else:
+            d_p = buf
+    param[i] = p - lr * d_p
+
+
+# fastmath off: sqrt and the division must stay IEEE so results track torch's to float32 rounding.
+@cuda.jit(fastmath=False)
+def adam_kernel(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, one_minus_beta1, beta2, one_minus_beta2,
+                step_size, inverse_sqrt_bias_correction2, eps, weight_decay, decay_factor, sign, amsgrad):
+    i = cuda.grid(1)
+    if i >= param.shape[0]:
+        return
+    p = param[i]
+    g = sign * grad[i] + weight_decay * p          # weight_decay is 0 for AdamW (decoupled)
+    m = exp_avg[i]
+    m = m + one_minus_beta1 * (g - m)
+    v = beta2 * exp_avg_sq[i] + one_minus_beta2 * g * g
+    exp_avg[i] = m
+    exp_avg_sq[i] = v
+    if amsgrad != 0:
+        v = max(max_exp_avg_sq[i], v)
+        max_exp_avg_sq[i] = v
+    denom = math.sqrt(v) * inverse_sqrt_bias_correction2 + eps
+    param[i] = p * decay_factor - step_size * m / denom
+
+
+def sgd_update(param, grad, momentum_buffer, *, lr, momentum, dampening, weight_decay, nesterov, maximize,
+               first_step):
+    if momentum_buffer is None:
+        mode, momentum_buffer = SGD_PLAIN, grad   # never written in this mode
+    else:
+        mode = SGD_FIRST_STEP if first_step else SGD_MOMENTUM
+    launch_1d(sgd_kernel, param.size, param.reshape(-1), grad.reshape(-1), momentum_buffer.reshape(-1),
+              np.float32(lr), np.float32(momentum), np.float32(1.0 - dampening), np.float32(weight_decay),
+              np.float32(-1.0 if maximize else 1.0), np.int32(mode), np.int32(nesterov), threads=THREADS)
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, lr, beta1, beta2, eps, weight_decay,
+                decoupled_weight_decay, maximize, bias_correction1, bias_correction2):
+    amsgrad = max_exp_avg_sq is not None
+    if not amsgrad:
+        # Never touched when amsgrad is off. Not exp_avg_sq: an alias of an array the kernel writes
+        # would be copied back over it by the simulator.
+        max_exp_avg_sq = grad
+    launch_1d(adam_kernel, param.size, param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1),
+              exp_avg_sq.reshape(-1), max_exp_avg_sq.reshape(-1),
+              np.float32(1.0 - beta1), np.float32(beta2), np.float32(1.0 - beta2),
+              np.float32(lr / bias_correction1), np.float32(1.0 / math.sqrt(bias_correction2)), np.float32(eps),
+              np.float32(0.0 if decoupled_weight_decay else weight_decay),
+              np.float32(1.0 - lr * weight_decay if decoupled_weight_decay else 1.0),
+              np.float32(-1.0 if maximize else 1.0), np.int32(amsgrad), threads=THREADS)
+
+
+_vector = float32[::1]
+PTX_SIGNATURES = [
+    ("sgd", sgd_kernel, (_vector, _vector, _vector) + (float32,) * 5 + (int32, int32)),
+    ("adam", adam_kernel, (_vector,) * 5 + (float32,) * 9 + (int32,)),
+]
