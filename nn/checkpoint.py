@@ -1,0 +1,91 @@
+"""Checkpoints: nested state (model, optimizer, scheduler, random generators, progress) in one .npz.
+
+Arrays are stored as NumPy entries and everything else as JSON, so loading never unpickles code.
+Writes are atomic (a temporary file in the same folder, fsync, then a rename): an interrupted
+save never leaves a half-written checkpoint in place of a good one.
+"""
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from kernels import backend
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used: missing, corrupt, truncated, or for another model."""
+
+
+def _flatten(value, arrays):
+    if backend.is_array(value):
+        key = f"array{len(arrays)}"
+        arrays[key] = backend.to_numpy(value)
+        return {"__array__": key}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        if not all(isinstance(k, (str, int)) for k in value):
+            raise TypeError("checkpoint: dictionary keys must be strings or integers")
+        return {"__dict__": [[k, _flatten(v, arrays)] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        return {"__list__": [_flatten(v, arrays) for v in value], "tuple": isinstance(value, tuple)}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"checkpoint: cannot store a {type(value).__name__}")
+
+
+def _unflatten(value, arrays):
+    if isinstance(value, dict):
+        if "__array__" in value:
+            return arrays[value["__array__"]]
+        if "__dict__" in value:
+            return {k: _unflatten(v, arrays) for k, v in value["__dict__"]}
+        if "__list__" in value:
+            items = [_unflatten(v, arrays) for v in value["__list__"]]
+            return tuple(items) if value.get("tuple") else items
+    return value
+
+
+def save(path, state):
+    """Write `state` (nested dicts/lists of arrays and JSON values) to `path` atomically."""
+    arrays = {}
+    meta = {"format": FORMAT_VERSION, "state": _flatten(state, arrays)}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".checkpoint-", suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, **arrays)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def load(path, expected_model=None):
+    """Read a checkpoint written by `save`; CheckpointError with a one-line reason otherwise."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"checkpoint {path!r} is corrupt or truncated ({type(error).__name__}: {error})") from None
+    if meta.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path!r} has format {meta.get('format')!r}, expected {FORMAT_VERSION}")
+    try:
+        state = _unflatten(meta["state"], arrays)
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"checkpoint {path!r} is inconsistent (missing entry {error})") from None
+    if expected_model is not None and state.get("model_name") != expected_model:
+        raise CheckpointError(f"checkpoint {path!r} is for model {state.get('model_name')!r}, not {expected_model!r}")
+    return state
