@@ -1,0 +1,168 @@
+"""Public recurrent layers (one layer, one direction): LSTM, GRU and vanilla RNN with their backward
+through time. Validate, then run where the inputs live (kernels/cpu/rnn.py or kernels/cuda/rnn.py).
+
+Time-major x (T, B, I), states (B, H), PyTorch's weight layout and gate order, so PyTorch weights
+load unchanged. `lengths` (B,) gives each sample's length (PyTorch packed-sequence semantics: steps
+past it keep the state and output zeros); `reverse=True` runs each sample from its last valid step
+back to t = 0, without copying x.
+"""
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from . import backend
+from ._checks import check_ndim, check_shape, contiguous, float_dtype
+from .cpu import rnn as cpu
+
+__all__ = ["lstm", "lstm_backward", "gru", "gru_backward", "rnn", "rnn_backward", "RecurrentSaved"]
+
+
+@dataclass
+class RecurrentSaved:
+    """What a training forward keeps for the backward: inputs, weights, options and the step buffers.
+
+    states/cells (T+1, B, H), gates (T, B, G*H), hidden_n (T, B, H, GRU only): see kernels/cpu/rnn.py.
+    """
+    mode: str                      # 'lstm', 'gru', 'rnn_tanh' or 'rnn_relu'
+    device: str
+    x: Any
+    w_ih: Any
+    w_hh: Any
+    has_b_ih: bool
+    has_b_hh: bool
+    lengths: Optional[np.ndarray]  # host int64 copy, or None when every sample is T long
+    reverse: bool
+    states: Any
+    cells: Any
+    gates: Any
+    hidden_n: Any
+    extra: Any = None              # device-side helpers of the CUDA path (lengths on the GPU, ...)
+
+
+def _check_lengths(op, lengths, device, T, B):
+    if lengths is None:
+        return None
+    if backend.is_gpu_array(lengths):
+        if device != "cuda":
+            raise ValueError(f"{op}: lengths is a CuPy (GPU) array but the inputs are NumPy arrays")
+        host = lengths.get()
+    elif isinstance(lengths, np.ndarray):
+        host = lengths
+    else:
+        host = np.asarray(lengths)
+    if not np.issubdtype(host.dtype, np.integer):
+        raise TypeError(f"{op}: lengths must hold integers, got dtype {host.dtype}")
+    if host.shape != (B,):
+        raise ValueError(f"{op}: lengths must have shape ({B},) (one per sample), got {tuple(host.shape)}")
+    if host.min() < 1 or host.max() > T:
+        raise ValueError(f"{op}: lengths must lie in [1, {T}] (T = {T}), got values from {host.min()} to {host.max()}")
+    host = host.astype(np.int64)
+    return None if (host == T).all() else host
+
+
+def _validate(op, mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
+    device = backend.device_of(op, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    dtype = float_dtype(op, device, x=x, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
+    check_ndim(op, "x", x, 3)
+    check_ndim(op, "w_ih", w_ih, 2)
+    check_ndim(op, "w_hh", w_hh, 2)
+    T, B, I = x.shape
+    if T < 1 or B < 1:
+        raise ValueError(f"{op}: x (T, B, I) needs at least one step and one sample, got shape {tuple(x.shape)}")
+    G = cpu.GATES[mode]
+    H = w_hh.shape[1]
+    if H < 1 or w_hh.shape[0] != G * H:
+        raise ValueError(f"{op}: w_hh must have shape ({G}*H, H), got {tuple(w_hh.shape)}")
+    check_shape(op, "w_ih", w_ih, (G * H, I))
+    for name, bias in (("b_ih", b_ih), ("b_hh", b_hh)):
+        if bias is not None:
+            check_shape(op, name, bias, (G * H,))
+    for name, state in (("h0", h0), ("c0", c0)):
+        if state is not None:
+            check_shape(op, name, state, (B, H))
+    return device, dtype, _check_lengths(op, lengths, device, T, B)
+
+
+def _forward(op, mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training):
+    device, _, host_lengths = _validate(op, mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths)
+    reverse = bool(reverse)
+    if device == "cpu":
+        y, states, cells, gates, hidden_n = cpu.forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
+                                                        host_lengths, reverse)
+        extra = None
+    else:
+        from .cuda import rnn as gpu
+        arrays = [None if a is None else contiguous(a) for a in (x, h0, c0, w_ih, w_hh, b_ih, b_hh)]
+        y, states, cells, gates, hidden_n, extra = gpu.forward(mode, *arrays, host_lengths, reverse)
+        x, w_ih, w_hh = arrays[0], arrays[3], arrays[4]
+    index = cpu.final_index(x.shape[0], reverse)
+    h_n = states[index]
+    c_n = None if cells is None else cells[index]
+    outputs = (y, h_n, c_n) if mode == "lstm" else (y, h_n)
+    if not training:
+        return outputs
+    saved = RecurrentSaved(mode, device, x, w_ih, w_hh, b_ih is not None, b_hh is not None, host_lengths,
+                           reverse, states, cells, gates, hidden_n, extra)
+    return outputs + (saved,)
+
+
+def _backward(op, mode, saved, grad_y, grad_h_n, grad_c_n):
+    if not isinstance(saved, RecurrentSaved) or saved.mode != mode:
+        got = saved.mode if isinstance(saved, RecurrentSaved) else type(saved).__name__
+        raise TypeError(f"{op}: saved must come from the matching forward with training=True ({mode}), got {got}")
+    device = backend.device_of(op, saved.x, grad_y, grad_h_n, grad_c_n)
+    if device != saved.device:
+        raise ValueError(f"{op}: gradients live on {device} but the forward ran on {saved.device}")
+    float_dtype(op, device, x=saved.x, grad_y=grad_y, grad_h_n=grad_h_n, grad_c_n=grad_c_n)
+    T, B, _ = saved.x.shape
+    H = saved.w_hh.shape[1]
+    if grad_y is not None:
+        check_shape(op, "grad_y", grad_y, (T, B, H))
+    for name, grad in (("grad_h_n", grad_h_n), ("grad_c_n", grad_c_n)):
+        if grad is not None:
+            check_shape(op, name, grad, (B, H))
+    if device == "cpu":
+        grads = cpu.backward(mode, saved.x, saved.w_ih, saved.w_hh, saved.has_b_ih, saved.has_b_hh,
+                             saved.lengths, saved.reverse, saved.states, saved.cells, saved.gates,
+                             saved.hidden_n, grad_y, grad_h_n, grad_c_n)
+    else:
+        from .cuda import rnn as gpu
+        grads = gpu.backward(saved, *[None if g is None else contiguous(g) for g in (grad_y, grad_h_n, grad_c_n)])
+    grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh = grads
+    if mode == "lstm":
+        return grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
+    return grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
+
+
+def lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False, training=False):
+    """One LSTM layer, gates i, f, g, o: returns (y (T, B, H), h_n, c_n) [+ saved when training]."""
+    return _forward("lstm", "lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training)
+
+
+def lstm_backward(saved, grad_y, grad_h_n=None, grad_c_n=None):
+    """(grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh); bias entries None without biases."""
+    return _backward("lstm_backward", "lstm", saved, grad_y, grad_h_n, grad_c_n)
+
+
+def gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False, training=False):
+    """One GRU layer, gates r, z, n with n = tanh(W_in x + b_in + r (W_hn h + b_hn)), h' = (1-z) n + z h."""
+    return _forward("gru", "gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training)
+
+
+def gru_backward(saved, grad_y, grad_h_n=None):
+    """(grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh)."""
+    return _backward("gru_backward", "gru", saved, grad_y, grad_h_n, None)
+
+
+def rnn(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", lengths=None, reverse=False, training=False):
+    """One Elman RNN layer, h' = act(W_ih x + b_ih + W_hh h + b_hh) with act tanh or relu."""
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"rnn: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    return _forward("rnn", f"rnn_{nonlinearity}", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training)
+
+
+def rnn_backward(saved, grad_y, grad_h_n=None):
+    """(grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh)."""
+    mode = saved.mode if isinstance(saved, RecurrentSaved) and saved.mode.startswith("rnn_") else "rnn_tanh"
+    return _backward("rnn_backward", mode, saved, grad_y, grad_h_n, None)

@@ -1,0 +1,246 @@
+"""CPU path of the recurrent layers against torch.nn.LSTM / GRU / RNN (float64, same weights) and
+float64 finite differences: outputs, final states and every gradient, with lengths and reverse."""
+import numpy as np
+import pytest
+
+import kernels
+from tests.oracle import assert_close, finite_difference_gradient, random_array, torch_module
+
+MODES = ("lstm", "gru", "rnn_tanh", "rnn_relu")
+GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+
+
+def make_layer(mode, T, B, I, H, dtype=np.float64, seed=0, bias=True):
+    """Random inputs, states and PyTorch-layout weights for one layer (scaled like PyTorch's init)."""
+    G = GATES[mode]
+    scale = 1.0 / np.sqrt(H)
+    arrays = {
+        "x": random_array((T, B, I), dtype, seed),
+        "h0": random_array((B, H), dtype, seed + 1),
+        "c0": random_array((B, H), dtype, seed + 2) if mode == "lstm" else None,
+        "w_ih": random_array((G * H, I), dtype, seed + 3, -scale, scale),
+        "w_hh": random_array((G * H, H), dtype, seed + 4, -scale, scale),
+        "b_ih": random_array((G * H,), dtype, seed + 5, -scale, scale) if bias else None,
+        "b_hh": random_array((G * H,), dtype, seed + 6, -scale, scale) if bias else None,
+    }
+    return arrays
+
+
+def ours_forward(mode, a, lengths=None, reverse=False, training=False):
+    if mode == "lstm":
+        return kernels.lstm(a["x"], a["h0"], a["c0"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"],
+                            lengths=lengths, reverse=reverse, training=training)
+    if mode == "gru":
+        return kernels.gru(a["x"], a["h0"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"],
+                           lengths=lengths, reverse=reverse, training=training)
+    return kernels.rnn(a["x"], a["h0"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"], nonlinearity=mode[4:],
+                       lengths=lengths, reverse=reverse, training=training)
+
+
+def ours_backward(mode, saved, grad_y, grad_h, grad_c):
+    """Gradients as a dict keyed like the inputs of make_layer."""
+    if mode == "lstm":
+        names = ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh")
+        grads = kernels.lstm_backward(saved, grad_y, grad_h, grad_c)
+    else:
+        names = ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh")
+        backward = kernels.gru_backward if mode == "gru" else kernels.rnn_backward
+        grads = backward(saved, grad_y, grad_h)
+    return dict(zip(names, grads))
+
+
+def torch_run(mode, a, lengths, reverse, grad_y, grad_h, grad_c):
+    """The same layer in float64 PyTorch; reverse uses the backward half of a bidirectional layer,
+    lengths a packed sequence (enforce_sorted=False). Returns (outputs, gradients) as dicts."""
+    torch = torch_module()
+    T, B, I = a["x"].shape
+    H = a["w_hh"].shape[1]
+    bias = a["b_ih"] is not None
+    kind = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}.get(mode, torch.nn.RNN)
+    options = {} if kind is not torch.nn.RNN else {"nonlinearity": mode[4:]}
+    layer = kind(I, H, bias=bias, bidirectional=reverse, **options).double()
+    suffix = "_l0_reverse" if reverse else "_l0"
+    tensors = {}
+    with torch.no_grad():
+        for name in ("w_ih", "w_hh", "b_ih", "b_hh"):
+            if a[name] is None:
+                continue
+            parameter = getattr(layer, name.replace("w_", "weight_").replace("b_", "bias_") + suffix)
+            parameter.copy_(torch.tensor(a[name]))
+            tensors[name] = parameter
+    directions = 2 if reverse else 1
+    for name in ("x", "h0", "c0"):
+        if a[name] is None:
+            continue
+        value = torch.tensor(a[name], dtype=torch.float64)
+        if name != "x":  # (directions, B, H) with ours in the last direction
+            value = torch.cat([torch.zeros_like(value)[None]] * (directions - 1) + [value[None]])
+        tensors[name] = value.requires_grad_(True)
+    x = tensors["x"]
+    if lengths is not None:
+        x = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=False)
+    state = (tensors["h0"], tensors["c0"]) if mode == "lstm" else tensors["h0"]
+    y, final = layer(x, state)
+    if lengths is not None:
+        y = torch.nn.utils.rnn.pad_packed_sequence(y, total_length=T)[0]
+    y = y[..., H:] if reverse else y
+    h_n, c_n = (final[0][-1], final[1][-1]) if mode == "lstm" else (final[-1], None)
+    loss = (y * torch.tensor(grad_y)).sum() + (h_n * torch.tensor(grad_h)).sum()
+    if c_n is not None:
+        loss = loss + (c_n * torch.tensor(grad_c)).sum()
+    loss.backward()
+    outputs = {"y": y.detach().numpy(), "h_n": h_n.detach().numpy()}
+    if c_n is not None:
+        outputs["c_n"] = c_n.detach().numpy()
+    grads = {}
+    for name, tensor in tensors.items():
+        grad = tensor.grad.numpy()
+        grads[name] = grad[-1] if name in ("h0", "c0") else grad
+    return outputs, grads
+
+
+def check_against_torch(mode, T, B, I, H, dtype=np.float64, lengths=None, reverse=False, bias=True, seed=0):
+    a = make_layer(mode, T, B, I, H, dtype, seed, bias)
+    grad_y = random_array((T, B, H), np.float64, seed + 10)
+    grad_h = random_array((B, H), np.float64, seed + 11)
+    grad_c = random_array((B, H), np.float64, seed + 12)
+    result = ours_forward(mode, a, lengths, reverse, training=True)
+    expected, expected_grads = torch_run(mode, a, lengths, reverse, grad_y, grad_h, grad_c)
+    names = ("y", "h_n", "c_n") if mode == "lstm" else ("y", "h_n")
+    scale = np.sqrt(T * H)
+    for name, value in zip(names, result[:-1]):
+        assert_close(value, expected[name], dtype, scale=scale, name=f"{mode} {name}")
+    if lengths is not None:
+        padded = np.arange(T)[:, None] >= np.asarray(lengths)[None, :]
+        assert not result[0][padded].any(), "outputs past a sample's length must be zero"
+    grads = ours_backward(mode, result[-1], grad_y.astype(dtype), grad_h.astype(dtype), grad_c.astype(dtype))
+    for name, grad in grads.items():
+        if a[name] is None:
+            assert grad is None, f"{mode}: gradient of absent {name} must be None"
+            continue
+        assert_close(grad, expected_grads[name], dtype, scale=scale * np.sqrt(B * T), name=f"{mode} grad {name}")
+
+
+SHAPES = [(1, 1, 3, 5), (6, 3, 4, 33), (4, 2, 7, 8)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "T%dB%dI%dH%d" % s)
+def test_matches_torch(mode, shape):
+    check_against_torch(mode, *shape)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_variable_unsorted_lengths_match_packed_torch(mode, reverse):
+    check_against_torch(mode, 6, 4, 3, 7, lengths=np.array([3, 6, 1, 4]), reverse=reverse, seed=3)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_reverse_matches_bidirectional_torch(mode):
+    check_against_torch(mode, 5, 3, 4, 6, reverse=True, seed=5)
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh"])
+def test_without_bias(mode):
+    check_against_torch(mode, 4, 2, 3, 5, bias=False, lengths=np.array([4, 2]), seed=7)
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_float32_matches_torch(mode):
+    check_against_torch(mode, 8, 5, 6, 40, dtype=np.float32, lengths=np.array([8, 3, 5, 8, 1]), seed=9)
+
+
+def test_missing_states_are_zeros_and_grad_y_may_be_none():
+    a = make_layer("lstm", 4, 2, 3, 5, seed=11)
+    zero_a = dict(a, h0=np.zeros((2, 5)), c0=np.zeros((2, 5)))
+    none_a = dict(a, h0=None, c0=None)
+    expected = ours_forward("lstm", zero_a, training=True)
+    got = ours_forward("lstm", none_a, training=True)
+    for value, reference in zip(got[:3], expected[:3]):
+        assert_close(value, reference)
+    grad_h = random_array((2, 5), np.float64, 12)
+    only_final = kernels.lstm_backward(got[3], None, grad_h)
+    with_zeros = kernels.lstm_backward(expected[3], np.zeros((4, 2, 5)), grad_h, np.zeros((2, 5)))
+    for value, reference in zip(only_final, with_zeros):
+        assert_close(value, reference)
+
+
+def test_non_contiguous_input():
+    a = make_layer("gru", 5, 3, 4, 6, seed=13)
+    strided = dict(a, x=np.ascontiguousarray(a["x"].transpose(1, 0, 2)).transpose(1, 0, 2),
+                   w_hh=np.asfortranarray(a["w_hh"]))
+    assert not strided["x"].flags.c_contiguous
+    for value, reference in zip(ours_forward("gru", strided), ours_forward("gru", a)):
+        assert_close(value, reference)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gradients_by_finite_differences(mode):
+    lengths = np.array([3, 2])
+    a = make_layer(mode, 3, 2, 2, 3, seed=17)
+    if mode == "rnn_relu":
+        a["b_ih"] = a["b_ih"] + 0.3  # keep pre-activations away from the kink
+    grad_y = random_array((3, 2, 3), np.float64, 18)
+    grad_h = random_array((2, 3), np.float64, 19)
+    grad_c = random_array((2, 3), np.float64, 20)
+
+    def loss():
+        result = ours_forward(mode, a, lengths, reverse=True)
+        total = (result[0] * grad_y).sum() + (result[1] * grad_h).sum()
+        if mode == "lstm":
+            total += (result[2] * grad_c).sum()
+        return float(total)
+
+    saved = ours_forward(mode, a, lengths, reverse=True, training=True)[-1]
+    grads = ours_backward(mode, saved, grad_y, grad_h, grad_c)
+    for name, grad in grads.items():
+        numeric = finite_difference_gradient(loss, a[name])
+        assert_close(grad, numeric, rtol=1e-6, atol=1e-8, name=f"{mode} grad {name}")
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh"])
+def test_thousand_steps_stay_finite(mode):
+    a = make_layer(mode, 1000, 2, 4, 16, np.float32, seed=21)
+    a["w_hh"] *= 4  # strong recurrence: saturating gates must not overflow
+    result = ours_forward(mode, a, training=True)
+    assert all(np.isfinite(value).all() for value in result[:-1])
+    grads = ours_backward(mode, result[-1], np.ones((1000, 2, 16), np.float32), None, None)
+    assert all(np.isfinite(value).all() for value in grads.values() if value is not None)
+
+
+def test_bad_input():
+    a = make_layer("lstm", 3, 2, 4, 5, np.float32)
+    args = [a[k] for k in ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh")]
+    with pytest.raises(ValueError, match=r"lstm: w_ih must have shape \(20, 3\), got \(20, 4\)"):
+        kernels.lstm(a["x"][:, :, :3], *args[1:])
+    with pytest.raises(ValueError, match=r"lstm: h0 must have shape \(2, 5\), got \(3, 5\)"):
+        kernels.lstm(args[0], np.zeros((3, 5), np.float32), *args[2:])
+    with pytest.raises(ValueError, match=r"lstm: c0 must have shape"):
+        kernels.lstm(*args[:2], np.zeros((2, 4), np.float32), *args[3:])
+    with pytest.raises(ValueError, match=r"lstm: w_hh must have shape \(4\*H, H\)"):
+        kernels.lstm(*args[:4], np.zeros((20, 4), np.float32), *args[5:])
+    with pytest.raises(ValueError, match=r"lstm: x must be 3-D"):
+        kernels.lstm(a["x"][0], *args[1:])
+    with pytest.raises(ValueError, match=r"lstm: lengths must lie in \[1, 3\]"):
+        kernels.lstm(*args, lengths=np.array([4, 1]))
+    with pytest.raises(ValueError, match=r"lstm: lengths must lie in \[1, 3\]"):
+        kernels.lstm(*args, lengths=np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"lstm: lengths must have shape \(2,\)"):
+        kernels.lstm(*args, lengths=np.array([1, 2, 3]))
+    with pytest.raises(TypeError, match="lstm: lengths must hold integers"):
+        kernels.lstm(*args, lengths=np.array([1.0, 2.0]))
+    with pytest.raises(TypeError, match="lstm: all arrays must share one dtype"):
+        kernels.lstm(args[0].astype(np.float64), *args[1:])
+    with pytest.raises(TypeError, match="lstm: x must be float32 or float64"):
+        kernels.lstm(args[0].astype(np.int32), *args[1:])
+    with pytest.raises(ValueError, match="rnn: nonlinearity must be 'tanh' or 'relu'"):
+        g = make_layer("rnn_tanh", 3, 2, 4, 5, np.float32)
+        kernels.rnn(g["x"], g["h0"], g["w_ih"], g["w_hh"], g["b_ih"], g["b_hh"], nonlinearity="sigmoid")
+    with pytest.raises(ValueError, match=r"gru: w_hh must have shape \(3\*H, H\)"):
+        kernels.gru(a["x"], a["h0"], a["w_ih"], a["w_hh"], None, None)
+    saved = kernels.lstm(*args, training=True)[-1]
+    with pytest.raises(ValueError, match=r"lstm_backward: grad_y must have shape \(3, 2, 5\)"):
+        kernels.lstm_backward(saved, np.zeros((3, 2, 4), np.float32))
+    with pytest.raises(TypeError, match="gru_backward: saved must come from the matching forward"):
+        kernels.gru_backward(saved, None)
