@@ -7,4 +7,5 @@ from .pointwise import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
 from .gemm import *  # noqa: F401,F403
+from .pool import *  # noqa: F401,F403
 from .rnn import *  # noqa: F401,F403

@@ -1,0 +1,149 @@
+"""Pooling in NumPy, the reference for kernels/cuda/pool.py. Arrays are NCHW, geometry pre-checked.
+
+Windows are read tap by tap: for each kernel tap (i, j) one strided view of the padded input holds
+that tap of every window, so the Python loop runs over kh*kw taps, never over pixels. Adaptive
+pooling is separable, so it is two small matrix products (rows, then columns).
+"""
+import numpy as np
+
+
+def _padded(x, padding, out_hw, kernel, stride, dilation, fill):
+    """x inside a border of `fill`: `padding` on the top/left, enough on the bottom/right for the
+    last window (ceil_mode may take it past the right padding)."""
+    n, c, height, width = x.shape
+    need_h = (out_hw[0] - 1) * stride[0] + (kernel[0] - 1) * dilation[0] + 1
+    need_w = (out_hw[1] - 1) * stride[1] + (kernel[1] - 1) * dilation[1] + 1
+    rows = max(need_h, padding[0] + height)
+    cols = max(need_w, padding[1] + width)
+    padded = np.full((n, c, rows, cols), fill, dtype=x.dtype)
+    padded[:, :, padding[0]:padding[0] + height, padding[1]:padding[1] + width] = x
+    return padded
+
+
+def _taps(padded, kernel, stride, dilation, out_hw):
+    """Yield (i, j, view): view[n, c, oh, ow] is tap (i, j) of window (oh, ow); views alias `padded`."""
+    for i in range(kernel[0]):
+        top = i * dilation[0]
+        rows = slice(top, top + (out_hw[0] - 1) * stride[0] + 1, stride[0])
+        for j in range(kernel[1]):
+            left = j * dilation[1]
+            cols = slice(left, left + (out_hw[1] - 1) * stride[1] + 1, stride[1])
+            yield i, j, padded[:, :, rows, cols]
+
+
+def _window_starts(out_size, stride, padding):
+    return np.arange(out_size, dtype=np.int64) * stride - padding
+
+
+def max_pool2d(x, kernel, stride, padding, dilation, out_hw, return_indices=False):
+    """(y, indices or None). A later tap replaces the running max only when strictly larger (or NaN),
+    so ties keep the first maximum in row-major order, as PyTorch does."""
+    padded = _padded(x, padding, out_hw, kernel, stride, dilation, -np.inf)
+    out_shape = x.shape[:2] + tuple(out_hw)
+    width = x.shape[3]
+    if not return_indices:
+        y = np.full(out_shape, -np.inf, dtype=x.dtype)
+        for _, _, view in _taps(padded, kernel, stride, dilation, out_hw):
+            np.maximum(y, view, out=y)  # propagates NaN like PyTorch
+        return y, None
+    row_starts = _window_starts(out_hw[0], stride[0], padding[0])
+    col_starts = _window_starts(out_hw[1], stride[1], padding[1])
+
+    def first_inside(starts, step):
+        # the first tap that is not in the top/left padding (PyTorch's initial index)
+        return np.where(starts < 0, starts + (-starts + step - 1) // step * step, starts)
+
+    first = first_inside(row_starts, dilation[0])[:, None] * width + first_inside(col_starts, dilation[1])[None, :]
+    y = np.full(out_shape, -np.inf, dtype=x.dtype)
+    indices = np.broadcast_to(first, out_shape).copy()
+    for i, j, view in _taps(padded, kernel, stride, dilation, out_hw):
+        take = (view > y) | np.isnan(view)
+        tap_index = (row_starts + i * dilation[0])[:, None] * width + (col_starts + j * dilation[1])[None, :]
+        np.copyto(indices, np.broadcast_to(tap_index, out_shape), where=take)
+        np.copyto(y, view, where=take)
+    return y, indices
+
+
+def max_pool2d_backward(grad_out, indices, input_shape):
+    """Scatter-add of grad_out through the flat per-plane indices (overlapping windows accumulate)."""
+    n, c, height, width = input_shape
+    planes, plane = n * c, height * width
+    flat = indices.reshape(planes, -1) + (np.arange(planes, dtype=np.int64) * plane)[:, None]
+    grad = np.bincount(flat.reshape(-1), weights=grad_out.reshape(-1).astype(np.float64), minlength=planes * plane)
+    return grad.astype(grad_out.dtype).reshape(input_shape)
+
+
+def avg_divisor(size, out_size, kernel, stride, padding, count_include_pad):
+    """Per-window divisor along one axis (the 2-D divisor is the outer product): the window clipped to
+    the padded input, or to the input alone when padding is not counted (PyTorch's rule)."""
+    starts = _window_starts(out_size, stride, padding)
+    ends = np.minimum(starts + kernel, size + padding)
+    if count_include_pad:
+        return ends - starts
+    return np.minimum(ends, size) - np.maximum(starts, 0)
+
+
+def _divisor(input_hw, out_hw, kernel, stride, padding, count_include_pad, divisor_override, dtype):
+    if divisor_override is not None:
+        return dtype.type(divisor_override)
+    rows = avg_divisor(input_hw[0], out_hw[0], kernel[0], stride[0], padding[0], count_include_pad)
+    cols = avg_divisor(input_hw[1], out_hw[1], kernel[1], stride[1], padding[1], count_include_pad)
+    return (rows[:, None] * cols[None, :]).astype(dtype)
+
+
+def avg_pool2d(x, kernel, stride, padding, out_hw, count_include_pad=True, divisor_override=None):
+    padded = _padded(x, padding, out_hw, kernel, stride, (1, 1), 0)
+    total = np.zeros(x.shape[:2] + tuple(out_hw), dtype=x.dtype)
+    for _, _, view in _taps(padded, kernel, stride, (1, 1), out_hw):
+        total += view
+    return total / _divisor(x.shape[2:], out_hw, kernel, stride, padding, count_include_pad, divisor_override,
+                            x.dtype)
+
+
+def avg_pool2d_backward(grad_out, input_shape, kernel, stride, padding, count_include_pad=True,
+                        divisor_override=None):
+    out_hw = grad_out.shape[2:]
+    scaled = grad_out / _divisor(input_shape[2:], out_hw, kernel, stride, padding, count_include_pad,
+                                 divisor_override, grad_out.dtype)
+    work = np.zeros(input_shape, dtype=grad_out.dtype)
+    padded = _padded(work, padding, out_hw, kernel, stride, (1, 1), 0)
+    for _, _, view in _taps(padded, kernel, stride, (1, 1), out_hw):
+        view += scaled  # one tap's windows never share an element, so in-place add is exact
+    height, width = input_shape[2:]
+    return np.ascontiguousarray(padded[:, :, padding[0]:padding[0] + height, padding[1]:padding[1] + width])
+
+
+def adaptive_bounds(size, out_size):
+    """PyTorch's adaptive windows: [floor(o*size/out), ceil((o+1)*size/out)) for o < out."""
+    o = np.arange(out_size, dtype=np.int64)
+    return o * size // out_size, -(-(o + 1) * size // out_size)
+
+
+def adaptive_matrix(size, out_size, dtype):
+    """(out_size, size) averaging matrix: row o holds 1/len over window o."""
+    starts, ends = adaptive_bounds(size, out_size)
+    position = np.arange(size)[None, :]
+    inside = (position >= starts[:, None]) & (position < ends[:, None])
+    return (inside / (ends - starts)[:, None]).astype(dtype)
+
+
+def _separable(x, rows, cols):
+    """rows @ x[n, c] @ cols.T for every plane, as two large matrix products."""
+    n, c, height, width = x.shape
+    t = x.reshape(-1, width) @ cols.T                          # (n*c*height, out_w)
+    t = t.reshape(n * c, height, -1)
+    y = np.tensordot(rows, t, axes=([1], [1]))                 # (out_h, n*c, out_w)
+    return np.ascontiguousarray(y.transpose(1, 0, 2)).reshape(n, c, rows.shape[0], cols.shape[0])
+
+
+def adaptive_avg_pool2d(x, out_hw):
+    height, width = x.shape[2:]
+    return _separable(x, adaptive_matrix(height, out_hw[0], x.dtype), adaptive_matrix(width, out_hw[1], x.dtype))
+
+
+def adaptive_avg_pool2d_backward(grad_out, input_shape):
+    height, width = input_shape[2:]
+    out_h, out_w = grad_out.shape[2:]
+    rows = adaptive_matrix(height, out_h, grad_out.dtype)
+    cols = adaptive_matrix(width, out_w, grad_out.dtype)
+    return _separable(grad_out, rows.T, cols.T)
