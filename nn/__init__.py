@@ -2,3 +2,5 @@
 from .autograd import enable_grad, no_grad
 from .tensor import Tensor, cat, stack, tensor
 from .module import Module, ModuleList, Parameter, Sequential
+from . import init, optim, utils
+from .init import manual_seed

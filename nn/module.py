@@ -177,7 +177,7 @@ class Module:
                 continue
             module, kind, name, current = targets[key]
             device = "cuda" if backend.is_gpu_array(current) else "cpu"
-            array = backend.to_device(np.ascontiguousarray(value, dtype=current.dtype), device)
+            array = backend.to_device(np.ascontiguousarray(value, dtype=current.dtype).reshape(current.shape), device)
             if kind == "param":
                 module._parameters[name].data = array
             else:
