@@ -4,3 +4,4 @@ from .tensor import Tensor, cat, stack, tensor
 from .module import Module, ModuleList, Parameter, Sequential
 from . import init, optim, utils
 from .init import manual_seed
+from .recurrent import GRU, LSTM, RNN  # noqa: F401

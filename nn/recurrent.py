@@ -1,0 +1,279 @@
+"""Recurrent layers RNN, LSTM and GRU with torch.nn's arguments, parameter names, shapes and init.
+
+Each direction of each layer is one autograd Function around a whole-sequence kernel
+(kernels.lstm / gru / rnn and their *_backward), so a layer costs one graph node, not T of them.
+Per-sample `lengths` replace PyTorch's packed sequences: outputs are zero past each sample's length
+and h_n is the state after its last valid step, as with pack_padded_sequence(enforce_sorted=False).
+"""
+import math
+
+import numpy as np
+
+import kernels
+from kernels import backend
+
+from . import autograd, init
+from .autograd import Function
+from .module import Module, Parameter
+from .tensor import Tensor, cat, stack
+
+__all__ = ["RNN", "LSTM", "GRU"]
+
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+
+
+class _RecurrentLayer(Function):
+    """Shared plumbing: optional arguments given as None are not graph inputs, so their gradients are
+    dropped; grad_outputs of unused outputs arrive as None and are passed on as None."""
+
+    def _keep(self, grads):
+        return tuple(grad for grad, present in zip(grads, self.present) if present)
+
+
+class LSTMLayer(_RecurrentLayer):
+    def forward(self, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False, training=False):
+        self.present = [a is not None for a in (x, h0, c0, w_ih, w_hh, b_ih, b_hh)]
+        result = kernels.lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=lengths, reverse=reverse,
+                              training=training)
+        if training:
+            self.saved = result[3]
+        return result[:3]
+
+    def backward(self, grad_y, grad_h_n, grad_c_n):
+        return self._keep(kernels.lstm_backward(self.saved, grad_y, grad_h_n, grad_c_n))
+
+
+class GRULayer(_RecurrentLayer):
+    def forward(self, x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False, training=False):
+        self.present = [a is not None for a in (x, h0, w_ih, w_hh, b_ih, b_hh)]
+        result = kernels.gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=lengths, reverse=reverse, training=training)
+        if training:
+            self.saved = result[2]
+        return result[:2]
+
+    def backward(self, grad_y, grad_h_n):
+        return self._keep(kernels.gru_backward(self.saved, grad_y, grad_h_n))
+
+
+class RNNLayer(_RecurrentLayer):
+    def forward(self, x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", lengths=None, reverse=False,
+                training=False):
+        self.present = [a is not None for a in (x, h0, w_ih, w_hh, b_ih, b_hh)]
+        result = kernels.rnn(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity=nonlinearity, lengths=lengths,
+                             reverse=reverse, training=training)
+        if training:
+            self.saved = result[2]
+        return result[:2]
+
+    def backward(self, grad_y, grad_h_n):
+        return self._keep(kernels.rnn_backward(self.saved, grad_y, grad_h_n))
+
+
+class _RecurrentBase(Module):
+    """torch.nn.RNNBase without proj_size: the parameters of layer k, direction d are
+    weight_ih_l{k}[_reverse] (G*H, in), weight_hh_l{k}[_reverse] (G*H, H), bias_ih_l{k}[_reverse] and
+    bias_hh_l{k}[_reverse] (G*H,), registered in PyTorch's order so state dicts load unchanged."""
+
+    def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, dtype=np.float32, device="cpu"):
+        super().__init__()
+        name = type(self).__name__
+        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name}: {arg} must be a positive integer, got {value!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
+        self.mode = mode
+        self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
+        self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
+        self.dropout = float(dropout)
+        self.num_directions = 2 if self.bidirectional else 1
+        gate_rows = GATES[mode] * self.hidden_size
+        for layer in range(self.num_layers):
+            layer_input = self.input_size if layer == 0 else self.hidden_size * self.num_directions
+            for direction in range(self.num_directions):
+                suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                shapes = [("weight_ih", (gate_rows, layer_input)), ("weight_hh", (gate_rows, self.hidden_size))]
+                if self.bias:
+                    shapes += [("bias_ih", (gate_rows,)), ("bias_hh", (gate_rows,))]
+                for kind, shape in shapes:
+                    setattr(self, kind + suffix, Parameter(np.empty(shape, dtype=dtype)))
+        self.reset_parameters()
+        if device != "cpu":
+            self.to(device)
+
+    def reset_parameters(self):
+        """PyTorch's default: every weight and bias from U(-1/sqrt(H), 1/sqrt(H)), in registration order."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for parameter in self._parameters.values():
+            init.uniform_(parameter, -bound, bound)
+
+    def _layer_parameters(self, layer, direction):
+        suffix = f"_l{layer}" + ("_reverse" if direction else "")
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        return [self._parameters.get(kind + suffix) for kind in names]
+
+    def extra_repr(self):
+        text = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            text += f", num_layers={self.num_layers}"
+        if not self.bias:
+            text += ", bias=False"
+        if self.batch_first:
+            text += ", batch_first=True"
+        if self.dropout:
+            text += f", dropout={self.dropout}"
+        if self.bidirectional:
+            text += ", bidirectional=True"
+        return text
+
+    # ---- checks ------------------------------------------------------------------------------
+    def _check_input(self, x):
+        name = type(self).__name__
+        if not isinstance(x, Tensor):
+            if not backend.is_array(x):
+                raise TypeError(f"{name}: input must be a Tensor or an array, got {type(x).__name__}")
+            x = Tensor(x)
+        if x.ndim not in (2, 3):
+            raise ValueError(f"{name}: input must be 2-D (unbatched: T, input_size) or 3-D "
+                             f"({'B, T' if self.batch_first else 'T, B'}, input_size), got shape {x.shape}")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"{name}: input.size(-1) must equal input_size={self.input_size}, "
+                             f"got shape {x.shape}")
+        weight = self.weight_ih_l0
+        if x.device != weight.device:
+            raise ValueError(f"{name}: input is on {x.device} but the parameters are on {weight.device}; "
+                             f"move one with .to(device)")
+        if x.dtype != weight.dtype:
+            raise TypeError(f"{name}: input dtype {x.dtype} does not match the parameters' {weight.dtype}")
+        return x
+
+    def _check_state(self, state, label, batch, unbatched):
+        name = type(self).__name__
+        if not isinstance(state, Tensor):
+            if not backend.is_array(state):
+                raise TypeError(f"{name}: {label} must be a Tensor or an array, got {type(state).__name__}")
+            state = Tensor(state)
+        layers = self.num_layers * self.num_directions
+        expected = (layers, self.hidden_size) if unbatched else (layers, batch, self.hidden_size)
+        if state.shape != expected:
+            raise ValueError(f"{name}: {label} must have shape {expected} (num_layers * num_directions, "
+                             f"{'' if unbatched else 'batch, '}hidden_size), got {state.shape}")
+        if unbatched:
+            state = state.unsqueeze(1)
+        return state
+
+    def _check_lengths(self, lengths, steps, batch):
+        name = type(self).__name__
+        if lengths is None:
+            return None
+        if isinstance(lengths, Tensor):
+            lengths = lengths.data
+        if backend.is_gpu_array(lengths):
+            return lengths  # checked by the kernel (a host copy would synchronise here)
+        host = np.asarray(lengths)
+        if not np.issubdtype(host.dtype, np.integer) or host.shape != (batch,):
+            raise ValueError(f"{name}: lengths must be {batch} integers (one per sample), got "
+                             f"{host.dtype} of shape {host.shape}")
+        if host.min() < 1 or host.max() > steps:
+            raise ValueError(f"{name}: lengths must lie in [1, {steps}], got values from {host.min()} to {host.max()}")
+        return host.astype(np.int64)
+
+    # ---- forward -----------------------------------------------------------------------------
+    def forward(self, input, hx=None, lengths=None):
+        """input (T, B, I) (or (B, T, I) with batch_first, or unbatched (T, I)); hx (L*D, B, H) or
+        None for zeros (LSTM: a pair (h0, c0)); lengths: B ints, each sample's valid steps.
+        Returns output (T, B, D*H) (batch_first: (B, T, D*H)) and h_n (L*D, B, H) (LSTM: (h_n, c_n))."""
+        x = self._check_input(input)
+        unbatched = x.ndim == 2
+        if unbatched:
+            if lengths is not None:
+                raise ValueError(f"{type(self).__name__}: lengths needs batched (3-D) input, got shape {x.shape}")
+            x = x.unsqueeze(1)
+        elif self.batch_first:
+            x = x.transpose(0, 1)
+        steps, batch = x.shape[0], x.shape[1]
+        h0, c0 = self._initial_states(hx, batch, unbatched)
+        lengths = self._check_lengths(lengths, steps, batch)
+        training_graph = autograd.grad_enabled()
+        h_last, c_last = [], []
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(self.num_directions):
+                index = layer * self.num_directions + direction
+                h = None if h0 is None else h0[index]
+                c = None if c0 is None else c0[index]
+                y, h_n, c_n = self._run_direction(x, h, c, layer, direction, lengths, training_graph)
+                outputs.append(y)
+                h_last.append(h_n)
+                c_last.append(c_n)
+            x = outputs[0] if len(outputs) == 1 else cat(outputs, dim=2)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                from . import functional
+                x = functional.dropout(x, p=self.dropout, training=True)
+        output = x
+        h_n = stack(h_last, dim=0)
+        c_n = stack(c_last, dim=0) if self.mode == "LSTM" else None
+        if unbatched:
+            output, h_n = output.squeeze(1), h_n.squeeze(1)
+            c_n = None if c_n is None else c_n.squeeze(1)
+        elif self.batch_first:
+            output = output.transpose(0, 1)
+        return (output, (h_n, c_n)) if self.mode == "LSTM" else (output, h_n)
+
+    def _initial_states(self, hx, batch, unbatched):
+        if hx is None:
+            return None, None
+        if self.mode == "LSTM":
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError(f"LSTM: hx must be a pair (h0, c0), got {type(hx).__name__}")
+            return (self._check_state(hx[0], "h0", batch, unbatched),
+                    self._check_state(hx[1], "c0", batch, unbatched))
+        return self._check_state(hx, "hx", batch, unbatched), None
+
+    def _run_direction(self, x, h, c, layer, direction, lengths, training_graph):
+        w_ih, w_hh, b_ih, b_hh = self._layer_parameters(layer, direction)
+        inputs = (x, h, c, w_ih, w_hh, b_ih, b_hh)
+        training = training_graph and any(t is not None and t.requires_grad for t in inputs)
+        options = dict(lengths=lengths, reverse=bool(direction), training=training)
+        if self.mode == "LSTM":
+            return LSTMLayer.apply(x, h, c, w_ih, w_hh, b_ih, b_hh, **options)
+        if self.mode == "GRU":
+            y, h_n = GRULayer.apply(x, h, w_ih, w_hh, b_ih, b_hh, **options)
+        else:
+            y, h_n = RNNLayer.apply(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity=self.nonlinearity, **options)
+        return y, h_n, None
+
+
+class LSTM(_RecurrentBase):
+    """torch.nn.LSTM: gates i, f, g, o; forward(input, (h0, c0)=None, lengths=None) -> output, (h_n, c_n)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, dtype=np.float32, device="cpu"):
+        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         dtype, device)
+
+
+class GRU(_RecurrentBase):
+    """torch.nn.GRU: gates r, z, n; forward(input, h0=None, lengths=None) -> output, h_n."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, dtype=np.float32, device="cpu"):
+        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         dtype, device)
+
+
+class RNN(_RecurrentBase):
+    """torch.nn.RNN (Elman): h' = tanh or relu(W_ih x + b_ih + W_hh h + b_hh)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype=np.float32, device="cpu"):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        super().__init__("RNN", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         dtype, device)
+        self.nonlinearity = nonlinearity
+
+    def extra_repr(self):
+        text = super().extra_repr()
+        return text if self.nonlinearity == "tanh" else text + f", nonlinearity={self.nonlinearity!r}"
