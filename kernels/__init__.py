@@ -9,3 +9,4 @@ from .optim import *  # noqa: F401,F403
 from .gemm import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
 from .rnn import *  # noqa: F401,F403
+from .norm import *  # noqa: F401,F403

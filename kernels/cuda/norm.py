@@ -1,0 +1,195 @@
+"""Batch normalisation: per-channel reductions, then elementwise normalise / gradient kernels.
+
+Reductions: one block of REDUCE_THREADS threads per channel over the N*L values of x viewed as
+(N, C, L) (consecutive threads read consecutive l: coalesced), float32 two-pass mean/variance with a
+shared-memory tree. Elementwise kernels: `launch_1d`, one thread per value of the flat array.
+"""
+import math
+
+import numpy as np
+from numba import cuda, float32, int32, int64
+
+from .launch import launch, launch_1d
+
+REDUCE_THREADS = 512   # a power of two (tree reduction); 16 warps per block to keep loads in flight
+THREADS = 256
+
+
+@cuda.jit(device=True, inline=True)
+def _block_sum(values, tid):
+    """Tree-sum of values[0:REDUCE_THREADS] in shared memory; the result is in values[0] for all."""
+    stride = REDUCE_THREADS // 2
+    while stride > 0:
+        cuda.syncthreads()
+        if tid < stride:
+            values[tid] += values[tid + stride]
+        stride //= 2
+    cuda.syncthreads()
+    return values[0]
+
+
+@cuda.jit(fastmath=False)
+def batch_statistics_kernel(x, mean_out, invstd_out, running_mean, running_var, momentum, eps,
+                            unbias_factor, update_running):
+    c = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    length = x.shape[2]
+    count = x.shape[0] * length
+    partial = cuda.shared.array(REDUCE_THREADS, float32)
+    total = float32(0.0)
+    for i in range(tid, count, REDUCE_THREADS):
+        n = i // length
+        total += x[n, c, i - n * length]
+    partial[tid] = total
+    mean = _block_sum(partial, tid) / float32(count)
+    cuda.syncthreads()   # everyone has read partial[0] before it is overwritten
+    # Second pass over centred values: no cancellation when |mean| >> std.
+    total = float32(0.0)
+    for i in range(tid, count, REDUCE_THREADS):
+        n = i // length
+        d = x[n, c, i - n * length] - mean
+        total += d * d
+    partial[tid] = total
+    var = _block_sum(partial, tid) / float32(count)
+    if tid == 0:
+        mean_out[c] = mean
+        invstd_out[c] = float32(1.0) / math.sqrt(var + eps)
+        if update_running != 0:
+            running_mean[c] = (float32(1.0) - momentum) * running_mean[c] + momentum * mean
+            running_var[c] = (float32(1.0) - momentum) * running_var[c] + momentum * var * unbias_factor
+
+
+@cuda.jit(fastmath=False)
+def running_statistics_kernel(running_mean, running_var, mean_out, invstd_out, eps):
+    c = cuda.grid(1)
+    if c < mean_out.shape[0]:
+        mean_out[c] = running_mean[c]
+        invstd_out[c] = float32(1.0) / math.sqrt(running_var[c] + eps)
+
+
+@cuda.jit(fastmath=True)
+def normalise_kernel(x, mean, invstd, weight, bias, y, channels, length, affine):
+    i = cuda.grid(1)
+    if i >= x.shape[0]:
+        return
+    c = (i // length) % channels
+    value = (x[i] - mean[c]) * invstd[c]
+    if affine != 0:
+        value = value * weight[c] + bias[c]
+    y[i] = value
+
+
+@cuda.jit(fastmath=True)
+def backward_sums_kernel(grad_out, x, mean, invstd, sum_grad_xhat, sum_grad):
+    c = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    length = x.shape[2]
+    count = x.shape[0] * length
+    partial_grad = cuda.shared.array(REDUCE_THREADS, float32)
+    partial_grad_xhat = cuda.shared.array(REDUCE_THREADS, float32)
+    mu = mean[c]
+    total_grad = float32(0.0)
+    total_grad_centred = float32(0.0)
+    for i in range(tid, count, REDUCE_THREADS):
+        n = i // length
+        l = i - n * length
+        g = grad_out[n, c, l]
+        total_grad += g
+        total_grad_centred += g * (x[n, c, l] - mu)
+    partial_grad[tid] = total_grad
+    partial_grad_xhat[tid] = total_grad_centred
+    stride = REDUCE_THREADS // 2
+    while stride > 0:
+        cuda.syncthreads()
+        if tid < stride:
+            partial_grad[tid] += partial_grad[tid + stride]
+            partial_grad_xhat[tid] += partial_grad_xhat[tid + stride]
+        stride //= 2
+    if tid == 0:
+        sum_grad[c] = partial_grad[0]
+        sum_grad_xhat[c] = partial_grad_xhat[0] * invstd[c]
+
+
+@cuda.jit(fastmath=True)
+def backward_input_kernel(grad_out, x, mean, invstd, weight, sum_grad_xhat, sum_grad, grad_x, channels, length,
+                          inverse_count, has_weight, training):
+    i = cuda.grid(1)
+    if i >= x.shape[0]:
+        return
+    c = (i // length) % channels
+    scale = invstd[c]
+    if has_weight != 0:
+        scale *= weight[c]
+    g = grad_out[i]
+    if training != 0:
+        xhat = (x[i] - mean[c]) * invstd[c]
+        g = g - sum_grad[c] * inverse_count - xhat * (sum_grad_xhat[c] * inverse_count)
+    grad_x[i] = scale * g
+
+
+def _dense_copy(vector):
+    return vector if vector.flags.c_contiguous else vector.copy()
+
+
+def batch_norm_statistics(x3, mean, invstd, running_mean, running_var, momentum, eps):
+    """Batch mean and invstd into mean/invstd; running stats (when given) updated in place."""
+    channels = x3.shape[1]
+    count = x3.shape[0] * x3.shape[2]
+    # Scratch stand-ins when a running stat is absent: never aliases an array the kernel writes.
+    used = [mean.copy() if r is None else _dense_copy(r) for r in (running_mean, running_var)]
+    update = running_mean is not None or running_var is not None
+    launch(batch_statistics_kernel, channels, REDUCE_THREADS, x3, mean, invstd, used[0], used[1],
+           np.float32(momentum), np.float32(eps), np.float32(count / (count - 1)), np.int32(update))
+    for original, copy in zip((running_mean, running_var), used):
+        if original is not None and copy is not original:
+            original[...] = copy
+
+
+def running_statistics(running_mean, running_var, mean, invstd, eps):
+    launch_1d(running_statistics_kernel, mean.shape[0], running_mean, running_var, mean, invstd,
+              np.float32(eps), threads=THREADS)
+
+
+def batch_norm_forward(x3, mean, invstd, weight, bias, y3):
+    batch, channels, length = x3.shape
+    affine = weight is not None or bias is not None
+    if affine:
+        weight = weight if weight is not None else _ones_like(mean)
+        bias = bias if bias is not None else _zeros_like(mean)
+    else:
+        weight, bias = mean, mean   # read-only stand-ins, never read without affine
+    launch_1d(normalise_kernel, x3.size, x3.reshape(-1), mean, invstd, weight, bias, y3.reshape(-1),
+              channels, length, np.int32(affine), threads=THREADS)
+
+
+def batch_norm_backward(grad3, x3, weight, mean, invstd, training, grad_x3, sum_grad_xhat, sum_grad):
+    batch, channels, length = x3.shape
+    launch(backward_sums_kernel, channels, REDUCE_THREADS, grad3, x3, mean, invstd, sum_grad_xhat, sum_grad)
+    launch_1d(backward_input_kernel, x3.size, grad3.reshape(-1), x3.reshape(-1), mean, invstd,
+              mean if weight is None else weight, sum_grad_xhat, sum_grad, grad_x3.reshape(-1), channels, length,
+              np.float32(1.0 / (batch * length)), np.int32(weight is not None), np.int32(training),
+              threads=THREADS)
+
+
+def _ones_like(v):
+    out = v.copy()
+    out[...] = 1
+    return out
+
+
+def _zeros_like(v):
+    out = v.copy()
+    out[...] = 0
+    return out
+
+
+_vector = float32[::1]
+_ncl = float32[:, :, ::1]
+PTX_SIGNATURES = [
+    ("batch_statistics", batch_statistics_kernel, (_ncl, _vector, _vector, _vector, _vector,
+                                                   float32, float32, float32, int32)),
+    ("running_statistics", running_statistics_kernel, (_vector, _vector, _vector, _vector, float32)),
+    ("normalise", normalise_kernel, (_vector,) * 6 + (int64, int64, int32)),
+    ("backward_sums", backward_sums_kernel, (_ncl, _ncl, _vector, _vector, _vector, _vector)),
+    ("backward_input", backward_input_kernel, (_vector,) * 8 + (int64, int64, float32, int32, int32)),
+]

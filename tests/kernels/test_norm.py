@@ -1,0 +1,115 @@
+"""Batch normalisation (CPU path) against torch.nn.functional.batch_norm and finite differences."""
+import numpy as np
+import pytest
+
+import kernels
+from tests.oracle import assert_close, finite_difference_gradient, random_array, torch_module
+
+SHAPES = [(9, 5), (6, 3, 7), (3, 4, 5, 7)]
+
+
+def _inputs(shape, dtype, affine, seed=0):
+    channels = shape[1]
+    x = random_array(shape, dtype, seed=seed, low=-2.0, high=3.0)
+    weight = random_array((channels,), dtype, seed=seed + 1, low=0.5, high=1.5) if affine else None
+    bias = random_array((channels,), dtype, seed=seed + 2) if affine else None
+    running_mean = random_array((channels,), dtype, seed=seed + 3)
+    running_var = random_array((channels,), dtype, seed=seed + 4, low=0.5, high=2.0)
+    return x, weight, bias, running_mean, running_var
+
+
+def _torch_batch_norm(x, weight, bias, running_mean, running_var, training, grad_out, momentum=0.1, eps=1e-5):
+    """torch's output, (grad_x, grad_weight, grad_bias) and updated running stats, in float64."""
+    torch = torch_module()
+
+    def tensor(a, grad=False):
+        return None if a is None else torch.tensor(a.astype(np.float64), requires_grad=grad)
+    tx, tw, tb = tensor(x, True), tensor(weight, True), tensor(bias, True)
+    rm, rv = tensor(running_mean), tensor(running_var)
+    y = torch.nn.functional.batch_norm(tx, rm, rv, tw, tb, training=training, momentum=momentum, eps=eps)
+    y.backward(tensor(grad_out))
+    grads = [tx.grad.numpy()] + ([tw.grad.numpy(), tb.grad.numpy()] if weight is not None else [None, None])
+    return y.detach().numpy(), grads, rm.numpy(), rv.numpy()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_batch_norm_matches_torch(shape, training, affine, dtype):
+    x, weight, bias, running_mean, running_var = _inputs(shape, dtype, affine, seed=len(shape))
+    grad_out = random_array(shape, dtype, seed=11)
+    expected, expected_grads, expected_mean, expected_var = _torch_batch_norm(
+        x, weight, bias, running_mean, running_var, training, grad_out, momentum=0.3, eps=1e-3)
+    y, saved_mean, saved_invstd = kernels.batch_norm(x, weight, bias, running_mean, running_var, training,
+                                                     momentum=0.3, eps=1e-3)
+    assert y.dtype == dtype and y.shape == shape
+    assert_close(y, expected, dtype, scale=4, name="y")
+    assert_close(running_mean, expected_mean, dtype, name="running_mean")
+    assert_close(running_var, expected_var, dtype, name="running_var")
+    grads = kernels.batch_norm_backward(grad_out, x, weight, saved_mean, saved_invstd, training=training)
+    for name, actual, reference in zip(("grad_x", "grad_weight", "grad_bias"), grads, expected_grads):
+        if reference is None:
+            assert actual is None, name
+        else:
+            assert_close(actual, reference, dtype, scale=8, name=name)
+
+
+def test_saved_statistics():
+    x, _, _, running_mean, running_var = _inputs((5, 3, 4), np.float64, False)
+    _, mean, invstd = kernels.batch_norm(x, None, None, None, None, True, eps=1e-4)
+    assert_close(mean, x.mean(axis=(0, 2)), np.float64)
+    assert_close(invstd, 1 / np.sqrt(x.var(axis=(0, 2)) + 1e-4), np.float64)
+    _, mean, invstd = kernels.batch_norm(x, None, None, running_mean, running_var, False, eps=1e-4)
+    assert_close(mean, running_mean, np.float64)
+    assert_close(invstd, 1 / np.sqrt(running_var + 1e-4), np.float64)
+
+
+def test_training_without_running_stats_and_non_contiguous_input():
+    torch = torch_module()
+    storage = random_array((4, 6, 10), np.float64, seed=5)
+    x = storage.transpose(0, 2, 1)[:, ::2]   # (4, 5, 6) strided
+    y, _, _ = kernels.batch_norm(x, None, None, None, None, True)
+    expected = torch.nn.functional.batch_norm(torch.tensor(x), None, None, training=True).numpy()
+    assert_close(y, expected, np.float64)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(5, 2), (3, 2, 2, 3)])
+def test_batch_norm_gradients_by_finite_differences(shape, training):
+    x, weight, bias, running_mean, running_var = _inputs(shape, np.float64, True, seed=7)
+    projection = random_array(shape, np.float64, seed=8)
+
+    def loss():
+        # Fresh copies of the running stats: the forward must not drift while differencing.
+        y, _, _ = kernels.batch_norm(x, weight, bias, running_mean.copy(), running_var.copy(), training)
+        return float((y * projection).sum())
+    _, mean, invstd = kernels.batch_norm(x, weight, bias, running_mean.copy(), running_var.copy(), training)
+    grad_x, grad_weight, grad_bias = kernels.batch_norm_backward(projection, x, weight, mean, invstd, training)
+    for analytic, variable in ((grad_x, x), (grad_weight, weight), (grad_bias, bias)):
+        assert_close(analytic, finite_difference_gradient(loss, variable), rtol=1e-6, atol=1e-8)
+
+
+def test_batch_norm_rejects_bad_input():
+    x = random_array((4, 3, 5))
+    c = np.ones(3, np.float32)
+    with pytest.raises(ValueError, match=r"batch_norm: x must be 2-D or 3-D or 4-D, got shape \(4,\)"):
+        kernels.batch_norm(np.ones(4, np.float32), None, None, None, None, True)
+    with pytest.raises(ValueError, match=r"batch_norm: weight must have shape \(3,\), got \(4,\)"):
+        kernels.batch_norm(x, np.ones(4, np.float32), None, None, None, True)
+    with pytest.raises(ValueError, match="batch_norm: training needs more than 1 value per channel"):
+        kernels.batch_norm(np.ones((1, 3), np.float32), None, None, None, None, True)
+    with pytest.raises(ValueError, match="batch_norm: eval mode .* needs running_mean and running_var"):
+        kernels.batch_norm(x, None, None, c, None, False)
+    with pytest.raises(TypeError, match="batch_norm: all arrays must share one dtype"):
+        kernels.batch_norm(x, np.ones(3), None, None, None, True)
+    with pytest.raises(TypeError, match="batch_norm: x must be float32 or float64"):
+        kernels.batch_norm(np.ones((4, 3), np.int64), None, None, None, None, True)
+    with pytest.raises(ValueError, match="batch_norm: eps must be a positive number"):
+        kernels.batch_norm(x, None, None, None, None, True, eps=0.0)
+    with pytest.raises(ValueError, match="batch_norm: momentum must be a number in"):
+        kernels.batch_norm(x, None, None, None, None, True, momentum=2.0)
+    with pytest.raises(ValueError, match="batch_norm_backward: grad_out must have shape"):
+        kernels.batch_norm_backward(np.ones((4, 3), np.float32), x, None, c, c)
+    with pytest.raises(ValueError, match=r"batch_norm_backward: saved_invstd must have shape \(3,\)"):
+        kernels.batch_norm_backward(x, x, None, c, np.ones(2, np.float32))

@@ -1,0 +1,56 @@
+"""CUDA batch-norm kernels in the simulator against the CPU path (tiny shapes, every kernel)."""
+import numpy as np
+import pytest
+
+import kernels
+from kernels.cpu import norm as cpu
+from tests.oracle import assert_close, random_array
+
+
+def _reference(x, weight, bias, running_mean, running_var, training, grad_out, eps=1e-5, momentum=0.1):
+    x3, grad3 = x.reshape(x.shape[0], x.shape[1], -1), grad_out.reshape(x.shape[0], x.shape[1], -1)
+    if training:
+        mean, var, invstd = cpu.batch_norm_statistics(x3, eps)
+        cpu.update_running_stats(running_mean, running_var, mean, var, x3.shape[0] * x3.shape[2], momentum)
+    else:
+        mean, invstd = running_mean.copy(), 1 / np.sqrt(running_var + eps)
+    y = cpu.normalise(x3, mean, invstd, weight, bias).reshape(x.shape)
+    grad_x, grad_weight, grad_bias = cpu.batch_norm_backward(grad3, x3, weight, mean, invstd, training)
+    return y, mean, invstd, grad_x.reshape(x.shape), grad_weight, grad_bias
+
+
+@pytest.mark.parametrize("shape,training,affine", [((7, 3), True, True), ((3, 2, 5, 3), True, False),
+                                                   ((4, 3, 6), False, True), ((2, 2, 3, 3), False, False)])
+def test_batch_norm_kernels_match_cpu(shape, training, affine):
+    channels = shape[1]
+    x = random_array(shape, seed=1, low=2.0, high=5.0)   # |mean| > std: the two-pass variance matters
+    grad_out = random_array(shape, seed=2)
+    weight = random_array((channels,), seed=3) if affine else None
+    bias = random_array((channels,), seed=4) if affine else None
+    running_mean = random_array((channels,), seed=5)
+    running_var = random_array((channels,), seed=6, low=0.5, high=2.0)
+    expected_mean, expected_var = running_mean.copy(), running_var.copy()
+    y_ref, mean_ref, invstd_ref, gx_ref, gw_ref, gb_ref = _reference(
+        x, weight, bias, expected_mean, expected_var, training, grad_out)
+    y, mean, invstd = kernels.batch_norm(x, weight, bias, running_mean, running_var, training)
+    assert_close(y, y_ref, np.float32, name="y")
+    assert_close(mean, mean_ref, np.float32, name="saved_mean")
+    assert_close(invstd, invstd_ref, np.float32, name="saved_invstd")
+    assert_close(running_mean, expected_mean, np.float32, name="running_mean")
+    assert_close(running_var, expected_var, np.float32, name="running_var")
+    grad_x, grad_weight, grad_bias = kernels.batch_norm_backward(grad_out, x, weight, mean, invstd, training)
+    assert_close(grad_x, gx_ref, np.float32, scale=4, name="grad_x")
+    if affine:
+        assert_close(grad_weight, gw_ref, np.float32, scale=4, name="grad_weight")
+        assert_close(grad_bias, gb_ref, np.float32, scale=4, name="grad_bias")
+    else:
+        assert grad_weight is None and grad_bias is None
+
+
+def test_batch_norm_kernels_more_values_than_threads_and_no_running_stats():
+    x = random_array((3, 2, 230), seed=7)   # 690 values per channel: the strided loop wraps
+    y, mean, invstd = kernels.batch_norm(x, None, np.ones(2, np.float32), None, None, True)
+    mean_ref, _, invstd_ref = cpu.batch_norm_statistics(x, 1e-5)
+    assert_close(mean, mean_ref, np.float32)
+    assert_close(invstd, invstd_ref, np.float32)
+    assert_close(y, cpu.normalise(x, mean_ref, invstd_ref, None, np.ones(2, np.float32)), np.float32)
