@@ -10,3 +10,4 @@ from .gemm import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
 from .rnn import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403
+from .reduce import *  # noqa: F401,F403

@@ -1,10 +1,13 @@
 """Public elementwise ops (torch.nn.functional names): validate, then run where the inputs live."""
+import numbers
+
 from . import backend
 from ._checks import contiguous, empty, float_dtype, check_shape
 from .cpu import pointwise as cpu
 from .cuda import pointwise as gpu
 
-__all__ = ["relu", "relu_backward"]
+__all__ = ["relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "sigmoid", "sigmoid_backward",
+           "tanh", "tanh_backward", "bias_add"]
 
 
 def relu(x):
@@ -30,3 +33,98 @@ def relu_backward(grad_out, x):
     grad_in = empty(x, x.shape)
     gpu.relu_backward(grad_out, x, grad_in)
     return grad_in
+
+
+def _slope(op, negative_slope):
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real):
+        raise TypeError(f"{op}: negative_slope must be a real number, got {negative_slope!r}")
+    return float(negative_slope)
+
+
+def leaky_relu(x, negative_slope=0.01):
+    """x where x > 0, else negative_slope * x, elementwise."""
+    device = backend.device_of("leaky_relu", x)
+    float_dtype("leaky_relu", device, x=x)
+    slope = _slope("leaky_relu", negative_slope)
+    if device == "cpu":
+        return cpu.leaky_relu(x, slope)
+    x = contiguous(x)
+    out = empty(x, x.shape)
+    gpu.leaky_relu(x, out, slope)
+    return out
+
+
+def leaky_relu_backward(grad_out, x, negative_slope=0.01):
+    """Gradient of leaky_relu at `x`: grad_out where x > 0, else negative_slope * grad_out."""
+    device = backend.device_of("leaky_relu_backward", grad_out, x)
+    float_dtype("leaky_relu_backward", device, grad_out=grad_out, x=x)
+    check_shape("leaky_relu_backward", "grad_out", grad_out, x.shape)
+    slope = _slope("leaky_relu_backward", negative_slope)
+    if device == "cpu":
+        return cpu.leaky_relu_backward(grad_out, x, slope)
+    grad_out, x = contiguous(grad_out), contiguous(x)
+    grad_in = empty(x, x.shape)
+    gpu.leaky_relu_backward(grad_out, x, grad_in, slope)
+    return grad_in
+
+
+def _unary(op, cpu_fn, gpu_fn, x):
+    device = backend.device_of(op, x)
+    float_dtype(op, device, x=x)
+    if device == "cpu":
+        return cpu_fn(x)
+    x = contiguous(x)
+    out = empty(x, x.shape)
+    gpu_fn(x, out)
+    return out
+
+
+def _unary_backward(op, cpu_fn, gpu_fn, grad_out, y):
+    device = backend.device_of(op, grad_out, y)
+    float_dtype(op, device, grad_out=grad_out, y=y)
+    check_shape(op, "grad_out", grad_out, y.shape)
+    if device == "cpu":
+        return cpu_fn(grad_out, y)
+    grad_out, y = contiguous(grad_out), contiguous(y)
+    grad_in = empty(y, y.shape)
+    gpu_fn(grad_out, y, grad_in)
+    return grad_in
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)), elementwise (no overflow for large |x|)."""
+    return _unary("sigmoid", cpu.sigmoid, gpu.sigmoid, x)
+
+
+def sigmoid_backward(grad_out, y):
+    """Gradient of sigmoid from its output `y = sigmoid(x)`: grad_out * y * (1 - y)."""
+    return _unary_backward("sigmoid_backward", cpu.sigmoid_backward, gpu.sigmoid_backward, grad_out, y)
+
+
+def tanh(x):
+    """tanh(x), elementwise."""
+    return _unary("tanh", cpu.tanh, gpu.tanh, x)
+
+
+def tanh_backward(grad_out, y):
+    """Gradient of tanh from its output `y = tanh(x)`: grad_out * (1 - y * y)."""
+    return _unary_backward("tanh_backward", cpu.tanh_backward, gpu.tanh_backward, grad_out, y)
+
+
+def bias_add(x, bias):
+    """x + bias along axis 1 (the channel/feature axis of PyTorch layouts): x (N, C, ...) or (N, C), bias (C,).
+
+    Gradients: w.r.t. x it is grad_out itself; w.r.t. bias it is
+    `reduce_sum(grad_out, axis=(0, 2, 3, ...))`, the sum over every axis but 1.
+    """
+    device = backend.device_of("bias_add", x, bias)
+    float_dtype("bias_add", device, x=x, bias=bias)
+    if x.ndim < 2:
+        raise ValueError(f"bias_add: x must have at least 2 dims (N, C, ...), got shape {tuple(x.shape)}")
+    check_shape("bias_add", "bias", bias, (x.shape[1],))
+    if device == "cpu":
+        return cpu.bias_add(x, bias)
+    x, bias = contiguous(x), contiguous(bias)
+    out = empty(x, x.shape)
+    gpu.bias_add(x, bias, out)
+    return out
