@@ -8,14 +8,10 @@ import numpy as np
 from . import backend
 from ._checks import check_ndim, contiguous, empty, float_dtype
 from .cpu import pool as cpu
+from .cuda import pool as gpu
 
 __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
            "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward"]
-
-
-def _gpu():
-    from .cuda import pool
-    return pool
 
 
 def _is_int(value):
@@ -108,15 +104,21 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
         x4 = contiguous(x4)
         y = empty(x4, x4.shape[:2] + out_hw)
         indices = empty(x4, y.shape, dtype="int64") if return_indices else None
-        _gpu().max_pool2d(x4, y, indices, *geometry)
+        gpu.max_pool2d(x4, y, indices, *geometry)
     if squeeze:
         y = y.reshape(y.shape[1:])
         indices = None if indices is None else indices.reshape(indices.shape[1:])
     return (y, indices) if return_indices else y
 
 
-def max_pool2d_backward(grad_out, indices, input_shape):
-    """Gradient of max_pool2d: grad_out summed into the input positions its indices point at."""
+def max_pool2d_backward(grad_out, indices, input_shape, kernel_size=None, stride=None, padding=0, dilation=1,
+                        ceil_mode=False):
+    """Gradient of max_pool2d: grad_out summed into the input positions its indices point at.
+
+    The window geometry is optional. Given (the arguments of the forward call), the CUDA path runs a
+    gather (each input sums the windows that can hold it: no atomics, deterministic, one write per
+    element); without it, a zero fill and an atomic scatter. The CPU path is the same either way.
+    """
     op = "max_pool2d_backward"
     device = backend.device_of(op, grad_out, indices)
     float_dtype(op, device, grad_out=grad_out)
@@ -124,6 +126,10 @@ def max_pool2d_backward(grad_out, indices, input_shape):
     check_ndim(op, "grad_out", grad_out, len(shape))
     if tuple(grad_out.shape[:-2]) != shape[:-2] or any(d < 1 for d in grad_out.shape[-2:]):
         raise ValueError(f"{op}: grad_out of shape {tuple(grad_out.shape)} does not pool input_shape {shape}")
+    geometry = None
+    if kernel_size is not None:
+        geometry = _window_geometry(op, shape, kernel_size, stride, padding, dilation, ceil_mode)
+        _check_grad_out(op, grad_out, shape[:-2] + geometry[4])
     if str(indices.dtype) != "int64":
         raise TypeError(f"{op}: indices must be int64, got {indices.dtype}")
     if tuple(indices.shape) != tuple(grad_out.shape):
@@ -141,7 +147,7 @@ def max_pool2d_backward(grad_out, indices, input_shape):
     else:
         grad4, indices4 = contiguous(grad4), contiguous(indices4)
         grad_in = empty(grad4, shape4)
-        _gpu().max_pool2d_backward(grad4, indices4, grad_in)
+        gpu.max_pool2d_backward(grad4, indices4, grad_in, None if geometry is None else geometry[:4])
     return grad_in.reshape(shape)
 
 
@@ -167,7 +173,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     else:
         x4 = contiguous(x4)
         y = empty(x4, x4.shape[:2] + out_hw)
-        _gpu().avg_pool2d(x4, y, kernel, stride, padding, *options)
+        gpu.avg_pool2d(x4, y, kernel, stride, padding, *options)
     return y.reshape(y.shape[1:]) if squeeze else y
 
 
@@ -189,7 +195,7 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride=None, padding
     else:
         grad4 = contiguous(grad4)
         grad_in = empty(grad4, shape4)
-        _gpu().avg_pool2d_backward(grad4, grad_in, kernel, stride, padding, *options)
+        gpu.avg_pool2d_backward(grad4, grad_in, kernel, stride, padding, *options)
     return grad_in.reshape(shape)
 
 
@@ -216,7 +222,7 @@ def adaptive_avg_pool2d(x, output_size):
     else:
         x4 = contiguous(x4)
         y = empty(x4, x4.shape[:2] + out_hw)
-        _gpu().adaptive_avg_pool2d(x4, y)
+        gpu.adaptive_avg_pool2d(x4, y)
     return y.reshape(y.shape[1:]) if squeeze else y
 
 
@@ -236,5 +242,5 @@ def adaptive_avg_pool2d_backward(grad_out, input_shape):
     else:
         grad4 = contiguous(grad4)
         grad_in = empty(grad4, shape4)
-        _gpu().adaptive_avg_pool2d_backward(grad4, grad_in)
+        gpu.adaptive_avg_pool2d_backward(grad4, grad_in)
     return grad_in.reshape(shape)

@@ -67,6 +67,8 @@ def _check_max(shape, args, dtype, seed=0):
     _, (expected_grad,) = torch_reference(lambda t: F.max_pool2d(t, **args), x, grad_output=grad_out)
     assert_close(kernels.max_pool2d_backward(grad_out, indices, x.shape), expected_grad, dtype,
                  name="max_pool2d_backward")
+    assert_close(kernels.max_pool2d_backward(grad_out, indices, x.shape, **args), expected_grad, dtype,
+                 name="max_pool2d_backward with the window geometry")
 
 
 def _check_avg(shape, args, dtype, seed=0):
@@ -220,6 +222,8 @@ def test_pooling_rejects_bad_input():
         kernels.max_pool2d_backward(y, indices + 64, x.shape)
     with pytest.raises(ValueError, match="max_pool2d_backward: grad_out of shape"):
         kernels.max_pool2d_backward(y, indices, (2, 4, 8, 8))
+    with pytest.raises(ValueError, match=r"max_pool2d_backward: grad_out must have shape \(2, 3, 2, 2\)"):
+        kernels.max_pool2d_backward(y, indices, x.shape, kernel_size=3, stride=3)
     with pytest.raises(ValueError, match=r"avg_pool2d_backward: grad_out must have shape \(2, 3, 4, 4\)"):
         kernels.avg_pool2d_backward(y[:, :, :3], x.shape, 2)
     with pytest.raises(ValueError, match="adaptive_avg_pool2d_backward: grad_out must be 3-D"):
