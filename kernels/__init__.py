@@ -11,3 +11,4 @@ from .pool import *  # noqa: F401,F403
 from .rnn import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
+from .ctc import *  # noqa: F401,F403

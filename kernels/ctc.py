@@ -1,0 +1,151 @@
+"""Public CTC loss (torch.nn.functional.ctc_loss) and its gradient with respect to log_probs.
+
+log_probs: (T, N, C) log-softmax outputs. targets: (N, S) padded or 1-D concatenated (length
+sum(target_lengths)), integers on either device; the lengths are integer arrays or sequences of
+shape (N,). The targets and lengths are small and are checked on the host, as PyTorch does.
+The gradient matches PyTorch's: d/d log_probs = exp(log_probs) - occupancy / p, scaled per sample.
+"""
+import numpy as np
+
+from . import backend
+from ._checks import check_ndim, contiguous, empty, float_dtype
+from .cpu import ctc as cpu
+from .cuda import ctc as gpu
+
+__all__ = ["ctc_loss", "ctc_loss_backward"]
+
+REDUCTIONS = ("none", "sum", "mean")
+
+
+def _lengths(op, name, value, batch):
+    if backend.is_array(value):
+        value = backend.to_numpy(value)
+    array = np.asarray(value)
+    if array.dtype.kind not in "iu" and not (array.size == 0 and array.dtype.kind == "f"):
+        raise TypeError(f"{op}: {name} must hold integers, got dtype {array.dtype}")
+    if array.shape != (batch,):
+        raise ValueError(f"{op}: {name} must have shape ({batch},), got {array.shape}")
+    return array.astype(np.int64)
+
+
+def _prepare(op, log_probs, targets, input_lengths, target_lengths, blank, reduction):
+    """Validate everything; returns (device, flat int64 targets, offsets, input_lengths, target_lengths)."""
+    device = backend.device_of(op, log_probs)
+    float_dtype(op, device, log_probs=log_probs)
+    check_ndim(op, "log_probs", log_probs, 3)
+    steps, batch, classes = log_probs.shape
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if isinstance(blank, bool) or not isinstance(blank, (int, np.integer)) or not 0 <= blank < classes:
+        raise ValueError(f"{op}: blank must be an integer in [0, {classes}), got {blank!r}")
+    if not backend.is_array(targets):
+        raise TypeError(f"{op}: targets must be a NumPy or CuPy integer array, got {type(targets).__name__}")
+    if targets.dtype.kind not in "iu":
+        raise TypeError(f"{op}: targets must hold integers, got dtype {targets.dtype}")
+    input_lengths = _lengths(op, "input_lengths", input_lengths, batch)
+    target_lengths = _lengths(op, "target_lengths", target_lengths, batch)
+    if batch and (input_lengths.min() < 0 or input_lengths.max() > steps):
+        raise ValueError(f"{op}: input_lengths must lie in [0, {steps}] (T), got {input_lengths.tolist()}")
+    if batch and target_lengths.min() < 0:
+        raise ValueError(f"{op}: target_lengths must be >= 0, got {target_lengths.tolist()}")
+    host_targets = backend.to_numpy(targets).astype(np.int64)
+    if host_targets.ndim == 2:
+        if host_targets.shape[0] != batch:
+            raise ValueError(f"{op}: padded targets must have shape ({batch}, S), got {host_targets.shape}")
+        width = host_targets.shape[1]
+        if batch and target_lengths.max() > width:
+            raise ValueError(f"{op}: target_lengths must be at most S={width} for padded targets, "
+                             f"got {target_lengths.tolist()}")
+        offsets = np.arange(batch, dtype=np.int64) * width
+        flat = host_targets.reshape(-1)
+    elif host_targets.ndim == 1:
+        if host_targets.shape[0] != target_lengths.sum():
+            raise ValueError(f"{op}: concatenated targets must have sum(target_lengths)="
+                             f"{int(target_lengths.sum())} entries, got {host_targets.shape[0]}")
+        offsets = np.concatenate([[0], np.cumsum(target_lengths)[:-1]]).astype(np.int64)
+        flat = host_targets
+    else:
+        raise ValueError(f"{op}: targets must be 2-D (N, S) padded or 1-D concatenated, got shape "
+                         f"{host_targets.shape}")
+    used = np.concatenate([flat[o:o + n] for o, n in zip(offsets, target_lengths)]) if batch else flat[:0]
+    bad = (used < 0) | (used >= classes) | (used == blank)
+    if bad.any():
+        raise ValueError(f"{op}: target labels must lie in [0, {classes}) and differ from blank={blank}, "
+                         f"got {used[bad][:5].tolist()}")
+    return device, flat, offsets, input_lengths, target_lengths
+
+
+def _sample_scale(reduction, target_lengths, batch):
+    """d reduced loss / d per-sample loss."""
+    if reduction == "mean":
+        return 1.0 / (np.maximum(target_lengths, 1) * batch)
+    return np.ones(batch)
+
+
+def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean", zero_infinity=False):
+    """Connectionist temporal classification loss, as torch.nn.functional.ctc_loss.
+
+    Impossible alignments give inf (0 with zero_infinity). 'mean' divides each loss by its target
+    length (at least 1) and averages over the batch.
+    """
+    op = "ctc_loss"
+    device, flat, offsets, input_lengths, target_lengths = _prepare(
+        op, log_probs, targets, input_lengths, target_lengths, blank, reduction)
+    batch = log_probs.shape[1]
+    if device == "cpu":
+        labels, skip = cpu.extended_labels(flat, offsets, target_lengths, blank)
+        _, _, nll = cpu.ctc_alpha_beta(log_probs, labels, skip, input_lengths, target_lengths, need_beta=False)
+        if zero_infinity:
+            nll = np.where(np.isinf(nll), nll.dtype.type(0), nll)
+    else:
+        nll = empty(log_probs, (batch,))
+        gpu.ctc_loss(contiguous(log_probs), flat, offsets, input_lengths, target_lengths, blank,
+                     bool(zero_infinity), nll)
+    return _reduce(nll, target_lengths, reduction)
+
+
+def _reduce(nll, target_lengths, reduction):
+    if reduction == "none":
+        return nll
+    xp = backend.array_module(nll)
+    if reduction == "sum":
+        return xp.asarray(nll.sum())
+    divisors = xp.asarray(np.maximum(target_lengths, 1).astype(nll.dtype))
+    return xp.asarray((nll / divisors).mean())
+
+
+def ctc_loss_backward(grad_loss, log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean",
+                      zero_infinity=False):
+    """Gradient of ctc_loss with respect to log_probs (T, N, C), computed from the arguments alone.
+
+    grad_loss: (N,) for reduction='none', a scalar (number or 0-d/1-element array) otherwise.
+    Time steps at or beyond a sample's input length get zero gradient.
+    """
+    op = "ctc_loss_backward"
+    device, flat, offsets, input_lengths, target_lengths = _prepare(
+        op, log_probs, targets, input_lengths, target_lengths, blank, reduction)
+    batch = log_probs.shape[1]
+    if backend.is_array(grad_loss):
+        if backend.is_gpu_array(grad_loss) != backend.is_gpu_array(log_probs):
+            grad_loss = backend.to_device(grad_loss, "cuda" if backend.is_gpu_array(log_probs) else "cpu")
+        expected = (batch,) if reduction == "none" else ()
+        if tuple(grad_loss.shape) != expected and not (reduction != "none" and grad_loss.size == 1):
+            raise ValueError(f"{op}: grad_loss must have shape {expected} for reduction={reduction!r}, "
+                             f"got {tuple(grad_loss.shape)}")
+        grad_loss = grad_loss.reshape(expected)
+    elif reduction == "none" or isinstance(grad_loss, bool) or not isinstance(grad_loss, (int, float)):
+        raise TypeError(f"{op}: grad_loss must be an array of shape (N,) for reduction='none' or a number, "
+                        f"got {type(grad_loss).__name__}")
+    xp = backend.array_module(log_probs)
+    dtype = log_probs.dtype
+    scale = xp.asarray(_sample_scale(reduction, target_lengths, batch).astype(dtype))
+    sample_scale = (scale * xp.asarray(grad_loss, dtype=dtype)).astype(dtype)
+    if device == "cpu":
+        labels, skip = cpu.extended_labels(flat, offsets, target_lengths, blank)
+        alpha, beta, nll = cpu.ctc_alpha_beta(log_probs, labels, skip, input_lengths, target_lengths)
+        return cpu.ctc_gradient(log_probs, labels, alpha, beta, nll, input_lengths, sample_scale,
+                                bool(zero_infinity))
+    grad = empty(log_probs, log_probs.shape)
+    gpu.ctc_loss_backward(contiguous(log_probs), flat, offsets, input_lengths, target_lengths, blank,
+                          bool(zero_infinity), contiguous(sample_scale), grad)
+    return grad

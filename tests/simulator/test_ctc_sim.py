@@ -1,0 +1,62 @@
+"""CUDA CTC kernels in the simulator against the CPU path (tiny shapes: one block per sample)."""
+import numpy as np
+import pytest
+
+import kernels
+from kernels.cpu import ctc as cpu
+from tests.oracle import assert_close
+
+
+def _log_probs(steps, batch, classes, seed):
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((steps, batch, classes)) * 2.0
+    logits -= logits.max(axis=2, keepdims=True)
+    return (logits - np.log(np.exp(logits).sum(axis=2, keepdims=True))).astype(np.float32)
+
+
+def _cpu_reference(log_probs, flat, offsets, input_lengths, target_lengths, blank, scale, zero_infinity):
+    labels, skip = cpu.extended_labels(flat, offsets, target_lengths, blank)
+    alpha, beta, nll = cpu.ctc_alpha_beta(log_probs.astype(np.float64), labels, skip, input_lengths,
+                                          target_lengths)
+    grad = cpu.ctc_gradient(log_probs.astype(np.float64), labels, alpha, beta, nll, input_lengths, scale,
+                            zero_infinity)
+    if zero_infinity:
+        nll = np.where(np.isinf(nll), 0.0, nll)
+    return nll, grad
+
+
+@pytest.mark.parametrize("zero_infinity", [False, True])
+def test_ctc_kernels_match_cpu(zero_infinity):
+    steps, batch, classes, blank = 7, 4, 5, 2
+    log_probs = _log_probs(steps, batch, classes, seed=1)
+    # repeated labels, an empty target, an impossible alignment (3 repeats in 4 steps), a short input
+    targets = np.array([[1, 1, 3], [4, 0, 1], [3, 3, 3], [0, 1, 4]])
+    target_lengths = np.array([3, 0, 3, 2])
+    input_lengths = np.array([7, 5, 4, 6])
+    scale = np.array([0.5, 1.0, 1.5, 2.0])
+    loss = kernels.ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=blank, reduction="none",
+                            zero_infinity=zero_infinity)
+    grad = kernels.ctc_loss_backward(scale.astype(np.float32), log_probs, targets, input_lengths, target_lengths,
+                                     blank=blank, reduction="none", zero_infinity=zero_infinity)
+    offsets = np.arange(batch) * targets.shape[1]
+    expected_loss, expected_grad = _cpu_reference(log_probs, targets.reshape(-1), offsets, input_lengths,
+                                                  target_lengths, blank, scale, zero_infinity)
+    np.testing.assert_array_equal(np.isinf(loss), np.isinf(expected_loss))
+    np.testing.assert_array_equal(np.isnan(grad), np.isnan(expected_grad))
+    assert_close(np.where(np.isinf(loss), 0, loss), np.where(np.isinf(expected_loss), 0, expected_loss),
+                 np.float32, scale=5)
+    assert_close(np.nan_to_num(grad), np.nan_to_num(expected_grad), np.float32, scale=5)
+
+
+def test_ctc_kernels_concatenated_targets_mean_reduction():
+    steps, batch, classes = 6, 2, 4
+    log_probs = _log_probs(steps, batch, classes, seed=2)
+    targets = np.array([1, 2, 2, 3, 1])
+    target_lengths, input_lengths = np.array([3, 2]), np.array([6, 6])
+    loss = kernels.ctc_loss(log_probs, targets, input_lengths, target_lengths)
+    grad = kernels.ctc_loss_backward(1.0, log_probs, targets, input_lengths, target_lengths)
+    scale = 1.0 / (np.maximum(target_lengths, 1) * batch)
+    expected_loss, expected_grad = _cpu_reference(log_probs, targets, np.array([0, 3]), input_lengths,
+                                                  target_lengths, 0, scale, False)
+    assert_close(loss, (expected_loss / target_lengths).mean(), np.float32, scale=5)
+    assert_close(grad, expected_grad, np.float32, scale=5)
