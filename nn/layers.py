@@ -1,0 +1,307 @@
+"""Layers with PyTorch's constructor arguments, parameter names, buffers and default initialisation.
+
+Each layer checks its input before calling nn.functional: a wrong rank or channel count, or
+parameters on another device than the input, raise a ValueError that names the layer, what it
+expected and what it got, e.g. "Conv2d(3, 16): expected input of shape (N, 3, H, W), got (8, 1, 28, 28)".
+`dtype` (float32 by default; float64 for checks on the CPU) sets the parameters' dtype.
+"""
+import numpy as np
+
+from kernels import backend
+
+from . import functional as F
+from . import init
+from .module import Module, Parameter
+from .tensor import Tensor
+
+
+def _pair(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+class _Layer(Module):
+    """Input checks shared by the layers below."""
+
+    def label(self):
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def _input(self, x, ranks=None, channels=None, expected=None):
+        """x as a Tensor on the parameters' device, of one of `ranks`, with `channels` on axis 1."""
+        x = x if isinstance(x, Tensor) else Tensor(x) if backend.is_array(x) else \
+            _raise(TypeError(f"{self.label()}: expected a Tensor or an array, got {type(x).__name__}"))
+        for name, parameter in self.named_parameters():
+            if parameter.device != x.device:
+                raise ValueError(f"{self.label()}: parameter {name} is on {parameter.device} but the input is on "
+                                 f"{x.device}; move the module with .to({x.device!r}) or the input with "
+                                 f".to({parameter.device!r})")
+        if ranks is not None:
+            if x.ndim not in ranks or (channels is not None and x.shape[1] != channels):
+                raise ValueError(f"{self.label()}: expected input of shape {expected}, got {x.shape}")
+        return x
+
+
+def _raise(error):
+    raise error
+
+
+def _dtype(dtype):
+    dtype = np.dtype(np.float32 if dtype is None else dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"layers: dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+class Linear(_Layer):
+    def __init__(self, in_features, out_features, bias=True, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        dtype = _dtype(dtype)
+        self.weight = Parameter(np.empty((out_features, in_features), dtype))
+        self.register_parameter("bias", Parameter(np.empty(out_features, dtype)) if bias else None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        init.default_weight_and_bias_(self.weight, self.bias)
+
+    def label(self):
+        return f"Linear({self.in_features}, {self.out_features})"
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+    def forward(self, x):
+        x = self._input(x)
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"{self.label()}: expected input of shape (*, {self.in_features}), got {x.shape}")
+        return F.linear(x, self.weight, self.bias)
+
+
+class Conv2d(_Layer):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, padding_mode="zeros", dtype=None):
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"Conv2d({in_channels}, {out_channels}): in_channels and out_channels must be "
+                             f"divisible by groups, got groups={groups}")
+        if padding_mode != "zeros":
+            raise ValueError(f"Conv2d({in_channels}, {out_channels}): only padding_mode='zeros' is supported, "
+                             f"got {padding_mode!r}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
+        self.padding = padding if isinstance(padding, str) else _pair(padding)
+        self.groups, self.padding_mode = groups, padding_mode
+        dtype = _dtype(dtype)
+        self.weight = Parameter(np.empty((out_channels, in_channels // groups) + self.kernel_size, dtype))
+        self.register_parameter("bias", Parameter(np.empty(out_channels, dtype)) if bias else None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        init.default_weight_and_bias_(self.weight, self.bias)
+
+    def label(self):
+        return f"Conv2d({self.in_channels}, {self.out_channels})"
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, groups={self.groups}, bias={self.bias is not None}")
+
+    def forward(self, x):
+        x = self._input(x, (4,), self.in_channels, f"(N, {self.in_channels}, H, W)")
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class _Pool(_Layer):
+    def _check(self, x):
+        return self._input(x, (4,), None, "(N, C, H, W)")
+
+
+class MaxPool2d(_Pool):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride or kernel_size, padding, dilation
+        self.return_indices, self.ceil_mode = return_indices, ceil_mode
+
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+    def forward(self, x):
+        return F.max_pool2d(self._check(x), self.kernel_size, self.stride, self.padding, self.dilation,
+                            self.ceil_mode, self.return_indices)
+
+
+class AvgPool2d(_Pool):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride or kernel_size, padding
+        self.ceil_mode, self.count_include_pad, self.divisor_override = ceil_mode, count_include_pad, divisor_override
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+    def forward(self, x):
+        return F.avg_pool2d(self._check(x), self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad, self.divisor_override)
+
+
+class AdaptiveAvgPool2d(_Pool):
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+    def forward(self, x):
+        return F.adaptive_avg_pool2d(self._check(x), self.output_size)
+
+
+class _BatchNorm(_Layer):
+    """Running statistics as torch keeps them; momentum=None gives their cumulative average."""
+    shapes = ""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, dtype=None):
+        super().__init__()
+        if momentum is not None and not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"{type(self).__name__}({num_features}): momentum must be in [0, 1] or None, "
+                             f"got {momentum!r}")
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        dtype = _dtype(dtype)
+        self.register_parameter("weight", Parameter(np.ones(num_features, dtype)) if affine else None)
+        self.register_parameter("bias", Parameter(np.zeros(num_features, dtype)) if affine else None)
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, dtype))
+            self.register_buffer("running_var", np.ones(num_features, dtype))
+            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+        else:
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                self.register_buffer(name, None)
+
+    def reset_running_stats(self):
+        if self.track_running_stats:
+            self.running_mean[...] = 0
+            self.running_var[...] = 1
+            self.num_batches_tracked[...] = 0
+
+    def label(self):
+        return f"{type(self).__name__}({self.num_features})"
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+    def forward(self, x):
+        c = self.num_features
+        x = self._input(x, self.ranks, c, self.shapes.format(c=c))
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked += 1  # in place, on the buffers' device
+            if self.momentum is None:
+                factor = 1.0 / float(self.num_batches_tracked)
+        # eval mode normalises with the running statistics, unless there are none
+        use_batch_stats = self.training or self.running_mean is None
+        return F.batch_norm(x, self.running_mean if not self.training or self.track_running_stats else None,
+                            self.running_var if not self.training or self.track_running_stats else None,
+                            self.weight, self.bias, use_batch_stats, factor, self.eps)
+
+
+class BatchNorm1d(_BatchNorm):
+    ranks = (2, 3)
+    shapes = "(N, {c}) or (N, {c}, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    ranks = (4,)
+    shapes = "(N, {c}, H, W)"
+
+
+class Dropout(_Layer):
+    def __init__(self, p=0.5, inplace=False):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
+        self.p, self.inplace = float(p), inplace
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+    def forward(self, x):
+        return F.dropout(self._input(x), self.p, self.training)
+
+
+class ReLU(_Layer):
+    def __init__(self, inplace=False):
+        super().__init__()
+
+    def forward(self, x):
+        return F.relu(self._input(x))
+
+
+class LeakyReLU(_Layer):
+    def __init__(self, negative_slope=0.01, inplace=False):
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+    def forward(self, x):
+        return F.leaky_relu(self._input(x), self.negative_slope)
+
+
+class Tanh(_Layer):
+    def forward(self, x):
+        return F.tanh(self._input(x))
+
+
+class Sigmoid(_Layer):
+    def forward(self, x):
+        return F.sigmoid(self._input(x))
+
+
+def _legacy_softmax_dim(ndim):
+    return 0 if ndim in (0, 1, 3) else 1  # torch's choice when no dim is given
+
+
+class Softmax(_Layer):
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+    def forward(self, x):
+        x = self._input(x)
+        return F.softmax(x, _legacy_softmax_dim(x.ndim) if self.dim is None else self.dim)
+
+
+class LogSoftmax(Softmax):
+    def forward(self, x):
+        x = self._input(x)
+        return F.log_softmax(x, _legacy_softmax_dim(x.ndim) if self.dim is None else self.dim)
+
+
+class Flatten(_Layer):
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+    def forward(self, x):
+        x = self._input(x)
+        if x.ndim <= max(self.start_dim, self.end_dim if self.end_dim >= 0 else 0):
+            raise ValueError(f"{self.label()}: expected an input with more than {self.start_dim} dims, got {x.shape}")
+        return F.flatten(x, self.start_dim, self.end_dim)
+
+
+class Identity(_Layer):
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x):
+        return x
