@@ -8,14 +8,10 @@ from collections import namedtuple
 from . import backend
 from ._checks import check_ndim, check_shape, contiguous, empty, float_dtype, positive_int
 from .cpu import conv as cpu
+from .cuda import conv as gpu
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_backward_input", "conv2d_backward_weight",
            "conv2d_backward_bias", "conv2d_output_shape"]
-
-def _gpu():
-    from .cuda import conv
-    return conv
-
 
 Geometry = namedtuple("Geometry", "stride padding dilation groups out_hw")
 
@@ -99,7 +95,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     x, weight = contiguous(x), contiguous(weight)
     bias = None if bias is None else contiguous(bias)
     y = empty(x, (x.shape[0], weight.shape[0]) + geometry.out_hw)
-    _gpu().conv2d(x, weight, bias, y, *geometry[:4])
+    gpu.conv2d(x, weight, bias, y, *geometry[:4])
     return y
 
 
@@ -121,7 +117,7 @@ def conv2d_backward_input(grad_out, weight, input_shape, stride=1, padding=0, di
         return cpu.conv2d_backward_input(grad_out, weight, input_shape, *geometry[:4])
     grad_out, weight = contiguous(grad_out), contiguous(weight)
     grad_x = empty(grad_out, input_shape)
-    _gpu().conv2d_backward_input(grad_out, weight, grad_x, *geometry[:4])
+    gpu.conv2d_backward_input(grad_out, weight, grad_x, *geometry[:4])
     return grad_x
 
 
@@ -138,7 +134,7 @@ def conv2d_backward_weight(grad_out, x, weight_shape, stride=1, padding=0, dilat
         return cpu.conv2d_backward_weight(grad_out, x, weight_shape, *geometry[:4])
     grad_out, x = contiguous(grad_out), contiguous(x)
     grad_weight = empty(x, weight_shape)
-    _gpu().conv2d_backward_weight(grad_out, x, grad_weight, *geometry[:4])
+    gpu.conv2d_backward_weight(grad_out, x, grad_weight, *geometry[:4])
     return grad_weight
 
 
@@ -152,7 +148,7 @@ def conv2d_backward_bias(grad_out):
         return cpu.conv2d_backward_bias(grad_out)
     grad_out = contiguous(grad_out)
     grad_bias = empty(grad_out, (grad_out.shape[1],))
-    _gpu().conv2d_backward_bias(grad_out, grad_bias)
+    gpu.conv2d_backward_bias(grad_out, grad_bias)
     return grad_bias
 
 

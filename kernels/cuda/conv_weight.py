@@ -1,0 +1,180 @@
+"""conv2d weight and bias gradients: reductions over every output pixel of the batch.
+
+Weight: gW[k, (c, r, s)] = sum over pixels (n, p, q) of gy[n, k, p, q] * x[n, c, p*sh - pt + r*dh, q*sw - pl + s*dw],
+an implicit GEMM with the long N*P*Q reduction split over grid z (groups * splits); with more than one
+split each block atomically adds its partial tile into a zeroed gW. Launch: grid (ceil(C/G*R*S / BN),
+ceil(K/G / BM), groups * splits), THREADS = 256, micro-tiles TM x TN in registers; BK = 16 pixels per
+step so that a warp's loads run along consecutive pixels (coalesced rows of gy and x).
+Bias: one block per (channel, image) sums a contiguous P*Q plane in shared memory (no warp shuffles,
+so the simulator runs it) and adds it atomically into a zeroed gb.
+"""
+import functools
+
+from numba import cuda, float32, int32
+
+from .conv_implicit_gemm import THREADS, TileConfig
+
+
+@functools.lru_cache(maxsize=None)
+def weight_gradient_kernel(config):
+    BM, BN, BK, TM, TN = config
+    THREAD_COLS = BN // TN
+    THREAD_ROWS = BM // TM
+    ACC = TM * TN
+    LOAD_STEP = THREADS // BK          # tile rows (A) or columns (B) covered by one pass of all threads
+    A_LOADS = max(1, BM * BK // THREADS)
+    B_LOADS = max(1, BN * BK // THREADS)
+    assert THREAD_COLS * THREAD_ROWS == THREADS and BN <= THREADS
+
+    @cuda.jit(fastmath=True)
+    def conv2d_weight_gradient(grad_out, x, grad_weight, batch, in_channels, height, width,
+                               out_channels, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w,
+                               pad_top, pad_left, dilation_h, dilation_w, groups, splits):
+        tid = cuda.threadIdx.x
+        tile_col = cuda.blockIdx.x * BN
+        tile_row = cuda.blockIdx.y * BM
+        group = cuda.blockIdx.z // splits
+        split = cuda.blockIdx.z - group * splits
+        c_group = in_channels // groups
+        k_group = out_channels // groups
+        taps = kernel_h * kernel_w
+        in_plane = height * width
+        out_plane = out_h * out_w
+        columns = c_group * taps
+        pixels = batch * out_plane
+        steps_total = (pixels + BK - 1) // BK
+        steps_per_split = (steps_total + splits - 1) // splits
+        first_step = split * steps_per_split
+        last_step = min(steps_total, first_step + steps_per_split)
+
+        # Per-column tables: the channel's plane offset and the tap's (row, column) shift.
+        column_offset = cuda.shared.array(BN, int32)
+        column_h = cuda.shared.array(BN, int32)
+        column_w = cuda.shared.array(BN, int32)
+        tile_a = cuda.shared.array((BK, BM), float32)
+        tile_b = cuda.shared.array((BK, BN), float32)
+        if tid < BN:
+            col = tile_col + tid
+            if col < columns:
+                channel = col // taps
+                tap = col - channel * taps
+                tap_r = tap // kernel_w
+                column_offset[tid] = (group * c_group + channel) * in_plane
+                column_h[tid] = tap_r * dilation_h - pad_top
+                column_w[tid] = (tap - tap_r * kernel_w) * dilation_w - pad_left
+            else:
+                column_offset[tid] = -1
+
+        acc = cuda.local.array(ACC, float32)
+        frag_a = cuda.local.array(TM, float32)
+        frag_b = cuda.local.array(TN, float32)
+        next_a = cuda.local.array(A_LOADS, float32)
+        next_b = cuda.local.array(B_LOADS, float32)
+        for i in range(ACC):
+            acc[i] = float32(0.0)
+        load_k = tid % BK
+        load_index = tid // BK
+        thread_col = tid % THREAD_COLS
+        thread_row = tid // THREAD_COLS
+        cuda.syncthreads()
+
+        for step in range(first_step, last_step + 1):
+            if step > first_step:
+                cuda.syncthreads()
+                for i in range(A_LOADS):
+                    row = load_index + i * LOAD_STEP
+                    if row < BM:
+                        tile_a[load_k, row] = next_a[i]
+                for i in range(B_LOADS):
+                    col = load_index + i * LOAD_STEP
+                    if col < BN:
+                        tile_b[load_k, col] = next_b[i]
+                cuda.syncthreads()
+            if step < last_step:
+                pixel = step * BK + load_k
+                valid = pixel < pixels
+                n = pixel // out_plane
+                rest = pixel - n * out_plane
+                p = rest // out_w
+                q = rest - p * out_w
+                a_base = (n * out_channels + group * k_group + tile_row) * out_plane + rest
+                b_base = n * in_channels * in_plane
+                for i in range(A_LOADS):
+                    row = load_index + i * LOAD_STEP
+                    value = float32(0.0)
+                    if valid and row < BM and tile_row + row < k_group:
+                        value = grad_out[a_base + row * out_plane]
+                    next_a[i] = value
+                for i in range(B_LOADS):
+                    col = load_index + i * LOAD_STEP
+                    value = float32(0.0)
+                    if valid and col < BN:
+                        offset = column_offset[col]
+                        h = p * stride_h + column_h[col]
+                        w = q * stride_w + column_w[col]
+                        if offset >= 0 and h >= 0 and h < height and w >= 0 and w < width:
+                            value = x[b_base + offset + h * width + w]
+                    next_b[i] = value
+            if step > first_step:
+                for k in range(BK):
+                    for i in range(TM):
+                        frag_a[i] = tile_a[k, thread_row + i * THREAD_ROWS]
+                    for j in range(TN):
+                        frag_b[j] = tile_b[k, thread_col + j * THREAD_COLS]
+                    for i in range(TM):
+                        for j in range(TN):
+                            acc[i * TN + j] += frag_a[i] * frag_b[j]
+
+        for i in range(TM):
+            row = tile_row + thread_row + i * THREAD_ROWS
+            if row < k_group:
+                row_base = (group * k_group + row) * columns
+                for j in range(TN):
+                    col = tile_col + thread_col + j * THREAD_COLS
+                    if col < columns:
+                        if splits > 1:
+                            cuda.atomic.add(grad_weight, row_base + col, acc[i * TN + j])
+                        else:
+                            grad_weight[row_base + col] = acc[i * TN + j]
+
+    return conv2d_weight_gradient
+
+
+# (minimum output channels per group, minimum weight columns C/G*R*S, tile): BK = 16 pixels everywhere.
+WEIGHT_CONFIGS = (
+    (128, 128, TileConfig(128, 128, 16, 8, 8)),
+    (48, 48, TileConfig(64, 64, 16, 4, 4)),
+    (0, 0, TileConfig(16, 16, 16, 1, 1)),
+)
+
+
+def choose_weight_config(rows, columns):
+    for min_rows, min_columns, config in WEIGHT_CONFIGS:
+        if rows >= min_rows and columns >= min_columns:
+            return config
+    return WEIGHT_CONFIGS[-1][2]
+
+
+BIAS_THREADS = 256
+
+
+@cuda.jit(fastmath=True)
+def conv2d_bias_gradient(grad_out, grad_bias, channels, plane):
+    # Block (k, n) sums the contiguous plane grad_out[n, k, :, :].
+    partial = cuda.shared.array(BIAS_THREADS, float32)
+    tid = cuda.threadIdx.x
+    channel = cuda.blockIdx.x
+    base = (cuda.blockIdx.y * channels + channel) * plane
+    total = float32(0.0)
+    for i in range(tid, plane, BIAS_THREADS):
+        total += grad_out[base + i]
+    partial[tid] = total
+    cuda.syncthreads()
+    width = BIAS_THREADS // 2
+    while width > 0:
+        if tid < width:
+            partial[tid] += partial[tid + width]
+        cuda.syncthreads()
+        width //= 2
+    if tid == 0:
+        cuda.atomic.add(grad_bias, channel, partial[0])

@@ -1,0 +1,78 @@
+"""CUDA conv2d kernels in the simulator against the CPU path: tiny shapes, every kernel and tile shape."""
+import numpy as np
+import pytest
+
+import kernels
+from kernels import conv as public
+from kernels.cpu import conv as cpu
+from kernels.cuda import conv as gpu
+from kernels.cuda.conv_implicit_gemm import TileConfig
+from tests.oracle import assert_close, random_array
+
+# (input shape, weight shape, keyword arguments): small enough for the simulator's one-thread-per-thread model.
+CONFIGURATIONS = [
+    ((1, 2, 5, 7), (3, 2, 3, 3), dict(padding=1)),
+    ((2, 3, 5, 7), (4, 3, 3, 2), dict(stride=2, padding=(1, 0))),           # stride 2, rectangular kernel
+    ((1, 3, 5, 7), (2, 3, 2, 2), dict(stride=3)),                           # stride larger than the kernel
+    ((1, 2, 6, 7), (3, 2, 3, 3), dict(dilation=2, padding=2)),             # dilation 2
+    ((1, 4, 5, 7), (4, 2, 3, 3), dict(groups=2, padding="same")),          # groups 2, 'same'
+    ((2, 3, 5, 7), (3, 1, 3, 3), dict(groups=3, padding=1, stride=2)),     # depthwise
+    ((1, 3, 5, 7), (4, 3, 1, 1), dict()),                                   # 1x1
+]
+
+
+def _reference(x, weight, bias, grad_out, kwargs):
+    geometry = public._geometry("reference", x.shape, weight.shape, kwargs.get("stride", 1),
+                                kwargs.get("padding", 0), kwargs.get("dilation", 1), kwargs.get("groups", 1))
+    arguments = geometry[:4]
+    return (cpu.conv2d(x, weight, bias, *arguments),
+            cpu.conv2d_backward_input(grad_out, weight, x.shape, *arguments),
+            cpu.conv2d_backward_weight(grad_out, x, weight.shape, *arguments),
+            cpu.conv2d_backward_bias(grad_out))
+
+
+@pytest.mark.parametrize("input_shape,weight_shape,kwargs", CONFIGURATIONS,
+                         ids=[str(c[2]) for c in CONFIGURATIONS])
+def test_conv2d_kernels_match_cpu(input_shape, weight_shape, kwargs):
+    x = random_array(input_shape, seed=1)
+    weight = random_array(weight_shape, seed=2)
+    bias = random_array(weight_shape[:1], seed=3)
+    y = kernels.conv2d(x, weight, bias, **kwargs)
+    grad_out = random_array(y.shape, seed=4)
+    expected = _reference(x, weight, bias, grad_out, kwargs)
+    ours = (y,) + kernels.conv2d_backward(grad_out, x, weight, **kwargs)
+    for name, actual, wanted in zip(("y", "grad_x", "grad_weight", "grad_bias"), ours, expected):
+        assert_close(actual, wanted, np.float32, name=name)
+
+
+def test_conv2d_forward_without_bias_matches_cpu():
+    x = random_array((1, 2, 5, 6), seed=5)
+    weight = random_array((3, 2, 2, 3), seed=6)
+    expected = cpu.conv2d(x, weight, None, (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    assert_close(kernels.conv2d(x, weight), expected, np.float32)
+
+
+@pytest.mark.parametrize("config", [TileConfig(128, 128, 8, 8, 8), TileConfig(64, 128, 8, 4, 8)])
+def test_large_tile_shapes_match_cpu(config, monkeypatch):
+    """The wide tiles are chosen only for many channels; force them on a tiny shape (one block)."""
+    monkeypatch.setattr(gpu, "choose_config", lambda rows: config)
+    x = random_array((1, 3, 3, 5), seed=7)
+    weight = random_array((5, 3, 3, 3), seed=8)
+    grad_out = random_array((1, 5, 3, 3), seed=9)
+    kwargs = dict(stride=(1, 2), padding=1)
+    expected = _reference(x, weight, None, grad_out, kwargs)
+    assert_close(kernels.conv2d(x, weight, **kwargs), expected[0], np.float32, name="y")
+    assert_close(kernels.conv2d_backward_input(grad_out, weight, x.shape, **kwargs), expected[1], np.float32,
+                 name="grad_x")
+
+
+def test_weight_gradient_split_reduction_and_wide_tiles_match_cpu(monkeypatch):
+    """Several blocks share one weight tile's pixel reduction (atomic adds), with the 64x64 tile."""
+    from kernels.cuda import conv_weight
+    monkeypatch.setattr(gpu, "choose_weight_config", lambda rows, columns: conv_weight.WEIGHT_CONFIGS[1][2])
+    x = random_array((2, 2, 6, 7), seed=10)
+    grad_out = random_array((2, 3, 6, 7), seed=11)
+    weight_shape = (3, 2, 3, 3)
+    assert gpu.weight_gradient_splits(1, 2 * 6 * 7 // 16 + 1) > 1
+    expected = cpu.conv2d_backward_weight(grad_out, x, weight_shape, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    assert_close(kernels.conv2d_backward_weight(grad_out, x, weight_shape, padding=1), expected, np.float32)
