@@ -92,7 +92,7 @@ def ctc_gradient(log_probs, labels, alpha, beta, nll, input_lengths, sample_scal
     with np.errstate(under="ignore"):
         weights = np.exp(both - finite_peak)                            # -inf -> 0
     one_hot = (labels[:, :, None] == np.arange(classes)[None, None, :]).astype(dtype)   # (N, W, C)
-    occupancy = np.einsum("tnw,nwc->tnc", weights, one_hot)
+    occupancy = np.matmul(weights.transpose(1, 0, 2), one_hot).transpose(1, 0, 2)   # (T, N, C), batched BLAS
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         log_occupancy = np.log(occupancy) + finite_peak
         grad = np.exp(log_probs) - np.exp(log_occupancy + nll[None, :, None] - log_probs)

@@ -159,8 +159,11 @@ def _setup(log_probs, targets, offsets, input_lengths, target_lengths):
     threads = min(MAX_THREADS, max(MIN_THREADS, -(-width // WARP) * WARP))
     if len(targets) == 0:
         targets = np.zeros(1)   # every target empty: never read, but the kernel needs an array
-    ints = [xp.asarray(np.ascontiguousarray(a, dtype=np.int32))
-            for a in (targets, offsets, input_lengths, target_lengths)]
+    # One host-to-device copy for all index arrays, then views into it.
+    parts = [np.asarray(a) for a in (targets, offsets, input_lengths, target_lengths)]
+    packed = xp.asarray(np.concatenate(parts).astype(np.int32))
+    bounds = np.cumsum([0] + [len(a) for a in parts])
+    ints = [packed[bounds[i]:bounds[i + 1]] for i in range(len(parts))]
     alpha = xp.empty((batch, steps, width), dtype=np.float32)
     return threads, ints, alpha, xp
 

@@ -1,0 +1,96 @@
+"""CTC loss forward+backward against torch.nn.functional.ctc_loss (cuDNN or native on the GPU, CPU
+otherwise), and the fused Adam update against torch.optim.Adam (fused, else foreach) in the same suite.
+
+CTC inputs use full-length inputs and host-side int32 targets so that torch may pick cuDNN.
+"""
+import numpy as np
+
+import kernels
+from .harness import Case
+
+MEASURE_HOST_COST = True
+CTC_SHAPES = [(26, 64, 37, 10), (40, 64, 11, 8)]   # (T, N, C, S): CRNN text lines; a digit-string model
+
+
+def _torch(device):
+    import torch
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
+    else:
+        # The 2-core CPU machines are shared: torch's 2 OpenMP threads then spin against other jobs and
+        # ran CTC 50x slower than with one thread (80 ms against 1.2 ms), so give torch its best setting.
+        torch.set_num_threads(1)
+    return torch
+
+
+def _as_torch(torch, array):
+    """A torch tensor sharing the memory of a NumPy or CuPy array."""
+    if kernels.backend.is_gpu_array(array):
+        return torch.as_tensor(array, device="cuda")
+    return torch.from_numpy(array)
+
+
+def _ctc_case(device, steps, batch, classes, width):
+    torch = _torch(device)
+
+    def make(xp, seed):
+        rng = np.random.default_rng(seed)
+        logits = rng.standard_normal((steps, batch, classes)).astype(np.float32)
+        log_probs = logits - np.log(np.exp(logits).sum(axis=2, keepdims=True))
+        target_lengths = rng.integers(width // 2, width + 1, size=batch).astype(np.int32)
+        targets = rng.integers(1, classes, size=(batch, width)).astype(np.int32)
+        input_lengths = np.full(batch, steps, dtype=np.int32)
+        log_probs = xp.asarray(log_probs)
+        concatenated = np.concatenate([targets[n, :target_lengths[n]] for n in range(batch)])
+        vendor_inputs = (_as_torch(torch, log_probs).requires_grad_(), torch.from_numpy(concatenated),
+                         torch.from_numpy(input_lengths), torch.from_numpy(target_lengths))
+        return log_probs, targets, input_lengths, target_lengths, vendor_inputs
+
+    def ours(log_probs, targets, input_lengths, target_lengths, _):
+        loss = kernels.ctc_loss(log_probs, targets, input_lengths, target_lengths)
+        grad = kernels.ctc_loss_backward(1.0, log_probs, targets, input_lengths, target_lengths)
+        return loss, grad
+
+    def vendor(*arguments):
+        log_probs, targets, input_lengths, target_lengths = arguments[-1]
+        loss = torch.nn.functional.ctc_loss(log_probs, targets, input_lengths, target_lengths)
+        return torch.autograd.grad(loss, log_probs)
+
+    return Case(label=f"ctc fwd+bwd T{steps} N{batch} C{classes} S{width}", make_inputs=make, ours=ours,
+                vendor=vendor, vendor_name="torch ctc_loss (cuDNN/native)" if device == "cuda" else "torch CPU",
+                note="forward + backward, mean reduction")
+
+
+def _adam_case(device, count):
+    torch = _torch(device)
+
+    def make(xp, seed):
+        rng = np.random.default_rng(seed)
+        param, grad, exp_avg = (xp.asarray(rng.standard_normal(count, dtype=np.float32)) for _ in range(3))
+        exp_avg_sq = xp.asarray(rng.random(count, dtype=np.float32))
+        torch_param = _as_torch(torch, param).requires_grad_()
+        torch_param.grad = _as_torch(torch, grad)
+        try:
+            optimizer = torch.optim.Adam([torch_param], lr=1e-3, fused=True)
+            optimizer.step()
+        except (RuntimeError, ValueError):   # no fused kernel for this device
+            optimizer = torch.optim.Adam([torch_param], lr=1e-3, foreach=True)
+        return param, grad, exp_avg, exp_avg_sq, optimizer
+
+    def ours(param, grad, exp_avg, exp_avg_sq, _):
+        kernels.adam_update(param, grad, exp_avg, exp_avg_sq, step=10, lr=1e-3)
+
+    def vendor(*arguments):
+        arguments[-1].step()
+
+    return Case(label=f"adam update {count / 1e6:g}M params", make_inputs=make, ours=ours, vendor=vendor,
+                vendor_name="torch.optim.Adam (fused, else foreach)", bytes=7 * 4 * count,
+                note="reads param, grad, exp_avg, exp_avg_sq; writes three")
+
+
+def cases(device, quick=False):
+    rows = [_ctc_case(device, *shape) for shape in CTC_SHAPES]
+    rows.append(_adam_case(device, 1_000_000 if quick else 10_000_000))
+    return rows

@@ -1,0 +1,40 @@
+"""Batch-norm kernels on a real GPU against the CPU path (float64 reference) at realistic sizes."""
+import numpy as np
+import pytest
+
+import kernels
+from tests.oracle import assert_close, random_array
+
+
+@pytest.mark.parametrize("shape,training,affine", [((64, 64, 56, 57), True, True), ((256, 512), True, False),
+                                                   ((32, 128, 26), False, True), ((16, 256, 8, 25), True, True)])
+def test_batch_norm_on_gpu_matches_cpu(shape, training, affine):
+    import cupy
+    channels = shape[1]
+    x = random_array(shape, np.float64, seed=1, low=1.0, high=4.0)
+    grad_out = random_array(shape, np.float64, seed=2)
+    weight = random_array((channels,), np.float64, seed=3) if affine else None
+    bias = random_array((channels,), np.float64, seed=4) if affine else None
+    running_mean = random_array((channels,), np.float64, seed=5)
+    running_var = random_array((channels,), np.float64, seed=6, low=0.5, high=2.0)
+
+    def gpu(a):
+        return None if a is None else cupy.asarray(a, dtype=cupy.float32)
+    rm_gpu, rv_gpu = gpu(running_mean), gpu(running_var)
+    y, mean, invstd = kernels.batch_norm(x, weight, bias, running_mean, running_var, training)
+    y_gpu, mean_gpu, invstd_gpu = kernels.batch_norm(gpu(x), gpu(weight), gpu(bias), rm_gpu, rv_gpu, training)
+    count = x.size // channels
+    scale = 8   # fp32 statistics over up to 2e5 values per channel
+    assert_close(y_gpu, y, np.float32, scale=scale, name="y")
+    assert_close(mean_gpu, mean, np.float32, scale=scale, name="saved_mean")
+    assert_close(invstd_gpu, invstd, np.float32, scale=scale, name="saved_invstd")
+    assert_close(rm_gpu, running_mean, np.float32, scale=scale, name="running_mean")
+    assert_close(rv_gpu, running_var, np.float32, scale=scale, name="running_var")
+    grads = kernels.batch_norm_backward(grad_out, x, weight, mean, invstd, training)
+    grads_gpu = kernels.batch_norm_backward(gpu(grad_out), gpu(x), gpu(weight), mean_gpu, invstd_gpu, training)
+    for name, actual, expected in zip(("grad_x", "grad_weight", "grad_bias"), grads_gpu, grads):
+        if expected is None:
+            assert actual is None
+        else:
+            # grad_weight/grad_bias are fp32 sums of `count` terms of size ~1: allow ~1e-6 * count absolute.
+            assert_close(actual, expected, np.float32, rtol=1e-3, atol=max(1e-4, 1e-6 * count), name=name)
