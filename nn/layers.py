@@ -29,8 +29,8 @@ class _Layer(Module):
         """x as a Tensor on the parameters' device, of one of `ranks`, with `channels` on axis 1."""
         x = x if isinstance(x, Tensor) else Tensor(x) if backend.is_array(x) else \
             _raise(TypeError(f"{self.label()}: expected a Tensor or an array, got {type(x).__name__}"))
-        for name, parameter in self.named_parameters():
-            if parameter.device != x.device:
+        for name, parameter in self._parameters.items():  # these layers have no submodules
+            if parameter is not None and parameter.device != x.device:
                 raise ValueError(f"{self.label()}: parameter {name} is on {parameter.device} but the input is on "
                                  f"{x.device}; move the module with .to({x.device!r}) or the input with "
                                  f".to({parameter.device!r})")
