@@ -28,6 +28,15 @@ def default_generator():
     return _generator
 
 
+def rng_state():
+    """The generator's state (a dict), for checkpoints; CuPy's generator (dropout on the GPU) is not included."""
+    return _generator.bit_generator.state
+
+
+def set_rng_state(state):
+    _generator.bit_generator.state = state
+
+
 def calculate_fan_in_and_fan_out(tensor):
     """fan_in, fan_out of a weight of shape (out, in, *kernel), as torch.nn.init computes them."""
     shape = tensor.shape

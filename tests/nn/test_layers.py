@@ -242,3 +242,13 @@ def test_network_loss_grads_and_sgd_steps_match_torch(name, input_shape):
         ours_opt.step()
         theirs_opt.step()
     compare_buffers(ours, theirs)
+
+
+def test_rng_state_round_trip_repeats_dropout_masks():
+    x = nn.Tensor(np.ones((20, 30), np.float32))
+    nn.manual_seed(1)
+    saved = nn.init.rng_state()
+    first = nn.functional.dropout(x, 0.5).data
+    nn.functional.dropout(x, 0.5)
+    nn.init.set_rng_state(saved)
+    np.testing.assert_array_equal(nn.functional.dropout(x, 0.5).data, first)
