@@ -40,9 +40,10 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
     channels = x.shape[1]
     _check_channel_vectors(op, channels, weight=weight, bias=bias, running_mean=running_mean,
                            running_var=running_var)
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:
+    numbers = (int, float, np.integer, np.floating)
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers) or not 0.0 <= momentum <= 1.0:
         raise ValueError(f"{op}: momentum must be a number in [0, 1], got {momentum!r}")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0.0 or not math.isfinite(eps):
+    if isinstance(eps, bool) or not isinstance(eps, numbers) or not eps > 0.0 or not math.isfinite(eps):
         raise ValueError(f"{op}: eps must be a positive number, got {eps!r}")
     count = x.size // channels if channels else 0
     if training and count <= 1:

@@ -37,8 +37,10 @@ def test_ctc_on_gpu_matches_torch(steps, batch, classes, width, reduction):
     grad = kernels.ctc_loss_backward(cupy.asarray(grad_loss, dtype=cupy.float32) if reduction == "none" else 1.0,
                                      log_probs_gpu, targets_gpu, input_lengths, target_lengths,
                                      reduction=reduction, zero_infinity=True)
-    assert_close(loss, expected.detach().numpy(), np.float32, scale=20, name="loss")
-    assert_close(grad, expected_grad.numpy(), np.float32, scale=20, name="grad")
+    # fp32 log-space sums over T steps: alpha + beta reach ~T*log(C), whose rounding sets the error.
+    scale = 20 * max(1.0, np.sqrt(steps / 26))
+    assert_close(loss, expected.detach().numpy(), np.float32, scale=scale, name="loss")
+    assert_close(grad, expected_grad.numpy(), np.float32, scale=scale, name="grad")
 
 
 def test_ctc_on_gpu_impossible_alignment_and_concatenated_targets():

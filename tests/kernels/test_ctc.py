@@ -62,12 +62,13 @@ def test_concatenated_targets_and_repeated_labels_match_torch(reduction):
     _check(_log_probs(steps, batch, classes, seed=3), targets, input_lengths, target_lengths, reduction)
 
 
-def test_nonzero_blank_and_empty_targets_match_torch():
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_nonzero_blank_and_empty_targets_match_torch(reduction):
     steps, batch, classes = 8, 3, 5
     targets = np.array([[0, 1, 0], [2, 2, 2], [3, 0, 1]])
     target_lengths = np.array([3, 0, 2])
     input_lengths = np.array([8, 6, 7])
-    _check(_log_probs(steps, batch, classes, seed=4), targets, input_lengths, target_lengths, "none", blank=4)
+    _check(_log_probs(steps, batch, classes, seed=4), targets, input_lengths, target_lengths, reduction, blank=4)
 
 
 @pytest.mark.parametrize("zero_infinity", [False, True])
