@@ -1,0 +1,90 @@
+"""conv2d forward and backward (data + weight) against PyTorch: cuDNN on the GPU (TF32 off, cudnn.benchmark
+on), PyTorch's own CPU convolution on the CPU. Both sides read the same memory."""
+import numpy as np
+
+import kernels
+from .harness import Case
+
+# (label, N, C, H, W, K, kernel, stride, padding)
+ANCHORS = [
+    ("resnet 64x64x56x56 k64 3x3", 64, 64, 56, 56, 64, 3, 1, 1),
+    ("resnet 64x128x28x28 k128 3x3", 64, 128, 28, 28, 128, 3, 1, 1),
+    ("resnet 64x256x14x14 k256 3x3", 64, 256, 14, 14, 256, 3, 1, 1),
+    ("stem 32x3x224x224 k64 7x7/2", 32, 3, 224, 224, 64, 7, 2, 3),
+    ("crnn 16x64x32x128 k64 3x3", 16, 64, 32, 128, 64, 3, 1, 1),
+]
+OCR = [  # DeepBench's OCR rows, batch 16, 3x3 pad 1
+    ("ocr 16x1x48x480 k16", 16, 1, 48, 480, 16, 3, 1, 1),
+    ("ocr 16x16x24x240 k32", 16, 16, 24, 240, 32, 3, 1, 1),
+    ("ocr 16x32x12x120 k64", 16, 32, 12, 120, 64, 3, 1, 1),
+    ("ocr 16x64x6x60 k128", 16, 64, 6, 60, 128, 3, 1, 1),
+]
+SMALL_CNN = [  # the 8x8 digits model's two convolutions at batch 16
+    ("digits 16x1x8x8 k16", 16, 1, 8, 8, 16, 3, 1, 1),
+    ("digits 16x16x8x8 k32", 16, 16, 8, 8, 32, 3, 1, 1),
+]
+CRNN_CPU = [  # CRNN layer shapes at batch 16 (gray 32x100 input)
+    ("crnn 16x1x32x100 k64", 16, 1, 32, 100, 64, 3, 1, 1),
+    ("crnn 16x64x16x50 k128", 16, 64, 16, 50, 128, 3, 1, 1),
+    ("crnn 16x128x8x25 k256", 16, 128, 8, 25, 256, 3, 1, 1),
+    ("crnn 16x256x4x26 k512", 16, 256, 4, 26, 512, 3, 1, 1),
+]
+
+
+def _torch(device):
+    import torch
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
+    return torch
+
+
+def _as_torch(torch, array, device):
+    return torch.as_tensor(array, device="cuda") if device == "cuda" else torch.from_numpy(array)
+
+
+def _cases_for(shape, device):
+    label, n, c, h, w, k, size, stride, padding = shape
+    torch = _torch(device)
+    out_h = (h + 2 * padding - size) // stride + 1
+    out_w = (w + 2 * padding - size) // stride + 1
+    flops = 2.0 * n * k * out_h * out_w * c * size * size
+    arguments = dict(stride=stride, padding=padding)
+
+    def make(xp, seed):
+        rng = np.random.default_rng(seed)
+        x = xp.asarray(rng.standard_normal((n, c, h, w), dtype=np.float32))
+        weight = xp.asarray(rng.standard_normal((k, c, size, size), dtype=np.float32) * 0.1)
+        grad_out = xp.asarray(rng.standard_normal((n, k, out_h, out_w), dtype=np.float32))
+        return (x, weight, grad_out) + tuple(_as_torch(torch, a, device) for a in (x, weight, grad_out))
+
+    def forward(x, weight, grad_out, *tensors):
+        return kernels.conv2d(x, weight, **arguments)
+
+    def forward_vendor(x, weight, grad_out, x_t, weight_t, grad_out_t):
+        return torch.nn.functional.conv2d(x_t, weight_t, **arguments)
+
+    def backward(x, weight, grad_out, *tensors):
+        return kernels.conv2d_backward(grad_out, x, weight, need_bias=False, **arguments)
+
+    def backward_vendor(x, weight, grad_out, x_t, weight_t, grad_out_t):
+        return torch.ops.aten.convolution_backward(grad_out_t, x_t, weight_t, None, [stride] * 2, [padding] * 2,
+                                                   [1, 1], False, [0, 0], 1, [True, True, False])
+
+    vendor = "cuDNN (torch)" if device == "cuda" else "torch CPU"
+    return [Case(label=f"fwd {label}", make_inputs=make, ours=forward, vendor=forward_vendor,
+                 vendor_name=vendor, flops=flops),
+            Case(label=f"bwd {label}", make_inputs=make, ours=backward, vendor=backward_vendor,
+                 vendor_name=vendor, flops=2 * flops, note="data + weight gradients")]
+
+
+def cases(device, quick=False):
+    if device == "cuda":
+        shapes = ANCHORS[-1:] + OCR[:1] if quick else ANCHORS + OCR
+    else:
+        shapes = OCR + SMALL_CNN if quick else OCR + SMALL_CNN + ANCHORS[-1:] + CRNN_CPU
+    rows = []
+    for shape in shapes:
+        rows.extend(_cases_for(shape, device))
+    return rows

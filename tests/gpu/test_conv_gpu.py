@@ -1,0 +1,83 @@
+"""conv2d kernels on a real GPU at the ANCHORS / DeepBench sizes, against PyTorch in float64.
+
+The reference runs on the GPU when this torch build has CUDA (cuDNN in float64, TF32 irrelevant), else on
+the CPU. Tolerances are relative to the largest reference value: float32 sums of up to ~200k terms.
+"""
+import numpy as np
+import pytest
+
+import kernels
+from tests.oracle import assert_close, random_array
+
+SHAPES = [  # (N, C, H, W, K, kernel, stride, padding, groups)
+    (64, 64, 56, 56, 64, 3, 1, 1, 1),
+    (64, 128, 28, 28, 128, 3, 1, 1, 1),
+    (64, 256, 14, 14, 256, 3, 1, 1, 1),
+    (32, 3, 224, 224, 64, 7, 2, 3, 1),
+    (16, 64, 32, 128, 64, 3, 1, 1, 1),
+    (16, 1, 48, 480, 16, 3, 1, 1, 1),
+    (16, 16, 24, 240, 32, 3, 1, 1, 1),
+    (16, 64, 6, 60, 128, 3, 1, 1, 1),
+    (8, 64, 33, 35, 128, 1, 1, 0, 1),       # 1x1, odd sizes
+    (8, 64, 33, 35, 96, 3, 2, 1, 2),        # groups 2, stride 2
+    (8, 96, 29, 31, 96, 3, 1, 1, 96),       # depthwise
+    (4, 32, 30, 30, 48, 5, 3, 2, 1),        # stride larger than... a 5x5 at stride 3
+]
+
+
+def _torch_reference(x, weight, bias, grad_out, stride, padding, groups):
+    import torch
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.backends.cudnn.allow_tf32 = False
+    tensors = [torch.tensor(a, dtype=torch.float64, device=device, requires_grad=True) for a in (x, weight, bias)]
+    y = torch.nn.functional.conv2d(*tensors, stride=stride, padding=padding, groups=groups)
+    y.backward(torch.tensor(grad_out, dtype=torch.float64, device=device))
+    return [t.detach().cpu().numpy() for t in (y,) + tuple(t.grad for t in tensors)]
+
+
+def _close(actual, expected, name):
+    assert_close(actual, expected, rtol=1e-3, atol=2e-5 * float(np.abs(expected).max()), name=name)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=["x".join(map(str, s)) for s in SHAPES])
+def test_conv2d_on_gpu_matches_torch(shape):
+    import cupy
+    n, c, h, w, k, size, stride, padding, groups = shape
+    x = random_array((n, c, h, w), seed=1)
+    weight = random_array((k, c // groups, size, size), seed=2)
+    bias = random_array((k,), seed=3)
+    y = kernels.conv2d(cupy.asarray(x), cupy.asarray(weight), cupy.asarray(bias), stride=stride, padding=padding,
+                       groups=groups)
+    grad_out = random_array(y.shape, seed=4)
+    expected = _torch_reference(x, weight, bias, grad_out, stride, padding, groups)
+    ours = (y,) + kernels.conv2d_backward(cupy.asarray(grad_out), cupy.asarray(x), cupy.asarray(weight),
+                                          stride=stride, padding=padding, groups=groups)
+    for name, actual, wanted in zip(("y", "grad_x", "grad_weight", "grad_bias"), ours, expected):
+        assert isinstance(actual, cupy.ndarray)
+        _close(actual, wanted, name)
+
+
+def test_conv2d_on_gpu_same_padding_dilation_and_non_contiguous_input():
+    import cupy
+    x = random_array((4, 40, 19, 16), seed=5)
+    weight = random_array((24, 8, 4, 3), seed=6)
+    x_gpu = cupy.asarray(x).transpose(0, 3, 2, 1)        # (4, 16, 19, 40), not contiguous
+    x_view = np.ascontiguousarray(x.transpose(0, 3, 2, 1))
+    kwargs = dict(padding="same", dilation=(2, 1), groups=2)
+    y = kernels.conv2d(x_gpu, cupy.asarray(weight), **kwargs)
+    expected = kernels.conv2d(x_view.astype(np.float64), weight.astype(np.float64), **kwargs)
+    _close(y, expected, "y")
+    grad_out = random_array(y.shape, seed=7)
+    grad_x, grad_weight, grad_bias = kernels.conv2d_backward(cupy.asarray(grad_out), x_gpu, cupy.asarray(weight),
+                                                             need_bias=False, **kwargs)
+    assert grad_bias is None
+    expected_x, expected_weight, _ = kernels.conv2d_backward(grad_out.astype(np.float64), x_view.astype(np.float64),
+                                                             weight.astype(np.float64), need_bias=False, **kwargs)
+    _close(grad_x, expected_x, "grad_x")
+    _close(grad_weight, expected_weight, "grad_weight")
+
+
+def test_conv2d_on_gpu_rejects_float64():
+    import cupy
+    with pytest.raises(TypeError, match="conv2d: x must be float32 on cuda"):
+        kernels.conv2d(cupy.ones((1, 1, 4, 4)), cupy.ones((1, 1, 3, 3)))
