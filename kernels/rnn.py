@@ -22,7 +22,7 @@ __all__ = ["lstm", "lstm_backward", "gru", "gru_backward", "rnn", "rnn_backward"
 class RecurrentSaved:
     """What a training forward keeps for the backward: inputs, weights, options and the step buffers.
 
-    states/cells (T+1, B, H), gates (T, B, G*H), hidden_n (T, B, H, GRU only): see kernels/cpu/rnn.py.
+    states/cells (T+1, B, H), gates (T, B, G*H), aux (T, B, H): see kernels/cpu/rnn.py.
     """
     mode: str                      # 'lstm', 'gru', 'rnn_tanh' or 'rnn_relu'
     device: str
@@ -36,7 +36,7 @@ class RecurrentSaved:
     states: Any
     cells: Any
     gates: Any
-    hidden_n: Any
+    aux: Any
     extra: Any = None              # device-side helpers of the CUDA path (lengths on the GPU, ...)
 
 
@@ -88,13 +88,13 @@ def _forward(op, mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, trai
     device, _, host_lengths = _validate(op, mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths)
     reverse = bool(reverse)
     if device == "cpu":
-        y, states, cells, gates, hidden_n = cpu.forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
+        y, states, cells, gates, aux = cpu.forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
                                                         host_lengths, reverse)
         extra = None
     else:
         from .cuda import rnn as gpu
         arrays = [None if a is None else contiguous(a) for a in (x, h0, c0, w_ih, w_hh, b_ih, b_hh)]
-        y, states, cells, gates, hidden_n, extra = gpu.forward(mode, *arrays, host_lengths, reverse)
+        y, states, cells, gates, aux, extra = gpu.forward(mode, *arrays, host_lengths, reverse)
         x, w_ih, w_hh = arrays[0], arrays[3], arrays[4]
     index = cpu.final_index(x.shape[0], reverse)
     h_n = states[index]
@@ -103,7 +103,7 @@ def _forward(op, mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, trai
     if not training:
         return outputs
     saved = RecurrentSaved(mode, device, x, w_ih, w_hh, b_ih is not None, b_hh is not None, host_lengths,
-                           reverse, states, cells, gates, hidden_n, extra)
+                           reverse, states, cells, gates, aux, extra)
     return outputs + (saved,)
 
 
@@ -125,7 +125,7 @@ def _backward(op, mode, saved, grad_y, grad_h_n, grad_c_n):
     if device == "cpu":
         grads = cpu.backward(mode, saved.x, saved.w_ih, saved.w_hh, saved.has_b_ih, saved.has_b_hh,
                              saved.lengths, saved.reverse, saved.states, saved.cells, saved.gates,
-                             saved.hidden_n, grad_y, grad_h_n, grad_c_n)
+                             saved.aux, grad_y, grad_h_n, grad_c_n)
     else:
         from .cuda import rnn as gpu
         grads = gpu.backward(saved, *[None if g is None else contiguous(g) for g in (grad_y, grad_h_n, grad_c_n)])

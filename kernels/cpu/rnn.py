@@ -1,29 +1,25 @@
 """LSTM, GRU and vanilla RNN layers in NumPy, forward and backward through time: the reference for
 kernels/cuda/rnn.py and the CPU path.
 
-One matmul projects the inputs of all steps, a loop over time does the recurrent product (BLAS) and
-the gate math in place, and after the backward loop one matmul per weight gathers the weight
-gradients of all steps. Buffers shared with the CUDA path (see kernels/rnn.py, `RecurrentSaved`):
+One matmul projects the inputs of all steps; a Python loop over time does the recurrent product
+(BLAS), the gate nonlinearities as one vectorised np.tanh (sigmoid rows pre-halved, see
+sigmoid_rows) and the state update in small fused Numba-CPU loops (small steps are overhead-bound:
+this avoids a dozen NumPy temporaries and scalar libm calls); after the backward loop one matmul per
+weight gathers the weight gradients of all steps. Buffers (see kernels/rnn.py, `RecurrentSaved`):
   states (T+1, B, H): the hidden state entering each step; forward reads states[t] and writes
       states[t+1], reverse reads states[t+1] and writes states[t], so that the states entering the
       steps in time order are one slice, states[0:T] or states[1:T+1];
   cells (T+1, B, H): the same for the LSTM cell state;
   gates (T, B, G*H): gate activations by time (LSTM i,f,g,o; GRU r,z,n; RNN the new state);
-  hidden_n (T, B, H): GRU only, W_hn h + b_hn, which the gradient of r needs.
+  aux (T, B, H): GRU: W_hn h + b_hn, which the gradient of r needs; LSTM (CPU path only): tanh(c_t).
+The backward keeps gate gradients by time (T, B, G*H); the GRU also keeps the hidden-side ones, which
+differ in the n part (r * dn instead of dn).
 Steps at t >= lengths[b] leave sample b's state unchanged and output zeros.
 """
 import numpy as np
+from numba import njit
 
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
-
-
-def _sigmoid_(x):
-    """In-place logistic function through tanh (no overflow for large |x|)."""
-    x *= 0.5
-    np.tanh(x, out=x)
-    x += 1.0
-    x *= 0.5
-    return x
 
 
 def step_order(T, reverse):
@@ -60,143 +56,241 @@ def input_projection(mode, x, w_ih, b_ih, b_hh):
     return proj
 
 
+def sigmoid_rows(mode, H):
+    """Row scale 0.5 for sigmoid gates: sigmoid(v) = 0.5 tanh(v / 2) + 0.5, and halving the rows of the
+    weights and biases is exact, so one vectorised np.tanh serves every gate of a step."""
+    scale = np.ones(GATES[mode] * H)
+    if mode == "lstm":
+        scale[:2 * H] = scale[3 * H:] = 0.5
+    elif mode == "gru":
+        scale[:2 * H] = 0.5
+    return scale
+
+
+def _scaled(array, scale):
+    return None if array is None else array * scale.astype(array.dtype).reshape((-1,) + (1,) * (array.ndim - 1))
+
+
+@njit(cache=True)
+def _lstm_cell(gates, c_prev, c_new, lengths, t):
+    """gates hold tanh of the (half-scaled) pre-activations; turn i, f, o into sigmoids, update c."""
+    B, H = c_new.shape
+    for b in range(B):
+        if t >= lengths[b]:
+            c_new[b] = c_prev[b]
+            continue
+        for j in range(H):
+            i = 0.5 * gates[b, j] + 0.5
+            f = 0.5 * gates[b, H + j] + 0.5
+            o = 0.5 * gates[b, 3 * H + j] + 0.5
+            gates[b, j] = i
+            gates[b, H + j] = f
+            gates[b, 3 * H + j] = o
+            c_new[b, j] = f * c_prev[b, j] + i * gates[b, 2 * H + j]
+
+
+@njit(cache=True)
+def _lstm_output(gates, tanh_c, h_prev, h_new, y, lengths, t):
+    B, H = h_new.shape
+    for b in range(B):
+        if t >= lengths[b]:
+            h_new[b] = h_prev[b]
+            y[b] = 0.0
+            continue
+        for j in range(H):
+            h = gates[b, 3 * H + j] * tanh_c[b, j]
+            h_new[b, j] = h
+            y[b, j] = h
+
+
+@njit(cache=True)
+def _gru_candidate(gates, recurrent, b_hn, hidden_n):
+    """r, z from tanh to sigmoid; the n slot gets W_in x + b_in + r (W_hn h + b_hn) (tanh comes next)."""
+    B = gates.shape[0]
+    H = hidden_n.shape[1]
+    for b in range(B):
+        for j in range(H):
+            r = 0.5 * gates[b, j] + 0.5
+            gates[b, j] = r
+            gates[b, H + j] = 0.5 * gates[b, H + j] + 0.5
+            hn = recurrent[b, 2 * H + j] + b_hn[j]
+            hidden_n[b, j] = hn
+            gates[b, 2 * H + j] += r * hn
+
+
+@njit(cache=True)
+def _gru_output(gates, h_prev, h_new, y, lengths, t):
+    B, H = h_new.shape
+    for b in range(B):
+        if t >= lengths[b]:
+            h_new[b] = h_prev[b]
+            y[b] = 0.0
+            continue
+        for j in range(H):
+            n = gates[b, 2 * H + j]
+            h = n + gates[b, H + j] * (h_prev[b, j] - n)
+            h_new[b, j] = h
+            y[b, j] = h
+
+
+@njit(cache=True)
+def _rnn_output(gates, h_prev, h_new, y, lengths, t):
+    B, H = h_new.shape
+    for b in range(B):
+        if t >= lengths[b]:
+            h_new[b] = h_prev[b]
+            y[b] = 0.0
+        else:
+            h_new[b] = gates[b]
+            y[b] = gates[b]
+
+
 def forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse):
-    """Returns (y, states, cells, gates, hidden_n); see the module docstring for the buffers."""
+    """Returns (y, states, cells, gates, aux); see the module docstring for the buffers."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
     dtype = x.dtype
-    gates = input_projection(mode, x, w_ih, b_ih, b_hh)
+    scale = sigmoid_rows(mode, H)
+    b_hn = None
+    if mode == "gru" and b_hh is not None:  # b_hr, b_hz join the input projection; b_hn stays inside r (...)
+        b_hn = np.ascontiguousarray(b_hh[2 * H:])
+        b_hh = np.concatenate([b_hh[:2 * H], np.zeros(H, dtype)])
+    if mode == "gru":
+        b_hn = np.zeros(H, dtype) if b_hn is None else b_hn
+        b_ih = b_hh if b_ih is None else (b_ih if b_hh is None else b_ih + b_hh)
+        b_hh = None
+    gates = input_projection(mode, x, _scaled(w_ih, scale), _scaled(b_ih, scale), _scaled(b_hh, scale))
+    w_hh_t = _scaled(w_hh, scale).T
     states = np.empty((T + 1, B, H), dtype)
     cells = np.empty((T + 1, B, H), dtype) if mode == "lstm" else None
-    hidden_n = np.empty((T, B, H), dtype) if mode == "gru" else None
+    aux = np.empty((T, B, H), dtype) if mode in ("lstm", "gru") else None
     start = T if reverse else 0
     states[start] = 0 if h0 is None else h0
     if cells is not None:
         cells[start] = 0 if c0 is None else c0
     y = np.empty((T, B, H), dtype)
-    masks = active_masks(lengths, T)
-    w_hh_t = w_hh.T
+    lengths = np.full(B, T, np.int64) if lengths is None else lengths
     recurrent = np.empty((B, w_hh.shape[0]), dtype)
     for t, read, write in step_order(T, reverse):
-        h = states[read]
         g = gates[t]
-        np.matmul(h, w_hh_t, out=recurrent)
-        h_new = states[write]
+        np.matmul(states[read], w_hh_t, out=recurrent)
         if mode == "lstm":
             g += recurrent
-            _sigmoid_(g[:, :2 * H])
-            np.tanh(g[:, 2 * H:3 * H], out=g[:, 2 * H:3 * H])
-            _sigmoid_(g[:, 3 * H:])
-            c_new = cells[write]
-            np.multiply(g[:, H:2 * H], cells[read], out=c_new)
-            c_new += g[:, :H] * g[:, 2 * H:3 * H]
-            np.tanh(c_new, out=h_new)
-            h_new *= g[:, 3 * H:]
+            np.tanh(g, out=g)
+            _lstm_cell(g, cells[read], cells[write], lengths, t)
+            np.tanh(cells[write], out=aux[t])
+            _lstm_output(g, aux[t], states[read], states[write], y[t], lengths, t)
         elif mode == "gru":
-            if b_hh is not None:
-                recurrent += b_hh
-            g[:, :2 * H] += recurrent[:, :2 * H]
-            _sigmoid_(g[:, :2 * H])
-            hidden_n[t] = recurrent[:, 2 * H:]
-            n = g[:, 2 * H:]
-            n += g[:, :H] * recurrent[:, 2 * H:]
-            np.tanh(n, out=n)
-            z = g[:, H:2 * H]
-            # h' = n + z (h - n)
-            np.subtract(h, n, out=h_new)
-            h_new *= z
-            h_new += n
+            rz = g[:, :2 * H]
+            rz += recurrent[:, :2 * H]
+            np.tanh(rz, out=rz)
+            _gru_candidate(g, recurrent, b_hn, aux[t])
+            np.tanh(g[:, 2 * H:], out=g[:, 2 * H:])
+            _gru_output(g, states[read], states[write], y[t], lengths, t)
         else:
             g += recurrent
             if mode == "rnn_tanh":
                 np.tanh(g, out=g)
             else:
                 np.maximum(g, 0, out=g)
-            h_new[...] = g
-        if masks is None:
-            y[t] = h_new
-        else:
-            m = masks[t]
-            np.multiply(h_new, m, out=y[t])
-            np.copyto(h_new, h, where=~m)
-            if cells is not None:
-                np.copyto(cells[write], cells[read], where=~m)
-    return y, states, cells, gates, hidden_n
+            _rnn_output(g, states[read], states[write], y[t], lengths, t)
+    return y, states, cells, gates, aux
 
 
-def backward(mode, x, w_ih, w_hh, has_b_ih, has_b_hh, lengths, reverse, states, cells, gates, hidden_n,
+@njit(cache=True)
+def _lstm_step_backward(gates, c_prev, tanh_c_new, grad_y, has_grad_y, grad_h, grad_c, grad_gates, lengths, t):
+    """Gate gradients of one step; grad_c becomes dc_prev, grad_h its direct part (0; kept when idle)."""
+    B, H = grad_h.shape
+    for b in range(B):
+        active = t < lengths[b]
+        for j in range(H):
+            if not active:
+                for k in range(4):
+                    grad_gates[b, k * H + j] = 0.0
+                continue
+            dh = grad_h[b, j] + (grad_y[b, j] if has_grad_y else 0.0)
+            i, f, g, o = gates[b, j], gates[b, H + j], gates[b, 2 * H + j], gates[b, 3 * H + j]
+            tanh_c = tanh_c_new[b, j]
+            dc = grad_c[b, j] + dh * o * (1.0 - tanh_c * tanh_c)
+            grad_gates[b, j] = dc * g * i * (1.0 - i)
+            grad_gates[b, H + j] = dc * c_prev[b, j] * f * (1.0 - f)
+            grad_gates[b, 2 * H + j] = dc * i * (1.0 - g * g)
+            grad_gates[b, 3 * H + j] = dh * tanh_c * o * (1.0 - o)
+            grad_c[b, j] = dc * f
+            grad_h[b, j] = 0.0
+
+
+@njit(cache=True)
+def _gru_step_backward(gates, hidden_n, h_prev, grad_y, has_grad_y, grad_h, grad_gates, grad_hidden, lengths, t):
+    """Input- and hidden-side gate gradients; grad_h becomes the direct part z * dh (kept when idle)."""
+    B, H = grad_h.shape
+    for b in range(B):
+        active = t < lengths[b]
+        for j in range(H):
+            if not active:
+                for k in range(3):
+                    grad_gates[b, k * H + j] = 0.0
+                    grad_hidden[b, k * H + j] = 0.0
+                continue
+            dh = grad_h[b, j] + (grad_y[b, j] if has_grad_y else 0.0)
+            r, z, n = gates[b, j], gates[b, H + j], gates[b, 2 * H + j]
+            dn = dh * (1.0 - z) * (1.0 - n * n)
+            dr = dn * hidden_n[b, j] * r * (1.0 - r)
+            dz = dh * (h_prev[b, j] - n) * z * (1.0 - z)
+            grad_gates[b, j], grad_gates[b, H + j], grad_gates[b, 2 * H + j] = dr, dz, dn
+            grad_hidden[b, j], grad_hidden[b, H + j], grad_hidden[b, 2 * H + j] = dr, dz, dn * r
+            grad_h[b, j] = dh * z
+
+
+@njit(cache=True)
+def _rnn_step_backward(gates, relu, grad_y, has_grad_y, grad_h, grad_gates, lengths, t):
+    B, H = grad_h.shape
+    for b in range(B):
+        active = t < lengths[b]
+        for j in range(H):
+            if not active:
+                grad_gates[b, j] = 0.0
+                continue
+            dh = grad_h[b, j] + (grad_y[b, j] if has_grad_y else 0.0)
+            h = gates[b, j]
+            grad_gates[b, j] = (dh if h > 0.0 else 0.0) if relu else dh * (1.0 - h * h)
+            grad_h[b, j] = 0.0
+
+
+def backward(mode, x, w_ih, w_hh, has_b_ih, has_b_hh, lengths, reverse, states, cells, gates, aux,
              grad_y, grad_h_n, grad_c_n):
     """Gradients (x, h0, c0 or None, w_ih, w_hh, b_ih or None, b_hh or None) from the forward buffers."""
     T, B, I = x.shape
     H = w_hh.shape[1]
     G = GATES[mode]
     dtype = x.dtype
-    grad_h = np.zeros((B, H), dtype) if grad_h_n is None else np.array(grad_h_n, dtype, copy=True)
+    grad_h = np.zeros((B, H), dtype) if grad_h_n is None else np.array(grad_h_n, dtype, order="C")
     grad_c = None
     if mode == "lstm":
-        grad_c = np.zeros((B, H), dtype) if grad_c_n is None else np.array(grad_c_n, dtype, copy=True)
-    # Gate gradients by time, input side; for the GRU the hidden side differs in its n part.
+        grad_c = np.zeros((B, H), dtype) if grad_c_n is None else np.array(grad_c_n, dtype, order="C")
+    has_grad_y = grad_y is not None
+    grad_y = np.ascontiguousarray(grad_y) if has_grad_y else np.zeros((T, 1, 1), dtype)
+    lengths = np.full(B, T, np.int64) if lengths is None else lengths
     grad_gates = np.empty((T, B, G * H), dtype)
-    grad_hidden_n = np.empty((T, B, H), dtype) if mode == "gru" else None
-    masks = active_masks(lengths, T)
+    grad_hidden = np.empty((T, B, G * H), dtype) if mode == "gru" else grad_gates
     recurrent = np.empty((B, H), dtype)
     for t, read, write in reversed(step_order(T, reverse)):
-        dh = grad_h if grad_y is None else grad_h + (grad_y[t] if masks is None else grad_y[t] * masks[t])
-        g = gates[t]
-        dg = grad_gates[t]
         if mode == "lstm":
-            i, f, c_gate, o = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
-            tanh_c = np.tanh(cells[write])
-            dc = grad_c + dh * o * (1 - tanh_c * tanh_c)
-            dg[:, :H] = dc * c_gate * i * (1 - i)
-            dg[:, H:2 * H] = dc * cells[read] * f * (1 - f)
-            dg[:, 2 * H:3 * H] = dc * i * (1 - c_gate * c_gate)
-            dg[:, 3 * H:] = dh * tanh_c * o * (1 - o)
-            dc *= f
-            direct = None
+            _lstm_step_backward(gates[t], cells[read], aux[t], grad_y[t], has_grad_y, grad_h, grad_c,
+                                grad_gates[t], lengths, t)
         elif mode == "gru":
-            r, z, n = g[:, :H], g[:, H:2 * H], g[:, 2 * H:]
-            dn = dh * (1 - z) * (1 - n * n)
-            dg[:, 2 * H:] = dn
-            dg[:, :H] = dn * hidden_n[t] * r * (1 - r)
-            dg[:, H:2 * H] = dh * (states[read] - n) * z * (1 - z)
-            grad_hidden_n[t] = dn * r
-            direct = dh * z
+            _gru_step_backward(gates[t], aux[t], states[read], grad_y[t], has_grad_y, grad_h,
+                               grad_gates[t], grad_hidden[t], lengths, t)
         else:
-            if mode == "rnn_tanh":
-                np.multiply(dh, 1 - g * g, out=dg)
-            else:
-                np.multiply(dh, g > 0, out=dg)
-            direct = None
-        if masks is not None:
-            dg *= masks[t]
-            if grad_hidden_n is not None:
-                grad_hidden_n[t] *= masks[t]
-        if mode == "gru":
-            np.matmul(dg[:, :2 * H], w_hh[:2 * H], out=recurrent)
-            recurrent += grad_hidden_n[t] @ w_hh[2 * H:]
-        else:
-            np.matmul(dg, w_hh, out=recurrent)
-        if direct is not None:
-            recurrent += direct
-        if masks is None:
-            grad_h = recurrent.copy()
-            if mode == "lstm":
-                grad_c = dc
-        else:
-            m = masks[t]
-            grad_h = np.where(m, recurrent, grad_h)
-            if mode == "lstm":
-                grad_c = np.where(m, dc, grad_c)
+            _rnn_step_backward(gates[t], mode == "rnn_relu", grad_y[t], has_grad_y, grad_h, grad_gates[t],
+                               lengths, t)
+        np.matmul(grad_hidden[t], w_hh, out=recurrent)
+        grad_h += recurrent  # idle samples have zero gate gradients: their grad_h passes through
     flat = grad_gates.reshape(T * B, G * H)
+    hidden_flat = grad_hidden.reshape(T * B, G * H)
     grad_x = np.matmul(flat, w_ih).reshape(T, B, I)
     grad_w_ih = np.matmul(flat.T, x.reshape(T * B, I))
-    prev = states[prev_state_slice(T, reverse)].reshape(T * B, H)
-    if mode == "gru":
-        hidden_flat = np.concatenate([flat[:, :2 * H], grad_hidden_n.reshape(T * B, H)], axis=1)
-    else:
-        hidden_flat = flat
-    grad_w_hh = np.matmul(hidden_flat.T, prev)
+    grad_w_hh = np.matmul(hidden_flat.T, states[prev_state_slice(T, reverse)].reshape(T * B, H))
     grad_b_ih = flat.sum(axis=0) if has_b_ih else None
     grad_b_hh = hidden_flat.sum(axis=0) if has_b_hh else None
     return grad_x, grad_h, grad_c, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
