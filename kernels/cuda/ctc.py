@@ -169,6 +169,8 @@ def _setup(log_probs, targets, offsets, input_lengths, target_lengths):
 
 
 def ctc_loss(log_probs, targets, offsets, input_lengths, target_lengths, blank, zero_infinity, nll_out):
+    if log_probs.shape[1] == 0:
+        return
     threads, ints, alpha, _ = _setup(log_probs, targets, offsets, input_lengths, target_lengths)
     launch(ctc_loss_kernel, log_probs.shape[1], threads, log_probs, *ints, np.int32(blank),
            np.int32(zero_infinity), alpha, nll_out)
@@ -176,6 +178,8 @@ def ctc_loss(log_probs, targets, offsets, input_lengths, target_lengths, blank, 
 
 def ctc_loss_backward(log_probs, targets, offsets, input_lengths, target_lengths, blank, zero_infinity,
                       sample_scale, grad):
+    if log_probs.shape[1] == 0:
+        return
     threads, ints, alpha, xp = _setup(log_probs, targets, offsets, input_lengths, target_lengths)
     beta = xp.empty_like(alpha)
     launch(ctc_gradient_kernel, log_probs.shape[1], threads, log_probs, *ints, np.int32(blank),
