@@ -55,12 +55,19 @@ def max_pool2d(x, kernel, stride, padding, dilation, out_hw, return_indices=Fals
 
     first = first_inside(row_starts, dilation[0])[:, None] * width + first_inside(col_starts, dilation[1])[None, :]
     y = np.full(out_shape, -np.inf, dtype=x.dtype)
-    indices = np.broadcast_to(first, out_shape).copy()
+    # the winning tap number per output (-1: none won, keep `first`); indices are built once at the end
+    winner = np.full(out_shape, -1, dtype=np.int16 if kernel[0] * kernel[1] < 2**15 else np.int64)
+    take = np.empty(out_shape, dtype=bool)
+    has_nan = bool(np.isnan(x).any())
     for i, j, view in _taps(padded, kernel, stride, dilation, out_hw):
-        take = (view > y) | np.isnan(view)
-        tap_index = (row_starts + i * dilation[0])[:, None] * width + (col_starts + j * dilation[1])[None, :]
-        np.copyto(indices, np.broadcast_to(tap_index, out_shape), where=take)
+        np.greater(view, y, out=take)
+        if has_nan:
+            take |= np.isnan(view)
         np.copyto(y, view, where=take)
+        np.copyto(winner, i * kernel[1] + j, where=take)
+    tap_row, tap_col = np.divmod(winner, kernel[1])
+    indices = (row_starts[:, None] + tap_row * dilation[0]) * width + col_starts[None, :] + tap_col * dilation[1]
+    indices = np.where(winner < 0, first, indices).astype(np.int64, copy=False)
     return y, indices
 
 

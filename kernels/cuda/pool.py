@@ -1,21 +1,23 @@
-"""Pooling forward and backward in fp32: every kernel writes each element of its output exactly once.
+"""Pooling forward and backward in fp32 over (N*C, H, W) planes; every output element is written once.
 
-Launch: a 3-D grid, x along W (up to 32 threads, a warp covers consecutive columns: coalesced), y
-along H, z over the N*C planes, and each thread walks PLANES_PER_THREAD planes so that its window
-bounds (integer divisions) are worked out once per position, not once per plane. Forward: one thread
-per output, looping over its window's taps. Backward is a gather, not a scatter: one thread per input
-element sums the windows that contain it, so there are no atomics and the result is deterministic.
+Launch: a 3-D grid, x along W (up to 32 threads: a warp reads a run of a row, coalesced), y along H,
+z over planes. Forward: one thread per output, its window's taps unrolled for 2x2 and 3x3 (all loads
+in flight at once). Backward is a gather, not a scatter: one thread per input element and
+BACKWARD_PLANES planes sums the windows that contain it (bounds worked out once, four independent
+load streams, no atomics, deterministic).
 """
+import functools
 import math
 
 from numba import cuda, float32, int64
 
 from .launch import ceil_div, launch, launch_1d
 
-THREADS = 256            # threads per block (x*y*z)
-WARP_COLUMNS = 32        # at most this many threads along W: one warp covers a run of a row
-PLANES_PER_THREAD = 4    # planes each thread walks (bounds are per position, shared by all planes)
+THREADS = 256                           # threads per block (x*y*z)
+WARP_COLUMNS = 32                       # at most this many threads along W
+BACKWARD_PLANES = 4                     # planes per backward thread, unrolled by hand below
 MAX_GRID_Z = 65535
+SPECIALISED_WINDOWS = ((2, 2), (3, 3))  # forward kernels compiled with these windows unrolled
 NEG_INF = float32(-math.inf)
 
 
@@ -23,13 +25,14 @@ def _pow2_at_least(n):
     return 1 << max(0, int(n) - 1).bit_length()
 
 
-def _layout(planes, rows, cols, planes_per_thread=PLANES_PER_THREAD):
-    """(grid, block) covering cols x rows positions and `planes` planes."""
+def _layout(planes, rows, cols, planes_per_thread):
+    """(grid, block, planes per launch) covering cols x rows positions of `planes` planes."""
     bx = min(WARP_COLUMNS, _pow2_at_least(cols))
     by = min(THREADS // bx, _pow2_at_least(rows))
-    bz = min(THREADS // (bx * by), _pow2_at_least(planes))
-    grid = (ceil_div(cols, bx), ceil_div(rows, by), min(MAX_GRID_Z, ceil_div(planes, bz * planes_per_thread)))
-    return grid, (bx, by, bz)
+    bz = min(THREADS // (bx * by), _pow2_at_least(ceil_div(planes, planes_per_thread)))
+    per_launch = min(planes, MAX_GRID_Z * bz * planes_per_thread)
+    grid = (ceil_div(cols, bx), ceil_div(rows, by), ceil_div(per_launch, bz * planes_per_thread))
+    return grid, (bx, by, bz), per_launch
 
 
 @cuda.jit(device=True, inline=True)
@@ -40,56 +43,104 @@ def _first_inside(start, step):
     return start
 
 
+@functools.lru_cache(maxsize=None)
+def max_pool2d_kernels(window_h=0, window_w=0):
+    """(kernel without indices, kernel with indices) for a window fixed at compile time (0: read
+    kh/kw at run time)."""
+
+    @cuda.jit(device=True, inline=True)
+    def window_max(x, p, h0, w0, first, kh, kw, dh, dw):
+        # a later tap wins only if strictly larger or NaN: ties keep the first maximum, as PyTorch
+        taps_h = window_h if window_h > 0 else kh
+        taps_w = window_w if window_w > 0 else kw
+        height = x.shape[1]
+        width = x.shape[2]
+        best = NEG_INF
+        best_index = first
+        for i in range(taps_h):
+            h = h0 + i * dh
+            if h >= 0 and h < height:
+                for j in range(taps_w):
+                    w = w0 + j * dw
+                    if w >= 0 and w < width:
+                        value = x[p, h, w]
+                        if value > best or value != value:
+                            best = value
+                            best_index = h * width + w
+        return best, best_index
+
+    @cuda.jit
+    def plain(x, y, kh, kw, sh, sw, ph, pw, dh, dw):
+        ow = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        oh = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
+        p = cuda.blockIdx.z * cuda.blockDim.z + cuda.threadIdx.z
+        if oh < y.shape[1] and ow < y.shape[2] and p < y.shape[0]:
+            best, _ = window_max(x, p, oh * sh - ph, ow * sw - pw, 0, kh, kw, dh, dw)
+            y[p, oh, ow] = best
+
+    @cuda.jit
+    def with_indices(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw):
+        ow = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        oh = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
+        p = cuda.blockIdx.z * cuda.blockDim.z + cuda.threadIdx.z
+        if oh < y.shape[1] and ow < y.shape[2] and p < y.shape[0]:
+            h0 = oh * sh - ph
+            w0 = ow * sw - pw
+            first = _first_inside(h0, dh) * x.shape[2] + _first_inside(w0, dw)
+            best, best_index = window_max(x, p, h0, w0, first, kh, kw, dh, dw)
+            y[p, oh, ow] = best
+            indices[p, oh, ow] = best_index
+
+    return plain, with_indices
+
+
 @cuda.jit(device=True, inline=True)
-def _window_max(x, p, h0, w0, first, kh, kw, dh, dw):
-    """(max, flat index) of one window; a later tap wins only if strictly larger or NaN (first-max ties)."""
-    height = x.shape[1]
-    width = x.shape[2]
-    best = NEG_INF
-    best_index = first
-    for i in range(kh):
-        h = h0 + i * dh
-        if h >= 0 and h < height:
-            for j in range(kw):
-                w = w0 + j * dw
-                if w >= 0 and w < width:
-                    value = x[p, h, w]
-                    if value > best or value != value:
-                        best = value
-                        best_index = h * width + w
-    return best, best_index
+def _avg_extent(o, size, kernel, stride, padding):
+    """(first, end) of window `o` clipped to the input, and its length clipped to the padded input."""
+    start = o * stride - padding
+    end = min(start + kernel, size + padding)
+    return max(start, 0), min(end, size), end - start
 
 
-@cuda.jit
-def max_pool2d_kernel(x, y, kh, kw, sh, sw, ph, pw, dh, dw):
-    ow = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    oh = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
-    if oh >= y.shape[1] or ow >= y.shape[2]:
-        return
-    h0 = oh * sh - ph
-    w0 = ow * sw - pw
-    p = cuda.blockIdx.z * cuda.blockDim.z + cuda.threadIdx.z
-    while p < x.shape[0]:
-        best, _ = _window_max(x, p, h0, w0, 0, kh, kw, dh, dw)
-        y[p, oh, ow] = best
-        p += cuda.gridDim.z * cuda.blockDim.z
+@cuda.jit(device=True, inline=True)
+def _avg_count(o, size, kernel, stride, padding, count_include_pad):
+    """Along one axis, the elements PyTorch counts in window `o` (the divisor is a product of two)."""
+    first, end, padded_length = _avg_extent(o, size, kernel, stride, padding)
+    return padded_length if count_include_pad != 0 else end - first
 
 
-@cuda.jit
-def max_pool2d_indices_kernel(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw):
-    ow = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    oh = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
-    if oh >= y.shape[1] or ow >= y.shape[2]:
-        return
-    h0 = oh * sh - ph
-    w0 = ow * sw - pw
-    first = _first_inside(h0, dh) * x.shape[2] + _first_inside(w0, dw)
-    p = cuda.blockIdx.z * cuda.blockDim.z + cuda.threadIdx.z
-    while p < x.shape[0]:
-        best, best_index = _window_max(x, p, h0, w0, first, kh, kw, dh, dw)
-        y[p, oh, ow] = best
-        indices[p, oh, ow] = best_index
-        p += cuda.gridDim.z * cuda.blockDim.z
+@functools.lru_cache(maxsize=None)
+def avg_pool2d_kernel(window_h=0, window_w=0):
+    """Average pooling forward for a window fixed at compile time (0: read kh/kw at run time)."""
+
+    @cuda.jit(fastmath=True)
+    def kernel(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
+        ow = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        oh = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
+        p = cuda.blockIdx.z * cuda.blockDim.z + cuda.threadIdx.z
+        if oh >= y.shape[1] or ow >= y.shape[2] or p >= y.shape[0]:
+            return
+        taps_h = window_h if window_h > 0 else kh
+        taps_w = window_w if window_w > 0 else kw
+        height = x.shape[1]
+        width = x.shape[2]
+        h0 = oh * sh - ph
+        w0 = ow * sw - pw
+        total = float32(0.0)
+        for i in range(taps_h):
+            h = h0 + i
+            if h >= 0 and h < height:
+                for j in range(taps_w):
+                    w = w0 + j
+                    if w >= 0 and w < width:
+                        total += x[p, h, w]
+        divisor = divisor_override
+        if divisor == 0:
+            divisor = (_avg_count(oh, height, taps_h, sh, ph, count_include_pad)
+                       * _avg_count(ow, width, taps_w, sw, pw, count_include_pad))
+        y[p, oh, ow] = total / float32(divisor)
+
+    return kernel
 
 
 @cuda.jit(device=True, inline=True)
@@ -100,8 +151,30 @@ def _windows_containing(position, kernel, stride, padding, dilation, out_size):
     lo = 0
     if top > 0:
         lo = (top + stride - 1) // stride
-    hi = min(reach // stride + 1, out_size)
-    return lo, hi
+    return lo, min(reach // stride + 1, out_size)
+
+
+@cuda.jit(device=True, inline=True)
+def _backward_planes(planes):
+    """This thread's first plane p0, the spacing of its BACKWARD_PLANES planes, and those planes
+    clamped to the last one so that every load is in bounds (clamped duplicates are never stored)."""
+    step = cuda.gridDim.z * cuda.blockDim.z
+    p0 = cuda.blockIdx.z * cuda.blockDim.z + cuda.threadIdx.z
+    last = planes - 1
+    return p0, step, min(p0, last), min(p0 + step, last), min(p0 + 2 * step, last), min(p0 + 3 * step, last)
+
+
+@cuda.jit(device=True, inline=True)
+def _store_planes(out, h, w, p0, step, t0, t1, t2, t3):
+    planes = out.shape[0]
+    if p0 < planes:
+        out[p0, h, w] = t0
+    if p0 + step < planes:
+        out[p0 + step, h, w] = t1
+    if p0 + 2 * step < planes:
+        out[p0 + 2 * step, h, w] = t2
+    if p0 + 3 * step < planes:
+        out[p0 + 3 * step, h, w] = t3
 
 
 @cuda.jit
@@ -114,15 +187,52 @@ def max_pool2d_backward_kernel(grad_out, indices, grad_in, kh, kw, sh, sw, ph, p
     oh_lo, oh_hi = _windows_containing(h, kh, sh, ph, dh, grad_out.shape[1])
     ow_lo, ow_hi = _windows_containing(w, kw, sw, pw, dw, grad_out.shape[2])
     target = h * grad_in.shape[2] + w
-    p = cuda.blockIdx.z * cuda.blockDim.z + cuda.threadIdx.z
-    while p < grad_in.shape[0]:
-        total = float32(0.0)
-        for oh in range(oh_lo, oh_hi):
-            for ow in range(ow_lo, ow_hi):
-                if indices[p, oh, ow] == target:
-                    total += grad_out[p, oh, ow]
-        grad_in[p, h, w] = total
-        p += cuda.gridDim.z * cuda.blockDim.z
+    p0, step, q0, q1, q2, q3 = _backward_planes(grad_in.shape[0])
+    t0 = float32(0.0)
+    t1 = float32(0.0)
+    t2 = float32(0.0)
+    t3 = float32(0.0)
+    for oh in range(oh_lo, oh_hi):
+        for ow in range(ow_lo, ow_hi):
+            # loads first and unconditional: eight independent loads in flight per window
+            g0 = grad_out[q0, oh, ow]
+            g1 = grad_out[q1, oh, ow]
+            g2 = grad_out[q2, oh, ow]
+            g3 = grad_out[q3, oh, ow]
+            t0 += g0 if indices[q0, oh, ow] == target else float32(0.0)
+            t1 += g1 if indices[q1, oh, ow] == target else float32(0.0)
+            t2 += g2 if indices[q2, oh, ow] == target else float32(0.0)
+            t3 += g3 if indices[q3, oh, ow] == target else float32(0.0)
+    _store_planes(grad_in, h, w, p0, step, t0, t1, t2, t3)
+
+
+@cuda.jit(fastmath=True)
+def avg_pool2d_backward_kernel(grad_out, grad_in, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
+    w = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    h = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
+    height = grad_in.shape[1]
+    width = grad_in.shape[2]
+    if h >= height or w >= width:
+        return
+    oh_lo, oh_hi = _windows_containing(h, kh, sh, ph, 1, grad_out.shape[1])
+    ow_lo, ow_hi = _windows_containing(w, kw, sw, pw, 1, grad_out.shape[2])
+    p0, step, q0, q1, q2, q3 = _backward_planes(grad_in.shape[0])
+    t0 = float32(0.0)
+    t1 = float32(0.0)
+    t2 = float32(0.0)
+    t3 = float32(0.0)
+    for oh in range(oh_lo, oh_hi):
+        rows = 1 if divisor_override != 0 else _avg_count(oh, height, kh, sh, ph, count_include_pad)
+        for ow in range(ow_lo, ow_hi):
+            cols = divisor_override
+            if cols == 0:
+                cols = _avg_count(ow, width, kw, sw, pw, count_include_pad)
+            scale = float32(1.0) / float32(rows * cols)
+            t0 += grad_out[q0, oh, ow] * scale
+            t1 += grad_out[q1, oh, ow] * scale
+            t2 += grad_out[q2, oh, ow] * scale
+            t3 += grad_out[q3, oh, ow] * scale
+    _store_planes(grad_in, h, w, p0, step, t0, t1, t2, t3)
 
 
 @cuda.jit
@@ -137,79 +247,11 @@ def max_pool2d_backward_scatter_kernel(grad_out, indices, grad_in):
     """Without the window geometry: each output adds its grad at its index (grad_in zeroed first)."""
     ow = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     oh = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
-    if oh >= grad_out.shape[1] or ow >= grad_out.shape[2]:
-        return
-    width = grad_in.shape[2]
     p = cuda.blockIdx.z * cuda.blockDim.z + cuda.threadIdx.z
-    while p < grad_out.shape[0]:
+    if oh < grad_out.shape[1] and ow < grad_out.shape[2] and p < grad_out.shape[0]:
         index = indices[p, oh, ow]
+        width = grad_in.shape[2]
         cuda.atomic.add(grad_in, (p, index // width, index % width), grad_out[p, oh, ow])
-        p += cuda.gridDim.z * cuda.blockDim.z
-
-
-@cuda.jit(device=True, inline=True)
-def _avg_extent(o, size, kernel, stride, padding):
-    """(first, end, padded length) of window `o` along one axis, clipped to the input (first, end)
-    and to the padded input (length), as PyTorch counts them."""
-    start = o * stride - padding
-    end = min(start + kernel, size + padding)
-    return max(start, 0), min(end, size), end - start
-
-
-@cuda.jit(device=True, inline=True)
-def _avg_scale(oh, ow, height, width, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
-    h_first, h_end, h_len = _avg_extent(oh, height, kh, sh, ph)
-    w_first, w_end, w_len = _avg_extent(ow, width, kw, sw, pw)
-    if divisor_override != 0:
-        divisor = divisor_override
-    elif count_include_pad != 0:
-        divisor = h_len * w_len
-    else:
-        divisor = (h_end - h_first) * (w_end - w_first)
-    return float32(1.0) / float32(divisor)
-
-
-@cuda.jit(fastmath=True)
-def avg_pool2d_kernel(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
-    ow = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    oh = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
-    if oh >= y.shape[1] or ow >= y.shape[2]:
-        return
-    height = x.shape[1]
-    width = x.shape[2]
-    h_first, h_end, _ = _avg_extent(oh, height, kh, sh, ph)
-    w_first, w_end, _ = _avg_extent(ow, width, kw, sw, pw)
-    scale = _avg_scale(oh, ow, height, width, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override)
-    p = cuda.blockIdx.z * cuda.blockDim.z + cuda.threadIdx.z
-    while p < x.shape[0]:
-        total = float32(0.0)
-        for h in range(h_first, h_end):
-            for w in range(w_first, w_end):
-                total += x[p, h, w]
-        y[p, oh, ow] = total * scale
-        p += cuda.gridDim.z * cuda.blockDim.z
-
-
-@cuda.jit(fastmath=True)
-def avg_pool2d_backward_kernel(grad_out, grad_in, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
-    w = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    h = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
-    height = grad_in.shape[1]
-    width = grad_in.shape[2]
-    if h >= height or w >= width:
-        return
-    oh_lo, oh_hi = _windows_containing(h, kh, sh, ph, 1, grad_out.shape[1])
-    ow_lo, ow_hi = _windows_containing(w, kw, sw, pw, 1, grad_out.shape[2])
-    p = cuda.blockIdx.z * cuda.blockDim.z + cuda.threadIdx.z
-    while p < grad_in.shape[0]:
-        total = float32(0.0)
-        for oh in range(oh_lo, oh_hi):
-            for ow in range(ow_lo, ow_hi):
-                scale = _avg_scale(oh, ow, height, width, kh, kw, sh, sw, ph, pw, count_include_pad,
-                                   divisor_override)
-                total += grad_out[p, oh, ow] * scale
-        grad_in[p, h, w] = total
-        p += cuda.gridDim.z * cuda.blockDim.z
 
 
 @cuda.jit(device=True, inline=True)
@@ -222,46 +264,44 @@ def _adaptive_window(o, size, out_size):
 def adaptive_avg_pool2d_kernel(x, y):
     ow = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     oh = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
-    if oh >= y.shape[1] or ow >= y.shape[2]:
+    p = cuda.blockIdx.z * cuda.blockDim.z + cuda.threadIdx.z
+    if oh >= y.shape[1] or ow >= y.shape[2] or p >= y.shape[0]:
         return
     h_first, h_end = _adaptive_window(oh, x.shape[1], y.shape[1])
     w_first, w_end = _adaptive_window(ow, x.shape[2], y.shape[2])
-    scale = float32(1.0) / float32((h_end - h_first) * (w_end - w_first))
-    p = cuda.blockIdx.z * cuda.blockDim.z + cuda.threadIdx.z
-    while p < x.shape[0]:
-        total = float32(0.0)
-        for h in range(h_first, h_end):
-            for w in range(w_first, w_end):
-                total += x[p, h, w]
-        y[p, oh, ow] = total * scale
-        p += cuda.gridDim.z * cuda.blockDim.z
+    total = float32(0.0)
+    for h in range(h_first, h_end):
+        for w in range(w_first, w_end):
+            total += x[p, h, w]
+    y[p, oh, ow] = total / float32((h_end - h_first) * (w_end - w_first))
 
 
 @cuda.jit(fastmath=True)
 def adaptive_avg_pool2d_backward_kernel(grad_out, grad_in):
     w = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     h = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
+    p = cuda.blockIdx.z * cuda.blockDim.z + cuda.threadIdx.z
     height = grad_in.shape[1]
     width = grad_in.shape[2]
     out_h = grad_out.shape[1]
     out_w = grad_out.shape[2]
-    if h >= height or w >= width:
+    if h >= height or w >= width or p >= grad_in.shape[0]:
         return
-    # windows o with floor(o*H/OH) <= h < ceil((o+1)*H/OH) are exactly o in [floor(h*OH/H), ceil((h+1)*OH/H))
-    oh_lo = (h * out_h) // height
+    # floor(o*H/OH) <= h < ceil((o+1)*H/OH) holds exactly for o in [floor(h*OH/H), ceil((h+1)*OH/H))
     oh_hi = ((h + 1) * out_h + height - 1) // height
-    ow_lo = (w * out_w) // width
     ow_hi = ((w + 1) * out_w + width - 1) // width
-    p = cuda.blockIdx.z * cuda.blockDim.z + cuda.threadIdx.z
-    while p < grad_in.shape[0]:
-        total = float32(0.0)
-        for oh in range(oh_lo, oh_hi):
-            h_first, h_end = _adaptive_window(oh, height, out_h)
-            for ow in range(ow_lo, ow_hi):
-                w_first, w_end = _adaptive_window(ow, width, out_w)
-                total += grad_out[p, oh, ow] / float32((h_end - h_first) * (w_end - w_first))
-        grad_in[p, h, w] = total
-        p += cuda.gridDim.z * cuda.blockDim.z
+    total = float32(0.0)
+    for oh in range(h * out_h // height, oh_hi):
+        h_first, h_end = _adaptive_window(oh, height, out_h)
+        for ow in range(w * out_w // width, ow_hi):
+            w_first, w_end = _adaptive_window(ow, width, out_w)
+            total += grad_out[p, oh, ow] / float32((h_end - h_first) * (w_end - w_first))
+    grad_in[p, h, w] = total
+
+
+def _compiled_window(kernel):
+    """The window size to compile in: one of SPECIALISED_WINDOWS, else (0, 0) (read at run time)."""
+    return tuple(kernel) if tuple(kernel) in SPECIALISED_WINDOWS else (0, 0)
 
 
 def _planes(a):
@@ -269,63 +309,75 @@ def _planes(a):
     return a.reshape((a.shape[0] * a.shape[1],) + tuple(a.shape[2:]))
 
 
-def _run(kernel, grid_array, planes_per_thread, *args):
-    planes, rows, cols = grid_array.shape
+def _run(kernel, covered, planes_per_thread, arrays, scalars=()):
+    """Launch over the positions of `covered` (N*C, rows, cols); planes beyond one grid's z limit go
+    in further launches on plane slices (only for over MAX_GRID_Z * block z planes)."""
+    planes, rows, cols = covered.shape
     if planes == 0:
         return
-    grid, block = _layout(planes, rows, cols, planes_per_thread)
-    launch(kernel, grid, block, *args)
+    grid, block, per_launch = _layout(planes, rows, cols, planes_per_thread)
+    if per_launch == planes:
+        launch(kernel, grid, block, *arrays, *scalars)
+        return
+    for start in range(0, planes, per_launch):
+        launch(kernel, grid, block, *[a[start:start + per_launch] for a in arrays], *scalars)
 
 
 def max_pool2d(x, y, indices, kernel, stride, padding, dilation, out_hw):
     geometry = (*kernel, *stride, *padding, *dilation)
-    # forward index math is division-free: one plane a thread gives the most parallelism
+    plain, with_indices = max_pool2d_kernels(*_compiled_window(kernel))
     if indices is None:
-        _run(max_pool2d_kernel, _planes(y), 1, _planes(x), _planes(y), *geometry)
+        _run(plain, _planes(y), 1, (_planes(x), _planes(y)), geometry)
     else:
-        _run(max_pool2d_indices_kernel, _planes(y), 1, _planes(x), _planes(y), _planes(indices), *geometry)
+        _run(with_indices, _planes(y), 1, (_planes(x), _planes(y), _planes(indices)), geometry)
 
 
 def max_pool2d_backward(grad_out, indices, grad_in, geometry):
     """geometry: (kernel, stride, padding, dilation) pairs for the gather, or None for the scatter."""
     if geometry is not None:
-        _run(max_pool2d_backward_kernel, _planes(grad_in), PLANES_PER_THREAD, _planes(grad_out),
-             _planes(indices), _planes(grad_in), *(v for pair in geometry for v in pair))
+        _run(max_pool2d_backward_kernel, _planes(grad_in), BACKWARD_PLANES,
+             (_planes(grad_out), _planes(indices), _planes(grad_in)), tuple(v for pair in geometry for v in pair))
         return
     launch_1d(zero_kernel, grad_in.size, grad_in.reshape(-1), threads=THREADS)
-    _run(max_pool2d_backward_scatter_kernel, _planes(grad_out), 1, _planes(grad_out), _planes(indices),
-         _planes(grad_in))
+    _run(max_pool2d_backward_scatter_kernel, _planes(grad_out), 1,
+         (_planes(grad_out), _planes(indices), _planes(grad_in)))
 
 
 def avg_pool2d(x, y, kernel, stride, padding, count_include_pad, divisor_override):
-    _run(avg_pool2d_kernel, _planes(y), 1, _planes(x), _planes(y), *kernel, *stride, *padding,
-         int(count_include_pad), int(divisor_override or 0))
+    _run(avg_pool2d_kernel(*_compiled_window(kernel)), _planes(y), 1, (_planes(x), _planes(y)),
+         (*kernel, *stride, *padding, int(count_include_pad), int(divisor_override or 0)))
 
 
 def avg_pool2d_backward(grad_out, grad_in, kernel, stride, padding, count_include_pad, divisor_override):
-    _run(avg_pool2d_backward_kernel, _planes(grad_in), PLANES_PER_THREAD, _planes(grad_out), _planes(grad_in),
-         *kernel, *stride, *padding, int(count_include_pad), int(divisor_override or 0))
+    _run(avg_pool2d_backward_kernel, _planes(grad_in), BACKWARD_PLANES, (_planes(grad_out), _planes(grad_in)),
+         (*kernel, *stride, *padding, int(count_include_pad), int(divisor_override or 0)))
 
 
 def adaptive_avg_pool2d(x, y):
-    _run(adaptive_avg_pool2d_kernel, _planes(y), 1, _planes(x), _planes(y))
+    _run(adaptive_avg_pool2d_kernel, _planes(y), 1, (_planes(x), _planes(y)))
 
 
 def adaptive_avg_pool2d_backward(grad_out, grad_in):
-    _run(adaptive_avg_pool2d_backward_kernel, _planes(grad_in), 1, _planes(grad_out), _planes(grad_in))
+    _run(adaptive_avg_pool2d_backward_kernel, _planes(grad_in), 1, (_planes(grad_out), _planes(grad_in)))
 
 
 _planes_f32 = float32[:, :, ::1]
 _planes_i64 = int64[:, :, ::1]
 _geometry = (int64,) * 8
-PTX_SIGNATURES = [
-    ("max_pool2d", max_pool2d_kernel, (_planes_f32, _planes_f32) + _geometry),
-    ("max_pool2d_indices", max_pool2d_indices_kernel, (_planes_f32, _planes_f32, _planes_i64) + _geometry),
+PTX_SIGNATURES = []
+for _window in SPECIALISED_WINDOWS + ((0, 0),):
+    _tag = "x".join(map(str, _window)) if _window != (0, 0) else "any"
+    _plain, _with_indices = max_pool2d_kernels(*_window)
+    PTX_SIGNATURES += [
+        (f"max_pool2d[{_tag}]", _plain, (_planes_f32, _planes_f32) + _geometry),
+        (f"max_pool2d_indices[{_tag}]", _with_indices, (_planes_f32, _planes_f32, _planes_i64) + _geometry),
+        (f"avg_pool2d[{_tag}]", avg_pool2d_kernel(*_window), (_planes_f32, _planes_f32) + _geometry),
+    ]
+PTX_SIGNATURES += [
     ("max_pool2d_backward", max_pool2d_backward_kernel, (_planes_f32, _planes_i64, _planes_f32) + _geometry),
     ("max_pool2d_backward_scatter", max_pool2d_backward_scatter_kernel, (_planes_f32, _planes_i64, _planes_f32)),
     ("zero", zero_kernel, (float32[::1],)),
-    ("avg_pool2d", avg_pool2d_kernel, (_planes_f32, _planes_f32) + (int64,) * 8),
-    ("avg_pool2d_backward", avg_pool2d_backward_kernel, (_planes_f32, _planes_f32) + (int64,) * 8),
+    ("avg_pool2d_backward", avg_pool2d_backward_kernel, (_planes_f32, _planes_f32) + _geometry),
     ("adaptive_avg_pool2d", adaptive_avg_pool2d_kernel, (_planes_f32, _planes_f32)),
     ("adaptive_avg_pool2d_backward", adaptive_avg_pool2d_backward_kernel, (_planes_f32, _planes_f32)),
 ]

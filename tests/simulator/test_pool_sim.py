@@ -66,3 +66,22 @@ def test_adaptive_avg_pool2d_kernels_match_cpu(shape, output_size):
     grad_out = random_array(y.shape, seed=6)
     expected = cpu.adaptive_avg_pool2d_backward(grad_out.reshape(x4.shape[:2] + out_hw), x4.shape)
     assert_close(kernels.adaptive_avg_pool2d_backward(grad_out, x.shape), expected.reshape(x.shape), np.float32)
+
+
+@pytest.mark.parametrize("max_grid_z", [1, 65535])
+def test_plane_chunking_and_uneven_plane_counts(monkeypatch, max_grid_z):
+    # 7 planes: not a multiple of the 4 planes a backward thread takes; max_grid_z=1 forces one
+    # launch per plane slice, the path used for over 65535 z-blocks on a GPU
+    from kernels.cuda import pool as gpu
+    monkeypatch.setattr(gpu, "MAX_GRID_Z", max_grid_z)
+    x = random_array((7, 1, 5, 6), seed=7)
+    args = dict(kernel_size=3, stride=2, padding=1)
+    expected, expected_indices = _cpu_max(x, args)
+    y, indices = kernels.max_pool2d(x, return_indices=True, **args)
+    assert_close(y, expected, np.float32)
+    np.testing.assert_array_equal(indices, expected_indices)
+    grad_out = random_array(y.shape, seed=8)
+    assert_close(kernels.max_pool2d_backward(grad_out, indices, x.shape, **args),
+                 cpu.max_pool2d_backward(grad_out, expected_indices, x.shape), np.float32)
+    assert_close(kernels.avg_pool2d_backward(grad_out, x.shape, **args),
+                 cpu.avg_pool2d_backward(grad_out, x.shape, (3, 3), (2, 2), (1, 1)), np.float32)
