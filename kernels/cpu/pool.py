@@ -55,19 +55,26 @@ def max_pool2d(x, kernel, stride, padding, dilation, out_hw, return_indices=Fals
 
     first = first_inside(row_starts, dilation[0])[:, None] * width + first_inside(col_starts, dilation[1])[None, :]
     y = np.full(out_shape, -np.inf, dtype=x.dtype)
-    # the winning tap number per output (-1: none won, keep `first`); indices are built once at the end
-    winner = np.full(out_shape, -1, dtype=np.int16 if kernel[0] * kernel[1] < 2**15 else np.int64)
+    # 1 + the winning tap per output (0: none won, keep `first`). Taps come in increasing order, so
+    # a running maximum records the latest winner: arithmetic, no data-dependent masked writes.
+    tap_count = kernel[0] * kernel[1]
+    winner = np.zeros(out_shape, dtype=np.int8 if tap_count < 127 else np.int64)
     take = np.empty(out_shape, dtype=bool)
     has_nan = bool(np.isnan(x).any())
     for i, j, view in _taps(padded, kernel, stride, dilation, out_hw):
         np.greater(view, y, out=take)
         if has_nan:
             take |= np.isnan(view)
-        np.copyto(y, view, where=take)
-        np.copyto(winner, i * kernel[1] + j, where=take)
-    tap_row, tap_col = np.divmod(winner, kernel[1])
-    indices = (row_starts[:, None] + tap_row * dilation[0]) * width + col_starts[None, :] + tap_col * dilation[1]
-    indices = np.where(winner < 0, first, indices).astype(np.int64, copy=False)
+        np.maximum(y, view, out=y)  # same value as the strict-or-NaN update: NaN propagates
+        np.maximum(winner, take * winner.dtype.type(i * kernel[1] + j + 1), out=winner)
+    # flat index = window origin + the winning tap's offset, read from a table of tap offsets
+    taps = np.arange(tap_count)
+    offsets = np.concatenate(([0], (taps // kernel[1]) * dilation[0] * width + (taps % kernel[1]) * dilation[1]))
+    indices = np.take(offsets, winner)
+    indices += row_starts[:, None] * width + col_starts[None, :]
+    none_won = winner == 0
+    if none_won.any():  # windows of only -inf (or only padding): PyTorch's first tap inside
+        indices[none_won] = np.broadcast_to(first, out_shape)[none_won]
     return y, indices
 
 

@@ -126,6 +126,20 @@ def test_max_pool2d_ties_go_to_the_first_maximum(args):
     assert_close(kernels.max_pool2d_backward(grad_out, indices, x.shape), expected_grad, np.float64)
 
 
+def test_max_pool2d_nan_and_infinity_follow_torch():
+    x = random_array((1, 2, 6, 7), np.float64, seed=12)
+    x[0, 0, 1, 1] = np.nan
+    x[0, 0, 2, 2] = np.nan          # two NaNs in one window: torch keeps the last one
+    x[0, 1, :3, :3] = -np.inf       # windows of only -inf: the first tap inside the input
+    args = dict(kernel_size=3, stride=2, padding=1)
+    y, indices = kernels.max_pool2d(x, return_indices=True, **args)
+    torch = torch_module()
+    expected, expected_indices = F.max_pool2d(torch.tensor(x), return_indices=True, **args)
+    np.testing.assert_array_equal(y, expected.numpy())
+    np.testing.assert_array_equal(indices, expected_indices.numpy())
+    np.testing.assert_array_equal(kernels.max_pool2d(x, **args), expected.numpy())
+
+
 def test_max_pool2d_of_non_contiguous_input():
     x = random_array((2, 3, 11, 9), np.float32, seed=5).transpose(0, 1, 3, 2)
     torch = torch_module()

@@ -29,6 +29,8 @@ def _cpu_max(x, args):
 def test_max_pool2d_kernels_match_cpu(shape, args):
     x = random_array(shape, seed=1)
     x[0, 0, 1:4, 1:4] = 0.5  # ties: the first maximum must win
+    x[-1, -1, 2, 2] = np.nan  # NaN wins its windows, as in PyTorch
+    x[-1, 0, :2, :] = -np.inf
     expected, expected_indices = _cpu_max(x, args)
     y, indices = kernels.max_pool2d(x, return_indices=True, **args)
     assert_close(y, expected, np.float32)
