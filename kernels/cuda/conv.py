@@ -1,4 +1,5 @@
-"""conv2d on the GPU: launchers for the implicit-GEMM kernels of conv_implicit_gemm.py and conv_weight.py.
+"""conv2d on the GPU: launchers for the implicit-GEMM kernels of conv_forward.py, conv_backward_data.py and
+conv_weight.py (this module's PTX_SIGNATURES lists every kernel of the three).
 
 Arrays arrive C-contiguous float32 from kernels/conv.py and are passed flat; the geometry (stride and
 dilation pairs, padding as top/bottom/left/right, groups) is already checked there. Tile shapes are
@@ -7,7 +8,8 @@ chosen from the GEMM's row count (output channels per group, or input channels f
 from numba import float32, int64
 
 from .. import backend
-from .conv_implicit_gemm import BACKWARD_DATA, CONFIGS, FORWARD, THREADS, choose_config, implicit_gemm_kernel
+from .conv_backward_data import backward_data_kernel, phase_taps
+from .conv_forward import CONFIGS, THREADS, choose_config, forward_kernel
 from .conv_weight import (BIAS_THREADS, WEIGHT_CONFIGS, choose_weight_config, conv2d_bias_gradient,
                           weight_gradient_kernel)
 from .launch import ceil_div, launch
@@ -44,7 +46,7 @@ def conv2d(x, weight, bias, y, stride, padding, dilation, groups):
     _check_index_range(x, y)
     k_group = weight.shape[0] // groups
     config = choose_config(k_group)
-    kernel = implicit_gemm_kernel(FORWARD, config, True)
+    kernel = forward_kernel(config)
     columns = y.shape[0] * y.shape[2] * y.shape[3]
     grid = (ceil_div(columns, config.block_cols), ceil_div(k_group, config.block_rows), groups)
     has_bias = 0 if bias is None else 1
@@ -54,15 +56,25 @@ def conv2d(x, weight, bias, y, stride, padding, dilation, groups):
 
 
 def conv2d_backward_input(grad_out, weight, grad_x, stride, padding, dilation, groups):
+    """One launch per stride phase (a single one for stride 1); every pixel of grad_x is written once."""
     _check_index_range(grad_out, grad_x)
-    c_group = weight.shape[1]
+    n, c, h, w = grad_x.shape
+    k, c_group, r, s = weight.shape
     config = choose_config(c_group)
-    kernel = implicit_gemm_kernel(BACKWARD_DATA, config, tuple(stride) == (1, 1))
-    columns = grad_x.shape[0] * grad_x.shape[2] * grad_x.shape[3]
-    grid = (ceil_div(columns, config.block_cols), ceil_div(c_group, config.block_rows), groups)
-    launch(kernel, grid, THREADS, _flat(grad_out), _flat(weight), _placeholder(grad_out), _flat(grad_x),
-           *_geometry_arguments(grad_x.shape, weight.shape, grad_out.shape[2:], stride, padding, dilation, groups),
-           0)
+    kernel = backward_data_kernel(config)
+    common = (_flat(grad_out), _flat(weight), _flat(grad_x), n, c, h, w, k, r, s, grad_out.shape[2],
+              grad_out.shape[3], groups, stride[0], stride[1])
+    for phase_h in range(min(stride[0], h)):
+        rows_h = phase_taps(phase_h, padding[0], stride[0], dilation[0], r)
+        phase_rows = ceil_div(h - phase_h, stride[0])
+        for phase_w in range(min(stride[1], w)):
+            cols_w = phase_taps(phase_w, padding[2], stride[1], dilation[1], s)
+            phase_cols = ceil_div(w - phase_w, stride[1])
+            grid = (ceil_div(n * phase_rows * phase_cols, config.block_cols), ceil_div(c_group, config.block_rows),
+                    groups)
+            launch(kernel, grid, THREADS, *common, phase_h, phase_w, phase_rows, phase_cols,
+                   rows_h[0], cols_w[0], rows_h[1], cols_w[1], rows_h[2], cols_w[2], rows_h[3], cols_w[3],
+                   rows_h[4], cols_w[4])
 
 
 def weight_gradient_splits(tiles, steps):
@@ -95,11 +107,10 @@ def conv2d_backward_bias(grad_out, grad_bias):
 _vector = float32[::1]
 _geometry_types = (int64,) * 16
 PTX_SIGNATURES = (
-    [(f"forward_{c.block_rows}x{c.block_cols}", implicit_gemm_kernel(FORWARD, c, True),
+    [(f"forward_{c.block_rows}x{c.block_cols}", forward_kernel(c),
       (_vector,) * 4 + _geometry_types + (int64,)) for _, c in CONFIGS]
-    + [(f"backward_data_{c.block_rows}x{c.block_cols}{'' if unit else '_strided'}",
-        implicit_gemm_kernel(BACKWARD_DATA, c, unit), (_vector,) * 4 + _geometry_types + (int64,))
-       for _, c in CONFIGS for unit in (True, False)]
+    + [(f"backward_data_{c.block_rows}x{c.block_cols}", backward_data_kernel(c), (_vector,) * 3 + (int64,) * 26)
+       for _, c in CONFIGS]
     + [(f"backward_weight_{c.block_rows}x{c.block_cols}", weight_gradient_kernel(c),
         (_vector,) * 3 + _geometry_types + (int64,)) for _, _, c in WEIGHT_CONFIGS]
     + [("backward_bias", conv2d_bias_gradient, (_vector, _vector, int64, int64))]

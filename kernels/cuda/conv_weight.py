@@ -12,7 +12,7 @@ import functools
 
 from numba import cuda, float32, int32
 
-from .conv_implicit_gemm import THREADS, TileConfig
+from .conv_forward import THREADS, TileConfig
 
 
 @functools.lru_cache(maxsize=None)

@@ -6,7 +6,7 @@ import kernels
 from kernels import conv as public
 from kernels.cpu import conv as cpu
 from kernels.cuda import conv as gpu
-from kernels.cuda.conv_implicit_gemm import TileConfig
+from kernels.cuda.conv_forward import TileConfig
 from tests.oracle import assert_close, random_array
 
 # (input shape, weight shape, keyword arguments): small enough for the simulator's one-thread-per-thread model.
@@ -15,6 +15,7 @@ CONFIGURATIONS = [
     ((2, 3, 5, 7), (4, 3, 3, 2), dict(stride=2, padding=(1, 0))),           # stride 2, rectangular kernel
     ((1, 3, 5, 7), (2, 3, 2, 2), dict(stride=3)),                           # stride larger than the kernel
     ((1, 2, 6, 7), (3, 2, 3, 3), dict(dilation=2, padding=2)),             # dilation 2
+    ((1, 2, 7, 6), (2, 2, 3, 2), dict(stride=2, dilation=2, padding=1)),   # phases without any tap
     ((1, 4, 5, 7), (4, 2, 3, 3), dict(groups=2, padding="same")),          # groups 2, 'same'
     ((2, 3, 5, 7), (3, 1, 3, 3), dict(groups=3, padding=1, stride=2)),     # depthwise
     ((1, 3, 5, 7), (4, 3, 1, 1), dict()),                                   # 1x1

@@ -1,0 +1,164 @@
+"""conv2d backward-data as an implicit GEMM per stride phase: gx[c, pixel] = sum over (k, r, s) of
+W[k, c, r, s] * gy[n, k, (h + pt - r*dh)/sh, (w + pl - s*dw)/sw], only where the divisions are exact.
+
+Input pixels are split into sh*sw phases (h mod sh, w mod sw); within a phase exactly the taps r = r0,
+r0 + step, ... divide evenly, and p = p0(h) - i*dp for the i-th of them, so no multiply is spent on the
+holes a stride leaves (stride 1 is the single phase r0 = 0, step 1). One launch per phase: grid
+(ceil(N*Hphase*Wphase / BN), ceil(C/groups / BM), groups), THREADS = 256, the same BM x BN tiles, TM x TN
+register micro-tiles, BK = 8 slices and register prefetch as the forward kernel (conv_forward.py):
+A is the weight read as W[k, c, r, s] (transposed on the fly), B gathers grad_out.
+"""
+import functools
+import math
+
+from numba import cuda, float32, int32
+
+from .conv_forward import THREADS
+
+
+@functools.lru_cache(maxsize=None)
+def backward_data_kernel(config):
+    BM, BN, BK, TM, TN = config
+    THREAD_COLS = BN // TN
+    THREAD_ROWS = BM // TM
+    ACC = TM * TN
+    ROW_THREADS = THREADS // BK
+    B_LOADS = BN // ROW_THREADS
+    A_STEP = THREADS // BK
+    A_LOADS = max(1, BM * BK // THREADS)
+    assert THREAD_COLS * THREAD_ROWS == THREADS and BN % ROW_THREADS == 0 and BN <= THREADS
+
+    @cuda.jit(fastmath=True)
+    def conv2d_backward_data(grad_out, weight, grad_x, batch, in_channels, height, width, out_channels,
+                             kernel_h, kernel_w, out_h, out_w, groups, stride_h, stride_w,
+                             phase_h, phase_w, phase_rows, phase_cols, first_tap_h, first_tap_w,
+                             tap_step_h, tap_step_w, taps_h, taps_w, first_p, first_q, p_step, q_step):
+        tid = cuda.threadIdx.x
+        tile_col = cuda.blockIdx.x * BN
+        tile_row = cuda.blockIdx.y * BM
+        group = cuda.blockIdx.z
+        c_group = in_channels // groups
+        k_group = out_channels // groups
+        kernel_taps = kernel_h * kernel_w
+        phase_taps = taps_h * taps_w
+        in_plane = height * width
+        out_plane = out_h * out_w
+        phase_plane = phase_rows * phase_cols
+        reduction = k_group * phase_taps
+        columns = batch * phase_plane
+
+        # Per-pixel tables: the image's grad_out block, the pixel's first (p, q), where it goes in grad_x.
+        pixel_source = cuda.shared.array(BN, int32)
+        pixel_p = cuda.shared.array(BN, int32)
+        pixel_q = cuda.shared.array(BN, int32)
+        pixel_out = cuda.shared.array(BN, int32)
+        tile_a = cuda.shared.array((BK, BM), float32)
+        tile_b = cuda.shared.array((BK, BN), float32)
+        if tid < BN:
+            col = tile_col + tid
+            if col < columns:
+                n = col // phase_plane
+                rest = col - n * phase_plane
+                i = rest // phase_cols
+                j = rest - i * phase_cols
+                pixel_source[tid] = (n * out_channels + group * k_group) * out_plane
+                pixel_p[tid] = first_p + i
+                pixel_q[tid] = first_q + j
+                pixel_out[tid] = n * in_channels * in_plane + (phase_h + i * stride_h) * width + phase_w + j * stride_w
+            else:
+                pixel_source[tid] = -1
+
+        acc = cuda.local.array(ACC, float32)
+        frag_a = cuda.local.array(TM, float32)
+        frag_b = cuda.local.array(TN, float32)
+        next_a = cuda.local.array(A_LOADS, float32)
+        next_b = cuda.local.array(B_LOADS, float32)
+        for i in range(ACC):
+            acc[i] = float32(0.0)
+        a_k = tid % BK
+        a_row = tid // BK
+        b_k = tid // ROW_THREADS
+        b_lane = tid % ROW_THREADS
+        thread_col = tid % THREAD_COLS
+        thread_row = tid // THREAD_COLS
+        steps = (reduction + BK - 1) // BK
+        cuda.syncthreads()
+
+        for step in range(steps + 1):
+            if step > 0:
+                cuda.syncthreads()
+                for i in range(A_LOADS):
+                    row = a_row + i * A_STEP
+                    if row < BM:
+                        tile_a[a_k, row] = next_a[i]
+                for i in range(B_LOADS):
+                    tile_b[b_k, b_lane + i * ROW_THREADS] = next_b[i]
+                cuda.syncthreads()
+            if step < steps:
+                # A[c, (k, tap)] = W[k, c, r, s] for the phase's tap (r, s).
+                kk = step * BK + a_k
+                k_a = kk // phase_taps
+                tap = kk - k_a * phase_taps
+                tap_i = tap // taps_w
+                tap_j = tap - tap_i * taps_w
+                a_base = ((group * k_group + k_a) * c_group + tile_row) * kernel_taps \
+                    + (first_tap_h + tap_i * tap_step_h) * kernel_w + first_tap_w + tap_j * tap_step_w
+                for i in range(A_LOADS):
+                    row = a_row + i * A_STEP
+                    value = float32(0.0)
+                    if row < BM and tile_row + row < c_group and kk < reduction:
+                        value = weight[a_base + row * kernel_taps]
+                    next_a[i] = value
+                # B[(k, tap), pixel] = grad_out[n, k, p, q].
+                kk = step * BK + b_k
+                k_b = kk // phase_taps
+                tap = kk - k_b * phase_taps
+                tap_i = tap // taps_w
+                shift_p = tap_i * p_step
+                shift_q = (tap - tap_i * taps_w) * q_step
+                channel_offset = k_b * out_plane
+                for i in range(B_LOADS):
+                    j = b_lane + i * ROW_THREADS
+                    value = float32(0.0)
+                    base = pixel_source[j]
+                    p = pixel_p[j] - shift_p
+                    q = pixel_q[j] - shift_q
+                    if kk < reduction and base >= 0 and p >= 0 and p < out_h and q >= 0 and q < out_w:
+                        value = grad_out[base + channel_offset + p * out_w + q]
+                    next_b[i] = value
+            if step > 0:
+                for k in range(BK):
+                    for i in range(TM):
+                        frag_a[i] = tile_a[k, thread_row + i * THREAD_ROWS]
+                    for j in range(TN):
+                        frag_b[j] = tile_b[k, thread_col + j * THREAD_COLS]
+                    for i in range(TM):
+                        for j in range(TN):
+                            acc[i * TN + j] += frag_a[i] * frag_b[j]
+
+        for i in range(TM):
+            row = tile_row + thread_row + i * THREAD_ROWS
+            if row < c_group:
+                channel_offset = (group * c_group + row) * in_plane
+                for j in range(TN):
+                    if pixel_source[thread_col + j * THREAD_COLS] >= 0:
+                        grad_x[pixel_out[thread_col + j * THREAD_COLS] + channel_offset] = acc[i * TN + j]
+
+    return conv2d_backward_data
+
+
+def phase_taps(phase, pad, stride, dilation, kernel):
+    """(first tap, tap step, tap count, first output index, output step) of one phase along one axis.
+
+    Input index h = phase + i*stride reaches output p = (h + pad - r*dilation) / stride exactly for the
+    taps r with (phase + pad - r*dilation) % stride == 0: an arithmetic progression with step
+    stride / gcd(stride, dilation). For the first such tap r0, p = (phase + pad - r0*dilation)/stride + i,
+    and each further tap lowers p by step*dilation/stride.
+    """
+    step = stride // math.gcd(stride, dilation)
+    valid = [r for r in range(min(step, kernel)) if (phase + pad - r * dilation) % stride == 0]
+    if not valid:
+        return 0, 1, 0, 0, 0
+    first = valid[0]
+    count = (kernel - first + step - 1) // step
+    return first, step, count, (phase + pad - first * dilation) // stride, step * dilation // stride
