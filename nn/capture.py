@@ -21,7 +21,10 @@ What a captured step must respect (the graph replays fixed kernels on fixed addr
   are replayed as captured;
 - the outputs are the same static Tensors/arrays after every replay: copy them to keep a value.
 Allocations made while capturing come from a private CuPy memory pool kept with the graph, so no
-array created outside the graph can be handed memory that a replay writes.
+array created outside the graph can be handed memory that a replay writes. While capturing, CuPy's
+pinned-memory allocator is swapped for one that raises (and afterwards set back to CuPy's default
+pinned pool), so NumPy -> GPU copies inside the step fail loudly instead of being replayed from a
+recycled staging buffer.
 """
 from kernels import backend
 
@@ -79,7 +82,7 @@ class CapturedStep:
                              f"got {len(inputs)}")
         for index, (value, static) in enumerate(zip(inputs, self.static_inputs)):
             if not (isinstance(static, Tensor) or backend.is_array(static)):
-                if value != static:
+                if value is not static and not _equal(value, static):
                     raise ValueError(f"capture: input {index} is a Python value frozen at capture "
                                      f"({static!r}), got {value!r}")
                 continue
@@ -104,21 +107,39 @@ class CapturedStep:
         stream = cupy.cuda.Stream(non_blocking=True)
         stream.wait_event(caller.record())   # the static inputs were written on the caller's stream
         pool = cupy.cuda.MemoryPool()
-        with cupy.cuda.using_allocator(pool.malloc), stream:
-            stream.begin_capture()
-            try:
-                outputs = self.step_fn(*self.static_inputs)
-            except Exception as error:
+        # CuPy stages NumPy -> GPU copies through pinned buffers that it recycles: a captured copy would
+        # replay whatever a later transfer left there. Refuse them while capturing.
+        cupy.cuda.set_pinned_memory_allocator(_refuse_host_copy)
+        try:
+            with cupy.cuda.using_allocator(pool.malloc), stream:
+                stream.begin_capture()
                 try:
-                    stream.end_capture()
-                except Exception:  # the capture is already invalidated by the failing call
-                    pass
-                raise RuntimeError(f"capture: step_fn could not be captured into a CUDA graph ({error}); "
-                                   f"a captured step must not synchronise with the host (.item(), .numpy(), "
-                                   f"float(), host-to-device copies) or change its allocations") from error
-            graph = stream.end_capture()
+                    outputs = self.step_fn(*self.static_inputs)
+                except Exception as error:
+                    try:
+                        stream.end_capture()
+                    except Exception:  # the capture is already invalidated by the failing call
+                        pass
+                    raise RuntimeError(f"capture: step_fn could not be captured into a CUDA graph ({error}); a "
+                                       f"captured step must not synchronise with the host (.item(), .numpy(), "
+                                       f"float(), CuPy-to-NumPy copies) nor copy NumPy arrays to the GPU "
+                                       f"(targets, lengths: pass them as CuPy inputs)") from error
+                graph = stream.end_capture()
+        finally:
+            cupy.cuda.set_pinned_memory_allocator(cupy.get_default_pinned_memory_pool().malloc)
         graph.upload(caller)  # instantiate on the device now rather than at the first replay
         self.graph, self.static_outputs, self._pool, self._stream = graph, outputs, pool, stream
+
+
+def _equal(a, b):
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. containers of arrays, whose == is elementwise
+        return False
+
+
+def _refuse_host_copy(size):
+    raise RuntimeError(f"a NumPy -> GPU copy ({size} bytes) inside a captured step")
 
 
 def _static_copy(value):

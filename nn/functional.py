@@ -292,3 +292,5 @@ def mse_loss(input, target, reduction="mean"):
 
 from .functional_conv import (adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d,  # noqa: E402,F401
                               max_pool2d)
+
+from .ctc import ctc_loss  # noqa: E402,F401
