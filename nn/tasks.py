@@ -1,0 +1,195 @@
+"""What each `numbanet train` model learns: its data, model, loss, metrics and prediction.
+
+cnn   digits images (8x8) -> class, cross-entropy, metric: accuracy
+rnn   digits read row by row (8 steps of 8) -> class; or, with --task adding, the adding problem
+      (regression, MSE) on which an LSTM succeeds where a vanilla RNN does not
+crnn  digit strips -> digit string with CTC, metrics: whole-string accuracy, character error rate
+"""
+import numpy as np
+
+from kernels import backend
+
+from . import data, functional as F, models
+from .autograd import no_grad
+from .tensor import Tensor
+
+EVAL_BATCH = 256
+STRIP_CRNN_CHANNELS = (16, 32, 48, 48, 64, 64, 64)   # the paper's layout, narrowed for 12-pixel strips
+
+
+def _to(device, array):
+    return Tensor(backend.to_device(np.ascontiguousarray(array), device))
+
+
+class ClassificationTask:
+    """Digits as images (cnn) or as row sequences (rnn --task digits)."""
+    metric = "accuracy"
+    higher_is_better = True
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.layout = "image" if settings["model"] == "cnn" else "rows"
+
+    def load(self):
+        return data.digits(self.layout)
+
+    def build_model(self):
+        if self.layout == "image":
+            return models.CNN(in_channels=1, num_classes=10)
+        return models.RNNClassifier(input_size=8, hidden_size=self.settings["hidden_size"], num_classes=10,
+                                    cell=self.settings["cell"])
+
+    def loss(self, model, split, index, device):
+        logits = model(_to(device, split.inputs[index]))
+        labels = backend.to_device(split.labels[index], device)
+        loss = F.cross_entropy(logits, labels)
+        correct = int((backend.to_numpy(logits.data).argmax(1) == split.labels[index]).sum())
+        return loss, {"correct": correct}
+
+    def evaluate(self, model, split, device):
+        predictions = self.predict_arrays(model, split.inputs, device)
+        return {"accuracy": float((predictions == split.labels).mean())}
+
+    def predict_arrays(self, model, inputs, device):
+        outputs = []
+        with no_grad():
+            for start in range(0, len(inputs), EVAL_BATCH):
+                logits = model(_to(device, inputs[start:start + EVAL_BATCH]))
+                outputs.append(backend.to_numpy(logits.data).argmax(1))
+        return np.concatenate(outputs)
+
+    def prepare_input(self, image):
+        """A 2-D grey image of any size -> one model input (8x8, values in [0, 1], ink bright)."""
+        image = resize(image, (8, 8))
+        return image[None] if self.layout == "image" else image
+
+    def describe_prediction(self, model, array, device):
+        return f"digit {int(self.predict_arrays(model, array[None], device)[0])}"
+
+
+class AddingTask:
+    """The adding problem: regression from the last state, MSE."""
+    metric = "mse"
+    higher_is_better = False
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    def load(self):
+        return data.adding_splits(length=self.settings["sequence_length"])
+
+    def build_model(self):
+        return models.RNNClassifier(input_size=2, hidden_size=self.settings["hidden_size"], num_classes=1,
+                                    cell=self.settings["cell"])
+
+    def loss(self, model, split, index, device):
+        prediction = model(_to(device, split.inputs[index]))
+        return F.mse_loss(prediction, _to(device, split.labels[index])), {}
+
+    def evaluate(self, model, split, device):
+        predictions = self.predict_arrays(model, split.inputs, device)
+        return {"mse": float(((predictions - split.labels) ** 2).mean())}
+
+    def predict_arrays(self, model, inputs, device):
+        outputs = []
+        with no_grad():
+            for start in range(0, len(inputs), EVAL_BATCH):
+                outputs.append(backend.to_numpy(model(_to(device, inputs[start:start + EVAL_BATCH])).data))
+        return np.concatenate(outputs)
+
+    def prepare_input(self, array):
+        if array.ndim != 2 or array.shape[1] != 2:
+            raise ValueError(f"the adding task reads a (T, 2) array, got shape {array.shape}")
+        return array.astype(np.float32)
+
+    def describe_prediction(self, model, array, device):
+        return f"sum {float(self.predict_arrays(model, array[None], device)[0, 0]):.4f}"
+
+
+class StripTask:
+    """Digit strips read by the CRNN, trained with CTC and decoded greedily."""
+    metric = "sequence_accuracy"
+    higher_is_better = True
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    def load(self):
+        return data.digit_strips()
+
+    def build_model(self):
+        return models.CRNN(image_height=data.STRIP_HEIGHT, in_channels=1, num_classes=10,
+                           channels=STRIP_CRNN_CHANNELS, hidden_size=self.settings["hidden_size"])
+
+    def loss(self, model, split, index, device):
+        log_probs = model(_to(device, split.inputs[index]))          # (T, B, classes + blank)
+        time_steps, batch = log_probs.shape[0], log_probs.shape[1]
+        lengths = split.label_lengths[index]
+        targets = split.labels[index][:, :int(lengths.max())]
+        targets = np.where(targets < 0, 0, targets) + (1 if model.blank == 0 else 0)
+        input_lengths = np.full(batch, time_steps, np.int64)
+        loss = F.ctc_loss(log_probs, backend.to_device(targets, device), input_lengths, lengths, blank=model.blank)
+        return loss, {}
+
+    def decode(self, model, inputs, device):
+        strings = []
+        with no_grad():
+            for start in range(0, len(inputs), EVAL_BATCH):
+                log_probs = model(_to(device, inputs[start:start + EVAL_BATCH]))
+                strings.extend(model.decode(log_probs))
+        return [[label - 1 if model.blank == 0 else label for label in labels] for labels in strings]
+
+    def evaluate(self, model, split, device):
+        decoded = self.decode(model, split.inputs, device)
+        errors = exact = total = 0
+        for labels, truth, length in zip(decoded, split.labels, split.label_lengths):
+            truth = list(truth[:length])
+            errors += edit_distance(labels, truth)
+            exact += labels == truth
+            total += length
+        return {"sequence_accuracy": exact / len(decoded), "char_error_rate": errors / total}
+
+    def prepare_input(self, image):
+        height, width = image.shape
+        if height != data.STRIP_HEIGHT:
+            image = resize(image, (data.STRIP_HEIGHT, max(1, round(width * data.STRIP_HEIGHT / height))))
+        strip = np.zeros((1, data.STRIP_HEIGHT, data.STRIP_WIDTH), np.float32)
+        width = min(image.shape[1], data.STRIP_WIDTH)
+        strip[0, :, :width] = image[:, :width]
+        return strip
+
+    def describe_prediction(self, model, array, device):
+        return "digits " + "".join(str(d) for d in self.decode(model, array[None], device)[0])
+
+
+def make_task(settings):
+    if settings["model"] == "cnn":
+        return ClassificationTask(settings)
+    if settings["model"] == "rnn":
+        return AddingTask(settings) if settings["task"] == "adding" else ClassificationTask(settings)
+    return StripTask(settings)
+
+
+def edit_distance(a, b):
+    """Levenshtein distance between two label sequences."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
+def resize(image, shape):
+    """Area-average (or repeat) a 2-D image to `shape`; no imaging library needed."""
+    image = np.asarray(image, np.float32)
+    rows = np.linspace(0, image.shape[0], shape[0] + 1)
+    cols = np.linspace(0, image.shape[1], shape[1] + 1)
+    out = np.empty(shape, np.float32)
+    for i in range(shape[0]):
+        r0, r1 = int(rows[i]), max(int(np.ceil(rows[i + 1])), int(rows[i]) + 1)
+        for j in range(shape[1]):
+            c0, c1 = int(cols[j]), max(int(np.ceil(cols[j + 1])), int(cols[j]) + 1)
+            out[i, j] = image[r0:r1, c0:c1].mean()
+    return out

@@ -1,0 +1,383 @@
+"""`numbanet train cnn|rnn|crnn`: train a model end to end on the best device present.
+
+Writes to --output (default runs/<model>-<time>): metrics.json, history.jsonl, curves.png and
+checkpoint.npz (after every epoch, atomically). --resume continues a run and ends with the same
+weights as an uninterrupted run of the same seed on the CPU; Ctrl-C writes a checkpoint first.
+Also runnable as `python -m nn.train MODEL ...`.
+"""
+import argparse
+import glob
+import json
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+from kernels import backend
+
+from . import checkpoint, data, init, optim
+from .autograd import no_grad
+from .tasks import make_task
+from .utils import clip_grad_norm_
+
+MODELS = ("cnn", "rnn", "crnn")
+# Defaults tuned so that the bare command reaches the targets of each model (see README).
+DEFAULTS = {
+    "cnn": {"epochs": 30, "batch_size": 32, "lr": 2e-3, "clip": 0.0, "hidden_size": 0},
+    "rnn": {"epochs": 30, "batch_size": 32, "lr": 3e-3, "clip": 1.0, "hidden_size": 128},
+    "crnn": {"epochs": 15, "batch_size": 32, "lr": 2e-3, "clip": 5.0, "hidden_size": 64},
+}
+ADDING_DEFAULTS = {"epochs": 12, "batch_size": 64, "lr": 3e-3, "clip": 1.0, "hidden_size": 64}
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported as one line with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_parser():
+    parser = _Parser(prog="numbanet train", description="Train a model end to end.")
+    parser.add_argument("model", help="cnn, rnn or crnn")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", help="run folder (default runs/<model>-<time>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output (or the latest run)")
+    parser.add_argument("--task", choices=("digits", "adding"), default="digits", help="rnn only")
+    parser.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm", help="rnn only")
+    parser.add_argument("--sequence-length", type=int, default=50, help="adding task only")
+    parser.add_argument("--hidden-size", type=int)
+    parser.add_argument("--clip", type=float, help="gradient-norm clipping (0: off)")
+    parser.add_argument("--patience", type=int, default=0, help="early stopping after N epochs without improvement")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def settings_from_args(args):
+    if args.model not in MODELS:
+        raise UsageError(f"unknown model {args.model!r}; choose from {', '.join(MODELS)}")
+    defaults = ADDING_DEFAULTS if (args.model == "rnn" and args.task == "adding") else DEFAULTS[args.model]
+    settings = {"model": args.model, "task": args.task if args.model == "rnn" else "default",
+                "cell": args.cell, "sequence_length": args.sequence_length, "seed": args.seed,
+                "patience": args.patience}
+    for key in ("epochs", "batch_size", "lr", "clip", "hidden_size"):
+        value = getattr(args, key)
+        settings[key] = defaults[key] if value is None else value
+    if settings["epochs"] < 1:
+        raise UsageError(f"--epochs must be at least 1, got {settings['epochs']}")
+    if settings["batch_size"] < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {settings['batch_size']}")
+    if not settings["lr"] > 0:
+        raise UsageError(f"--lr must be positive, got {settings['lr']}")
+    if settings["clip"] < 0:
+        raise UsageError(f"--clip must be >= 0, got {settings['clip']}")
+    if settings["sequence_length"] < 2:
+        raise UsageError(f"--sequence-length must be at least 2, got {settings['sequence_length']}")
+    return settings
+
+
+def resolve_device(requested):
+    if requested == "auto":
+        return backend.default_device()
+    if requested == "cuda" and not backend.gpu_available():
+        raise UsageError("--device cuda: no usable GPU/CuPy found (see `numbanet info`)")
+    return requested
+
+
+def build(settings):
+    """Task, model, optimizer and scheduler for these settings, initialised from the seed."""
+    init.manual_seed(settings["seed"])
+    task = make_task(settings)
+    model = task.build_model()
+    optimizer = optim.Adam(model.parameters(), lr=settings["lr"])
+    scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings["epochs"])
+    return task, model, optimizer, scheduler
+
+
+class Run:
+    """One training run: the loop, its checkpoints and its reports."""
+
+    def __init__(self, settings, output, device, quiet=False):
+        self.settings, self.output, self.device, self.quiet = settings, output, device, quiet
+        self.task, self.model, self.optimizer, self.scheduler = build(settings)
+        self.model.to(device)
+        self.splits = self.task.load()
+        self.rng = np.random.default_rng(settings["seed"])
+        self.epoch, self.batches_done, self.epoch_rng_state = 0, 0, None
+        self.history, self.best = [], None
+        self.epochs_without_improvement = 0
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self):
+        return os.path.join(self.output, CHECKPOINT_NAME)
+
+    def state(self):
+        return {"model_name": self.settings["model"], "settings": self.settings, "epoch": self.epoch,
+                "batches_done": self.batches_done, "epoch_rng_state": self.epoch_rng_state,
+                "rng_state": self.rng.bit_generator.state, "dropout_rng_state": init.rng_state(),
+                "model": dict(self.model.state_dict()), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "history": self.history, "best": self.best,
+                "epochs_without_improvement": self.epochs_without_improvement}
+
+    def restore(self, state):
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.rng.bit_generator.state = state["rng_state"]
+        init.set_rng_state(state["dropout_rng_state"])
+        self.epoch, self.batches_done = state["epoch"], state["batches_done"]
+        self.epoch_rng_state = state["epoch_rng_state"]
+        self.history, self.best = list(state["history"]), state["best"]
+        self.epochs_without_improvement = state["epochs_without_improvement"]
+
+    def save(self):
+        checkpoint.save(self.checkpoint_path, self.state())
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def train_epoch(self):
+        from tqdm import tqdm
+        train = self.splits["train"]
+        if self.batches_done == 0:
+            self.epoch_rng_state = self.rng.bit_generator.state
+        else:  # resuming inside an epoch: replay the same shuffle, skip the batches already done
+            self.rng.bit_generator.state = self.epoch_rng_state
+        order = list(data.batches(len(train), self.settings["batch_size"], self.rng))
+        self.model.train()
+        totals = {"loss": 0.0, "count": 0, "correct": 0}
+        progress = tqdm(order[self.batches_done:], desc=f"epoch {self.epoch + 1}/{self.settings['epochs']}",
+                        disable=self.quiet, leave=False, file=sys.stderr)
+        started = time.perf_counter()
+        for index in progress:
+            loss, stats = self.task.loss(self.model, train, index, self.device)
+            self.optimizer.zero_grad()
+            loss.backward()
+            if self.settings["clip"] > 0:
+                clip_grad_norm_(self.model.parameters(), self.settings["clip"])
+            self.optimizer.step()
+            self.batches_done += 1
+            value = loss.item()
+            if not np.isfinite(value):
+                raise FloatingPointError(f"training loss became {value} at epoch {self.epoch + 1}; "
+                                         f"try a smaller --lr")
+            totals["loss"] += value * len(index)
+            totals["count"] += len(index)
+            totals["correct"] += stats.get("correct", 0)
+            postfix = {"loss": f"{totals['loss'] / totals['count']:.4f}"}
+            if "correct" in stats:
+                postfix["acc"] = f"{totals['correct'] / totals['count']:.3f}"
+            progress.set_postfix(postfix)
+        seconds = time.perf_counter() - started
+        return totals, seconds
+
+    def fit(self):
+        while self.epoch < self.settings["epochs"]:
+            lr = self.optimizer.param_groups[0]["lr"]
+            totals, seconds = self.train_epoch()
+            self.model.eval()
+            validation = self.task.evaluate(self.model, self.splits["validation"], self.device)
+            record = {"epoch": self.epoch + 1, "loss": totals["loss"] / max(totals["count"], 1), "lr": lr,
+                      "seconds": seconds, "samples_per_second": totals["count"] / max(seconds, 1e-9)}
+            if totals["correct"]:
+                record["accuracy"] = totals["correct"] / totals["count"]
+            record.update({f"validation_{k}": v for k, v in validation.items()})
+            self.history.append(record)
+            self.scheduler.step()
+            self.epoch, self.batches_done = self.epoch + 1, 0
+            stop = self.track_improvement(validation[self.task.metric])
+            self.save()
+            self.append_history(record)
+            if not self.quiet:
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch",))
+                print(f"epoch {record['epoch']}: {shown}", file=sys.stderr, flush=True)
+            if stop:
+                print(f"early stopping: no improvement for {self.settings['patience']} epochs", file=sys.stderr)
+                break
+
+    def track_improvement(self, value):
+        better = self.best is None or (value > self.best if self.task.higher_is_better else value < self.best)
+        if better:
+            self.best, self.epochs_without_improvement = value, 0
+        else:
+            self.epochs_without_improvement += 1
+        return 0 < self.settings["patience"] <= self.epochs_without_improvement
+
+    # ---- reports -----------------------------------------------------------------------------
+    def append_history(self, record):
+        with open(os.path.join(self.output, "history.jsonl"), "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def report(self):
+        self.model.eval()
+        test = self.task.evaluate(self.model, self.splits["test"], self.device)
+        epoch_times = [r["seconds"] for r in self.history]
+        metrics = {f"test_{k}" if not k.startswith("test") else k: v for k, v in test.items()}
+        if self.settings["model"] == "crnn":
+            metrics = {"sequence_accuracy": test["sequence_accuracy"], "char_error_rate": test["char_error_rate"],
+                       **metrics}
+        metrics.update({"seconds_per_epoch": float(np.mean(epoch_times)) if epoch_times else None,
+                        "samples_per_second": float(np.mean([r["samples_per_second"] for r in self.history]))
+                        if self.history else None,
+                        "device": self.device, "machine": backend.describe().get("gpu") if self.device == "cuda"
+                        else "cpu", "epochs_run": self.epoch, "settings": self.settings})
+        with open(os.path.join(self.output, "metrics.json"), "w") as handle:
+            json.dump(metrics, handle, indent=2)
+        plot_curves(self.history, os.path.join(self.output, "curves.png"), self.task.metric)
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items())
+        print(f"{self.settings['model']}: test {shown} | {metrics['seconds_per_epoch']:.2f} s/epoch, "
+              f"{metrics['samples_per_second']:.0f} samples/s, device {self.device} | {self.output}")
+        return metrics
+
+
+def plot_curves(history, path, metric):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    epochs = [r["epoch"] for r in history]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, [r["loss"] for r in history], label="training loss")
+    left.set_xlabel("epoch")
+    left.set_yscale("log")
+    left.legend()
+    if "accuracy" in history[0]:
+        right.plot(epochs, [r["accuracy"] for r in history], label="training accuracy")
+    right.plot(epochs, [r[f"validation_{metric}"] for r in history], label=f"validation {metric}")
+    right.set_xlabel("epoch")
+    right.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _latest_run(model):
+    runs = sorted(glob.glob(os.path.join("runs", f"{model}-*", CHECKPOINT_NAME)), key=os.path.getmtime)
+    if not runs:
+        raise UsageError(f"--resume: no run of {model} found under runs/; give --output")
+    return os.path.dirname(runs[-1])
+
+
+def _run_training(argv):
+    args = build_parser().parse_args(argv)
+    settings = settings_from_args(args)
+    device = resolve_device(args.device)
+    if args.resume:
+        output = args.output or _latest_run(settings["model"])
+        saved = checkpoint.load(os.path.join(output, CHECKPOINT_NAME), expected_model=settings["model"])
+        # the run continues with the settings it started with; only --epochs may extend it
+        settings = {**saved["settings"], "epochs": settings["epochs"] if args.epochs else saved["settings"]["epochs"]}
+        run = Run(settings, output, device, args.quiet)
+        run.restore(saved)
+    else:
+        output = args.output or os.path.join("runs", f"{settings['model']}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if os.path.exists(os.path.join(output, CHECKPOINT_NAME)):
+            raise UsageError(f"{output} already holds a run; use --resume or another --output")
+        os.makedirs(output, exist_ok=True)
+        run = Run(settings, output, device, args.quiet)
+    try:
+        run.fit()
+    except KeyboardInterrupt:
+        run.save()
+        print(f"\ninterrupted: checkpoint written to {run.checkpoint_path}; continue with "
+              f"`numbanet train {settings['model']} --output {output} --resume`", file=sys.stderr)
+        return 130
+    run.report()
+    return 0
+
+
+def _cli(function, argv):
+    """Run a command; user errors become one line on stderr and exit code 2."""
+    try:
+        return function(argv)
+    except (UsageError, checkpoint.CheckpointError) as error:
+        print(f"numbanet: error: {error}", file=sys.stderr)
+        return 2
+
+
+def train_main(argv):
+    return _cli(_run_training, argv)
+
+
+def _load_for_inference(path, device):
+    state = checkpoint.load(path)
+    if state.get("model_name") not in MODELS:
+        raise checkpoint.CheckpointError(f"{path!r} is not a numbanet training checkpoint")
+    task, model, _, _ = build(state["settings"])
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    return state, task, model
+
+
+def _evaluate(argv):
+    parser = _Parser(prog="numbanet evaluate", description="Recompute the test metrics of a checkpoint.")
+    parser.add_argument("checkpoint")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    state, task, model = _load_for_inference(args.checkpoint, device)
+    metrics = task.evaluate(model, task.load()["test"], device)
+    print(json.dumps({f"test_{k}": v for k, v in metrics.items()}))
+    return 0
+
+
+def evaluate_main(argv):
+    return _cli(_evaluate, argv)
+
+
+def read_input(path):
+    """A PNG (grey or colour, averaged to grey, scaled to [0, 1]) or a .npy array."""
+    if not os.path.isfile(path):
+        raise UsageError(f"input {path!r} does not exist")
+    try:
+        if path.lower().endswith(".npy"):
+            return np.load(path, allow_pickle=False).astype(np.float32)
+        import matplotlib.image
+        image = matplotlib.image.imread(path).astype(np.float32)
+    except Exception as error:  # unreadable files of any kind
+        raise UsageError(f"cannot read {path!r}: {type(error).__name__}: {error}") from None
+    if image.ndim == 3:
+        image = image[..., :3].mean(axis=2)
+    if image.max() > 1.0:
+        image = image / 255.0
+    return image
+
+
+def _predict(argv):
+    parser = _Parser(prog="numbanet predict", description="Classify an image or read a digit strip.")
+    parser.add_argument("checkpoint")
+    parser.add_argument("input", help="a PNG or .npy file")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--invert", action="store_true", help="dark ink on a light background")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    _, task, model = _load_for_inference(args.checkpoint, device)
+    array = read_input(args.input)
+    if args.invert:
+        array = 1.0 - array
+    array = np.squeeze(array)
+    if array.ndim != 2 or min(array.shape) < 1 or not np.all(np.isfinite(array)):
+        raise UsageError(f"{args.input}: expected a 2-D grey image (or a (T, 2) sequence for the adding task) "
+                         f"of finite values, got shape {array.shape}")
+    try:
+        prepared = task.prepare_input(array)
+    except (ValueError, IndexError) as error:
+        raise UsageError(f"{args.input}: {error}") from None
+    print(task.describe_prediction(model, prepared, device))
+    return 0
+
+
+def predict_main(argv):
+    return _cli(_predict, argv)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.exit(train_main(sys.argv[1:]))

@@ -1,0 +1,83 @@
+"""The training command: bad input, resume equals an uninterrupted run, evaluate and predict."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from nn import checkpoint, train
+
+
+def _run(capsys, *argv):
+    code = train.train_main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["mlp"], "unknown model 'mlp'"),
+    (["cnn", "--lr", "-1"], "--lr must be positive"),
+    (["cnn", "--batch-size", "0"], "--batch-size must be at least 1"),
+    (["cnn", "--epochs", "x"], "invalid int value"),
+])
+def test_bad_arguments_give_one_line_and_exit_code_2(capsys, argv, message):
+    code, out, err = _run(capsys, *argv)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path, capsys, monkeypatch):
+    whole, split = str(tmp_path / "whole"), str(tmp_path / "split")
+    common = ["cnn", "--device", "cpu", "--seed", "3", "--quiet", "--batch-size", "64", "--epochs", "2"]
+    assert _run(capsys, *common, "--output", whole)[0] == 0
+    # Ctrl-C in the middle of the second epoch (batch 25 of 2 x 20), then --resume
+    from nn import tasks
+    original, calls = tasks.ClassificationTask.loss, []
+
+    def interrupting_loss(self, *args):
+        calls.append(1)
+        if len(calls) == 25:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(tasks.ClassificationTask, "loss", interrupting_loss)
+    code, _, err = _run(capsys, *common, "--output", split)
+    assert code == 130 and "--resume" in err
+    interrupted = checkpoint.load(os.path.join(split, "checkpoint.npz"))
+    assert interrupted["epoch"] == 1 and interrupted["batches_done"] == 4
+    monkeypatch.setattr(tasks.ClassificationTask, "loss", original)
+    assert _run(capsys, *common, "--output", split, "--resume")[0] == 0
+    a = checkpoint.load(os.path.join(whole, "checkpoint.npz"))
+    b = checkpoint.load(os.path.join(split, "checkpoint.npz"))
+    assert a["epoch"] == b["epoch"] == 2
+    for key in a["model"]:
+        np.testing.assert_array_equal(a["model"][key], b["model"][key], err_msg=key)
+    metrics = json.load(open(os.path.join(whole, "metrics.json")))
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["device"] == "cpu"
+    assert len(open(os.path.join(whole, "history.jsonl")).read().splitlines()) == 2
+    assert os.path.getsize(os.path.join(whole, "curves.png")) > 0
+    # an existing run is never overwritten
+    code, _, err = _run(capsys, *common, "--epochs", "1", "--output", whole)
+    assert code == 2 and "already holds a run" in err
+
+
+def test_evaluate_and_predict_use_the_checkpoint(tmp_path, capsys):
+    output = str(tmp_path / "run")
+    assert _run(capsys, "rnn", "--device", "cpu", "--epochs", "1", "--quiet", "--output", output,
+                "--hidden-size", "16")[0] == 0
+    path = os.path.join(output, "checkpoint.npz")
+    assert train.evaluate_main([path, "--device", "cpu"]) == 0
+    assert "test_accuracy" in json.loads(capsys.readouterr().out)
+    image = tmp_path / "digit.npy"
+    from nn import data
+    np.save(image, data.digits()["test"].inputs[0, 0])
+    assert train.predict_main([path, str(image), "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.startswith("digit ")
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((2, 3, 4, 5)))
+    assert train.predict_main([path, str(wrong), "--device", "cpu"]) == 2
+    assert train.predict_main([path, str(tmp_path / "missing.png")]) == 2
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"garbage")
+    assert train.evaluate_main([str(corrupt)]) == 2
+    assert "corrupt" in capsys.readouterr().err
