@@ -32,6 +32,7 @@ class Case:
     vendor_name: str
     flops: float = 0.0          # useful floating-point work per call (for TFLOP/s)
     bytes: float = 0.0          # compulsory memory traffic per call (for GB/s)
+    samples: int = 0            # training samples processed per call (for samples/s)
     note: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -133,6 +134,9 @@ def run_case(case, device, ceilings, repeats=15, measure_host_cost=False):
         row["ours_GBps"] = case.bytes / (ours_ms * 1e-3) / 1e9
         row["vendor_GBps"] = case.bytes / (vendor_ms * 1e-3) / 1e9 if vendor_ms else None
         row["pct_of_ceiling"] = 100 * row["ours_GBps"] / ceilings["copy_GBps"]
+    if case.samples:
+        row["ours_samples_per_s"] = case.samples / (ours_ms * 1e-3)
+        row["vendor_samples_per_s"] = case.samples / (vendor_ms * 1e-3) if vendor_ms else None
     if measure_host_cost and device == "cuda":  # on the CPU the call *is* the work
         row["host_cost_us"] = host_cost_us(case.ours, first, device)
     row.update(case.extra)
@@ -153,6 +157,8 @@ def format_table(suite, device, rows):
             rate = f"{row['ours_TFLOPs']:.2f} TFLOP/s"
         elif "ours_GBps" in row:
             rate = f"{row['ours_GBps']:.0f} GB/s"
+        elif "ours_samples_per_s" in row:
+            rate = f"{row['ours_samples_per_s']:.0f} samples/s"
         else:
             rate = "-"
         lines.append(f"{row['case']:38s} {_fmt(row['ours_ms']):>9s} {_fmt(row['vendor_ms']):>10s} "
