@@ -2,6 +2,7 @@
 from . import backend
 from ._checks import check_ndim, check_out, empty, float_dtype
 from .cpu import gemm as cpu
+from .cuda import gemm as gpu
 
 __all__ = ["matmul"]
 
@@ -67,6 +68,5 @@ def matmul(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None,
         return result if out is None else out
     if out is None:
         out = empty(a, shape)
-    from .cuda import gemm as gpu
     gpu.matmul(a, b, trans_a, trans_b, alpha, beta, out, bias, activation)
     return out

@@ -1,0 +1,347 @@
+"""SGEMM C = act(alpha*op(A)@op(B) + beta*C + bias): shared-memory tiles, 8x8 register micro-tiles.
+
+Launch: grid (ceil(N/BN), ceil(M/BM), batch*splits), THREADS = (BM/TM)*(BN/TN) a block. Tiles:
+128x128x8 with 256 threads for large problems, 64x64x8 with 64 threads (plus split-K) when the
+large tile leaves SMs idle. A is stored k-major in shared memory (padded so that transposing
+stores are conflict-free); tile k+1 is fetched into registers while tile k is multiplied.
+"""
+import functools
+import math
+import weakref
+
+import numpy as np
+
+from numba import cuda, float32, int32, int64
+
+from .. import backend
+from .launch import ceil_div, device_view, launch
+
+# name -> (BM, BN, BK, TM, TN): block tile M x N x K and each thread's micro-tile TM x TN.
+CONFIGS = {
+    "128x128": (128, 128, 8, 8, 8),
+    "64x64": (64, 64, 8, 8, 8),
+}
+PAD = 4            # shared rows of BM+4 floats: a warp's transposing store (8 k x 4 rows) hits 32 banks
+GROUP = 4          # a micro-tile is built of 4-wide strips: rows/cols g*(BM/G) + t*4 + r (conflict-free reads)
+WARP_ROWS = 4      # a warp is 4 x 8 threads of the thread grid: 4+8 distinct 16-byte reads per k step
+# 16-byte aligned shared rows let NVVM merge a thread's 4-wide strip reads into ld.shared.v4.
+# (The simulator rejects the alignment argument.)
+SHARED_ALIGNMENT = None if backend.SIMULATOR else 16
+ACTIVATIONS = {None: 0, "relu": 1, "tanh": 2, "sigmoid": 3}
+ACTIVATION_MASK = 3
+BIAS_FLAG = 4      # epilogue code = activation | BIAS_FLAG when a bias is added
+
+
+@functools.lru_cache(maxsize=None)
+def gemm_kernel(config, trans_a, trans_b):
+    """The kernel for one tile configuration and transpose pair (compile-time constants, cached)."""
+    BM, BN, BK, TM, TN = CONFIGS[config]
+    THREADS_N = BN // TN
+    THREADS = (BM // TM) * THREADS_N
+    GM, GN = TM // GROUP, TN // GROUP                     # strips per micro-tile in M and N
+    STRIDE_M, STRIDE_N = BM // GM, BN // GN               # distance between a thread's strips
+    WARP_COLS = 32 // WARP_ROWS
+    WARPS_N = THREADS_N // WARP_COLS
+    WARP_COLS_SHIFT = WARP_COLS.bit_length() - 1
+    A_LOADS, B_LOADS = BM * BK // THREADS, BN * BK // THREADS
+    A_STRIPS, B_STRIPS = (BM + PAD) // GROUP, (BN + PAD) // GROUP   # shared rows, in 4-float strips
+    # A K-contiguous operand is read as runs along K, A_LOADS long, one row a thread (one row
+    # pointer a thread instead of one a load: fewer registers); A_ROW_THREADS threads share a row.
+    A_ROW_THREADS, B_ROW_THREADS = THREADS // BM, THREADS // BN
+    assert THREADS % BM == 0 and THREADS % BN == 0 and THREADS_N % WARP_COLS == 0
+    assert A_ROW_THREADS * A_LOADS == BK and B_ROW_THREADS * B_LOADS == BK
+
+    @cuda.jit(fastmath=True)
+    def kernel(a, b, c, bias, workspace, counters, alpha, beta, epilogue, splits):
+        # Helpers are written inline: device functions need a GPU to compile, and the resource check
+        # compiles these kernels on machines without one. Branches on trans_a/trans_b are constants.
+        M, N = c.shape[1], c.shape[2]
+        K = a.shape[1] if trans_a else a.shape[2]
+        tid = cuda.threadIdx.x
+        batch, split = cuda.blockIdx.z // splits, cuda.blockIdx.z % splits
+        za, zb = min(batch, a.shape[0] - 1), min(batch, b.shape[0] - 1)   # a 2-D operand has batch 1
+        block_m, block_n = cuda.blockIdx.y * BM, cuda.blockIdx.x * BN
+
+        k_tiles = (K + BK - 1) // BK
+        per_split = (k_tiles + splits - 1) // splits
+        first_tile = split * per_split
+        last_tile = min(first_tile + per_split, k_tiles)
+
+        a_tile = cuda.shared.array((2, BK, A_STRIPS, GROUP), float32, alignment=SHARED_ALIGNMENT)
+        b_tile = cuda.shared.array((2, BK, B_STRIPS, GROUP), float32, alignment=SHARED_ALIGNMENT)
+        is_last = cuda.shared.array(1, int32)
+        a_next = cuda.local.array(A_LOADS, float32)
+        b_next = cuda.local.array(B_LOADS, float32)
+        a_frag = cuda.local.array(TM, float32)
+        b_frag = cuda.local.array(TN, float32)
+        acc = cuda.local.array((TM, TN), float32)
+        for i in range(TM):
+            for j in range(TN):
+                acc[i, j] = float32(0.0)
+
+        # Thread position in the BM/TM x BN/TN thread grid; each warp covers WARP_ROWS x WARP_COLS.
+        # (Bit operations: no sign fix-ups, so NVVM can prove strip alignment for vector loads.)
+        warp, lane = tid >> 5, tid & 31
+        ty = (warp // WARPS_N) * WARP_ROWS + (lane >> WARP_COLS_SHIFT)
+        tx = (warp % WARPS_N) * WARP_COLS + (lane & (WARP_COLS - 1))
+
+        # Step s fetches tile s into registers, multiplies tile s-1 from shared memory, then stores
+        # tile s into the other shared buffer: one barrier a step, global latency hidden by the FMAs.
+        stage = 0
+        for step in range(first_tile, last_tile + 1):
+            fetch = step < last_tile
+            if fetch:
+                k0 = step * BK
+                for load in range(A_LOADS):
+                    if trans_a:   # stored K x M, M contiguous: consecutive threads take consecutive m
+                        kk, row = tid // BM + (THREADS // BM) * load, tid % BM
+                    else:         # stored M x K, K contiguous: each thread reads a run of one row
+                        kk, row = (tid % A_ROW_THREADS) * A_LOADS + load, tid // A_ROW_THREADS
+                    m, k = block_m + row, k0 + kk
+                    value = float32(0.0)
+                    if m < M and k < K:
+                        value = a[za, k, m] if trans_a else a[za, m, k]
+                    a_next[load] = value
+                for load in range(B_LOADS):
+                    if trans_b:   # stored N x K, K contiguous
+                        kk, col = (tid % B_ROW_THREADS) * B_LOADS + load, tid // B_ROW_THREADS
+                    else:         # stored K x N, N contiguous
+                        kk, col = tid // BN + (THREADS // BN) * load, tid % BN
+                    n, k = block_n + col, k0 + kk
+                    value = float32(0.0)
+                    if n < N and k < K:
+                        value = b[zb, n, k] if trans_b else b[zb, k, n]
+                    b_next[load] = value
+            if step > first_tile:
+                for kk in range(BK):
+                    for g in range(GM):
+                        for r in range(GROUP):
+                            a_frag[g * GROUP + r] = a_tile[stage, kk, g * STRIDE_M // GROUP + ty, r]
+                    for g in range(GN):
+                        for r in range(GROUP):
+                            b_frag[g * GROUP + r] = b_tile[stage, kk, g * STRIDE_N // GROUP + tx, r]
+                    for i in range(TM):
+                        for j in range(TN):
+                            acc[i, j] += a_frag[i] * b_frag[j]
+            if fetch:
+                stage = 1 - stage
+                for load in range(A_LOADS):
+                    if trans_a:
+                        kk, row = tid // BM + (THREADS // BM) * load, tid % BM
+                    else:
+                        kk, row = (tid % A_ROW_THREADS) * A_LOADS + load, tid // A_ROW_THREADS
+                    a_tile[stage, kk, row >> 2, row & 3] = a_next[load]
+                for load in range(B_LOADS):
+                    if trans_b:
+                        kk, col = (tid % B_ROW_THREADS) * B_LOADS + load, tid // B_ROW_THREADS
+                    else:
+                        kk, col = tid // BN + (THREADS // BN) * load, tid % BN
+                    b_tile[stage, kk, col >> 2, col & 3] = b_next[load]
+            cuda.syncthreads()
+
+        if splits > 1:
+            # Split-K: publish this block's partial tile; the last of the tile's blocks to finish
+            # sums all partials (coalesced, straight from the workspace) and resets the counter.
+            for i in range(TM):
+                m = block_m + (i // GROUP) * STRIDE_M + ty * GROUP + i % GROUP
+                for j in range(TN):
+                    n = block_n + (j // GROUP) * STRIDE_N + tx * GROUP + j % GROUP
+                    if m < M and n < N:
+                        workspace[((batch * splits + split) * M + m) * N + n] = acc[i, j]
+            cuda.threadfence()
+            cuda.syncthreads()
+            tile_id = (batch * cuda.gridDim.y + cuda.blockIdx.y) * cuda.gridDim.x + cuda.blockIdx.x
+            if tid == 0:
+                done = cuda.atomic.add(counters, tile_id, 1)
+                is_last[0] = 1 if done == splits - 1 else 0
+                if done == splits - 1:
+                    counters[tile_id] = 0
+            cuda.syncthreads()
+            if is_last[0] == 0:
+                return
+            cuda.threadfence()
+            for e in range(tid, BM * BN, THREADS):
+                m, n = block_m + e // BN, block_n + e % BN
+                if m < M and n < N:
+                    total = float32(0.0)
+                    for other in range(splits):
+                        total += workspace[((batch * splits + other) * M + m) * N + n]
+                    value = alpha * total
+                    if beta != float32(0.0):
+                        value += beta * c[batch, m, n]
+                    if epilogue & BIAS_FLAG:
+                        value += bias[n]
+                    c[batch, m, n] = value
+        else:
+            # Epilogue from registers. Every loop over `acc` has a small body so that it unrolls
+            # fully (a loop that does not unroll would move `acc` to local memory).
+            for i in range(TM):
+                for j in range(TN):
+                    acc[i, j] *= alpha
+            if epilogue & BIAS_FLAG:
+                for j in range(TN):
+                    n = block_n + (j // GROUP) * STRIDE_N + tx * GROUP + j % GROUP
+                    b_frag[j] = bias[n] if n < N else float32(0.0)
+                for i in range(TM):
+                    for j in range(TN):
+                        acc[i, j] += b_frag[j]
+            if beta != float32(0.0):
+                # C = beta*C in a coalesced pass, then each result is atomically added to it: loads of
+                # C inside the unrolled loop would be hoisted together and cost ~40 registers.
+                for e in range(tid, BM * BN, THREADS):
+                    m, n = block_m + e // BN, block_n + e % BN
+                    if m < M and n < N:
+                        c[batch, m, n] *= beta
+                cuda.syncthreads()
+                for i in range(TM):
+                    m = block_m + (i // GROUP) * STRIDE_M + ty * GROUP + i % GROUP
+                    for j in range(TN):
+                        n = block_n + (j // GROUP) * STRIDE_N + tx * GROUP + j % GROUP
+                        if m < M and n < N:
+                            cuda.atomic.add(c, (batch, m, n), acc[i, j])
+            else:
+                for i in range(TM):
+                    m = block_m + (i // GROUP) * STRIDE_M + ty * GROUP + i % GROUP
+                    for j in range(TN):
+                        n = block_n + (j // GROUP) * STRIDE_N + tx * GROUP + j % GROUP
+                        if m < M and n < N:
+                            c[batch, m, n] = acc[i, j]
+
+        # The activation (long libdevice code, kept out of the unrolled loops) is a second pass over
+        # the block's tile of C, coalesced; the barrier makes the other threads' stores visible.
+        activation = epilogue & ACTIVATION_MASK
+        if activation != 0:
+            cuda.syncthreads()
+            for e in range(tid, BM * BN, THREADS):
+                m, n = block_m + e // BN, block_n + e % BN
+                if m < M and n < N:
+                    value = c[batch, m, n]
+                    if activation == 1:
+                        value = max(value, float32(0.0))
+                    elif activation == 2:
+                        value = math.tanh(value)
+                    else:
+                        value = float32(1.0) / (float32(1.0) + math.exp(-value))
+                    c[batch, m, n] = value
+
+    return kernel
+
+
+# ---------------------------------------------------------------------------------------------
+# Launcher: plan (tile, split-K), 3-D views of the operands, scratch buffers, one launch.
+
+TARGET_BLOCKS_PER_SM = 4     # small-tile blocks (2 warps each) wanted per SM before splitting K stops
+MIN_SPLIT_K_TILES = 16       # each split-K slice keeps at least 16 K tiles (128 values of K)
+MAX_SPLITS = 16
+
+
+@functools.lru_cache(maxsize=None)
+def multiprocessor_count():
+    cupy = backend.cupy_module()
+    if cupy is None:
+        return 132          # the simulator: plan as for an H100/H200
+    return cupy.cuda.Device().attributes["MultiProcessorCount"]
+
+
+@functools.lru_cache(maxsize=4096)
+def plan(batch, m, n, k):
+    """(tile configuration, K splits) for a problem: the large tile when it fills the GPU, else the
+    small tile with K split until about TARGET_BLOCKS_PER_SM blocks per SM exist."""
+    sms = multiprocessor_count()
+    bm, bn, bk = CONFIGS["128x128"][:3]
+    if batch * ceil_div(m, bm) * ceil_div(n, bn) >= sms:
+        return "128x128", 1
+    bm, bn, bk = CONFIGS["64x64"][:3]
+    tiles = batch * ceil_div(m, bm) * ceil_div(n, bn)
+    k_tiles = ceil_div(k, bk)
+    splits = 1
+    while (tiles * splits < TARGET_BLOCKS_PER_SM * sms and k_tiles // (2 * splits) >= MIN_SPLIT_K_TILES
+           and splits < MAX_SPLITS):
+        splits *= 2
+    return "64x64", splits
+
+
+_views = {}    # (id(cupy array), shape) -> (weakref to the array, Numba view of it with that shape)
+
+
+def _view(x, shape):
+    """`x` (C-contiguous) seen with another shape of the same size: a Numba device view for CuPy
+    arrays, cached while `x` lives so that repeated calls skip the conversion; a NumPy reshape under
+    the simulator."""
+    if not backend.is_gpu_array(x):
+        return x.reshape(shape)
+    key = (id(x), shape)
+    entry = _views.get(key)
+    if entry is not None and entry[0]() is x:
+        return entry[1]
+    interface = dict(x.__cuda_array_interface__, shape=shape, strides=None)
+    view = cuda.from_cuda_array_interface(interface, owner=None, sync=False)   # owner=None: do not pin x
+
+    def forget(ref, key=key):
+        if _views.get(key, (None,))[0] is ref:
+            del _views[key]
+
+    _views[key] = (weakref.ref(x, forget), view)
+    return view
+
+
+def _as_3d(x):
+    return _view(x, x.shape if x.ndim == 3 else (1,) + x.shape)
+
+
+def _flattened(x):
+    """(batch, rows, cols) -> (1, batch*rows, cols): a batch sharing the other operand is one GEMM."""
+    return _view(x, (1, x.shape[0] * x.shape[1], x.shape[2]))
+
+
+_scratch = {}   # (array module, stream pointer) -> split-K workspace and tile counters
+
+
+def _buffers(workspace_size, counter_size):
+    """Per-stream split-K workspace and tile counters (counters start at 0 and the kernel resets them)."""
+    xp = backend.cupy_module() or np
+    key = (xp.__name__, 0 if xp is np else xp.cuda.get_current_stream().ptr)
+    buffers = _scratch.get(key)
+    if buffers is None:
+        buffers = _scratch[key] = {"workspace": xp.empty(1, xp.float32), "counters": xp.zeros(1, xp.int32)}
+    if buffers["workspace"].size < workspace_size:
+        buffers["workspace"] = xp.empty(workspace_size, xp.float32)
+    if buffers["counters"].size < counter_size:
+        buffers["counters"] = xp.zeros(counter_size, xp.int32)
+    return buffers["workspace"], buffers["counters"]
+
+
+def matmul(a, b, trans_a, trans_b, alpha, beta, out, bias, activation, config=None, splits=None):
+    """out = activation(alpha*op(a)@op(b) + beta*out + bias); arrays C-contiguous, checked by the public op.
+
+    `config` and `splits` override the plan (used by the tests to reach every kernel variant).
+    """
+    if out.size == 0:
+        return
+    if a.ndim == 3 and b.ndim == 2 and not trans_a:
+        a, c = _flattened(a), _flattened(out)
+    else:
+        a, c = _as_3d(a), _as_3d(out)
+    b = _as_3d(b)
+    batch, m, n = c.shape
+    k = a.shape[1] if trans_a else a.shape[2]
+    if config is None:
+        config, planned_splits = plan(batch, m, n, k)
+        splits = planned_splits if splits is None else splits
+    splits = splits or 1
+    bm, bn, bk, tm, tn = CONFIGS[config]
+    grid = (ceil_div(n, bn), ceil_div(m, bm), batch * splits)
+    threads = (bm // tm) * (bn // tn)
+    workspace, counters = _buffers(batch * splits * m * n if splits > 1 else 0,
+                                   grid[0] * grid[1] * batch if splits > 1 else 0)
+    code = ACTIVATIONS[activation] | (BIAS_FLAG if bias is not None else 0)
+    launch(gemm_kernel(config, trans_a, trans_b), grid, threads, a, b, c,
+           workspace if bias is None else bias, workspace, counters,
+           np.float32(alpha), np.float32(beta), code, splits)
+
+
+
+_array3 = float32[:, :, ::1]
+_signature = (_array3, _array3, _array3, float32[::1], float32[::1], int32[::1], float32, float32, int64, int64)
+PTX_SIGNATURES = [(f"gemm_{config}_{'t' if ta else 'n'}{'t' if tb else 'n'}", gemm_kernel(config, ta, tb), _signature)
+                  for config in CONFIGS for ta in (False, True) for tb in (False, True)]

@@ -1,0 +1,98 @@
+"""Every GEMM kernel specialisation in the simulator against the CPU path, on tiny odd shapes.
+
+Each tile configuration x transpose pair runs once; the batched forms, split-K and every epilogue
+run on the small tile (64 threads a block: the simulator runs one OS thread per CUDA thread).
+"""
+import numpy as np
+import pytest
+
+import kernels
+from kernels.cpu import gemm as cpu
+from kernels.cuda import gemm as gpu
+from tests.oracle import assert_close, random_array
+
+
+def operands(m, n, k, trans_a, trans_b, a_batch=None, b_batch=None, seed=0):
+    a_shape = (k, m) if trans_a else (m, k)
+    b_shape = (n, k) if trans_b else (k, n)
+    a = random_array(((a_batch,) if a_batch else ()) + a_shape, seed=seed)
+    b = random_array(((b_batch,) if b_batch else ()) + b_shape, seed=seed + 1)
+    return a, b
+
+
+def check(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, bias=None, activation=None,
+          config=None, splits=None):
+    m = a.shape[-1] if trans_a else a.shape[-2]
+    n = b.shape[-2] if trans_b else b.shape[-1]
+    batch = max(a.shape[0] if a.ndim == 3 else 1, b.shape[0] if b.ndim == 3 else 1)
+    shape = (m, n) if a.ndim == b.ndim == 2 else (batch, m, n)
+    c = random_array(shape, seed=99)
+    out = c.copy() if beta != 0.0 else np.full(shape, np.nan, np.float32)   # beta=0 must not read C
+    gpu.matmul(a, b, trans_a, trans_b, alpha, beta, out, bias, activation, config=config, splits=splits)
+    expected = cpu.matmul(a, b, trans_a, trans_b, alpha, beta, c.copy(), bias, activation)
+    k = a.shape[-2] if trans_a else a.shape[-1]
+    assert_close(out, expected, np.float32, scale=max(1.0, np.sqrt(k)))
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("config", list(gpu.CONFIGS))
+def test_each_tile_and_transpose(config, trans_a, trans_b):
+    # M and N overrun the tile edge in one direction each; K = 19 leaves a partial K tile.
+    bm, bn = gpu.CONFIGS[config][:2]
+    m, n = (bm + 3, 5) if trans_b else (7, bn + 2)
+    a, b = operands(m, n, 19, trans_a, trans_b, seed=1)
+    check(a, b, trans_a, trans_b, beta=0.5, config=config)
+
+
+@pytest.mark.parametrize("form", ["3x3", "3x2", "3x2_trans_a", "2x3"])
+def test_batched_forms(form):
+    trans_a = form == "3x2_trans_a"
+    a_batch = 3 if form[0] == "3" else None
+    b_batch = 3 if form[2] == "3" else None
+    a, b = operands(5, 6, 13, trans_a, False, a_batch, b_batch, seed=2)
+    check(a, b, trans_a=trans_a, config="64x64")
+
+
+@pytest.mark.parametrize("splits", [2, 3])
+@pytest.mark.parametrize("batch", [None, 2])
+def test_split_k(splits, batch):
+    # K = 70 is 9 K tiles: uneven slices; the counters must come back to zero for the next call.
+    a, b = operands(9, 10, 70, False, True, batch, batch, seed=3)
+    check(a, b, trans_b=True, alpha=0.5, beta=-1.0, bias=random_array((10,), seed=4), config="64x64",
+          splits=splits)
+    _, counters = gpu._buffers(0, 0)
+    assert not counters.any()
+
+
+def test_split_k_slice_without_k_tiles():
+    # 4 slices of 2 K tiles: the last slice gets none and must still take part in the reduction.
+    a, b = operands(3, 4, 16, True, False, seed=5)
+    check(a, b, trans_a=True, config="64x64", splits=4)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("beta", [0.0, 1.5])
+def test_epilogues(activation, beta):
+    a, b = operands(6, 11, 9, False, False, seed=6)
+    check(a, b, alpha=-0.75, beta=beta, bias=random_array((11,), seed=7), activation=activation,
+          config="64x64")
+
+
+def test_public_op_runs_the_kernels_with_views_and_planning():
+    # Under the simulator kernels.matmul dispatches to the CUDA launcher (plan picks the tile).
+    weight = random_array((12, 17), seed=8)
+    x = random_array((2, 5, 17), seed=9)
+    bias = random_array((12,), seed=10)
+    result = kernels.matmul(x, weight, trans_b=True, bias=bias, activation="relu")
+    assert_close(result, np.maximum(x @ weight.T + bias, 0), np.float32, scale=4.0)
+    a_view = random_array((17, 5), seed=11).T      # both views become transpose flags
+    result = kernels.matmul(a_view, weight.T)
+    assert_close(result, a_view @ weight.T, np.float32, scale=4.0)
+
+
+def test_degenerate_sizes():
+    a, b = operands(1, 1, 1, False, False, seed=12)
+    check(a, b, config="64x64")
+    empty_k = np.zeros((3, 0), np.float32), np.zeros((0, 4), np.float32)
+    check(*empty_k, bias=random_array((4,), seed=13), config="64x64")
