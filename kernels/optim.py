@@ -38,7 +38,7 @@ def _check_arrays(op, param, **others):
 
 
 def _run_in_place(kernel_call, *arrays):
-    """Run a CUDA update on contiguous arrays, copying back into the callers' non-contiguous ones."""
+    """Run an update on contiguous arrays, copying back into the callers' non-contiguous ones."""
     dense = [a if a is None or a.flags.c_contiguous else backend.array_module(a).ascontiguousarray(a)
              for a in arrays]
     kernel_call(*dense)
@@ -101,9 +101,7 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, b
     hyper = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
                  decoupled_weight_decay=bool(decoupled_weight_decay), maximize=bool(maximize),
                  bias_correction1=bias_correction1, bias_correction2=bias_correction2)
-    if device == "cpu":
-        cpu.adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, **hyper)
-        return param
-    _run_in_place(lambda p, g, m, v, vmax: gpu.adam_update(p, g, m, v, vmax, **hyper),
+    implementation = cpu if device == "cpu" else gpu
+    _run_in_place(lambda p, g, m, v, vmax: implementation.adam_update(p, g, m, v, vmax, **hyper),
                   param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
     return param

@@ -1,6 +1,9 @@
-"""Optimizer updates in NumPy, in place, following torch.optim's single-tensor code path step by step:
-the reference for kernels/cuda/optim.py."""
+"""Optimizer updates on the CPU, in place, following torch.optim's single-tensor code path step by step:
+the reference for kernels/cuda/optim.py. SGD in NumPy; Adam as one Numba-CPU loop (see adam_update)."""
+import math
+
 import numpy as np
+from numba import njit
 
 
 def sgd_update(param, grad, momentum_buffer, *, lr, momentum, dampening, weight_decay, nesterov, maximize,
@@ -23,27 +26,33 @@ def sgd_update(param, grad, momentum_buffer, *, lr, momentum, dampening, weight_
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, lr, beta1, beta2, eps, weight_decay,
                 decoupled_weight_decay, maximize, bias_correction1, bias_correction2):
-    # In-place passes through one scratch array: the nn optimizers call this for every parameter.
-    g = -grad if maximize else grad
-    if weight_decay != 0.0:
-        if decoupled_weight_decay:
-            param *= 1.0 - lr * weight_decay
-        else:
-            g = g + weight_decay * param
-    scratch = np.subtract(g, exp_avg)
-    scratch *= 1.0 - beta1
-    exp_avg += scratch                               # torch: exp_avg.lerp_(grad, 1 - beta1)
-    exp_avg_sq *= beta2
-    np.multiply(g, g, out=scratch)
-    scratch *= 1.0 - beta2
-    exp_avg_sq += scratch
-    second_moment = exp_avg_sq
-    if max_exp_avg_sq is not None:
-        np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
-        second_moment = max_exp_avg_sq
-    np.sqrt(second_moment, out=scratch)
-    scratch /= np.sqrt(bias_correction2)
-    scratch += eps
-    np.divide(exp_avg, scratch, out=scratch)
-    scratch *= lr / bias_correction1
-    param -= scratch
+    """Contiguous arrays only (the public op copies others). One fused loop: NumPy needs about a dozen
+    full passes over the arrays here, which made a 10M-parameter step 8x slower than torch's fused one."""
+    amsgrad = max_exp_avg_sq is not None
+    scalar = param.dtype.type   # float32 arithmetic for float32 arrays, as torch
+    _adam_loop(param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1), exp_avg_sq.reshape(-1),
+               (max_exp_avg_sq if amsgrad else grad).reshape(-1), amsgrad,
+               *[scalar(value) for value in (-1.0 if maximize else 1.0, 0.0 if decoupled_weight_decay else weight_decay,
+                                             1.0 - lr * weight_decay if decoupled_weight_decay else 1.0,
+                                             1.0 - beta1, beta2, 1.0 - beta2, eps, lr / bias_correction1,
+                                             math.sqrt(bias_correction2))])
+
+
+# error_model="numpy": no ZeroDivisionError check per division, so the loop vectorises.
+@njit(cache=True, error_model="numpy")
+def _adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, amsgrad, sign, weight_decay, decay_factor,
+               one_minus_beta1, beta2, one_minus_beta2, eps, step_size, sqrt_bias_correction2):
+    # torch's order: grad (+ wd * param); exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq = beta2 * v + (1 - beta2) g^2;
+    # param (* (1 - lr * wd) for AdamW) - step_size * m / (sqrt(v) / sqrt(bc2) + eps)
+    for i in range(param.shape[0]):
+        p = param[i]
+        g = sign * grad[i] + weight_decay * p
+        m = exp_avg[i]
+        m = m + one_minus_beta1 * (g - m)
+        v = beta2 * exp_avg_sq[i] + one_minus_beta2 * g * g
+        exp_avg[i] = m
+        exp_avg_sq[i] = v
+        if amsgrad:
+            v = max(max_exp_avg_sq[i], v)
+            max_exp_avg_sq[i] = v
+        param[i] = p * decay_factor - step_size * m / (math.sqrt(v) / sqrt_bias_correction2 + eps)
