@@ -98,8 +98,7 @@ def test_crnn_ctc_on_gpu_matches_torch():
     assert_close(log_probs.data, log_probs_t.detach().numpy(), np.float32, **GPU_TOLERANCE)
     assert_close(loss.data, loss_t.detach().numpy(), np.float32, **GPU_TOLERANCE)
     compare_gradients(model, twin, rtol=5e-3, atol=5e-4)
-    decoded = model.decode(log_probs)
-    assert decoded == models.ctc_greedy_decode(log_probs_t.detach().numpy())
+    assert model.decode(log_probs) == models.ctc_greedy_decode(log_probs.numpy())  # CuPy input decodes on the host
 
 
 def make_training(build, seed, loss_fn):
