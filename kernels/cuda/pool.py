@@ -4,7 +4,8 @@ Launch: a 3-D grid, x along W (up to 32 threads: a warp reads a run of a row, co
 z over planes. Forward: one thread per output, its window's taps unrolled for 2x2 and 3x3 (all loads
 in flight at once). Backward is a gather, not a scatter: one thread per input element and
 BACKWARD_PLANES planes sums the windows that contain it (bounds worked out once, four independent
-load streams, no atomics, deterministic).
+load streams, no atomics, deterministic). Adaptive pooling of large windows (global pooling) takes
+a block of REDUCE_THREADS per output instead.
 """
 import functools
 import math
@@ -18,6 +19,9 @@ WARP_COLUMNS = 32                       # at most this many threads along W
 BACKWARD_PLANES = 4                     # planes per backward thread, unrolled by hand below
 MAX_GRID_Z = 65535
 SPECIALISED_WINDOWS = ((2, 2), (3, 3))  # forward kernels compiled with these windows unrolled
+REDUCE_ROWS = 4                         # adaptive pooling of large windows: 32 x 4 threads a window
+REDUCE_THREADS = WARP_COLUMNS * REDUCE_ROWS
+REDUCE_MIN_AREA = 64                    # windows at least this large take a block each
 NEG_INF = float32(-math.inf)
 
 
@@ -277,6 +281,32 @@ def adaptive_avg_pool2d_kernel(x, y):
 
 
 @cuda.jit(fastmath=True)
+def adaptive_avg_pool2d_reduce_kernel(x, y):
+    """Large windows (global pooling): one block per output, warps reading window rows, then a
+    shared-memory tree (no warp shuffles, so the simulator runs it too)."""
+    ow = cuda.blockIdx.x
+    oh = cuda.blockIdx.y
+    p = cuda.blockIdx.z
+    tid = cuda.threadIdx.y * WARP_COLUMNS + cuda.threadIdx.x
+    partial = cuda.shared.array(REDUCE_THREADS, float32)
+    h_first, h_end = _adaptive_window(oh, x.shape[1], y.shape[1])
+    w_first, w_end = _adaptive_window(ow, x.shape[2], y.shape[2])
+    total = float32(0.0)
+    for h in range(h_first + cuda.threadIdx.y, h_end, REDUCE_ROWS):
+        for w in range(w_first + cuda.threadIdx.x, w_end, WARP_COLUMNS):
+            total += x[p, h, w]
+    partial[tid] = total
+    stride = REDUCE_THREADS // 2
+    while stride > 0:
+        cuda.syncthreads()
+        if tid < stride:
+            partial[tid] += partial[tid + stride]
+        stride //= 2
+    if tid == 0:
+        y[p, oh, ow] = partial[0] / float32((h_end - h_first) * (w_end - w_first))
+
+
+@cuda.jit(fastmath=True)
 def adaptive_avg_pool2d_backward_kernel(grad_out, grad_in):
     w = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     h = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
@@ -354,7 +384,16 @@ def avg_pool2d_backward(grad_out, grad_in, kernel, stride, padding, count_includ
 
 
 def adaptive_avg_pool2d(x, y):
-    _run(adaptive_avg_pool2d_kernel, _planes(y), 1, (_planes(x), _planes(y)))
+    x3, y3 = _planes(x), _planes(y)
+    planes, out_h, out_w = y3.shape
+    if (x3.shape[1] // out_h) * (x3.shape[2] // out_w) < REDUCE_MIN_AREA:
+        _run(adaptive_avg_pool2d_kernel, y3, 1, (x3, y3))
+        return
+    # a block per output: planes * out_h * out_w blocks, at most MAX_GRID_Z planes per launch
+    for start in range(0, planes, MAX_GRID_Z):
+        stop = min(planes, start + MAX_GRID_Z)
+        launch(adaptive_avg_pool2d_reduce_kernel, (out_w, out_h, stop - start), (WARP_COLUMNS, REDUCE_ROWS, 1),
+               *((x3, y3) if (start, stop) == (0, planes) else (x3[start:stop], y3[start:stop])))
 
 
 def adaptive_avg_pool2d_backward(grad_out, grad_in):
@@ -379,5 +418,6 @@ PTX_SIGNATURES += [
     ("zero", zero_kernel, (float32[::1],)),
     ("avg_pool2d_backward", avg_pool2d_backward_kernel, (_planes_f32, _planes_f32) + _geometry),
     ("adaptive_avg_pool2d", adaptive_avg_pool2d_kernel, (_planes_f32, _planes_f32)),
+    ("adaptive_avg_pool2d_reduce", adaptive_avg_pool2d_reduce_kernel, (_planes_f32, _planes_f32)),
     ("adaptive_avg_pool2d_backward", adaptive_avg_pool2d_backward_kernel, (_planes_f32, _planes_f32)),
 ]

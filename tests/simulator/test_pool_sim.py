@@ -58,8 +58,10 @@ def test_avg_pool2d_kernels_match_cpu(shape, args):
                  cpu.avg_pool2d_backward(grad_out, x.shape, kernel, stride, padding, *options), np.float32)
 
 
-@pytest.mark.parametrize("shape,output_size", [((2, 2, 7, 5), (3, 2)), ((1, 3, 4, 5), 1), ((3, 2, 3), (5, 4))])
+@pytest.mark.parametrize("shape,output_size", [((2, 2, 7, 5), (3, 2)), ((1, 3, 4, 5), 1), ((3, 2, 3), (5, 4)),
+                                                ((2, 1, 19, 37), 1), ((1, 1, 17, 18), (2, 1))])
 def test_adaptive_avg_pool2d_kernels_match_cpu(shape, output_size):
+    # the last two cases have windows of 64+ elements: the block-per-output reduction kernel
     x = random_array(shape, seed=5)
     x4 = x.reshape((1,) * (4 - x.ndim) + x.shape)
     y = kernels.adaptive_avg_pool2d(x, output_size)
