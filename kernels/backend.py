@@ -73,6 +73,14 @@ def device_of(op, *arrays):
     return "cpu"
 
 
+def is_capturing():
+    """True while CuPy's current stream is being recorded into a CUDA graph (nn.capture). Ops must then
+    neither synchronise with the host (device-to-host reads for error checks) nor copy NumPy data to the
+    GPU (CuPy stages it through recycled pinned buffers): check on the host only when this is False."""
+    cupy = cupy_module()
+    return cupy is not None and bool(cupy.cuda.get_current_stream().is_capturing())
+
+
 def array_module(x):
     """numpy or cupy, whichever `x` belongs to."""
     if is_gpu_array(x):
