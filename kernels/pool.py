@@ -3,6 +3,8 @@
 Inputs are NCHW (or CHW, treated as N=1 and returned 3-D). The geometry rules (output size,
 ceil_mode, padding at most half the kernel, first-max ties, divisors) are PyTorch's.
 """
+import functools
+
 import numpy as np
 
 from . import backend
@@ -60,8 +62,25 @@ def _input_shape(op, input_shape):
     return shape
 
 
+def _frozen(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
 def _window_geometry(op, shape, kernel_size, stride, padding, dilation, ceil_mode):
-    """(kernel, stride, padding, dilation, (OH, OW)) checked as torch's pool2d_shape_check does."""
+    """(kernel, stride, padding, dilation, (OH, OW)) checked as torch's pool2d_shape_check does.
+
+    Cached: the checks cost more host time than a small pooling kernel takes on a GPU."""
+    arguments = (op, tuple(int(d) for d in shape), _frozen(kernel_size), _frozen(stride), _frozen(padding),
+                 _frozen(dilation), bool(ceil_mode))
+    try:
+        hash(arguments)
+    except TypeError:  # e.g. an array as kernel_size: check it uncached, for the op's own message
+        return _checked_geometry.__wrapped__(*arguments)
+    return _checked_geometry(*arguments)
+
+
+@functools.lru_cache(maxsize=256)
+def _checked_geometry(op, shape, kernel_size, stride, padding, dilation, ceil_mode):
     kernel = _pair(op, "kernel_size", kernel_size, 1)
     stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) \
         else _pair(op, "stride", stride, 1)
@@ -71,7 +90,7 @@ def _window_geometry(op, shape, kernel_size, stride, padding, dilation, ceil_mod
         raise ValueError(f"{op}: padding must be at most half the kernel size, got padding {padding} "
                          f"for kernel_size {kernel}")
     height, width = shape[-2:]
-    out = tuple(pooled_size(size, k, s, p, d, bool(ceil_mode))
+    out = tuple(pooled_size(size, k, s, p, d, ceil_mode)
                 for size, k, s, p, d in zip((height, width), kernel, stride, padding, dilation))
     if out[0] < 1 or out[1] < 1:
         raise ValueError(f"{op}: output size {out} is too small for input shape {tuple(shape)} with "

@@ -227,6 +227,8 @@ def test_pooling_rejects_bad_input():
         kernels.avg_pool2d(x, 2, divisor_override=0)
     with pytest.raises(ValueError, match="avg_pool2d: kernel_size must be an int or a pair"):
         kernels.avg_pool2d(x, (2, 2, 2))
+    with pytest.raises(ValueError, match="max_pool2d: kernel_size must be an int or a pair"):
+        kernels.max_pool2d(x, np.array([2, 2]))
     with pytest.raises(ValueError, match="adaptive_avg_pool2d: output_size must be positive"):
         kernels.adaptive_avg_pool2d(x, (0, 2))
     y, indices = kernels.max_pool2d(x, 2, return_indices=True)
