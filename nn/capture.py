@@ -12,7 +12,8 @@ On the CPU and in the simulator (NumPy inputs) the returned callable simply runs
 
 What a captured step must respect (the graph replays fixed kernels on fixed addresses):
 - no host synchronisation inside step_fn (.item(), .numpy(), float(loss), NumPy conversion, host-to-
-  device copies): the capture fails with an error rather than recording something wrong;
+  device copies): the capture fails with an error rather than recording something wrong. Kernels
+  that check their arguments on the host skip those checks when kernels.backend.is_capturing();
 - shapes and dtypes of the inputs never change (a call with other shapes raises ValueError);
 - parameters, buffers and optimizer state are updated in place (the optimizers here do); replacing
   their arrays afterwards (load_state_dict, .to(device)) needs a new capture;
