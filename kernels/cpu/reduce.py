@@ -45,15 +45,16 @@ def _target_weights(target, weight, ignore_index, dtype):
 def cross_entropy(logits, target, weight, ignore_index, label_smoothing, reduction):
     dtype = logits.dtype
     n, classes = logits.shape
-    log_p = log_softmax(logits, 1)
+    shifted = logits - np.max(logits, axis=1, keepdims=True)            # <= 0
+    log_sum = np.log(np.sum(np.exp(shifted), axis=1))                     # lse - max, >= 0
     target_weight, ignored, safe = _target_weights(target, weight, ignore_index, dtype)
-    nll = -target_weight * log_p[np.arange(n), safe]
-    loss = nll
+    loss = target_weight * (log_sum - shifted[np.arange(n), safe])
     if label_smoothing > 0:
+        # sum_c w_c (lse - x_c) = W (lse - max) - sum_c w_c (x_c - max): two terms >= 0, no cancellation
         class_weight = np.ones(classes, dtype) if weight is None else weight
-        smooth = -(log_p * class_weight).sum(axis=1)
+        smooth = class_weight.sum() * log_sum - shifted @ class_weight
         smooth = np.where(ignored, dtype.type(0), smooth)
-        loss = (1 - label_smoothing) * nll + (label_smoothing / classes) * smooth
+        loss = (1 - label_smoothing) * loss + (label_smoothing / classes) * smooth
     loss = loss.astype(dtype, copy=False)
     if reduction == "none":
         return loss
@@ -68,18 +69,23 @@ def cross_entropy_backward(grad_loss, logits, target, weight, ignore_index, labe
     """d loss_i / d logits_ic = p_ic (a w_t + b W) - a w_t [c == t] - b w_c, a = 1 - eps, b = eps / C."""
     dtype = logits.dtype
     n, classes = logits.shape
-    p = softmax(logits, 1)
     target_weight, ignored, safe = _target_weights(target, weight, ignore_index, dtype)
-    class_weight = np.ones(classes, dtype) if weight is None else weight
-    a, b = 1 - label_smoothing, label_smoothing / classes
-    grad = p * (a * target_weight + b * class_weight.sum() * (~ignored))[:, None]
-    grad[np.arange(n), safe] -= a * target_weight
-    grad -= (b * class_weight)[None, :] * (~ignored)[:, None]
     if reduction == "none":
         scale = np.asarray(grad_loss, dtype).reshape(n)
-    elif reduction == "sum":
-        scale = np.full(n, np.asarray(grad_loss, dtype).reshape(()), dtype)
     else:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            scale = np.full(n, np.asarray(grad_loss, dtype).reshape(()) / target_weight.sum(dtype=dtype), dtype)
-    return (grad * scale[:, None]).astype(dtype, copy=False)
+        scale = np.full(n, np.asarray(grad_loss, dtype).reshape(()), dtype)
+        if reduction == "mean":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                scale /= target_weight.sum(dtype=dtype)
+    scale = np.where(ignored, dtype.type(0), scale)
+    a, b = 1 - label_smoothing, label_smoothing / classes
+    grad = softmax(logits, 1)
+    coefficient = a * target_weight
+    if b:
+        class_weight = np.ones(classes, dtype) if weight is None else weight
+        coefficient = coefficient + b * class_weight.sum()
+    grad *= (coefficient * scale).astype(dtype, copy=False)[:, None]
+    grad[np.arange(n), safe] -= (a * target_weight * scale).astype(dtype, copy=False)
+    if b:
+        grad -= (b * class_weight)[None, :] * scale[:, None]
+    return grad
