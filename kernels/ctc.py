@@ -93,8 +93,8 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reducti
         op, log_probs, targets, input_lengths, target_lengths, blank, reduction)
     batch = log_probs.shape[1]
     if device == "cpu":
-        labels, skip = cpu.extended_labels(flat, offsets, target_lengths, blank)
-        _, _, nll = cpu.ctc_alpha_beta(log_probs, labels, skip, input_lengths, target_lengths, need_beta=False)
+        nll = cpu.ctc_loss(np.ascontiguousarray(log_probs), flat, offsets, input_lengths, target_lengths,
+                           int(blank))
         if zero_infinity:
             nll = np.where(np.isinf(nll), nll.dtype.type(0), nll)
     else:
@@ -141,10 +141,8 @@ def ctc_loss_backward(grad_loss, log_probs, targets, input_lengths, target_lengt
     scale = xp.asarray(_sample_scale(reduction, target_lengths, batch).astype(dtype))
     sample_scale = (scale * xp.asarray(grad_loss, dtype=dtype)).astype(dtype)
     if device == "cpu":
-        labels, skip = cpu.extended_labels(flat, offsets, target_lengths, blank)
-        alpha, beta, nll = cpu.ctc_alpha_beta(log_probs, labels, skip, input_lengths, target_lengths)
-        return cpu.ctc_gradient(log_probs, labels, alpha, beta, nll, input_lengths, sample_scale,
-                                bool(zero_infinity))
+        return cpu.ctc_loss_backward(np.ascontiguousarray(log_probs), flat, offsets, input_lengths, target_lengths,
+                                     int(blank), sample_scale, bool(zero_infinity))
     grad = empty(log_probs, log_probs.shape)
     gpu.ctc_loss_backward(contiguous(log_probs), flat, offsets, input_lengths, target_lengths, blank,
                           bool(zero_infinity), contiguous(sample_scale), grad)

@@ -15,11 +15,10 @@ def _log_probs(steps, batch, classes, seed):
 
 
 def _cpu_reference(log_probs, flat, offsets, input_lengths, target_lengths, blank, scale, zero_infinity):
-    labels, skip = cpu.extended_labels(flat, offsets, target_lengths, blank)
-    alpha, beta, nll = cpu.ctc_alpha_beta(log_probs.astype(np.float64), labels, skip, input_lengths,
-                                          target_lengths)
-    grad = cpu.ctc_gradient(log_probs.astype(np.float64), labels, alpha, beta, nll, input_lengths, scale,
-                            zero_infinity)
+    log_probs = log_probs.astype(np.float64)
+    nll = cpu.ctc_loss(log_probs, flat, offsets, input_lengths, target_lengths, blank)
+    grad = cpu.ctc_loss_backward(log_probs, flat, offsets, input_lengths, target_lengths, blank,
+                                 np.asarray(scale, np.float64), zero_infinity)
     if zero_infinity:
         nll = np.where(np.isinf(nll), 0.0, nll)
     return nll, grad
