@@ -55,7 +55,10 @@ def ptxas_report(ptx):
         source = os.path.join(folder, "kernel.ptx")
         with open(source, "w") as handle:
             handle.write(ptx)
-        result = subprocess.run([ptxas, f"-arch=sm_{TARGET_CC[0]}{TARGET_CC[1]}", "-v", source,
+        # Kernels that call the device runtime (cooperative-groups grid sync) are linked later: compile
+        # them as relocatable code so that their extern functions stay unresolved here.
+        relocatable = ["-c"] if re.search(r"^\.extern \.func", ptx, flags=re.M) else []
+        result = subprocess.run([ptxas, f"-arch=sm_{TARGET_CC[0]}{TARGET_CC[1]}", "-v", *relocatable, source,
                                  "-o", os.path.join(folder, "kernel.cubin")],
                                 capture_output=True, text=True)
     text = result.stdout + result.stderr

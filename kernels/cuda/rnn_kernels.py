@@ -1,0 +1,315 @@
+"""Recurrent-layer CUDA kernels (fp32): the recurrent product h W_hh^T fused with the gate math and state
+update, per time step (one launch a step) or persistent (one cooperative launch for the sequence).
+
+Each block owns a slice of `units` hidden units and all G gates of them, so the state update is
+local; a block's threads walk the (sample, unit) pairs, and when there are fewer pairs than threads
+the dot products over k are split `ksplit` ways and summed through shared memory (no shuffles, so
+the simulator runs it). Persistent kernels keep their weight slice in dynamic shared memory and meet
+at a grid barrier between steps; one launch of them with a single block is the simulator's form.
+Backward: phase A (gate gradients of the block's own units, step s) and phase B (dh_prev of its own
+units = gate gradients of all units x its W_hh columns) need a grid-wide exchange between them.
+Phase B reads the hidden-side gate gradients: grad_hidden for the GRU (its n part is r * dn), else
+grad_gates (then grad_hidden is a placeholder: never pass one array twice, the simulator copies each).
+Device functions are inlined at the Numba IR level (inline=True): they then compile to PTX without a
+GPU (the resource check), and the closure constants of each cell type fold away.
+"""
+import functools
+import math
+
+from numba import cuda, float32
+
+from .. import backend
+
+THREADS = 256                 # threads a block; a power of two (the k-split tree reduction needs it)
+REDUCE_SLOTS = THREADS * 4    # partial sums: up to 4 gates for each thread
+LSTM, GRU, RNN_TANH, RNN_RELU = 0, 1, 2, 3
+CELLS = {"lstm": LSTM, "gru": GRU, "rnn_tanh": RNN_TANH, "rnn_relu": RNN_RELU}
+GATE_COUNT = {LSTM: 4, GRU: 3, RNN_TANH: 1, RNN_RELU: 1}
+
+
+if backend.SIMULATOR:
+    @cuda.jit(device=True, inline=True)
+    def grid_barrier():
+        cuda.cg.this_grid().sync()  # the simulator's grid is one block: a block barrier
+else:
+    # The intrinsics behind cuda.cg.this_grid().sync() (numba-cuda 0.30), called directly: the public
+    # overloads compile a device function, which needs a GPU, so the PTX check could not run without one.
+    # They still mark the kernel cooperative, so Numba launches it cooperatively.
+    from numba.cuda.cg import _grid_group_sync, _this_grid
+
+    @cuda.jit(device=True, inline=True)
+    def grid_barrier():
+        _grid_group_sync(_this_grid())
+
+
+@cuda.jit(device=True, inline=True)
+def sigmoid(v):
+    return float32(1.0) / (float32(1.0) + math.exp(-v))
+
+
+@functools.lru_cache(maxsize=None)
+def device_functions(cell):
+    """forward_step, backward_phase_a, backward_phase_b specialised for one cell type."""
+    G = GATE_COUNT[cell]
+
+    @cuda.jit(device=True, inline=True)
+    def reduce_partials(red, acc0, acc1, acc2, acc3, slot, part, ksplit, chunk_width):
+        """Sum the ksplit partial sums of each pair through shared memory; every thread must call it."""
+        index = (part * chunk_width + slot) * 4
+        red[index] = acc0
+        red[index + 1] = acc1
+        red[index + 2] = acc2
+        red[index + 3] = acc3
+        cuda.syncthreads()
+        step = ksplit // 2
+        while step > 0:
+            if part < step:
+                other = index + step * chunk_width * 4
+                red[index] += red[other]
+                red[index + 1] += red[other + 1]
+                red[index + 2] += red[other + 2]
+                red[index + 3] += red[other + 3]
+            cuda.syncthreads()
+            step //= 2
+        return red[index], red[index + 1], red[index + 2], red[index + 3]
+
+    @cuda.jit(device=True, inline=True)
+    def forward_step(s, T, B, H, unit0, units, ksplit, w, w_off, w_gs, w_us, w_ks,
+                     gates, b_hn, states, cells, aux, y, lengths, reverse, red):
+        """Step s (processing order) for units unit0 .. unit0+units-1; weight (g, u, k) at
+        w[w_off + g*w_gs + u*w_us + k*w_ks]."""
+        t = T - 1 - s if reverse else s
+        read = t + 1 if reverse else t
+        write = t if reverse else t + 1
+        chunk_width = cuda.blockDim.x // ksplit
+        slot = cuda.threadIdx.x % chunk_width
+        part = cuda.threadIdx.x // chunk_width
+        pairs = B * units
+        for chunk in range(0, pairs, chunk_width):
+            p = chunk + slot
+            acc0 = float32(0.0)
+            acc1 = float32(0.0)
+            acc2 = float32(0.0)
+            acc3 = float32(0.0)
+            b = p // units
+            u = p - b * units
+            if p < pairs:
+                base = w_off + u * w_us
+                for k in range(part, H, ksplit):
+                    hv = states[read, b, k]
+                    at = base + k * w_ks
+                    acc0 += hv * w[at]
+                    if G > 1:
+                        acc1 += hv * w[at + w_gs]
+                        acc2 += hv * w[at + 2 * w_gs]
+                    if G > 3:
+                        acc3 += hv * w[at + 3 * w_gs]
+            if ksplit > 1:
+                acc0, acc1, acc2, acc3 = reduce_partials(red, acc0, acc1, acc2, acc3, slot, part, ksplit,
+                                                         chunk_width)
+            if part != 0 or p >= pairs:
+                continue
+            j = unit0 + u
+            if t >= lengths[b]:  # past this sample's length: keep the state, output zero
+                states[write, b, j] = states[read, b, j]
+                if cell == LSTM:
+                    cells[write, b, j] = cells[read, b, j]
+                y[t, b, j] = float32(0.0)
+                continue
+            if cell == LSTM:
+                i = sigmoid(gates[t, b, j] + acc0)
+                f = sigmoid(gates[t, b, H + j] + acc1)
+                g = math.tanh(gates[t, b, 2 * H + j] + acc2)
+                o = sigmoid(gates[t, b, 3 * H + j] + acc3)
+                gates[t, b, j] = i
+                gates[t, b, H + j] = f
+                gates[t, b, 2 * H + j] = g
+                gates[t, b, 3 * H + j] = o
+                c = f * cells[read, b, j] + i * g
+                cells[write, b, j] = c
+                h = o * math.tanh(c)
+            elif cell == GRU:
+                r = sigmoid(gates[t, b, j] + acc0)
+                z = sigmoid(gates[t, b, H + j] + acc1)
+                hn = acc2 + b_hn[j]
+                n = math.tanh(gates[t, b, 2 * H + j] + r * hn)
+                gates[t, b, j] = r
+                gates[t, b, H + j] = z
+                gates[t, b, 2 * H + j] = n
+                aux[t, b, j] = hn
+                h = n + z * (states[read, b, j] - n)
+            else:
+                v = gates[t, b, j] + acc0
+                h = max(v, float32(0.0)) if cell == RNN_RELU else math.tanh(v)
+                gates[t, b, j] = h
+            states[write, b, j] = h
+            y[t, b, j] = h
+
+    @cuda.jit(device=True, inline=True)
+    def backward_phase_a(s, T, B, H, unit0, units, gates, states, cells, aux, grad_y, grad_h, grad_c,
+                         grad_gates, grad_hidden, lengths, reverse):
+        """Gate gradients of step s for the block's units; grad_h becomes the direct part of dh_prev
+        (z dh for the GRU, else 0), or stays as it is for samples past their length."""
+        t = T - 1 - s if reverse else s
+        read = t + 1 if reverse else t
+        write = t if reverse else t + 1
+        pairs = B * units
+        for p in range(cuda.threadIdx.x, pairs, cuda.blockDim.x):
+            b = p // units
+            j = unit0 + p - b * units
+            if t >= lengths[b]:
+                for g in range(G):
+                    grad_gates[t, b, g * H + j] = float32(0.0)
+                    if cell == GRU:
+                        grad_hidden[t, b, g * H + j] = float32(0.0)
+                continue
+            dh = grad_h[b, j] + grad_y[t, b, j]
+            if cell == LSTM:
+                i = gates[t, b, j]
+                f = gates[t, b, H + j]
+                g = gates[t, b, 2 * H + j]
+                o = gates[t, b, 3 * H + j]
+                tanh_c = math.tanh(cells[write, b, j])
+                dc = grad_c[b, j] + dh * o * (float32(1.0) - tanh_c * tanh_c)
+                grad_gates[t, b, j] = dc * g * i * (float32(1.0) - i)
+                grad_gates[t, b, H + j] = dc * cells[read, b, j] * f * (float32(1.0) - f)
+                grad_gates[t, b, 2 * H + j] = dc * i * (float32(1.0) - g * g)
+                grad_gates[t, b, 3 * H + j] = dh * tanh_c * o * (float32(1.0) - o)
+                grad_c[b, j] = dc * f
+                grad_h[b, j] = float32(0.0)
+            elif cell == GRU:
+                r = gates[t, b, j]
+                z = gates[t, b, H + j]
+                n = gates[t, b, 2 * H + j]
+                dn = dh * (float32(1.0) - z) * (float32(1.0) - n * n)
+                dr = dn * aux[t, b, j] * r * (float32(1.0) - r)
+                dz = dh * (states[read, b, j] - n) * z * (float32(1.0) - z)
+                grad_gates[t, b, j] = dr
+                grad_gates[t, b, H + j] = dz
+                grad_gates[t, b, 2 * H + j] = dn
+                grad_hidden[t, b, j] = dr
+                grad_hidden[t, b, H + j] = dz
+                grad_hidden[t, b, 2 * H + j] = dn * r
+                grad_h[b, j] = dh * z
+            else:
+                h = gates[t, b, j]
+                if cell == RNN_RELU:
+                    grad_gates[t, b, j] = dh if h > float32(0.0) else float32(0.0)
+                else:
+                    grad_gates[t, b, j] = dh * (float32(1.0) - h * h)
+                grad_h[b, j] = float32(0.0)
+
+    @cuda.jit(device=True, inline=True)
+    def backward_phase_b(s, T, B, H, unit0, units, ksplit, w, w_off, w_rs, w_us, grad_hidden, grad_h,
+                         reverse, red):
+        """grad_h[b, j] += sum over the G*H gate rows r of grad_hidden[t, b, r] * W_hh[r, j];
+        weight (r, u) at w[w_off + r*w_rs + u*w_us]."""
+        t = T - 1 - s if reverse else s
+        rows = G * H
+        chunk_width = cuda.blockDim.x // ksplit
+        slot = cuda.threadIdx.x % chunk_width
+        part = cuda.threadIdx.x // chunk_width
+        pairs = B * units
+        zero = float32(0.0)
+        for chunk in range(0, pairs, chunk_width):
+            p = chunk + slot
+            acc = float32(0.0)
+            b = p // units
+            u = p - b * units
+            if p < pairs:
+                base = w_off + u * w_us
+                for r in range(part, rows, ksplit):
+                    acc += grad_hidden[t, b, r] * w[base + r * w_rs]
+            if ksplit > 1:
+                acc, _, _, _ = reduce_partials(red, acc, zero, zero, zero, slot, part, ksplit, chunk_width)
+            if part == 0 and p < pairs:
+                grad_h[b, unit0 + u] += acc
+
+    return forward_step, backward_phase_a, backward_phase_b
+
+
+def weight_stride(H):
+    """Row stride of a weight slice in shared memory: odd, so that threads reading the rows of
+    consecutive units at one k hit different banks."""
+    return H + 1 - H % 2
+
+
+@functools.lru_cache(maxsize=None)
+def kernels_for(cell):
+    """The four kernels of one cell type: step_forward, step_backward, persistent_forward,
+    persistent_backward (see the module docstring)."""
+    G = GATE_COUNT[cell]
+    forward_step, backward_phase_a, backward_phase_b = device_functions(cell)
+
+    @cuda.jit
+    def step_forward(s, T, B, H, units, ksplit, w_t, gates, b_hn, states, cells, aux, y, lengths, reverse):
+        """One step; w_t is W_hh^T (H, G*H) flattened, so consecutive units read consecutive words."""
+        red = cuda.shared.array(REDUCE_SLOTS, float32)
+        unit0 = cuda.blockIdx.x * units
+        here = min(units, H - unit0)
+        forward_step(s, T, B, H, unit0, here, ksplit, w_t, unit0, H, 1, G * H,
+                     gates, b_hn, states, cells, aux, y, lengths, reverse, red)
+
+    @cuda.jit
+    def step_backward(step_a, step_b, T, B, H, units, ksplit, w, gates, states, cells, aux, grad_y, grad_h,
+                      grad_c, grad_gates, grad_hidden, lengths, reverse):
+        """Phase B of step_b then phase A of step_a (-1: skip), both for this block's units, so that one
+        launch a step suffices; w is W_hh (G*H, H) flattened."""
+        red = cuda.shared.array(REDUCE_SLOTS, float32)
+        unit0 = cuda.blockIdx.x * units
+        here = min(units, H - unit0)
+        if step_b >= 0:
+            backward_phase_b(step_b, T, B, H, unit0, here, ksplit, w, unit0, H, 1,
+                             grad_hidden if cell == GRU else grad_gates, grad_h, reverse, red)
+        cuda.syncthreads()
+        if step_a >= 0:
+            backward_phase_a(step_a, T, B, H, unit0, here, gates, states, cells, aux, grad_y, grad_h, grad_c,
+                             grad_gates, grad_hidden, lengths, reverse)
+
+    @cuda.jit
+    def persistent_forward(T, B, H, units, ksplit, w, gates, b_hn, states, cells, aux, y, lengths, reverse):
+        """All T steps; the block's rows of W_hh (G x units x H, row stride weight_stride(H)) stay in
+        dynamic shared memory; a grid barrier publishes each step's states to every block."""
+        red = cuda.shared.array(REDUCE_SLOTS, float32)
+        w_shared = cuda.shared.array(0, float32)
+        unit0 = cuda.blockIdx.x * units
+        here = min(units, H - unit0)
+        ld = H + 1 - H % 2
+        size = G * here * H
+        for index in range(cuda.threadIdx.x, size, cuda.blockDim.x):
+            g = index // (here * H)
+            rest = index - g * here * H
+            u = rest // H
+            k = rest - u * H
+            w_shared[(g * units + u) * ld + k] = w[(g * H + unit0 + u) * H + k]
+        cuda.syncthreads()
+        for s in range(T):
+            forward_step(s, T, B, H, unit0, here, ksplit, w_shared, 0, units * ld, ld, 1,
+                         gates, b_hn, states, cells, aux, y, lengths, reverse, red)
+            grid_barrier()
+
+    @cuda.jit
+    def persistent_backward(T, B, H, units, ksplit, w, gates, states, cells, aux, grad_y, grad_h, grad_c,
+                            grad_gates, grad_hidden, lengths, reverse):
+        """All T steps backwards; the block's columns of W_hh (G*H rows x units) stay in dynamic shared
+        memory; a grid barrier between phase A and phase B of each step."""
+        red = cuda.shared.array(REDUCE_SLOTS, float32)
+        w_shared = cuda.shared.array(0, float32)
+        unit0 = cuda.blockIdx.x * units
+        here = min(units, H - unit0)
+        size = G * H * here
+        for index in range(cuda.threadIdx.x, size, cuda.blockDim.x):
+            r = index // here
+            u = index - r * here
+            w_shared[r * units + u] = w[r * H + unit0 + u]
+        cuda.syncthreads()
+        for s in range(T - 1, -1, -1):
+            backward_phase_a(s, T, B, H, unit0, here, gates, states, cells, aux, grad_y, grad_h, grad_c,
+                             grad_gates, grad_hidden, lengths, reverse)
+            grid_barrier()
+            backward_phase_b(s, T, B, H, unit0, here, ksplit, w_shared, 0, units, 1,
+                             grad_hidden if cell == GRU else grad_gates, grad_h, reverse, red)
+            cuda.syncthreads()
+
+    return {"step_forward": step_forward, "step_backward": step_backward,
+            "persistent_forward": persistent_forward, "persistent_backward": persistent_backward}

@@ -1,0 +1,88 @@
+"""Recurrent CUDA kernels in the simulator against the CPU path: the per-step kernels and the one-block
+form of the persistent kernels, forward and backward, tiny shapes (T <= 3, B <= 2, H <= 5, I <= 4)."""
+import numpy as np
+import pytest
+
+import kernels
+from kernels.cpu import rnn as cpu
+from kernels.cuda import rnn as gpu
+from tests.oracle import assert_close, random_array
+
+GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+
+
+def layer(mode, T, B, I, H, seed, bias=True):
+    G = GATES[mode]
+    return {
+        "x": random_array((T, B, I), seed=seed),
+        "h0": random_array((B, H), seed=seed + 1),
+        "c0": random_array((B, H), seed=seed + 2) if mode == "lstm" else None,
+        "w_ih": random_array((G * H, I), seed=seed + 3, low=-0.6, high=0.6),
+        "w_hh": random_array((G * H, H), seed=seed + 4, low=-0.6, high=0.6),
+        "b_ih": random_array((G * H,), seed=seed + 5) if bias else None,
+        "b_hh": random_array((G * H,), seed=seed + 6) if bias else None,
+    }
+
+
+def run(mode, a, lengths, reverse, grad_y, grad_h, grad_c):
+    """Forward outputs and gradients through the public ops (the CUDA kernels under the simulator)."""
+    if mode == "lstm":
+        *outputs, saved = kernels.lstm(a["x"], a["h0"], a["c0"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"],
+                                       lengths=lengths, reverse=reverse, training=True)
+        grads = kernels.lstm_backward(saved, grad_y, grad_h, grad_c)
+    elif mode == "gru":
+        *outputs, saved = kernels.gru(a["x"], a["h0"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"],
+                                      lengths=lengths, reverse=reverse, training=True)
+        grads = kernels.gru_backward(saved, grad_y, grad_h)
+    else:
+        *outputs, saved = kernels.rnn(a["x"], a["h0"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"],
+                                      nonlinearity=mode[4:], lengths=lengths, reverse=reverse, training=True)
+        grads = kernels.rnn_backward(saved, grad_y, grad_h)
+    assert saved.device == "cuda"
+    return outputs, [g for g in grads if g is not None]
+
+
+def reference(mode, a, lengths, reverse, grad_y, grad_h, grad_c):
+    y, states, cells, gates, aux = cpu.forward(mode, a["x"], a["h0"], a["c0"], a["w_ih"], a["w_hh"], a["b_ih"],
+                                               a["b_hh"], lengths, reverse)
+    final = cpu.final_index(a["x"].shape[0], reverse)
+    outputs = [y, states[final]] + ([cells[final]] if mode == "lstm" else [])
+    grads = cpu.backward(mode, a["x"], a["w_ih"], a["w_hh"], a["b_ih"] is not None, a["b_hh"] is not None,
+                         lengths, reverse, states, cells, gates, aux, grad_y, grad_h, grad_c)
+    return outputs, [g for g in grads if g is not None]
+
+
+CASES = [  # (mode, T, B, I, H, lengths, reverse, bias)
+    ("lstm", 3, 2, 3, 5, [2, 3], False, True),
+    ("lstm", 2, 1, 4, 3, None, True, False),
+    ("gru", 3, 2, 2, 4, [3, 1], True, True),
+    ("gru", 1, 2, 3, 5, None, False, True),
+    ("rnn_tanh", 3, 2, 4, 5, [1, 3], False, True),
+    ("rnn_relu", 2, 2, 3, 4, None, True, True),
+]
+
+
+@pytest.mark.parametrize("path", ["step", "persistent"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-T{c[1]}B{c[2]}H{c[4]}-len{c[5] is not None}-rev{c[6]}")
+def test_kernels_match_cpu(case, path, monkeypatch):
+    mode, T, B, I, H, lengths, reverse, bias = case
+    monkeypatch.setattr(gpu, "force_path", path)
+    a = layer(mode, T, B, I, H, seed=T * 7 + H, bias=bias)
+    lengths = None if lengths is None else np.array(lengths)
+    grad_y = random_array((T, B, H), seed=40)
+    grad_h = random_array((B, H), seed=41)
+    grad_c = random_array((B, H), seed=42) if mode == "lstm" else None
+    outputs, grads = run(mode, a, lengths, reverse, grad_y, grad_h, grad_c)
+    expected_outputs, expected_grads = reference(mode, a, lengths, reverse, grad_y, grad_h, grad_c)
+    for index, (value, expected) in enumerate(zip(outputs, expected_outputs)):
+        assert_close(value, expected, np.float32, name=f"{mode} output {index}")
+    assert len(grads) == len(expected_grads)
+    for index, (value, expected) in enumerate(zip(grads, expected_grads)):
+        assert_close(value, expected, np.float32, scale=4, name=f"{mode} gradient {index}")
+
+
+def test_ksplit_covers_threads():
+    assert gpu.ksplit_for(1, 5, 32) == 4
+    assert gpu.ksplit_for(10, 5, 32) == 2
+    assert gpu.ksplit_for(64, 512, 256) == 4
+    assert gpu.ksplit_for(300, 512, 256) == 1
