@@ -136,7 +136,8 @@ def max_pool2d_backward(grad_out, indices, input_shape, kernel_size=None, stride
 
     The window geometry is optional. Given (the arguments of the forward call), the CUDA path runs a
     gather (each input sums the windows that can hold it: no atomics, deterministic, one write per
-    element); without it, a zero fill and an atomic scatter. The CPU path is the same either way.
+    element), and the CPU path stores directly where windows do not overlap; without it, the CUDA path
+    zero-fills and scatters with atomics, the CPU path runs a bincount.
     """
     op = "max_pool2d_backward"
     device = backend.device_of(op, grad_out, indices)
@@ -162,7 +163,7 @@ def max_pool2d_backward(grad_out, indices, input_shape, kernel_size=None, stride
         if indices4.size and (indices4.min() < 0 or indices4.max() >= plane):
             raise ValueError(f"{op}: indices must lie in [0, {plane}) for input_shape {shape}, "
                              f"got values in [{indices4.min()}, {indices4.max()}]")
-        grad_in = cpu.max_pool2d_backward(grad4, indices4, shape4)
+        grad_in = cpu.max_pool2d_backward(grad4, indices4, shape4, None if geometry is None else geometry[:4])
     else:
         grad4, indices4 = contiguous(grad4), contiguous(indices4)
         grad_in = empty(grad4, shape4)

@@ -80,12 +80,22 @@ def max_pool2d(x, kernel, stride, padding, dilation, out_hw, return_indices=Fals
     return y, indices
 
 
-def max_pool2d_backward(grad_out, indices, input_shape):
-    """Scatter-add of grad_out through the flat per-plane indices (overlapping windows accumulate)."""
+def max_pool2d_backward(grad_out, indices, input_shape, geometry=None):
+    """Scatter-add of grad_out through the flat per-plane indices (overlapping windows accumulate).
+
+    With the window geometry (kernel, stride, padding, dilation) showing that windows do not overlap,
+    no index can repeat, so a plain indexed store replaces the bincount (several times faster).
+    """
     n, c, height, width = input_shape
-    planes, plane = n * c, height * width
-    flat = indices.reshape(planes, -1) + (np.arange(planes, dtype=np.int64) * plane)[:, None]
-    grad = np.bincount(flat.reshape(-1), weights=grad_out.reshape(-1).astype(np.float64), minlength=planes * plane)
+    plane = height * width
+    flat = indices + (np.arange(n * c, dtype=np.int64) * plane).reshape(n, c, 1, 1)
+    if geometry is not None:
+        kernel, stride, _, dilation = geometry
+        if all((k - 1) * d + 1 <= s for k, s, d in zip(kernel, stride, dilation)):
+            grad = np.zeros(n * c * plane, dtype=grad_out.dtype)
+            grad[flat.reshape(-1)] = grad_out.reshape(-1)
+            return grad.reshape(input_shape)
+    grad = np.bincount(flat.reshape(-1), weights=grad_out.reshape(-1).astype(np.float64), minlength=n * c * plane)
     return grad.astype(grad_out.dtype).reshape(input_shape)
 
 
