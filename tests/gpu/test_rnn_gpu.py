@@ -1,0 +1,151 @@
+"""Recurrent layers on a real GPU at realistic sizes: the multi-block persistent kernels and the per-step
+kernels, forward and backward, against the CPU path in float64 and against cuDNN through torch."""
+import numpy as np
+import pytest
+
+import kernels
+from kernels.cpu import rnn as cpu
+from kernels.cuda import rnn as gpu
+from kernels.cuda.rnn_kernels import CELLS
+from tests.oracle import assert_close, random_array
+
+GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+
+
+def layer(mode, T, B, I, H, seed=0):
+    G = GATES[mode]
+    scale = 1.0 / np.sqrt(H)
+    return {
+        "x": random_array((T, B, I), seed=seed),
+        "h0": random_array((B, H), seed=seed + 1),
+        "c0": random_array((B, H), seed=seed + 2) if mode == "lstm" else None,
+        "w_ih": random_array((G * H, I), seed=seed + 3, low=-scale, high=scale),
+        "w_hh": random_array((G * H, H), seed=seed + 4, low=-scale, high=scale),
+        "b_ih": random_array((G * H,), seed=seed + 5, low=-scale, high=scale),
+        "b_hh": random_array((G * H,), seed=seed + 6, low=-scale, high=scale),
+    }
+
+
+def on_gpu(a):
+    import cupy
+    return {k: (None if v is None else cupy.asarray(v)) for k, v in a.items()}
+
+
+def run(mode, a, lengths, reverse, grad_y, grad_h, grad_c):
+    if mode == "lstm":
+        *outputs, saved = kernels.lstm(a["x"], a["h0"], a["c0"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"],
+                                       lengths=lengths, reverse=reverse, training=True)
+        grads = kernels.lstm_backward(saved, grad_y, grad_h, grad_c)
+    elif mode == "gru":
+        *outputs, saved = kernels.gru(a["x"], a["h0"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"],
+                                      lengths=lengths, reverse=reverse, training=True)
+        grads = kernels.gru_backward(saved, grad_y, grad_h)
+    else:
+        *outputs, saved = kernels.rnn(a["x"], a["h0"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"],
+                                      nonlinearity=mode[4:], lengths=lengths, reverse=reverse, training=True)
+        grads = kernels.rnn_backward(saved, grad_y, grad_h)
+    return outputs, [g for g in grads if g is not None]
+
+
+def reference(mode, a, lengths, reverse, grad_y, grad_h, grad_c):
+    """The CPU path in float64."""
+    d = {k: (None if v is None else v.astype(np.float64)) for k, v in a.items()}
+    y, states, cells, gates, aux = cpu.forward(mode, d["x"], d["h0"], d["c0"], d["w_ih"], d["w_hh"], d["b_ih"],
+                                               d["b_hh"], lengths, reverse)
+    final = cpu.final_index(a["x"].shape[0], reverse)
+    outputs = [y, states[final]] + ([cells[final]] if mode == "lstm" else [])
+    to64 = (lambda g: None if g is None else g.astype(np.float64))
+    grads = cpu.backward(mode, d["x"], d["w_ih"], d["w_hh"], True, True, lengths, reverse, states, cells, gates,
+                         aux, to64(grad_y), to64(grad_h), to64(grad_c))
+    return outputs, [g for g in grads if g is not None]
+
+
+def compare(mode, T, B, I, H, path, lengths=None, reverse=False, seed=0):
+    import cupy
+    gpu.force_path = path
+    try:
+        a = layer(mode, T, B, I, H, seed)
+        grad_y = random_array((T, B, H), seed=seed + 20)
+        grad_h = random_array((B, H), seed=seed + 21)
+        grad_c = random_array((B, H), seed=seed + 22) if mode == "lstm" else None
+        device_lengths = None if lengths is None else cupy.asarray(lengths)
+        outputs, grads = run(mode, on_gpu(a), device_lengths, reverse, cupy.asarray(grad_y), cupy.asarray(grad_h),
+                             None if grad_c is None else cupy.asarray(grad_c))
+    finally:
+        gpu.force_path = None
+    expected_outputs, expected_grads = reference(mode, a, lengths, reverse, grad_y, grad_h, grad_c)
+    for index, (value, expected) in enumerate(zip(outputs, expected_outputs)):
+        assert_close(value, expected, np.float32, scale=np.sqrt(H), name=f"{mode} output {index}")
+    for index, (value, expected) in enumerate(zip(grads, expected_grads)):
+        assert_close(value, expected, np.float32, scale=np.sqrt(H * T * B), name=f"{mode} gradient {index}")
+
+
+SHAPES = [(100, 64, 512, 512), (25, 16, 512, 512), (50, 1, 256, 256), (7, 5, 33, 1000)]
+
+
+@pytest.mark.parametrize("path", ["persistent", "step"])
+@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "T%dB%dI%dH%d" % s)
+def test_matches_cpu(shape, mode, path):
+    compare(mode, *shape, path)
+
+
+@pytest.mark.parametrize("path", ["persistent", "step"])
+@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_relu"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lengths_and_reverse(mode, path, reverse):
+    lengths = np.random.default_rng(3).integers(1, 27, size=24)
+    lengths[5] = 26
+    compare(mode, 26, 24, 128, 200, path, lengths=lengths, reverse=reverse, seed=5)
+
+
+def test_persistent_kernels_use_many_blocks():
+    compare("lstm", 3, 8, 16, 512, None)
+    for kind in ("forward", "backward"):
+        blocks, units, _ = gpu._plans[(kind, CELLS["lstm"], 8, 512)]
+        assert blocks > 1 and blocks * units >= 512 > (blocks - 1) * units
+
+
+def test_hidden_too_large_for_chip_uses_step_kernels():
+    compare("lstm", 4, 2, 8, 1536, None)
+    assert gpu._plans[("forward", CELLS["lstm"], 2, 1536)] is None
+
+
+def test_matches_cudnn():
+    import cupy
+    import torch
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    T, B, I, H = 50, 32, 256, 256
+    a = layer("lstm", T, B, I, H, seed=9)
+    module = torch.nn.LSTM(I, H).cuda()
+    with torch.no_grad():
+        for name, key in (("weight_ih_l0", "w_ih"), ("weight_hh_l0", "w_hh"), ("bias_ih_l0", "b_ih"),
+                          ("bias_hh_l0", "b_hh")):
+            getattr(module, name).copy_(torch.as_tensor(a[key], device="cuda"))
+    x = torch.as_tensor(a["x"], device="cuda").requires_grad_(True)
+    h0 = torch.as_tensor(a["h0"][None], device="cuda").requires_grad_(True)
+    c0 = torch.as_tensor(a["c0"][None], device="cuda").requires_grad_(True)
+    y, (h_n, c_n) = module(x, (h0, c0))
+    grad_y = random_array((T, B, H), seed=10)
+    y.backward(torch.as_tensor(grad_y, device="cuda"))
+    g = on_gpu(a)
+    ours_y, ours_h, ours_c, saved = kernels.lstm(g["x"], g["h0"], g["c0"], g["w_ih"], g["w_hh"], g["b_ih"], g["b_hh"],
+                                                 training=True)
+    grads = kernels.lstm_backward(saved, cupy.asarray(grad_y))
+    assert_close(ours_y, y.detach().cpu().numpy(), np.float32, scale=16, name="y")
+    assert_close(ours_h, h_n[0].detach().cpu().numpy(), np.float32, scale=16, name="h_n")
+    assert_close(ours_c, c_n[0].detach().cpu().numpy(), np.float32, scale=16, name="c_n")
+    assert_close(grads[0], x.grad.cpu().numpy(), np.float32, scale=64, name="grad x")
+    assert_close(grads[4], module.weight_hh_l0.grad.cpu().numpy(), np.float32, scale=256, name="grad w_hh")
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_thousand_steps_stay_finite(mode):
+    import cupy
+    a = layer(mode, 1000, 4, 16, 64, seed=11)
+    a["w_hh"] *= 4
+    g = on_gpu(a)
+    grad_y = cupy.ones((1000, 4, 64), cupy.float32)
+    outputs, grads = run(mode, g, None, False, grad_y, None, None)
+    assert all(bool(cupy.isfinite(v).all()) for v in outputs + grads)
