@@ -36,9 +36,15 @@ def sum_chunks_kernel(x, partial, chunks_per_run, chunk):
     total = float32(0.0)
     for item in range(s, x.shape[0] * chunks_per_run, splits):
         a = item // chunks_per_run
-        start = (item - a * chunks_per_run) * chunk
-        for b in range(start + tid, min(start + chunk, run), THREADS):
+        b = (item - a * chunks_per_run) * chunk + tid
+        stop = min(b - tid + chunk, run)
+        # four independent loads in flight a thread (latency hiding), added pairwise
+        while b + 3 * THREADS < stop:
+            total += (x[a, k, b] + x[a, k, b + THREADS]) + (x[a, k, b + 2 * THREADS] + x[a, k, b + 3 * THREADS])
+            b += 4 * THREADS
+        while b < stop:
             total += x[a, k, b]
+            b += THREADS
     values = cuda.shared.array(THREADS, float32)
     values[tid] = total
     cuda.syncthreads()
@@ -62,8 +68,14 @@ def sum_columns_kernel(x, partial):
     step = cuda.gridDim.y * COLUMN_ROWS
     total = float32(0.0)
     if column < x.shape[1]:
-        for a in range(s * COLUMN_ROWS + row, x.shape[0], step):
+        a = s * COLUMN_ROWS + row
+        rows = x.shape[0]
+        while a + 3 * step < rows:   # four loads in flight, as in sum_chunks_kernel
+            total += (x[a, column] + x[a + step, column]) + (x[a + 2 * step, column] + x[a + 3 * step, column])
+            a += 4 * step
+        while a < rows:
             total += x[a, column]
+            a += step
     values = cuda.shared.array((COLUMN_ROWS, COLUMN_LANES), float32)
     values[row, lane] = total
     cuda.syncthreads()

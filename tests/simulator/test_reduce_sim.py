@@ -36,6 +36,13 @@ def test_reduce_sum_kernels_match_cpu(shape, axis, monkeypatch):
     assert_close(kernels.reduce_sum(x, axis=axis, keepdims=True), expected, np.float32, scale=4)
 
 
+@pytest.mark.parametrize("shape,axis", [((2, 2100), 1), ((300, 3), 0)])
+def test_reduce_sum_kernels_unrolled_loops(shape, axis):
+    """Default split sizes: runs and columns long enough for the four-loads-a-step loops."""
+    x = random_array(shape, seed=50)
+    assert_close(kernels.reduce_sum(x, axis=axis), x.astype(np.float64).sum(axis=axis), np.float32, scale=4)
+
+
 def test_reduce_sum_of_non_contiguous_and_empty_input():
     x = random_array((6, 5, 4), seed=52).transpose(2, 0, 1)
     assert_close(kernels.reduce_sum(x, axis=(0, 2)), x.astype(np.float64).sum(axis=(0, 2)), np.float32)
