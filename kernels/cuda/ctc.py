@@ -16,7 +16,7 @@ NEG_INF = np.float32(-np.inf)
 POS_INF = np.float32(np.inf)
 NAN = np.float32(np.nan)
 MIN_THREADS = 128
-MAX_THREADS = 1024
+MAX_THREADS = 512   # 64 registers a thread (ptxas: 58) x 1024 would sit at the 64K-register limit
 WARP = 32
 
 

@@ -4,6 +4,7 @@ import pytest
 
 import kernels
 from kernels.cpu import ctc as cpu
+from kernels.cuda import ctc as gpu_ctc
 from tests.oracle import assert_close
 
 
@@ -58,4 +59,25 @@ def test_ctc_kernels_concatenated_targets_mean_reduction():
     expected_loss, expected_grad = _cpu_reference(log_probs, targets, np.array([0, 3]), input_lengths,
                                                   target_lengths, 0, scale, False)
     assert_close(loss, (expected_loss / target_lengths).mean(), np.float32, scale=5)
+    assert_close(grad, expected_grad, np.float32, scale=5)
+
+
+def test_ctc_kernels_more_positions_than_threads(monkeypatch):
+    # Blocks of one warp against 2*20+1 = 41 extended positions: threads stride over positions, as
+    # they do on the GPU for targets longer than (MAX_THREADS - 1) / 2.
+    monkeypatch.setattr(gpu_ctc, "MIN_THREADS", 32)
+    monkeypatch.setattr(gpu_ctc, "MAX_THREADS", 32)
+    steps, batch, classes = 26, 2, 6
+    log_probs = _log_probs(steps, batch, classes, seed=3)
+    rng = np.random.default_rng(4)
+    targets = rng.integers(1, classes, size=(batch, 20))
+    target_lengths, input_lengths = np.array([20, 7]), np.array([26, 24])
+    scale = np.array([0.5, 2.0])
+    loss = kernels.ctc_loss(log_probs, targets, input_lengths, target_lengths, reduction="none")
+    grad = kernels.ctc_loss_backward(scale.astype(np.float32), log_probs, targets, input_lengths, target_lengths,
+                                     reduction="none")
+    expected_loss, expected_grad = _cpu_reference(log_probs, targets.reshape(-1), np.array([0, 20]),
+                                                  input_lengths, target_lengths, 0, scale, False)
+    assert np.isfinite(expected_loss).all()
+    assert_close(loss, expected_loss, np.float32, scale=5)
     assert_close(grad, expected_grad, np.float32, scale=5)
