@@ -31,8 +31,10 @@ def _compare_state(ours, theirs):
                      name=key, **GPU_TOLERANCE)
 
 
+# Adam only where no bias feeds a batch norm: that bias's gradient is rounding noise, which Adam's
+# normalised step turns into lr-sized differences between fp32 and float64.
 @pytest.mark.parametrize("name, input_shape, optimizer", [("convnet", (64, 2, 28, 27), "SGD"),
-                                                          ("convnet", (64, 2, 28, 27), "AdamW"),
+                                                          ("mlp", (256, 12), "AdamW"),
                                                           ("mlp", (256, 12), "Adam")])
 def test_network_training_steps_on_gpu_match_torch(name, input_shape, optimizer):
     torch = torch_module()
