@@ -1,9 +1,10 @@
 """SGEMM C = act(alpha*op(A)@op(B) + beta*C + bias): shared-memory tiles, 8x8 register micro-tiles.
 
 Launch: grid (ceil(N/BN), ceil(M/BM), batch*splits), THREADS = (BM/TM)*(BN/TN) a block. Tiles:
-128x128x8 with 256 threads for large problems, 64x64x8 with 64 threads (plus split-K) when the
-large tile leaves SMs idle. A is stored k-major in shared memory (padded so that transposing
-stores are conflict-free); tile k+1 is fetched into registers while tile k is multiplied.
+128x128x8 with 256 threads for large problems, 64x64x8 with 64 threads plus split-K when large
+tiles would leave SMs idle (skinny DeepBench shapes). Both operands sit k-major in shared memory
+(rows padded so transposing stores are conflict-free); tile k+1 is fetched into registers while
+tile k is multiplied. Transposes are compile-time variants of the load indexing (cached factory).
 """
 import functools
 import math
@@ -14,7 +15,7 @@ import numpy as np
 from numba import cuda, float32, int32, int64
 
 from .. import backend
-from .launch import ceil_div, device_view, launch
+from .launch import ceil_div, launch
 
 # name -> (BM, BN, BK, TM, TN): block tile M x N x K and each thread's micro-tile TM x TN.
 CONFIGS = {
@@ -27,9 +28,19 @@ WARP_ROWS = 4      # a warp is 4 x 8 threads of the thread grid: 4+8 distinct 16
 # 16-byte aligned shared rows let NVVM merge a thread's 4-wide strip reads into ld.shared.v4.
 # (The simulator rejects the alignment argument.)
 SHARED_ALIGNMENT = None if backend.SIMULATOR else 16
+RESIDENT_THREADS = 65536 // 128   # threads an SM's 64K registers hold at 128 registers each
 ACTIVATIONS = {None: 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 ACTIVATION_MASK = 3
 BIAS_FLAG = 4      # epilogue code = activation | BIAS_FLAG when a bias is added
+
+
+def jit_options(threads):
+    """fastmath, and launch bounds asking for 512 resident threads an SM: ptxas then keeps to 128
+    registers (no spills, checked), so two 128x128 blocks or eight 64x64 blocks share an SM; left
+    unbounded it takes ~150 for ILP in the epilogue. (The simulator takes no launch bounds.)"""
+    if backend.SIMULATOR:
+        return {"fastmath": True}
+    return {"fastmath": True, "launch_bounds": (threads, RESIDENT_THREADS // threads)}
 
 
 @functools.lru_cache(maxsize=None)
@@ -51,7 +62,7 @@ def gemm_kernel(config, trans_a, trans_b):
     assert THREADS % BM == 0 and THREADS % BN == 0 and THREADS_N % WARP_COLS == 0
     assert A_ROW_THREADS * A_LOADS == BK and B_ROW_THREADS * B_LOADS == BK
 
-    @cuda.jit(fastmath=True)
+    @cuda.jit(**jit_options(THREADS))
     def kernel(a, b, c, bias, workspace, counters, alpha, beta, epilogue, splits):
         # Helpers are written inline: device functions need a GPU to compile, and the resource check
         # compiles these kernels on machines without one. Branches on trans_a/trans_b are constants.
@@ -85,9 +96,9 @@ def gemm_kernel(config, trans_a, trans_b):
         ty = (warp // WARPS_N) * WARP_ROWS + (lane >> WARP_COLS_SHIFT)
         tx = (warp % WARPS_N) * WARP_COLS + (lane & (WARP_COLS - 1))
 
-        # Step s fetches tile s into registers, multiplies tile s-1 from shared memory, then stores
-        # tile s into the other shared buffer: one barrier a step, global latency hidden by the FMAs.
-        stage = 0
+        # Step s fetches tile s into registers, multiplies tile s-1 from shared buffer (s-1)&1, then
+        # stores tile s into buffer s&1: one barrier a step, global latency hidden by the FMAs.
+        # (`& 1` lets NVVM prove the buffer index non-negative: no wrap-around code in the loop.)
         for step in range(first_tile, last_tile + 1):
             fetch = step < last_tile
             if fetch:
@@ -113,30 +124,30 @@ def gemm_kernel(config, trans_a, trans_b):
                         value = b[zb, n, k] if trans_b else b[zb, k, n]
                     b_next[load] = value
             if step > first_tile:
-                for kk in range(BK):
+                for k_step in range(BK):
+                    kk = k_step & (BK - 1)   # == k_step, provably in range: no wrap-around fix-up
                     for g in range(GM):
                         for r in range(GROUP):
-                            a_frag[g * GROUP + r] = a_tile[stage, kk, g * STRIDE_M // GROUP + ty, r]
+                            a_frag[g * GROUP + r] = a_tile[(step - 1) & 1, kk, g * STRIDE_M // GROUP + ty, r]
                     for g in range(GN):
                         for r in range(GROUP):
-                            b_frag[g * GROUP + r] = b_tile[stage, kk, g * STRIDE_N // GROUP + tx, r]
+                            b_frag[g * GROUP + r] = b_tile[(step - 1) & 1, kk, g * STRIDE_N // GROUP + tx, r]
                     for i in range(TM):
                         for j in range(TN):
                             acc[i, j] += a_frag[i] * b_frag[j]
             if fetch:
-                stage = 1 - stage
                 for load in range(A_LOADS):
                     if trans_a:
                         kk, row = tid // BM + (THREADS // BM) * load, tid % BM
                     else:
                         kk, row = (tid % A_ROW_THREADS) * A_LOADS + load, tid // A_ROW_THREADS
-                    a_tile[stage, kk, row >> 2, row & 3] = a_next[load]
+                    a_tile[step & 1, kk, row >> 2, row & 3] = a_next[load]
                 for load in range(B_LOADS):
                     if trans_b:
                         kk, col = (tid % B_ROW_THREADS) * B_LOADS + load, tid // B_ROW_THREADS
                     else:
                         kk, col = tid // BN + (THREADS // BN) * load, tid % BN
-                    b_tile[stage, kk, col >> 2, col & 3] = b_next[load]
+                    b_tile[step & 1, kk, col >> 2, col & 3] = b_next[load]
             cuda.syncthreads()
 
         if splits > 1:
