@@ -2,7 +2,6 @@
 the reference for kernels/cuda/optim.py. SGD in NumPy; Adam as one Numba-CPU loop (see adam_update)."""
 import math
 
-import numpy as np
 from numba import njit
 
 
