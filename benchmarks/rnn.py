@@ -1,0 +1,95 @@
+"""Recurrent layers: kernels.lstm / kernels.gru (forward, and forward + backward through time) against
+torch.nn.LSTM / GRU with the same weights: cuDNN on the GPU (TF32 off), PyTorch's CPU kernels on the CPU.
+
+GPU shapes: the five LSTM anchors of ANCHORS.md (T, B, input, hidden), DeepBench's (hidden, batch, T)
+512/16/25, 1024/64/25, 256/64/150 (input = hidden), and the GRU rows of ANCHORS.md. CPU shapes: the
+models' layers (row-wise digits T8 B64 I8 H128; the CRNN's BiLSTM layers T26 B16 I512 H256 and a
+T25 B16 H128 layer). flops = the layer's GEMM flops: 2 T B G H (I + H) forward, three times that for
+forward + backward (the gradients of the inputs, the states and the weights).
+"""
+import numpy as np
+
+import kernels
+from .harness import Case
+
+MEASURE_HOST_COST = True
+GATES = {"lstm": 4, "gru": 3}
+
+# (cell, T, B, input, hidden)
+LSTM_ANCHORS = [(100, 64, 512, 512), (50, 32, 256, 256), (100, 1, 256, 256), (100, 16, 512, 512),
+                (25, 128, 1024, 1024)]
+DEEPBENCH = [(25, 16, 512, 512), (25, 64, 1024, 1024), (150, 64, 256, 256)]
+GRU_ROWS = [(25, 16, 512, 512), (25, 64, 1024, 1024), (150, 64, 256, 256), (25, 128, 512, 512),
+            (50, 8, 1536, 1536)]
+CPU_SHAPES = [("lstm", 8, 64, 8, 128), ("lstm", 26, 16, 512, 256), ("lstm", 25, 16, 128, 128),
+              ("gru", 26, 16, 512, 256)]
+
+
+def _torch(device):
+    import torch
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
+    return torch
+
+
+def _case(device, cell, T, B, I, H, backward):
+    G = GATES[cell]
+    torch = _torch(device)
+
+    def make(xp, seed):
+        rng = np.random.default_rng(seed)
+        scale = 1.0 / np.sqrt(H)
+
+        def uniform(shape, bound=1.0):
+            return xp.asarray(rng.uniform(-bound, bound, size=shape).astype(np.float32))
+
+        x, h0, c0 = uniform((T, B, I)), uniform((B, H)), uniform((B, H))
+        weights = [uniform((G * H, I), scale), uniform((G * H, H), scale), uniform((G * H,), scale),
+                   uniform((G * H,), scale)]
+        grad_y = uniform((T, B, H))
+        module = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(I, H).to(device)
+
+        def tensor(array):
+            return torch.as_tensor(array, device=device) if device == "cuda" else torch.from_numpy(array)
+
+        with torch.no_grad():
+            for parameter, array in zip((module.weight_ih_l0, module.weight_hh_l0, module.bias_ih_l0,
+                                         module.bias_hh_l0), weights):
+                parameter.copy_(tensor(array))
+        x_t = tensor(x).clone().requires_grad_(backward)
+        state = (tensor(h0)[None], tensor(c0)[None]) if cell == "lstm" else tensor(h0)[None]
+        return (x, h0, c0, *weights, grad_y, module, x_t, state, tensor(grad_y))
+
+    def ours(x, h0, c0, w_ih, w_hh, b_ih, b_hh, grad_y, *vendor_inputs):
+        if cell == "lstm":
+            result = kernels.lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, training=backward)
+            return kernels.lstm_backward(result[-1], grad_y) if backward else result
+        result = kernels.gru(x, h0, w_ih, w_hh, b_ih, b_hh, training=backward)
+        return kernels.gru_backward(result[-1], grad_y) if backward else result
+
+    def vendor(*inputs):
+        module, x_t, state, grad_y_t = inputs[-4:]
+        if not backward:
+            with torch.no_grad():
+                return module(x_t, state)
+        y, _ = module(x_t, state)
+        y.backward(grad_y_t)
+        return y
+
+    flops = 2.0 * T * B * G * H * (I + H) * (3 if backward else 1)
+    where = "cuDNN" if device == "cuda" else "CPU"
+    label = f"{cell} T{T} B{B} I{I} H{H} {'fwd+bwd' if backward else 'fwd'}"
+    return Case(label=label, make_inputs=make, ours=ours, vendor=vendor,
+                vendor_name=f"torch.nn.{cell.upper()} ({where})", flops=flops)
+
+
+def cases(device, quick=False):
+    if device == "cuda":
+        shapes = [("lstm",) + s for s in LSTM_ANCHORS + DEEPBENCH] + [("gru",) + s for s in GRU_ROWS]
+        if quick:
+            shapes = [("lstm",) + LSTM_ANCHORS[0], ("lstm",) + LSTM_ANCHORS[2], ("gru",) + GRU_ROWS[0]]
+    else:
+        shapes = CPU_SHAPES[:3] if quick else CPU_SHAPES
+    return [_case(device, *shape, backward) for shape in shapes for backward in (False, True)]
