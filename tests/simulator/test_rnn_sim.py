@@ -86,3 +86,20 @@ def test_ksplit_covers_threads():
     assert gpu.ksplit_for(10, 5, 32) == 2
     assert gpu.ksplit_for(64, 512, 256) == 4
     assert gpu.ksplit_for(300, 512, 256) == 1
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_step_kernels_split_units_over_blocks(mode, monkeypatch):
+    """Two units a block: H = 5 takes three blocks, the last one with a single unit."""
+    monkeypatch.setattr(gpu, "force_path", "step")
+    monkeypatch.setattr(gpu, "STEP_UNITS", 2)
+    T, B, H = 3, 2, 5
+    a = layer(mode, T, B, 3, H, seed=60)
+    lengths = np.array([3, 2])
+    grad_y = random_array((T, B, H), seed=61)
+    grad_h = random_array((B, H), seed=62)
+    grad_c = random_array((B, H), seed=63) if mode == "lstm" else None
+    outputs, grads = run(mode, a, lengths, True, grad_y, grad_h, grad_c)
+    expected_outputs, expected_grads = reference(mode, a, lengths, True, grad_y, grad_h, grad_c)
+    for value, expected in zip(outputs + grads, expected_outputs + expected_grads):
+        assert_close(value, expected, np.float32, scale=4)
