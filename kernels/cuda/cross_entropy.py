@@ -101,13 +101,13 @@ def forward_kernel(lanes, has_weight):
 
 
 @functools.lru_cache(maxsize=None)
-def backward_kernel(lanes, has_weight, mode):
+def backward_kernel(lanes, has_weight):
     """grad[i, c] = g_i (p_ic (a w_t + b W) - a w_t [c == t] - b w_c); rows with a bad class flag error."""
     rows_per_block = THREADS // lanes
 
     @cuda.jit
     def kernel(grad_loss, logits, target, weight, total_weight, grad, error, ignore_index, target_scale,
-               smooth_scale):
+               smooth_scale, mode):
         lane = cuda.threadIdx.x
         slot = cuda.threadIdx.y
         row = cuda.blockIdx.x * rows_per_block + slot
@@ -135,7 +135,7 @@ def backward_kernel(lanes, has_weight, mode):
                 if lane == 0:
                     error[0] = 1
                 ignored = True
-            if mode == 0:
+            if mode == 0:   # MODES: a uniform branch, cheaper than a kernel variant each
                 g = grad_loss[row]
             elif mode == 1:
                 g = grad_loss[0]
@@ -240,9 +240,9 @@ def cross_entropy_backward(grad_loss, logits, target, weight, ignore_index, labe
     grad = xp.empty((rows, classes), np.float32)
     error = xp.zeros(1, np.int32)
     if rows:
-        launch(backward_kernel(lanes, weight is not None, MODES[reduction]), ceil_div(rows, THREADS // lanes),
+        launch(backward_kernel(lanes, weight is not None), ceil_div(rows, THREADS // lanes),
                (lanes, THREADS // lanes), grad_loss, logits, target, class_weight, total_weight, grad, error,
-               ignore_index, *_scales(label_smoothing, classes))
+               ignore_index, *_scales(label_smoothing, classes), MODES[reduction])
     return grad, error
 
 
@@ -252,9 +252,9 @@ PTX_SIGNATURES = [
      (_matrix, _targets, _vector, _vector, _vector, int32[::1], int64, float32, float32))
     for lanes in (32, THREADS) for has_weight in (False, True)
 ] + [
-    (f"ce_backward[{lanes},{'w' if has_weight else '-'},{name}]", backward_kernel(lanes, has_weight, mode),
-     (_vector, _matrix, _targets, _vector, _vector, _matrix, int32[::1], int64, float32, float32))
-    for lanes in (32, THREADS) for has_weight in (False, True) for name, mode in MODES.items()
+    (f"ce_backward[{lanes},{'w' if has_weight else '-'}]", backward_kernel(lanes, has_weight),
+     (_vector, _matrix, _targets, _vector, _vector, _matrix, int32[::1], int64, float32, float32, int64))
+    for lanes in (32, THREADS) for has_weight in (False, True)
 ] + [
     (f"ce_total[{name}]", total_kernel(name == "mean"), (_vector, _vector, _vector))
     for name in ("sum", "mean")
