@@ -67,7 +67,8 @@ def _prepare(op, log_probs, targets, input_lengths, target_lengths, blank, reduc
     else:
         raise ValueError(f"{op}: targets must be 2-D (N, S) padded or 1-D concatenated, got shape "
                          f"{host_targets.shape}")
-    used = np.concatenate([flat[o:o + n] for o, n in zip(offsets, target_lengths)]) if batch else flat[:0]
+    # The labels within the lengths (padding may hold anything, as in torch).
+    used = host_targets[np.arange(host_targets.shape[1]) < target_lengths[:, None]] if host_targets.ndim == 2 else flat
     bad = (used < 0) | (used >= classes) | (used == blank)
     if bad.any():
         raise ValueError(f"{op}: target labels must lie in [0, {classes}) and differ from blank={blank}, "
