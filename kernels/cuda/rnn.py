@@ -18,6 +18,9 @@ from .rnn_kernels import CELLS, GATE_COUNT, REDUCE_SLOTS, THREADS, kernels_for, 
 
 STEP_UNITS = 32     # units a block in the step kernels: a warp of consecutive units reads W_hh^T coalesced
 SHARED_DEFAULT = 48 * 1024   # dynamic shared memory a block may use without opting in
+# The persistent kernels give each dot product at least this many neighbouring lanes (consecutive k):
+# a warp then reads one or two rows of h instead of eight, even when the batch fills the block.
+PERSISTENT_MIN_KSPLIT = 8
 force_path = None   # 'persistent' or 'step' forces a path (tests, benchmarks); None chooses
 
 
@@ -26,10 +29,11 @@ def _threads():
     return 32 if backend.SIMULATOR else THREADS
 
 
-def ksplit_for(pairs, length, threads):
-    """Largest power of two s with s * pairs <= threads and s <= length: how many threads share one dot."""
+def ksplit_for(pairs, length, threads, minimum=1):
+    """How many threads share one dot product: the largest power of two s <= length with s * pairs <=
+    threads, or at least `minimum` (then the pairs take several rounds)."""
     split = 1
-    while split * 2 * pairs <= threads and split * 2 <= length:
+    while split * 2 <= length and (split * 2 * pairs <= threads or split * 2 <= minimum):
         split *= 2
     return split
 
@@ -76,7 +80,7 @@ def _allow_shared(compiled, nbytes):
 def persistent_shared_bytes(kind, G, H, units):
     if kind == "forward":
         return 4 * G * units * weight_stride(H)
-    return 4 * G * H * units
+    return 4 * units * weight_stride(G * H)
 
 
 _plans = {}
@@ -160,7 +164,7 @@ def forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, host_lengths, reverse):
     plan = _use_persistent("forward", cell, B, H, args)
     if plan is not None:
         blocks, units, nbytes = plan
-        ksplit = ksplit_for(B * units, H, threads)
+        ksplit = ksplit_for(B * units, H, threads, PERSISTENT_MIN_KSPLIT)
         launch(kernels["persistent_forward"], blocks, threads, T, B, H, units, ksplit, *args[5:],
                shared_bytes=nbytes)
     else:
@@ -202,7 +206,7 @@ def backward(saved, grad_y, grad_h_n, grad_c_n):
     plan = _use_persistent("backward", cell, B, H, args)
     if plan is not None:
         blocks, units, nbytes = plan
-        ksplit = ksplit_for(B * units, G * H, threads)
+        ksplit = ksplit_for(B * units, G * H, threads, PERSISTENT_MIN_KSPLIT)
         launch(kernels["persistent_backward"], blocks, threads, T, B, H, units, ksplit, *args[5:],
                shared_bytes=nbytes)
     else:

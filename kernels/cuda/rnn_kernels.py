@@ -53,9 +53,21 @@ def device_functions(cell):
     G = GATE_COUNT[cell]
 
     @cuda.jit(device=True, inline=True)
-    def reduce_partials(red, acc0, acc1, acc2, acc3, slot, part, ksplit, chunk_width):
+    def lane_roles(ksplit, lanes_over_k):
+        """(slot, part, partner stride): the thread's pair slot in a chunk, its share of the dot (k = part,
+        part + ksplit, ...), and the thread-index distance between parts of one pair. lanes_over_k puts
+        the parts of a pair in neighbouring lanes (consecutive k: coalesced h loads, conflict-free reads of
+        shared weight rows); otherwise neighbouring lanes take neighbouring units (coalesced W_hh^T rows
+        from global memory in the step kernels)."""
+        chunk_width = cuda.blockDim.x // ksplit
+        if lanes_over_k:
+            return cuda.threadIdx.x // ksplit, cuda.threadIdx.x % ksplit, 1
+        return cuda.threadIdx.x % chunk_width, cuda.threadIdx.x // chunk_width, chunk_width
+
+    @cuda.jit(device=True, inline=True)
+    def reduce_partials(red, acc0, acc1, acc2, acc3, part, ksplit, stride):
         """Sum the ksplit partial sums of each pair through shared memory; every thread must call it."""
-        index = (part * chunk_width + slot) * 4
+        index = cuda.threadIdx.x * 4
         red[index] = acc0
         red[index + 1] = acc1
         red[index + 2] = acc2
@@ -64,7 +76,7 @@ def device_functions(cell):
         step = ksplit // 2
         while step > 0:
             if part < step:
-                other = index + step * chunk_width * 4
+                other = index + step * stride * 4
                 red[index] += red[other]
                 red[index + 1] += red[other + 1]
                 red[index + 2] += red[other + 2]
@@ -74,7 +86,7 @@ def device_functions(cell):
         return red[index], red[index + 1], red[index + 2], red[index + 3]
 
     @cuda.jit(device=True, inline=True)
-    def forward_step(s, T, B, H, unit0, units, ksplit, w, w_off, w_gs, w_us, w_ks,
+    def forward_step(s, T, B, H, unit0, units, ksplit, lanes_over_k, w, w_off, w_gs, w_us, w_ks,
                      gates, b_hn, states, cells, aux, y, lengths, reverse, red):
         """Step s (processing order) for units unit0 .. unit0+units-1; weight (g, u, k) at
         w[w_off + g*w_gs + u*w_us + k*w_ks]."""
@@ -82,8 +94,7 @@ def device_functions(cell):
         read = t + 1 if reverse else t
         write = t if reverse else t + 1
         chunk_width = cuda.blockDim.x // ksplit
-        slot = cuda.threadIdx.x % chunk_width
-        part = cuda.threadIdx.x // chunk_width
+        slot, part, stride = lane_roles(ksplit, lanes_over_k)
         pairs = B * units
         for chunk in range(0, pairs, chunk_width):
             p = chunk + slot
@@ -105,8 +116,7 @@ def device_functions(cell):
                     if G > 3:
                         acc3 += hv * w[at + 3 * w_gs]
             if ksplit > 1:
-                acc0, acc1, acc2, acc3 = reduce_partials(red, acc0, acc1, acc2, acc3, slot, part, ksplit,
-                                                         chunk_width)
+                acc0, acc1, acc2, acc3 = reduce_partials(red, acc0, acc1, acc2, acc3, part, ksplit, stride)
             if part != 0 or p >= pairs:
                 continue
             j = unit0 + u
@@ -200,15 +210,14 @@ def device_functions(cell):
                 grad_h[b, j] = float32(0.0)
 
     @cuda.jit(device=True, inline=True)
-    def backward_phase_b(s, T, B, H, unit0, units, ksplit, w, w_off, w_rs, w_us, grad_hidden, grad_h,
-                         reverse, red):
+    def backward_phase_b(s, T, B, H, unit0, units, ksplit, lanes_over_k, w, w_off, w_rs, w_us, grad_hidden,
+                         grad_h, reverse, red):
         """grad_h[b, j] += sum over the G*H gate rows r of grad_hidden[t, b, r] * W_hh[r, j];
         weight (r, u) at w[w_off + r*w_rs + u*w_us]."""
         t = T - 1 - s if reverse else s
         rows = G * H
         chunk_width = cuda.blockDim.x // ksplit
-        slot = cuda.threadIdx.x % chunk_width
-        part = cuda.threadIdx.x // chunk_width
+        slot, part, stride = lane_roles(ksplit, lanes_over_k)
         pairs = B * units
         zero = float32(0.0)
         for chunk in range(0, pairs, chunk_width):
@@ -221,7 +230,7 @@ def device_functions(cell):
                 for r in range(part, rows, ksplit):
                     acc += grad_hidden[t, b, r] * w[base + r * w_rs]
             if ksplit > 1:
-                acc, _, _, _ = reduce_partials(red, acc, zero, zero, zero, slot, part, ksplit, chunk_width)
+                acc, _, _, _ = reduce_partials(red, acc, zero, zero, zero, part, ksplit, stride)
             if part == 0 and p < pairs:
                 grad_h[b, unit0 + u] += acc
 
@@ -247,7 +256,7 @@ def kernels_for(cell):
         red = cuda.shared.array(REDUCE_SLOTS, float32)
         unit0 = cuda.blockIdx.x * units
         here = min(units, H - unit0)
-        forward_step(s, T, B, H, unit0, here, ksplit, w_t, unit0, H, 1, G * H,
+        forward_step(s, T, B, H, unit0, here, ksplit, False, w_t, unit0, H, 1, G * H,
                      gates, b_hn, states, cells, aux, y, lengths, reverse, red)
 
     @cuda.jit
@@ -259,7 +268,7 @@ def kernels_for(cell):
         unit0 = cuda.blockIdx.x * units
         here = min(units, H - unit0)
         if step_b >= 0:
-            backward_phase_b(step_b, T, B, H, unit0, here, ksplit, w, unit0, H, 1,
+            backward_phase_b(step_b, T, B, H, unit0, here, ksplit, False, w, unit0, H, 1,
                              grad_hidden if cell == GRU else grad_gates, grad_h, reverse, red)
         cuda.syncthreads()
         if step_a >= 0:
@@ -284,30 +293,33 @@ def kernels_for(cell):
             w_shared[(g * units + u) * ld + k] = w[(g * H + unit0 + u) * H + k]
         cuda.syncthreads()
         for s in range(T):
-            forward_step(s, T, B, H, unit0, here, ksplit, w_shared, 0, units * ld, ld, 1,
+            forward_step(s, T, B, H, unit0, here, ksplit, True, w_shared, 0, units * ld, ld, 1,
                          gates, b_hn, states, cells, aux, y, lengths, reverse, red)
             grid_barrier()
 
     @cuda.jit
     def persistent_backward(T, B, H, units, ksplit, w, gates, states, cells, aux, grad_y, grad_h, grad_c,
                             grad_gates, grad_hidden, lengths, reverse):
-        """All T steps backwards; the block's columns of W_hh (G*H rows x units) stay in dynamic shared
-        memory; a grid barrier between phase A and phase B of each step."""
+        """All T steps backwards; the block's columns of W_hh, stored as rows (units x G*H, row stride
+        weight_stride(G*H)), stay in dynamic shared memory; a grid barrier between phase A and phase B
+        of each step."""
         red = cuda.shared.array(REDUCE_SLOTS, float32)
         w_shared = cuda.shared.array(0, float32)
         unit0 = cuda.blockIdx.x * units
         here = min(units, H - unit0)
-        size = G * H * here
+        rows = G * H
+        ld = rows + 1 - rows % 2
+        size = rows * here
         for index in range(cuda.threadIdx.x, size, cuda.blockDim.x):
             r = index // here
             u = index - r * here
-            w_shared[r * units + u] = w[r * H + unit0 + u]
+            w_shared[u * ld + r] = w[r * H + unit0 + u]
         cuda.syncthreads()
         for s in range(T - 1, -1, -1):
             backward_phase_a(s, T, B, H, unit0, here, gates, states, cells, aux, grad_y, grad_h, grad_c,
                              grad_gates, grad_hidden, lengths, reverse)
             grid_barrier()
-            backward_phase_b(s, T, B, H, unit0, here, ksplit, w_shared, 0, units, 1,
+            backward_phase_b(s, T, B, H, unit0, here, ksplit, True, w_shared, 0, 1, ld,
                              grad_hidden if cell == GRU else grad_gates, grad_h, reverse, red)
             cuda.syncthreads()
 

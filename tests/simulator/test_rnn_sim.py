@@ -86,6 +86,9 @@ def test_ksplit_covers_threads():
     assert gpu.ksplit_for(10, 5, 32) == 2
     assert gpu.ksplit_for(64, 512, 256) == 4
     assert gpu.ksplit_for(300, 512, 256) == 1
+    assert gpu.ksplit_for(300, 512, 256, minimum=8) == 8
+    assert gpu.ksplit_for(4, 512, 256, minimum=8) == 64
+    assert gpu.ksplit_for(3, 5, 32, minimum=8) == 4
 
 
 @pytest.mark.parametrize("mode", ["lstm", "gru"])
