@@ -36,6 +36,25 @@ def test_reduce_sum_kernels_match_cpu(shape, axis, monkeypatch):
     assert_close(kernels.reduce_sum(x, axis=axis, keepdims=True), expected, np.float32, scale=4)
 
 
+def _random_sum_cases(count, seed=60):
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < count:
+        shape = tuple(int(n) for n in rng.integers(1, 8, size=rng.integers(1, 5)))
+        axes = tuple(int(d) for d in np.flatnonzero(rng.random(len(shape)) < 0.5))
+        cases.append((shape, axes))
+    return cases
+
+
+@pytest.mark.parametrize("shape,axis", _random_sum_cases(16))
+def test_reduce_sum_random_layouts_match_numpy(shape, axis, monkeypatch):
+    """Random shapes and axis sets: every grouping of kept/reduced dims the dispatcher can meet."""
+    monkeypatch.setattr(gpu, "TARGET_BLOCKS", 8)
+    monkeypatch.setattr(gpu, "MIN_PER_THREAD", 1)
+    x = random_array(shape, seed=61)
+    assert_close(kernels.reduce_sum(x, axis=axis), x.astype(np.float64).sum(axis=axis), np.float32, scale=4)
+
+
 @pytest.mark.parametrize("shape,axis", [((2, 2100), 1), ((300, 3), 0)])
 def test_reduce_sum_kernels_unrolled_loops(shape, axis):
     """Default split sizes: runs and columns long enough for the four-loads-a-step loops."""
