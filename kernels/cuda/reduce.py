@@ -1,8 +1,8 @@
 """Sums over axes and row softmax / log_softmax (cross-entropy lives in cross_entropy.py).
 
 reduce_sum views x as (A, K, B), reducing A and B: a block per (output k, split s) walks whole
-contiguous runs of B (coalesced), or, when runs are short, warps read 32 adjacent columns of
-(A, K*B); partial sums of splits go through the same kernels again. Softmax: a row of 32 or 256
+contiguous runs of B (coalesced); runs shorter than a block (A > 1) are first summed over A by
+warps reading 32 adjacent columns of (A, K*B); partial sums of splits go through the same kernels. Softmax: a row of 32 or 256
 lanes (8 rows or 1 row a 256-thread block) per row of (rows, n), the row made contiguous first.
 """
 import functools
@@ -18,7 +18,7 @@ from . import cross_entropy as _ce
 THREADS = 256          # threads a block, a power of two (shared-memory trees)
 TARGET_BLOCKS = 1024   # about 8 resident 256-thread blocks on each of ~132 SMs: fills an H100/H200
 MIN_PER_THREAD = 8     # never split so finely that a thread adds fewer values than this
-SHORT_RUN = 32         # contiguous runs shorter than a warp are summed column-wise instead
+SHORT_RUN = 32         # rows shorter than a warp, with no A left to reduce, get a thread each
 COLUMN_LANES = 32      # column kernel: a warp over 32 adjacent outputs (one 128-byte load a row)
 COLUMN_ROWS = 8        # ... times 8 rows of the reduced axis, combined in shared memory
 NARROW_ROW = 256       # softmax rows up to this long get 32 lanes (8 rows a block), longer get 256
