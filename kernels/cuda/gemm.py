@@ -15,7 +15,7 @@ import numpy as np
 from numba import cuda, float32, int32, int64
 
 from .. import backend
-from .launch import ceil_div, launch
+from .launch import ceil_div, device_view, launch
 
 # name -> (BM, BN, BK, TM, TN): block tile M x N x K and each thread's micro-tile TM x TN.
 CONFIGS = {
@@ -244,6 +244,7 @@ def gemm_kernel(config, trans_a, trans_b):
 TARGET_BLOCKS_PER_SM = 4     # small-tile blocks (2 warps each) wanted per SM before splitting K stops
 MIN_SPLIT_K_TILES = 16       # each split-K slice keeps at least 16 K tiles (128 values of K)
 MAX_SPLITS = 16
+MAX_GRID_YZ = 65535
 
 
 @functools.lru_cache(maxsize=None)
@@ -342,13 +343,32 @@ def matmul(a, b, trans_a, trans_b, alpha, beta, out, bias, activation, config=No
     splits = splits or 1
     bm, bn, bk, tm, tn = CONFIGS[config]
     grid = (ceil_div(n, bn), ceil_div(m, bm), batch * splits)
+    if grid[1] > MAX_GRID_YZ or grid[2] > MAX_GRID_YZ:
+        raise ValueError(f"matmul: {batch} x {m} x {n} output needs a grid of {grid} blocks, over the "
+                         f"CUDA limit of {MAX_GRID_YZ} in y and z; split the batch or the rows")
     threads = (bm // tm) * (bn // tn)
     workspace, counters = _buffers(batch * splits * m * n if splits > 1 else 0,
                                    grid[0] * grid[1] * batch if splits > 1 else 0)
     code = ACTIVATIONS[activation] | (BIAS_FLAG if bias is not None else 0)
-    launch(gemm_kernel(config, trans_a, trans_b), grid, threads, a, b, c,
-           workspace if bias is None else bias, workspace, counters,
-           np.float32(alpha), np.float32(beta), code, splits)
+    args = (a, b, c, workspace if bias is None else bias, workspace, counters,
+            np.float32(alpha), np.float32(beta), code, splits)
+    launch(_launchable(config, trans_a, trans_b, args), grid, threads, *args)
+
+
+_specialised = {}
+
+
+def _launchable(config, trans_a, trans_b, args):
+    """The kernel, specialised on the GPU to the one argument-type tuple the launcher passes
+    (PTX_SIGNATURES): a specialised dispatcher skips typing its 10 arguments on every launch."""
+    key = (config, trans_a, trans_b)
+    kernel = _specialised.get(key)
+    if kernel is None:
+        kernel = gemm_kernel(config, trans_a, trans_b)
+        if not backend.SIMULATOR:
+            kernel = kernel.specialize(*[device_view(x) for x in args])
+        _specialised[key] = kernel
+    return kernel
 
 
 

@@ -104,3 +104,13 @@ def test_rejects_float64_and_mixed_devices():
         kernels.matmul(a.astype(cupy.float64), b)
     with pytest.raises(ValueError, match="matmul: arrays live on different devices"):
         kernels.matmul(a, cupy.asnumpy(b))
+
+
+def test_empty_inner_dimension_gives_beta_c_plus_bias():
+    import cupy
+    a, b = cupy.zeros((33, 0), cupy.float32), cupy.zeros((0, 20), cupy.float32)
+    c = cupy.asarray(random_array((33, 20), seed=13))
+    bias = cupy.asarray(random_array((20,), seed=14))
+    out = c.copy()
+    kernels.matmul(a, b, beta=2.0, out=out, bias=bias)
+    assert_close(out, 2 * c + bias, np.float32)
