@@ -28,12 +28,12 @@ def _lengths(op, name, value, batch):
     return array.astype(np.int64)
 
 
-def _prepare(op, log_probs, targets, input_lengths, target_lengths, blank, reduction):
-    """Validate everything; returns (device, flat int64 targets, offsets, input_lengths, target_lengths)."""
+def _check_arguments(op, log_probs, targets, blank, reduction):
+    """Checks of what the host already knows (shapes, dtypes, scalars); returns the device."""
     device = backend.device_of(op, log_probs)
     float_dtype(op, device, log_probs=log_probs)
     check_ndim(op, "log_probs", log_probs, 3)
-    steps, batch, classes = log_probs.shape
+    classes = log_probs.shape[2]
     if reduction not in REDUCTIONS:
         raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if isinstance(blank, bool) or not isinstance(blank, (int, np.integer)) or not 0 <= blank < classes:
@@ -42,6 +42,19 @@ def _prepare(op, log_probs, targets, input_lengths, target_lengths, blank, reduc
         raise TypeError(f"{op}: targets must be a NumPy or CuPy integer array, got {type(targets).__name__}")
     if targets.dtype.kind not in "iu":
         raise TypeError(f"{op}: targets must hold integers, got dtype {targets.dtype}")
+    if targets.ndim not in (1, 2):
+        raise ValueError(f"{op}: targets must be 2-D (N, S) padded or 1-D concatenated, got shape "
+                         f"{tuple(targets.shape)}")
+    if targets.ndim == 2 and targets.shape[0] != log_probs.shape[1]:
+        raise ValueError(f"{op}: padded targets must have shape ({log_probs.shape[1]}, S), got "
+                         f"{tuple(targets.shape)}")
+    return device
+
+
+def _host_indices(op, log_probs, targets, input_lengths, target_lengths, blank):
+    """Validated host int64 arrays (flat targets, offsets, input_lengths, target_lengths) and the
+    extended-sequence width 2*max(S_n)+1. Reads device targets back, so never while capturing."""
+    steps, batch, classes = log_probs.shape
     input_lengths = _lengths(op, "input_lengths", input_lengths, batch)
     target_lengths = _lengths(op, "target_lengths", target_lengths, batch)
     if batch and (input_lengths.min() < 0 or input_lengths.max() > steps):
@@ -50,37 +63,67 @@ def _prepare(op, log_probs, targets, input_lengths, target_lengths, blank, reduc
         raise ValueError(f"{op}: target_lengths must be >= 0, got {target_lengths.tolist()}")
     host_targets = backend.to_numpy(targets).astype(np.int64)
     if host_targets.ndim == 2:
-        if host_targets.shape[0] != batch:
-            raise ValueError(f"{op}: padded targets must have shape ({batch}, S), got {host_targets.shape}")
         width = host_targets.shape[1]
         if batch and target_lengths.max() > width:
             raise ValueError(f"{op}: target_lengths must be at most S={width} for padded targets, "
                              f"got {target_lengths.tolist()}")
         offsets = np.arange(batch, dtype=np.int64) * width
         flat = host_targets.reshape(-1)
-    elif host_targets.ndim == 1:
+        # The labels within the lengths (padding may hold anything, as in torch).
+        used = host_targets[np.arange(width) < target_lengths[:, None]]
+    else:
         if host_targets.shape[0] != target_lengths.sum():
             raise ValueError(f"{op}: concatenated targets must have sum(target_lengths)="
                              f"{int(target_lengths.sum())} entries, got {host_targets.shape[0]}")
         offsets = np.concatenate([[0], np.cumsum(target_lengths)[:-1]]).astype(np.int64)
-        flat = host_targets
-    else:
-        raise ValueError(f"{op}: targets must be 2-D (N, S) padded or 1-D concatenated, got shape "
-                         f"{host_targets.shape}")
-    # The labels within the lengths (padding may hold anything, as in torch).
-    used = host_targets[np.arange(host_targets.shape[1]) < target_lengths[:, None]] if host_targets.ndim == 2 else flat
+        flat = used = host_targets
     bad = (used < 0) | (used >= classes) | (used == blank)
     if bad.any():
         raise ValueError(f"{op}: target labels must lie in [0, {classes}) and differ from blank={blank}, "
                          f"got {used[bad][:5].tolist()}")
-    return device, flat, offsets, input_lengths, target_lengths
+    return (flat, offsets, input_lengths, target_lengths), 2 * int(target_lengths.max(initial=0)) + 1
 
 
-def _sample_scale(reduction, target_lengths, batch):
-    """d reduced loss / d per-sample loss."""
+def _captured_indices(op, log_probs, targets, input_lengths, target_lengths):
+    """While a CUDA graph is captured (nn.capture): int32 index arrays made on the device, no value
+    checks (they would read the device back) and no host copies; the width is bounded from shapes."""
+    batch = log_probs.shape[1]
+    for name, value in (("targets", targets), ("input_lengths", input_lengths), ("target_lengths", target_lengths)):
+        if not (backend.is_gpu_array(value) or backend.SIMULATOR and isinstance(value, np.ndarray)):
+            raise ValueError(f"{op}: while capturing a CUDA graph, {name} must be a CuPy array (a host-to-device "
+                             f"copy cannot be captured), got {type(value).__name__}")
+        if value.dtype.kind not in "iu":
+            raise TypeError(f"{op}: {name} must hold integers, got dtype {value.dtype}")
+    for name, value in (("input_lengths", input_lengths), ("target_lengths", target_lengths)):
+        if tuple(value.shape) != (batch,):
+            raise ValueError(f"{op}: {name} must have shape ({batch},), got {tuple(value.shape)}")
+    xp = backend.array_module(log_probs)
+    target_lengths = target_lengths.astype(np.int32)
+    if targets.ndim == 2:
+        offsets = xp.arange(batch, dtype=np.int32) * np.int32(targets.shape[1])
+        longest = targets.shape[1]
+    else:
+        offsets = (xp.cumsum(target_lengths) - target_lengths).astype(np.int32)
+        longest = targets.shape[0]
+    flat = targets.reshape(-1).astype(np.int32) if targets.size else xp.zeros(1, dtype=np.int32)
+    return (flat, offsets, input_lengths.astype(np.int32), target_lengths), 2 * longest + 1
+
+
+def _device_indices(op, log_probs, targets, input_lengths, target_lengths, blank):
+    """(int32 index arrays on the GPU, width, target_lengths for the reduction)."""
+    if backend.is_capturing():
+        indices, width = _captured_indices(op, log_probs, targets, input_lengths, target_lengths)
+        return indices, width, indices[3]
+    host, width = _host_indices(op, log_probs, targets, input_lengths, target_lengths, blank)
+    return gpu.upload_indices(host), width, host[3]
+
+
+def _sample_scale(xp, reduction, target_lengths, batch, dtype):
+    """d reduced loss / d per-sample loss, on the device of xp."""
     if reduction == "mean":
-        return 1.0 / (np.maximum(target_lengths, 1) * batch)
-    return np.ones(batch)
+        lengths = xp.maximum(xp.asarray(target_lengths), 1).astype(dtype)
+        return (dtype.type(1.0) / (lengths * dtype.type(batch))).astype(dtype)
+    return xp.ones(batch, dtype=dtype)
 
 
 def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean", zero_infinity=False):
@@ -90,18 +133,19 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reducti
     length (at least 1) and averages over the batch.
     """
     op = "ctc_loss"
-    device, flat, offsets, input_lengths, target_lengths = _prepare(
-        op, log_probs, targets, input_lengths, target_lengths, blank, reduction)
+    device = _check_arguments(op, log_probs, targets, blank, reduction)
     batch = log_probs.shape[1]
     if device == "cpu":
-        nll = cpu.ctc_loss(np.ascontiguousarray(log_probs), flat, offsets, input_lengths, target_lengths,
-                           int(blank))
+        indices, _ = _host_indices(op, log_probs, targets, input_lengths, target_lengths, blank)
+        nll = cpu.ctc_loss(np.ascontiguousarray(log_probs), *indices, int(blank))
         if zero_infinity:
             nll = np.where(np.isinf(nll), nll.dtype.type(0), nll)
+        target_lengths = indices[3]
     else:
+        indices, width, target_lengths = _device_indices(op, log_probs, targets, input_lengths, target_lengths,
+                                                         blank)
         nll = empty(log_probs, (batch,))
-        gpu.ctc_loss(contiguous(log_probs), flat, offsets, input_lengths, target_lengths, blank,
-                     bool(zero_infinity), nll)
+        gpu.ctc_loss(contiguous(log_probs), indices, width, blank, bool(zero_infinity), nll)
     return _reduce(nll, target_lengths, reduction)
 
 
@@ -111,7 +155,7 @@ def _reduce(nll, target_lengths, reduction):
     xp = backend.array_module(nll)
     if reduction == "sum":
         return xp.asarray(nll.sum())
-    divisors = xp.asarray(np.maximum(target_lengths, 1).astype(nll.dtype))
+    divisors = xp.maximum(xp.asarray(target_lengths), 1).astype(nll.dtype)
     return xp.asarray((nll / divisors).mean())
 
 
@@ -123,8 +167,7 @@ def ctc_loss_backward(grad_loss, log_probs, targets, input_lengths, target_lengt
     Time steps at or beyond a sample's input length get zero gradient.
     """
     op = "ctc_loss_backward"
-    device, flat, offsets, input_lengths, target_lengths = _prepare(
-        op, log_probs, targets, input_lengths, target_lengths, blank, reduction)
+    device = _check_arguments(op, log_probs, targets, blank, reduction)
     batch = log_probs.shape[1]
     if backend.is_array(grad_loss):
         if backend.is_gpu_array(grad_loss) != backend.is_gpu_array(log_probs):
@@ -139,12 +182,14 @@ def ctc_loss_backward(grad_loss, log_probs, targets, input_lengths, target_lengt
                         f"got {type(grad_loss).__name__}")
     xp = backend.array_module(log_probs)
     dtype = log_probs.dtype
-    scale = xp.asarray(_sample_scale(reduction, target_lengths, batch).astype(dtype))
-    sample_scale = (scale * xp.asarray(grad_loss, dtype=dtype)).astype(dtype)
     if device == "cpu":
-        return cpu.ctc_loss_backward(np.ascontiguousarray(log_probs), flat, offsets, input_lengths, target_lengths,
-                                     int(blank), sample_scale, bool(zero_infinity))
+        indices, _ = _host_indices(op, log_probs, targets, input_lengths, target_lengths, blank)
+        sample_scale = (_sample_scale(xp, reduction, indices[3], batch, dtype) * grad_loss).astype(dtype)
+        return cpu.ctc_loss_backward(np.ascontiguousarray(log_probs), *indices, int(blank), sample_scale,
+                                     bool(zero_infinity))
+    indices, width, target_lengths = _device_indices(op, log_probs, targets, input_lengths, target_lengths, blank)
+    # A Python number multiplies on the device without a host copy (capturable).
+    sample_scale = (_sample_scale(xp, reduction, target_lengths, batch, dtype) * grad_loss).astype(dtype)
     grad = empty(log_probs, log_probs.shape)
-    gpu.ctc_loss_backward(contiguous(log_probs), flat, offsets, input_lengths, target_lengths, blank,
-                          bool(zero_infinity), contiguous(sample_scale), grad)
+    gpu.ctc_loss_backward(contiguous(log_probs), indices, width, blank, bool(zero_infinity), sample_scale, grad)
     return grad

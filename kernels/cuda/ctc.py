@@ -150,39 +150,41 @@ def ctc_gradient_kernel(log_probs, targets, target_offsets, input_lengths, targe
         grad[t, n, c] = g
 
 
-def _setup(log_probs, targets, offsets, input_lengths, target_lengths):
-    """Threads per block, the int32 index arrays on the device, and alpha scratch (N, T, 2*max(S)+1)."""
-    xp = backend.array_module(log_probs)
-    steps, batch, _ = log_probs.shape
-    width = 2 * int(target_lengths.max(initial=0)) + 1
-    # Wider than MAX_THREADS: the positions loop strides by blockDim.
-    threads = min(MAX_THREADS, max(MIN_THREADS, -(-width // WARP) * WARP))
-    if len(targets) == 0:
-        targets = np.zeros(1)   # every target empty: never read, but the kernel needs an array
-    # One host-to-device copy for all index arrays, then views into it.
-    parts = [np.asarray(a) for a in (targets, offsets, input_lengths, target_lengths)]
+def upload_indices(host_arrays):
+    """The host index arrays (targets, offsets, lengths) as int32 device views: one copy for all."""
+    parts = [np.asarray(a) for a in host_arrays]
+    if len(parts[0]) == 0:
+        parts[0] = np.zeros(1)   # every target empty: never read, but the kernel needs an array
+    xp = backend.cupy_module() or np   # NumPy under the simulator
     packed = xp.asarray(np.concatenate(parts).astype(np.int32))
     bounds = np.cumsum([0] + [len(a) for a in parts])
-    ints = [packed[bounds[i]:bounds[i + 1]] for i in range(len(parts))]
+    return [packed[bounds[i]:bounds[i + 1]] for i in range(len(parts))]
+
+
+def _threads(width):
+    # Wider than MAX_THREADS: the positions loop strides by blockDim.
+    return min(MAX_THREADS, max(MIN_THREADS, -(-width // WARP) * WARP))
+
+
+def ctc_loss(log_probs, indices, width, blank, zero_infinity, nll_out):
+    """indices: int32 device arrays (flat targets, target offsets, input lengths, target lengths);
+    width: an upper bound of 2*S_n + 1 (the scratch row length)."""
+    steps, batch, _ = log_probs.shape
+    if batch == 0:
+        return
+    alpha = backend.array_module(log_probs).empty((batch, steps, width), dtype=np.float32)
+    launch(ctc_loss_kernel, batch, _threads(width), log_probs, *indices, np.int32(blank), np.int32(zero_infinity),
+           alpha, nll_out)
+
+
+def ctc_loss_backward(log_probs, indices, width, blank, zero_infinity, sample_scale, grad):
+    steps, batch, _ = log_probs.shape
+    if batch == 0:
+        return
+    xp = backend.array_module(log_probs)
     alpha = xp.empty((batch, steps, width), dtype=np.float32)
-    return threads, ints, alpha, xp
-
-
-def ctc_loss(log_probs, targets, offsets, input_lengths, target_lengths, blank, zero_infinity, nll_out):
-    if log_probs.shape[1] == 0:
-        return
-    threads, ints, alpha, _ = _setup(log_probs, targets, offsets, input_lengths, target_lengths)
-    launch(ctc_loss_kernel, log_probs.shape[1], threads, log_probs, *ints, np.int32(blank),
-           np.int32(zero_infinity), alpha, nll_out)
-
-
-def ctc_loss_backward(log_probs, targets, offsets, input_lengths, target_lengths, blank, zero_infinity,
-                      sample_scale, grad):
-    if log_probs.shape[1] == 0:
-        return
-    threads, ints, alpha, xp = _setup(log_probs, targets, offsets, input_lengths, target_lengths)
     beta = xp.empty_like(alpha)
-    launch(ctc_gradient_kernel, log_probs.shape[1], threads, log_probs, *ints, np.int32(blank),
+    launch(ctc_gradient_kernel, batch, _threads(width), log_probs, *indices, np.int32(blank),
            np.int32(zero_infinity), sample_scale, alpha, beta, grad)
 
 

@@ -59,3 +59,31 @@ def test_ctc_on_gpu_impossible_alignment_and_concatenated_targets():
     np.testing.assert_array_equal(np.isinf(loss), np.isinf(loss_cpu))
     np.testing.assert_array_equal(np.isnan(grad), np.isnan(grad_cpu))
     assert_close(np.nan_to_num(grad), np.nan_to_num(grad_cpu), np.float32, scale=10)
+
+
+@pytest.mark.parametrize("padded", [True, False])
+def test_ctc_captured_in_a_cuda_graph_matches_eager(padded):
+    """Forward + backward recorded into a CUDA graph (as nn.capture does) and replayed."""
+    import cupy
+    log_probs, targets, input_lengths, target_lengths = _case(26, 64, 37, 10, seed=3)
+    if not padded:
+        targets = np.concatenate([targets[n, :target_lengths[n]] for n in range(64)])
+    lp = cupy.asarray(log_probs, dtype=cupy.float32)
+    tg, il, tl = cupy.asarray(targets), cupy.asarray(input_lengths), cupy.asarray(target_lengths)
+    eager_loss = kernels.ctc_loss(lp, tg, il, tl, zero_infinity=True)
+    eager_grad = kernels.ctc_loss_backward(1.0, lp, tg, il, tl, zero_infinity=True)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    stream.wait_event(cupy.cuda.get_current_stream().record())
+    pool = cupy.cuda.MemoryPool()
+    with cupy.cuda.using_allocator(pool.malloc), stream:
+        stream.begin_capture()
+        loss = kernels.ctc_loss(lp, tg, il, tl, zero_infinity=True)
+        grad = kernels.ctc_loss_backward(1.0, lp, tg, il, tl, zero_infinity=True)
+        graph = stream.end_capture()
+    loss.fill(0)
+    grad.fill(0)
+    stream.wait_event(cupy.cuda.get_current_stream().record())   # the fills ran on the caller's stream
+    graph.launch(stream)
+    stream.synchronize()
+    assert_close(loss, eager_loss, np.float32, rtol=1e-6, atol=1e-6)
+    assert_close(grad, eager_grad, np.float32, rtol=1e-6, atol=1e-7)

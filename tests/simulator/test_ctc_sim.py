@@ -81,3 +81,29 @@ def test_ctc_kernels_more_positions_than_threads(monkeypatch):
     assert np.isfinite(expected_loss).all()
     assert_close(loss, expected_loss, np.float32, scale=5)
     assert_close(grad, expected_grad, np.float32, scale=5)
+
+
+@pytest.mark.parametrize("padded", [True, False])
+def test_ctc_capture_path_matches_eager(monkeypatch, padded):
+    # While nn.capture records a CUDA graph the op builds its index arrays on the device without
+    # checks or host copies; run that path here (NumPy arrays stand for device arrays).
+    steps, batch, classes = 7, 3, 5
+    log_probs = _log_probs(steps, batch, classes, seed=5)
+    target_lengths, input_lengths = np.array([3, 0, 2], np.int32), np.array([7, 5, 6], np.int32)
+    targets = np.array([[1, 1, 4], [2, 2, 2], [3, 4, 4]]) if padded else np.array([1, 1, 4, 3, 4])
+    grad_loss = np.array([0.5, 1.0, 2.0], np.float32)
+    expected = [kernels.ctc_loss(log_probs, targets, input_lengths, target_lengths, reduction=reduction)
+                for reduction in ("none", "mean")]
+    expected_grad = kernels.ctc_loss_backward(grad_loss, log_probs, targets, input_lengths, target_lengths,
+                                              reduction="none")
+    expected_mean_grad = kernels.ctc_loss_backward(1.5, log_probs, targets, input_lengths, target_lengths)
+    monkeypatch.setattr(kernels.backend, "is_capturing", lambda: True)
+    for reduction, reference in zip(("none", "mean"), expected):
+        assert_close(kernels.ctc_loss(log_probs, targets, input_lengths, target_lengths, reduction=reduction),
+                     reference, np.float32)
+    assert_close(kernels.ctc_loss_backward(grad_loss, log_probs, targets, input_lengths, target_lengths,
+                                           reduction="none"), expected_grad, np.float32)
+    assert_close(kernels.ctc_loss_backward(1.5, log_probs, targets, input_lengths, target_lengths),
+                 expected_mean_grad, np.float32)
+    with pytest.raises(ValueError, match="ctc_loss: while capturing a CUDA graph, input_lengths must be a CuPy"):
+        kernels.ctc_loss(log_probs, targets, [7, 5, 6], target_lengths)
