@@ -19,9 +19,17 @@ def leaky_relu_backward(grad_out, x, negative_slope):
 
 
 def sigmoid(x):
-    # exp of a non-positive number only: no overflow for large |x|.
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    # exp(min(x, 0)) / (1 + exp(-|x|)): exponents <= 0 only (no overflow), and no per-element branch
+    # (np.where with a random mask is several times slower than two more exps).
+    zero = x.dtype.type(0)
+    denominator = np.abs(x)
+    np.negative(denominator, out=denominator)
+    np.exp(denominator, out=denominator)
+    denominator += x.dtype.type(1)
+    numerator = np.minimum(x, zero)
+    np.exp(numerator, out=numerator)
+    numerator /= denominator
+    return numerator
 
 
 def sigmoid_backward(grad_out, y):
