@@ -12,22 +12,30 @@ def reduce_sum(x, axes, keepdims):
 
 
 def softmax(x, dim):
-    shifted = x - np.max(x, axis=dim, keepdims=True)
-    e = np.exp(shifted)
-    return e / np.sum(e, axis=dim, keepdims=True)
+    y = x - np.max(x, axis=dim, keepdims=True)   # in place from here: one temporary in all
+    np.exp(y, out=y)
+    y /= np.sum(y, axis=dim, keepdims=True)
+    return y
 
 
 def softmax_backward(grad_out, y, dim):
-    return y * (grad_out - np.sum(grad_out * y, axis=dim, keepdims=True))
+    grad_in = grad_out * y
+    dot = np.sum(grad_in, axis=dim, keepdims=True)
+    grad_in -= y * dot
+    return grad_in
 
 
 def log_softmax(x, dim):
-    shifted = x - np.max(x, axis=dim, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=dim, keepdims=True))
+    y = x - np.max(x, axis=dim, keepdims=True)
+    y -= np.log(np.sum(np.exp(y), axis=dim, keepdims=True))
+    return y
 
 
 def log_softmax_backward(grad_out, y, dim):
-    return grad_out - np.exp(y) * np.sum(grad_out, axis=dim, keepdims=True)
+    grad_in = np.exp(y)
+    grad_in *= -np.sum(grad_out, axis=dim, keepdims=True)
+    grad_in += grad_out
+    return grad_in
 
 
 def _target_weights(target, weight, ignore_index, dtype):
