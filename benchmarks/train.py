@@ -111,7 +111,7 @@ def _make_inputs(shape, kind, classes, batch, device):
     return make
 
 
-def _steps(model, twin, kind, shape, batch):
+def _steps(model, twin, kind, shape, batch, xp):
     """(ours, vendor) step functions; ours reads the first half of the inputs, vendor the second."""
     torch = _torch()
     optimizer = nn.optim.Adam(model.parameters(), lr=1e-3)
@@ -119,7 +119,7 @@ def _steps(model, twin, kind, shape, batch):
     count = 2 if kind == "classes" else 3
     if kind == "ctc":
         steps = model.output_length(shape[-1])
-        input_lengths = np.full(batch, steps, np.int64)
+        input_lengths = xp.full(batch, steps, dtype=np.int64)   # on the device: a captured step reads no host data
         input_lengths_t = torch.full((batch,), steps, dtype=torch.long)
         ctc, ctc_t = nn.CTCLoss(), torch.nn.CTCLoss()
 
@@ -184,7 +184,7 @@ def cases(device, quick=False):
         model.to(device)
         twin.to(device)
         make = _make_inputs(shape, kind, classes, batch, device)
-        ours_step, vendor, count = _steps(model, twin, kind, shape, batch)
+        ours_step, vendor, count = _steps(model, twin, kind, shape, batch, xp)
         extra = {"batch": batch}
         if device == "cuda":
             first = make(xp, 0)

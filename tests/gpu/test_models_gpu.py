@@ -176,3 +176,41 @@ def test_gru_module_on_gpu_float32_forward_close_to_cpu_path():
     out_gpu, h_gpu = gpu(nn.Tensor(to_gpu(x)))
     assert_close(out_gpu.data, out_cpu.data, np.float32, scale=10)
     assert_close(h_gpu.data, h_cpu.data, np.float32, scale=10)
+
+
+def test_captured_crnn_ctc_steps_agree_with_eager_steps():
+    """Targets and both length arrays are CuPy inputs: a captured CTC step reads nothing from the host."""
+    import cupy
+
+    def make():
+        nn.manual_seed(0)
+        model = models.CRNN(image_height=12, num_classes=10, channels=(16, 32, 32, 32, 64, 64, 64),
+                            hidden_size=32).to("cuda")
+        optimizer = nn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        ctc = nn.CTCLoss()
+
+        def step(images, targets, input_lengths, target_lengths):
+            optimizer.zero_grad()
+            loss = ctc(model(images), targets, input_lengths, target_lengths)
+            loss.backward()
+            optimizer.step()
+            return loss
+        return model, step
+
+    eager_model, eager_step = make()
+    captured_model, step = make()
+    captured = nn.capture(step)
+    rng = np.random.default_rng(2)
+    steps = eager_model.output_length(90)
+    input_lengths = cupy.full(16, steps, dtype=cupy.int64)
+    for index in range(4):
+        images = nn.Tensor(to_gpu(rng.random((16, 1, 12, 90), dtype=np.float32)))
+        targets = to_gpu(rng.integers(1, 11, size=(16, 8)))
+        target_lengths = to_gpu(rng.integers(3, 9, size=16))
+        eager_loss = float(eager_step(images, targets, input_lengths, target_lengths).numpy())
+        captured_loss = float(captured(images, targets, input_lengths, target_lengths).numpy())
+        assert captured.captured == (index >= 1)
+        assert_close(np.float32(captured_loss), np.float32(eager_loss), np.float32, rtol=1e-5, atol=1e-6,
+                     name=f"loss at step {index}")
+    for (key, p), (_, q) in zip(eager_model.named_parameters(), captured_model.named_parameters()):
+        assert_close(q.data, p.data, np.float32, rtol=1e-4, atol=1e-6, name=key)
