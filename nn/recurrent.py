@@ -108,6 +108,10 @@ class _RecurrentBase(Module):
         for parameter in self._parameters.values():
             init.uniform_(parameter, -bound, bound)
 
+    def flatten_parameters(self):
+        """Nothing to do (PyTorch packs cuDNN's weight buffer here); kept so PyTorch code runs unchanged."""
+        return self
+
     def _layer_parameters(self, layer, direction):
         suffix = f"_l{layer}" + ("_reverse" if direction else "")
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
