@@ -22,7 +22,7 @@ CONFIGS = {
     "128x128": (128, 128, 8, 8, 8),
     "64x64": (64, 64, 8, 8, 8),
 }
-PAD = 4            # shared rows of BM+4 floats: a warp's transposing store (8 k x 4 rows) hits 32 banks
+PAD = 4            # shared rows of BM+4 floats: a warp's transposing store (16 rows at k and k+4) hits 32 banks
 GROUP = 4          # a micro-tile is built of 4-wide strips: rows/cols g*(BM/G) + t*4 + r (conflict-free reads)
 WARP_ROWS = 4      # a warp is 4 x 8 threads of the thread grid: 4+8 distinct 16-byte reads per k step
 # 16-byte aligned shared rows let NVVM merge a thread's 4-wide strip reads into ld.shared.v4.
@@ -150,27 +150,33 @@ def gemm_kernel(config, trans_a, trans_b):
                     b_tile[step & 1, kk, col >> 2, col & 3] = b_next[load]
             cuda.syncthreads()
 
-        if splits > 1:
-            # Split-K: publish this block's partial tile; the last of the tile's blocks to finish
-            # sums all partials (coalesced, straight from the workspace) and resets the counter.
+        if splits > 1 or beta != float32(0.0):
+            # Through the workspace: the block's partial tile goes out, then the sum of all partials
+            # (one with splits == 1) plus beta*C and the bias is formed in a coalesced pass. With
+            # split-K only the last of a tile's blocks to finish does that (and resets the counter).
+            # beta != 0 takes this path too: C loads inside the unrolled loop below get hoisted
+            # together and would need ~40 more registers than the 128 the launch bounds allow.
             for i in range(TM):
                 m = block_m + (i // GROUP) * STRIDE_M + ty * GROUP + i % GROUP
                 for j in range(TN):
                     n = block_n + (j // GROUP) * STRIDE_N + tx * GROUP + j % GROUP
                     if m < M and n < N:
                         workspace[((batch * splits + split) * M + m) * N + n] = acc[i, j]
-            cuda.threadfence()
-            cuda.syncthreads()
-            tile_id = (batch * cuda.gridDim.y + cuda.blockIdx.y) * cuda.gridDim.x + cuda.blockIdx.x
-            if tid == 0:
-                done = cuda.atomic.add(counters, tile_id, 1)
-                is_last[0] = 1 if done == splits - 1 else 0
-                if done == splits - 1:
-                    counters[tile_id] = 0
-            cuda.syncthreads()
-            if is_last[0] == 0:
-                return
-            cuda.threadfence()
+            if splits > 1:
+                cuda.threadfence()
+                cuda.syncthreads()
+                tile_id = (batch * cuda.gridDim.y + cuda.blockIdx.y) * cuda.gridDim.x + cuda.blockIdx.x
+                if tid == 0:
+                    done = cuda.atomic.add(counters, tile_id, 1)
+                    is_last[0] = 1 if done == splits - 1 else 0
+                    if done == splits - 1:
+                        counters[tile_id] = 0
+                cuda.syncthreads()
+                if is_last[0] == 0:
+                    return
+                cuda.threadfence()
+            else:
+                cuda.syncthreads()   # the block's own stores are visible to all its threads
             for e in range(tid, BM * BN, THREADS):
                 m, n = block_m + e // BN, block_n + e % BN
                 if m < M and n < N:
@@ -196,27 +202,12 @@ def gemm_kernel(config, trans_a, trans_b):
                 for i in range(TM):
                     for j in range(TN):
                         acc[i, j] += b_frag[j]
-            if beta != float32(0.0):
-                # C = beta*C in a coalesced pass, then each result is atomically added to it: loads of
-                # C inside the unrolled loop would be hoisted together and cost ~40 registers.
-                for e in range(tid, BM * BN, THREADS):
-                    m, n = block_m + e // BN, block_n + e % BN
+            for i in range(TM):
+                m = block_m + (i // GROUP) * STRIDE_M + ty * GROUP + i % GROUP
+                for j in range(TN):
+                    n = block_n + (j // GROUP) * STRIDE_N + tx * GROUP + j % GROUP
                     if m < M and n < N:
-                        c[batch, m, n] *= beta
-                cuda.syncthreads()
-                for i in range(TM):
-                    m = block_m + (i // GROUP) * STRIDE_M + ty * GROUP + i % GROUP
-                    for j in range(TN):
-                        n = block_n + (j // GROUP) * STRIDE_N + tx * GROUP + j % GROUP
-                        if m < M and n < N:
-                            cuda.atomic.add(c, (batch, m, n), acc[i, j])
-            else:
-                for i in range(TM):
-                    m = block_m + (i // GROUP) * STRIDE_M + ty * GROUP + i % GROUP
-                    for j in range(TN):
-                        n = block_n + (j // GROUP) * STRIDE_N + tx * GROUP + j % GROUP
-                        if m < M and n < N:
-                            c[batch, m, n] = acc[i, j]
+                        c[batch, m, n] = acc[i, j]
 
         # The activation (long libdevice code, kept out of the unrolled loops) is a second pass over
         # the block's tile of C, coalesced; the barrier makes the other threads' stores visible.
@@ -347,7 +338,8 @@ def matmul(a, b, trans_a, trans_b, alpha, beta, out, bias, activation, config=No
         raise ValueError(f"matmul: {batch} x {m} x {n} output needs a grid of {grid} blocks, over the "
                          f"CUDA limit of {MAX_GRID_YZ} in y and z; split the batch or the rows")
     threads = (bm // tm) * (bn // tn)
-    workspace, counters = _buffers(batch * splits * m * n if splits > 1 else 0,
+    through_workspace = splits > 1 or beta != 0.0   # the kernel's path; see its epilogue
+    workspace, counters = _buffers(batch * splits * m * n if through_workspace else 0,
                                    grid[0] * grid[1] * batch if splits > 1 else 0)
     code = ACTIVATIONS[activation] | (BIAS_FLAG if bias is not None else 0)
     args = (a, b, c, workspace if bias is None else bias, workspace, counters,

@@ -54,12 +54,12 @@ def test_batched_forms(form):
     check(a, b, trans_a=trans_a, config="64x64")
 
 
-@pytest.mark.parametrize("splits", [2, 3])
-@pytest.mark.parametrize("batch", [None, 2])
-def test_split_k(splits, batch):
+@pytest.mark.parametrize("config,splits,batch", [("64x64", 2, None), ("64x64", 3, None), ("64x64", 2, 2),
+                                                ("64x64", 3, 2), ("128x128", 2, None)])
+def test_split_k(config, splits, batch):
     # K = 70 is 9 K tiles: uneven slices; the counters must come back to zero for the next call.
     a, b = operands(9, 10, 70, False, True, batch, batch, seed=3)
-    check(a, b, trans_b=True, alpha=0.5, beta=-1.0, bias=random_array((10,), seed=4), config="64x64",
+    check(a, b, trans_b=True, alpha=0.5, beta=-1.0, bias=random_array((10,), seed=4), config=config,
           splits=splits)
     _, counters = gpu._buffers(0, 0)
     assert not counters.any()
