@@ -2,10 +2,12 @@
 update, per time step (one launch a step) or persistent (one cooperative launch for the sequence).
 
 Each block owns a slice of `units` hidden units and all G gates of them, so the state update is
-local; a block's threads walk the (sample, unit) pairs, and when there are fewer pairs than threads
-the dot products over k are split `ksplit` ways and summed through shared memory (no shuffles, so
-the simulator runs it). Persistent kernels keep their weight slice in dynamic shared memory and meet
-at a grid barrier between steps; one launch of them with a single block is the simulator's form.
+local. Launch: THREADS threads a block (a power of two), ceil(H / units) blocks. A block's threads
+walk the (sample, unit) pairs; each dot product over k is split `ksplit` ways (to fill the block when
+pairs are few, and in the persistent kernels at least 8 ways so that a warp reads few rows of h) and
+summed through shared memory (no shuffles, so the simulator runs it). Persistent kernels keep their
+weight slice in dynamic shared memory (odd row stride: conflict-free) and meet at a grid barrier
+between steps; one launch of them with a single block is the simulator's form.
 Backward: phase A (gate gradients of the block's own units, step s) and phase B (dh_prev of its own
 units = gate gradients of all units x its W_hh columns) need a grid-wide exchange between them.
 Phase B reads the hidden-side gate gradients: grad_hidden for the GRU (its n part is r * dn), else
