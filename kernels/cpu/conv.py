@@ -2,7 +2,12 @@
 
 Geometry arrives already resolved by kernels/conv.py: stride and dilation as (h, w) pairs, padding as
 (top, bottom, left, right) so that PyTorch's asymmetric 'same' padding is expressible. The only Python
-loops are over the R*S filter taps (col2im) and over groups in the depthwise shortcut.
+loops are over the R*S filter taps (col2im, depthwise, shifted copies). Large images multiply one image
+at a time (a batched matmul over (N, C*R*S, P*Q) columns); small ones lay the whole batch out as one
+(C*R*S, N*P*Q) matrix so that one GEMM call does the work instead of N tiny ones. Small images at
+stride 1 build that matrix from R*S contiguous shifted slices of the flattened padded batch (long
+memcpy-like runs instead of P*Q-element gathers), computing the few positions between images too
+and dropping them afterwards.
 """
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -28,11 +33,61 @@ def _windows(x_padded, kernel_hw, stride, dilation, out_hw):
                        stride[0] * step_h, stride[1] * step_w), writeable=False)
 
 
-def _columns(x, kernel_hw, stride, padding, dilation, groups, out_hw):
-    """The im2col matrix, one per image and group: (N, G, C/G*R*S, P*Q), contiguous."""
+BATCHED_MIN_PIXELS = 256   # from this many output pixels per image on, one GEMM per image is efficient
+
+
+CHUNK_BYTES = 4 * 2**20      # im2col columns built and multiplied a few images at a time, while in cache
+
+
+def _column_chunks(x, kernel_hw, stride, padding, dilation, groups, out_hw):
+    """Yield (start, stop, columns (stop-start, G, C/G*R*S, P*Q)) over the batch, one reused buffer."""
     n, c = x.shape[:2]
     windows = _windows(_padded(x, padding), kernel_hw, stride, dilation, out_hw)
-    return windows.reshape(n, groups, c // groups * kernel_hw[0] * kernel_hw[1], out_hw[0] * out_hw[1])
+    rows, pixels = c // groups * kernel_hw[0] * kernel_hw[1], out_hw[0] * out_hw[1]
+    chunk = max(1, min(n, CHUNK_BYTES // (groups * rows * pixels * x.itemsize)))
+    buffer = np.empty((chunk,) + windows.shape[1:], x.dtype)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        np.copyto(buffer[:stop - start], windows[start:stop])
+        yield start, stop, buffer[:stop - start].reshape(stop - start, groups, rows, pixels)
+
+
+def _batch_columns(x, kernel_hw, stride, padding, dilation, groups, out_hw):
+    """The im2col matrix of the whole batch, per group: (G, C/G*R*S, N*P*Q), contiguous."""
+    n, c = x.shape[:2]
+    windows = _windows(_padded(x, padding), kernel_hw, stride, dilation, out_hw).transpose(1, 2, 3, 0, 4, 5)
+    return windows.reshape(groups, c // groups * kernel_hw[0] * kernel_hw[1], n * out_hw[0] * out_hw[1])
+
+
+def _flat_columns(x, kernel_hw, padding, dilation, groups, out_hw):
+    """Stride 1, whole batch: columns (G, C/G*R*S, N*Hg*Wg) over a compact grid, and the grid (Hg, Wg).
+
+    Each image sits in an Hg x Wg cell whose right/bottom zero band also serves as the next row's/image's
+    left/top padding, so the flat batch needs max(top, bottom) rows and max(left, right) columns of
+    zeros per image instead of their sums. Row (c, r, s) of the columns is that flat batch shifted by
+    r*dh*Wg + s*dw: one contiguous copy per tap. Output (n, p, q) is grid position (n, p, q); positions
+    with p >= P or q >= Q are garbage that the caller drops.
+    """
+    n, c, h, w = x.shape
+    top, bottom, left, right = padding
+    grid_h = max(h + max(top, bottom), out_hw[0])
+    grid_w = max(w + max(left, right), out_hw[1])
+    r, s = kernel_hw
+    length = n * grid_h * grid_w
+    lead = top * grid_w + left
+    reach = (r - 1) * dilation[0] * grid_w + (s - 1) * dilation[1]
+    flat = np.zeros((c, max(length + reach, lead + length)), x.dtype)
+    flat[:, lead:lead + length].reshape(c, n, grid_h, grid_w)[:, :, :h, :w] = x.transpose(1, 0, 2, 3)
+    columns = np.empty((c, r * s, length), x.dtype)
+    for tap_r in range(r):
+        for tap_s in range(s):
+            offset = tap_r * dilation[0] * grid_w + tap_s * dilation[1]
+            columns[:, tap_r * s + tap_s] = flat[:, offset:offset + length]
+    return columns.reshape(groups, c // groups * r * s, length), (grid_h, grid_w)
+
+
+def _use_flat(stride, out_hw):
+    return tuple(stride) == (1, 1) and out_hw[0] * out_hw[1] < BATCHED_MIN_PIXELS
 
 
 def _out_hw(x_hw, kernel_hw, stride, padding, dilation):
@@ -55,9 +110,19 @@ def conv2d(x, weight, bias, stride, padding, dilation, groups):
         for tap_r in range(r):
             for tap_s in range(s):
                 y += windows[:, :, tap_r, tap_s] * weight[None, :, 0, tap_r, tap_s, None, None]
+    elif _use_flat(stride, out_hw):
+        columns, grid_hw = _flat_columns(x, (r, s), padding, dilation, groups, out_hw)
+        y = np.matmul(weight.reshape(groups, k // groups, c_group * r * s), columns).reshape((k, n) + grid_hw)
+        y = np.ascontiguousarray(y[:, :, :out_hw[0], :out_hw[1]].transpose(1, 0, 2, 3))
+    elif out_hw[0] * out_hw[1] >= BATCHED_MIN_PIXELS:
+        y = np.empty((n, k) + out_hw, x.dtype)
+        weight_groups = weight.reshape(groups, k // groups, c_group * r * s)
+        for start, stop, columns in _column_chunks(x, (r, s), stride, padding, dilation, groups, out_hw):
+            np.matmul(weight_groups, columns, out=y[start:stop].reshape(columns.shape[:2] + (k // groups, -1)))
     else:
-        columns = _columns(x, (r, s), stride, padding, dilation, groups, out_hw)
-        y = np.matmul(weight.reshape(groups, k // groups, c_group * r * s), columns).reshape((n, k) + out_hw)
+        columns = _batch_columns(x, (r, s), stride, padding, dilation, groups, out_hw)
+        y = np.matmul(weight.reshape(groups, k // groups, c_group * r * s), columns)
+        y = np.ascontiguousarray(y.reshape((k, n) + out_hw).transpose(1, 0, 2, 3))
     if bias is not None:
         y += bias[None, :, None, None]
     return y
@@ -78,22 +143,49 @@ def conv2d_backward_weight(grad_out, x, weight_shape, stride, padding, dilation,
             for tap_s in range(s):
                 grad_weight[:, 0, tap_r, tap_s] = np.einsum("nkpq,nkpq->k", grad_out, windows[:, :, tap_r, tap_s])
         return grad_weight
-    columns = _columns(x, (r, s), stride, padding, dilation, groups, out_hw)
-    grad_groups = grad_out.reshape(n, groups, k // groups, -1)
-    if groups == 1:
-        # One GEMM reducing over N*P*Q: (K, N*PQ) @ (N*PQ, C*R*S).
-        grad_weight = np.tensordot(grad_groups[:, 0], columns[:, 0], axes=([0, 2], [0, 2]))
+    if _use_flat(stride, out_hw):
+        columns, grid_hw = _flat_columns(x, (r, s), padding, dilation, groups, out_hw)
+        grid = np.zeros((k, n) + grid_hw, x.dtype)
+        grid[:, :, :out_hw[0], :out_hw[1]] = grad_out.transpose(1, 0, 2, 3)
+        grad_weight = np.matmul(grid.reshape(groups, k // groups, -1), columns.transpose(0, 2, 1))
+    elif out_hw[0] * out_hw[1] >= BATCHED_MIN_PIXELS:
+        # Per image (K, PQ) @ (PQ, C*R*S), BLAS reading the columns transposed in place, then summed.
+        grad_groups = grad_out.reshape(n, groups, k // groups, -1)
+        grad_weight = np.zeros((groups, k // groups, c_group * r * s), x.dtype)
+        for start, stop, columns in _column_chunks(x, (r, s), stride, padding, dilation, groups, out_hw):
+            grad_weight += np.matmul(grad_groups[start:stop], columns.transpose(0, 1, 3, 2)).sum(axis=0)
     else:
-        grad_weight = np.matmul(grad_groups, columns.transpose(0, 1, 3, 2)).sum(axis=0)
+        # One GEMM per group reducing over the whole batch: (K, N*PQ) @ (N*PQ, C*R*S).
+        columns = _batch_columns(x, (r, s), stride, padding, dilation, groups, out_hw)
+        grad_groups = grad_out.reshape(n, groups, k // groups, -1).transpose(1, 2, 0, 3).reshape(groups, k // groups, -1)
+        grad_weight = np.matmul(grad_groups, columns.transpose(0, 2, 1))
     return grad_weight.reshape(weight_shape)
 
 
+def _pad_or_crop(x, padding):
+    """Zero-pad (positive entries) or crop (negative entries) the last two axes by (top, bottom, left, right)."""
+    top, bottom, left, right = padding
+    x = x[:, :, max(0, -top):x.shape[2] - max(0, -bottom), max(0, -left):x.shape[3] - max(0, -right)]
+    return _padded(x, (max(0, top), max(0, bottom), max(0, left), max(0, right)))
+
+
 def conv2d_backward_input(grad_out, weight, input_shape, stride, padding, dilation, groups):
-    """col2im: the column gradient W^T @ grad_out, scattered back tap by tap onto the padded input."""
+    """Stride 1: a convolution of the padded grad_out with the flipped, transposed weights (no col2im).
+
+    Other strides, col2im: the column gradient W^T @ grad_out, scattered back tap by tap onto the padded input.
+    """
     n, c, h, w = input_shape
     k, c_group, r, s = weight.shape
     out_h, out_w = grad_out.shape[2:]
     top, bottom, left, right = padding
+    if tuple(stride) == (1, 1):
+        extent_h, extent_w = dilation[0] * (r - 1), dilation[1] * (s - 1)
+        flipped = weight.reshape(groups, k // groups, c_group, r, s)[:, :, :, ::-1, ::-1]
+        flipped = np.ascontiguousarray(flipped.transpose(0, 2, 1, 3, 4)).reshape(c, k // groups, r, s)
+        pads = (extent_h - top, h - out_h + top, extent_w - left, w - out_w + left)
+        if min(pads) >= 0:
+            return conv2d(grad_out, flipped, None, (1, 1), pads, dilation, groups)
+        return conv2d(_pad_or_crop(grad_out, pads), flipped, None, (1, 1), (0, 0, 0, 0), dilation, groups)
     grad_padded = np.zeros((n, c, h + top + bottom, w + left + right), grad_out.dtype)
     if _is_depthwise(weight, groups):
         grad_columns = None

@@ -25,6 +25,9 @@ CONFIGURATIONS = [
     ((2, 3, 10, 12), (5, 3, 2, 4), dict(stride=(1, 2), padding=(0, 1))),
     ((1, 3, 13, 17), (4, 3, 3, 3), dict(stride=2, padding=1)),              # batch 1, odd sizes
     ((3, 1, 5, 7), (2, 1, 5, 7), dict()),                                   # kernel = input
+    ((2, 3, 20, 17), (4, 3, 3, 3), dict(padding=1)),                        # >= 256 pixels: per-image GEMMs
+    ((2, 4, 18, 33), (6, 2, 3, 3), dict(groups=2, stride=(1, 2), padding=(1, 2))),
+    ((1, 2, 40, 9), (3, 2, 3, 1), dict(padding=(4, 0))),                   # padding beyond the kernel extent
 ]
 
 
@@ -160,3 +163,11 @@ def test_conv2d_rejects_bad_input(call, error, message):
 def test_conv2d_error_names_the_shapes():
     with pytest.raises(ValueError, match=r"input \(2, 3, 6, 7\), weight \(4, 2, 3, 3\)"):
         kernels.conv2d(np.ones((2, 3, 6, 7)), np.ones((4, 2, 3, 3)))
+
+
+def test_conv2d_in_several_column_chunks_matches_torch(monkeypatch):
+    """Large images are multiplied a few at a time; force one image per chunk."""
+    from kernels.cpu import conv as cpu
+    monkeypatch.setattr(cpu, "CHUNK_BYTES", 1)
+    _check_against_torch((3, 2, 17, 19), (4, 2, 3, 3), dict(stride=(1, 2), padding=1), np.float64)
+    _check_against_torch((3, 4, 16, 18), (6, 2, 3, 3), dict(groups=2, padding=1), np.float64)
