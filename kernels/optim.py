@@ -1,14 +1,18 @@
 """Public fused optimizer updates (torch.optim.SGD and Adam/AdamW rules), applied in place.
 
-All arrays share one shape, dtype and device; the step number and hyper-parameters are Python
-scalars. The bias corrections of Adam depend only on the step, so they are computed here once.
+All arrays share one shape, dtype and device; the hyper-parameters are Python scalars. The learning
+rate (and Adam's step count) may instead be 1-element arrays on the arrays' device: the CUDA kernels
+then read them from device memory, so that a CUDA graph replaying the update (nn.capture) uses their
+current values, and compute Adam's bias corrections themselves in float32. With host scalars the bias
+corrections depend only on the step, so they are computed here once, in float64. On the CPU an array
+value is simply read on the host.
 """
 import math
 
 import numpy as np
 
 from . import backend
-from ._checks import check_shape, float_dtype
+from ._checks import check_shape, float_dtype, positive_int
 from .cpu import optim as cpu
 from .cuda import optim as gpu
 
@@ -26,6 +30,28 @@ def _scalar(op, name, value, minimum=None, below=None):
     if below is not None and value >= below:
         raise ValueError(f"{op}: {name} must be < {below}, got {value!r}")
     return value
+
+
+def _device_scalar(op, name, value, param):
+    """A 1-element array argument: on the CUDA path the float32 vector the kernel reads (never read on the
+    host, which would synchronise, or fail while capturing); on the CPU path its value as a number."""
+    device = backend.device_of(op, param, value)   # on the parameter's device, or a clear error
+    if value.size != 1:
+        raise ValueError(f"{op}: {name} given as an array must have 1 element, got shape {tuple(value.shape)}")
+    if device == "cpu":
+        if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
+            raise TypeError(f"{op}: {name} array must hold a number, got dtype {value.dtype}")
+        return value.reshape(-1)[0].item()
+    if value.dtype != np.float32:
+        raise TypeError(f"{op}: {name} array must be float32 on cuda, got {value.dtype}")
+    return value if value.ndim == 1 else value.reshape(1)
+
+
+def _as_device_scalar(param, value):
+    """A host number as the 1-element float32 array the device kernels read (filled by a kernel, so a
+    captured graph records the fill rather than a host-to-device copy; the value is frozen, as a host
+    scalar is)."""
+    return backend.array_module(param).full((1,), value, dtype=np.float32)
 
 
 def _check_arrays(op, param, **others):
@@ -51,10 +77,14 @@ def sgd_update(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening
                nesterov=False, maximize=False, first_step=False):
     """One torch.optim.SGD step in place on `param` (and `momentum_buffer`).
 
-    On `first_step` the buffer is set to the (decayed) gradient rather than dampened into.
+    On `first_step` the buffer is set to the (decayed) gradient rather than dampened into. `lr` is a
+    number or a 1-element array on param's device (float32 on cuda, read by the kernel).
     """
     op = "sgd_update"
-    lr = _scalar(op, "lr", lr, minimum=0.0)
+    if backend.is_array(lr):
+        lr = _device_scalar(op, "lr", lr, param)   # on the CPU: its value, checked as a number below
+    if not backend.is_array(lr):
+        lr = _scalar(op, "lr", lr, minimum=0.0)
     momentum = _scalar(op, "momentum", momentum, minimum=0.0)
     dampening = _scalar(op, "dampening", dampening)
     weight_decay = _scalar(op, "weight_decay", weight_decay, minimum=0.0)
@@ -80,12 +110,29 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, b
                 maximize=False):
     """One torch.optim.Adam step (or AdamW's with decoupled_weight_decay) in place.
 
-    `step` is the 1-based step count after incrementing, as torch keeps it.
+    `step` is the 1-based step count after incrementing, as torch keeps it. `step` and `lr` may each be
+    a 1-element array on param's device (float32 on cuda): the kernel reads them there, which makes the
+    update replayable from a CUDA graph while they change (the caller increments the step array).
     """
     op = "adam_update"
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
-        raise ValueError(f"{op}: step must be a positive integer (1-based), got {step!r}")
-    lr = _scalar(op, "lr", lr, minimum=0.0)
+    device = backend.device_of(op, param)
+    on_device = device == "cuda" and (backend.is_array(step) or backend.is_array(lr))
+    if backend.is_array(step):
+        step = _device_scalar(op, "step", step, param)
+    if backend.is_array(lr):
+        lr = _device_scalar(op, "lr", lr, param)
+    if not on_device:
+        if isinstance(step, float) and step.is_integer():
+            step = int(step)   # read from a CPU array
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
+            raise ValueError(f"{op}: step must be a positive integer (1-based), got {step!r}")
+        lr = _scalar(op, "lr", lr, minimum=0.0)
+    else:
+        if not backend.is_array(step):
+            positive_int(op, "step", step)
+            step = _as_device_scalar(param, step)
+        if not backend.is_array(lr):
+            lr = _as_device_scalar(param, _scalar(op, "lr", lr, minimum=0.0))
     beta1 = _scalar(op, "beta1", beta1, minimum=0.0, below=1.0)
     beta2 = _scalar(op, "beta2", beta2, minimum=0.0, below=1.0)
     eps = _scalar(op, "eps", eps, minimum=0.0)
@@ -94,13 +141,13 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, b
         raise ValueError(f"{op}: max_exp_avg_sq is required when amsgrad=True")
     if not amsgrad:
         max_exp_avg_sq = None
-    device = _check_arrays(op, param, grad=grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq,
-                           max_exp_avg_sq=max_exp_avg_sq)
-    bias_correction1 = 1.0 - beta1 ** int(step)
-    bias_correction2 = 1.0 - beta2 ** int(step)
+    _check_arrays(op, param, grad=grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq, max_exp_avg_sq=max_exp_avg_sq)
     hyper = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-                 decoupled_weight_decay=bool(decoupled_weight_decay), maximize=bool(maximize),
-                 bias_correction1=bias_correction1, bias_correction2=bias_correction2)
+                 decoupled_weight_decay=bool(decoupled_weight_decay), maximize=bool(maximize))
+    if on_device:
+        hyper["step"] = step
+    else:
+        hyper.update(bias_correction1=1.0 - beta1 ** int(step), bias_correction2=1.0 - beta2 ** int(step))
     implementation = cpu if device == "cpu" else gpu
     _run_in_place(lambda p, g, m, v, vmax: implementation.adam_update(p, g, m, v, vmax, **hyper),
                   param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)

@@ -1,8 +1,10 @@
 """Fused SGD and Adam/AdamW updates: one thread per parameter, each array read once and written once.
 
 Launch: `launch_1d` with THREADS threads a block over the flattened (contiguous) arrays. Purely
-memory-bound; step-dependent factors (bias corrections, lr / bias_correction1) come from the host
-as float32 scalars so the kernel does no pow and no f64.
+memory-bound. Two forms of each kernel share one inlined element update: the scalar form takes lr and
+Adam's step factors as float32 host scalars (computed in float64 on the host); the array form reads lr
+and the step count from 1-element device arrays, so that a CUDA graph replay uses their current values,
+and computes the bias corrections 1 - beta**step = -expm1(step * log(beta)) itself in float32.
 """
 import math
 
@@ -15,12 +17,9 @@ THREADS = 256
 SGD_PLAIN, SGD_FIRST_STEP, SGD_MOMENTUM = 0, 1, 2   # no buffer / buffer := d_p / buffer dampened
 
 
-@cuda.jit(fastmath=False)
-def sgd_kernel(param, grad, momentum_buffer, lr, momentum, one_minus_dampening, weight_decay, sign, mode,
-               nesterov):
-    i = cuda.grid(1)
-    if i >= param.shape[0]:
-        return
+@cuda.jit(device=True, inline=True)
+def _sgd_element(i, param, grad, momentum_buffer, lr, momentum, one_minus_dampening, weight_decay, sign, mode,
+                 nesterov):
     p = param[i]
     d_p = sign * grad[i] + weight_decay * p
     if mode != SGD_PLAIN:
@@ -36,13 +35,28 @@ def sgd_kernel(param, grad, momentum_buffer, lr, momentum, one_minus_dampening, 
     param[i] = p - lr * d_p
 
 
-# fastmath off: sqrt and the division must stay IEEE so results track torch's to float32 rounding.
 @cuda.jit(fastmath=False)
-def adam_kernel(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, one_minus_beta1, beta2, one_minus_beta2,
-                step_size, inverse_sqrt_bias_correction2, eps, weight_decay, decay_factor, sign, amsgrad):
+def sgd_kernel(param, grad, momentum_buffer, lr, momentum, one_minus_dampening, weight_decay, sign, mode,
+               nesterov):
     i = cuda.grid(1)
-    if i >= param.shape[0]:
-        return
+    if i < param.shape[0]:
+        _sgd_element(i, param, grad, momentum_buffer, lr, momentum, one_minus_dampening, weight_decay, sign,
+                     mode, nesterov)
+
+
+@cuda.jit(fastmath=False)
+def sgd_kernel_device_lr(param, grad, momentum_buffer, lr, momentum, one_minus_dampening, weight_decay, sign,
+                         mode, nesterov):
+    i = cuda.grid(1)
+    if i < param.shape[0]:
+        _sgd_element(i, param, grad, momentum_buffer, lr[0], momentum, one_minus_dampening, weight_decay,
+                     sign, mode, nesterov)
+
+
+# fastmath off: sqrt and the division must stay IEEE so results track torch's to float32 rounding.
+@cuda.jit(device=True, inline=True)
+def _adam_element(i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, one_minus_beta1, beta2, one_minus_beta2,
+                  step_size, inverse_sqrt_bias_correction2, eps, weight_decay, decay_factor, sign, amsgrad):
     p = param[i]
     g = sign * grad[i] + weight_decay * p          # weight_decay is 0 for AdamW (decoupled)
     m = exp_avg[i]
@@ -57,35 +71,83 @@ def adam_kernel(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, one_minus_beta
     param[i] = p * decay_factor - step_size * m / denom
 
 
+@cuda.jit(fastmath=False)
+def adam_kernel(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, one_minus_beta1, beta2, one_minus_beta2,
+                step_size, inverse_sqrt_bias_correction2, eps, weight_decay, decay_factor, sign, amsgrad):
+    i = cuda.grid(1)
+    if i < param.shape[0]:
+        _adam_element(i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, one_minus_beta1, beta2,
+                      one_minus_beta2, step_size, inverse_sqrt_bias_correction2, eps, weight_decay, decay_factor,
+                      sign, amsgrad)
+
+
+@cuda.jit(fastmath=False)
+def adam_kernel_device_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, one_minus_beta1, beta2,
+                            one_minus_beta2, log_beta1, log_beta2, eps, weight_decay, decoupled_weight_decay,
+                            sign, amsgrad):
+    i = cuda.grid(1)
+    if i >= param.shape[0]:
+        return
+    # Every thread derives the step factors from the two device scalars (broadcast loads): a few
+    # float32 operations against ~20 bytes of memory traffic per element, and no extra launch.
+    count = step[0]
+    rate = lr[0]
+    bias_correction1 = -math.expm1(count * log_beta1)      # 1 - beta1**step without cancellation
+    bias_correction2 = -math.expm1(count * log_beta2)
+    _adam_element(i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, one_minus_beta1, beta2, one_minus_beta2,
+                  rate / bias_correction1, float32(1.0) / math.sqrt(bias_correction2), eps, weight_decay,
+                  float32(1.0) - rate * decoupled_weight_decay, sign, amsgrad)
+
+
+def _log(beta):
+    return math.log(beta) if beta > 0.0 else -math.inf   # beta 0: beta**step is 0 from step 1 on
+
+
 def sgd_update(param, grad, momentum_buffer, *, lr, momentum, dampening, weight_decay, nesterov, maximize,
                first_step):
+    """`lr` is a number or a 1-element float32 device array (read by the kernel)."""
     if momentum_buffer is None:
         mode, momentum_buffer = SGD_PLAIN, grad   # never written in this mode
     else:
         mode = SGD_FIRST_STEP if first_step else SGD_MOMENTUM
-    launch_1d(sgd_kernel, param.size, param.reshape(-1), grad.reshape(-1), momentum_buffer.reshape(-1),
-              np.float32(lr), np.float32(momentum), np.float32(1.0 - dampening), np.float32(weight_decay),
-              np.float32(-1.0 if maximize else 1.0), np.int32(mode), np.int32(nesterov), threads=THREADS)
+    on_device = not isinstance(lr, float)
+    launch_1d(sgd_kernel_device_lr if on_device else sgd_kernel, param.size, param.reshape(-1), grad.reshape(-1),
+              momentum_buffer.reshape(-1), lr if on_device else np.float32(lr), np.float32(momentum),
+              np.float32(1.0 - dampening), np.float32(weight_decay), np.float32(-1.0 if maximize else 1.0),
+              np.int32(mode), np.int32(nesterov), threads=THREADS)
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, lr, beta1, beta2, eps, weight_decay,
-                decoupled_weight_decay, maximize, bias_correction1, bias_correction2):
+                decoupled_weight_decay, maximize, bias_correction1=None, bias_correction2=None, step=None):
+    """Either host scalars (lr a number, the two bias corrections given) or device scalars (`step` and
+    `lr` 1-element float32 device arrays, the bias corrections computed by the kernel)."""
     amsgrad = max_exp_avg_sq is not None
     if not amsgrad:
         # Never touched when amsgrad is off. Not exp_avg_sq: an alias of an array the kernel writes
         # would be copied back over it by the simulator.
         max_exp_avg_sq = grad
-    launch_1d(adam_kernel, param.size, param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1),
-              exp_avg_sq.reshape(-1), max_exp_avg_sq.reshape(-1),
+    arrays = (param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1), exp_avg_sq.reshape(-1),
+              max_exp_avg_sq.reshape(-1))
+    sign = np.float32(-1.0 if maximize else 1.0)
+    if step is not None:
+        launch_1d(adam_kernel_device_step, param.size, *arrays, step, lr,
+                  np.float32(1.0 - beta1), np.float32(beta2), np.float32(1.0 - beta2), np.float32(_log(beta1)),
+                  np.float32(_log(beta2)), np.float32(eps), np.float32(0.0 if decoupled_weight_decay else weight_decay),
+                  np.float32(weight_decay if decoupled_weight_decay else 0.0), sign, np.int32(amsgrad),
+                  threads=THREADS)
+        return
+    launch_1d(adam_kernel, param.size, *arrays,
               np.float32(1.0 - beta1), np.float32(beta2), np.float32(1.0 - beta2),
               np.float32(lr / bias_correction1), np.float32(1.0 / math.sqrt(bias_correction2)), np.float32(eps),
               np.float32(0.0 if decoupled_weight_decay else weight_decay),
               np.float32(1.0 - lr * weight_decay if decoupled_weight_decay else 1.0),
-              np.float32(-1.0 if maximize else 1.0), np.int32(amsgrad), threads=THREADS)
+              sign, np.int32(amsgrad), threads=THREADS)
 
 
 _vector = float32[::1]
 PTX_SIGNATURES = [
     ("sgd", sgd_kernel, (_vector, _vector, _vector) + (float32,) * 5 + (int32, int32)),
+    ("sgd_device_lr", sgd_kernel_device_lr, (_vector,) * 4 + (float32,) * 4 + (int32, int32)),
     ("adam", adam_kernel, (_vector,) * 5 + (float32,) * 9 + (int32,)),
+    ("adam_device_step", adam_kernel_device_step, (_vector,) * 7 + (float32,) * 9 + (int32,)),
 ]

@@ -119,4 +119,55 @@ def test_optim_rejects_bad_input():
     with pytest.raises(ValueError, match="adam_update: exp_avg_sq must have shape"):
         kernels.adam_update(p, g, p.copy(), np.ones(3, np.float32), step=1)
     with pytest.raises(TypeError, match="adam_update: lr must be a Python number"):
-        kernels.adam_update(p, g, p.copy(), p.copy(), step=1, lr=np.ones(1))
+        kernels.adam_update(p, g, p.copy(), p.copy(), step=1, lr="0.1")
+    with pytest.raises(ValueError, match=r"adam_update: lr given as an array must have 1 element, got shape \(2,\)"):
+        kernels.adam_update(p, g, p.copy(), p.copy(), step=1, lr=np.ones(2))
+    with pytest.raises(ValueError, match="adam_update: step must be a positive integer"):
+        kernels.adam_update(p, g, p.copy(), p.copy(), step=np.array([2.5]))
+    with pytest.raises(ValueError, match="sgd_update: lr must be >= 0.0"):
+        kernels.sgd_update(p, g, lr=np.array([-0.1], np.float32))
+    with pytest.raises(TypeError, match="sgd_update: lr array must hold a number"):
+        kernels.sgd_update(p, g, lr=np.array([True]))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("options", ADAM_CASES, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_adam_with_step_and_lr_arrays_equals_scalar_path(options, dtype):
+    """The array form (how nn.optim passes step and lr on the GPU) reads the same values on the CPU."""
+    options = dict(options)
+    options["decoupled_weight_decay"] = options.pop("decoupled", False)
+    beta1, beta2 = options.pop("betas", (0.9, 0.999))
+    lr = options.pop("lr")
+    amsgrad = options.get("amsgrad", False)
+    param = random_array(SHAPE, dtype, seed=4)
+    state = [np.zeros_like(param) for _ in range(3)]
+    expected = [param.copy()] + [s.copy() for s in state]
+    step_array, lr_array = np.zeros(1, dtype), np.zeros((1, 1), np.float64)
+    for step, grad in enumerate(_gradients(dtype, seed=40), start=1):
+        step_array += 1
+        lr_array[...] = lr * 0.7 ** step   # a schedule: the value read changes from call to call
+        kernels.adam_update(param, grad, state[0], state[1], step=step_array, lr=lr_array, beta1=beta1, beta2=beta2,
+                            max_exp_avg_sq=state[2] if amsgrad else None, **options)
+        kernels.adam_update(expected[0], grad, expected[1], expected[2], step=step, lr=lr * 0.7 ** step,
+                            beta1=beta1, beta2=beta2, max_exp_avg_sq=expected[3] if amsgrad else None, **options)
+    for actual, reference in zip([param] + state, expected):
+        np.testing.assert_array_equal(actual, reference)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("options", SGD_CASES, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_sgd_with_lr_array_equals_scalar_path(options, dtype):
+    options = dict(options)
+    lr = options.pop("lr")
+    param = random_array(SHAPE, dtype, seed=5)
+    buffer = np.zeros_like(param) if options.get("momentum") else None
+    expected_param, expected_buffer = param.copy(), None if buffer is None else buffer.copy()
+    lr_array = np.zeros(1, np.float32)
+    for step, grad in enumerate(_gradients(dtype, seed=50)):
+        lr_array[0] = lr * 0.5 ** step
+        kernels.sgd_update(param, grad, buffer, lr=lr_array, first_step=(step == 0), **options)
+        kernels.sgd_update(expected_param, grad, expected_buffer, lr=float(lr_array[0]), first_step=(step == 0),
+                           **options)
+    np.testing.assert_array_equal(param, expected_param)
+    if buffer is not None:
+        np.testing.assert_array_equal(buffer, expected_buffer)

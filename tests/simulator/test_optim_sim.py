@@ -58,3 +58,69 @@ def test_adam_kernel_updates_non_contiguous_param_in_place():
                     bias_correction1=0.1, bias_correction2=1 - 0.999)
     expected[:, ::2] = expected_param
     assert_close(storage, expected, np.float32)
+
+
+@pytest.mark.parametrize("decoupled,amsgrad,maximize", [(False, True, False), (True, False, True)])
+def test_adam_kernel_with_device_step_and_lr_matches_cpu(decoupled, amsgrad, maximize):
+    """The step count and lr live in 1-element arrays that change between calls, as in a replayed graph;
+    the kernel derives the bias corrections from them in float32."""
+    param = random_array(SHAPE, seed=5)
+    state = [np.zeros_like(param) for _ in range(3)]
+    expected = [param.copy().astype(np.float64)] + [np.zeros(SHAPE) for _ in range(3)]
+    step_array, lr_array = np.zeros(1, np.float32), np.zeros(1, np.float32)
+    options = dict(weight_decay=0.1, decoupled_weight_decay=decoupled, maximize=maximize)
+    for step in range(1, 5):
+        grad = random_array(SHAPE, seed=50 + step) * (1 + 3 * (step % 2))
+        step_array += 1
+        lr_array[0] = 0.01 * (1.0 + np.cos(np.pi * step / 5))
+        kernels.adam_update(param, grad, state[0], state[1], step=step_array, lr=lr_array, amsgrad=amsgrad,
+                            max_exp_avg_sq=state[2] if amsgrad else None, **options)
+        cpu.adam_update(expected[0], grad.astype(np.float64), expected[1], expected[2],
+                        expected[3] if amsgrad else None, lr=float(lr_array[0]), beta1=0.9, beta2=0.999, eps=1e-8,
+                        bias_correction1=1 - 0.9 ** step, bias_correction2=1 - 0.999 ** step, **options)
+    assert step_array[0] == 4   # read, never written, by the kernel
+    for actual, reference in zip([param] + state[:2 + amsgrad], expected[:3 + amsgrad]):
+        assert_close(actual, reference, np.float32)
+
+
+def test_adam_kernel_mixes_host_and_device_scalars():
+    param = random_array(SHAPE, seed=6)
+    grad = random_array(SHAPE, seed=7)
+    results = []
+    for step, lr in [(3, np.full(1, 0.02, np.float32)), (np.full(1, 3, np.float32), 0.02),
+                     (np.full(1, 3, np.float32), np.full(1, 0.02, np.float32))]:
+        p, m, v = param.copy(), np.full(SHAPE, 0.1, np.float32), np.full(SHAPE, 0.2, np.float32)
+        kernels.adam_update(p, grad, m, v, step=step, lr=lr)
+        results.append(p)
+    expected, m, v = param.astype(np.float64), np.full(SHAPE, 0.1), np.full(SHAPE, 0.2)
+    cpu.adam_update(expected, grad.astype(np.float64), m, v, None, lr=0.02, beta1=0.9, beta2=0.999, eps=1e-8,
+                    weight_decay=0.0, decoupled_weight_decay=False, maximize=False,
+                    bias_correction1=1 - 0.9 ** 3, bias_correction2=1 - 0.999 ** 3)
+    for result in results:
+        assert_close(result, expected, np.float32)
+
+
+@pytest.mark.parametrize("options", [dict(weight_decay=0.1), dict(momentum=0.9, nesterov=True, maximize=True)])
+def test_sgd_kernel_with_device_lr_matches_cpu(options):
+    param = random_array(SHAPE, seed=8)
+    buffer = np.zeros_like(param) if options.get("momentum") else None
+    expected_param, expected_buffer = param.copy(), None if buffer is None else buffer.copy()
+    flags = dict(dict(momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False), **options)
+    lr_array = np.zeros(1, np.float32)
+    for step in range(3):
+        grad = random_array(SHAPE, seed=80 + step)
+        lr_array[0] = 0.1 * 0.5 ** step
+        kernels.sgd_update(param, grad, buffer, lr=lr_array, first_step=(step == 0), **options)
+        cpu.sgd_update(expected_param, grad, expected_buffer, lr=np.float32(lr_array[0]), first_step=(step == 0),
+                       **flags)
+    assert_close(param, expected_param, np.float32)
+    if buffer is not None:
+        assert_close(buffer, expected_buffer, np.float32)
+
+
+def test_device_scalar_arrays_must_be_float32_on_cuda():
+    p, g = np.ones(4, np.float32), np.ones(4, np.float32)
+    with pytest.raises(TypeError, match="adam_update: step array must be float32 on cuda, got int64"):
+        kernels.adam_update(p, g, p.copy(), p.copy(), step=np.ones(1, np.int64))
+    with pytest.raises(TypeError, match="sgd_update: lr array must be float32 on cuda, got float64"):
+        kernels.sgd_update(p, g, lr=np.ones(1))
