@@ -22,6 +22,7 @@ CONFIGS = {
     "128x128": (128, 128, 8, 8, 8),
     "64x64": (64, 64, 8, 8, 8),
 }
+K_UNROLL = 2       # k steps whose fragments are read together: NVVM then unrolls the whole BK loop
 PAD = 4            # shared rows of BM+4 floats: a warp's transposing store (16 rows at k and k+4) hits 32 banks
 GROUP = 4          # a micro-tile is built of 4-wide strips: rows/cols g*(BM/G) + t*4 + r (conflict-free reads)
 WARP_ROWS = 4      # a warp is 4 x 8 threads of the thread grid: 4+8 distinct 16-byte reads per k step
@@ -83,8 +84,8 @@ def gemm_kernel(config, trans_a, trans_b):
         is_last = cuda.shared.array(1, int32)
         a_next = cuda.local.array(A_LOADS, float32)
         b_next = cuda.local.array(B_LOADS, float32)
-        a_frag = cuda.local.array(TM, float32)
-        b_frag = cuda.local.array(TN, float32)
+        a_frag = cuda.local.array((K_UNROLL, TM), float32)
+        b_frag = cuda.local.array((K_UNROLL, TN), float32)
         acc = cuda.local.array((TM, TN), float32)
         for i in range(TM):
             for j in range(TN):
@@ -124,17 +125,20 @@ def gemm_kernel(config, trans_a, trans_b):
                         value = b[zb, n, k] if trans_b else b[zb, k, n]
                     b_next[load] = value
             if step > first_tile:
-                for k_step in range(BK):
-                    kk = k_step & (BK - 1)   # == k_step, provably in range: no wrap-around fix-up
-                    for g in range(GM):
-                        for r in range(GROUP):
-                            a_frag[g * GROUP + r] = a_tile[(step - 1) & 1, kk, g * STRIDE_M // GROUP + ty, r]
-                    for g in range(GN):
-                        for r in range(GROUP):
-                            b_frag[g * GROUP + r] = b_tile[(step - 1) & 1, kk, g * STRIDE_N // GROUP + tx, r]
-                    for i in range(TM):
-                        for j in range(TN):
-                            acc[i, j] += a_frag[i] * b_frag[j]
+                for k_group in range(BK // K_UNROLL):
+                    kk = (K_UNROLL * k_group) & (BK - 1)   # provably in range: no wrap-around fix-up
+                    buffer = (step - 1) & 1
+                    for u in range(K_UNROLL):
+                        for g in range(GM):
+                            for r in range(GROUP):
+                                a_frag[u, g * GROUP + r] = a_tile[buffer, kk + u, g * STRIDE_M // GROUP + ty, r]
+                        for g in range(GN):
+                            for r in range(GROUP):
+                                b_frag[u, g * GROUP + r] = b_tile[buffer, kk + u, g * STRIDE_N // GROUP + tx, r]
+                    for u in range(K_UNROLL):
+                        for i in range(TM):
+                            for j in range(TN):
+                                acc[i, j] += a_frag[u, i] * b_frag[u, j]
             if fetch:
                 for load in range(A_LOADS):
                     if trans_a:
@@ -198,10 +202,10 @@ def gemm_kernel(config, trans_a, trans_b):
             if epilogue & BIAS_FLAG:
                 for j in range(TN):
                     n = block_n + (j // GROUP) * STRIDE_N + tx * GROUP + j % GROUP
-                    b_frag[j] = bias[n] if n < N else float32(0.0)
+                    b_frag[0, j] = bias[n] if n < N else float32(0.0)
                 for i in range(TM):
                     for j in range(TN):
-                        acc[i, j] += b_frag[j]
+                        acc[i, j] += b_frag[0, j]
             for i in range(TM):
                 m = block_m + (i // GROUP) * STRIDE_M + ty * GROUP + i % GROUP
                 for j in range(TN):
