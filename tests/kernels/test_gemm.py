@@ -1,6 +1,7 @@
 """matmul on the CPU path against PyTorch in float64: every form, transpose flag, epilogue and odd size."""
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 import kernels
 from tests.oracle import assert_close, random_array, torch_module, torch_reference
@@ -78,6 +79,23 @@ def test_epilogue_matches_torch(activation, dtype, batched):
     result = kernels.matmul(a, b, trans_b=True, alpha=0.75, beta=-1.5, out=out, bias=bias, activation=activation)
     assert result is out
     assert_close(result, expected, dtype, scale=np.sqrt(k))
+
+
+@given(m=st.integers(1, 24), n=st.integers(1, 24), k=st.integers(1, 24), batch=st.sampled_from([None, "a", "b", "ab"]),
+       trans_a=st.booleans(), trans_b=st.booleans(), alpha=st.sampled_from([1.0, -0.5]),
+       beta=st.sampled_from([0.0, 2.0]), with_bias=st.booleans(),
+       activation=st.sampled_from([None, "relu", "tanh", "sigmoid"]))
+def test_random_problems_match_torch(m, n, k, batch, trans_a, trans_b, alpha, beta, with_bias, activation):
+    a = stored((m, k), trans_a, batch=3 if batch and "a" in batch else None, dtype=np.float64, seed=m)
+    b = stored((k, n), trans_b, batch=3 if batch and "b" in batch else None, dtype=np.float64, seed=n + 50)
+    shape = (m, n) if batch is None else (3, m, n)
+    c = random_array(shape, np.float64, seed=k)
+    bias = random_array((n,), np.float64, seed=k + 1) if with_bias else None
+    out = c.copy()
+    kernels.matmul(a, b, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta, out=out, bias=bias,
+                   activation=activation)
+    expected = torch_matmul(a, b, trans_a, trans_b, alpha, beta, c, bias, activation)
+    assert_close(out, expected, np.float64)
 
 
 @pytest.mark.parametrize("beta", [0.0, 1.0])
