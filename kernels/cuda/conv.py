@@ -45,9 +45,9 @@ def _geometry_arguments(x_shape, weight_shape, out_hw, stride, padding, dilation
 def conv2d(x, weight, bias, y, stride, padding, dilation, groups):
     _check_index_range(x, y)
     k_group = weight.shape[0] // groups
-    config = choose_config(k_group)
-    kernel = forward_kernel(config)
     columns = y.shape[0] * y.shape[2] * y.shape[3]
+    config = choose_config(k_group, columns, groups)
+    kernel = forward_kernel(config)
     grid = (ceil_div(columns, config.block_cols), ceil_div(k_group, config.block_rows), groups)
     has_bias = 0 if bias is None else 1
     bias = _placeholder(x) if bias is None else bias
@@ -60,7 +60,7 @@ def conv2d_backward_input(grad_out, weight, grad_x, stride, padding, dilation, g
     _check_index_range(grad_out, grad_x)
     n, c, h, w = grad_x.shape
     k, c_group, r, s = weight.shape
-    config = choose_config(c_group)
+    config = choose_config(c_group, n * h * w // (stride[0] * stride[1]), groups)
     kernel = backward_data_kernel(config)
     common = (_flat(grad_out), _flat(weight), _flat(grad_x), n, c, h, w, k, r, s, grad_out.shape[2],
               grad_out.shape[3], groups, stride[0], stride[1])

@@ -155,8 +155,14 @@ CONFIGS = (
 )
 
 
-def choose_config(rows):
-    for threshold, config in CONFIGS:
-        if rows >= threshold:
+SMS = 132  # streaming multiprocessors of an H100 SXM / H200: below one block per SM, shrink the tile
+
+
+def choose_config(rows, columns, groups=1):
+    """The widest tile the row count allows that still gives every SM a block; else the smallest allowed."""
+    allowed = [config for threshold, config in CONFIGS if rows >= threshold]
+    for config in allowed:
+        blocks = -(-columns // config.block_cols) * -(-rows // config.block_rows) * groups
+        if blocks >= SMS:
             return config
-    return CONFIGS[-1][1]
+    return allowed[-1]

@@ -56,7 +56,7 @@ def test_conv2d_forward_without_bias_matches_cpu():
 @pytest.mark.parametrize("config", [TileConfig(128, 128, 8, 8, 8), TileConfig(64, 128, 8, 4, 8)])
 def test_large_tile_shapes_match_cpu(config, monkeypatch):
     """The wide tiles are chosen only for many channels; force them on a tiny shape (one block)."""
-    monkeypatch.setattr(gpu, "choose_config", lambda rows: config)
+    monkeypatch.setattr(gpu, "choose_config", lambda rows, columns, groups: config)
     x = random_array((1, 3, 3, 5), seed=7)
     weight = random_array((5, 3, 3, 3), seed=8)
     grad_out = random_array((1, 5, 3, 3), seed=9)
