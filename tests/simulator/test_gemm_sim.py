@@ -96,3 +96,14 @@ def test_degenerate_sizes():
     check(a, b, config="64x64")
     empty_k = np.zeros((3, 0), np.float32), np.zeros((0, 4), np.float32)
     check(*empty_k, bias=random_array((4,), seed=13), config="64x64")
+
+
+def test_plan_fills_the_gpu():
+    # 132 SMs assumed without a GPU: large problems take the large tile, skinny ones split K.
+    assert gpu.plan(1, 4096, 4096, 4096) == ("128x128", 1)
+    assert gpu.plan(64, 256, 256, 256) == ("128x128", 1)
+    for m, n, k in [(1760, 128, 1760), (2560, 64, 2560), (3072, 128, 1024), (35, 8457, 2560)]:
+        config, splits = gpu.plan(1, m, n, k)
+        tiles = -(-m // 64) * -(-n // 64)
+        assert config == "64x64" and splits > 1 and tiles * splits >= 2 * gpu.multiprocessor_count()
+    assert gpu.plan(1, 8, 8, 8) == ("64x64", 1)   # too little K to split
