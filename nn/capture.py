@@ -17,9 +17,17 @@ What a captured step must respect (the graph replays fixed kernels on fixed addr
 - shapes and dtypes of the inputs never change (a call with other shapes raises ValueError);
 - parameters, buffers and optimizer state are updated in place (the optimizers here do); replacing
   their arrays afterwards (load_state_dict, .to(device)) needs a new capture;
-- Python-side values are frozen at capture time: a learning rate changed by a scheduler, Adam's
-  step-dependent bias corrections (passed to the update kernel as host scalars) and dropout masks
-  are replayed as captured;
+- Python-side values are frozen at capture time: a number computed in step_fn and passed to a kernel is
+  replayed as captured, and dropout masks are replayed as captured. The optimizers of nn.optim keep what
+  changes between steps on the device instead: Adam's step counts are advanced by an in-place add inside
+  the graph and the update kernel derives the bias corrections from them, and each param group's lr is
+  read from a device array, so replays agree with eager steps;
+- lr changes (scheduler.step(), group["lr"] = ...) take effect at the next replay when made between
+  calls, outside step_fn: setting a param group's lr writes it into that device array at once, on the
+  current stream, ordered between the replays. No Python runs during a replay, so a scheduler stepped
+  inside step_fn would be frozen: setting a different lr while capturing raises;
+- optimizer state (moments, momentum buffers, step counts, the lr arrays) is created by the eager
+  warm-up; a step that would create state while capturing raises, as a replay would re-initialise it;
 - the outputs are the same static Tensors/arrays after every replay: copy them to keep a value.
 Allocations made while capturing come from a private CuPy memory pool kept with the graph, so no
 array created outside the graph can be handed memory that a replay writes. While capturing, CuPy's

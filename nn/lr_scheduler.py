@@ -3,6 +3,11 @@
 As in torch, a scheduler records each group's starting lr as 'initial_lr', sets the lr for epoch 0
 when it is built, and each step() moves to the next epoch, updating the lr from the current one
 (the "chainable" form), so that lrs changed by hand are respected.
+
+Setting group["lr"] also writes the new value into the optimizer's device copy of it (nn.optim's
+param groups do that where the kernels run on the GPU), so a step() here between replays of a step
+captured with nn.capture takes effect at the next replay. Step the scheduler outside the captured
+function: Python inside it runs only once, while capturing.
 """
 import math
 

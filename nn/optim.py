@@ -4,7 +4,20 @@ step() hands each parameter to one fused in-place kernel (kernels.sgd_update / a
 single CUDA kernel per parameter on the GPU, the NumPy reference on the CPU. The per-parameter state
 (momentum buffer; step, exp_avg, exp_avg_sq, max_exp_avg_sq) lives on the parameter's device.
 state_dict() follows PyTorch: {'state': {index: {...}}, 'param_groups': [{..., 'params': [indices]}]}
-with parameters numbered in group order, and arrays as NumPy copies.
+with parameters numbered in group order, arrays as NumPy copies and 'step' as a number.
+
+Capture-safe on the GPU (nn.capture replays step() from a CUDA graph, where no Python runs): wherever
+the kernels run on the device (CuPy parameters, or the simulator), the values that change from step to
+step are kept in device memory and passed to the kernels as 1-element arrays instead of host numbers:
+- each group's lr in `group.lr_array` (float32), written when the group's 'lr' is set (a scheduler's
+  step, a hand-set lr, load_state_dict), at once, outside any graph, so that the next replay uses it;
+  setting a different lr while a graph is being captured raises rather than freezing it into the graph;
+- Adam's step counts in `group.step_counts` (one per parameter; state['step'] is a 1-element view of
+  it), advanced on the device by step() with one in-place add per group, which a replay repeats. The
+  kernel derives the bias corrections from the count, so replays follow eager steps.
+State that step() creates (moments, momentum buffers, these arrays) must exist before a capture (a
+replay would re-initialise it each time): creating it while capturing raises. On the CPU the plain
+numbers are passed, exactly as torch.optim computes with them.
 """
 import math
 
@@ -15,6 +28,51 @@ from kernels import backend
 
 from .module import _as_numpy
 from .tensor import Tensor
+
+
+class _ParamGroup(dict):
+    """One entry of param_groups: a dict of torch's keys to its users, which also holds the device arrays
+    read by the update kernels and writes a newly set lr through to its device copy."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lr_array = None        # 1-element array on the parameters' device holding lr (GPU, simulator)
+        self.lr_array_value = None  # the lr last written into it
+        self.step_counts = None     # Adam: one step count per parameter, on the device
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        if key == "lr" and getattr(self, "lr_array", None) is not None:   # (unpickling sets items first)
+            self.write_lr()
+
+    def update(self, *args, **kwargs):
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key, default=None):
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def write_lr(self):
+        """Copy the host lr into lr_array if it changed: a fill kernel on the current stream, ordered after
+        the graph replays launched before it and before those launched after it."""
+        value = self["lr"]
+        if value == self.lr_array_value:
+            return
+        if backend.is_capturing():
+            raise RuntimeError(f"optimizer: lr set to {value!r} while a CUDA graph is being captured: the graph "
+                               f"would reset it at every replay; set it (step the scheduler) outside the "
+                               f"captured step")
+        self.lr_array.fill(value)
+        self.lr_array_value = value
+
+
+def _refuse_while_capturing(optimizer, what):
+    if backend.is_capturing():
+        raise RuntimeError(f"{type(optimizer).__name__}.step: {what} would be created while a CUDA graph is "
+                           f"being captured, and every replay would re-initialise it; run an eager step first "
+                           f"(nn.capture's warm-up does)")
 
 
 class Optimizer:
@@ -43,7 +101,8 @@ class Optimizer:
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in params):
             raise ValueError(f"{name}: some parameters appear in more than one parameter group")
-        full = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}, "params": params}
+        full = _ParamGroup({**self.defaults, **{k: v for k, v in group.items() if k != "params"},
+                            "params": params})
         self._validate(full)
         self.param_groups.append(full)
 
@@ -52,6 +111,21 @@ class Optimizer:
 
     def _parameters(self):
         return [p for group in self.param_groups for p in group["params"]]
+
+    def _uses_device_scalars(self, p):
+        """Whether p's update reads lr (and Adam's step) from device arrays: wherever the CUDA kernels run."""
+        return backend.device_of(type(self).__name__, p.data) == "cuda"
+
+    def _lr_argument(self, group, p, on_device):
+        """group['lr'], or on the device the group's lr array (made on first use, then kept current)."""
+        if not on_device:
+            return group["lr"]
+        if group.lr_array is None:
+            _refuse_while_capturing(self, "the device copy of lr")
+            group.lr_array = backend.array_module(p.data).zeros(1, dtype=p.data.dtype)
+            group.lr_array_value = None
+        group.write_lr()
+        return group.lr_array
 
     def zero_grad(self, set_to_none=True):
         for p in self._parameters():
@@ -72,8 +146,7 @@ class Optimizer:
         state = {}
         for p in self._parameters():
             if id(p) in self.state:
-                state[index[id(p)]] = {k: (backend.to_numpy(v).copy() if backend.is_array(v) else v)
-                                       for k, v in self.state[id(p)].items()}
+                state[index[id(p)]] = {k: _saved_value(k, v) for k, v in self.state[id(p)].items()}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
@@ -117,6 +190,12 @@ class Optimizer:
         return "\n".join(lines) + "\n)"
 
 
+def _saved_value(key, value):
+    if key == "step" and backend.is_array(value):   # a device count: a number, as in torch's state dicts
+        return int(round(float(backend.to_numpy(value).reshape(-1)[0])))
+    return backend.to_numpy(value).copy() if backend.is_array(value) else value
+
+
 def _check_number(optimizer, name, value, minimum=0.0, below=None):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{optimizer}: {name} must be a number, got {type(value).__name__}")
@@ -153,9 +232,11 @@ class SGD(Optimizer):
                     state = self.state.setdefault(id(p), {})
                     buffer = state.get("momentum_buffer")
                     if buffer is None:
+                        _refuse_while_capturing(self, "a momentum buffer")   # a replay would redo the first step
                         buffer = state["momentum_buffer"] = backend.array_module(p.data).empty_like(p.data)
                         first_step = True
-                kernels.sgd_update(p.data, p.grad.data, buffer, lr=group["lr"], momentum=momentum,
+                lr = self._lr_argument(group, p, self._uses_device_scalars(p))
+                kernels.sgd_update(p.data, p.grad.data, buffer, lr=lr, momentum=momentum,
                                    dampening=group["dampening"], weight_decay=group["weight_decay"],
                                    nesterov=group["nesterov"], maximize=group["maximize"], first_step=first_step)
 
@@ -182,21 +263,55 @@ class Adam(Optimizer):
     def step(self):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state.setdefault(id(p), {})
-                if not state:
-                    xp = backend.array_module(p.data)
-                    state.update(step=0, exp_avg=xp.zeros_like(p.data), exp_avg_sq=xp.zeros_like(p.data))
-                if group["amsgrad"] and state.get("max_exp_avg_sq") is None:
-                    state["max_exp_avg_sq"] = backend.array_module(p.data).zeros_like(p.data)
-                state["step"] += 1
+            stepping = [(p, self._uses_device_scalars(p)) for p in group["params"] if p.grad is not None]
+            for p, on_device in stepping:
+                self._prepare_state(group, p, on_device)
+            self._count_steps(group, [self.state[id(p)] for p, _ in stepping])
+            for p, on_device in stepping:
+                state = self.state[id(p)]
                 kernels.adam_update(p.data, p.grad.data, state["exp_avg"], state["exp_avg_sq"], step=state["step"],
-                                    lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-                                    weight_decay=group["weight_decay"],
+                                    lr=self._lr_argument(group, p, on_device), beta1=beta1, beta2=beta2,
+                                    eps=group["eps"], weight_decay=group["weight_decay"],
                                     decoupled_weight_decay=self.decoupled_weight_decay, amsgrad=group["amsgrad"],
                                     max_exp_avg_sq=state.get("max_exp_avg_sq"), maximize=group["maximize"])
+
+    def _prepare_state(self, group, p, on_device):
+        state = self.state.setdefault(id(p), {})
+        xp = backend.array_module(p.data)
+        if not state:
+            _refuse_while_capturing(self, "Adam's state")
+            state.update(step=0, exp_avg=xp.zeros_like(p.data), exp_avg_sq=xp.zeros_like(p.data))
+        if group["amsgrad"] and state.get("max_exp_avg_sq") is None:
+            _refuse_while_capturing(self, "max_exp_avg_sq")
+            state["max_exp_avg_sq"] = xp.zeros_like(p.data)
+        if on_device and not backend.is_array(state["step"]):   # new, or loaded from a state dict
+            state["step"] = self._device_step(group, p, state["step"])
+
+    def _device_step(self, group, p, value):
+        """p's slot of the group's step counts (made on first use), set to `value`, as a 1-element view."""
+        _refuse_while_capturing(self, "the device step count")
+        if group.step_counts is None:
+            group.step_counts = backend.array_module(p.data).zeros(len(group["params"]), dtype=p.data.dtype)
+        index = next(i for i, q in enumerate(group["params"]) if q is p)
+        view = group.step_counts[index:index + 1]
+        view.fill(value)
+        return view
+
+    @staticmethod
+    def _count_steps(group, states):
+        """Add 1 to the step of each parameter that steps: on the device one in-place add over the whole
+        group when all its parameters step (the usual case), else one per parameter."""
+        device_steps = []
+        for state in states:
+            if backend.is_array(state["step"]):
+                device_steps.append(state["step"])
+            else:
+                state["step"] += 1
+        if device_steps and len(device_steps) == len(group["params"]):
+            group.step_counts += 1
+        else:
+            for count in device_steps:
+                count += 1   # in place: the view writes into group.step_counts
 
 
 class AdamW(Adam):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import nn
+from kernels import backend
 from tests.oracle import assert_close, random_array, torch_module
 
 SHAPES = [(4, 3), (5,), (2, 3, 3)]
@@ -254,3 +255,120 @@ def test_clip_grad_norm_non_finite():
     with pytest.raises(RuntimeError, match="clip_grad_norm_: the total norm"):
         nn.utils.clip_grad_norm_([p], 1.0, error_if_nonfinite=True)
     assert nn.utils.clip_grad_norm_(nn.Parameter(np.ones(2)), 1.0) == 0.0  # no gradient at all
+
+
+# ---- device-scalar bookkeeping (what makes a captured step replayable), exercised with NumPy arrays ----
+
+@pytest.fixture
+def device_scalars(monkeypatch):
+    """Make the optimizers keep lr and Adam's step in arrays, as they do wherever the CUDA kernels run; on
+    the CPU the kernels read those arrays' values on the host, so results must equal the plain path's."""
+    monkeypatch.setattr(nn.optim.Optimizer, "_uses_device_scalars", lambda self, p: True)
+
+
+def _scheduled_run(cls, options, missing_grad_steps=()):
+    arrays = _params()
+    params = _ours(arrays)
+    optimizer = getattr(nn.optim, cls)([{"params": params[:2]}, {"params": params[2:], "lr": 0.02}], **options)
+    scheduler = nn.optim.CosineAnnealingLR(optimizer, T_max=3, eta_min=0.001)
+    for step in range(7):
+        for i, (p, g) in enumerate(zip(params, _grads(step))):
+            p.grad = None if (step, i) in missing_grad_steps else nn.Tensor(g.copy())
+        optimizer.step()
+        scheduler.step()
+    return params, optimizer
+
+
+BOOKKEEPING_CASES = [("SGD", dict(lr=0.05, momentum=0.9, nesterov=True)), ("Adam", dict(lr=0.01, amsgrad=True)),
+                     ("AdamW", dict(lr=0.01, weight_decay=0.1))]
+
+
+@pytest.mark.parametrize("cls, options", BOOKKEEPING_CASES)
+def test_device_scalar_bookkeeping_equals_plain_steps(cls, options, monkeypatch):
+    missing = {(1, 0), (2, 0), (4, 2)}   # some steps without some gradients: per-parameter step counts
+    plain, plain_optimizer = _scheduled_run(cls, options, missing)
+    monkeypatch.setattr(nn.optim.Optimizer, "_uses_device_scalars", lambda self, p: True)
+    mirrored, optimizer = _scheduled_run(cls, options, missing)
+    for a, b in zip(mirrored, plain):
+        np.testing.assert_array_equal(a.data, b.data)
+    for group in optimizer.param_groups:
+        assert backend.is_array(group.lr_array) and group.lr_array[0] == group["lr"]  # the scheduler's latest lr
+    saved, expected = optimizer.state_dict(), plain_optimizer.state_dict()
+    assert saved["param_groups"] == expected["param_groups"]
+    for index, entry in expected["state"].items():
+        assert saved["state"][index].keys() == entry.keys()
+        for key, value in entry.items():
+            if key == "step":
+                assert type(saved["state"][index][key]) is int and saved["state"][index][key] == value
+                assert optimizer.state[id(mirrored[index])]["step"].shape == (1,)
+            else:
+                np.testing.assert_array_equal(saved["state"][index][key], value)
+    if cls != "SGD":
+        assert [int(c) for c in optimizer.param_groups[0].step_counts] == [5, 7]
+        assert [int(c) for c in optimizer.param_groups[1].step_counts] == [6]
+
+
+def test_kernels_get_the_same_arrays_every_step_with_current_values(device_scalars, monkeypatch):
+    """A CUDA graph replays each kernel with the arguments it was captured with: everything that changes from
+    step to step must reach the kernel as the same array, whose contents the optimizer updates."""
+    import kernels
+    calls = []
+    real = kernels.adam_update
+
+    def recording(*args, **kwargs):
+        calls.append((args, dict(kwargs), float(kwargs["step"][0]), float(kwargs["lr"][0])))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, "adam_update", recording)
+    params = _ours(_params())
+    optimizer = nn.optim.Adam(params, lr=0.01)
+    scheduler = nn.optim.StepLR(optimizer, 1, gamma=0.5)
+    for step in range(3):
+        for p, g in zip(params, _grads(step)):
+            _set_ours(p, g)
+        optimizer.step()
+        scheduler.step()
+    per_step = [calls[i:i + len(params)] for i in range(0, len(calls), len(params))]
+    assert len(per_step) == 3
+    for first, later in [(a, b) for step in per_step[1:] for a, b in zip(per_step[0], step)]:
+        assert all(a is b for i, (a, b) in enumerate(zip(first[0], later[0])) if i != 1)  # 1: a new grad here
+        assert first[1].keys() == later[1].keys()
+        for key, value in first[1].items():
+            assert value is later[1][key] if backend.is_array(value) else value == later[1][key], key
+    assert [c[2] for c in calls] == [1.0] * 3 + [2.0] * 3 + [3.0] * 3
+    assert [c[3] for c in calls] == [0.01] * 3 + [0.005] * 3 + [0.0025] * 3
+
+
+def test_no_state_or_lr_change_while_capturing(device_scalars, monkeypatch):
+    params = _ours(_params())
+    adam, sgd = nn.optim.Adam(params, lr=0.01), nn.optim.SGD(params, lr=0.1, momentum=0.9)
+    for p, g in zip(params, _grads(0)):
+        _set_ours(p, g)
+    monkeypatch.setattr(backend, "is_capturing", lambda: True)
+    with pytest.raises(RuntimeError, match="Adam.step: Adam's state would be created while a CUDA graph"):
+        adam.step()
+    with pytest.raises(RuntimeError, match="SGD.step: a momentum buffer would be created"):
+        sgd.step()
+    monkeypatch.setattr(backend, "is_capturing", lambda: False)
+    adam.step()
+    monkeypatch.setattr(backend, "is_capturing", lambda: True)
+    adam.step()   # everything exists: a capture records the same work as an eager step
+    adam.param_groups[0]["lr"] = 0.01   # unchanged: nothing to write
+    with pytest.raises(RuntimeError, match="optimizer: lr set to 0.5 while a CUDA graph is being captured"):
+        adam.param_groups[0]["lr"] = 0.5
+
+
+def test_loaded_state_continues_with_device_steps(device_scalars):
+    torch = torch_module()
+    arrays = _params()
+    theirs = _theirs(arrays)
+    reference = torch.optim.Adam(theirs, lr=0.01, amsgrad=True)
+    _run(reference, theirs, 3, set_grad=_set_theirs)
+    ours = _ours([t.detach().numpy() for t in theirs])
+    optimizer = nn.optim.Adam(ours, lr=0.5)
+    optimizer.load_state_dict(reference.state_dict())
+    _run(reference, theirs, 2, first=3, set_grad=_set_theirs)
+    _run(optimizer, ours, 2, first=3, set_grad=_set_ours)
+    _assert_same(ours, theirs)
+    assert optimizer.param_groups[0].lr_array[0] == 0.01
+    assert optimizer.state_dict()["state"][0]["step"] == 5

@@ -124,3 +124,33 @@ def test_device_scalar_arrays_must_be_float32_on_cuda():
         kernels.adam_update(p, g, p.copy(), p.copy(), step=np.ones(1, np.int64))
     with pytest.raises(TypeError, match="sgd_update: lr array must be float32 on cuda, got float64"):
         kernels.sgd_update(p, g, lr=np.ones(1))
+
+
+@pytest.mark.parametrize("cls, options", [("Adam", dict(lr=0.01, amsgrad=True)),
+                                          ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True))])
+def test_optimizer_with_device_lr_and_steps_matches_cpu_path(cls, options, monkeypatch):
+    """nn.optim keeps lr and Adam's step counts in arrays wherever the kernels run (here the simulator),
+    a scheduler writing lr through; the same steps on the CPU path (NUMBANET_BACKEND=cpu) agree."""
+    import nn
+
+    def run():
+        params = [nn.Parameter(random_array(shape, seed=60 + i)) for i, shape in enumerate([(5, 7), (9,)])]
+        optimizer = getattr(nn.optim, cls)(params, **options)
+        scheduler = nn.optim.CosineAnnealingLR(optimizer, T_max=2)
+        for step in range(4):
+            for i, p in enumerate(params):
+                p.grad = nn.Tensor(random_array(p.shape, seed=70 + 10 * step + i))
+            optimizer.step()
+            scheduler.step()
+        return params, optimizer
+
+    on_device, optimizer = run()
+    assert isinstance(optimizer.param_groups[0].lr_array, np.ndarray)
+    if cls == "Adam":
+        assert optimizer.param_groups[0].step_counts.tolist() == [4.0, 4.0]
+        assert optimizer.state_dict()["state"][1]["step"] == 4
+    monkeypatch.setenv("NUMBANET_BACKEND", "cpu")
+    on_cpu, optimizer = run()
+    assert optimizer.param_groups[0].lr_array is None
+    for a, b in zip(on_device, on_cpu):
+        assert_close(a.data, b.data, np.float32)
