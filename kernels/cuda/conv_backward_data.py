@@ -13,7 +13,7 @@ import math
 
 from numba import cuda, float32, int32
 
-from .conv_forward import THREADS
+from .conv_forward import OUTSIDE, THREADS
 
 
 @functools.lru_cache(maxsize=None)
@@ -47,7 +47,8 @@ def backward_data_kernel(config):
         reduction = k_group * phase_taps
         columns = batch * phase_plane
 
-        # Per-pixel tables: the image's grad_out block, the pixel's first (p, q), where it goes in grad_x.
+        # Per-pixel tables: the flat index in grad_out of the pixel's first (p, q), that (p, q) for the bounds
+        # checks (p far below 0 marks a column past the end), and where the pixel goes in grad_x.
         pixel_source = cuda.shared.array(BN, int32)
         pixel_p = cuda.shared.array(BN, int32)
         pixel_q = cuda.shared.array(BN, int32)
@@ -61,12 +62,15 @@ def backward_data_kernel(config):
                 rest = col - n * phase_plane
                 i = rest // phase_cols
                 j = rest - i * phase_cols
-                pixel_source[tid] = (n * out_channels + group * k_group) * out_plane
+                pixel_source[tid] = (n * out_channels + group * k_group) * out_plane + (first_p + i) * out_w \
+                    + first_q + j
                 pixel_p[tid] = first_p + i
                 pixel_q[tid] = first_q + j
                 pixel_out[tid] = n * in_channels * in_plane + (phase_h + i * stride_h) * width + phase_w + j * stride_w
             else:
-                pixel_source[tid] = -1
+                pixel_p[tid] = OUTSIDE
+                pixel_q[tid] = 0
+                pixel_out[tid] = -1
 
         acc = cuda.local.array(ACC, float32)
         frag_a = cuda.local.array(TM, float32)
@@ -116,15 +120,14 @@ def backward_data_kernel(config):
                 tap_i = tap // taps_w
                 shift_p = tap_i * p_step
                 shift_q = (tap - tap_i * taps_w) * q_step
-                channel_offset = k_b * out_plane
+                tap_offset = k_b * out_plane - shift_p * out_w - shift_q
                 for i in range(B_LOADS):
                     j = b_lane + i * ROW_THREADS
                     value = float32(0.0)
-                    base = pixel_source[j]
                     p = pixel_p[j] - shift_p
                     q = pixel_q[j] - shift_q
-                    if kk < reduction and base >= 0 and p >= 0 and p < out_h and q >= 0 and q < out_w:
-                        value = grad_out[base + channel_offset + p * out_w + q]
+                    if kk < reduction and p >= 0 and p < out_h and q >= 0 and q < out_w:
+                        value = grad_out[pixel_source[j] + tap_offset]
                     next_b[i] = value
             if step > 0:
                 for k in range(BK):
@@ -141,8 +144,9 @@ def backward_data_kernel(config):
             if row < c_group:
                 channel_offset = (group * c_group + row) * in_plane
                 for j in range(TN):
-                    if pixel_source[thread_col + j * THREAD_COLS] >= 0:
-                        grad_x[pixel_out[thread_col + j * THREAD_COLS] + channel_offset] = acc[i * TN + j]
+                    target = pixel_out[thread_col + j * THREAD_COLS]
+                    if target >= 0:
+                        grad_x[target + channel_offset] = acc[i * TN + j]
 
     return conv2d_backward_data
 

@@ -16,6 +16,7 @@ from numba import cuda, float32, int32
 
 TileConfig = namedtuple("TileConfig", "block_rows block_cols block_k thread_rows thread_cols")
 THREADS = 256
+OUTSIDE = -(2**30)  # a window corner row no tap can bring back inside the image: marks padding columns
 
 
 @functools.lru_cache(maxsize=None)
@@ -47,7 +48,8 @@ def forward_kernel(config):
         reduction = c_group * taps
         columns = batch * out_plane
 
-        # Per-pixel tables: where the pixel's image starts in x, its (h, w) anchor, where it goes in y.
+        # Per-pixel tables: the flat index in x of the window's top-left corner, that corner's (h, w) for
+        # the bounds checks (h far below 0 marks a column past the end), and where the pixel goes in y.
         pixel_source = cuda.shared.array(BN, int32)
         pixel_h = cuda.shared.array(BN, int32)
         pixel_w = cuda.shared.array(BN, int32)
@@ -61,12 +63,16 @@ def forward_kernel(config):
                 rest = col - n * out_plane
                 p = rest // out_w
                 q = rest - p * out_w
-                pixel_source[tid] = (n * in_channels + group * c_group) * in_plane
-                pixel_h[tid] = p * stride_h - pad_top
-                pixel_w[tid] = q * stride_w - pad_left
+                corner_h = p * stride_h - pad_top
+                corner_w = q * stride_w - pad_left
+                pixel_source[tid] = (n * in_channels + group * c_group) * in_plane + corner_h * width + corner_w
+                pixel_h[tid] = corner_h
+                pixel_w[tid] = corner_w
                 pixel_out[tid] = n * out_channels * out_plane + rest
             else:
-                pixel_source[tid] = -1
+                pixel_h[tid] = OUTSIDE
+                pixel_w[tid] = 0
+                pixel_out[tid] = -1
 
         acc = cuda.local.array(ACC, float32)
         frag_a = cuda.local.array(TM, float32)
@@ -110,15 +116,14 @@ def forward_kernel(config):
                 tap_r = tap // kernel_w
                 offset_h = tap_r * dilation_h
                 offset_w = (tap - tap_r * kernel_w) * dilation_w
-                channel_offset = channel * in_plane
+                tap_offset = channel * in_plane + offset_h * width + offset_w
                 for i in range(B_LOADS):
                     j = b_lane + i * ROW_THREADS
                     value = float32(0.0)
-                    base = pixel_source[j]
                     h = pixel_h[j] + offset_h
                     w = pixel_w[j] + offset_w
-                    if kk < reduction and base >= 0 and h >= 0 and h < height and w >= 0 and w < width:
-                        value = x[base + channel_offset + h * width + w]
+                    if kk < reduction and h >= 0 and h < height and w >= 0 and w < width:
+                        value = x[pixel_source[j] + tap_offset]
                     next_b[i] = value
             if step > 0:
                 for k in range(BK):
@@ -138,8 +143,9 @@ def forward_kernel(config):
                 if has_bias != 0:
                     shift = bias[channel]
                 for j in range(TN):
-                    if pixel_source[thread_col + j * THREAD_COLS] >= 0:
-                        y[pixel_out[thread_col + j * THREAD_COLS] + channel * out_plane] = acc[i * TN + j] + shift
+                    target = pixel_out[thread_col + j * THREAD_COLS]
+                    if target >= 0:
+                        y[target + channel * out_plane] = acc[i * TN + j] + shift
 
     return conv2d_forward
 
