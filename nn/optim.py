@@ -114,7 +114,10 @@ class Optimizer:
 
     def _uses_device_scalars(self, p):
         """Whether p's update reads lr (and Adam's step) from device arrays: wherever the CUDA kernels run."""
-        return backend.device_of(type(self).__name__, p.data) == "cuda"
+        if backend.is_gpu_array(p.data):
+            return True
+        # NumPy: on the CPU path unless the simulator runs the kernels (kept cheap: called per parameter per step)
+        return backend.SIMULATOR and backend.device_of(type(self).__name__, p.data) == "cuda"
 
     def _lr_argument(self, group, p, on_device):
         """group['lr'], or on the device the group's lr array (made on first use, then kept current)."""
@@ -277,13 +280,13 @@ class Adam(Optimizer):
 
     def _prepare_state(self, group, p, on_device):
         state = self.state.setdefault(id(p), {})
-        xp = backend.array_module(p.data)
         if not state:
             _refuse_while_capturing(self, "Adam's state")
+            xp = backend.array_module(p.data)
             state.update(step=0, exp_avg=xp.zeros_like(p.data), exp_avg_sq=xp.zeros_like(p.data))
         if group["amsgrad"] and state.get("max_exp_avg_sq") is None:
             _refuse_while_capturing(self, "max_exp_avg_sq")
-            state["max_exp_avg_sq"] = xp.zeros_like(p.data)
+            state["max_exp_avg_sq"] = backend.array_module(p.data).zeros_like(p.data)
         if on_device and not backend.is_array(state["step"]):   # new, or loaded from a state dict
             state["step"] = self._device_step(group, p, state["step"])
 
