@@ -149,3 +149,16 @@ def test_thousand_steps_stay_finite(mode):
     grad_y = cupy.ones((1000, 4, 64), cupy.float32)
     outputs, grads = run(mode, g, None, False, grad_y, None, None)
     assert all(bool(cupy.isfinite(v).all()) for v in outputs + grads)
+
+
+def test_bad_input_on_gpu():
+    import cupy
+    a = layer("lstm", 3, 2, 4, 5)
+    g = on_gpu(a)
+    with pytest.raises(ValueError, match="lstm: arrays live on different devices"):
+        kernels.lstm(g["x"], a["h0"], g["c0"], g["w_ih"], g["w_hh"], g["b_ih"], g["b_hh"])
+    with pytest.raises(TypeError, match="lstm: x must be float32 on cuda"):
+        kernels.lstm(g["x"].astype(cupy.float64), g["h0"], g["c0"], g["w_ih"], g["w_hh"], g["b_ih"], g["b_hh"])
+    with pytest.raises(ValueError, match=r"lstm: lengths must lie in \[1, 3\]"):
+        kernels.lstm(g["x"], g["h0"], g["c0"], g["w_ih"], g["w_hh"], g["b_ih"], g["b_hh"],
+                     lengths=cupy.asarray([4, 1]))
