@@ -6,6 +6,7 @@ GPU shapes: the five LSTM anchors of ANCHORS.md (T, B, input, hidden), DeepBench
 models' layers (row-wise digits T8 B64 I8 H128; the CRNN's BiLSTM layers T26 B16 I512 H256 and a
 T25 B16 H128 layer). flops = the layer's GEMM flops: 2 T B G H (I + H) forward, three times that for
 forward + backward (the gradients of the inputs, the states and the weights).
+NUMBANET_RNN_PATH=step (or persistent) forces our recurrence kernels, to compare the two on the GPU.
 """
 import numpy as np
 

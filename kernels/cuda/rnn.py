@@ -7,6 +7,8 @@ fused step kernel a step (STEP_UNITS units a block). Backward: the same choice (
 phase B of step s+1 and phase A of step s), then the weight, input and bias gradients as GEMMs over
 all steps at once. Buffers are those of kernels/cpu/rnn.py.
 """
+import os
+
 import numba
 import numpy as np
 from numba import cuda, float32, int32, int64
@@ -21,7 +23,8 @@ SHARED_DEFAULT = 48 * 1024   # dynamic shared memory a block may use without opt
 # The persistent kernels give each dot product at least this many neighbouring lanes (consecutive k):
 # a warp then reads one or two rows of h instead of eight, even when the batch fills the block.
 PERSISTENT_MIN_KSPLIT = 8
-force_path = None   # 'persistent' or 'step' forces a path (tests, benchmarks); None chooses
+# 'persistent' or 'step' forces a path (tests; NUMBANET_RNN_PATH for benchmarks); None chooses.
+force_path = os.environ.get("NUMBANET_RNN_PATH") or None
 
 
 def _threads():
