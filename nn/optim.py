@@ -193,6 +193,12 @@ class Optimizer:
         return "\n".join(lines) + "\n)"
 
 
+def _add_one(counts):
+    """counts += 1 in place on its device: on the GPU a CuPy kernel on the current stream, which a graph
+    capture records, so that every replay advances the counts."""
+    counts += 1
+
+
 def _saved_value(key, value):
     if key == "step" and backend.is_array(value):   # a device count: a number, as in torch's state dicts
         return int(round(float(backend.to_numpy(value).reshape(-1)[0])))
@@ -311,10 +317,10 @@ class Adam(Optimizer):
             else:
                 state["step"] += 1
         if device_steps and len(device_steps) == len(group["params"]):
-            group.step_counts += 1
+            _add_one(group.step_counts)
         else:
             for count in device_steps:
-                count += 1   # in place: the view writes into group.step_counts
+                _add_one(count)   # a view: writes into group.step_counts
 
 
 class AdamW(Adam):

@@ -154,3 +154,74 @@ def test_optimizer_with_device_lr_and_steps_matches_cpu_path(cls, options, monke
     assert optimizer.param_groups[0].lr_array is None
     for a, b in zip(on_device, on_cpu):
         assert_close(a.data, b.data, np.float32)
+
+
+class _RecordedGraph:
+    """A stand-in for a CUDA graph in the simulator: while 'capturing', the device work of a step (every
+    kernel launch, and nn.optim's in-place step-count add) is recorded instead of run, with the very
+    argument objects it was given; a replay runs it again as recorded, as a graph replays fixed kernels on
+    fixed addresses with frozen scalar arguments. No Python of the step runs during a replay."""
+
+    def __init__(self, monkeypatch):
+        from kernels.cuda import launch
+        import nn.optim
+        self.work = []
+        self.launch, self.add_one = launch.launch, nn.optim._add_one
+        self.monkeypatch = monkeypatch
+
+    def capture(self, step_fn):
+        from kernels import backend
+        from kernels.cuda import launch
+        import nn.optim
+        with self.monkeypatch.context() as patch:
+            patch.setattr(launch, "launch", lambda *args, **kwargs: self.work.append((self.launch, args, kwargs)))
+            patch.setattr(nn.optim, "_add_one", lambda counts: self.work.append((self.add_one, (counts,), {})))
+            patch.setattr(backend, "is_capturing", lambda: True)
+            step_fn()
+
+    def replay(self):
+        for function, args, kwargs in self.work:
+            function(*args, **kwargs)
+
+
+@pytest.mark.parametrize("cls, options", [("Adam", dict(lr=0.02, amsgrad=True)),
+                                          ("AdamW", dict(lr=0.02, weight_decay=0.1)),
+                                          ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.1))])
+def test_optimizer_step_replayed_like_a_graph_matches_eager_steps(cls, options, monkeypatch):
+    """What nn.capture needs from the optimizers: replays of a step recorded once (after an eager warm-up)
+    follow eager steps, while the scheduler changes lr between them (written through to the device lr)."""
+    import nn
+
+    def make():
+        params = [nn.Parameter(random_array(shape, seed=90 + i)) for i, shape in enumerate([(6, 5), (7,)])]
+        grads = [nn.Tensor(random_array(p.shape, seed=95 + i)) for i, p in enumerate(params)]
+        for p, g in zip(params, grads):
+            p.grad = g   # fixed gradient arrays, as a captured backward writes the same arrays each replay
+        optimizer = getattr(nn.optim, cls)(params, **options)
+        return params, grads, optimizer, nn.optim.CosineAnnealingLR(optimizer, T_max=3)
+
+    eager, eager_grads, eager_optimizer, eager_scheduler = make()
+    replayed, grads, optimizer, scheduler = make()
+    graph = _RecordedGraph(monkeypatch)
+    for step in range(7):
+        for g, h in zip(eager_grads, grads):   # new gradient values in the same arrays
+            g.data[...] = h.data[...] = random_array(g.shape, seed=100 + step)
+        eager_optimizer.step()
+        if step == 0:
+            optimizer.step()                   # eager warm-up: creates the state
+        else:
+            if step == 1:
+                graph.capture(optimizer.step)  # records, runs nothing
+            graph.replay()
+        eager_scheduler.step()
+        scheduler.step()
+    assert len(graph.work) == 2 + (cls != "SGD")   # two update kernels, and Adam's one step-count add
+    for a, b in zip(replayed, eager):
+        np.testing.assert_array_equal(a.data, b.data)
+    saved, expected = optimizer.state_dict(), eager_optimizer.state_dict()
+    assert saved["param_groups"] == expected["param_groups"]
+    for index, entry in expected["state"].items():
+        for key, value in entry.items():
+            np.testing.assert_array_equal(saved["state"][index][key], value)
+    if cls != "SGD":
+        assert saved["state"][0]["step"] == 7
