@@ -106,3 +106,19 @@ def test_step_kernels_split_units_over_blocks(mode, monkeypatch):
     expected_outputs, expected_grads = reference(mode, a, lengths, True, grad_y, grad_h, grad_c)
     for value, expected in zip(outputs + grads, expected_outputs + expected_grads):
         assert_close(value, expected, np.float32, scale=4)
+
+
+def test_final_state_gradients_only():
+    """grad_y None (and grad_c_n None): only h_n carries a gradient."""
+    T, B, H = 2, 2, 3
+    a = layer("lstm", T, B, 2, H, seed=70)
+    grad_h = random_array((B, H), seed=71)
+    *_, saved = kernels.lstm(a["x"], None, None, a["w_ih"], a["w_hh"], a["b_ih"], None, training=True)
+    grads = [g for g in kernels.lstm_backward(saved, None, grad_h) if g is not None]
+    y, states, cells, gates, aux = cpu.forward("lstm", a["x"], None, None, a["w_ih"], a["w_hh"], a["b_ih"], None,
+                                               None, False)
+    expected = [g for g in cpu.backward("lstm", a["x"], a["w_ih"], a["w_hh"], True, False, None, False, states,
+                                        cells, gates, aux, None, grad_h, None) if g is not None]
+    assert len(grads) == len(expected) == 6
+    for value, reference_value in zip(grads, expected):
+        assert_close(value, reference_value, np.float32, scale=4)
