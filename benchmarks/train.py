@@ -214,5 +214,5 @@ def cases(device, quick=False):
             rows.append(Case(label=f"{label}, b{batch}, graph", make_inputs=make,
                              ours=lambda *inputs, step=captured, count=count: step(*inputs[:count]),
                              vendor=vendor, vendor_name="torch eager (same model)", samples=batch,
-                             note="nn.capture replay (Adam bias corrections frozen at capture)"))
+                             note="nn.capture replay of the same Adam step"))
     return rows
