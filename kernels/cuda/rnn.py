@@ -16,7 +16,7 @@ from numba import cuda, float32, int32, int64
 from .. import backend
 from ..cpu.rnn import prev_state_slice
 from .launch import ceil_div, device_view, launch
-from .rnn_kernels import CELLS, GATE_COUNT, REDUCE_SLOTS, THREADS, kernels_for, weight_stride
+from .rnn_kernels import CELLS, GATE_COUNT, PERSISTENT_THREADS, REDUCE_SLOTS, THREADS, kernels_for, weight_stride
 
 STEP_UNITS = 32     # units a block in the step kernels: a warp of consecutive units reads W_hh^T coalesced
 SHARED_DEFAULT = 48 * 1024   # dynamic shared memory a block may use without opting in
@@ -27,9 +27,11 @@ PERSISTENT_MIN_KSPLIT = 8
 force_path = os.environ.get("NUMBANET_RNN_PATH") or None
 
 
-def _threads():
+def _threads(persistent=False):
     # The simulator runs one OS thread per CUDA thread: a warp is plenty for its tiny shapes.
-    return 32 if backend.SIMULATOR else THREADS
+    if backend.SIMULATOR:
+        return 32
+    return PERSISTENT_THREADS if persistent else THREADS
 
 
 def ksplit_for(pairs, length, threads, minimum=1):
@@ -97,7 +99,7 @@ def persistent_plan(kind, cell, B, H, args):
     G = GATE_COUNT[cell]
     kernel = kernels_for(cell)[f"persistent_{kind}"]
     compiled = _compiled(kernel, args)
-    threads = _threads()
+    threads = _threads(persistent=True)
     plan = None
     if backend.SIMULATOR:  # one block owning every unit: the simulator's form of the kernel
         plan = (1, H, persistent_shared_bytes(kind, G, H, H))
@@ -167,6 +169,7 @@ def forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, host_lengths, reverse):
     plan = _use_persistent("forward", cell, B, H, args)
     if plan is not None:
         blocks, units, nbytes = plan
+        threads = _threads(persistent=True)
         ksplit = ksplit_for(B * units, H, threads, PERSISTENT_MIN_KSPLIT)
         launch(kernels["persistent_forward"], blocks, threads, T, B, H, units, ksplit, *args[5:],
                shared_bytes=nbytes)
@@ -209,6 +212,7 @@ def backward(saved, grad_y, grad_h_n, grad_c_n):
     plan = _use_persistent("backward", cell, B, H, args)
     if plan is not None:
         blocks, units, nbytes = plan
+        threads = _threads(persistent=True)
         ksplit = ksplit_for(B * units, G * H, threads, PERSISTENT_MIN_KSPLIT)
         launch(kernels["persistent_backward"], blocks, threads, T, B, H, units, ksplit, *args[5:],
                shared_bytes=nbytes)

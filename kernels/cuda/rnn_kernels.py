@@ -2,7 +2,8 @@
 update, per time step (one launch a step) or persistent (one cooperative launch for the sequence).
 
 Each block owns a slice of `units` hidden units and all G gates of them, so the state update is
-local. Launch: THREADS threads a block (a power of two), ceil(H / units) blocks. A block's threads
+local. Launch: ceil(H / units) blocks of THREADS threads (step kernels) or PERSISTENT_THREADS (the
+persistent ones: one block an SM, so more warps to hide the latency of each step). A block's threads
 walk the (sample, unit) pairs; each dot product over k is split `ksplit` ways (to fill the block when
 pairs are few, and in the persistent kernels at least 8 ways so that a warp reads few rows of h) and
 summed through shared memory (no shuffles, so the simulator runs it). Persistent kernels keep their
@@ -22,8 +23,11 @@ from numba import cuda, float32
 
 from .. import backend
 
-THREADS = 256                 # threads a block; a power of two (the k-split tree reduction needs it)
-REDUCE_SLOTS = THREADS * 4    # partial sums: up to 4 gates for each thread
+THREADS = 256                 # threads a block, step kernels; powers of two (the k-split tree reduction)
+PERSISTENT_THREADS = 512      # persistent kernels: <= 128 registers a thread keeps one block an SM
+REDUCE_SLOTS = max(THREADS, PERSISTENT_THREADS) * 4    # partial sums: up to 4 gates for each thread
+PERSISTENT_REGISTERS = 65536 // PERSISTENT_THREADS       # so that a block of them can launch at all
+PERSISTENT_OPTIONS = {} if backend.SIMULATOR else {"max_registers": PERSISTENT_REGISTERS}  # no such option there
 LSTM, GRU, RNN_TANH, RNN_RELU = 0, 1, 2, 3
 CELLS = {"lstm": LSTM, "gru": GRU, "rnn_tanh": RNN_TANH, "rnn_relu": RNN_RELU}
 GATE_COUNT = {LSTM: 4, GRU: 3, RNN_TANH: 1, RNN_RELU: 1}
@@ -277,7 +281,7 @@ def kernels_for(cell):
             backward_phase_a(step_a, T, B, H, unit0, here, gates, states, cells, aux, grad_y, grad_h, grad_c,
                              grad_gates, grad_hidden, lengths, reverse)
 
-    @cuda.jit
+    @cuda.jit(**PERSISTENT_OPTIONS)
     def persistent_forward(T, B, H, units, ksplit, w, gates, b_hn, states, cells, aux, y, lengths, reverse):
         """All T steps; the block's rows of W_hh (G x units x H, row stride weight_stride(H)) stay in
         dynamic shared memory; a grid barrier publishes each step's states to every block."""
@@ -299,7 +303,7 @@ def kernels_for(cell):
                          gates, b_hn, states, cells, aux, y, lengths, reverse, red)
             grid_barrier()
 
-    @cuda.jit
+    @cuda.jit(**PERSISTENT_OPTIONS)
     def persistent_backward(T, B, H, units, ksplit, w, gates, states, cells, aux, grad_y, grad_h, grad_c,
                             grad_gates, grad_hidden, lengths, reverse):
         """All T steps backwards; the block's columns of W_hh, stored as rows (units x G*H, row stride

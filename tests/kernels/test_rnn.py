@@ -244,3 +244,17 @@ def test_bad_input():
         kernels.lstm_backward(saved, np.zeros((3, 2, 4), np.float32))
     with pytest.raises(TypeError, match="gru_backward: saved must come from the matching forward"):
         kernels.gru_backward(saved, None)
+
+
+def test_persistent_kernels_fit_their_block_size():
+    """A persistent block has PERSISTENT_THREADS threads: its kernels must need no more registers than
+    an SM has for them, without spilling (compiled for sm_90 here, no GPU needed)."""
+    import shutil
+    from kernels.cuda import resources, rnn_kernels
+    from kernels.cuda.rnn import PTX_SIGNATURES
+    if shutil.which("ptxas") is None:
+        pytest.skip("needs ptxas")
+    for label, kernel, signature in PTX_SIGNATURES:
+        if label.startswith("lstm_persistent"):
+            report = resources.check_kernel(label, kernel, signature)
+            assert report["ok"] and report["registers"] <= rnn_kernels.PERSISTENT_REGISTERS, report
