@@ -34,8 +34,10 @@ def registered_kernels():
 def compile_ptx(kernel, signature):
     from numba import cuda
     options = getattr(kernel, "targetoptions", {})
+    # Same options as the launch compiles with, so registers are those the kernel really gets.
     ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=TARGET_CC,
-                              fastmath=options.get("fastmath", False))
+                              fastmath=options.get("fastmath", False),
+                              launch_bounds=options.get("launch_bounds"))
     return ptx
 
 
