@@ -5,7 +5,8 @@ Input pixels are split into sh*sw phases (h mod sh, w mod sw); within a phase ex
 r0 + step, ... divide evenly, and p = p0(h) - i*dp for the i-th of them, so no multiply is spent on the
 holes a stride leaves (stride 1 is the single phase r0 = 0, step 1). One launch per phase: grid
 (ceil(N*Hphase*Wphase / BN), ceil(C/groups / BM), groups), THREADS = 256, the same BM x BN tiles, TM x TN
-register micro-tiles, BK = 8 slices and register prefetch as the forward kernel (conv_forward.py):
+register micro-tiles in strips, double-buffered BK = 8 slices and register prefetch as the forward
+kernel (conv_forward.py):
 A is the weight read as W[k, c, r, s] (transposed on the fly), B gathers grad_out.
 """
 import functools
@@ -13,22 +14,22 @@ import math
 
 from numba import cuda, float32, int32
 
-from .conv_forward import OUTSIDE, THREADS
+from .conv_forward import OUTSIDE, SHARED_ALIGNMENT, THREADS, WARP_COLS, WARP_ROWS, jit_options, tile_layout
 
 
 @functools.lru_cache(maxsize=None)
 def backward_data_kernel(config):
     BM, BN, BK, TM, TN = config
-    THREAD_COLS = BN // TN
-    THREAD_ROWS = BM // TM
+    (THREAD_ROWS, THREAD_COLS, STRIP_M, STRIP_N, STRIDE_M, STRIDE_N, STRIPS_A, STRIPS_B,
+     WARPS_N) = tile_layout(config)
     ACC = TM * TN
     ROW_THREADS = THREADS // BK
     B_LOADS = BN // ROW_THREADS
     A_STEP = THREADS // BK
     A_LOADS = max(1, BM * BK // THREADS)
-    assert THREAD_COLS * THREAD_ROWS == THREADS and BN % ROW_THREADS == 0 and BN <= THREADS
+    assert BN % ROW_THREADS == 0 and BN <= THREADS
 
-    @cuda.jit(fastmath=True)
+    @cuda.jit(**jit_options(config))
     def conv2d_backward_data(grad_out, weight, grad_x, batch, in_channels, height, width, out_channels,
                              kernel_h, kernel_w, out_h, out_w, groups, stride_h, stride_w,
                              phase_h, phase_w, phase_rows, phase_cols, first_tap_h, first_tap_w,
@@ -53,8 +54,8 @@ def backward_data_kernel(config):
         pixel_p = cuda.shared.array(BN, int32)
         pixel_q = cuda.shared.array(BN, int32)
         pixel_out = cuda.shared.array(BN, int32)
-        tile_a = cuda.shared.array((BK, BM), float32)
-        tile_b = cuda.shared.array((BK, BN), float32)
+        tile_a = cuda.shared.array((2, BK, STRIPS_A, STRIP_M), float32, alignment=SHARED_ALIGNMENT)
+        tile_b = cuda.shared.array((2, BK, STRIPS_B, STRIP_N), float32, alignment=SHARED_ALIGNMENT)
         if tid < BN:
             col = tile_col + tid
             if col < columns:
@@ -83,21 +84,14 @@ def backward_data_kernel(config):
         a_row = tid // BK
         b_k = tid // ROW_THREADS
         b_lane = tid % ROW_THREADS
-        thread_col = tid % THREAD_COLS
-        thread_row = tid // THREAD_COLS
+        warp = tid >> 5
+        lane = tid & 31
+        thread_row = (warp // WARPS_N) * WARP_ROWS + (lane >> 3)
+        thread_col = (warp % WARPS_N) * WARP_COLS + (lane & (WARP_COLS - 1))
         steps = (reduction + BK - 1) // BK
         cuda.syncthreads()
 
         for step in range(steps + 1):
-            if step > 0:
-                cuda.syncthreads()
-                for i in range(A_LOADS):
-                    row = a_row + i * A_STEP
-                    if row < BM:
-                        tile_a[a_k, row] = next_a[i]
-                for i in range(B_LOADS):
-                    tile_b[b_k, b_lane + i * ROW_THREADS] = next_b[i]
-                cuda.syncthreads()
             if step < steps:
                 # A[c, (k, tap)] = W[k, c, r, s] for the phase's tap (r, s).
                 kk = step * BK + a_k
@@ -130,21 +124,34 @@ def backward_data_kernel(config):
                         value = grad_out[pixel_source[j] + tap_offset]
                     next_b[i] = value
             if step > 0:
+                buffer = (step - 1) & 1
                 for k in range(BK):
-                    for i in range(TM):
-                        frag_a[i] = tile_a[k, thread_row + i * THREAD_ROWS]
-                    for j in range(TN):
-                        frag_b[j] = tile_b[k, thread_col + j * THREAD_COLS]
+                    for g in range(TM // STRIP_M):
+                        for r in range(STRIP_M):
+                            frag_a[g * STRIP_M + r] = tile_a[buffer, k, g * (STRIDE_M // STRIP_M) + thread_row, r]
+                    for g in range(TN // STRIP_N):
+                        for r in range(STRIP_N):
+                            frag_b[g * STRIP_N + r] = tile_b[buffer, k, g * (STRIDE_N // STRIP_N) + thread_col, r]
                     for i in range(TM):
                         for j in range(TN):
                             acc[i * TN + j] += frag_a[i] * frag_b[j]
+            if step < steps:
+                buffer = step & 1
+                for i in range(A_LOADS):
+                    row = a_row + i * A_STEP
+                    if row < BM:
+                        tile_a[buffer, a_k, row // STRIP_M, row % STRIP_M] = next_a[i]
+                for i in range(B_LOADS):
+                    col = b_lane + i * ROW_THREADS
+                    tile_b[buffer, b_k, col // STRIP_N, col % STRIP_N] = next_b[i]
+            cuda.syncthreads()
 
         for i in range(TM):
-            row = tile_row + thread_row + i * THREAD_ROWS
+            row = tile_row + (i // STRIP_M) * STRIDE_M + thread_row * STRIP_M + i % STRIP_M
             if row < c_group:
                 channel_offset = (group * c_group + row) * in_plane
                 for j in range(TN):
-                    target = pixel_out[thread_col + j * THREAD_COLS]
+                    target = pixel_out[(j // STRIP_N) * STRIDE_N + thread_col * STRIP_N + j % STRIP_N]
                     if target >= 0:
                         grad_x[target + channel_offset] = acc[i * TN + j]
 

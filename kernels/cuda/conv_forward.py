@@ -1,12 +1,13 @@
 """conv2d forward as an implicit GEMM: y[k, pixel] = sum over (c, r, s) of W[k, c, r, s] * x[n, c, p*sh - pt + r*dh, q*sw - pl + s*dw].
 
 Launch: grid (ceil(N*P*Q / BN), ceil(K/groups / BM), groups), THREADS = (BM/TM)*(BN/TN) = 256. Each block
-computes a BM x BN tile (output channels x output pixels), each thread a TM x TN micro-tile in registers,
-strided by BM/TM and BN/TN so that shared-memory reads are conflict-free and stores coalesced. The
-reduction advances BK = 8 at a time: weights go to shared memory transposed, input patches are gathered
-from x straight into shared memory (no im2col in GPU memory), and the next slice is loaded into
-registers while the current one is multiplied. Per-pixel index arithmetic is done once per block into
-small shared tables; each thread loads one reduction row per step (ROW_THREADS consecutive threads
+computes a BM x BN tile (output channels x output pixels), each thread a TM x TN micro-tile in registers
+made of strips of up to 4 adjacent rows/columns (one vector shared-memory read each), a warp covering
+4 x 8 threads of the thread grid (few distinct shared addresses a read). The reduction advances BK = 8
+at a time through two shared buffers (one barrier a step): weights go to shared memory transposed,
+input patches are gathered from x straight into shared memory (no im2col in GPU memory), and slice s+1
+is loaded into registers while slice s is multiplied. Per-pixel index arithmetic is done once per block
+into small shared tables; each thread loads one reduction row per step (ROW_THREADS consecutive threads
 share it and read consecutive pixels, so the gathers coalesce for stride 1).
 """
 import functools
@@ -14,25 +15,55 @@ from collections import namedtuple
 
 from numba import cuda, float32, int32
 
+from .. import backend
+
 TileConfig = namedtuple("TileConfig", "block_rows block_cols block_k thread_rows thread_cols")
 THREADS = 256
 OUTSIDE = -(2**30)  # a window corner row no tap can bring back inside the image: marks padding columns
+STRIP = 4           # a micro-tile is built of strips of up to 4 adjacent rows (columns): ld.shared.v4
+PAD = 4             # shared rows of BM+4 floats: the transposing weight stores hit 32 different banks
+WARP_ROWS, WARP_COLS = 4, 8
+# 16-byte aligned shared rows let NVVM merge a strip's reads into one vector load (not in the simulator).
+SHARED_ALIGNMENT = None if backend.SIMULATOR else 16
+# Launch bounds: two 256-thread blocks an SM (ptxas keeps to 128 registers, no spills: checked) for
+# micro-tiles up to 32 accumulators; the 8x8 one needs more registers than that and runs one block an SM.
+BLOCKS_PER_SM = 2
+
+TileLayout = namedtuple("TileLayout", "thread_rows thread_cols strip_m strip_n stride_m stride_n "
+                                      "strips_a strips_b warps_n")
+
+
+def tile_layout(config):
+    """Where each thread's micro-tile lies: strips of strip_m rows stride_m apart, same for columns."""
+    BM, BN, BK, TM, TN = config
+    thread_rows, thread_cols = BM // TM, BN // TN
+    strip_m, strip_n = min(STRIP, TM), min(STRIP, TN)
+    assert thread_rows * thread_cols == THREADS and thread_rows % WARP_ROWS == 0 and thread_cols % WARP_COLS == 0
+    return TileLayout(thread_rows, thread_cols, strip_m, strip_n, thread_rows * strip_m, thread_cols * strip_n,
+                      (BM + PAD) // strip_m, (BN + PAD) // strip_n, thread_cols // WARP_COLS)
+
+
+def jit_options(config):
+    if backend.SIMULATOR:
+        return {"fastmath": True}
+    blocks = 1 if config.thread_rows * config.thread_cols > 32 else BLOCKS_PER_SM
+    return {"fastmath": True, "launch_bounds": (THREADS, blocks)}
 
 
 @functools.lru_cache(maxsize=None)
 def forward_kernel(config):
     """The forward kernel specialised for one TileConfig (compiled on first launch)."""
     BM, BN, BK, TM, TN = config
-    THREAD_COLS = BN // TN             # threads along the pixel dimension of the micro-tile grid
-    THREAD_ROWS = BM // TM
+    (THREAD_ROWS, THREAD_COLS, STRIP_M, STRIP_N, STRIDE_M, STRIDE_N, STRIPS_A, STRIPS_B,
+     WARPS_N) = tile_layout(config)
     ACC = TM * TN
     ROW_THREADS = THREADS // BK        # threads that load one reduction row of the B tile together
     B_LOADS = BN // ROW_THREADS
     A_STEP = THREADS // BK             # rows of the A tile covered by one pass of all threads
     A_LOADS = max(1, BM * BK // THREADS)
-    assert THREAD_COLS * THREAD_ROWS == THREADS and BN % ROW_THREADS == 0 and BN <= THREADS
+    assert BN % ROW_THREADS == 0 and BN <= THREADS
 
-    @cuda.jit(fastmath=True)
+    @cuda.jit(**jit_options(config))
     def conv2d_forward(x, weight, bias, y, batch, in_channels, height, width, out_channels, kernel_h,
                        kernel_w, out_h, out_w, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w,
                        groups, has_bias):
@@ -54,8 +85,8 @@ def forward_kernel(config):
         pixel_h = cuda.shared.array(BN, int32)
         pixel_w = cuda.shared.array(BN, int32)
         pixel_out = cuda.shared.array(BN, int32)
-        tile_a = cuda.shared.array((BK, BM), float32)
-        tile_b = cuda.shared.array((BK, BN), float32)
+        tile_a = cuda.shared.array((2, BK, STRIPS_A, STRIP_M), float32, alignment=SHARED_ALIGNMENT)
+        tile_b = cuda.shared.array((2, BK, STRIPS_B, STRIP_N), float32, alignment=SHARED_ALIGNMENT)
         if tid < BN:
             col = tile_col + tid
             if col < columns:
@@ -85,22 +116,17 @@ def forward_kernel(config):
         a_row = tid // BK
         b_k = tid // ROW_THREADS
         b_lane = tid % ROW_THREADS
-        thread_col = tid % THREAD_COLS
-        thread_row = tid // THREAD_COLS
+        warp = tid >> 5
+        lane = tid & 31
+        thread_row = (warp // WARPS_N) * WARP_ROWS + (lane >> 3)
+        thread_col = (warp % WARPS_N) * WARP_COLS + (lane & (WARP_COLS - 1))
         steps = (reduction + BK - 1) // BK
         a_base = (group * k_group + tile_row) * reduction
         cuda.syncthreads()
 
+        # Step s fetches slice s into registers, multiplies slice s-1 from buffer (s-1)&1, then stores
+        # slice s into buffer s&1: one barrier a step, the global loads' latency hidden by the FMAs.
         for step in range(steps + 1):
-            if step > 0:
-                cuda.syncthreads()  # everyone is done reading the previous slice
-                for i in range(A_LOADS):
-                    row = a_row + i * A_STEP
-                    if row < BM:
-                        tile_a[a_k, row] = next_a[i]
-                for i in range(B_LOADS):
-                    tile_b[b_k, b_lane + i * ROW_THREADS] = next_b[i]
-                cuda.syncthreads()
             if step < steps:
                 # Registers <- slice `step` of the weights (A) and of the gathered patches (B).
                 kk = step * BK + a_k
@@ -126,24 +152,37 @@ def forward_kernel(config):
                         value = x[pixel_source[j] + tap_offset]
                     next_b[i] = value
             if step > 0:
+                buffer = (step - 1) & 1
                 for k in range(BK):
-                    for i in range(TM):
-                        frag_a[i] = tile_a[k, thread_row + i * THREAD_ROWS]
-                    for j in range(TN):
-                        frag_b[j] = tile_b[k, thread_col + j * THREAD_COLS]
+                    for g in range(TM // STRIP_M):
+                        for r in range(STRIP_M):
+                            frag_a[g * STRIP_M + r] = tile_a[buffer, k, g * (STRIDE_M // STRIP_M) + thread_row, r]
+                    for g in range(TN // STRIP_N):
+                        for r in range(STRIP_N):
+                            frag_b[g * STRIP_N + r] = tile_b[buffer, k, g * (STRIDE_N // STRIP_N) + thread_col, r]
                     for i in range(TM):
                         for j in range(TN):
                             acc[i * TN + j] += frag_a[i] * frag_b[j]
+            if step < steps:
+                buffer = step & 1
+                for i in range(A_LOADS):
+                    row = a_row + i * A_STEP
+                    if row < BM:
+                        tile_a[buffer, a_k, row // STRIP_M, row % STRIP_M] = next_a[i]
+                for i in range(B_LOADS):
+                    col = b_lane + i * ROW_THREADS
+                    tile_b[buffer, b_k, col // STRIP_N, col % STRIP_N] = next_b[i]
+            cuda.syncthreads()
 
         for i in range(TM):
-            row = tile_row + thread_row + i * THREAD_ROWS
+            row = tile_row + (i // STRIP_M) * STRIDE_M + thread_row * STRIP_M + i % STRIP_M
             if row < k_group:
                 channel = group * k_group + row
                 shift = float32(0.0)
                 if has_bias != 0:
                     shift = bias[channel]
                 for j in range(TN):
-                    target = pixel_out[thread_col + j * THREAD_COLS]
+                    target = pixel_out[(j // STRIP_N) * STRIDE_N + thread_col * STRIP_N + j % STRIP_N]
                     if target >= 0:
                         y[target + channel * out_plane] = acc[i * TN + j] + shift
 

@@ -3,8 +3,9 @@
 Weight: gW[k, (c, r, s)] = sum over pixels (n, p, q) of gy[n, k, p, q] * x[n, c, p*sh - pt + r*dh, q*sw - pl + s*dw],
 an implicit GEMM with the long N*P*Q reduction split over grid z (groups * splits); with more than one
 split each block atomically adds its partial tile into a zeroed gW. Launch: grid (ceil(C/G*R*S / BN),
-ceil(K/G / BM), groups * splits), THREADS = 256, micro-tiles TM x TN in registers; BK = 16 pixels per
-step so that a warp's loads run along consecutive pixels (coalesced rows of gy and x).
+ceil(K/G / BM), groups * splits), THREADS = 256, micro-tiles TM x TN in registers (strips, warp layout
+and double-buffered shared slices as in conv_forward.py); BK = 16 pixels per step so that a warp's
+loads run along consecutive pixels (coalesced rows of gy and x).
 Bias: one block per (channel, image) sums a contiguous P*Q plane in shared memory (no warp shuffles,
 so the simulator runs it) and adds it atomically into a zeroed gb.
 """
@@ -12,21 +13,21 @@ import functools
 
 from numba import cuda, float32, int32
 
-from .conv_forward import THREADS, TileConfig
+from .conv_forward import SHARED_ALIGNMENT, THREADS, WARP_COLS, WARP_ROWS, TileConfig, jit_options, tile_layout
 
 
 @functools.lru_cache(maxsize=None)
 def weight_gradient_kernel(config):
     BM, BN, BK, TM, TN = config
-    THREAD_COLS = BN // TN
-    THREAD_ROWS = BM // TM
+    (THREAD_ROWS, THREAD_COLS, STRIP_M, STRIP_N, STRIDE_M, STRIDE_N, STRIPS_A, STRIPS_B,
+     WARPS_N) = tile_layout(config)
     ACC = TM * TN
     LOAD_STEP = THREADS // BK          # tile rows (A) or columns (B) covered by one pass of all threads
     A_LOADS = max(1, BM * BK // THREADS)
     B_LOADS = max(1, BN * BK // THREADS)
-    assert THREAD_COLS * THREAD_ROWS == THREADS and BN <= THREADS
+    assert BN <= THREADS
 
-    @cuda.jit(fastmath=True)
+    @cuda.jit(**jit_options(config))
     def conv2d_weight_gradient(grad_out, x, grad_weight, batch, in_channels, height, width,
                                out_channels, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w,
                                pad_top, pad_left, dilation_h, dilation_w, groups, splits):
@@ -51,8 +52,8 @@ def weight_gradient_kernel(config):
         column_offset = cuda.shared.array(BN, int32)
         column_h = cuda.shared.array(BN, int32)
         column_w = cuda.shared.array(BN, int32)
-        tile_a = cuda.shared.array((BK, BM), float32)
-        tile_b = cuda.shared.array((BK, BN), float32)
+        tile_a = cuda.shared.array((2, BK, STRIPS_A, STRIP_M), float32, alignment=SHARED_ALIGNMENT)
+        tile_b = cuda.shared.array((2, BK, STRIPS_B, STRIP_N), float32, alignment=SHARED_ALIGNMENT)
         if tid < BN:
             col = tile_col + tid
             if col < columns:
@@ -74,22 +75,15 @@ def weight_gradient_kernel(config):
             acc[i] = float32(0.0)
         load_k = tid % BK
         load_index = tid // BK
-        thread_col = tid % THREAD_COLS
-        thread_row = tid // THREAD_COLS
+        warp = tid >> 5
+        lane = tid & 31
+        thread_row = (warp // WARPS_N) * WARP_ROWS + (lane >> 3)
+        thread_col = (warp % WARPS_N) * WARP_COLS + (lane & (WARP_COLS - 1))
         cuda.syncthreads()
 
+        # Step s fetches slice s into registers, multiplies slice s-1 from buffer (s-1)&1, stores slice s
+        # into buffer s&1, then one barrier.
         for step in range(first_step, last_step + 1):
-            if step > first_step:
-                cuda.syncthreads()
-                for i in range(A_LOADS):
-                    row = load_index + i * LOAD_STEP
-                    if row < BM:
-                        tile_a[load_k, row] = next_a[i]
-                for i in range(B_LOADS):
-                    col = load_index + i * LOAD_STEP
-                    if col < BN:
-                        tile_b[load_k, col] = next_b[i]
-                cuda.syncthreads()
             if step < last_step:
                 pixel = step * BK + load_k
                 valid = pixel < pixels
@@ -116,21 +110,35 @@ def weight_gradient_kernel(config):
                             value = x[b_base + offset + h * width + w]
                     next_b[i] = value
             if step > first_step:
+                buffer = (step - 1) & 1
                 for k in range(BK):
-                    for i in range(TM):
-                        frag_a[i] = tile_a[k, thread_row + i * THREAD_ROWS]
-                    for j in range(TN):
-                        frag_b[j] = tile_b[k, thread_col + j * THREAD_COLS]
+                    for g in range(TM // STRIP_M):
+                        for r in range(STRIP_M):
+                            frag_a[g * STRIP_M + r] = tile_a[buffer, k, g * (STRIDE_M // STRIP_M) + thread_row, r]
+                    for g in range(TN // STRIP_N):
+                        for r in range(STRIP_N):
+                            frag_b[g * STRIP_N + r] = tile_b[buffer, k, g * (STRIDE_N // STRIP_N) + thread_col, r]
                     for i in range(TM):
                         for j in range(TN):
                             acc[i * TN + j] += frag_a[i] * frag_b[j]
+            if step < last_step:
+                buffer = step & 1
+                for i in range(A_LOADS):
+                    row = load_index + i * LOAD_STEP
+                    if row < BM:
+                        tile_a[buffer, load_k, row // STRIP_M, row % STRIP_M] = next_a[i]
+                for i in range(B_LOADS):
+                    col = load_index + i * LOAD_STEP
+                    if col < BN:
+                        tile_b[buffer, load_k, col // STRIP_N, col % STRIP_N] = next_b[i]
+            cuda.syncthreads()
 
         for i in range(TM):
-            row = tile_row + thread_row + i * THREAD_ROWS
+            row = tile_row + (i // STRIP_M) * STRIDE_M + thread_row * STRIP_M + i % STRIP_M
             if row < k_group:
                 row_base = (group * k_group + row) * columns
                 for j in range(TN):
-                    col = tile_col + thread_col + j * THREAD_COLS
+                    col = tile_col + (j // STRIP_N) * STRIDE_N + thread_col * STRIP_N + j % STRIP_N
                     if col < columns:
                         if splits > 1:
                             cuda.atomic.add(grad_weight, row_base + col, acc[i * TN + j])

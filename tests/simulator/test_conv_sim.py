@@ -6,7 +6,8 @@ import kernels
 from kernels import conv as public
 from kernels.cpu import conv as cpu
 from kernels.cuda import conv as gpu
-from kernels.cuda.conv_forward import TileConfig
+from kernels.cuda.conv_forward import CONFIGS
+from kernels.cuda.conv_weight import WEIGHT_CONFIGS
 from tests.oracle import assert_close, random_array
 
 # (input shape, weight shape, keyword arguments): small enough for the simulator's one-thread-per-thread model.
@@ -53,9 +54,9 @@ def test_conv2d_forward_without_bias_matches_cpu():
     assert_close(kernels.conv2d(x, weight), expected, np.float32)
 
 
-@pytest.mark.parametrize("config", [TileConfig(128, 128, 8, 8, 8), TileConfig(64, 128, 8, 4, 8)])
-def test_large_tile_shapes_match_cpu(config, monkeypatch):
-    """The wide tiles are chosen only for many channels; force them on a tiny shape (one block)."""
+@pytest.mark.parametrize("config", [c for _, c in CONFIGS], ids=[f"{c.block_rows}x{c.block_cols}" for _, c in CONFIGS])
+def test_every_tile_shape_matches_cpu(config, monkeypatch):
+    """Each tile is chosen only for some channel counts and grid sizes; force each on a tiny shape."""
     monkeypatch.setattr(gpu, "choose_config", lambda rows, columns, groups: config)
     x = random_array((1, 3, 3, 5), seed=7)
     weight = random_array((5, 3, 3, 3), seed=8)
@@ -67,10 +68,11 @@ def test_large_tile_shapes_match_cpu(config, monkeypatch):
                  name="grad_x")
 
 
-def test_weight_gradient_split_reduction_and_wide_tiles_match_cpu(monkeypatch):
-    """Several blocks share one weight tile's pixel reduction (atomic adds), with the 64x64 tile."""
-    from kernels.cuda import conv_weight
-    monkeypatch.setattr(gpu, "choose_weight_config", lambda rows, columns: conv_weight.WEIGHT_CONFIGS[1][2])
+@pytest.mark.parametrize("config", [c for _, _, c in WEIGHT_CONFIGS],
+                         ids=[f"{c.block_rows}x{c.block_cols}" for _, _, c in WEIGHT_CONFIGS])
+def test_weight_gradient_tiles_and_split_reduction_match_cpu(config, monkeypatch):
+    """Several blocks share one weight tile's pixel reduction (atomic adds), for every tile shape."""
+    monkeypatch.setattr(gpu, "choose_weight_config", lambda rows, columns: config)
     x = random_array((2, 2, 6, 7), seed=10)
     grad_out = random_array((2, 3, 6, 7), seed=11)
     weight_shape = (3, 2, 3, 3)
