@@ -67,11 +67,19 @@ def _geometry(op, input_shape, weight_shape, stride, padding, dilation, groups):
     return Geometry(stride, pads, dilation, groups, out_hw)
 
 
-def _check_input_shape(op, input_shape):
+def _check_input_shape(op, input_shape, name="input_shape", first_may_be_zero=True):
+    """4 ints, all positive except possibly the batch size (an empty batch has empty gradients)."""
     shape = tuple(input_shape)
-    if len(shape) != 4 or any(isinstance(v, bool) or not hasattr(v, "__index__") or v < 1 for v in shape):
-        raise ValueError(f"{op}: input_shape must be 4 positive ints (N, C, H, W), got {input_shape!r}")
+    lowest = (0 if first_may_be_zero else 1, 1, 1, 1)
+    if len(shape) != 4 or any(isinstance(v, bool) or not hasattr(v, "__index__") or v < low
+                              for v, low in zip(shape, lowest)):
+        raise ValueError(f"{op}: {name} must be 4 positive ints, got {input_shape!r}")
     return tuple(int(v) for v in shape)
+
+
+def _zeros(like, shape):
+    """Result of a call with an empty batch (no kernel launches a grid of zero blocks)."""
+    return backend.array_module(like).zeros(shape, like.dtype)
 
 
 def conv2d_output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):
@@ -90,6 +98,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     geometry = _geometry(op, x.shape, weight.shape, stride, padding, dilation, groups)
     if bias is not None:
         check_shape(op, "bias", bias, (weight.shape[0],))
+    if x.shape[0] == 0:
+        return _zeros(x, (0, weight.shape[0]) + geometry.out_hw)
     if device == "cpu":
         return cpu.conv2d(x, weight, bias, *geometry[:4])
     x, weight = contiguous(x), contiguous(weight)
@@ -113,6 +123,8 @@ def conv2d_backward_input(grad_out, weight, input_shape, stride=1, padding=0, di
     input_shape = _check_input_shape(op, input_shape)
     geometry = _geometry(op, input_shape, weight.shape, stride, padding, dilation, groups)
     _check_grad_out(op, grad_out, (input_shape[0], weight.shape[0]) + geometry.out_hw)
+    if input_shape[0] == 0:
+        return _zeros(grad_out, input_shape)
     if device == "cpu":
         return cpu.conv2d_backward_input(grad_out, weight, input_shape, *geometry[:4])
     grad_out, weight = contiguous(grad_out), contiguous(weight)
@@ -127,9 +139,11 @@ def conv2d_backward_weight(grad_out, x, weight_shape, stride=1, padding=0, dilat
     device = backend.device_of(op, grad_out, x)
     float_dtype(op, device, grad_out=grad_out, x=x)
     check_ndim(op, "x", x, 4)
-    weight_shape = _check_input_shape(op, weight_shape)
+    weight_shape = _check_input_shape(op, weight_shape, "weight_shape", first_may_be_zero=False)
     geometry = _geometry(op, x.shape, weight_shape, stride, padding, dilation, groups)
     _check_grad_out(op, grad_out, (x.shape[0], weight_shape[0]) + geometry.out_hw)
+    if x.shape[0] == 0:
+        return _zeros(x, weight_shape)
     if device == "cpu":
         return cpu.conv2d_backward_weight(grad_out, x, weight_shape, *geometry[:4])
     grad_out, x = contiguous(grad_out), contiguous(x)
@@ -144,6 +158,8 @@ def conv2d_backward_bias(grad_out):
     device = backend.device_of(op, grad_out)
     float_dtype(op, device, grad_out=grad_out)
     check_ndim(op, "grad_out", grad_out, 4)
+    if grad_out.size == 0:
+        return _zeros(grad_out, (grad_out.shape[1],))
     if device == "cpu":
         return cpu.conv2d_backward_bias(grad_out)
     grad_out = contiguous(grad_out)

@@ -150,6 +150,8 @@ def test_conv2d_non_contiguous_inputs():
      r"conv2d_backward: grad_out must have shape \(2, 4, 4, 5\)"),
     (lambda x, w: kernels.conv2d_backward_input(np.ones((2, 4, 4, 5), np.float32), w, (2, 3, 6)), ValueError,
      r"conv2d_backward_input: input_shape must be 4 positive ints"),
+    (lambda x, w: kernels.conv2d_backward_weight(np.ones((2, 4, 4, 5), np.float32), x, (0, 3, 3, 3)), ValueError,
+     r"conv2d_backward_weight: weight_shape must be 4 positive ints"),
     (lambda x, w: kernels.conv2d_backward_weight(np.ones((2, 4, 4, 5), np.float32), x, (4, 2, 3, 3)), ValueError,
      r"conv2d_backward_weight: input has 3 channels"),
 ])
@@ -158,6 +160,17 @@ def test_conv2d_rejects_bad_input(call, error, message):
     weight = np.ones((4, 3, 3, 3), np.float32)
     with pytest.raises(error, match=message):
         call(x, weight)
+
+
+def test_conv2d_empty_batch():
+    x = np.ones((0, 3, 8, 8), np.float32)
+    weight = random_array((4, 3, 3, 3), seed=41)
+    y = kernels.conv2d(x, weight, np.ones(4, np.float32), padding=1)
+    assert y.shape == (0, 4, 8, 8)
+    grad_x, grad_weight, grad_bias = kernels.conv2d_backward(y, x, weight, padding=1)
+    assert grad_x.shape == x.shape
+    np.testing.assert_array_equal(grad_weight, np.zeros_like(weight))
+    np.testing.assert_array_equal(grad_bias, np.zeros(4, np.float32))
 
 
 def test_conv2d_error_names_the_shapes():
