@@ -168,7 +168,9 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, label_smoot
     xp = backend.array_module(logits)
     loss, bad = gpu.cross_entropy(contiguous(logits), contiguous(target.astype(xp.int64, copy=False)),
                                   None if weight is None else contiguous(weight), ignore_index, eps, reduction)
-    if int(bad[0]):  # one small device-to-host copy: the price of PyTorch's error on a bad class
+    # one small device-to-host copy: the price of PyTorch's error on a bad class (not while a CUDA graph
+    # is being recorded, where a host read is impossible; the graph's first eager run checked the targets)
+    if not backend.is_capturing() and int(bad[0]):
         _raise_bad_target(op, classes, ignore_index)
     return loss
 
@@ -207,6 +209,6 @@ def cross_entropy_backward(grad_loss, logits, target, *, weight=None, ignore_ind
                                            contiguous(target.astype(xp.int64, copy=False)),
                                            None if weight is None else contiguous(weight),
                                            ignore_index, eps, reduction)
-    if int(bad[0]):
+    if not backend.is_capturing() and int(bad[0]):
         _raise_bad_target(op, classes, ignore_index)
     return grad
