@@ -19,6 +19,8 @@ Steps at t >= lengths[b] leave sample b's state unchanged and output zeros.
 import numpy as np
 from numba import njit
 
+from .. import backend
+
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 
 
@@ -38,22 +40,24 @@ def prev_state_slice(T, reverse):
     return slice(1, T + 1) if reverse else slice(0, T)
 
 
-def active_masks(lengths, T):
-    """(T, B, 1) booleans: sample b takes part in step t; None when every sample is T long."""
-    if lengths is None:
-        return None
-    return (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
-
-
-def input_projection(mode, x, w_ih, b_ih, b_hh):
-    """x W_ih^T plus the biases that can be folded in, for all steps at once: (T, B, G*H)."""
+def input_projection(x, w_ih, bias):
+    """x W_ih^T + bias for all steps at once: (T, B, G*H)."""
     T, B, I = x.shape
     proj = np.matmul(x.reshape(T * B, I), w_ih.T).reshape(T, B, w_ih.shape[0])
-    if b_ih is not None:
-        proj += b_ih
-    if b_hh is not None and mode != "gru":  # GRU keeps b_hn inside r * (W_hn h + b_hn)
-        proj += b_hh
+    if bias is not None:
+        proj += bias
     return proj
+
+
+def projection_bias(mode, b_ih, b_hh, H):
+    """The biases the input projection adds: b_ih + b_hh, except the GRU's b_hn (inside r * (...)).
+    NumPy or CuPy arrays (the CUDA path uses it too)."""
+    if b_hh is not None and mode == "gru":
+        xp = backend.array_module(b_hh)
+        b_hh = xp.concatenate([b_hh[:2 * H], xp.zeros(H, b_hh.dtype)])
+    if b_ih is None:
+        return b_hh
+    return b_ih if b_hh is None else b_ih + b_hh
 
 
 def sigmoid_rows(mode, H):
@@ -151,15 +155,8 @@ def forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse):
     H = w_hh.shape[1]
     dtype = x.dtype
     scale = sigmoid_rows(mode, H)
-    b_hn = None
-    if mode == "gru" and b_hh is not None:  # b_hr, b_hz join the input projection; b_hn stays inside r (...)
-        b_hn = np.ascontiguousarray(b_hh[2 * H:])
-        b_hh = np.concatenate([b_hh[:2 * H], np.zeros(H, dtype)])
-    if mode == "gru":
-        b_hn = np.zeros(H, dtype) if b_hn is None else b_hn
-        b_ih = b_hh if b_ih is None else (b_ih if b_hh is None else b_ih + b_hh)
-        b_hh = None
-    gates = input_projection(mode, x, _scaled(w_ih, scale), _scaled(b_ih, scale), _scaled(b_hh, scale))
+    b_hn = np.zeros(H, dtype) if b_hh is None else np.ascontiguousarray(b_hh[2 * H:])  # GRU only
+    gates = input_projection(x, _scaled(w_ih, scale), _scaled(projection_bias(mode, b_ih, b_hh, H), scale))
     w_hh_t = _scaled(w_hh, scale).T
     states = np.empty((T + 1, B, H), dtype)
     cells = np.empty((T + 1, B, H), dtype) if mode == "lstm" else None

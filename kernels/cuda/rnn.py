@@ -14,7 +14,7 @@ import numpy as np
 from numba import cuda, float32, int32, int64
 
 from .. import backend
-from ..cpu.rnn import prev_state_slice
+from ..cpu.rnn import prev_state_slice, projection_bias
 from .launch import ceil_div, device_view, launch
 from .rnn_kernels import CELLS, GATE_COUNT, PERSISTENT_THREADS, REDUCE_SLOTS, THREADS, kernels_for, weight_stride
 
@@ -128,15 +128,6 @@ def _use_persistent(kind, cell, B, H, args):
     return plan
 
 
-def _projection_bias(mode, xp, b_ih, b_hh, H):
-    """The biases the input-projection GEMM adds: b_ih + b_hh, except the GRU's b_hn (inside r * (...))."""
-    if b_hh is not None and mode == "gru":
-        b_hh = xp.concatenate([b_hh[:2 * H], xp.zeros(H, xp.float32)])
-    if b_ih is None:
-        return b_hh
-    return b_ih if b_hh is None else b_ih + b_hh
-
-
 def forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, host_lengths, reverse):
     """(y, states, cells, gates, aux, extra) with the buffers of kernels/cpu/rnn.py; aux is GRU-only here."""
     from ..gemm import matmul
@@ -145,7 +136,7 @@ def forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, host_lengths, reverse):
     H = w_hh.shape[1]
     cell = CELLS[mode]
     G = GATE_COUNT[cell]
-    bias = _projection_bias(mode, xp, b_ih, b_hh, H)
+    bias = projection_bias(mode, b_ih, b_hh, H)
     gates = matmul(x.reshape(T * B, I), w_ih, trans_b=True, bias=bias).reshape(T, B, G * H)
     dummy = xp.zeros((1, 1, 1), xp.float32)
     b_hn = xp.zeros(1, xp.float32)
