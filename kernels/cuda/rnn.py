@@ -16,7 +16,8 @@ from numba import cuda, float32, int32, int64
 from .. import backend
 from ..cpu.rnn import prev_state_slice, projection_bias
 from .launch import ceil_div, device_view, launch
-from .rnn_kernels import CELLS, GATE_COUNT, PERSISTENT_THREADS, REDUCE_SLOTS, THREADS, kernels_for, weight_stride
+from .rnn_kernels import (CELLS, GATE_COUNT, PERSISTENT_THREADS, PHASE_B_ROWS, REDUCE_SLOTS, THREADS, kernels_for,
+                          weight_stride)
 
 STEP_UNITS = 32     # units a block in the step kernels: a warp of consecutive units reads W_hh^T coalesced
 SHARED_DEFAULT = 48 * 1024   # dynamic shared memory a block may use without opting in
@@ -204,12 +205,12 @@ def backward(saved, grad_y, grad_h_n, grad_c_n):
     if plan is not None:
         blocks, units, nbytes = plan
         threads = _threads(persistent=True)
-        ksplit = ksplit_for(B * units, G * H, threads, PERSISTENT_MIN_KSPLIT)
+        ksplit = ksplit_for(ceil_div(B, PHASE_B_ROWS) * units, G * H, threads, PERSISTENT_MIN_KSPLIT)
         launch(kernels["persistent_backward"], blocks, threads, T, B, H, units, ksplit, *args[5:],
                shared_bytes=nbytes)
     else:
         units = min(STEP_UNITS, H)
-        ksplit = ksplit_for(B * units, G * H, threads)
+        ksplit = ksplit_for(ceil_div(B, PHASE_B_ROWS) * units, G * H, threads)
         views = [device_view(a) for a in (w_flat,) + buffers]
         for i in range(T + 1):  # launch i: phase B of step T-i, then phase A of step T-1-i
             step_a = T - 1 - i if i < T else -1

@@ -26,6 +26,7 @@ from .. import backend
 THREADS = 256                 # threads a block, step kernels; powers of two (the k-split tree reduction)
 PERSISTENT_THREADS = 512      # persistent kernels: <= 128 registers a thread keeps one block an SM
 REDUCE_SLOTS = max(THREADS, PERSISTENT_THREADS) * 4    # partial sums: up to 4 gates for each thread
+PHASE_B_ROWS = 4              # samples a backward phase-B task covers (the 4 partial sums of reduce_partials)
 PERSISTENT_REGISTERS = 65536 // PERSISTENT_THREADS       # so that a block of them can launch at all
 PERSISTENT_OPTIONS = {} if backend.SIMULATOR else {"max_registers": PERSISTENT_REGISTERS}  # no such option there
 LSTM, GRU, RNN_TANH, RNN_RELU = 0, 1, 2, 3
@@ -219,26 +220,45 @@ def device_functions(cell):
     def backward_phase_b(s, T, B, H, unit0, units, ksplit, lanes_over_k, w, w_off, w_rs, w_us, grad_hidden,
                          grad_h, reverse, red):
         """grad_h[b, j] += sum over the G*H gate rows r of grad_hidden[t, b, r] * W_hh[r, j];
-        weight (r, u) at w[w_off + r*w_rs + u*w_us]."""
+        weight (r, u) at w[w_off + r*w_rs + u*w_us]. A task is PHASE_B_ROWS samples of one unit, so each
+        weight read serves that many products (rows past B are computed on row B-1 and dropped)."""
         t = T - 1 - s if reverse else s
         rows = G * H
         chunk_width = cuda.blockDim.x // ksplit
         slot, part, stride = lane_roles(ksplit, lanes_over_k)
-        pairs = B * units
-        zero = float32(0.0)
-        for chunk in range(0, pairs, chunk_width):
+        tasks = ((B + PHASE_B_ROWS - 1) // PHASE_B_ROWS) * units
+        last = B - 1
+        for chunk in range(0, tasks, chunk_width):
             p = chunk + slot
-            acc = float32(0.0)
-            b = p // units
-            u = p - b * units
-            if p < pairs:
+            acc0 = float32(0.0)
+            acc1 = float32(0.0)
+            acc2 = float32(0.0)
+            acc3 = float32(0.0)
+            group = p // units
+            u = p - group * units
+            b0 = group * PHASE_B_ROWS
+            b1 = min(b0 + 1, last)
+            b2 = min(b0 + 2, last)
+            b3 = min(b0 + 3, last)
+            if p < tasks:
                 base = w_off + u * w_us
                 for r in range(part, rows, ksplit):
-                    acc += grad_hidden[t, b, r] * w[base + r * w_rs]
+                    wv = w[base + r * w_rs]
+                    acc0 += grad_hidden[t, b0, r] * wv
+                    acc1 += grad_hidden[t, b1, r] * wv
+                    acc2 += grad_hidden[t, b2, r] * wv
+                    acc3 += grad_hidden[t, b3, r] * wv
             if ksplit > 1:
-                acc, _, _, _ = reduce_partials(red, acc, zero, zero, zero, part, ksplit, stride)
-            if part == 0 and p < pairs:
-                grad_h[b, unit0 + u] += acc
+                acc0, acc1, acc2, acc3 = reduce_partials(red, acc0, acc1, acc2, acc3, part, ksplit, stride)
+            if part == 0 and p < tasks:
+                j = unit0 + u
+                grad_h[b0, j] += acc0
+                if b0 + 1 <= last:
+                    grad_h[b1, j] += acc1
+                if b0 + 2 <= last:
+                    grad_h[b2, j] += acc2
+                if b0 + 3 <= last:
+                    grad_h[b3, j] += acc3
 
     return forward_step, backward_phase_a, backward_phase_b
 

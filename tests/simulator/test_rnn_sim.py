@@ -1,5 +1,5 @@
 """Recurrent CUDA kernels in the simulator against the CPU path: the per-step kernels and the one-block
-form of the persistent kernels, forward and backward, tiny shapes (T <= 3, B <= 2, H <= 5, I <= 4)."""
+form of the persistent kernels, forward and backward, tiny shapes (T <= 3, B <= 5, H <= 5, I <= 4)."""
 import numpy as np
 import pytest
 
@@ -59,6 +59,7 @@ CASES = [  # (mode, T, B, I, H, lengths, reverse, bias)
     ("gru", 1, 2, 3, 5, None, False, True),
     ("rnn_tanh", 3, 2, 4, 5, [1, 3], False, True),
     ("rnn_relu", 2, 2, 3, 4, None, True, True),
+    ("lstm", 2, 5, 2, 3, [2, 1, 2, 2, 1], False, True),  # two groups of backward rows, the second partial
 ]
 
 
