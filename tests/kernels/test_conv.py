@@ -184,3 +184,15 @@ def test_conv2d_in_several_column_chunks_matches_torch(monkeypatch):
     monkeypatch.setattr(cpu, "CHUNK_BYTES", 1)
     _check_against_torch((3, 2, 30, 21), (4, 2, 3, 3), dict(stride=(1, 2), padding=1), np.float64)
     _check_against_torch((3, 4, 16, 18), (6, 2, 3, 3), dict(groups=2, padding=1), np.float64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv2d_winograd_path_matches_torch(dtype, monkeypatch):
+    """3x3 stride-1 layers with many channels take Winograd F(2x2, 3x3); force it on small, odd shapes."""
+    from kernels.cpu import conv as cpu
+    monkeypatch.setattr(cpu, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(cpu, "CHUNK_BYTES", 4096)  # several image chunks
+    assert cpu._use_winograd((4, 3, 3, 3), (1, 1), (1, 1), 1, (5, 7))
+    _check_against_torch((3, 3, 9, 11), (4, 3, 3, 3), dict(padding=1), dtype)
+    _check_against_torch((2, 3, 8, 7), (5, 3, 3, 3), dict(padding=(0, 2)), dtype)
+    _check_against_torch((2, 2, 6, 6), (3, 2, 3, 3), dict(padding="same"), dtype)
