@@ -8,6 +8,7 @@ phase B of step s+1 and phase A of step s), then the weight, input and bias grad
 all steps at once. Buffers are those of kernels/cpu/rnn.py.
 """
 import os
+import warnings
 
 import numba
 import numpy as np
@@ -123,7 +124,13 @@ def persistent_plan(kind, cell, B, H, args):
 def _use_persistent(kind, cell, B, H, args):
     if force_path == "step":
         return None
-    plan = persistent_plan(kind, cell, B, H, args)
+    try:
+        plan = persistent_plan(kind, cell, B, H, args)
+    except Exception as error:  # an occupancy query or attribute the driver refuses: keep working
+        if force_path == "persistent":
+            raise
+        warnings.warn(f"rnn: persistent {kind} kernel unavailable ({error}); using the per-step kernels")
+        plan = _plans[(kind, cell, B, H)] = None
     if plan is None and force_path == "persistent":
         raise RuntimeError(f"rnn: the persistent {kind} kernel does not fit for H={H}")
     return plan
