@@ -7,7 +7,9 @@ at a time (a batched matmul over (N, C*R*S, P*Q) columns); small ones lay the wh
 (C*R*S, N*P*Q) matrix so that one GEMM call does the work instead of N tiny ones. Small images at
 stride 1 build that matrix from R*S contiguous shifted slices of the flattened padded batch (long
 memcpy-like runs instead of P*Q-element gathers), computing the few positions between images too
-and dropping them afterwards.
+and dropping them afterwards. Stride-1 3x3 layers with many channels (the deep CRNN layers, and the
+data gradient of such layers, which is one) use Winograd F(2x2, 3x3): 16 batched GEMMs with 4/9 of
+the multiplies. The weight gradient always goes through im2col.
 """
 import numba
 import numpy as np
@@ -35,9 +37,7 @@ def _windows(x_padded, kernel_hw, stride, dilation, out_hw):
 
 
 BATCHED_MIN_PIXELS = 256   # from this many output pixels per image on, one GEMM per image is efficient
-
-
-CHUNK_BYTES = 4 * 2**20      # im2col columns built and multiplied a few images at a time, while in cache
+CHUNK_BYTES = 4 * 2**20    # im2col columns built and multiplied a few images at a time, while in cache
 
 
 def _column_chunks(x, kernel_hw, stride, padding, dilation, groups, out_hw):
@@ -151,7 +151,8 @@ def _winograd_output_tiles(m, bias, y, first_image):
 def _winograd_conv3x3(x, weight, bias, padding, out_hw):
     """Stride-1 3x3 convolution (plus bias) by Winograd F(2x2, 3x3), a few images at a time: (N, K, P, Q).
 
-    The tile transforms are Numba-compiled loops (one pass each); the 16 products are batched GEMMs.
+    Input tiles are transformed by NumPy over unit-stride rows, the 16 products are one batched GEMM,
+    and the output transform (with the bias and the clipping of odd edges) is a Numba loop.
     """
     n, c, h, w = x.shape
     k = weight.shape[0]
