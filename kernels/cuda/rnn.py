@@ -17,8 +17,8 @@ from numba import cuda, float32, int32, int64
 from .. import backend
 from ..cpu.rnn import prev_state_slice, projection_bias
 from .launch import ceil_div, device_view, launch
-from .rnn_kernels import (CELLS, GATE_COUNT, PERSISTENT_THREADS, PHASE_B_ROWS, REDUCE_SLOTS, THREADS, kernels_for,
-                          weight_stride)
+from .rnn_kernels import (CELLS, FORWARD_ROWS, GATE_COUNT, PERSISTENT_THREADS, PHASE_B_ROWS, REDUCE_SLOTS, THREADS,
+                          kernels_for, weight_stride)
 
 STEP_UNITS = 32     # units a block in the step kernels: a warp of consecutive units reads W_hh^T coalesced
 SHARED_DEFAULT = 48 * 1024   # dynamic shared memory a block may use without opting in
@@ -169,13 +169,13 @@ def forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, host_lengths, reverse):
     if plan is not None:
         blocks, units, nbytes = plan
         threads = _threads(persistent=True)
-        ksplit = ksplit_for(B * units, H, threads, PERSISTENT_MIN_KSPLIT)
+        ksplit = ksplit_for(ceil_div(B, FORWARD_ROWS) * units, H, threads, PERSISTENT_MIN_KSPLIT)
         launch(kernels["persistent_forward"], blocks, threads, T, B, H, units, ksplit, *args[5:],
                shared_bytes=nbytes)
     else:
         w_t = xp.ascontiguousarray(w_hh.T).reshape(-1)
         units = min(STEP_UNITS, H)
-        ksplit = ksplit_for(B * units, H, threads)
+        ksplit = ksplit_for(ceil_div(B, FORWARD_ROWS) * units, H, threads)
         step_args = [device_view(a) for a in (w_t, gates, b_hn, states, cells, aux, y, lengths)]
         for s in range(T):
             launch(kernels["step_forward"], ceil_div(H, units), threads, s, T, B, H, units, ksplit, *step_args, flag)

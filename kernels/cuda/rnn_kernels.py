@@ -26,6 +26,7 @@ from .. import backend
 THREADS = 256                 # threads a block, step kernels; powers of two (the k-split tree reduction)
 PERSISTENT_THREADS = 512      # persistent kernels: <= 128 registers a thread keeps one block an SM
 REDUCE_SLOTS = max(THREADS, PERSISTENT_THREADS) * 4    # partial sums: up to 4 gates for each thread
+FORWARD_ROWS = 2              # samples a forward task covers (their 8 sums reduce in two rounds)
 PHASE_B_ROWS = 4              # samples a backward phase-B task covers (the 4 partial sums of reduce_partials)
 PERSISTENT_REGISTERS = 65536 // PERSISTENT_THREADS       # so that a block of them can launch at all
 PERSISTENT_OPTIONS = {} if backend.SIMULATOR else {"max_registers": PERSISTENT_REGISTERS}  # no such option there
@@ -93,74 +94,102 @@ def device_functions(cell):
         return red[index], red[index + 1], red[index + 2], red[index + 3]
 
     @cuda.jit(device=True, inline=True)
+    def cell_update(t, read, write, b, j, H, acc0, acc1, acc2, acc3, gates, b_hn, states, cells, aux, y,
+                    lengths):
+        """Gates, state and output of sample b, unit j at time t, given its recurrent products acc*."""
+        if t >= lengths[b]:  # past this sample's length: keep the state, output zero
+            states[write, b, j] = states[read, b, j]
+            if cell == LSTM:
+                cells[write, b, j] = cells[read, b, j]
+            y[t, b, j] = float32(0.0)
+            return
+        if cell == LSTM:
+            i = sigmoid(gates[t, b, j] + acc0)
+            f = sigmoid(gates[t, b, H + j] + acc1)
+            g = math.tanh(gates[t, b, 2 * H + j] + acc2)
+            o = sigmoid(gates[t, b, 3 * H + j] + acc3)
+            gates[t, b, j] = i
+            gates[t, b, H + j] = f
+            gates[t, b, 2 * H + j] = g
+            gates[t, b, 3 * H + j] = o
+            c = f * cells[read, b, j] + i * g
+            cells[write, b, j] = c
+            h = o * math.tanh(c)
+        elif cell == GRU:
+            r = sigmoid(gates[t, b, j] + acc0)
+            z = sigmoid(gates[t, b, H + j] + acc1)
+            hn = acc2 + b_hn[j]
+            n = math.tanh(gates[t, b, 2 * H + j] + r * hn)
+            gates[t, b, j] = r
+            gates[t, b, H + j] = z
+            gates[t, b, 2 * H + j] = n
+            aux[t, b, j] = hn
+            h = n + z * (states[read, b, j] - n)
+        else:
+            v = gates[t, b, j] + acc0
+            h = max(v, float32(0.0)) if cell == RNN_RELU else math.tanh(v)
+            gates[t, b, j] = h
+        states[write, b, j] = h
+        y[t, b, j] = h
+
+    @cuda.jit(device=True, inline=True)
     def forward_step(s, T, B, H, unit0, units, ksplit, lanes_over_k, w, w_off, w_gs, w_us, w_ks,
                      gates, b_hn, states, cells, aux, y, lengths, reverse, red):
         """Step s (processing order) for units unit0 .. unit0+units-1; weight (g, u, k) at
-        w[w_off + g*w_gs + u*w_us + k*w_ks]."""
+        w[w_off + g*w_gs + u*w_us + k*w_ks]. A task is two samples (b0, b1) of one unit, so each weight
+        read serves two products; with an odd batch the last task computes b0 twice and keeps one."""
         t = T - 1 - s if reverse else s
         read = t + 1 if reverse else t
         write = t if reverse else t + 1
         chunk_width = cuda.blockDim.x // ksplit
         slot, part, stride = lane_roles(ksplit, lanes_over_k)
-        pairs = B * units
-        for chunk in range(0, pairs, chunk_width):
+        tasks = ((B + FORWARD_ROWS - 1) // FORWARD_ROWS) * units
+        for chunk in range(0, tasks, chunk_width):
             p = chunk + slot
             acc0 = float32(0.0)
             acc1 = float32(0.0)
             acc2 = float32(0.0)
             acc3 = float32(0.0)
-            b = p // units
-            u = p - b * units
-            if p < pairs:
+            acc4 = float32(0.0)
+            acc5 = float32(0.0)
+            acc6 = float32(0.0)
+            acc7 = float32(0.0)
+            group = p // units
+            u = p - group * units
+            b0 = group * FORWARD_ROWS
+            b1 = min(b0 + 1, B - 1)
+            if p < tasks:
                 base = w_off + u * w_us
                 for k in range(part, H, ksplit):
-                    hv = states[read, b, k]
+                    h0 = states[read, b0, k]
+                    h1 = states[read, b1, k]
                     at = base + k * w_ks
-                    acc0 += hv * w[at]
+                    wv = w[at]
+                    acc0 += h0 * wv
+                    acc4 += h1 * wv
                     if G > 1:
-                        acc1 += hv * w[at + w_gs]
-                        acc2 += hv * w[at + 2 * w_gs]
+                        wv = w[at + w_gs]
+                        acc1 += h0 * wv
+                        acc5 += h1 * wv
+                        wv = w[at + 2 * w_gs]
+                        acc2 += h0 * wv
+                        acc6 += h1 * wv
                     if G > 3:
-                        acc3 += hv * w[at + 3 * w_gs]
+                        wv = w[at + 3 * w_gs]
+                        acc3 += h0 * wv
+                        acc7 += h1 * wv
             if ksplit > 1:
+                # Two rounds through the same slots: after a round's last barrier each thread reads only
+                # its own slot, which it alone writes next.
                 acc0, acc1, acc2, acc3 = reduce_partials(red, acc0, acc1, acc2, acc3, part, ksplit, stride)
-            if part != 0 or p >= pairs:
-                continue
-            j = unit0 + u
-            if t >= lengths[b]:  # past this sample's length: keep the state, output zero
-                states[write, b, j] = states[read, b, j]
-                if cell == LSTM:
-                    cells[write, b, j] = cells[read, b, j]
-                y[t, b, j] = float32(0.0)
-                continue
-            if cell == LSTM:
-                i = sigmoid(gates[t, b, j] + acc0)
-                f = sigmoid(gates[t, b, H + j] + acc1)
-                g = math.tanh(gates[t, b, 2 * H + j] + acc2)
-                o = sigmoid(gates[t, b, 3 * H + j] + acc3)
-                gates[t, b, j] = i
-                gates[t, b, H + j] = f
-                gates[t, b, 2 * H + j] = g
-                gates[t, b, 3 * H + j] = o
-                c = f * cells[read, b, j] + i * g
-                cells[write, b, j] = c
-                h = o * math.tanh(c)
-            elif cell == GRU:
-                r = sigmoid(gates[t, b, j] + acc0)
-                z = sigmoid(gates[t, b, H + j] + acc1)
-                hn = acc2 + b_hn[j]
-                n = math.tanh(gates[t, b, 2 * H + j] + r * hn)
-                gates[t, b, j] = r
-                gates[t, b, H + j] = z
-                gates[t, b, 2 * H + j] = n
-                aux[t, b, j] = hn
-                h = n + z * (states[read, b, j] - n)
-            else:
-                v = gates[t, b, j] + acc0
-                h = max(v, float32(0.0)) if cell == RNN_RELU else math.tanh(v)
-                gates[t, b, j] = h
-            states[write, b, j] = h
-            y[t, b, j] = h
+                acc4, acc5, acc6, acc7 = reduce_partials(red, acc4, acc5, acc6, acc7, part, ksplit, stride)
+            if part == 0 and p < tasks:
+                j = unit0 + u
+                cell_update(t, read, write, b0, j, H, acc0, acc1, acc2, acc3, gates, b_hn, states, cells, aux,
+                            y, lengths)
+                if b0 + 1 < B:
+                    cell_update(t, read, write, b1, j, H, acc4, acc5, acc6, acc7, gates, b_hn, states, cells,
+                                aux, y, lengths)
 
     @cuda.jit(device=True, inline=True)
     def backward_phase_a(s, T, B, H, unit0, units, gates, states, cells, aux, grad_y, grad_h, grad_c,
