@@ -26,8 +26,8 @@ from .. import backend
 THREADS = 256                 # threads a block, step kernels; powers of two (the k-split tree reduction)
 PERSISTENT_THREADS = 512      # persistent kernels: <= 128 registers a thread keeps one block an SM
 REDUCE_SLOTS = max(THREADS, PERSISTENT_THREADS) * 4    # partial sums: up to 4 gates for each thread
-FORWARD_ROWS = 2              # samples a forward task covers (their 8 sums reduce in two rounds)
-PHASE_B_ROWS = 4              # samples a backward phase-B task covers (the 4 partial sums of reduce_partials)
+FORWARD_ROWS = 2              # samples a forward task covers; the body is written for exactly 2
+PHASE_B_ROWS = 4              # samples a backward phase-B task covers; the body is written for exactly 4
 PERSISTENT_REGISTERS = 65536 // PERSISTENT_THREADS       # so that a block of them can launch at all
 PERSISTENT_OPTIONS = {} if backend.SIMULATOR else {"max_registers": PERSISTENT_REGISTERS}  # no such option there
 LSTM, GRU, RNN_TANH, RNN_RELU = 0, 1, 2, 3
