@@ -4,8 +4,9 @@ update, per time step (one launch a step) or persistent (one cooperative launch 
 Each block owns a slice of `units` hidden units and all G gates of them, so the state update is
 local. Launch: ceil(H / units) blocks of THREADS threads (step kernels) or PERSISTENT_THREADS (the
 persistent ones: one block an SM, so more warps to hide the latency of each step). A block's threads
-walk the (sample, unit) pairs; each dot product over k is split `ksplit` ways (to fill the block when
-pairs are few, and in the persistent kernels at least 8 ways so that a warp reads few rows of h) and
+walk tasks of a few samples of one unit (2 forward, 4 in backward phase B: a weight read serves each
+of them); each task's dot products over k are split `ksplit` ways (to fill the block when
+tasks are few, and in the persistent kernels at least 8 ways so that a warp reads few rows of h) and
 summed through shared memory (no shuffles, so the simulator runs it). Persistent kernels keep their
 weight slice in dynamic shared memory (odd row stride: conflict-free) and meet at a grid barrier
 between steps; one launch of them with a single block is the simulator's form.
