@@ -77,7 +77,8 @@ def compare(mode, T, B, I, H, path, lengths=None, reverse=False, seed=0):
     for index, (value, expected) in enumerate(zip(outputs, expected_outputs)):
         assert_close(value, expected, np.float32, scale=np.sqrt(H), name=f"{mode} output {index}")
     for index, (value, expected) in enumerate(zip(grads, expected_grads)):
-        assert_close(value, expected, np.float32, scale=np.sqrt(H * T * B), name=f"{mode} gradient {index}")
+        # float32 sums over T*B terms (weights) and through T steps (states): tolerance grows with both
+        assert_close(value, expected, np.float32, scale=4 * np.sqrt(T * B), name=f"{mode} gradient {index}")
 
 
 SHAPES = [(100, 64, 512, 512), (25, 16, 512, 512), (50, 1, 256, 256), (7, 5, 33, 1000)]
