@@ -9,11 +9,19 @@ from . import backend
 from ._checks import check_ndim, check_shape, contiguous, empty, float_dtype, positive_int
 from .cpu import conv as cpu
 from .cuda import conv as gpu
+from .gemm import matmul
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_backward_input", "conv2d_backward_weight",
            "conv2d_backward_bias", "conv2d_output_shape"]
 
 Geometry = namedtuple("Geometry", "stride padding dilation groups out_hw")
+GEMM_FOR_1X1 = True   # on the GPU, 1x1 stride-1 unpadded ungrouped filters run as kernels.matmul GEMMs
+
+
+def _plain_1x1(weight_shape, geometry):
+    """A 1x1 filter at stride 1 without padding or groups: y[n] = W (K x C) @ x[n] (C x H*W), a plain GEMM."""
+    return (GEMM_FOR_1X1 and tuple(weight_shape[2:]) == (1, 1) and geometry.stride == (1, 1)
+            and geometry.padding == (0, 0, 0, 0) and geometry.groups == 1)
 
 
 def _pair(op, name, value, check):
@@ -105,6 +113,14 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     x, weight = contiguous(x), contiguous(weight)
     bias = None if bias is None else contiguous(bias)
     y = empty(x, (x.shape[0], weight.shape[0]) + geometry.out_hw)
+    if _plain_1x1(weight.shape, geometry):
+        n, k = y.shape[:2]
+        y_batched = y.reshape(n, k, -1)
+        if bias is not None:
+            y_batched[...] = bias[None, :, None]  # read back as C (beta = 1): the bias rides in the GEMM
+        matmul(weight.reshape(k, -1), x.reshape(n, x.shape[1], -1), beta=0.0 if bias is None else 1.0,
+               out=y_batched)
+        return y
     gpu.conv2d(x, weight, bias, y, *geometry[:4])
     return y
 
@@ -129,6 +145,11 @@ def conv2d_backward_input(grad_out, weight, input_shape, stride=1, padding=0, di
         return cpu.conv2d_backward_input(grad_out, weight, input_shape, *geometry[:4])
     grad_out, weight = contiguous(grad_out), contiguous(weight)
     grad_x = empty(grad_out, input_shape)
+    if _plain_1x1(weight.shape, geometry):
+        n, c = input_shape[:2]
+        matmul(weight.reshape(weight.shape[0], c), grad_out.reshape(n, weight.shape[0], -1), trans_a=True,
+               out=grad_x.reshape(n, c, -1))
+        return grad_x
     gpu.conv2d_backward_input(grad_out, weight, grad_x, *geometry[:4])
     return grad_x
 

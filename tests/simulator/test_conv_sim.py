@@ -19,7 +19,6 @@ CONFIGURATIONS = [
     ((1, 2, 7, 6), (2, 2, 3, 2), dict(stride=2, dilation=2, padding=1)),   # phases without any tap
     ((1, 4, 5, 7), (4, 2, 3, 3), dict(groups=2, padding="same")),          # groups 2, 'same'
     ((2, 3, 5, 7), (3, 1, 3, 3), dict(groups=3, padding=1, stride=2)),     # depthwise
-    ((1, 3, 5, 7), (4, 3, 1, 1), dict()),                                   # 1x1
 ]
 
 
@@ -45,6 +44,20 @@ def test_conv2d_kernels_match_cpu(input_shape, weight_shape, kwargs):
     ours = (y,) + kernels.conv2d_backward(grad_out, x, weight, **kwargs)
     for name, actual, wanted in zip(("y", "grad_x", "grad_weight", "grad_bias"), ours, expected):
         assert_close(actual, wanted, np.float32, name=name)
+
+
+@pytest.mark.parametrize("through_gemm", [True, False], ids=["matmul", "implicit-gemm"])
+def test_1x1_filters_through_matmul_and_direct_match_cpu(through_gemm, monkeypatch):
+    monkeypatch.setattr(public, "GEMM_FOR_1X1", through_gemm)
+    x = random_array((2, 3, 5, 7), seed=12)
+    weight = random_array((4, 3, 1, 1), seed=13)
+    bias = random_array((4,), seed=14)
+    grad_out = random_array((2, 4, 5, 7), seed=15)
+    expected = _reference(x, weight, bias, grad_out, {})
+    ours = (kernels.conv2d(x, weight, bias),) + kernels.conv2d_backward(grad_out, x, weight)
+    for name, actual, wanted in zip(("y", "grad_x", "grad_weight", "grad_bias"), ours, expected):
+        assert_close(actual, wanted, np.float32, name=name)
+    assert_close(kernels.conv2d(x, weight), expected[0] - bias[None, :, None, None], np.float32, name="no bias")
 
 
 def test_conv2d_forward_without_bias_matches_cpu():
