@@ -81,3 +81,18 @@ def test_conv2d_on_gpu_rejects_float64():
     import cupy
     with pytest.raises(TypeError, match="conv2d: x must be float32 on cuda"):
         kernels.conv2d(cupy.ones((1, 1, 4, 4)), cupy.ones((1, 1, 3, 3)))
+
+
+def test_conv2d_on_gpu_1x1_direct_path_matches_matmul_path(monkeypatch):
+    """1x1 filters normally go through kernels.matmul; the implicit-GEMM kernels must agree with it."""
+    import cupy
+    from kernels import conv as public
+    x = cupy.asarray(random_array((8, 96, 17, 29), seed=8))
+    weight = cupy.asarray(random_array((80, 96, 1, 1), seed=9))
+    bias = cupy.asarray(random_array((80,), seed=10))
+    grad_out = cupy.asarray(random_array((8, 80, 17, 29), seed=11))
+    through_gemm = (kernels.conv2d(x, weight, bias),) + kernels.conv2d_backward(grad_out, x, weight)
+    monkeypatch.setattr(public, "GEMM_FOR_1X1", False)
+    direct = (kernels.conv2d(x, weight, bias),) + kernels.conv2d_backward(grad_out, x, weight)
+    for name, a, b in zip(("y", "grad_x", "grad_weight", "grad_bias"), through_gemm, direct):
+        _close(a, cupy.asnumpy(b), name)
