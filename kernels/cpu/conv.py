@@ -9,7 +9,7 @@ stride 1 build that matrix from R*S contiguous shifted slices of the flattened p
 memcpy-like runs instead of P*Q-element gathers), computing the few positions between images too
 and dropping them afterwards. Stride-1 3x3 layers with many channels (the deep CRNN layers, and the
 data gradient of such layers, which is one) use Winograd F(2x2, 3x3): 16 batched GEMMs with 4/9 of
-the multiplies. The weight gradient always goes through im2col.
+the multiplies, for the weight gradient too.
 """
 import numba
 import numpy as np
@@ -148,19 +148,23 @@ def _winograd_output_tiles(m, bias, y, first_image):
                             y[image, k, row + 1, col + 1] = s11 - s12 - s13 + shift
 
 
+def _winograd_inputs(x, padding, out_hw):
+    """x padded so every 2x2 output tile has its full 4x4 input, split into even and odd columns."""
+    tiles_h, tiles_w = -(-out_hw[0] // 2), -(-out_hw[1] // 2)
+    top, bottom, left, right = padding
+    x = _padded(x, (top, bottom + 2 * tiles_h - out_hw[0], left, right + 2 * tiles_w - out_hw[1]))
+    return np.ascontiguousarray(x[:, :, :, 0::2]), np.ascontiguousarray(x[:, :, :, 1::2]), tiles_h, tiles_w
+
+
 def _winograd_conv3x3(x, weight, bias, padding, out_hw):
     """Stride-1 3x3 convolution (plus bias) by Winograd F(2x2, 3x3), a few images at a time: (N, K, P, Q).
 
     Input tiles are transformed by NumPy over unit-stride rows, the 16 products are one batched GEMM,
     and the output transform (with the bias and the clipping of odd edges) is a Numba loop.
     """
-    n, c, h, w = x.shape
+    n, c = x.shape[:2]
     k = weight.shape[0]
-    tiles_h, tiles_w = -(-out_hw[0] // 2), -(-out_hw[1] // 2)
-    top, bottom, left, right = padding
-    # Pad so that every tile has its full 4x4 input: 2*tiles + 2 rows and columns.
-    x = _padded(x, (top, bottom + 2 * tiles_h - out_hw[0], left, right + 2 * tiles_w - out_hw[1]))
-    even, odd = np.ascontiguousarray(x[:, :, :, 0::2]), np.ascontiguousarray(x[:, :, :, 1::2])
+    even, odd, tiles_h, tiles_w = _winograd_inputs(x, padding, out_hw)
     g = np.asarray(WINOGRAD_FILTER, x.dtype)
     transformed_weight = np.einsum("ai,kcij,bj->abkc", g, weight, g, optimize=True).reshape(16, k, c)
     bias = np.zeros(k, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
@@ -175,6 +179,49 @@ def _winograd_conv3x3(x, weight, bias, padding, out_hw):
         m = np.matmul(transformed_weight, part.reshape(16, c, b * tiles))
         _winograd_output_tiles(m.reshape(16, k, b, tiles_h, tiles_w), bias, y, start)
     return y
+
+
+def _winograd_gradient_tiles(grad_out, v):
+    """v[4i + j] = (A dy A^T)[i, j] as (K, N, tiles_h, tiles_w) for each 2x2 tile dy of grad_out (even sizes).
+
+    A = [[1, 0], [1, 1], [1, -1], [0, -1]]: rows 0, 0+1, 0-1, -1, then the same over columns.
+    """
+    columns = [np.ascontiguousarray(grad_out[:, :, :, w::2]) for w in range(2)]  # unit-stride rows below
+    corners = [[columns[w][:, :, u::2] for w in range(2)] for u in range(2)]
+    rows = [(corners[0][w], corners[0][w] + corners[1][w], corners[0][w] - corners[1][w], -corners[1][w])
+            for w in range(2)]
+    for i in range(4):
+        left, right = rows[0][i], rows[1][i]
+        v[4 * i].transpose(1, 0, 2, 3)[...] = left
+        np.add(left, right, out=v[4 * i + 1].transpose(1, 0, 2, 3))
+        np.subtract(left, right, out=v[4 * i + 2].transpose(1, 0, 2, 3))
+        np.negative(right, out=v[4 * i + 3].transpose(1, 0, 2, 3))
+
+
+def _winograd_weight_gradient3x3(grad_out, x, padding, out_hw):
+    """Weight gradient of a stride-1 3x3 convolution by Winograd: G^T [sum over tiles (A dy A^T) * (B^T d B)] G.
+
+    The sum over tiles is 16 GEMMs (K x tiles) @ (tiles x C), accumulated over chunks of images.
+    """
+    n, c = x.shape[:2]
+    k = grad_out.shape[1]
+    even, odd, tiles_h, tiles_w = _winograd_inputs(x, padding, out_hw)
+    if tuple(out_hw) != (2 * tiles_h, 2 * tiles_w):  # odd output sizes: zero rows/columns complete the tiles
+        grad_out = np.pad(grad_out, ((0, 0), (0, 0), (0, 2 * tiles_h - out_hw[0]), (0, 2 * tiles_w - out_hw[1])))
+    tiles = tiles_h * tiles_w
+    chunk = max(1, min(n, CHUNK_BYTES // (16 * max(c, k) * tiles * x.itemsize)))
+    v = np.empty(16 * c * chunk * tiles, x.dtype)
+    v_grad = np.empty(16 * k * chunk * tiles, x.dtype)
+    products = np.zeros((16, k, c), x.dtype)
+    for start in range(0, n, chunk):
+        b = min(n, start + chunk) - start
+        part = v[:16 * c * b * tiles].reshape(16, c, b, tiles_h, tiles_w)
+        grad_part = v_grad[:16 * k * b * tiles].reshape(16, k, b, tiles_h, tiles_w)
+        _winograd_input_tiles(even[start:start + b], odd[start:start + b], part)
+        _winograd_gradient_tiles(grad_out[start:start + b], grad_part)
+        products += np.matmul(grad_part.reshape(16, k, b * tiles), part.reshape(16, c, b * tiles).transpose(0, 2, 1))
+    g = np.asarray(WINOGRAD_FILTER, x.dtype)
+    return np.einsum("ai,abkc,bj->kcij", g, products.reshape(4, 4, k, c), g, optimize=True)
 
 
 def _use_flat(stride, out_hw):
@@ -236,6 +283,8 @@ def conv2d_backward_weight(grad_out, x, weight_shape, stride, padding, dilation,
             for tap_s in range(s):
                 grad_weight[:, 0, tap_r, tap_s] = np.einsum("nkpq,nkpq->k", grad_out, windows[:, :, tap_r, tap_s])
         return grad_weight
+    if _use_winograd(weight_shape, stride, dilation, groups, out_hw):
+        return np.ascontiguousarray(_winograd_weight_gradient3x3(grad_out, x, padding, out_hw))
     if _use_flat(stride, out_hw):
         columns, grid_hw = _flat_columns(x, (r, s), padding, dilation, groups, out_hw)
         grid = np.zeros((k, n) + grid_hw, x.dtype)
