@@ -299,7 +299,8 @@ def conv2d_backward_weight(grad_out, x, weight_shape, stride, padding, dilation,
     else:
         # One GEMM per group reducing over the whole batch: (K, N*PQ) @ (N*PQ, C*R*S).
         columns = _batch_columns(x, (r, s), stride, padding, dilation, groups, out_hw)
-        grad_groups = grad_out.reshape(n, groups, k // groups, -1).transpose(1, 2, 0, 3).reshape(groups, k // groups, -1)
+        grad_groups = grad_out.reshape(n, groups, k // groups, -1).transpose(1, 2, 0, 3)
+        grad_groups = grad_groups.reshape(groups, k // groups, -1)
         grad_weight = np.matmul(grad_groups, columns.transpose(0, 2, 1))
     return grad_weight.reshape(weight_shape)
 

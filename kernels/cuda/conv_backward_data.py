@@ -14,7 +14,8 @@ import math
 
 from numba import cuda, float32, int32
 
-from .conv_forward import OUTSIDE, SHARED_ALIGNMENT, THREADS, WARP_COLS, WARP_ROWS, jit_options, tile_layout
+from .conv_forward import (K_UNROLL, OUTSIDE, SHARED_ALIGNMENT, THREADS, WARP_COLS, WARP_ROWS, jit_options,
+                           tile_layout)
 
 
 @functools.lru_cache(maxsize=None)
@@ -22,6 +23,7 @@ def backward_data_kernel(config):
     BM, BN, BK, TM, TN = config
     (THREAD_ROWS, THREAD_COLS, STRIP_M, STRIP_N, STRIDE_M, STRIDE_N, STRIPS_A, STRIPS_B,
      WARPS_N) = tile_layout(config)
+    STRIPS_M, STRIPS_N = STRIDE_M // STRIP_M, STRIDE_N // STRIP_N   # strip index distance between a thread's strips
     ACC = TM * TN
     ROW_THREADS = THREADS // BK
     B_LOADS = BN // ROW_THREADS
@@ -74,8 +76,8 @@ def backward_data_kernel(config):
                 pixel_out[tid] = -1
 
         acc = cuda.local.array(ACC, float32)
-        frag_a = cuda.local.array(TM, float32)
-        frag_b = cuda.local.array(TN, float32)
+        frag_a = cuda.local.array((K_UNROLL, TM), float32)
+        frag_b = cuda.local.array((K_UNROLL, TN), float32)
         next_a = cuda.local.array(A_LOADS, float32)
         next_b = cuda.local.array(B_LOADS, float32)
         for i in range(ACC):
@@ -125,16 +127,20 @@ def backward_data_kernel(config):
                     next_b[i] = value
             if step > 0:
                 buffer = (step - 1) & 1
-                for k in range(BK):
-                    for g in range(TM // STRIP_M):
-                        for r in range(STRIP_M):
-                            frag_a[g * STRIP_M + r] = tile_a[buffer, k, g * (STRIDE_M // STRIP_M) + thread_row, r]
-                    for g in range(TN // STRIP_N):
-                        for r in range(STRIP_N):
-                            frag_b[g * STRIP_N + r] = tile_b[buffer, k, g * (STRIDE_N // STRIP_N) + thread_col, r]
-                    for i in range(TM):
-                        for j in range(TN):
-                            acc[i * TN + j] += frag_a[i] * frag_b[j]
+                for k_pair in range(BK // K_UNROLL):
+                    # Fragments of K_UNROLL k steps read together: NVVM then unrolls the whole slice.
+                    k0 = (k_pair * K_UNROLL) & (BK - 1)
+                    for u in range(K_UNROLL):
+                        for g in range(TM // STRIP_M):
+                            for r in range(STRIP_M):
+                                frag_a[u, g * STRIP_M + r] = tile_a[buffer, k0 + u, g * STRIPS_M + thread_row, r]
+                        for g in range(TN // STRIP_N):
+                            for r in range(STRIP_N):
+                                frag_b[u, g * STRIP_N + r] = tile_b[buffer, k0 + u, g * STRIPS_N + thread_col, r]
+                    for u in range(K_UNROLL):
+                        for i in range(TM):
+                            for j in range(TN):
+                                acc[i * TN + j] += frag_a[u, i] * frag_b[u, j]
             if step < steps:
                 buffer = step & 1
                 for i in range(A_LOADS):

@@ -1,4 +1,5 @@
-"""conv2d forward as an implicit GEMM: y[k, pixel] = sum over (c, r, s) of W[k, c, r, s] * x[n, c, p*sh - pt + r*dh, q*sw - pl + s*dw].
+"""conv2d forward as an implicit GEMM:
+y[k, pixel] = sum over (c, r, s) of W[k, c, r, s] * x[n, c, p*sh - pt + r*dh, q*sw - pl + s*dw].
 
 Launch: grid (ceil(N*P*Q / BN), ceil(K/groups / BM), groups), THREADS = (BM/TM)*(BN/TN) = 256. Each block
 computes a BM x BN tile (output channels x output pixels), each thread a TM x TN micro-tile in registers
@@ -23,6 +24,7 @@ OUTSIDE = -(2**30)  # a window corner row no tap can bring back inside the image
 STRIP = 4           # a micro-tile is built of strips of up to 4 adjacent rows (columns): ld.shared.v4
 PAD = 4             # shared rows of BM+4 floats: the transposing weight stores hit 32 different banks
 WARP_ROWS, WARP_COLS = 4, 8
+K_UNROLL = 2        # k steps whose fragments are read together (then NVVM unrolls the BK loop)
 # 16-byte aligned shared rows let NVVM merge a strip's reads into one vector load (not in the simulator).
 SHARED_ALIGNMENT = None if backend.SIMULATOR else 16
 # Launch bounds: two 256-thread blocks an SM (ptxas keeps to 128 registers, no spills: checked) for
@@ -56,6 +58,7 @@ def forward_kernel(config):
     BM, BN, BK, TM, TN = config
     (THREAD_ROWS, THREAD_COLS, STRIP_M, STRIP_N, STRIDE_M, STRIDE_N, STRIPS_A, STRIPS_B,
      WARPS_N) = tile_layout(config)
+    STRIPS_M, STRIPS_N = STRIDE_M // STRIP_M, STRIDE_N // STRIP_N   # strip index distance between a thread's strips
     ACC = TM * TN
     ROW_THREADS = THREADS // BK        # threads that load one reduction row of the B tile together
     B_LOADS = BN // ROW_THREADS
@@ -106,8 +109,8 @@ def forward_kernel(config):
                 pixel_out[tid] = -1
 
         acc = cuda.local.array(ACC, float32)
-        frag_a = cuda.local.array(TM, float32)
-        frag_b = cuda.local.array(TN, float32)
+        frag_a = cuda.local.array((K_UNROLL, TM), float32)
+        frag_b = cuda.local.array((K_UNROLL, TN), float32)
         next_a = cuda.local.array(A_LOADS, float32)
         next_b = cuda.local.array(B_LOADS, float32)
         for i in range(ACC):
@@ -153,16 +156,20 @@ def forward_kernel(config):
                     next_b[i] = value
             if step > 0:
                 buffer = (step - 1) & 1
-                for k in range(BK):
-                    for g in range(TM // STRIP_M):
-                        for r in range(STRIP_M):
-                            frag_a[g * STRIP_M + r] = tile_a[buffer, k, g * (STRIDE_M // STRIP_M) + thread_row, r]
-                    for g in range(TN // STRIP_N):
-                        for r in range(STRIP_N):
-                            frag_b[g * STRIP_N + r] = tile_b[buffer, k, g * (STRIDE_N // STRIP_N) + thread_col, r]
-                    for i in range(TM):
-                        for j in range(TN):
-                            acc[i * TN + j] += frag_a[i] * frag_b[j]
+                for k_pair in range(BK // K_UNROLL):
+                    # Fragments of K_UNROLL k steps read together: NVVM then unrolls the whole slice.
+                    k0 = (k_pair * K_UNROLL) & (BK - 1)
+                    for u in range(K_UNROLL):
+                        for g in range(TM // STRIP_M):
+                            for r in range(STRIP_M):
+                                frag_a[u, g * STRIP_M + r] = tile_a[buffer, k0 + u, g * STRIPS_M + thread_row, r]
+                        for g in range(TN // STRIP_N):
+                            for r in range(STRIP_N):
+                                frag_b[u, g * STRIP_N + r] = tile_b[buffer, k0 + u, g * STRIPS_N + thread_col, r]
+                    for u in range(K_UNROLL):
+                        for i in range(TM):
+                            for j in range(TN):
+                                acc[i * TN + j] += frag_a[u, i] * frag_b[u, j]
             if step < steps:
                 buffer = step & 1
                 for i in range(A_LOADS):
