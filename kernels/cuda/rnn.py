@@ -11,7 +11,6 @@ import os
 import warnings
 
 import numba
-import numpy as np
 from numba import cuda, float32, int32, int64
 
 from .. import backend
@@ -159,7 +158,9 @@ def forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, host_lengths, reverse):
         cells[start] = 0 if c0 is None else c0
     aux = xp.empty((T, B, H), xp.float32) if mode == "gru" else dummy
     y = xp.empty((T, B, H), xp.float32)
-    lengths = xp.asarray(np.full(B, T) if host_lengths is None else host_lengths, dtype=xp.int32)
+    # All samples full length: fill on the device (no host-to-device copy, so the call stays asynchronous
+    # and can be captured in a CUDA graph).
+    lengths = xp.full(B, T, xp.int32) if host_lengths is None else xp.asarray(host_lengths, dtype=xp.int32)
     flag = int(reverse)
     kernels = kernels_for(cell)
     threads = _threads()
