@@ -30,7 +30,9 @@ REDUCE_SLOTS = max(THREADS, PERSISTENT_THREADS) * 4    # partial sums: up to 4 g
 FORWARD_ROWS = 2              # samples a forward task covers; the body is written for exactly 2
 PHASE_B_ROWS = 4              # samples a backward phase-B task covers; the body is written for exactly 4
 PERSISTENT_REGISTERS = 65536 // PERSISTENT_THREADS       # so that a block of them can launch at all
-PERSISTENT_OPTIONS = {} if backend.SIMULATOR else {"max_registers": PERSISTENT_REGISTERS}  # no such option there
+# Launch bounds (PERSISTENT_THREADS, 1): ptxas keeps to PERSISTENT_REGISTERS, and the resource check
+# compiles with the same bounds. (The simulator takes no launch bounds.)
+PERSISTENT_OPTIONS = {} if backend.SIMULATOR else {"launch_bounds": (PERSISTENT_THREADS, 1)}
 LSTM, GRU, RNN_TANH, RNN_RELU = 0, 1, 2, 3
 CELLS = {"lstm": LSTM, "gru": GRU, "rnn_tanh": RNN_TANH, "rnn_relu": RNN_RELU}
 GATE_COUNT = {LSTM: 4, GRU: 3, RNN_TANH: 1, RNN_RELU: 1}
