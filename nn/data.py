@@ -7,6 +7,7 @@
   the strips of each split are built only from that split's digit images, so test strips never
   reuse a training image.
 """
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,11 +32,14 @@ class Split:
         return len(self.inputs)
 
 
+@functools.lru_cache(maxsize=1)
 def load_digits_images():
-    """(images (1797, 8, 8) float32 in [0, 1], labels (1797,) int64)."""
+    """(images (1797, 8, 8) float32 in [0, 1], labels (1797,) int64), read-only (cached)."""
     from sklearn.datasets import load_digits
     digits = load_digits()
-    return (digits.images / 16.0).astype(np.float32), digits.target.astype(np.int64)
+    images, labels = (digits.images / 16.0).astype(np.float32), digits.target.astype(np.int64)
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
 
 
 def split_indices(count, seed=SPLIT_SEED):

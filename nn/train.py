@@ -27,7 +27,7 @@ MODELS = ("cnn", "rnn", "crnn")
 DEFAULTS = {
     "cnn": {"epochs": 30, "batch_size": 32, "lr": 2e-3, "clip": 0.0, "hidden_size": 0},
     "rnn": {"epochs": 60, "batch_size": 32, "lr": 3e-3, "clip": 1.0, "hidden_size": 128},
-    "crnn": {"epochs": 15, "batch_size": 32, "lr": 2e-3, "clip": 5.0, "hidden_size": 64},
+    "crnn": {"epochs": 10, "batch_size": 32, "lr": 2e-3, "clip": 5.0, "hidden_size": 64},
 }
 ADDING_DEFAULTS = {"epochs": 12, "batch_size": 64, "lr": 3e-3, "clip": 1.0, "hidden_size": 64}
 CHECKPOINT_NAME = "checkpoint.npz"
