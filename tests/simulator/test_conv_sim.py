@@ -18,7 +18,7 @@ CONFIGURATIONS = [
     ((1, 2, 6, 7), (3, 2, 3, 3), dict(dilation=2, padding=2)),             # dilation 2
     ((1, 2, 7, 6), (2, 2, 3, 2), dict(stride=2, dilation=2, padding=1)),   # phases without any tap
     ((1, 4, 5, 7), (4, 2, 3, 3), dict(groups=2, padding="same")),          # groups 2, 'same'
-    ((2, 3, 5, 7), (3, 1, 3, 3), dict(groups=3, padding=1, stride=2)),     # depthwise
+    ((1, 3, 5, 7), (3, 1, 3, 3), dict(groups=3, padding=1, stride=2)),     # depthwise
 ]
 
 
