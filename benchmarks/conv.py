@@ -3,7 +3,7 @@ on), PyTorch's own CPU convolution on the CPU. Both sides read the same memory."
 import numpy as np
 
 import kernels
-from .harness import Case
+from .harness import Case, as_torch, vendor_torch
 
 # (label, N, C, H, W, K, kernel, stride, padding)
 ANCHORS = [
@@ -31,22 +31,11 @@ CRNN_CPU = [  # CRNN layer shapes at batch 16 (gray 32x100 input)
 ]
 
 
-def _torch(device):
-    import torch
-    if device == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cudnn.benchmark = True
-    return torch
-
-
-def _as_torch(torch, array, device):
-    return torch.as_tensor(array, device="cuda") if device == "cuda" else torch.from_numpy(array)
 
 
 def _cases_for(shape, device):
     label, n, c, h, w, k, size, stride, padding = shape
-    torch = _torch(device)
+    torch = vendor_torch()
     out_h = (h + 2 * padding - size) // stride + 1
     out_w = (w + 2 * padding - size) // stride + 1
     flops = 2.0 * n * k * out_h * out_w * c * size * size
@@ -57,7 +46,7 @@ def _cases_for(shape, device):
         x = xp.asarray(rng.standard_normal((n, c, h, w), dtype=np.float32))
         weight = xp.asarray(rng.standard_normal((k, c, size, size), dtype=np.float32) * 0.1)
         grad_out = xp.asarray(rng.standard_normal((n, k, out_h, out_w), dtype=np.float32))
-        return (x, weight, grad_out) + tuple(_as_torch(torch, a, device) for a in (x, weight, grad_out))
+        return (x, weight, grad_out) + tuple(as_torch(torch, a) for a in (x, weight, grad_out))
 
     def forward(x, weight, grad_out, *tensors):
         return kernels.conv2d(x, weight, **arguments)

@@ -6,34 +6,16 @@ CTC inputs use full-length inputs and host-side int32 targets so that torch may 
 import numpy as np
 
 import kernels
-from .harness import Case
+from .harness import Case, as_torch, vendor_torch
 
 MEASURE_HOST_COST = True
 CTC_SHAPES = [(26, 64, 37, 10), (40, 64, 11, 8)]   # (T, N, C, S): CRNN text lines; a digit-string model
 
 
-def _torch(device):
-    import torch
-    if device == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cudnn.benchmark = True
-    else:
-        # The 2-core CPU machines are shared: torch's 2 OpenMP threads then spin against other jobs and
-        # ran CTC 50x slower than with one thread (80 ms against 1.2 ms), so give torch its best setting.
-        torch.set_num_threads(1)
-    return torch
-
-
-def _as_torch(torch, array):
-    """A torch tensor sharing the memory of a NumPy or CuPy array."""
-    if kernels.backend.is_gpu_array(array):
-        return torch.as_tensor(array, device="cuda")
-    return torch.from_numpy(array)
 
 
 def _ctc_case(device, steps, batch, classes, width):
-    torch = _torch(device)
+    torch = vendor_torch()
 
     def make(xp, seed):
         rng = np.random.default_rng(seed)
@@ -44,7 +26,7 @@ def _ctc_case(device, steps, batch, classes, width):
         input_lengths = np.full(batch, steps, dtype=np.int32)
         log_probs = xp.asarray(log_probs)
         concatenated = np.concatenate([targets[n, :target_lengths[n]] for n in range(batch)])
-        vendor_inputs = (_as_torch(torch, log_probs).requires_grad_(), torch.from_numpy(concatenated),
+        vendor_inputs = (as_torch(torch, log_probs).requires_grad_(), torch.from_numpy(concatenated),
                          torch.from_numpy(input_lengths), torch.from_numpy(target_lengths))
         return log_probs, targets, input_lengths, target_lengths, vendor_inputs
 
@@ -64,14 +46,14 @@ def _ctc_case(device, steps, batch, classes, width):
 
 
 def _adam_case(device, count):
-    torch = _torch(device)
+    torch = vendor_torch()
 
     def make(xp, seed):
         rng = np.random.default_rng(seed)
         param, grad, exp_avg = (xp.asarray(rng.standard_normal(count, dtype=np.float32)) for _ in range(3))
         exp_avg_sq = xp.asarray(rng.random(count, dtype=np.float32))
-        torch_param = _as_torch(torch, param).requires_grad_()
-        torch_param.grad = _as_torch(torch, grad)
+        torch_param = as_torch(torch, param).requires_grad_()
+        torch_param.grad = as_torch(torch, grad)
         try:
             optimizer = torch.optim.Adam([torch_param], lr=1e-3, fused=True)
             optimizer.step()

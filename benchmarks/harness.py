@@ -51,6 +51,22 @@ def array_module(device):
     return np
 
 
+def vendor_torch():
+    """PyTorch as the vendor side: fp32 against fp32 (TF32 off) and cuDNN's autotuner on."""
+    import torch
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    return torch
+
+
+def as_torch(torch, array):
+    """A torch tensor sharing the memory of a NumPy or CuPy array (no copy)."""
+    if backend.is_gpu_array(array):
+        return torch.as_tensor(array, device="cuda")
+    return torch.from_numpy(array)
+
+
 def _synchronize(device):
     if device == "cuda":
         backend.synchronize()

@@ -4,7 +4,7 @@ the CPU. Bytes counted: input read + output written (+ int64 indices written); b
 import numpy as np
 
 import kernels
-from .harness import Case
+from .harness import Case, as_torch, vendor_torch
 
 CONFIGS = [
     ("max 3x3/2 pad 1", "max", dict(kernel_size=3, stride=2, padding=1)),
@@ -14,17 +14,6 @@ CONFIGS = [
 ]
 
 
-def _torch(device):
-    import torch
-    if device == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cudnn.benchmark = True
-    return torch
-
-
-def _as_tensor(torch, array, device):
-    return torch.as_tensor(array, device="cuda") if device == "cuda" else torch.from_numpy(array)
 
 
 def _output_shape(shape, args):
@@ -34,7 +23,7 @@ def _output_shape(shape, args):
 
 
 def _cases_for(device, shape, label, kind, args):
-    torch = _torch(device)
+    torch = vendor_torch()
     f = torch.nn.functional
     out_shape = _output_shape(shape, args)
     in_count, out_count = int(np.prod(shape)), int(np.prod(out_shape))
@@ -44,16 +33,16 @@ def _cases_for(device, shape, label, kind, args):
 
     def make_forward(xp, seed):
         x = xp.asarray(xp_rng(seed).standard_normal(shape, dtype=np.float32))
-        return x, _as_tensor(torch, x, device)
+        return x, as_torch(torch, x)
 
     def make_backward(xp, seed):
         rng = xp_rng(seed)
         x = xp.asarray(rng.standard_normal(shape, dtype=np.float32))
         grad = xp.asarray(rng.standard_normal(out_shape, dtype=np.float32))
         indices = kernels.max_pool2d(x, return_indices=True, **args)[1] if kind == "max" else None
-        tx = _as_tensor(torch, x, device).requires_grad_(True)
+        tx = as_torch(torch, x).requires_grad_(True)
         ty = (f.max_pool2d if kind == "max" else f.avg_pool2d)(tx, **args)
-        return x, grad, indices, tx, ty, _as_tensor(torch, grad, device)
+        return x, grad, indices, tx, ty, as_torch(torch, grad)
 
     def vendor_backward(x, grad, indices, tx, ty, tgrad):
         # the autograd graph of one forward call is kept and replayed: only the backward kernel runs

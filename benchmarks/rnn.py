@@ -11,7 +11,7 @@ NUMBANET_RNN_PATH=step (or persistent) forces our recurrence kernels, to compare
 import numpy as np
 
 import kernels
-from .harness import Case
+from .harness import Case, vendor_torch
 
 MEASURE_HOST_COST = True
 GATES = {"lstm": 4, "gru": 3}
@@ -26,18 +26,10 @@ CPU_SHAPES = [("lstm", 8, 64, 8, 128), ("lstm", 26, 16, 512, 256), ("lstm", 25, 
               ("gru", 26, 16, 512, 256)]
 
 
-def _torch(device):
-    import torch
-    if device == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cudnn.benchmark = True
-    return torch
-
 
 def _case(device, cell, T, B, I, H, backward):
     G = GATES[cell]
-    torch = _torch(device)
+    torch = vendor_torch()
 
     def make(xp, seed):
         rng = np.random.default_rng(seed)

@@ -13,22 +13,15 @@ import nn
 from kernels import backend
 from nn import layers, models, recurrent
 
-from .harness import Case
+from .harness import Case, vendor_torch
 
 MEASURE_HOST_COST = False
 
 
-def _torch():
-    import torch
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cudnn.benchmark = True
-    return torch
-
 
 def _torch_layer(module):
     """The torch.nn layer with the same hyper-parameters as one of ours."""
-    torch = _torch()
+    torch = vendor_torch()
     if isinstance(module, nn.Sequential):
         return torch.nn.Sequential(*[_torch_layer(child) for child in module])
     if isinstance(module, layers.Conv2d):
@@ -54,7 +47,7 @@ def _torch_layer(module):
 
 def torch_twin(model):
     """A torch.nn.Module with our model's children under the same names and the same forward."""
-    torch = _torch()
+    torch = vendor_torch()
 
     class Twin(torch.nn.Module):
         def __init__(self):
@@ -95,7 +88,7 @@ def _specs(device, quick):
 
 def _make_inputs(shape, kind, classes, batch, device):
     """Inputs of one step: ours (on `device`'s array module) then the same values for PyTorch."""
-    torch = _torch()
+    torch = vendor_torch()
 
     def make(xp, seed):
         rng = np.random.default_rng(seed)
@@ -113,7 +106,7 @@ def _make_inputs(shape, kind, classes, batch, device):
 
 def _steps(model, twin, kind, shape, batch, xp):
     """(ours, vendor) step functions; ours reads the first half of the inputs, vendor the second."""
-    torch = _torch()
+    torch = vendor_torch()
     optimizer = nn.optim.Adam(model.parameters(), lr=1e-3)
     optimizer_t = torch.optim.Adam(twin.parameters(), lr=1e-3)
     count = 2 if kind == "classes" else 3
@@ -170,7 +163,7 @@ def _peak_cupy_bytes(step, inputs, base):
 
 
 def cases(device, quick=False):
-    torch = _torch()
+    torch = vendor_torch()
     batch = 64 if device == "cuda" else 16
     xp = np if device == "cpu" else backend.cupy_module()
     rows = []

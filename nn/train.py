@@ -18,7 +18,6 @@ import numpy as np
 from kernels import backend
 
 from . import checkpoint, data, init, optim
-from .autograd import no_grad
 from .tasks import make_task
 from .utils import clip_grad_norm_
 
