@@ -35,6 +35,8 @@ def _torch_layer(module):
         return torch.nn.Linear(module.in_features, module.out_features, module.bias is not None)
     if isinstance(module, layers.ReLU):
         return torch.nn.ReLU()
+    if isinstance(module, layers.Dropout):
+        return torch.nn.Dropout(module.p)
     if isinstance(module, layers.Flatten):
         return torch.nn.Flatten(module.start_dim, module.end_dim)
     if isinstance(module, recurrent._RecurrentBase):
@@ -68,6 +70,8 @@ def torch_twin(model):
             features = self.cnn(x)                                        # CRNN
             batch, channels, _, steps = features.shape
             output, _ = self.rnn(features.reshape(batch, channels, steps).permute(2, 0, 1))
+            if hasattr(self, "dropout"):
+                output = self.dropout(output)
             return torch.nn.functional.log_softmax(self.fc(output), dim=2)
 
     return Twin()
