@@ -19,6 +19,7 @@ def _run(capsys, *argv):
     (["cnn", "--lr", "-1"], "--lr must be positive"),
     (["cnn", "--batch-size", "0"], "--batch-size must be at least 1"),
     (["cnn", "--epochs", "x"], "invalid int value"),
+    (["cnn", "--blas-threads", "-1"], "--blas-threads must be >= 0"),
 ])
 def test_bad_arguments_give_one_line_and_exit_code_2(capsys, argv, message):
     code, out, err = _run(capsys, *argv)
