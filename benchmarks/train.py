@@ -19,11 +19,11 @@ MEASURE_HOST_COST = False
 
 
 
-def _torch_layer(module):
-    """The torch.nn layer with the same hyper-parameters as one of ours."""
+def torch_layer(module):
+    """The torch.nn layer with the same hyper-parameters as one of ours (also used by tests/nn)."""
     torch = vendor_torch()
     if isinstance(module, nn.Sequential):
-        return torch.nn.Sequential(*[_torch_layer(child) for child in module])
+        return torch.nn.Sequential(*[torch_layer(child) for child in module])
     if isinstance(module, layers.Conv2d):
         return torch.nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size, module.stride,
                                module.padding, module.dilation, module.groups, module.bias is not None)
@@ -55,7 +55,7 @@ def torch_twin(model):
         def __init__(self):
             super().__init__()
             for name, child in model._modules.items():
-                setattr(self, name, _torch_layer(child))
+                setattr(self, name, torch_layer(child))
 
         def forward(self, x):
             if isinstance(model, models.CNN):

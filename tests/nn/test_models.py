@@ -4,36 +4,11 @@ import numpy as np
 import pytest
 
 import nn
-from nn import layers, models, recurrent
+from benchmarks.train import torch_layer
+from nn import layers, models
 from tests.oracle import assert_close, random_array, torch_module
 
 TOLERANCE = dict(rtol=1e-8, atol=1e-10)
-
-
-def torch_twin(module):
-    """The torch.nn module with the same structure and hyper-parameters as one of ours."""
-    torch = torch_module()
-    if isinstance(module, nn.Sequential):
-        return torch.nn.Sequential(*[torch_twin(child) for child in module])
-    if isinstance(module, layers.Conv2d):
-        return torch.nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size, module.stride,
-                               module.padding, module.dilation, module.groups, module.bias is not None)
-    if isinstance(module, layers.BatchNorm2d):
-        return torch.nn.BatchNorm2d(module.num_features, module.eps, module.momentum)
-    if isinstance(module, layers.MaxPool2d):
-        return torch.nn.MaxPool2d(module.kernel_size, module.stride, module.padding)
-    if isinstance(module, layers.Linear):
-        return torch.nn.Linear(module.in_features, module.out_features, module.bias is not None)
-    if isinstance(module, layers.ReLU):
-        return torch.nn.ReLU()
-    if isinstance(module, layers.Flatten):
-        return torch.nn.Flatten(module.start_dim, module.end_dim)
-    if isinstance(module, recurrent._RecurrentBase):
-        extra = {"nonlinearity": module.nonlinearity} if module.mode == "RNN" else {}
-        return getattr(torch.nn, module.mode)(module.input_size, module.hidden_size, module.num_layers,
-                                              bias=module.bias, batch_first=module.batch_first,
-                                              dropout=module.dropout, bidirectional=module.bidirectional, **extra)
-    raise TypeError(f"no torch twin for {type(module).__name__}")
 
 
 def twin_model(ours, forward):
@@ -44,7 +19,7 @@ def twin_model(ours, forward):
         def __init__(self):
             super().__init__()
             for name, child in ours._modules.items():
-                setattr(self, name, torch_twin(child))
+                setattr(self, name, torch_layer(child))
 
         def forward(self, *args):
             return forward(self, *args)
