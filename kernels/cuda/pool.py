@@ -18,6 +18,7 @@ THREADS = 256                           # threads per block (x*y*z)
 WARP_COLUMNS = 32                       # at most this many threads along W
 BACKWARD_PLANES = 4                     # planes per backward thread, unrolled by hand below
 MAX_GRID_Z = 65535
+MAX_BLOCK_Z = 64                        # CUDA's limit on blockDim.z
 SPECIALISED_WINDOWS = ((2, 2), (3, 3))  # forward kernels compiled with these windows unrolled
 REDUCE_ROWS = 4                         # adaptive pooling of large windows: 32 x 4 threads a window
 REDUCE_THREADS = WARP_COLUMNS * REDUCE_ROWS
@@ -33,7 +34,7 @@ def _layout(planes, rows, cols, planes_per_thread):
     """(grid, block, planes per launch) covering cols x rows positions of `planes` planes."""
     bx = min(WARP_COLUMNS, _pow2_at_least(cols))
     by = min(THREADS // bx, _pow2_at_least(rows))
-    bz = min(THREADS // (bx * by), _pow2_at_least(ceil_div(planes, planes_per_thread)))
+    bz = min(THREADS // (bx * by), MAX_BLOCK_Z, _pow2_at_least(ceil_div(planes, planes_per_thread)))
     per_launch = min(planes, MAX_GRID_Z * bz * planes_per_thread)
     grid = (ceil_div(cols, bx), ceil_div(rows, by), ceil_div(per_launch, bz * planes_per_thread))
     return grid, (bx, by, bz), per_launch

@@ -246,3 +246,17 @@ def test_pooling_rejects_bad_input():
         kernels.adaptive_avg_pool2d_backward(y, (3, 8, 8))
     with pytest.raises(ValueError, match="adaptive_avg_pool2d_backward: grad_out of shape"):
         kernels.adaptive_avg_pool2d_backward(y, (2, 4, 8, 8))
+
+
+@pytest.mark.parametrize("planes,rows,cols,per_thread", [
+    (32768, 1, 1, 1), (64 * 512, 7, 7, 4), (3, 1, 1, 1), (200000, 2, 2, 1), (5, 300, 1, 4), (1, 1, 5000, 1)])
+def test_pooling_launch_layout_stays_within_cuda_limits(planes, rows, cols, per_thread):
+    """The block must fit CUDA's limits (z at most 64, found on an H200 for 1x1 outputs of 32768
+    planes) and the launches together must cover every position."""
+    from kernels.cuda.pool import MAX_GRID_Z, _layout
+    grid, block, per_launch = _layout(planes, rows, cols, per_thread)
+    assert block[0] <= 1024 and block[1] <= 1024 and block[2] <= 64
+    assert block[0] * block[1] * block[2] <= 1024
+    assert grid[1] <= 65535 and grid[2] <= MAX_GRID_Z
+    assert grid[0] * block[0] >= cols and grid[1] * block[1] >= rows
+    assert grid[2] * block[2] * per_thread >= per_launch and 0 < per_launch <= planes
