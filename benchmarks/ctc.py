@@ -1,7 +1,7 @@
 """CTC loss forward+backward against torch.nn.functional.ctc_loss (cuDNN or native on the GPU, CPU
 otherwise), and the fused Adam update against torch.optim.Adam (fused, else foreach) in the same suite.
 
-CTC inputs use full-length inputs and host-side int32 targets so that torch may pick cuDNN.
+CTC inputs use full-length inputs and int32 targets, all on the device of the log-probabilities.
 """
 import numpy as np
 
@@ -24,10 +24,12 @@ def _ctc_case(device, steps, batch, classes, width):
         target_lengths = rng.integers(width // 2, width + 1, size=batch).astype(np.int32)
         targets = rng.integers(1, classes, size=(batch, width)).astype(np.int32)
         input_lengths = np.full(batch, steps, dtype=np.int32)
-        log_probs = xp.asarray(log_probs)
         concatenated = np.concatenate([targets[n, :target_lengths[n]] for n in range(batch)])
-        vendor_inputs = (as_torch(torch, log_probs).requires_grad_(), torch.from_numpy(concatenated),
-                         torch.from_numpy(input_lengths), torch.from_numpy(target_lengths))
+        # everything on the device of the log-probabilities, for both sides (torch >= 2.11 requires it)
+        log_probs, targets, input_lengths, target_lengths = (
+            xp.asarray(a) for a in (log_probs, targets, input_lengths, target_lengths))
+        vendor_inputs = (as_torch(torch, log_probs).requires_grad_(), as_torch(torch, xp.asarray(concatenated)),
+                         as_torch(torch, input_lengths), as_torch(torch, target_lengths))
         return log_probs, targets, input_lengths, target_lengths, vendor_inputs
 
     def ours(log_probs, targets, input_lengths, target_lengths, _):

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # All GPU checks in one call, for the lent H100/H200 machine (see ../shared/GPU-NOTES.md):
-# the GPU tests, then every benchmark suite against cuBLAS/cuDNN, then a short table (last).
+# the GPU tests, every benchmark suite against cuBLAS/cuDNN (one process per suite, each capped),
+# a default CRNN training run, then a short table (last).
 # Here, once: ../shared/scripts/device-wheels.sh   (fills .whl/ with the numpy the GPU machine needs)
-# Then, through the device tool, with carry [".whl"] and timeout_s 360 (the stages are capped at
-# 120 s of tests and 160 s of benchmarks, so the whole call stays near 5 minutes; raise them with
-# TEST_SECONDS=... BENCH_SECONDS=... when the device budget allows):
+# Then, through the device tool, with carry [".whl"] and timeout_s 480:
 #   bash benchmarks/gpu_check.sh
-# Details go to $OUT (the device tool's folder) or bench-results/gpu.
+# Caps (seconds): TEST_SECONDS (default 110), SUITE_SECONDS (per suite, default 35; train 50),
+# TRAIN_SECONDS (default 70; 0 skips the training run; rnn gets 25 s more). SUITES and TESTS narrow a rerun, e.g. SUITES="conv rnn" TESTS=tests/gpu/test_rnn_gpu.py.
+# Logs go to $OUT (the device tool's folder) or bench-results/gpu; the JSON/PNG reports and the
+# training run are packed into details.tgz there (the device tool brings back at most 8 files).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench-results/gpu}
+WORK=$(mktemp -d)
 mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
@@ -17,15 +20,54 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 else
   export PYTHONPATH=$PWD
 fi
-export NUMBA_CACHE_DIR=${NUMBA_CACHE_DIR:-/tmp/numba-cache}
-TEST_SECONDS=${TEST_SECONDS:-120}
-BENCH_SECONDS=${BENCH_SECONDS:-160}
+export PYTHONUNBUFFERED=1 NUMBA_CACHE_DIR=${NUMBA_CACHE_DIR:-/tmp/numba-cache}
+TEST_SECONDS=${TEST_SECONDS:-110}
+SUITE_SECONDS=${SUITE_SECONDS:-35}
+TRAIN_SECONDS=${TRAIN_SECONDS:-70}
 SUITES=${SUITES:-gemm pointwise pool conv rnn ctc train}
+TESTS=${TESTS:-tests/gpu}
+status=()
 
+stamp() { date +%s; }
 python3 -m nn.cli info > "$OUT/info.txt" 2>&1
+nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv >> "$OUT/info.txt" 2>&1
 cat "$OUT/info.txt"
-timeout "$TEST_SECONDS" python3 -m pytest -q -p no:cacheprovider tests/gpu > "$OUT/gpu-tests.txt" 2>&1
-echo "gpu tests: exit $? ($(tail -n 1 "$OUT/gpu-tests.txt"))"
-timeout "$BENCH_SECONDS" python3 -m nn.cli bench $SUITES --repeats 10 --plot --output "$OUT" > "$OUT/bench.txt" 2>&1
-echo "benchmarks: exit $?"
-python3 -m benchmarks.summary "$OUT"
+
+# Tests: in parallel where pytest-xdist is present (compiling the kernels is the slow part).
+parallel=()
+python3 -c "import xdist" 2>/dev/null && parallel=(-n 12)
+python3 -c "import pytest_timeout" 2>/dev/null && parallel+=(--timeout 100)
+start=$(stamp)
+timeout "$TEST_SECONDS" python3 -m pytest -q -p no:cacheprovider -rfE --tb=short "${parallel[@]}" $TESTS \
+  > "$OUT/gpu-tests.txt" 2>&1
+code=$?
+status+=("gpu tests: exit $code in $(( $(stamp) - start )) s: $(tail -n 1 "$OUT/gpu-tests.txt")")
+
+# Benchmarks: one process per suite, so a slow or broken suite costs only its own figures.
+: > "$OUT/bench.txt"
+for suite in $SUITES; do
+  cap=$SUITE_SECONDS
+  case $suite in train) cap=$(( SUITE_SECONDS + 15 ));; rnn) cap=$(( SUITE_SECONDS + 25 ));; esac
+  start=$(stamp)
+  timeout "$cap" python3 -m nn.cli bench "$suite" --device cuda --repeats 10 --plot --output "$WORK/bench" \
+    >> "$OUT/bench.txt" 2>&1
+  status+=("bench $suite: exit $? in $(( $(stamp) - start )) s")
+done
+
+# Where the host time of one op call goes (small ops and recurrences are bound by it).
+timeout 60 python3 -m benchmarks.host_profile > "$OUT/host-profile.txt" 2>&1
+status+=("host profile: exit $?")
+
+# The main job on the GPU: the default CRNN run (target: under a minute on an H100/H200).
+if [ "$TRAIN_SECONDS" -gt 0 ]; then
+  start=$(stamp)
+  timeout "$TRAIN_SECONDS" python3 -m nn.train crnn --device cuda --quiet --output "$WORK/crnn" > "$OUT/train.txt" 2>&1
+  status+=("train crnn: exit $? in $(( $(stamp) - start )) s: $(tail -n 1 "$OUT/train.txt")")
+fi
+
+cp "$OUT"/*.txt "$WORK"/ 2>/dev/null
+tar -czf "$OUT/details.tgz" -C "$WORK" . 2>/dev/null
+grep -E "^(FAILED|ERROR)" "$OUT/gpu-tests.txt" | head -40
+python3 -m benchmarks.summary "$WORK/bench" | tee "$OUT/summary.txt"
+sed -n '/^host cost of one call/,$p' "$OUT/host-profile.txt"
+printf '%s\n' "${status[@]}"

@@ -10,6 +10,7 @@ import os
 import platform
 import statistics
 import time
+import traceback
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Callable, Optional
@@ -169,6 +170,9 @@ def format_table(suite, device, rows):
     lines = [f"{suite} on {device}: speed = vendor ms / ours ms (above 1: ours is faster)",
              f"{'case':38s} {'ours ms':>9s} {'vendor ms':>10s} {'speed':>6s} {'rate':>14s} {'% ceil':>7s}  vendor"]
     for row in rows:
+        if "error" in row:
+            lines.append(f"{row['case']:38s} FAILED: {row['error']}")
+            continue
         if "ours_TFLOPs" in row:
             rate = f"{row['ours_TFLOPs']:.2f} TFLOP/s"
         elif "ours_GBps" in row:
@@ -195,8 +199,13 @@ def run_suite(suite, cases, device, output_dir=None, plot=False, repeats=15, mea
     ceilings = measured_ceilings(device)
     rows = []
     for case in cases:
-        rows.append(run_case(case, device, ceilings, repeats=repeats, measure_host_cost=measure_host_cost))
-        print(f"  {suite}: {case.label} done", flush=True)
+        try:
+            row = run_case(case, device, ceilings, repeats=repeats, measure_host_cost=measure_host_cost)
+        except Exception as error:  # one broken case must not cost the rest of the suite its figures
+            traceback.print_exc()
+            row = {"case": case.label, "error": f"{type(error).__name__}: {error}"[:300]}
+        rows.append(row)
+        print(format_table(suite, device, [row]).splitlines()[-1], flush=True)
     print(format_table(suite, device, rows))
     if any("host_cost_us" in row for row in rows):
         costs = ", ".join(f"{r['case']}: {r['host_cost_us']:.1f} us" for r in rows if "host_cost_us" in r)
@@ -216,7 +225,7 @@ def plot_ratios(report, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rows = [r for r in report["rows"] if r["speed_vs_vendor"] is not None]
+    rows = [r for r in report["rows"] if r.get("speed_vs_vendor") is not None]
     figure, axis = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5))
     axis.barh([r["case"] for r in rows], [r["speed_vs_vendor"] for r in rows], color="tab:blue")
     axis.axvline(1.0, color="black", linewidth=1)

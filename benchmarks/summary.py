@@ -13,6 +13,9 @@ def summarize(folder):
         if "rows" not in report:
             continue
         for row in report["rows"]:
+            if "error" in row:
+                lines.append(f"{report['suite']:10s} {row['case'][:38]:38s} FAILED {row['error'][:60]}")
+                continue
             speed = f"{row['speed_vs_vendor']:.2f}" if row.get("speed_vs_vendor") else "-"
             vendor = f"{row['vendor_ms']:.3f}" if row.get("vendor_ms") else "-"
             ceiling = f"{row['pct_of_ceiling']:.1f}" if row.get("pct_of_ceiling") is not None else "-"

@@ -1,0 +1,78 @@
+"""`python -m benchmarks.host_profile`: where the host time of one GPU op call goes (needs a GPU).
+
+Small ops and time-stepped loops are bound by the host, not the GPU: this times the pieces of one
+launch (allocation, views, configuration, Numba's dispatch) and whole op calls on inputs small enough
+that the GPU is never the bottleneck, then prints cProfile's heaviest functions for a few ops.
+"""
+import cProfile
+import io
+import pstats
+import time
+
+import numpy as np
+
+
+def per_call_us(fn, calls=2000):
+    import cupy
+    for _ in range(20):
+        fn()
+    cupy.cuda.get_current_stream().synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    cupy.cuda.get_current_stream().synchronize()
+    return (time.perf_counter() - start) / calls * 1e6
+
+
+def main():
+    import cupy
+    from numba import cuda
+
+    import kernels
+    from kernels.cuda import launch as launcher
+    from kernels.cuda.pointwise import relu_kernel
+
+    x = cupy.random.random(1 << 16, dtype=cupy.float32)
+    y = cupy.empty_like(x)
+    stream = launcher.current_stream()
+    vx, vy = launcher.device_view(x), launcher.device_view(y)
+    configured = relu_kernel[256, 256, stream, 0]
+    interface = x.__cuda_array_interface__
+    a = cupy.random.random((64, 64), dtype=cupy.float32)
+    images = cupy.random.random((16, 32, 12, 120), dtype=cupy.float32)
+    weight = cupy.random.random((64, 32, 3, 3), dtype=cupy.float32)
+    probe = {
+        "cupy.empty(65536)": lambda: cupy.empty(1 << 16, dtype=cupy.float32),
+        "x.reshape(-1)": lambda: x.reshape(-1),
+        "current_stream()": launcher.current_stream,
+        "device_view, cached": lambda: launcher.device_view(x),
+        "from_cuda_array_interface": lambda: cuda.from_cuda_array_interface(interface, owner=None, sync=False),
+        "kernel[grid, block, stream, 0]": lambda: relu_kernel[256, 256, stream, 0],
+        "configured(view, view)": lambda: configured(vx, vy),
+        "configured(cupy, cupy)": lambda: configured(x, y),
+        "launch(relu_kernel, ...)": lambda: launcher.launch(relu_kernel, 256, 256, x, y),
+        "cupy x * 2 (reference)": lambda: x * 2,
+        "kernels.relu(x)": lambda: kernels.relu(x),
+        "kernels.matmul 64^3": lambda: kernels.matmul(a, a),
+        "kernels.conv2d 16x32x12x120 k64": lambda: kernels.conv2d(images, weight, None, padding=1),
+    }
+    rows = [(name, per_call_us(fn, 300 if "conv" in name else 2000)) for name, fn in probe.items()]
+    for name, fn, calls in (("kernels.relu", probe["kernels.relu(x)"], 500),
+                            ("kernels.conv2d", probe["kernels.conv2d 16x32x12x120 k64"], 100)):
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(calls):
+            fn()
+        profiler.disable()
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(14)
+        print(f"--- cProfile of {calls} calls of {name}, by own time ---")
+        print("\n".join(line for line in text.getvalue().splitlines()[6:] if line.strip()))
+    print(f"{'host cost of one call':40s} {'us':>8s}")
+    for name, us in rows:
+        print(f"{name:40s} {us:8.1f}")
+
+
+if __name__ == "__main__":
+    np.random.seed(0)
+    main()
