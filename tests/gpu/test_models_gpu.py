@@ -126,6 +126,25 @@ CAPTURE_CASES = {
 }
 
 
+# The conv weight and bias gradients are summed with atomic adds (kernels/cuda/conv_weight.py), so two
+# runs of the same step differ by float32 rounding: losses are compared at 1e-4, not bit for bit.
+LOSS_TOLERANCE = dict(rtol=1e-4, atol=1e-6)
+
+
+def biases_cancelled_by_batch_norm(model):
+    """Names of conv biases that a BatchNorm right after removes, and of that BatchNorm's running
+    mean, which follows them: the biases' true gradient is zero, so Adam turns rounding noise in it
+    into steps of up to lr, different in every run."""
+    names = []
+    for prefix, module in model.named_modules():
+        children = list(module._modules.items())
+        for (name, first), (next_name, second) in zip(children, children[1:]):
+            if isinstance(first, nn.Conv2d) and isinstance(second, nn.BatchNorm2d) and first.bias is not None:
+                dot = f"{prefix}." if prefix else ""
+                names += [f"{dot}{name}.bias", f"{dot}{next_name}.running_mean"]
+    return names
+
+
 @pytest.mark.parametrize("name, optimizer_name", [("cnn", "sgd"), ("cnn", "adam"), ("lstm", "adam"),
                                                   ("gru", "sgd")])
 def test_captured_steps_agree_with_eager_steps(name, optimizer_name):
@@ -142,11 +161,18 @@ def test_captured_steps_agree_with_eager_steps(name, optimizer_name):
         eager_loss = float(eager_step(inputs, targets).numpy())
         captured_loss = float(captured(inputs, targets).numpy())
         assert captured.captured == (index >= 1)
-        assert_close(np.float32(captured_loss), np.float32(eager_loss), np.float32, rtol=1e-5, atol=1e-6,
+        assert_close(np.float32(captured_loss), np.float32(eager_loss), np.float32, **LOSS_TOLERANCE,
                      name=f"loss at step {index}")
+    noisy = biases_cancelled_by_batch_norm(eager_model) if optimizer_name == "adam" else []
     for (key, p), (_, q) in zip(eager_model.named_parameters(), captured_model.named_parameters()):
-        assert_close(q.data, p.data, np.float32, rtol=1e-4, atol=1e-6, name=key)
+        if key in noisy:  # five Adam steps of at most lr (2e-3) each, in whatever direction the noise says
+            assert float(abs(q.data - p.data).max()) <= 5 * 2e-3, key
+            continue
+        assert_close(q.data, p.data, np.float32, rtol=1e-4, atol=1e-5, name=key)
     for (key, a), (_, b) in zip(eager_model.named_buffers(), captured_model.named_buffers()):
+        if key in noisy:  # the running mean moves with the noisy bias above, by momentum 0.1 a step
+            assert float(abs(b - a).max()) <= 5 * 2e-3, key
+            continue
         assert_close(np.asarray(b.get(), np.float64), np.asarray(a.get(), np.float64), np.float64, rtol=1e-4,
                      atol=1e-6, name=key)
 
@@ -215,7 +241,7 @@ def test_captured_crnn_ctc_steps_agree_with_eager_steps():
         eager_loss = float(eager_step(images, targets, input_lengths, target_lengths).numpy())
         captured_loss = float(captured(images, targets, input_lengths, target_lengths).numpy())
         assert captured.captured == (index >= 1)
-        assert_close(np.float32(captured_loss), np.float32(eager_loss), np.float32, rtol=1e-5, atol=1e-6,
+        assert_close(np.float32(captured_loss), np.float32(eager_loss), np.float32, **LOSS_TOLERANCE,
                      name=f"loss at step {index}")
     for (key, p), (_, q) in zip(eager_model.named_parameters(), captured_model.named_parameters()):
-        assert_close(q.data, p.data, np.float32, rtol=1e-4, atol=1e-6, name=key)
+        assert_close(q.data, p.data, np.float32, rtol=1e-4, atol=1e-5, name=key)
