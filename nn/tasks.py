@@ -21,7 +21,14 @@ def _to(device, array):
     return Tensor(backend.to_device(np.ascontiguousarray(array), device))
 
 
-class ClassificationTask:
+class _Task:
+    def loss(self, model, split, index, device):
+        """The loss of one minibatch (and, for classification, the count of correct predictions)."""
+        arrays = [backend.to_device(a, device) for a in self.batch_arrays(split, index)]
+        return self.step_loss(model, *arrays)
+
+
+class ClassificationTask(_Task):
     """Digits as images (cnn) or as row sequences (rnn --task digits)."""
     metric = "accuracy"
     higher_is_better = True
@@ -39,12 +46,13 @@ class ClassificationTask:
         return models.RNNClassifier(input_size=8, hidden_size=self.settings["hidden_size"], num_classes=10,
                                     cell=self.settings["cell"])
 
-    def loss(self, model, split, index, device):
-        logits = model(_to(device, split.inputs[index]))
-        labels = backend.to_device(split.labels[index], device)
-        loss = F.cross_entropy(logits, labels)
-        correct = int((backend.to_numpy(logits.data).argmax(1) == split.labels[index]).sum())
-        return loss, {"correct": correct}
+    def batch_arrays(self, split, index):
+        return np.ascontiguousarray(split.inputs[index]), split.labels[index]
+
+    def step_loss(self, model, inputs, labels):
+        """(loss, number of correct predictions as a 0-d array on the inputs' device: no host sync)."""
+        logits = model(Tensor(inputs))
+        return F.cross_entropy(logits, labels), (logits.data.argmax(1) == labels).sum()
 
     def evaluate(self, model, split, device):
         predictions = self.predict_arrays(model, split.inputs, device)
@@ -67,7 +75,7 @@ class ClassificationTask:
         return f"digit {int(self.predict_arrays(model, array[None], device)[0])}"
 
 
-class AddingTask:
+class AddingTask(_Task):
     """The adding problem: regression from the last state, MSE."""
     metric = "mse"
     higher_is_better = False
@@ -82,9 +90,11 @@ class AddingTask:
         return models.RNNClassifier(input_size=2, hidden_size=self.settings["hidden_size"], num_classes=1,
                                     cell=self.settings["cell"])
 
-    def loss(self, model, split, index, device):
-        prediction = model(_to(device, split.inputs[index]))
-        return F.mse_loss(prediction, _to(device, split.labels[index])), {}
+    def batch_arrays(self, split, index):
+        return np.ascontiguousarray(split.inputs[index]), np.ascontiguousarray(split.labels[index])
+
+    def step_loss(self, model, inputs, targets):
+        return F.mse_loss(model(Tensor(inputs)), Tensor(targets)), None
 
     def evaluate(self, model, split, device):
         predictions = self.predict_arrays(model, split.inputs, device)
@@ -106,7 +116,7 @@ class AddingTask:
         return f"sum {float(self.predict_arrays(model, array[None], device)[0, 0]):.4f}"
 
 
-class StripTask:
+class StripTask(_Task):
     """Digit strips read by the CRNN, trained with CTC and decoded greedily."""
     metric = "sequence_accuracy"
     higher_is_better = True
@@ -121,15 +131,17 @@ class StripTask:
         return models.CRNN(image_height=data.STRIP_HEIGHT, in_channels=1, num_classes=10,
                            channels=STRIP_CRNN_CHANNELS, hidden_size=self.settings["hidden_size"])
 
-    def loss(self, model, split, index, device):
-        log_probs = model(_to(device, split.inputs[index]))          # (T, B, classes + blank)
-        time_steps, batch = log_probs.shape[0], log_probs.shape[1]
-        lengths = split.label_lengths[index]
-        targets = split.labels[index][:, :int(lengths.max())]
-        targets = np.where(targets < 0, 0, targets) + (1 if model.blank == 0 else 0)
-        input_lengths = np.full(batch, time_steps, np.int64)
-        loss = F.ctc_loss(log_probs, backend.to_device(targets, device), input_lengths, lengths, blank=model.blank)
-        return loss, {}
+    def batch_arrays(self, split, index):
+        # targets keep their full padded width, so every batch has one shape (a captured step needs that)
+        targets = split.labels[index]
+        targets = np.where(targets < 0, 0, targets) + 1   # models.CRNN: class 0 is the blank, digit d is d + 1
+        return np.ascontiguousarray(split.inputs[index]), targets, split.label_lengths[index]
+
+    def step_loss(self, model, inputs, targets, target_lengths):
+        log_probs = model(Tensor(inputs))          # (T, B, classes + blank)
+        xp = backend.array_module(inputs)
+        input_lengths = xp.full(log_probs.shape[1], log_probs.shape[0], dtype=np.int64)
+        return F.ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=model.blank), None
 
     def decode(self, model, inputs, device):
         strings = []

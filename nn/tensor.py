@@ -70,6 +70,9 @@ class Tensor:
         """A NumPy copy (from either device)."""
         return np.array(backend.to_numpy(self.data), copy=True)
 
+    def __float__(self):
+        return self.item()
+
     def item(self):
         return float(backend.to_numpy(self.data).reshape(-1)[0]) if self.data.size == 1 else \
             _raise(ValueError(f"item: tensor of shape {self.shape} has more than one element"))

@@ -18,7 +18,8 @@ import numpy as np
 
 from kernels import backend
 
-from . import checkpoint, data, init, optim
+from . import checkpoint, data, init, layers, optim, recurrent
+from .capture import capture
 from .tasks import make_task
 from .utils import clip_grad_norm_
 
@@ -107,6 +108,52 @@ def build(settings):
     return task, model, optimizer, scheduler
 
 
+def _has_dropout(module):
+    if isinstance(module, layers.Dropout):
+        return module.p > 0
+    return isinstance(module, recurrent._RecurrentBase) and module.num_layers > 1 and module.dropout > 0
+
+
+class RunningTotals:
+    """Loss and correct-prediction sums of an epoch. On the GPU they stay on the device and are read
+    every SYNC_EVERY steps (each read waits for the GPU, which would otherwise run ahead of Python);
+    on the CPU every step. A non-finite loss stops the run at the next read."""
+    SYNC_EVERY = 50
+
+    def __init__(self, device, epoch):
+        self.sync_every = self.SYNC_EVERY if device == "cuda" else 1
+        self.epoch = epoch
+        self.pending = []       # (loss array, correct or None, batch size) not yet read
+        self.loss = 0.0
+        self.count = 0
+        self.correct = None
+        self.steps = 0
+
+    def add(self, loss, correct, size):
+        # copies: a captured step hands back the same arrays at every replay
+        self.pending.append((loss * size, None if correct is None else correct.copy(), size))
+        self.steps += 1
+
+    def read(self):
+        for weighted, correct, size in self.pending:
+            value = float(weighted)
+            if not np.isfinite(value):
+                raise FloatingPointError(f"training loss became {value / size} at epoch {self.epoch + 1}; "
+                                         f"try a smaller --lr")
+            self.loss += value
+            self.count += size
+            if correct is not None:
+                self.correct = (self.correct or 0) + int(correct)
+        self.pending = []
+        shown = {"loss": f"{self.loss / max(self.count, 1):.4f}"}
+        if self.correct is not None:
+            shown["acc"] = f"{self.correct / max(self.count, 1):.3f}"
+        return shown
+
+    def as_dict(self):
+        return {"loss": self.loss, "count": self.count, "correct": self.correct or 0}
+
+
 class Run:
     """One training run: the loop, its checkpoints and its reports."""
 
@@ -119,6 +166,7 @@ class Run:
         self.epoch, self.batches_done, self.epoch_rng_state = 0, 0, None
         self.history, self.best = [], None
         self.epochs_without_improvement = 0
+        self.captured_step, self.capture_failed = None, False
 
     # ---- checkpoints -------------------------------------------------------------------------
     @property
@@ -148,6 +196,30 @@ class Run:
         checkpoint.save(self.checkpoint_path, self.state())
 
     # ---- the loop ----------------------------------------------------------------------------
+    def train_step(self, *arrays):
+        """One optimisation step on one minibatch (device arrays in): (loss, correct count or None),
+        both left on the device. Nothing here waits for the GPU, so on the GPU it is captured."""
+        self.optimizer.zero_grad()
+        loss, correct = self.task.step_loss(self.model, *arrays)
+        loss.backward()
+        if self.settings["clip"] > 0:
+            clip_grad_norm_(self.model.parameters(), self.settings["clip"])
+        self.optimizer.step()
+        return loss.data, correct
+
+    def step_function(self, batch_size):
+        """The step to call for a minibatch of this size: on the GPU, full batches replay one CUDA
+        graph (nn.capture: one launch instead of hundreds of Python launches); the last, smaller
+        batch of an epoch and models with dropout (whose masks a graph would freeze) run eagerly."""
+        if self.device != "cuda" or batch_size != self.settings["batch_size"] or self.capture_failed:
+            return self.train_step
+        if self.captured_step is None:
+            if any(_has_dropout(m) for m in self.model.modules()):
+                self.capture_failed = True
+                return self.train_step
+            self.captured_step = capture(self.train_step)
+        return self.captured_step
+
     def train_epoch(self):
         from tqdm import tqdm
         train = self.splits["train"]
@@ -157,31 +229,29 @@ class Run:
             self.rng.bit_generator.state = self.epoch_rng_state
         order = list(data.batches(len(train), self.settings["batch_size"], self.rng))
         self.model.train()
-        totals = {"loss": 0.0, "count": 0, "correct": 0}
+        totals = RunningTotals(self.device, self.epoch)
         progress = tqdm(order[self.batches_done:], desc=f"epoch {self.epoch + 1}/{self.settings['epochs']}",
                         disable=self.quiet, leave=False, file=sys.stderr)
         started = time.perf_counter()
         for index in progress:
-            loss, stats = self.task.loss(self.model, train, index, self.device)
-            self.optimizer.zero_grad()
-            loss.backward()
-            if self.settings["clip"] > 0:
-                clip_grad_norm_(self.model.parameters(), self.settings["clip"])
-            self.optimizer.step()
+            arrays = [backend.to_device(a, self.device) for a in self.task.batch_arrays(train, index)]
+            step = self.step_function(len(index))
+            try:
+                loss, correct = step(*arrays)
+            except RuntimeError as error:
+                if step is self.train_step or not str(error).startswith("capture:"):
+                    raise
+                # the graph was recorded, not run: this step runs eagerly, and so do the rest
+                print(f"numbanet: training eagerly, the step could not be captured ({error})", file=sys.stderr)
+                self.capture_failed = True
+                loss, correct = self.train_step(*arrays)
+            totals.add(loss, correct, len(index))
             self.batches_done += 1
-            value = loss.item()
-            if not np.isfinite(value):
-                raise FloatingPointError(f"training loss became {value} at epoch {self.epoch + 1}; "
-                                         f"try a smaller --lr")
-            totals["loss"] += value * len(index)
-            totals["count"] += len(index)
-            totals["correct"] += stats.get("correct", 0)
-            postfix = {"loss": f"{totals['loss'] / totals['count']:.4f}"}
-            if "correct" in stats:
-                postfix["acc"] = f"{totals['correct'] / totals['count']:.3f}"
-            progress.set_postfix(postfix)
+            if totals.steps % totals.sync_every == 0 or self.batches_done == len(order):
+                progress.set_postfix(totals.read())
         seconds = time.perf_counter() - started
-        return totals, seconds
+        totals.read()
+        return totals.as_dict(), seconds
 
     def fit(self):
         while self.epoch < self.settings["epochs"]:

@@ -1,6 +1,8 @@
 """Gradient utilities: clip_grad_norm_ as torch.nn.utils has it."""
 import math
 
+import numpy as np
+
 from kernels import backend
 
 from .tensor import Tensor
@@ -9,27 +11,33 @@ from .tensor import Tensor
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
     """Scale the gradients of `parameters` in place so that their joint norm is at most `max_norm`.
 
-    Returns the joint norm before clipping, as a Python float. Like torch, the gradients are
-    multiplied by min(1, max_norm / (norm + 1e-6)).
+    Returns the joint norm before clipping as a 0-d Tensor on the gradients' device, like torch. Like
+    torch, the gradients are multiplied by min(1, max_norm / (norm + 1e-6)). On the GPU nothing waits
+    for the GPU (the scale stays on the device), so a training step that clips can be captured
+    (nn.capture), unless error_if_nonfinite asks to look at the norm on the host.
     """
     if isinstance(parameters, Tensor):
         parameters = [parameters]
     grads = [p.grad.data for p in parameters if p.grad is not None]
     max_norm, norm_type = float(max_norm), float(norm_type)
     if not grads:
-        return 0.0
+        return Tensor(np.zeros((), np.float32))
     xp = backend.array_module(grads[0])
     if norm_type == math.inf:
-        norms = [xp.max(xp.abs(g)) for g in grads]
-        total = float(xp.max(xp.stack(norms)))
+        total = xp.max(xp.stack([xp.max(xp.abs(g)) for g in grads]))
     else:
-        norms = [xp.linalg.norm(g.reshape(-1), ord=norm_type) for g in grads]
-        total = float(xp.linalg.norm(xp.stack(norms), ord=norm_type))  # one host sync for all parameters
-    if error_if_nonfinite and not math.isfinite(total):
-        raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is {total}; "
-                           f"set error_if_nonfinite=False to clip anyway")
-    scale = max_norm / (total + 1e-6)
-    if not scale >= 1.0:  # also a NaN norm, which (as in torch) turns the gradients into NaN
+        total = xp.linalg.norm(xp.stack([xp.linalg.norm(g.reshape(-1), ord=norm_type) for g in grads]),
+                               ord=norm_type)
+    if error_if_nonfinite and not math.isfinite(float(total)):
+        raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is "
+                           f"{float(total)}; set error_if_nonfinite=False to clip anyway")
+    if xp is np:
+        scale = max_norm / (float(total) + 1e-6)
+        if not scale >= 1.0:  # also a NaN norm, which (as in torch) turns the gradients into NaN
+            for g in grads:
+                g *= g.dtype.type(scale)
+    else:
+        scale = xp.minimum(max_norm / (total + 1e-6), 1.0)  # NaN stays NaN, as in torch
         for g in grads:
-            g *= g.dtype.type(scale)
-    return total
+            g *= scale.astype(g.dtype, copy=False)
+    return Tensor(xp.asarray(total))

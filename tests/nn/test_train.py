@@ -33,7 +33,7 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path, capsy
     assert _run(capsys, *common, "--output", whole)[0] == 0
     # Ctrl-C in the middle of the second epoch (batch 25 of 2 x 20), then --resume
     from nn import tasks
-    original, calls = tasks.ClassificationTask.loss, []
+    original, calls = tasks.ClassificationTask.step_loss, []
 
     def interrupting_loss(self, *args):
         calls.append(1)
@@ -41,12 +41,12 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path, capsy
             raise KeyboardInterrupt
         return original(self, *args)
 
-    monkeypatch.setattr(tasks.ClassificationTask, "loss", interrupting_loss)
+    monkeypatch.setattr(tasks.ClassificationTask, "step_loss", interrupting_loss)
     code, _, err = _run(capsys, *common, "--output", split)
     assert code == 130 and "--resume" in err
     interrupted = checkpoint.load(os.path.join(split, "checkpoint.npz"))
     assert interrupted["epoch"] == 1 and interrupted["batches_done"] == 4
-    monkeypatch.setattr(tasks.ClassificationTask, "loss", original)
+    monkeypatch.setattr(tasks.ClassificationTask, "step_loss", original)
     assert _run(capsys, *common, "--output", split, "--resume")[0] == 0
     a = checkpoint.load(os.path.join(whole, "checkpoint.npz"))
     b = checkpoint.load(os.path.join(split, "checkpoint.npz"))

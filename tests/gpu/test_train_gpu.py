@@ -1,0 +1,39 @@
+"""The training loop on the GPU: full batches replay a captured step, and give the same epoch as
+eager steps (up to the rounding of atomic adds), for a classifier and for the CRNN with CTC."""
+import numpy as np
+import pytest
+
+from nn import data, train
+from tests.gpu.test_models_gpu import biases_cancelled_by_batch_norm
+from tests.oracle import assert_close
+
+
+def make_run(tmp_path, name, model, batches, *extra):
+    args = train.build_parser().parse_args([model, "--device", "cuda", "--epochs", "1", "--seed", "5", *extra])
+    run = train.Run(train.settings_from_args(args), str(tmp_path / name), "cuda", quiet=True)
+    full = run.splits["train"]
+    # a few full batches and one smaller one, so both the replayed and the eager path run
+    count = batches * run.settings["batch_size"] + 5
+    fields = {key: value[:count] for key, value in vars(full).items() if isinstance(value, np.ndarray)}
+    run.splits["train"] = data.Split(**fields)
+    return run
+
+
+@pytest.mark.parametrize("model, extra", [("cnn", ()), ("crnn", ()), ("rnn", ("--task", "adding"))])
+def test_captured_training_epoch_matches_eager_epoch(tmp_path, model, extra):
+    eager = make_run(tmp_path, "eager", model, 6, *extra)
+    eager.capture_failed = True  # forces every step down the eager path
+    captured = make_run(tmp_path, "captured", model, 6, *extra)
+    eager_totals, _ = eager.train_epoch()
+    captured_totals, _ = captured.train_epoch()
+    assert captured.captured_step is not None and captured.captured_step.captured
+    assert not captured.capture_failed
+    assert captured_totals["count"] == eager_totals["count"] == 6 * eager.settings["batch_size"] + 5
+    assert captured_totals["correct"] == pytest.approx(eager_totals["correct"], abs=2)
+    assert captured_totals["loss"] == pytest.approx(eager_totals["loss"], rel=1e-3)
+    noisy = biases_cancelled_by_batch_norm(eager.model)
+    for (key, p), (_, q) in zip(eager.model.named_parameters(), captured.model.named_parameters()):
+        if key in noisy:  # seven Adam steps of at most lr each, steered by rounding noise
+            assert float(abs(p.data - q.data).max()) <= 7 * eager.settings["lr"], key
+            continue
+        assert_close(q.data, p.data, np.float32, rtol=1e-3, atol=1e-4, name=key)
