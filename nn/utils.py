@@ -1,5 +1,7 @@
 """Gradient utilities: clip_grad_norm_ as torch.nn.utils has it."""
+import functools
 import math
+import operator
 
 import numpy as np
 
@@ -14,7 +16,9 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     Returns the joint norm before clipping as a 0-d Tensor on the gradients' device, like torch. Like
     torch, the gradients are multiplied by min(1, max_norm / (norm + 1e-6)). On the GPU nothing waits
     for the GPU (the scale stays on the device), so a training step that clips can be captured
-    (nn.capture), unless error_if_nonfinite asks to look at the norm on the host.
+    (nn.capture), unless error_if_nonfinite asks to look at the norm on the host. (On the GPU the
+    per-parameter sums are added one by one: cupy.stack of many arrays copies a pointer table from
+    the host, which a captured step refuses.)
     """
     if isinstance(parameters, Tensor):
         parameters = [parameters]
@@ -23,11 +27,18 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     if not grads:
         return Tensor(np.zeros((), np.float32))
     xp = backend.array_module(grads[0])
-    if norm_type == math.inf:
-        total = xp.max(xp.stack([xp.max(xp.abs(g)) for g in grads]))
+    if xp is np:
+        if norm_type == math.inf:
+            total = np.max(np.stack([np.max(np.abs(g)) for g in grads]))
+        else:
+            total = np.linalg.norm(np.stack([np.linalg.norm(g.reshape(-1), ord=norm_type) for g in grads]),
+                                   ord=norm_type)
+    elif norm_type == math.inf:  # on the GPU: no stack, whose pointer table CuPy copies from the host
+        total = functools.reduce(xp.maximum, [xp.abs(g).max() for g in grads])
+    elif norm_type == 2.0:
+        total = xp.sqrt(functools.reduce(operator.add, [(g * g).sum() for g in grads]))
     else:
-        total = xp.linalg.norm(xp.stack([xp.linalg.norm(g.reshape(-1), ord=norm_type) for g in grads]),
-                               ord=norm_type)
+        total = functools.reduce(operator.add, [(xp.abs(g) ** norm_type).sum() for g in grads]) ** (1 / norm_type)
     if error_if_nonfinite and not math.isfinite(float(total)):
         raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is "
                            f"{float(total)}; set error_if_nonfinite=False to clip anyway")

@@ -126,9 +126,39 @@ def test_clip_grad_norm_on_gpu_matches_torch():
         p.grad = nn.Tensor(to_gpu(g))
         q.grad = torch.tensor(g, dtype=torch.float64)
     total = nn.utils.clip_grad_norm_(ours, 1.0)
-    assert total == pytest.approx(float(torch.nn.utils.clip_grad_norm_(theirs, 1.0)), rel=1e-5)
+    assert isinstance(total, nn.Tensor) and total.device == "cuda"
+    assert float(total) == pytest.approx(float(torch.nn.utils.clip_grad_norm_(theirs, 1.0)), rel=1e-5)
     for p, q in zip(ours, theirs):
         assert_close(p.grad.data, q.grad.numpy(), np.float32, **GPU_TOLERANCE)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
+def test_clip_grad_norm_of_many_parameters_is_captured(norm_type):
+    """40 parameters, like the CRNN: a captured clipping step must not copy anything from the host
+    (on the H200, cupy.stack of 38 norms did, and the training step fell back to eager)."""
+    import cupy
+    grads = [to_gpu(random_array((7, 5), seed=100 + i)) for i in range(40)]
+    params = [nn.Parameter(to_gpu(np.zeros((7, 5), np.float32))) for _ in grads]
+    for p, g in zip(params, grads):
+        p.grad = nn.Tensor(g.copy())
+
+    def clip(scale):
+        for p, g in zip(params, grads):
+            p.grad.data[...] = g * scale
+        return nn.utils.clip_grad_norm_(params, 1.0, norm_type).data
+
+    captured = nn.capture(clip)
+    for factor in (1.0, 2.0, 3.0):
+        total = float(captured(cupy.full((), factor, cupy.float32)))
+        scaled = [g.get() * factor for g in grads]
+        if norm_type == float("inf"):
+            expected = max(np.abs(g).max() for g in scaled)
+        else:
+            expected = sum((np.abs(g) ** norm_type).sum() for g in scaled) ** (1 / norm_type)
+        assert total == pytest.approx(expected, rel=1e-5)
+        for p, g in zip(params, scaled):
+            assert_close(p.grad.data, g * min(1.0, 1.0 / (expected + 1e-6)), np.float32, rtol=1e-5, atol=1e-6)
+    assert captured.captured
 
 
 def test_parameters_on_another_device_than_the_input():
