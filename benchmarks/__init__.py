@@ -20,6 +20,9 @@ def available_suites():
 def run(suites, device="auto", output_dir="bench-results", plot=False, quick=False, repeats=15):
     from . import harness
     device = harness.device_for_benchmarks(device)
+    if device == "cpu":  # as `numbanet train` does on the CPU; process-wide, so PyTorch gets it too
+        from kernels import backend
+        backend.keep_freed_memory()
     reports = []
     for name in suites or available_suites():
         if name not in SUITES:

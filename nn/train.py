@@ -356,6 +356,8 @@ def _run_training(argv):
             raise UsageError(f"{output} already holds a run; use --resume or another --output")
         os.makedirs(output, exist_ok=True)
         run = Run(settings, output, device, args.quiet)
+    if device == "cpu":
+        backend.keep_freed_memory()  # no page faults on every step's new arrays (see its docstring)
     with blas_threads(device, args.blas_threads):
         try:
             run.fit()
