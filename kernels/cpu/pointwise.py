@@ -1,5 +1,25 @@
 """Elementwise activations and their gradients in NumPy: the reference for kernels/cuda/pointwise.py."""
+import numba
 import numpy as np
+
+
+@numba.njit(nogil=True)
+def _scale_where_not_positive(values, x, slope, out):
+    """out = values where x > 0, else values * slope (flat arrays). np.where with a data-dependent
+    mask runs about 30x slower (1.08 ms against 0.034 ms for a CRNN layer's 276k elements);
+    as torch, a non-finite value where x <= 0 is scaled (ReLU's gradient there is exactly 0)."""
+    for i in range(out.size):
+        out[i] = values[i] if x[i] > 0 else values[i] * slope
+
+
+@numba.njit(nogil=True)
+def _zero_where_not_positive(values, x, out):
+    for i in range(out.size):
+        out[i] = values[i] if x[i] > 0 else 0.0
+
+
+def _flat(a):
+    return np.ascontiguousarray(a).reshape(-1)
 
 
 def relu(x):
@@ -7,15 +27,21 @@ def relu(x):
 
 
 def relu_backward(grad_out, x):
-    return np.where(x > 0, grad_out, grad_out.dtype.type(0))
+    grad_in = np.empty(x.shape, grad_out.dtype)
+    _zero_where_not_positive(_flat(grad_out), _flat(x), grad_in.reshape(-1))
+    return grad_in
 
 
 def leaky_relu(x, negative_slope):
-    return np.where(x > 0, x, x * x.dtype.type(negative_slope))
+    y = np.empty(x.shape, x.dtype)
+    _scale_where_not_positive(_flat(x), _flat(x), x.dtype.type(negative_slope), y.reshape(-1))
+    return y
 
 
 def leaky_relu_backward(grad_out, x, negative_slope):
-    return np.where(x > 0, grad_out, grad_out * grad_out.dtype.type(negative_slope))
+    grad_in = np.empty(x.shape, grad_out.dtype)
+    _scale_where_not_positive(_flat(grad_out), _flat(x), grad_out.dtype.type(negative_slope), grad_in.reshape(-1))
+    return grad_in
 
 
 def sigmoid(x):
