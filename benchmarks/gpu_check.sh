@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # All GPU checks in one call, for the lent H100/H200 machine (see ../shared/GPU-NOTES.md):
 # the GPU tests, every benchmark suite against cuBLAS/cuDNN (one process per suite, each capped),
-# the host cost of a launch, the GPU time per kernel of a CRNN step (ncu), a default CRNN training
-# run, then a short table (last).
+# the host cost of a launch, the GPU time per kernel of a CRNN step (ncu), the default training
+# runs (crnn, cnn, rnn), then a short table (last).
 # Here, once: ../shared/scripts/device-wheels.sh   (fills .whl/ with the numpy the GPU machine needs)
-# Then, through the device tool, with carry [".whl"] and timeout_s 600 (about 9 minutes with every stage):
+# Then, through the device tool, with carry [".whl"] and timeout_s 600 (about 8 minutes with every stage; the
+# caps add up to more, so a stage that hangs cuts the last ones short):
 #   bash benchmarks/gpu_check.sh
 # Caps (seconds): TEST_SECONDS (default 110), SUITE_SECONDS (per suite, default 35; train 50),
-# TRAIN_SECONDS (default 70; 0 skips the training run; rnn gets 25 s more); HOST_PROFILE=0 and
+# TRAIN_SECONDS (default 70 per model of TRAIN_MODELS; 0 skips them; the rnn suite gets 25 s more); HOST_PROFILE=0 and
 # KERNEL_TIMES=0 skip those stages. SUITES and TESTS narrow a rerun, e.g. SUITES="conv rnn" TESTS=tests/gpu/test_rnn_gpu.py.
 # Logs go to $OUT (the device tool's folder) or bench-results/gpu; the JSON/PNG reports and the
 # training run are packed into details.tgz there (the device tool brings back at most 8 files).
@@ -26,6 +27,7 @@ export PYTHONUNBUFFERED=1 NUMBA_CACHE_DIR=${NUMBA_CACHE_DIR:-/tmp/numba-cache}
 TEST_SECONDS=${TEST_SECONDS:-110}
 SUITE_SECONDS=${SUITE_SECONDS:-35}
 TRAIN_SECONDS=${TRAIN_SECONDS:-70}
+TRAIN_MODELS=${TRAIN_MODELS-crnn cnn rnn}
 SUITES=${SUITES-gemm pointwise pool conv rnn ctc train}
 TESTS=${TESTS:-tests/gpu}
 status=()
@@ -71,11 +73,15 @@ if [ "${KERNEL_TIMES:-1}" = 1 ] && [ -n "$NCU" ]; then
   python3 -m benchmarks.kernel_times table "$WORK/ncu.csv" > "$OUT/kernel-times.txt" 2>&1
 fi
 
-# The main job on the GPU: the default CRNN run (target: under a minute on an H100/H200).
+# The main job on the GPU: each default training run (target: under a minute on an H100/H200).
 if [ "$TRAIN_SECONDS" -gt 0 ]; then
-  start=$(stamp)
-  timeout "$TRAIN_SECONDS" python3 -m nn.train crnn --device cuda --quiet --output "$WORK/crnn" > "$OUT/train.txt" 2>&1
-  status+=("train crnn: exit $? in $(( $(stamp) - start )) s: $(tail -n 1 "$OUT/train.txt")")
+  : > "$OUT/train.txt"
+  for model in $TRAIN_MODELS; do
+    start=$(stamp)
+    timeout "$TRAIN_SECONDS" python3 -m nn.train "$model" --device cuda --quiet --output "$WORK/train-$model" \
+      >> "$OUT/train.txt" 2>&1
+    status+=("train $model: exit $? in $(( $(stamp) - start )) s: $(grep -v -i warn "$OUT/train.txt" | tail -n 1)")
+  done
 fi
 
 cp "$OUT"/*.txt "$WORK"/ 2>/dev/null
