@@ -41,7 +41,7 @@ def build_parser():
     bench.add_argument("--repeats", type=int, default=15)
     bench.set_defaults(handler=_bench)
 
-    for name in ("train", "evaluate", "predict"):
+    for name in DELEGATED:
         sub = commands.add_parser(name, help=f"{name} a model (see `numbanet {name} --help`)", add_help=False)
         sub.add_argument("rest", nargs=argparse.REMAINDER)
         sub.set_defaults(handler=lambda args, name=name: _delegate(name, args.rest))
@@ -49,11 +49,22 @@ def build_parser():
 
 
 def _delegate(command, argv):
-    from nn import train
-    return getattr(train, f"{command}_main")(argv)
+    if command == "train":
+        from nn import train
+        return train.train_main(argv)
+    from nn import inference
+    return getattr(inference, f"{command}_main")(argv)
+
+
+DELEGATED = ("train", "evaluate", "predict")
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DELEGATED:
+        # straight to the command's own parser: argparse's REMAINDER would not pass on a leading
+        # option such as `numbanet train --help`
+        return _delegate(argv[0], argv[1:]) or 0
     args = build_parser().parse_args(argv)
     return args.handler(args) or 0
 

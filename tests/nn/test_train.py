@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from nn import checkpoint, train
+from nn import checkpoint, inference, train
 
 
 def _run(capsys, *argv):
@@ -67,18 +67,27 @@ def test_evaluate_and_predict_use_the_checkpoint(tmp_path, capsys):
     assert _run(capsys, "rnn", "--device", "cpu", "--epochs", "1", "--quiet", "--output", output,
                 "--hidden-size", "16")[0] == 0
     path = os.path.join(output, "checkpoint.npz")
-    assert train.evaluate_main([path, "--device", "cpu"]) == 0
+    assert inference.evaluate_main([path, "--device", "cpu"]) == 0
     assert "test_accuracy" in json.loads(capsys.readouterr().out)
     image = tmp_path / "digit.npy"
     from nn import data
     np.save(image, data.digits()["test"].inputs[0, 0])
-    assert train.predict_main([path, str(image), "--device", "cpu"]) == 0
+    assert inference.predict_main([path, str(image), "--device", "cpu"]) == 0
     assert capsys.readouterr().out.startswith("digit ")
     wrong = tmp_path / "wrong.npy"
     np.save(wrong, np.zeros((2, 3, 4, 5)))
-    assert train.predict_main([path, str(wrong), "--device", "cpu"]) == 2
-    assert train.predict_main([path, str(tmp_path / "missing.png")]) == 2
+    assert inference.predict_main([path, str(wrong), "--device", "cpu"]) == 2
+    assert inference.predict_main([path, str(tmp_path / "missing.png")]) == 2
     corrupt = tmp_path / "corrupt.npz"
     corrupt.write_bytes(b"garbage")
-    assert train.evaluate_main([str(corrupt)]) == 2
+    assert inference.evaluate_main([str(corrupt)]) == 2
     assert "corrupt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict"])
+def test_each_command_answers_help(command, capsys):
+    from nn import cli
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: numbanet {command}")

@@ -1,0 +1,80 @@
+"""`numbanet evaluate CHECKPOINT` and `numbanet predict CHECKPOINT INPUT`: use a trained run."""
+import json
+import os
+
+import numpy as np
+
+from . import checkpoint
+from .train import MODELS, UsageError, _cli, _Parser, build, resolve_device
+
+
+def _load_for_inference(path, device):
+    state = checkpoint.load(path)
+    if state.get("model_name") not in MODELS:
+        raise checkpoint.CheckpointError(f"{path!r} is not a numbanet training checkpoint")
+    task, model, _, _ = build(state["settings"])
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    return state, task, model
+
+
+def _evaluate(argv):
+    parser = _Parser(prog="numbanet evaluate", description="Recompute the test metrics of a checkpoint.")
+    parser.add_argument("checkpoint")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    state, task, model = _load_for_inference(args.checkpoint, device)
+    metrics = task.evaluate(model, task.load()["test"], device)
+    print(json.dumps({f"test_{k}": v for k, v in metrics.items()}))
+    return 0
+
+
+def evaluate_main(argv):
+    return _cli(_evaluate, argv)
+
+
+def read_input(path):
+    """A PNG (grey or colour, averaged to grey, scaled to [0, 1]) or a .npy array."""
+    if not os.path.isfile(path):
+        raise UsageError(f"input {path!r} does not exist")
+    try:
+        if path.lower().endswith(".npy"):
+            return np.load(path, allow_pickle=False).astype(np.float32)
+        import matplotlib.image
+        image = matplotlib.image.imread(path).astype(np.float32)
+    except Exception as error:  # unreadable files of any kind
+        raise UsageError(f"cannot read {path!r}: {type(error).__name__}: {error}") from None
+    if image.ndim == 3:
+        image = image[..., :3].mean(axis=2)
+    if image.max() > 1.0:
+        image = image / 255.0
+    return image
+
+
+def _predict(argv):
+    parser = _Parser(prog="numbanet predict", description="Classify an image or read a digit strip.")
+    parser.add_argument("checkpoint")
+    parser.add_argument("input", help="a PNG or .npy file")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--invert", action="store_true", help="dark ink on a light background")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    _, task, model = _load_for_inference(args.checkpoint, device)
+    array = read_input(args.input)
+    if args.invert:
+        array = 1.0 - array
+    array = np.squeeze(array)
+    if array.ndim != 2 or min(array.shape) < 1 or not np.all(np.isfinite(array)):
+        raise UsageError(f"{args.input}: expected a 2-D grey image (or a (T, 2) sequence for the adding task) "
+                         f"of finite values, got shape {array.shape}")
+    try:
+        prepared = task.prepare_input(array)
+    except (ValueError, IndexError) as error:
+        raise UsageError(f"{args.input}: {error}") from None
+    print(task.describe_prediction(model, prepared, device))
+    return 0
+
+
+def predict_main(argv):
+    return _cli(_predict, argv)
