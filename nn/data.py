@@ -5,7 +5,8 @@
 - adding problem: long sequences where only two marked values matter (needs long memory).
 - digit strips: 3-8 digits side by side with random gaps, vertical jitter and noise, for the CRNN;
   the strips of each split are built only from that split's digit images, so test strips never
-  reuse a training image.
+  reuse a training image. Training strips can be re-composed with per-digit distortions
+  (DigitAugment); the validation and test strips are fixed and undistorted.
 """
 import functools
 from dataclasses import dataclass
@@ -84,21 +85,82 @@ def adding_splits(length=50, train=20000, validation=2000, test=2000, seed=SPLIT
     return splits
 
 
-def make_strips(images, labels, count, seed, noise=0.05):
-    """`count` strips (count, 1, STRIP_HEIGHT, STRIP_WIDTH) drawn from the given digit images."""
+@dataclass(frozen=True)
+class DigitAugment:
+    """Random per-digit distortions for training strips: a small affine warp (rotation, shear and
+    scale about the digit's centre, sub-pixel shift), bilinear, and a gamma on the ink (stroke weight)."""
+    rotation: float = 0.0      # +- degrees
+    shear: float = 0.0         # +- horizontal shear factor
+    scale: float = 0.0         # +- relative scale, drawn per axis
+    shift: float = 0.0         # +- pixels
+    gamma: float = 0.0         # ink ** exp(U(-gamma, gamma)): < 1 thickens strokes, > 1 thins them
+
+    def apply(self, images, rng):
+        """images (n, 8, 8) in [0, 1] -> (n, 10, 10): each warped into an 8x8 box with a 1-pixel margin
+        (room for a slightly larger or rotated digit), zeros outside the source image."""
+        n = len(images)
+        angle = np.radians(rng.uniform(-self.rotation, self.rotation, n))
+        shear = rng.uniform(-self.shear, self.shear, n)
+        scale_y, scale_x = (1.0 + rng.uniform(-self.scale, self.scale, (2, n)))
+        shift_y, shift_x = rng.uniform(-self.shift, self.shift, (2, n))
+        cos, sin = np.cos(angle), np.sin(angle)
+        # forward map F = rotation @ shear @ diag(scale_y, scale_x) on (y, x); sample with its inverse
+        f00, f01 = cos * scale_y, (cos * shear - sin) * scale_x
+        f10, f11 = sin * scale_y, (sin * shear + cos) * scale_x
+        det = f00 * f11 - f01 * f10
+        i00, i01, i10, i11 = f11 / det, -f01 / det, -f10 / det, f00 / det
+        grid = np.arange(10, dtype=np.float64) - 4.5
+        dy, dx = grid[None, :, None] - shift_y[:, None, None], grid[None, None, :] - shift_x[:, None, None]
+        source_y = np.clip(i00[:, None, None] * dy + i01[:, None, None] * dx + 3.5, -1.0, 8.0)
+        source_x = np.clip(i10[:, None, None] * dy + i11[:, None, None] * dx + 3.5, -1.0, 8.0)
+        padded = np.zeros((n, 11, 11), np.float32)      # one zero row/column before, two after
+        padded[:, 1:9, 1:9] = images
+        y0, x0 = np.floor(source_y), np.floor(source_x)
+        wy, wx = (source_y - y0).astype(np.float32), (source_x - x0).astype(np.float32)
+        y0, x0 = y0.astype(np.int64) + 1, x0.astype(np.int64) + 1
+        rows = np.arange(n)[:, None, None]
+        out = ((1 - wy) * ((1 - wx) * padded[rows, y0, x0] + wx * padded[rows, y0, x0 + 1])
+               + wy * ((1 - wx) * padded[rows, y0 + 1, x0] + wx * padded[rows, y0 + 1, x0 + 1]))
+        if self.gamma > 0:
+            out = out ** np.exp(rng.uniform(-self.gamma, self.gamma, n)).astype(np.float32)[:, None, None]
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _padded_digits(images):
+    """(n, 8, 8) -> (n, 10, 10) with a zero margin: the un-augmented form of DigitAugment.apply."""
+    out = np.zeros((len(images), 10, 10), np.float32)
+    out[:, 1:9, 1:9] = images
+    return out
+
+
+def make_strips(images, labels, count, seed, noise=0.05, augment=None):
+    """`count` strips (count, 1, STRIP_HEIGHT, STRIP_WIDTH) drawn from the given digit images; with a
+    DigitAugment, each digit instance is distorted (its random draws come from a second generator, so
+    the layout of the strips is the same with and without it)."""
     rng = np.random.default_rng(seed)
-    strips = np.zeros((count, 1, STRIP_HEIGHT, STRIP_WIDTH), np.float32)
+    # composed on a canvas with a 1-pixel margin all round, which warped digits may reach into
+    canvas = np.zeros((count, STRIP_HEIGHT + 2, STRIP_WIDTH + 2), np.float32)
     targets = np.full((count, STRIP_MAX_DIGITS), -1, np.int64)
     lengths = rng.integers(STRIP_MIN_DIGITS, STRIP_MAX_DIGITS + 1, size=count)
+    placements = []                                       # (strip, image index, top, column)
     for i in range(count):
         column = int(rng.integers(0, 3))
         chosen = rng.integers(0, len(images), size=lengths[i])
         for position, image_index in enumerate(chosen):
             top = int(rng.integers(0, STRIP_HEIGHT - 8 + 1))
-            region = strips[i, 0, top:top + 8, column:column + 8]
-            np.maximum(region, images[image_index], out=region)  # touching digits overlap, not add
+            placements.append((i, image_index, top, column))
             targets[i, position] = labels[image_index]
             column += 8 + int(rng.integers(0, STRIP_MAX_GAP + 1))
+    placed = np.array(placements, np.int64).reshape(-1, 4)
+    digits = images[placed[:, 1]]
+    if augment is None:
+        patches = _padded_digits(digits)
+    else:
+        patches = augment.apply(digits, np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0]))
+    for (i, _, top, column), patch in zip(placed, patches):
+        region = canvas[i, top:top + 10, column:column + 10]
+        np.maximum(region, patch, out=region)  # touching digits overlap, not add
+    strips = np.ascontiguousarray(canvas[:, None, 1:-1, 1:-1])
     strips += rng.normal(0, noise, size=strips.shape).astype(np.float32)
     np.clip(strips, 0.0, 1.0, out=strips)
     return strips, targets, lengths.astype(np.int64)
@@ -113,6 +175,14 @@ def digit_strips(train=12000, validation=1000, test=2000):
         strips, targets, lengths = make_strips(images[index], labels[index], sizes[name], SPLIT_SEED + 10 + offset)
         splits[name] = Split(strips, targets, lengths)
     return splits
+
+
+def training_strips(count, seed, augment=None):
+    """`count` fresh strips of the training digit images (the training split's strips re-composed, e.g.
+    once per epoch), a Split; the same `seed` gives the same strips."""
+    images, labels = load_digits_images()
+    index = split_indices(len(images))["train"]
+    return Split(*make_strips(images[index], labels[index], count, seed, augment=augment))
 
 
 def batches(count, batch_size, rng=None):

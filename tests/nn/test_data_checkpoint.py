@@ -64,3 +64,49 @@ def test_bad_checkpoints_give_one_clear_error(tmp_path):
         checkpoint.load(str(garbage))
     with pytest.raises(checkpoint.CheckpointError, match="is for model 'rnn', not 'cnn'"):
         checkpoint.load(str(good), expected_model="cnn")
+
+
+def test_digit_augment_is_seeded_keeps_shape_and_range_and_is_the_identity_at_zero():
+    images, _ = data.load_digits_images()
+    augment = data.DigitAugment(rotation=6.0, shear=0.1, scale=0.1, shift=0.5, gamma=0.3)
+    first = augment.apply(images[:50], np.random.default_rng(7))
+    np.testing.assert_array_equal(first, augment.apply(images[:50], np.random.default_rng(7)))
+    assert first.shape == (50, 10, 10) and first.dtype == np.float32
+    assert 0.0 <= first.min() and first.max() <= 1.0
+    assert not np.allclose(first, augment.apply(images[:50], np.random.default_rng(8)))
+    same = data.DigitAugment().apply(images[:50], np.random.default_rng(7))
+    np.testing.assert_array_equal(same[:, 1:9, 1:9], images[:50])
+    assert np.all(same[:, 0] == 0) and np.all(same[:, :, 9] == 0)
+    # a pure shift of one pixel moves the digit by one pixel
+    shifted = data.DigitAugment(shift=1.0).apply(images[:1], _FixedDraws())
+    np.testing.assert_allclose(shifted[0, 2:10, 2:10], images[0], atol=1e-6)
+
+
+class _FixedDraws:
+    """A generator stand-in whose uniform draws all sit at the top of their range."""
+    def uniform(self, low, high, size):
+        return np.full(size, high, np.float64)
+
+
+def test_augmented_strips_keep_the_layout_and_labels_of_the_plain_ones():
+    images, labels = data.load_digits_images()
+    augment = data.DigitAugment(rotation=6.0, shear=0.1, scale=0.1, shift=0.5, gamma=0.3)
+    plain = data.make_strips(images[:30], labels[:30], 20, seed=5)
+    warped = data.make_strips(images[:30], labels[:30], 20, seed=5, augment=augment)
+    np.testing.assert_array_equal(plain[1], warped[1])
+    np.testing.assert_array_equal(plain[2], warped[2])
+    assert warped[0].shape == plain[0].shape and warped[0].dtype == np.float32
+    assert 0.0 <= warped[0].min() and warped[0].max() <= 1.0 and not np.allclose(plain[0], warped[0])
+    again = data.training_strips(16, [1, 2, 3], augment)
+    np.testing.assert_array_equal(again.inputs, data.training_strips(16, [1, 2, 3], augment).inputs)
+    assert not np.array_equal(again.inputs, data.training_strips(16, [1, 2, 4], augment).inputs)
+
+
+def test_validation_and_test_strips_do_not_change():
+    """The CRNN's evaluation strips as they were before training strips could be re-composed: changes
+    to the composition code must not change what the model is measured on."""
+    splits = data.digit_strips()
+    sums = [float(splits[name].inputs.astype(np.float64).sum()) for name in ("validation", "test")]
+    np.testing.assert_allclose(sums, [125737.18998868909, 248127.68740991285], rtol=1e-9)
+    assert splits["test"].labels[:2].tolist() == [[1, 8, 8, 8, 5, 6, 8, 7], [3, 5, 5, -1, -1, -1, -1, -1]]
+    assert splits["validation"].label_lengths[:10].tolist() == [5, 8, 7, 6, 7, 4, 8, 7, 8, 5]
