@@ -1,4 +1,5 @@
-"""Learning-rate schedules with torch.optim.lr_scheduler's rules (StepLR, CosineAnnealingLR).
+"""Learning-rate schedules with torch.optim.lr_scheduler's rules (StepLR, CosineAnnealingLR), and
+CosineAnnealingLR with a linear warm-up over the first epoch (WarmupCosineAnnealingLR, not in torch).
 
 As in torch, a scheduler records each group's starting lr as 'initial_lr', sets the lr for epoch 0
 when it is built, and each step() moves to the next epoch, updating the lr from the current one
@@ -97,3 +98,19 @@ class CosineAnnealingLR(LRScheduler):
                     for base, group in zip(self.base_lrs, groups)]
         ratio = (1 + math.cos(math.pi * epoch / period)) / (1 + math.cos(math.pi * (epoch - 1) / period))
         return [ratio * (group["lr"] - self.eta_min) + self.eta_min for group in groups]
+
+
+class WarmupCosineAnnealingLR(CosineAnnealingLR):
+    """CosineAnnealingLR, stepped once an epoch, whose first epoch is a linear warm-up: warm_up(epoch,
+    batch, batches) is called before each optimizer step and, in epoch 0, sets each group's lr to
+    initial_lr * (batch + 1) / batches, which reaches initial_lr (epoch 0's cosine value) at the last
+    batch, so that the cosine steps continue from it. It keeps no state of its own: a run resumed inside
+    the first epoch repeats the same lrs. (CTC models can settle on all-blank outputs when full-size
+    Adam steps hit freshly initialised weights; a warm-up avoids that plateau.)"""
+
+    def warm_up(self, epoch, batch, batches):
+        if epoch != 0:
+            return
+        factor = (batch + 1) / batches
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor

@@ -334,4 +334,4 @@ class AdamW(Adam):
 
 
 from . import lr_scheduler  # noqa: E402  (torch.optim.lr_scheduler's place)
-from .lr_scheduler import CosineAnnealingLR, StepLR  # noqa: E402,F401
+from .lr_scheduler import CosineAnnealingLR, StepLR, WarmupCosineAnnealingLR  # noqa: E402,F401

@@ -372,3 +372,25 @@ def test_loaded_state_continues_with_device_steps(device_scalars):
     _assert_same(ours, theirs)
     assert optimizer.param_groups[0].lr_array[0] == 0.01
     assert optimizer.state_dict()["state"][0]["step"] == 5
+
+
+def test_warmup_cosine_rises_over_the_first_epoch_then_follows_torch_cosine():
+    torch = torch_module()
+    optimizer = nn.optim.Adam(_ours(_params()), lr=0.01)
+    scheduler = nn.optim.WarmupCosineAnnealingLR(optimizer, T_max=4, eta_min=0.001)
+    reference = torch.optim.Adam(_theirs(_params()), lr=0.01)
+    theirs = torch.optim.lr_scheduler.CosineAnnealingLR(reference, T_max=4, eta_min=0.001)
+    seen = []
+    for epoch in range(6):
+        for batch in range(5):
+            scheduler.warm_up(epoch, batch, 5)
+            seen.append(optimizer.param_groups[0]["lr"])
+        if epoch > 0:
+            assert math.isclose(seen[-1], reference.param_groups[0]["lr"], rel_tol=1e-12)
+        scheduler.step()
+        theirs.step()
+    np.testing.assert_allclose(seen[:5], [0.002, 0.004, 0.006, 0.008, 0.01], rtol=1e-12)
+    # resumed inside the first epoch (a fresh scheduler, the saved state loaded): the same lrs
+    resumed = nn.optim.WarmupCosineAnnealingLR(nn.optim.Adam(_ours(_params()), lr=0.01), T_max=4, eta_min=0.001)
+    resumed.warm_up(0, 2, 5)
+    assert math.isclose(resumed.optimizer.param_groups[0]["lr"], seen[2], rel_tol=1e-12)
