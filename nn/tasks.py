@@ -15,6 +15,10 @@ from .tensor import Tensor
 
 EVAL_BATCH = 256
 STRIP_CRNN_CHANNELS = (16, 32, 48, 48, 64, 64, 64)   # the paper's layout, narrowed for 12-pixel strips
+# The CRNN overfits the 1257 training digit images when it sees the same strips every epoch: from
+# epoch STRIP_FRESH_FROM (0-based) on, each epoch composes new training strips with distorted digits.
+STRIP_AUGMENT = data.DigitAugment(rotation=6.0, shear=0.1, scale=0.1, shift=0.5, gamma=0.3)
+STRIP_FRESH_FROM = 0
 
 
 def _to(device, array):
@@ -26,6 +30,10 @@ class _Task:
         """The loss of one minibatch (and, for classification, the count of correct predictions)."""
         arrays = [backend.to_device(a, device) for a in self.batch_arrays(split, index)]
         return self.step_loss(model, *arrays)
+
+    def training_split(self, split, epoch):
+        """The training data of `epoch` (0-based); the same every epoch unless a task re-draws it."""
+        return split
 
 
 class ClassificationTask(_Task):
@@ -123,9 +131,20 @@ class StripTask(_Task):
 
     def __init__(self, settings):
         self.settings = settings
+        self._epoch_strips = (None, None)
 
     def load(self):
         return data.digit_strips()
+
+    def training_split(self, split, epoch):
+        """The fixed training strips before epoch STRIP_FRESH_FROM, then as many new strips of distorted
+        training digits each epoch, drawn from the run's seed and the epoch (so --resume redraws them)."""
+        if epoch < STRIP_FRESH_FROM:
+            return split
+        if self._epoch_strips[0] != epoch:
+            seed = [data.SPLIT_SEED, self.settings["seed"], epoch]
+            self._epoch_strips = (epoch, data.training_strips(len(split), seed, STRIP_AUGMENT))
+        return self._epoch_strips[1]
 
     def build_model(self):
         return models.CRNN(image_height=data.STRIP_HEIGHT, in_channels=1, num_classes=10,

@@ -28,7 +28,7 @@ MODELS = ("cnn", "rnn", "crnn")
 DEFAULTS = {
     "cnn": {"epochs": 30, "batch_size": 32, "lr": 2e-3, "clip": 0.0, "hidden_size": 0},
     "rnn": {"epochs": 60, "batch_size": 32, "lr": 3e-3, "clip": 1.0, "hidden_size": 128},
-    "crnn": {"epochs": 10, "batch_size": 32, "lr": 2e-3, "clip": 5.0, "hidden_size": 64},
+    "crnn": {"epochs": 10, "batch_size": 32, "lr": 2e-3, "clip": 5.0, "hidden_size": 64, "warm_up": True},
 }
 ADDING_DEFAULTS = {"epochs": 12, "batch_size": 64, "lr": 3e-3, "clip": 1.0, "hidden_size": 64}
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -104,7 +104,10 @@ def build(settings):
     task = make_task(settings)
     model = task.build_model()
     optimizer = optim.Adam(model.parameters(), lr=settings["lr"])
-    scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings["epochs"])
+    # warm_up (a linear rise of the lr over the first epoch) is a per-model default, not a flag
+    warm_up = DEFAULTS.get(settings["model"], {}).get("warm_up", False)
+    schedule = optim.lr_scheduler.WarmupCosineAnnealingLR if warm_up else optim.lr_scheduler.CosineAnnealingLR
+    scheduler = schedule(optimizer, T_max=settings["epochs"])
     return task, model, optimizer, scheduler
 
 
@@ -222,7 +225,7 @@ class Run:
 
     def train_epoch(self):
         from tqdm import tqdm
-        train = self.splits["train"]
+        train = self.task.training_split(self.splits["train"], self.epoch)
         if self.batches_done == 0:
             self.epoch_rng_state = self.rng.bit_generator.state
         else:  # resuming inside an epoch: replay the same shuffle, skip the batches already done
@@ -236,6 +239,8 @@ class Run:
         for index in progress:
             arrays = [backend.to_device(a, self.device) for a in self.task.batch_arrays(train, index)]
             step = self.step_function(len(index))
+            if hasattr(self.scheduler, "warm_up"):  # per-batch lr of a warm-up (outside a captured step)
+                self.scheduler.warm_up(self.epoch, self.batches_done, len(order))
             try:
                 loss, correct = step(*arrays)
             except RuntimeError as error:

@@ -91,3 +91,46 @@ def test_each_command_answers_help(command, capsys):
         cli.main([command, "--help"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith(f"usage: numbanet {command}")
+
+
+@pytest.mark.parametrize("interrupt_at, epoch, batches_done", [(3, 0, 2), (10, 2, 1)])
+def test_crnn_resume_redraws_the_same_training_strips(tmp_path, capsys, monkeypatch, interrupt_at, epoch,
+                                                      batches_done):
+    """The CRNN's training strips are re-composed each epoch from the seed and the epoch number, and its
+    first epoch warms the lr up, so a run interrupted in its warm-up or in its third epoch and resumed
+    still ends with the weights of an uninterrupted one."""
+    from nn import data, tasks
+    original_strips = data.digit_strips
+    monkeypatch.setattr(data, "digit_strips", lambda: original_strips(train=64, validation=16, test=16))
+    task = tasks.StripTask({"seed": 3})
+    fixed = data.digit_strips()["train"]
+    fresh = tasks.STRIP_FRESH_FROM
+    assert all(task.training_split(fixed, epoch) is fixed for epoch in range(fresh))
+    first, second = task.training_split(fixed, fresh), task.training_split(fixed, fresh + 1)
+    assert first.inputs.shape == fixed.inputs.shape and not np.array_equal(first.inputs, second.inputs)
+    assert not np.array_equal(first.inputs, fixed.inputs)
+    np.testing.assert_array_equal(first.inputs, tasks.StripTask({"seed": 3}).training_split(fixed, fresh).inputs)
+
+    whole, split = str(tmp_path / "whole"), str(tmp_path / "split")
+    common = ["crnn", "--device", "cpu", "--seed", "3", "--quiet", "--batch-size", "16", "--epochs", "3",
+              "--hidden-size", "8"]
+    assert _run(capsys, *common, "--output", whole)[0] == 0
+    original, calls = tasks.StripTask.step_loss, []
+
+    def interrupting_loss(self, *args):
+        calls.append(1)
+        if len(calls) == interrupt_at:   # 4 batches an epoch
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(tasks.StripTask, "step_loss", interrupting_loss)
+    assert _run(capsys, *common, "--output", split)[0] == 130
+    interrupted = checkpoint.load(os.path.join(split, "checkpoint.npz"))
+    assert interrupted["epoch"] == epoch and interrupted["batches_done"] == batches_done
+    monkeypatch.setattr(tasks.StripTask, "step_loss", original)
+    assert _run(capsys, *common, "--output", split, "--resume")[0] == 0
+    a = checkpoint.load(os.path.join(whole, "checkpoint.npz"))
+    b = checkpoint.load(os.path.join(split, "checkpoint.npz"))
+    assert a["epoch"] == b["epoch"] == 3
+    for key in a["model"]:
+        np.testing.assert_array_equal(a["model"][key], b["model"][key], err_msg=key)
