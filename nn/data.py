@@ -94,6 +94,7 @@ class DigitAugment:
     scale: float = 0.0         # +- relative scale, drawn per axis
     shift: float = 0.0         # +- pixels
     gamma: float = 0.0         # ink ** exp(U(-gamma, gamma)): < 1 thickens strokes, > 1 thins them
+    elastic: float = 0.0       # rms pixels of a smooth random displacement field (Simard et al. 2003)
 
     def apply(self, images, rng):
         """images (n, 8, 8) in [0, 1] -> (n, 10, 10): each warped into an 8x8 box with a 1-pixel margin
@@ -111,8 +112,12 @@ class DigitAugment:
         i00, i01, i10, i11 = f11 / det, -f01 / det, -f10 / det, f00 / det
         grid = np.arange(10, dtype=np.float64) - 4.5
         dy, dx = grid[None, :, None] - shift_y[:, None, None], grid[None, None, :] - shift_x[:, None, None]
-        source_y = np.clip(i00[:, None, None] * dy + i01[:, None, None] * dx + 3.5, -1.0, 8.0)
-        source_x = np.clip(i10[:, None, None] * dy + i11[:, None, None] * dx + 3.5, -1.0, 8.0)
+        source_y = i00[:, None, None] * dy + i01[:, None, None] * dx + 3.5
+        source_x = i10[:, None, None] * dy + i11[:, None, None] * dx + 3.5
+        if self.elastic > 0:
+            field = _smooth_field(rng.normal(size=(2, n, 10, 10)))
+            source_y, source_x = source_y + self.elastic * field[0], source_x + self.elastic * field[1]
+        source_y, source_x = np.clip(source_y, -1.0, 8.0), np.clip(source_x, -1.0, 8.0)
         padded = np.zeros((n, 11, 11), np.float32)      # one zero row/column before, two after
         padded[:, 1:9, 1:9] = images
         y0, x0 = np.floor(source_y), np.floor(source_x)
@@ -124,6 +129,19 @@ class DigitAugment:
         if self.gamma > 0:
             out = out ** np.exp(rng.uniform(-self.gamma, self.gamma, n)).astype(np.float32)[:, None, None]
         return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _smooth_field(noise, sigma=1.5):
+    """White noise (..., 10, 10) blurred by a Gaussian along its last two axes (edges clamped), scaled
+    to unit rms per field: smooth displacements that bend strokes rather than scatter pixels."""
+    offsets = np.arange(-3, 4)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    for axis in (-2, -1):
+        size = noise.shape[axis]
+        noise = sum(weight * np.take(noise, np.clip(np.arange(size) + offset, 0, size - 1), axis=axis)
+                    for offset, weight in zip(offsets, kernel))
+    return noise / np.sqrt((noise ** 2).mean(axis=(-2, -1), keepdims=True))
 
 
 def _padded_digits(images):

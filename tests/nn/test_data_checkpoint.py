@@ -82,6 +82,18 @@ def test_digit_augment_is_seeded_keeps_shape_and_range_and_is_the_identity_at_ze
     np.testing.assert_allclose(shifted[0, 2:10, 2:10], images[0], atol=1e-6)
 
 
+def test_elastic_distortion_is_smooth_seeded_and_in_range():
+    images, _ = data.load_digits_images()
+    augment = data.DigitAugment(elastic=0.4)
+    first = augment.apply(images[:20], np.random.default_rng(3))
+    np.testing.assert_array_equal(first, augment.apply(images[:20], np.random.default_rng(3)))
+    assert 0.0 <= first.min() and first.max() <= 1.0 and not np.allclose(first[:, 1:9, 1:9], images[:20])
+    field = data._smooth_field(np.random.default_rng(0).normal(size=(500, 10, 10)))
+    np.testing.assert_allclose(np.sqrt((field ** 2).mean(axis=(1, 2))), 1.0, rtol=1e-9)
+    # smooth: neighbouring displacements are strongly correlated (white noise: about 0)
+    assert np.corrcoef(field[:, :, :-1].ravel(), field[:, :, 1:].ravel())[0, 1] > 0.7
+
+
 class _FixedDraws:
     """A generator stand-in whose uniform draws all sit at the top of their range."""
     def uniform(self, low, high, size):
