@@ -374,6 +374,7 @@ def test_loaded_state_continues_with_device_steps(device_scalars):
     assert optimizer.state_dict()["state"][0]["step"] == 5
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`")
 def test_warmup_cosine_rises_over_the_first_epoch_then_follows_torch_cosine():
     torch = torch_module()
     optimizer = nn.optim.Adam(_ours(_params()), lr=0.01)
