@@ -26,10 +26,8 @@ def _to(device, array):
 
 
 class _Task:
-    def loss(self, model, split, index, device):
-        """The loss of one minibatch (and, for classification, the count of correct predictions)."""
-        arrays = [backend.to_device(a, device) for a in self.batch_arrays(split, index)]
-        return self.step_loss(model, *arrays)
+    """What every task shares. Each task splits a minibatch into batch_arrays (NumPy, fixed shapes) and
+    step_loss (device arrays in, loss and correct count out, nothing read back on the host)."""
 
     def training_split(self, split, epoch):
         """The training data of `epoch` (0-based); the same every epoch unless a task re-draws it."""

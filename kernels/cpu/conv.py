@@ -108,11 +108,11 @@ def _winograd_input_tiles(x, v):
     """
     for n in range(v.shape[2]):
         for c in range(v.shape[1]):
+            d = x[n, c]
             for a in range(v.shape[3]):
                 row = 2 * a
                 for b in range(v.shape[4]):
                     col = 2 * b
-                    d = x[n, c]
                     r0c0 = d[row, col] - d[row + 2, col]
                     r0c1 = d[row, col + 1] - d[row + 2, col + 1]
                     r0c2 = d[row, col + 2] - d[row + 2, col + 2]
