@@ -4,6 +4,11 @@ strips (nn.data, re-composed per epoch with the given DigitAugment), the same ba
 cosine per epoch with an optional linear warm-up per step, clipping 5. Prints validation figures per
 epoch and appends a JSON line (validation and test, seconds) to --results. Select on validation only.
 
+--ema D1[,D2] also keeps exponential moving averages of the weights (torch.optim.swa_utils.AveragedModel
+with get_ema_multi_avg_fn, updated after every step), each twice: BatchNorm running statistics copied
+from the live model ("copy", use_buffers=False) or averaged too ("avg", use_buffers=True); every model,
+live and averaged, is evaluated on validation each epoch and on test at the end (one run for all).
+
     OPENBLAS_NUM_THREADS=1 python -m benchmarks.crnn_sweep --seed 0 --aug 6,0.1,0.1,0.5,0.3,0.4 --warmup 375
 """
 import argparse
@@ -28,6 +33,7 @@ def parse(argv=None):
     parser.add_argument("--warmup", type=int, default=0, help="linear lr warm-up over this many steps")
     parser.add_argument("--aug", default="", help="DigitAugment fields: rotation,shear,scale,shift,gamma[,elastic]")
     parser.add_argument("--fresh-from", type=int, default=0, help="first epoch (0-based) with re-composed strips")
+    parser.add_argument("--ema", default="", help="EMA decays of averaged weights, e.g. 0.999,0.998")
     parser.add_argument("--tag", default="")
     parser.add_argument("--results", default="crnn_sweep.jsonl")
     return parser.parse_args(argv)
@@ -61,6 +67,10 @@ def main(argv=None):
     splits = data.digit_strips()
     augment = data.DigitAugment(*[float(x) for x in args.aug.split(",")]) if args.aug else None
     optimizer = torch.optim.Adam(twin.parameters(), lr=args.lr)
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    averaged = {f"ema{decay}-{'avg' if use_buffers else 'copy'}":
+                AveragedModel(twin, multi_avg_fn=get_ema_multi_avg_fn(float(decay)), use_buffers=use_buffers)
+                for decay in filter(None, args.ema.split(",")) for use_buffers in (False, True)}
     rng = np.random.default_rng(args.seed)
     steps_per_epoch = math.ceil(len(splits["train"]) / args.batch)
     started, history = time.time(), []
@@ -86,14 +96,22 @@ def main(argv=None):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(twin.parameters(), 5.0)
             optimizer.step()
+            for model_average in averaged.values():
+                model_average.update_parameters(twin)
             total += loss.item() * len(index)
         accuracy, cer = evaluate(twin, splits["validation"], torch)
         history.append((round(total / len(train), 4), accuracy, cer))
-        print(f"epoch {epoch + 1} loss {total / len(train):.4f} validation {accuracy:.4f} cer {cer:.4f} "
+        shown = "".join(f" | {name} {a:.4f} cer {c:.4f}" for name, (a, c) in
+                        ((name, evaluate(m.module, splits["validation"], torch)) for name, m in averaged.items()))
+        print(f"epoch {epoch + 1} loss {total / len(train):.4f} validation {accuracy:.4f} cer {cer:.4f}{shown} "
               f"{time.time() - started:.0f} s", flush=True)
+    seconds = round(time.time() - started)
     test = evaluate(twin, splits["test"], torch)
     result = {"tag": args.tag, "args": vars(args), "val": history[-1][1], "val_cer": history[-1][2],
-              "test": test[0], "test_cer": test[1], "seconds": round(time.time() - started), "history": history}
+              "test": test[0], "test_cer": test[1], "seconds": seconds, "history": history}
+    for name, model_average in averaged.items():
+        result[name] = {"val": evaluate(model_average.module, splits["validation"], torch),
+                        "test": evaluate(model_average.module, splits["test"], torch)}
     print(json.dumps(result), flush=True)
     with open(args.results, "a") as handle:
         handle.write(json.dumps(result) + "\n")
