@@ -4,7 +4,9 @@ through time. Validate, then run where the inputs live (kernels/cpu/rnn.py or ke
 Time-major x (T, B, I), states (B, H), PyTorch's weight layout and gate order, so PyTorch weights
 load unchanged. `lengths` (B,) gives each sample's length (PyTorch packed-sequence semantics: steps
 past it keep the state and output zeros); `reverse=True` runs each sample from its last valid step
-back to t = 0, without copying x.
+back to t = 0, without copying x. The *_bidirectional ops run both directions of one layer at once
+(on the GPU in one persistent launch when they fit together): output (T, B, 2H) = [forward | reverse],
+states (2, B, H), like one layer of torch.nn.LSTM(bidirectional=True).
 """
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -15,7 +17,9 @@ from . import backend
 from ._checks import check_ndim, check_shape, contiguous, float_dtype
 from .cpu import rnn as cpu
 
-__all__ = ["lstm", "lstm_backward", "gru", "gru_backward", "rnn", "rnn_backward", "RecurrentSaved"]
+__all__ = ["lstm", "lstm_backward", "gru", "gru_backward", "rnn", "rnn_backward", "RecurrentSaved",
+           "lstm_bidirectional", "lstm_bidirectional_backward", "gru_bidirectional", "gru_bidirectional_backward",
+           "rnn_bidirectional", "rnn_bidirectional_backward", "BidirectionalSaved"]
 
 
 @dataclass
@@ -166,3 +170,138 @@ def rnn_backward(saved, grad_y, grad_h_n=None):
     """(grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh)."""
     mode = saved.mode if isinstance(saved, RecurrentSaved) and saved.mode.startswith("rnn_") else "rnn_tanh"
     return _backward("rnn_backward", mode, saved, grad_y, grad_h_n, None)
+
+
+@dataclass
+class BidirectionalSaved:
+    """What a bidirectional training forward keeps: x, both directions' weights as used, and the step
+    buffers by direction: a list of two (states, cells, gates, aux) on the CPU, the stacked buffers of
+    kernels/cuda/rnn.forward_directions on the GPU."""
+    mode: str
+    device: str
+    x: Any
+    weights: Any                   # ((w_ih, w_hh), (w_ih_reverse, w_hh_reverse))
+    has_b_ih: tuple
+    has_b_hh: tuple
+    lengths: Optional[np.ndarray]
+    buffers: Any
+
+
+def _check_pair(op, name, state, B, H):
+    if state is not None:
+        check_ndim(op, name, state, 3)
+        check_shape(op, name, state, (2, B, H))
+
+
+def _bidirectional(op, mode, x, h0, c0, weights, lengths, training):
+    if not isinstance(weights, (tuple, list)) or len(weights) != 2 or \
+            any(not isinstance(w, (tuple, list)) or len(w) != 4 for w in weights):
+        raise TypeError(f"{op}: weights must be two (w_ih, w_hh, b_ih, b_hh) tuples (forward, reverse), "
+                        f"got {type(weights).__name__}")
+    device = backend.device_of(op, x, h0, c0, *weights[0], *weights[1])
+    float_dtype(op, device, x=x, h0=h0, c0=c0)
+    check_ndim(op, "x", x, 3)
+    *_, host_lengths = _validate(op, mode, x, None, None, *weights[0], lengths)
+    _validate(op, mode, x, None, None, *weights[1], None)
+    if weights[1][1].shape != weights[0][1].shape:
+        raise ValueError(f"{op}: both directions need one hidden size, got w_hh {tuple(weights[0][1].shape)} "
+                         f"and {tuple(weights[1][1].shape)}")
+    T, B, _ = x.shape
+    H = weights[0][1].shape[1]
+    _check_pair(op, "h0", h0, B, H)
+    _check_pair(op, "c0", c0, B, H)
+    if device == "cpu":
+        runs = [cpu.forward(mode, x, None if h0 is None else h0[d], None if c0 is None else c0[d], *weight,
+                            host_lengths, bool(d)) for d, weight in enumerate(weights)]
+        y = np.concatenate([run[0] for run in runs], axis=2)
+        h_n = np.stack([runs[d][1][cpu.final_index(T, bool(d))] for d in range(2)])
+        c_n = np.stack([runs[d][2][cpu.final_index(T, bool(d))] for d in range(2)]) if mode == "lstm" else None
+        buffers = [run[1:] for run in runs]
+    else:
+        from .cuda import rnn as gpu
+        x, h0, c0 = [None if a is None else contiguous(a) for a in (x, h0, c0)]
+        weights = [[None if a is None else contiguous(a) for a in weight] for weight in weights]
+        y, buffers = gpu.forward_directions(mode, x, h0, c0, weights, host_lengths)
+        xp = backend.array_module(x)
+        h_n = xp.stack([buffers["states"][0, T], buffers["states"][1, 0]])
+        c_n = xp.stack([buffers["cells"][0, T], buffers["cells"][1, 0]]) if mode == "lstm" else None
+    outputs = (y, h_n, c_n) if mode == "lstm" else (y, h_n)
+    if not training:
+        return outputs
+    saved = BidirectionalSaved(mode, device, x, tuple((w[0], w[1]) for w in weights),
+                               tuple(w[2] is not None for w in weights), tuple(w[3] is not None for w in weights),
+                               host_lengths, buffers)
+    return outputs + (saved,)
+
+
+def _bidirectional_backward(op, mode, saved, grad_y, grad_h_n, grad_c_n):
+    if not isinstance(saved, BidirectionalSaved) or saved.mode != mode:
+        got = saved.mode if isinstance(saved, BidirectionalSaved) else type(saved).__name__
+        raise TypeError(f"{op}: saved must come from the matching bidirectional forward with training=True "
+                        f"({mode}), got {got}")
+    device = backend.device_of(op, saved.x, grad_y, grad_h_n, grad_c_n)
+    if device != saved.device:
+        raise ValueError(f"{op}: gradients live on {device} but the forward ran on {saved.device}")
+    float_dtype(op, device, x=saved.x, grad_y=grad_y, grad_h_n=grad_h_n, grad_c_n=grad_c_n)
+    T, B, _ = saved.x.shape
+    H = saved.weights[0][1].shape[1]
+    if grad_y is not None:
+        check_shape(op, "grad_y", grad_y, (T, B, 2 * H))
+    for name, grad in (("grad_h_n", grad_h_n), ("grad_c_n", grad_c_n)):
+        if grad is not None:
+            check_shape(op, name, grad, (2, B, H))
+    if device == "cpu":
+        runs = []
+        for d, ((w_ih, w_hh), buffers) in enumerate(zip(saved.weights, saved.buffers)):
+            states, cells, gates, aux = buffers
+            runs.append(cpu.backward(mode, saved.x, w_ih, w_hh, saved.has_b_ih[d], saved.has_b_hh[d], saved.lengths,
+                                     bool(d), states, cells, gates, aux,
+                                     None if grad_y is None else grad_y[:, :, d * H:(d + 1) * H],
+                                     None if grad_h_n is None else grad_h_n[d],
+                                     None if grad_c_n is None else grad_c_n[d]))
+        grad_x = runs[0][0] + runs[1][0]
+        grad_h0 = np.stack([run[1] for run in runs])
+        grad_c0 = np.stack([run[2] for run in runs]) if mode == "lstm" else None
+        per_direction = [run[3:] for run in runs]
+    else:
+        from .cuda import rnn as gpu
+        grad_x, grad_h0, grad_c0, per_direction = gpu.backward_directions(
+            mode, saved.x, saved.weights, saved.has_b_ih, saved.has_b_hh, saved.buffers, 0,
+            *[None if g is None else contiguous(g) for g in (grad_y, grad_h_n, grad_c_n)])
+    states = (grad_x, grad_h0, grad_c0) if mode == "lstm" else (grad_x, grad_h0)
+    return states + tuple(per_direction[0]) + tuple(per_direction[1])
+
+
+def lstm_bidirectional(x, h0, c0, weights, lengths=None, training=False):
+    """Both directions of one LSTM layer: weights = ((w_ih, w_hh, b_ih, b_hh), (the reverse direction's)),
+    h0, c0 (2, B, H) or None. Returns (y (T, B, 2H), h_n (2, B, H), c_n (2, B, H)) [+ saved when training]."""
+    return _bidirectional("lstm_bidirectional", "lstm", x, h0, c0, weights, lengths, training)
+
+
+def lstm_bidirectional_backward(saved, grad_y, grad_h_n=None, grad_c_n=None):
+    """(grad_x, grad_h0, grad_c0, then grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh of the forward direction
+    and the same four of the reverse one); bias entries None without biases."""
+    return _bidirectional_backward("lstm_bidirectional_backward", "lstm", saved, grad_y, grad_h_n, grad_c_n)
+
+
+def gru_bidirectional(x, h0, weights, lengths=None, training=False):
+    """Both directions of one GRU layer (see lstm_bidirectional): (y (T, B, 2H), h_n (2, B, H)) [+ saved]."""
+    return _bidirectional("gru_bidirectional", "gru", x, h0, None, weights, lengths, training)
+
+
+def gru_bidirectional_backward(saved, grad_y, grad_h_n=None):
+    """(grad_x, grad_h0, then 4 weight gradients per direction, forward direction first)."""
+    return _bidirectional_backward("gru_bidirectional_backward", "gru", saved, grad_y, grad_h_n, None)
+
+
+def rnn_bidirectional(x, h0, weights, nonlinearity="tanh", lengths=None, training=False):
+    """Both directions of one Elman RNN layer (see lstm_bidirectional): (y (T, B, 2H), h_n (2, B, H)) [+ saved]."""
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"rnn_bidirectional: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    return _bidirectional("rnn_bidirectional", f"rnn_{nonlinearity}", x, h0, None, weights, lengths, training)
+
+
+def rnn_bidirectional_backward(saved, grad_y, grad_h_n=None):
+    """(grad_x, grad_h0, then 4 weight gradients per direction, forward direction first)."""
+    mode = saved.mode if isinstance(saved, BidirectionalSaved) and saved.mode.startswith("rnn_") else "rnn_tanh"
+    return _bidirectional_backward("rnn_bidirectional_backward", mode, saved, grad_y, grad_h_n, None)

@@ -5,12 +5,14 @@ its epilogue; (2) the recurrence: a persistent cooperative kernel (one launch fo
 block's W_hh slice in shared memory, a grid barrier a step) when the weights fit on chip, else one
 fused step kernel a step (STEP_UNITS units a block). Backward: the same choice (one launch a step:
 phase B of step s+1 and phase A of step s), then the weight, input and bias gradients as GEMMs over
-all steps at once. Buffers are those of kernels/cpu/rnn.py.
+all steps at once. Buffers are those of kernels/cpu/rnn.py, stacked along a leading direction axis.
+Both directions of a bidirectional layer run in ONE persistent launch (kernels/cuda/rnn_persistent.py:
+twice the blocks, one barrier a step for both) when their blocks fit on the GPU together; otherwise
+each direction has its own launches (persistent or per step), as a single-direction layer does.
 """
 import os
 import warnings
 
-import numba
 from numba import cuda, float32, int32, int64
 
 from .. import backend
@@ -18,6 +20,7 @@ from ..cpu.rnn import prev_state_slice, projection_bias
 from .launch import ceil_div, device_view, launch
 from .rnn_kernels import (CELLS, FORWARD_ROWS, GATE_COUNT, PERSISTENT_THREADS, PHASE_B_ROWS, REDUCE_SLOTS, THREADS,
                           kernels_for, weight_stride)
+from .rnn_persistent import persistent_kernels_for
 
 STEP_UNITS = 32     # units a block in the step kernels: a warp of consecutive units reads W_hh^T coalesced
 SHARED_DEFAULT = 48 * 1024   # dynamic shared memory a block may use without opting in
@@ -26,6 +29,10 @@ SHARED_DEFAULT = 48 * 1024   # dynamic shared memory a block may use without opt
 PERSISTENT_MIN_KSPLIT = 8
 # 'persistent' or 'step' forces a path (tests; NUMBANET_RNN_PATH for benchmarks); None chooses.
 force_path = os.environ.get("NUMBANET_RNN_PATH") or None
+# Layers of two directions: 'combined' (one persistent launch runs both; an error when they do not fit
+# together) or 'separate' (one launch a direction, as before); None: combined when it fits. Tests set it;
+# NUMBANET_RNN_DIRECTIONS lets a benchmark run compare the two.
+force_directions = os.environ.get("NUMBANET_RNN_DIRECTIONS") or None
 
 
 def _threads(persistent=False):
@@ -47,11 +54,8 @@ def ksplit_for(pairs, length, threads, minimum=1):
 _compiled_cache = {}
 
 
-def _compiled(kernel, args):
-    """The kernel compiled for the types `launch` will pass (for occupancy queries and attributes)."""
-    if backend.SIMULATOR:
-        return kernel.overloads[None]
-    signature = tuple(numba.typeof(device_view(a)) for a in args)
+def _compiled(kernel, signature):
+    """The kernel compiled for `signature` (the types `launch` passes): for occupancy queries and attributes."""
     key = (id(kernel), signature)
     if key not in _compiled_cache:
         _compiled_cache[key] = kernel.compile(signature)
@@ -84,162 +88,242 @@ def _allow_shared(compiled, nbytes):
 
 
 def persistent_shared_bytes(kind, G, H, units):
+    """Dynamic shared memory of one direction's weight slice in a persistent block."""
     if kind == "forward":
         return 4 * G * units * weight_stride(H)
     return 4 * units * weight_stride(G * H)
 
 
+def persistent_signature(kind):
+    """The argument types `launch` passes to persistent_<kind> (the resource check compiles the same)."""
+    vector, matrix, tensor, stacked = float32[::1], float32[:, ::1], float32[:, :, ::1], float32[:, :, :, ::1]
+    if kind == "forward":  # ..., w0, w1, gates, b_hn, states, cells, aux, y, y_column, lengths, reverse
+        return (int64,) * 6 + (vector, vector, stacked, matrix, stacked, stacked, stacked, tensor, int64,
+                               int32[::1], int64)
+    # ..., w0, w1, gates, states, cells, aux, grad_y, y_column, grad_h, grad_c, grad_gates, grad_hidden,
+    # lengths, reverse
+    return (int64,) * 6 + (vector, vector) + (stacked,) * 4 + (tensor, int64, tensor, tensor, stacked, stacked,
+                                                                int32[::1], int64)
+
+
+def _kernels(cell):
+    return {**kernels_for(cell), **persistent_kernels_for(cell)}
+
+
 _plans = {}
 
 
-def persistent_plan(kind, cell, B, H, args):
-    """(blocks, units, shared bytes) for the persistent kernel, or None when its weights do not fit."""
-    key = (kind, cell, B, H)
+def persistent_plan(kind, cell, B, H, directions=1):
+    """(blocks, units, shared bytes, directions a block) for one persistent launch running `directions`
+    directions together, or None when their weights do not fit on the chip at once."""
+    key = (kind, cell, B, H, directions)
     if key in _plans:
         return _plans[key]
     G = GATE_COUNT[cell]
-    kernel = kernels_for(cell)[f"persistent_{kind}"]
-    compiled = _compiled(kernel, args)
-    threads = _threads(persistent=True)
     plan = None
-    if backend.SIMULATOR:  # one block owning every unit: the simulator's form of the kernel
-        plan = (1, H, persistent_shared_bytes(kind, G, H, H))
+    if backend.SIMULATOR:  # one block owning every unit of every direction: the simulator's form
+        plan = (1, H, persistent_shared_bytes(kind, G, H, H), directions)
     else:
+        compiled = _compiled(persistent_kernels_for(cell)[f"persistent_{kind}"], persistent_signature(kind))
+        threads = _threads(persistent=True)
         limit = _shared_limit()
-        units = ceil_div(H, cuda.get_current_device().MULTIPROCESSOR_COUNT)
+        # Every direction needs its own blocks; start at the fewest units a block that one block an SM allows.
+        units = ceil_div(directions * H, cuda.get_current_device().MULTIPROCESSOR_COUNT)
         while units <= H:
             nbytes = persistent_shared_bytes(kind, G, H, units)
             if nbytes > limit or not _allow_shared(compiled, nbytes):
                 break
-            blocks = ceil_div(H, units)
+            blocks = directions * ceil_div(H, units)
             if blocks <= compiled.max_cooperative_grid_blocks(threads, nbytes):
-                plan = (blocks, units, nbytes)
+                plan = (blocks, units, nbytes, 1)
                 break
             units += 1
     _plans[key] = plan
     return plan
 
 
-def _use_persistent(kind, cell, B, H, args):
+def _use_persistent(kind, cell, B, H, directions=1):
     if force_path == "step":
         return None
     try:
-        plan = persistent_plan(kind, cell, B, H, args)
+        plan = persistent_plan(kind, cell, B, H, directions)
     except Exception as error:  # an occupancy query or attribute the driver refuses: keep working
-        if force_path == "persistent":
+        if force_path == "persistent" or force_directions == "combined":
             raise
         warnings.warn(f"rnn: persistent {kind} kernel unavailable ({error}); using the per-step kernels")
-        plan = _plans[(kind, cell, B, H)] = None
-    if plan is None and force_path == "persistent":
+        plan = _plans[(kind, cell, B, H, directions)] = None
+    if plan is None and directions > 1 and force_directions == "combined":
+        raise RuntimeError(f"rnn: {directions} directions of H={H} do not fit one persistent {kind} launch")
+    if plan is None and directions == 1 and force_path == "persistent":
         raise RuntimeError(f"rnn: the persistent {kind} kernel does not fit for H={H}")
     return plan
 
 
-def forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, host_lengths, reverse):
-    """(y, states, cells, gates, aux, extra) with the buffers of kernels/cpu/rnn.py; aux is GRU-only here."""
+def _launch_groups(kind, cell, B, H, directions):
+    """[(first direction, count, plan or None)]: every direction in one persistent launch when they fit
+    together, else each direction alone (persistent when it fits, else the per-step kernels)."""
+    if directions > 1 and force_directions != "separate":
+        plan = _use_persistent(kind, cell, B, H, directions)
+        if plan is not None:
+            return [(0, directions, plan)]
+    return [(d, 1, _use_persistent(kind, cell, B, H)) for d in range(directions)]
+
+
+def _part(array, first, count):
+    """The directions first .. first+count-1 of a stacked buffer (the array itself when that is all of it)."""
+    return array if count == array.shape[0] else array[first:first + count]
+
+
+def _reversed(reverse, d):
+    return (reverse + d) % 2
+
+
+def forward_directions(mode, x, h0, c0, weights, host_lengths, reverse=0):
+    """D = len(weights) directions of one layer over x (T, B, I); weights[d] = (w_ih, w_hh, b_ih, b_hh),
+    h0 and c0 (D, B, H) or None; direction d runs in reverse when reverse + d is odd.
+    Returns y (T, B, D*H) (direction d in columns d*H ..) and the stacked buffers of kernels/cpu/rnn.py,
+    a dict: states, cells, gates, aux (leading axis D; cells and aux are dummies for cells without them)
+    and the device-side lengths."""
     from ..gemm import matmul
     xp = backend.array_module(x)
     T, B, I = x.shape
-    H = w_hh.shape[1]
+    D = len(weights)
+    H = weights[0][1].shape[1]
     cell = CELLS[mode]
     G = GATE_COUNT[cell]
-    bias = projection_bias(mode, b_ih, b_hh, H)
-    gates = matmul(x.reshape(T * B, I), w_ih, trans_b=True, bias=bias).reshape(T, B, G * H)
-    dummy = xp.zeros((1, 1, 1), xp.float32)
-    b_hn = xp.zeros(1, xp.float32)
+    gates = xp.empty((D, T, B, G * H), xp.float32)
+    for d, (w_ih, _, b_ih, b_hh) in enumerate(weights):
+        matmul(x.reshape(T * B, I), w_ih, trans_b=True, bias=projection_bias(mode, b_ih, b_hh, H),
+               out=gates[d].reshape(T * B, G * H))
+    b_hn = xp.zeros((D, 1), xp.float32)
     if mode == "gru":
-        b_hn = xp.zeros(H, xp.float32) if b_hh is None else xp.ascontiguousarray(b_hh[2 * H:])
-    start = T if reverse else 0
-    states = xp.empty((T + 1, B, H), xp.float32)
-    states[start] = 0 if h0 is None else h0
-    cells = dummy
+        b_hn = xp.stack([xp.zeros(H, xp.float32) if w[3] is None else w[3][2 * H:] for w in weights])
+    states = xp.empty((D, T + 1, B, H), xp.float32)
+    cells = xp.zeros((D, 1, 1, 1), xp.float32)
     if mode == "lstm":
-        cells = xp.empty((T + 1, B, H), xp.float32)
-        cells[start] = 0 if c0 is None else c0
-    aux = xp.empty((T, B, H), xp.float32) if mode == "gru" else dummy
-    y = xp.empty((T, B, H), xp.float32)
+        cells = xp.empty((D, T + 1, B, H), xp.float32)
+    for d in range(D):
+        start = T if _reversed(reverse, d) else 0
+        states[d, start] = 0 if h0 is None else h0[d]
+        if mode == "lstm":
+            cells[d, start] = 0 if c0 is None else c0[d]
+    aux = xp.empty((D, T, B, H), xp.float32) if mode == "gru" else xp.zeros((D, 1, 1, 1), xp.float32)
+    y = xp.empty((T, B, D * H), xp.float32)
     # All samples full length: fill on the device (no host-to-device copy, so the call stays asynchronous
     # and can be captured in a CUDA graph).
     lengths = xp.full(B, T, xp.int32) if host_lengths is None else xp.asarray(host_lengths, dtype=xp.int32)
-    flag = int(reverse)
-    kernels = kernels_for(cell)
-    threads = _threads()
-    w_flat = w_hh.reshape(-1)
-    args = (T, B, H, 1, 1, w_flat, gates, b_hn, states, cells, aux, y, lengths, flag)
-    plan = _use_persistent("forward", cell, B, H, args)
-    if plan is not None:
-        blocks, units, nbytes = plan
-        threads = _threads(persistent=True)
-        ksplit = ksplit_for(ceil_div(B, FORWARD_ROWS) * units, H, threads, PERSISTENT_MIN_KSPLIT)
-        launch(kernels["persistent_forward"], blocks, threads, T, B, H, units, ksplit, *args[5:],
-               shared_bytes=nbytes)
-    else:
-        w_t = xp.ascontiguousarray(w_hh.T).reshape(-1)
+    kernels = _kernels(cell)
+    w = [weight[1].reshape(-1) for weight in weights]
+    for first, count, plan in _launch_groups("forward", cell, B, H, D):
+        if plan is not None:
+            blocks, units, nbytes, per_block = plan
+            threads = _threads(persistent=True)
+            ksplit = ksplit_for(ceil_div(B, FORWARD_ROWS) * units, H, threads, PERSISTENT_MIN_KSPLIT)
+            launch(kernels["persistent_forward"], blocks, threads, T, B, H, units, ksplit, per_block, w[first],
+                   w[first + count - 1], _part(gates, first, count), _part(b_hn, first, count),
+                   _part(states, first, count), _part(cells, first, count), _part(aux, first, count), y,
+                   first * H, lengths, _reversed(reverse, first), shared_bytes=nbytes * per_block)
+            continue
+        d = first
+        threads = _threads()
+        w_t = xp.ascontiguousarray(weights[d][1].T).reshape(-1)
         units = min(STEP_UNITS, H)
         ksplit = ksplit_for(ceil_div(B, FORWARD_ROWS) * units, H, threads)
-        step_args = [device_view(a) for a in (w_t, gates, b_hn, states, cells, aux, y, lengths)]
+        y_d = y if D == 1 else xp.empty((T, B, H), xp.float32)
+        views = [device_view(a) for a in (w_t, gates[d], b_hn[d], states[d], cells[d], aux[d], y_d, lengths)]
         for s in range(T):
-            launch(kernels["step_forward"], ceil_div(H, units), threads, s, T, B, H, units, ksplit, *step_args, flag)
-    return y, states, (cells if mode == "lstm" else None), gates, (aux if mode == "gru" else None), {"lengths": lengths}
+            launch(kernels["step_forward"], ceil_div(H, units), threads, s, T, B, H, units, ksplit, *views,
+                   _reversed(reverse, d))
+        if D > 1:
+            y[:, :, d * H:(d + 1) * H] = y_d
+    return y, {"states": states, "cells": cells, "gates": gates, "aux": aux, "lengths": lengths}
 
 
-def backward(saved, grad_y, grad_h_n, grad_c_n):
-    """(grad_x, grad_h0, grad_c0 or None, grad_w_ih, grad_w_hh, grad_b_ih or None, grad_b_hh or None)."""
+def backward_directions(mode, x, weights, has_b_ih, has_b_hh, buffers, reverse, grad_y, grad_h_n, grad_c_n):
+    """Gradients of forward_directions' layer: weights[d] = (w_ih, w_hh); grad_y (T, B, D*H), grad_h_n and
+    grad_c_n (D, B, H), each or None. Returns (grad_x, grad_h0 (D, B, H), grad_c0 or None, per direction
+    (grad_w_ih, grad_w_hh, grad_b_ih or None, grad_b_hh or None))."""
     from ..gemm import matmul
-    x, w_ih, w_hh = saved.x, saved.w_ih, saved.w_hh
     xp = backend.array_module(x)
     T, B, I = x.shape
-    H = w_hh.shape[1]
-    cell = CELLS[saved.mode]
+    D = len(weights)
+    H = weights[0][1].shape[1]
+    cell = CELLS[mode]
     G = GATE_COUNT[cell]
-    dummy3 = xp.zeros((1, 1, 1), xp.float32)
-    grad_y = xp.zeros((T, B, H), xp.float32) if grad_y is None else grad_y
-    grad_h = xp.zeros((B, H), xp.float32) if grad_h_n is None else grad_h_n.copy()
-    grad_c = xp.zeros((1, 1), xp.float32)
-    if saved.mode == "lstm":
-        grad_c = xp.zeros((B, H), xp.float32) if grad_c_n is None else grad_c_n.copy()
-    grad_gates = xp.empty((T, B, G * H), xp.float32)
-    grad_hidden = xp.empty((T, B, G * H), xp.float32) if saved.mode == "gru" else xp.zeros((1, 1, 1), xp.float32)
-    cells = dummy3 if saved.cells is None else saved.cells
-    aux = dummy3 if saved.aux is None else saved.aux
-    flag = int(saved.reverse)
-    kernels = kernels_for(cell)
-    threads = _threads()
-    buffers = (saved.gates, saved.states, cells, aux, grad_y, grad_h, grad_c, grad_gates, grad_hidden,
-               saved.extra["lengths"])
-    w_flat = w_hh.reshape(-1)
-    args = (T, B, H, 1, 1, w_flat) + buffers + (flag,)
-    plan = _use_persistent("backward", cell, B, H, args)
-    if plan is not None:
-        blocks, units, nbytes = plan
-        threads = _threads(persistent=True)
-        ksplit = ksplit_for(ceil_div(B, PHASE_B_ROWS) * units, G * H, threads, PERSISTENT_MIN_KSPLIT)
-        launch(kernels["persistent_backward"], blocks, threads, T, B, H, units, ksplit, *args[5:],
-               shared_bytes=nbytes)
-    else:
+    grad_y = xp.zeros((T, B, D * H), xp.float32) if grad_y is None else grad_y
+    grad_h = xp.zeros((D, B, H), xp.float32) if grad_h_n is None else grad_h_n.copy()
+    grad_c = xp.zeros((D, 1, 1), xp.float32)
+    if mode == "lstm":
+        grad_c = xp.zeros((D, B, H), xp.float32) if grad_c_n is None else grad_c_n.copy()
+    grad_gates = xp.empty((D, T, B, G * H), xp.float32)
+    grad_hidden = xp.empty((D, T, B, G * H), xp.float32) if mode == "gru" else xp.zeros((D, 1, 1, 1), xp.float32)
+    states, cells, gates, aux, lengths = (buffers[k] for k in ("states", "cells", "gates", "aux", "lengths"))
+    kernels = _kernels(cell)
+    w = [weight[1].reshape(-1) for weight in weights]
+    for first, count, plan in _launch_groups("backward", cell, B, H, D):
+        if plan is not None:
+            blocks, units, nbytes, per_block = plan
+            threads = _threads(persistent=True)
+            ksplit = ksplit_for(ceil_div(B, PHASE_B_ROWS) * units, G * H, threads, PERSISTENT_MIN_KSPLIT)
+            launch(kernels["persistent_backward"], blocks, threads, T, B, H, units, ksplit, per_block, w[first],
+                   w[first + count - 1], *[_part(a, first, count) for a in (gates, states, cells, aux)], grad_y,
+                   first * H, *[_part(a, first, count) for a in (grad_h, grad_c, grad_gates, grad_hidden)],
+                   lengths, _reversed(reverse, first), shared_bytes=nbytes * per_block)
+            continue
+        d = first
+        threads = _threads()
         units = min(STEP_UNITS, H)
         ksplit = ksplit_for(ceil_div(B, PHASE_B_ROWS) * units, G * H, threads)
-        views = [device_view(a) for a in (w_flat,) + buffers]
+        grad_y_d = grad_y if D == 1 else xp.ascontiguousarray(grad_y[:, :, d * H:(d + 1) * H])
+        views = [device_view(a) for a in (w[d], gates[d], states[d], cells[d], aux[d], grad_y_d, grad_h[d],
+                                          grad_c[d], grad_gates[d], grad_hidden[d], lengths)]
         for i in range(T + 1):  # launch i: phase B of step T-i, then phase A of step T-1-i
             step_a = T - 1 - i if i < T else -1
             step_b = T - i if i > 0 else -1
             launch(kernels["step_backward"], ceil_div(H, units), threads, step_a, step_b, T, B, H, units, ksplit,
-                   *views, flag)
-    flat = grad_gates.reshape(T * B, G * H)
-    hidden_flat = grad_hidden.reshape(T * B, G * H) if saved.mode == "gru" else flat
-    grad_x = matmul(flat, w_ih).reshape(T, B, I)
-    grad_w_ih = matmul(flat, x.reshape(T * B, I), trans_a=True)
-    prev = saved.states[prev_state_slice(T, saved.reverse)].reshape(T * B, H)
-    grad_w_hh = matmul(hidden_flat, prev, trans_a=True)
+                   *views, _reversed(reverse, d))
+    x_flat = x.reshape(T * B, I)
+    grad_x = None
     ones = xp.ones((1, T * B), xp.float32)
-    grad_b_ih = matmul(ones, flat).reshape(G * H) if saved.has_b_ih else None
-    grad_b_hh = None
-    if saved.has_b_hh:
-        if grad_b_ih is not None and saved.mode != "gru":
-            grad_b_hh = grad_b_ih.copy()
+    per_direction = []
+    for d, (w_ih, _) in enumerate(weights):
+        flat = grad_gates[d].reshape(T * B, G * H)
+        hidden_flat = grad_hidden[d].reshape(T * B, G * H) if mode == "gru" else flat
+        if grad_x is None:
+            grad_x = matmul(flat, w_ih)
         else:
-            grad_b_hh = matmul(ones, hidden_flat).reshape(G * H)
-    return grad_x, grad_h, (grad_c if saved.mode == "lstm" else None), grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
+            matmul(flat, w_ih, beta=1.0, out=grad_x)
+        grad_w_ih = matmul(flat, x_flat, trans_a=True)
+        prev = states[d][prev_state_slice(T, _reversed(reverse, d))].reshape(T * B, H)
+        grad_w_hh = matmul(hidden_flat, prev, trans_a=True)
+        grad_b_ih = matmul(ones, flat).reshape(G * H) if has_b_ih[d] else None
+        grad_b_hh = None
+        if has_b_hh[d]:
+            if grad_b_ih is not None and mode != "gru":
+                grad_b_hh = grad_b_ih.copy()
+            else:
+                grad_b_hh = matmul(ones, hidden_flat).reshape(G * H)
+        per_direction.append((grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh))
+    return grad_x.reshape(T, B, I), grad_h, (grad_c if mode == "lstm" else None), per_direction
+
+
+def forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, host_lengths, reverse):
+    """One direction: (y, states, cells, gates, aux, extra) with the buffers of kernels/cpu/rnn.py (views of
+    forward_directions' stacked ones, which `extra` keeps for the backward); aux is GRU-only here."""
+    y, buffers = forward_directions(mode, x, None if h0 is None else h0[None], None if c0 is None else c0[None],
+                                    [(w_ih, w_hh, b_ih, b_hh)], host_lengths, int(reverse))
+    cells = buffers["cells"][0] if mode == "lstm" else None
+    aux = buffers["aux"][0] if mode == "gru" else None
+    return y, buffers["states"][0], cells, buffers["gates"][0], aux, buffers
+
+
+def backward(saved, grad_y, grad_h_n, grad_c_n):
+    """(grad_x, grad_h0, grad_c0 or None, grad_w_ih, grad_w_hh, grad_b_ih or None, grad_b_hh or None)."""
+    grad_x, grad_h, grad_c, per_direction = backward_directions(
+        saved.mode, saved.x, [(saved.w_ih, saved.w_hh)], (saved.has_b_ih,), (saved.has_b_hh,), saved.extra,
+        int(saved.reverse), grad_y, None if grad_h_n is None else grad_h_n[None],
+        None if grad_c_n is None else grad_c_n[None])
+    return (grad_x, grad_h[0], None if grad_c is None else grad_c[0]) + per_direction[0]
 
 
 def _signatures():
@@ -247,16 +331,14 @@ def _signatures():
     lengths = int32[::1]
     found = []
     for mode, cell in CELLS.items():
-        kernels = kernels_for(cell)
+        kernels = _kernels(cell)
         found += [
             (f"{mode}_step_forward", kernels["step_forward"],
              (int64,) * 6 + (vector, tensor, vector, tensor, tensor, tensor, tensor, lengths, int64)),
             (f"{mode}_step_backward", kernels["step_backward"],
              (int64,) * 7 + (vector,) + (tensor,) * 5 + (matrix, matrix, tensor, tensor, lengths, int64)),
-            (f"{mode}_persistent_forward", kernels["persistent_forward"],
-             (int64,) * 5 + (vector, tensor, vector, tensor, tensor, tensor, tensor, lengths, int64)),
-            (f"{mode}_persistent_backward", kernels["persistent_backward"],
-             (int64,) * 5 + (vector,) + (tensor,) * 5 + (matrix, matrix, tensor, tensor, lengths, int64)),
+            (f"{mode}_persistent_forward", kernels["persistent_forward"], persistent_signature("forward")),
+            (f"{mode}_persistent_backward", kernels["persistent_backward"], persistent_signature("backward")),
         ]
     return found
 

@@ -303,8 +303,8 @@ def weight_stride(H):
 
 @functools.lru_cache(maxsize=None)
 def kernels_for(cell):
-    """The four kernels of one cell type: step_forward, step_backward, persistent_forward,
-    persistent_backward (see the module docstring)."""
+    """The per-step kernels of one cell type, step_forward and step_backward (the persistent ones are in
+    rnn_persistent.py)."""
     G = GATE_COUNT[cell]
     forward_step, backward_phase_a, backward_phase_b = device_functions(cell)
 
@@ -333,53 +333,4 @@ def kernels_for(cell):
             backward_phase_a(step_a, T, B, H, unit0, here, gates, states, cells, aux, grad_y, grad_h, grad_c,
                              grad_gates, grad_hidden, lengths, reverse)
 
-    @cuda.jit(**PERSISTENT_OPTIONS)
-    def persistent_forward(T, B, H, units, ksplit, w, gates, b_hn, states, cells, aux, y, lengths, reverse):
-        """All T steps; the block's rows of W_hh (G x units x H, row stride weight_stride(H)) stay in
-        dynamic shared memory; a grid barrier publishes each step's states to every block."""
-        red = cuda.shared.array(REDUCE_SLOTS, float32)
-        w_shared = cuda.shared.array(0, float32)
-        unit0 = cuda.blockIdx.x * units
-        here = min(units, H - unit0)
-        ld = H + 1 - H % 2
-        size = G * here * H
-        for index in range(cuda.threadIdx.x, size, cuda.blockDim.x):
-            g = index // (here * H)
-            rest = index - g * here * H
-            u = rest // H
-            k = rest - u * H
-            w_shared[(g * units + u) * ld + k] = w[(g * H + unit0 + u) * H + k]
-        cuda.syncthreads()
-        for s in range(T):
-            forward_step(s, T, B, H, unit0, here, ksplit, True, w_shared, 0, units * ld, ld, 1,
-                         gates, b_hn, states, cells, aux, y, lengths, reverse, red)
-            grid_barrier()
-
-    @cuda.jit(**PERSISTENT_OPTIONS)
-    def persistent_backward(T, B, H, units, ksplit, w, gates, states, cells, aux, grad_y, grad_h, grad_c,
-                            grad_gates, grad_hidden, lengths, reverse):
-        """All T steps backwards; the block's columns of W_hh, stored as rows (units x G*H, row stride
-        weight_stride(G*H)), stay in dynamic shared memory; a grid barrier between phase A and phase B
-        of each step."""
-        red = cuda.shared.array(REDUCE_SLOTS, float32)
-        w_shared = cuda.shared.array(0, float32)
-        unit0 = cuda.blockIdx.x * units
-        here = min(units, H - unit0)
-        rows = G * H
-        ld = rows + 1 - rows % 2
-        size = rows * here
-        for index in range(cuda.threadIdx.x, size, cuda.blockDim.x):
-            r = index // here
-            u = index - r * here
-            w_shared[u * ld + r] = w[r * H + unit0 + u]
-        cuda.syncthreads()
-        for s in range(T - 1, -1, -1):
-            backward_phase_a(s, T, B, H, unit0, here, gates, states, cells, aux, grad_y, grad_h, grad_c,
-                             grad_gates, grad_hidden, lengths, reverse)
-            grid_barrier()
-            backward_phase_b(s, T, B, H, unit0, here, ksplit, True, w_shared, 0, 1, ld,
-                             grad_hidden if cell == GRU else grad_gates, grad_h, reverse, red)
-            cuda.syncthreads()
-
-    return {"step_forward": step_forward, "step_backward": step_backward,
-            "persistent_forward": persistent_forward, "persistent_backward": persistent_backward}
+    return {"step_forward": step_forward, "step_backward": step_backward}

@@ -103,13 +103,13 @@ def test_lengths_and_reverse(mode, path, reverse):
 def test_persistent_kernels_use_many_blocks():
     compare("lstm", 3, 8, 16, 512, None)
     for kind in ("forward", "backward"):
-        blocks, units, _ = gpu._plans[(kind, CELLS["lstm"], 8, 512)]
+        blocks, units, _, _ = gpu._plans[(kind, CELLS["lstm"], 8, 512, 1)]
         assert blocks > 1 and blocks * units >= 512 > (blocks - 1) * units
 
 
 def test_hidden_too_large_for_chip_uses_step_kernels():
     compare("lstm", 4, 2, 8, 1536, None)
-    assert gpu._plans[("forward", CELLS["lstm"], 2, 1536)] is None
+    assert gpu._plans[("forward", CELLS["lstm"], 2, 1536, 1)] is None
 
 
 def test_matches_cudnn():

@@ -258,3 +258,88 @@ def test_persistent_kernels_fit_their_block_size():
         if label.startswith("lstm_persistent"):
             report = resources.check_kernel(label, kernel, signature)
             assert report["ok"] and report["registers"] <= rnn_kernels.PERSISTENT_REGISTERS, report
+
+
+def torch_bidirectional(mode, pair, h0, c0, lengths, grad_y, grad_h, grad_c):
+    """One float64 bidirectional torch layer with both directions' weights: outputs and gradients (lists)."""
+    torch = torch_module()
+    T, _, I = pair[0]["x"].shape
+    H = pair[0]["w_hh"].shape[1]
+    kind = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}.get(mode, torch.nn.RNN)
+    options = {} if kind is not torch.nn.RNN else {"nonlinearity": mode[4:]}
+    module = kind(I, H, bidirectional=True, **options).double()
+    with torch.no_grad():
+        for a, suffix in zip(pair, ("_l0", "_l0_reverse")):
+            for name in ("w_ih", "w_hh", "b_ih", "b_hh"):
+                parameter = getattr(module, name.replace("w_", "weight_").replace("b_", "bias_") + suffix)
+                parameter.copy_(torch.tensor(a[name]))
+    x = torch.tensor(pair[0]["x"]).requires_grad_(True)
+    states = [torch.tensor(s).requires_grad_(True) for s in (h0, c0) if s is not None]
+    packed = x if lengths is None else torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor(lengths),
+                                                                               enforce_sorted=False)
+    y, final = module(packed, tuple(states) if mode == "lstm" else states[0])
+    if lengths is not None:
+        y = torch.nn.utils.rnn.pad_packed_sequence(y, total_length=T)[0]
+    final = list(final) if mode == "lstm" else [final]
+    loss = (y * torch.tensor(grad_y)).sum() + sum((f * torch.tensor(g)).sum() for f, g in zip(final, (grad_h, grad_c)))
+    loss.backward()
+    outputs = [y.detach().numpy()] + [f.detach().numpy() for f in final]
+    grads = [x.grad.numpy()] + [s.grad.numpy() for s in states]
+    for suffix in ("_l0", "_l0_reverse"):
+        grads += [getattr(module, kind_name + suffix).grad.numpy()
+                  for kind_name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    return outputs, grads
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("lengths", [None, [5, 2, 4]], ids=["full", "lengths"])
+def test_bidirectional_matches_torch(mode, lengths):
+    """Both directions in one op (reverse from each sample's own end) against a bidirectional torch layer."""
+    T, B, I, H = 5, 3, 4, 6
+    pair = (make_layer(mode, T, B, I, H, seed=30), make_layer(mode, T, B, I, H, seed=40))
+    pair[1]["x"] = pair[0]["x"]
+    weights = [tuple(a[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")) for a in pair]
+    h0 = random_array((2, B, H), np.float64, 50)
+    c0 = random_array((2, B, H), np.float64, 51) if mode == "lstm" else None
+    grad_y = random_array((T, B, 2 * H), np.float64, 52)
+    grad_h = random_array((2, B, H), np.float64, 53)
+    grad_c = random_array((2, B, H), np.float64, 54) if mode == "lstm" else None
+    lengths = None if lengths is None else np.array(lengths)
+    x = pair[0]["x"]
+    if mode == "lstm":
+        *outputs, saved = kernels.lstm_bidirectional(x, h0, c0, weights, lengths=lengths, training=True)
+        grads = kernels.lstm_bidirectional_backward(saved, grad_y, grad_h, grad_c)
+    elif mode == "gru":
+        *outputs, saved = kernels.gru_bidirectional(x, h0, weights, lengths=lengths, training=True)
+        grads = kernels.gru_bidirectional_backward(saved, grad_y, grad_h)
+    else:
+        *outputs, saved = kernels.rnn_bidirectional(x, h0, weights, nonlinearity=mode[4:], lengths=lengths,
+                                                    training=True)
+        grads = kernels.rnn_bidirectional_backward(saved, grad_y, grad_h)
+    expected_outputs, expected_grads = torch_bidirectional(mode, pair, h0, c0, lengths, grad_y, grad_h, grad_c)
+    assert len(outputs) == len(expected_outputs) and len(grads) == len(expected_grads)
+    for index, (value, expected) in enumerate(zip(outputs, expected_outputs)):
+        assert_close(value, expected, name=f"{mode} output {index}")
+    for index, (value, expected) in enumerate(zip(grads, expected_grads)):
+        assert_close(value, expected, scale=np.sqrt(T * B), name=f"{mode} gradient {index}")
+
+
+def test_bidirectional_bad_input():
+    a = make_layer("lstm", 3, 2, 4, 5, np.float32)
+    weights = [tuple(a[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh"))] * 2
+    with pytest.raises(TypeError, match=r"lstm_bidirectional: weights must be two \(w_ih, w_hh, b_ih, b_hh\)"):
+        kernels.lstm_bidirectional(a["x"], None, None, weights[:1])
+    with pytest.raises(ValueError, match=r"lstm_bidirectional: h0 must be 3-D, got shape \(2, 5\)"):
+        kernels.lstm_bidirectional(a["x"], a["h0"], None, weights)
+    with pytest.raises(ValueError, match=r"lstm_bidirectional: c0 must have shape \(2, 2, 5\), got \(3, 2, 5\)"):
+        kernels.lstm_bidirectional(a["x"], None, np.zeros((3, 2, 5), np.float32), weights)
+    short = [weights[0], (a["w_ih"][:16], a["w_hh"][:16, :4], None, None)]
+    with pytest.raises(ValueError, match="lstm_bidirectional: both directions need one hidden size"):
+        kernels.lstm_bidirectional(a["x"], None, None, short)
+    with pytest.raises(ValueError, match=r"lstm_bidirectional: lengths must lie in \[1, 3\]"):
+        kernels.lstm_bidirectional(a["x"], None, None, weights, lengths=np.array([4, 1]))
+    saved = kernels.lstm_bidirectional(a["x"], None, None, weights, training=True)[-1]
+    with pytest.raises(ValueError, match=r"lstm_bidirectional_backward: grad_y must have shape \(3, 2, 10\)"):
+        kernels.lstm_bidirectional_backward(saved, np.zeros((3, 2, 5), np.float32))
+    with pytest.raises(TypeError, match="gru_bidirectional_backward: saved must come from the matching"):
+        kernels.gru_bidirectional_backward(saved, None)

@@ -6,6 +6,8 @@ import pytest
 import kernels
 from kernels.cpu import rnn as cpu
 from kernels.cuda import rnn as gpu
+from kernels.cuda.launch import launch
+from kernels.cuda.rnn_kernels import CELLS
 from tests.oracle import assert_close, random_array
 
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
@@ -123,3 +125,90 @@ def test_final_state_gradients_only():
     assert len(grads) == len(expected) == 6
     for value, reference_value in zip(grads, expected):
         assert_close(value, reference_value, np.float32, scale=4)
+
+
+def run_bidirectional(mode, pair, h0, c0, lengths, grad_y, grad_h, grad_c):
+    """Both directions through the public bidirectional ops (the CUDA kernels under the simulator)."""
+    weights = [tuple(a[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")) for a in pair]
+    x = pair[0]["x"]
+    if mode == "lstm":
+        *outputs, saved = kernels.lstm_bidirectional(x, h0, c0, weights, lengths=lengths, training=True)
+        grads = kernels.lstm_bidirectional_backward(saved, grad_y, grad_h, grad_c)
+    elif mode == "gru":
+        *outputs, saved = kernels.gru_bidirectional(x, h0, weights, lengths=lengths, training=True)
+        grads = kernels.gru_bidirectional_backward(saved, grad_y, grad_h)
+    else:
+        *outputs, saved = kernels.rnn_bidirectional(x, h0, weights, nonlinearity=mode[4:], lengths=lengths,
+                                                    training=True)
+        grads = kernels.rnn_bidirectional_backward(saved, grad_y, grad_h)
+    assert saved.device == "cuda"
+    return outputs, [g for g in grads if g is not None]
+
+
+def reference_bidirectional(mode, pair, lengths, grad_y, grad_h, grad_c):
+    """The CPU path run once a direction, assembled like the bidirectional ops' results."""
+    H = pair[0]["w_hh"].shape[1]
+    runs = []
+    for d, a in enumerate(pair):
+        runs.append(reference(mode, a, lengths, bool(d), grad_y[:, :, d * H:(d + 1) * H], grad_h[d],
+                              None if grad_c is None else grad_c[d]))
+    (outputs0, grads0), (outputs1, grads1) = runs
+    outputs = [np.concatenate([outputs0[0], outputs1[0]], axis=2)]
+    outputs += [np.stack([a, b]) for a, b in zip(outputs0[1:], outputs1[1:])]
+    states = 3 if mode == "lstm" else 2  # grad_x, grad_h0 [, grad_c0], then the weight gradients
+    grads = [grads0[0] + grads1[0]] + [np.stack([a, b]) for a, b in zip(grads0[1:states], grads1[1:states])]
+    return outputs, grads + grads0[states:] + grads1[states:]
+
+
+BIDIRECTIONAL_CASES = [  # (mode, T, B, I, H, lengths)
+    ("lstm", 3, 2, 3, 4, [3, 1]),
+    ("gru", 3, 3, 2, 3, [2, 3, 1]),
+    ("rnn_tanh", 3, 2, 3, 5, None),
+]
+
+
+@pytest.mark.parametrize("path", ["combined", "separate", "step"])
+@pytest.mark.parametrize("case", BIDIRECTIONAL_CASES,
+                         ids=lambda c: f"{c[0]}-T{c[1]}B{c[2]}H{c[4]}-len{c[5] is not None}")
+def test_bidirectional_matches_cpu(case, path, monkeypatch):
+    """One launch for both directions (combined: one block looping over the two directions in each step),
+    one persistent launch a direction (separate) or the per-step kernels, against the CPU path."""
+    mode, T, B, I, H, lengths = case
+    if path == "step":
+        monkeypatch.setattr(gpu, "force_path", "step")
+    else:
+        monkeypatch.setattr(gpu, "force_path", "persistent")
+        monkeypatch.setattr(gpu, "force_directions", path)
+    forward_layer = layer(mode, T, B, I, H, seed=80)
+    reverse_layer = dict(layer(mode, T, B, I, H, seed=90), x=forward_layer["x"])
+    pair = (forward_layer, reverse_layer)
+    lengths = None if lengths is None else np.array(lengths)
+    h0 = np.stack([forward_layer["h0"], reverse_layer["h0"]])
+    c0 = np.stack([forward_layer["c0"], reverse_layer["c0"]]) if mode == "lstm" else None
+    grad_y = random_array((T, B, 2 * H), seed=43)
+    grad_h = random_array((2, B, H), seed=44)
+    grad_c = random_array((2, B, H), seed=45) if mode == "lstm" else None
+    launched = []
+
+    def recording_launch(kernel, *args, **options):
+        launched.append(kernel)
+        return launch(kernel, *args, **options)
+
+    monkeypatch.setattr(gpu, "launch", recording_launch)
+    outputs, grads = run_bidirectional(mode, pair, h0, c0, lengths, grad_y, grad_h, grad_c)
+    kernels_used = gpu._kernels(CELLS[mode])
+    persistent = {kind: launched.count(kernels_used[f"persistent_{kind}"]) for kind in ("forward", "backward")}
+    assert persistent == {kind: {"combined": 1, "separate": 2, "step": 0}[path] for kind in persistent}
+    expected_outputs, expected_grads = reference_bidirectional(mode, pair, lengths, grad_y, grad_h, grad_c)
+    assert len(outputs) == len(expected_outputs) and len(grads) == len(expected_grads)
+    for index, (value, expected) in enumerate(zip(outputs, expected_outputs)):
+        assert_close(value, expected, np.float32, name=f"{mode} output {index}")
+    for index, (value, expected) in enumerate(zip(grads, expected_grads)):
+        assert_close(value, expected, np.float32, scale=4, name=f"{mode} gradient {index}")
+
+
+def test_combined_plan_in_the_simulator():
+    """The simulator's combined form: one block, both directions' weights in its shared memory."""
+    blocks, units, nbytes, per_block = gpu.persistent_plan("forward", CELLS["lstm"], 2, 5, directions=2)
+    assert (blocks, units, per_block) == (1, 5, 2)
+    assert nbytes == gpu.persistent_shared_bytes("forward", 4, 5, 5)

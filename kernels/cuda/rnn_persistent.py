@@ -1,0 +1,102 @@
+"""Persistent recurrent kernels (fp32): one cooperative launch runs all T steps of one direction of a layer,
+or of both directions at once (they are independent, so they share every grid barrier and advance in
+lockstep: the sequential recurrent time of a bidirectional layer halves).
+
+Launch: D * blocks_per_direction blocks of PERSISTENT_THREADS (D = directions in the launch); block b
+takes direction b // blocks_per_direction and units (b % blocks_per_direction) * units + [0, units);
+its W_hh slice stays in dynamic shared memory (layout and the step bodies: rnn_kernels.py). The
+simulator has no grid sync across blocks, so there ONE block owns every unit of every direction
+(directions_per_block = D) and loops over the directions inside each step: the same kernel.
+Buffers carry a leading direction axis (D, ...); y and grad_y are (T, B, Y) with direction d in columns
+y_column + d*H .. + H (the layer's concatenated output, or a direction's half of it); W_hh of
+direction d is w0 (d = 0) or w1 (d = 1; the same array as w0 when D = 1). Direction d runs in reverse
+when reverse + d is odd. Dummies (cells, aux, grad_c, grad_hidden) keep the leading axis D.
+"""
+import functools
+
+from numba import cuda, float32
+
+from .rnn_kernels import GATE_COUNT, GRU, PERSISTENT_OPTIONS, REDUCE_SLOTS, device_functions, grid_barrier
+
+
+@cuda.jit(device=True, inline=True)
+def block_direction(directions, directions_per_block, units):
+    """(first direction of this block, its first unit)."""
+    blocks_per_direction = cuda.gridDim.x * directions_per_block // directions
+    first = cuda.blockIdx.x // blocks_per_direction * directions_per_block
+    return first, (cuda.blockIdx.x % blocks_per_direction) * units
+
+
+@functools.lru_cache(maxsize=None)
+def persistent_kernels_for(cell):
+    """persistent_forward and persistent_backward of one cell type (see the module docstring)."""
+    G = GATE_COUNT[cell]
+    forward_step, backward_phase_a, backward_phase_b = device_functions(cell)
+
+    @cuda.jit(**PERSISTENT_OPTIONS)
+    def persistent_forward(T, B, H, units, ksplit, directions_per_block, w0, w1, gates, b_hn, states, cells, aux,
+                           y, y_column, lengths, reverse):
+        """All T steps; each direction's rows of W_hh (G x units x H, row stride weight_stride(H)) stay in
+        dynamic shared memory; a grid barrier publishes each step's states to every block."""
+        red = cuda.shared.array(REDUCE_SLOTS, float32)
+        w_shared = cuda.shared.array(0, float32)
+        first, unit0 = block_direction(states.shape[0], directions_per_block, units)
+        here = min(units, H - unit0)
+        ld = H + 1 - H % 2
+        slice_size = G * units * ld
+        size = G * here * H
+        for slot in range(directions_per_block):
+            w = w0 if first + slot == 0 else w1
+            for index in range(cuda.threadIdx.x, size, cuda.blockDim.x):
+                g = index // (here * H)
+                rest = index - g * here * H
+                u = rest // H
+                k = rest - u * H
+                w_shared[slot * slice_size + (g * units + u) * ld + k] = w[(g * H + unit0 + u) * H + k]
+        cuda.syncthreads()
+        for s in range(T):
+            for slot in range(directions_per_block):
+                d = first + slot
+                column = y_column + d * H
+                forward_step(s, T, B, H, unit0, here, ksplit, True, w_shared, slot * slice_size, units * ld, ld, 1,
+                             gates[d], b_hn[d], states[d], cells[d], aux[d], y[:, :, column:column + H], lengths,
+                             (reverse + d) % 2, red)
+            grid_barrier()
+
+    @cuda.jit(**PERSISTENT_OPTIONS)
+    def persistent_backward(T, B, H, units, ksplit, directions_per_block, w0, w1, gates, states, cells, aux,
+                            grad_y, y_column, grad_h, grad_c, grad_gates, grad_hidden, lengths, reverse):
+        """All T steps backwards; each direction's columns of W_hh, stored as rows (units x G*H, row stride
+        weight_stride(G*H)), stay in dynamic shared memory; a grid barrier between phase A and phase B
+        of each step."""
+        red = cuda.shared.array(REDUCE_SLOTS, float32)
+        w_shared = cuda.shared.array(0, float32)
+        first, unit0 = block_direction(states.shape[0], directions_per_block, units)
+        here = min(units, H - unit0)
+        rows = G * H
+        ld = rows + 1 - rows % 2
+        slice_size = units * ld
+        size = rows * here
+        for slot in range(directions_per_block):
+            w = w0 if first + slot == 0 else w1
+            for index in range(cuda.threadIdx.x, size, cuda.blockDim.x):
+                r = index // here
+                u = index - r * here
+                w_shared[slot * slice_size + u * ld + r] = w[r * H + unit0 + u]
+        cuda.syncthreads()
+        for s in range(T - 1, -1, -1):
+            for slot in range(directions_per_block):
+                d = first + slot
+                column = y_column + d * H
+                backward_phase_a(s, T, B, H, unit0, here, gates[d], states[d], cells[d], aux[d],
+                                 grad_y[:, :, column:column + H], grad_h[d], grad_c[d], grad_gates[d],
+                                 grad_hidden[d], lengths, (reverse + d) % 2)
+            grid_barrier()
+            for slot in range(directions_per_block):
+                d = first + slot
+                backward_phase_b(s, T, B, H, unit0, here, ksplit, True, w_shared, slot * slice_size, 1, ld,
+                                 grad_hidden[d] if cell == GRU else grad_gates[d], grad_h[d], (reverse + d) % 2,
+                                 red)
+            cuda.syncthreads()
+
+    return {"persistent_forward": persistent_forward, "persistent_backward": persistent_backward}
