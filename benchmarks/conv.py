@@ -1,8 +1,11 @@
 """conv2d forward and backward (data + weight) against PyTorch: cuDNN on the GPU (TF32 off, cudnn.benchmark
 on), PyTorch's own CPU convolution on the CPU. Both sides read the same memory."""
+import contextlib
+
 import numpy as np
 
 import kernels
+from kernels.cuda import conv_winograd
 from .harness import Case, as_torch, vendor_torch
 
 # (label, N, C, H, W, K, kernel, stride, padding)
@@ -23,6 +26,9 @@ SMALL_CNN = [  # the 8x8 digits model's two convolutions at batch 16
     ("digits 16x1x8x8 k16", 16, 1, 8, 8, 16, 3, 1, 1),
     ("digits 16x16x8x8 k32", 16, 16, 8, 8, 32, 3, 1, 1),
 ]
+TRAIN_CRNN = [  # the heaviest layer of the train suite's CRNN (12x90 strips, batch 64)
+    ("crnn-train 64x256x6x45 k256", 64, 256, 6, 45, 256, 3, 1, 1),
+]
 CRNN_CPU = [  # CRNN layer shapes at batch 16 (gray 32x100 input)
     ("crnn 16x1x32x100 k64", 16, 1, 32, 100, 64, 3, 1, 1),
     ("crnn 16x64x16x50 k128", 16, 64, 16, 50, 128, 3, 1, 1),
@@ -33,7 +39,24 @@ CRNN_CPU = [  # CRNN layer shapes at batch 16 (gray 32x100 input)
 
 
 
-def _cases_for(shape, device):
+@contextlib.contextmanager
+def _algorithm(name):
+    """Force the GPU's choice between Winograd and the implicit GEMM (None: its own choice)."""
+    saved = conv_winograd.force_algorithm
+    conv_winograd.force_algorithm = name
+    try:
+        yield
+    finally:
+        conv_winograd.force_algorithm = saved
+
+
+def _winograd_layer(shape):
+    label, n, c, h, w, k, size, stride, padding = shape
+    out_hw = ((h + 2 * padding - size) // stride + 1, (w + 2 * padding - size) // stride + 1)
+    return conv_winograd.use_winograd((k, c, size, size), (stride, stride), (1, 1), 1, out_hw)
+
+
+def _cases_for(shape, device, algorithm=None):
     label, n, c, h, w, k, size, stride, padding = shape
     torch = vendor_torch()
     out_h = (h + 2 * padding - size) // stride + 1
@@ -49,19 +72,23 @@ def _cases_for(shape, device):
         return (x, weight, grad_out) + tuple(as_torch(torch, a) for a in (x, weight, grad_out))
 
     def forward(x, weight, grad_out, *tensors):
-        return kernels.conv2d(x, weight, **arguments)
+        with _algorithm(algorithm):
+            return kernels.conv2d(x, weight, **arguments)
 
     def forward_vendor(x, weight, grad_out, x_t, weight_t, grad_out_t):
         return torch.nn.functional.conv2d(x_t, weight_t, **arguments)
 
     def backward(x, weight, grad_out, *tensors):
-        return kernels.conv2d_backward(grad_out, x, weight, need_bias=False, **arguments)
+        with _algorithm(algorithm):
+            return kernels.conv2d_backward(grad_out, x, weight, need_bias=False, **arguments)
 
     def backward_vendor(x, weight, grad_out, x_t, weight_t, grad_out_t):
         return torch.ops.aten.convolution_backward(grad_out_t, x_t, weight_t, None, [stride] * 2, [padding] * 2,
                                                    [1, 1], False, [0, 0], 1, [True, True, False])
 
     vendor = "cuDNN (torch)" if device == "cuda" else "torch CPU"
+    if device == "cuda" and _winograd_layer(shape):  # say which algorithm each row ran
+        label = f"{label} [{algorithm or 'winograd'}]"
     return [Case(label=f"fwd {label}", make_inputs=make, ours=forward, vendor=forward_vendor,
                  vendor_name=vendor, flops=flops),
             Case(label=f"bwd {label}", make_inputs=make, ours=backward, vendor=backward_vendor,
@@ -70,10 +97,12 @@ def _cases_for(shape, device):
 
 def cases(device, quick=False):
     if device == "cuda":
-        shapes = ANCHORS[-1:] + OCR[:1] if quick else ANCHORS + OCR
+        shapes = ANCHORS[-1:] + OCR[:1] if quick else TRAIN_CRNN + ANCHORS + OCR
     else:
         shapes = OCR + SMALL_CNN if quick else OCR + SMALL_CNN + ANCHORS[-1:] + CRNN_CPU
     rows = []
     for shape in shapes:
         rows.extend(_cases_for(shape, device))
+        if device == "cuda" and _winograd_layer(shape):  # the same layer by implicit GEMM, to compare
+            rows.extend(_cases_for(shape, device, "implicit"))
     return rows

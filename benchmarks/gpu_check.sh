@@ -8,7 +8,7 @@
 # caps add up to more, so a stage that hangs cuts the last ones short):
 #   bash benchmarks/gpu_check.sh
 # Caps (seconds): TEST_SECONDS (default 110), SUITE_SECONDS (per suite, default 35; train 50),
-# TRAIN_SECONDS (default 70 per model of TRAIN_MODELS; 0 skips them; the rnn suite gets 25 s more); HOST_PROFILE=0 and
+# TRAIN_SECONDS (default 70 per model of TRAIN_MODELS; 0 skips them; the rnn and conv suites get 25 s more); HOST_PROFILE=0 and
 # KERNEL_TIMES=0 skip those stages. SUITES and TESTS narrow a rerun, e.g. SUITES="conv rnn" TESTS=tests/gpu/test_rnn_gpu.py.
 # Logs go to $OUT (the device tool's folder) or bench-results/gpu; the JSON/PNG reports and the
 # training run are packed into details.tgz there (the device tool brings back at most 8 files).
@@ -51,7 +51,7 @@ status+=("gpu tests: exit $code in $(( $(stamp) - start )) s: $(tail -n 1 "$OUT/
 : > "$OUT/bench.txt"
 for suite in $SUITES; do
   cap=$SUITE_SECONDS
-  case $suite in train) cap=$(( SUITE_SECONDS + 15 ));; rnn) cap=$(( SUITE_SECONDS + 25 ));; esac
+  case $suite in train) cap=$(( SUITE_SECONDS + 15 ));; rnn | conv) cap=$(( SUITE_SECONDS + 25 ));; esac
   start=$(stamp)
   timeout "$cap" python3 -m nn.cli bench "$suite" --device cuda --repeats 10 --plot --output "$WORK/bench" \
     >> "$OUT/bench.txt" 2>&1

@@ -1,5 +1,6 @@
 """conv2d on the GPU: launchers for the implicit-GEMM kernels of conv_forward.py, conv_backward_data.py and
-conv_weight.py (this module's PTX_SIGNATURES lists every kernel of the three).
+conv_weight.py, and for Winograd F(2x2, 3x3) (conv_winograd.py) on stride-1 3x3 layers with many channels,
+where it does 4/9 of the multiplies (this module's PTX_SIGNATURES lists every kernel of the four).
 
 Arrays arrive C-contiguous float32 from kernels/conv.py and are passed flat; the geometry (stride and
 dilation pairs, padding as top/bottom/left/right, groups) is already checked there. Tile shapes are
@@ -8,6 +9,7 @@ chosen from the GEMM's row count (output channels per group, or input channels f
 from numba import float32, int64
 
 from .. import backend
+from . import conv_winograd as winograd
 from .conv_backward_data import backward_data_kernel, phase_taps
 from .conv_forward import CONFIGS, THREADS, choose_config, forward_kernel
 from .conv_weight import (BIAS_THREADS, WEIGHT_CONFIGS, choose_weight_config, conv2d_bias_gradient,
@@ -44,6 +46,8 @@ def _geometry_arguments(x_shape, weight_shape, out_hw, stride, padding, dilation
 
 def conv2d(x, weight, bias, y, stride, padding, dilation, groups):
     _check_index_range(x, y)
+    if winograd.use_winograd(weight.shape, stride, dilation, groups, y.shape[2:]):
+        return winograd.conv2d(x, weight, bias, y, padding)
     k_group = weight.shape[0] // groups
     columns = y.shape[0] * y.shape[2] * y.shape[3]
     config = choose_config(k_group, columns, groups)
@@ -58,6 +62,8 @@ def conv2d(x, weight, bias, y, stride, padding, dilation, groups):
 def conv2d_backward_input(grad_out, weight, grad_x, stride, padding, dilation, groups):
     """One launch per stride phase (a single one for stride 1); every pixel of grad_x is written once."""
     _check_index_range(grad_out, grad_x)
+    if winograd.use_winograd(weight.shape, stride, dilation, groups, grad_x.shape[2:]):
+        return winograd.conv2d_backward_input(grad_out, weight, grad_x, padding)
     n, c, h, w = grad_x.shape
     k, c_group, r, s = weight.shape
     config = choose_config(c_group, n * h * w // (stride[0] * stride[1]), groups)
@@ -84,6 +90,8 @@ def weight_gradient_splits(tiles, steps):
 
 def conv2d_backward_weight(grad_out, x, grad_weight, stride, padding, dilation, groups):
     _check_index_range(grad_out, x)
+    if winograd.use_winograd(grad_weight.shape, stride, dilation, groups, grad_out.shape[2:]):
+        return winograd.conv2d_backward_weight(grad_out, x, grad_weight, padding)
     k_group = grad_weight.shape[0] // groups
     columns = grad_weight.shape[1] * grad_weight.shape[2] * grad_weight.shape[3]
     config = choose_weight_config(k_group, columns)
@@ -114,4 +122,5 @@ PTX_SIGNATURES = (
     + [(f"backward_weight_{c.block_rows}x{c.block_cols}", weight_gradient_kernel(c),
         (_vector,) * 3 + _geometry_types + (int64,)) for _, _, c in WEIGHT_CONFIGS]
     + [("backward_bias", conv2d_bias_gradient, (_vector, _vector, int64, int64))]
+    + winograd.PTX_SIGNATURES
 )

@@ -96,3 +96,31 @@ def test_conv2d_on_gpu_1x1_direct_path_matches_matmul_path(monkeypatch):
     direct = (kernels.conv2d(x, weight, bias),) + kernels.conv2d_backward(grad_out, x, weight)
     for name, a, b in zip(("y", "grad_x", "grad_weight", "grad_bias"), through_gemm, direct):
         _close(a, cupy.asnumpy(b), name)
+
+
+WINOGRAD_SHAPES = [  # (N, C, H, W, K, padding): stride-1 3x3 layers
+    (64, 256, 6, 45, 256, 1),     # the train suite CRNN's heaviest layer
+    (3, 64, 17, 19, 80, 1),       # odd sizes: clipped tiles
+    (5, 72, 9, 11, 64, 0),
+]
+
+
+@pytest.mark.parametrize("algorithm", ["winograd", "implicit"])
+@pytest.mark.parametrize("shape", WINOGRAD_SHAPES, ids=["x".join(map(str, s)) for s in WINOGRAD_SHAPES])
+def test_winograd_and_implicit_gemm_on_gpu_match_torch(shape, algorithm, monkeypatch):
+    """Both algorithms for the layers Winograd takes, with the images split over several chunks."""
+    import cupy
+    from kernels.cuda import conv_winograd
+    monkeypatch.setattr(conv_winograd, "force_algorithm", algorithm)
+    monkeypatch.setattr(conv_winograd, "CHUNK_BYTES", 2**20)
+    n, c, h, w, k, padding = shape
+    x = random_array((n, c, h, w), seed=5)
+    weight = random_array((k, c, 3, 3), seed=6)
+    bias = random_array((k,), seed=7)
+    y = kernels.conv2d(cupy.asarray(x), cupy.asarray(weight), cupy.asarray(bias), padding=padding)
+    grad_out = random_array(y.shape, seed=8)
+    expected = _torch_reference(x, weight, bias, grad_out, 1, padding, 1)
+    ours = (y,) + kernels.conv2d_backward(cupy.asarray(grad_out), cupy.asarray(x), cupy.asarray(weight),
+                                          padding=padding)
+    for name, actual, wanted in zip(("y", "grad_x", "grad_weight", "grad_bias"), ours, expected):
+        _close(actual, wanted, name)

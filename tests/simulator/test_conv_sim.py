@@ -6,6 +6,7 @@ import kernels
 from kernels import conv as public
 from kernels.cpu import conv as cpu
 from kernels.cuda import conv as gpu
+from kernels.cuda import conv_winograd as winograd
 from kernels.cuda.conv_forward import CONFIGS
 from kernels.cuda.conv_weight import WEIGHT_CONFIGS
 from tests.oracle import assert_close, random_array
@@ -92,3 +93,41 @@ def test_weight_gradient_tiles_and_split_reduction_match_cpu(config, monkeypatch
     assert gpu.weight_gradient_splits(1, 2 * 6 * 7 // 16 + 1) > 1
     expected = cpu.conv2d_backward_weight(grad_out, x, weight_shape, (1, 1), (1, 1, 1, 1), (1, 1), 1)
     assert_close(kernels.conv2d_backward_weight(grad_out, x, weight_shape, padding=1), expected, np.float32)
+
+
+WINOGRAD_CONFIGURATIONS = [
+    ((2, 3, 5, 7), (4, 3, 3, 3), dict(padding=1)),                 # odd sizes: clipped last tiles
+    ((1, 2, 6, 4), (3, 2, 3, 3), dict(padding=0)),                 # no padding, even sizes
+    ((1, 2, 5, 6), (2, 2, 3, 3), dict(padding=(2, 1))),            # padding wider than the filter's reach
+]
+
+
+@pytest.mark.parametrize("input_shape,weight_shape,kwargs", WINOGRAD_CONFIGURATIONS,
+                         ids=[str(c[2]) for c in WINOGRAD_CONFIGURATIONS])
+def test_winograd_forward_and_gradients_match_cpu(input_shape, weight_shape, kwargs, monkeypatch):
+    """Forced on few channels (the simulator's scale); for two images, a tiny chunk makes each its own chunk."""
+    monkeypatch.setattr(winograd, "force_algorithm", "winograd")
+    if input_shape[0] > 1:
+        monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
+    x = random_array(input_shape, seed=21)
+    weight = random_array(weight_shape, seed=22)
+    bias = random_array(weight_shape[:1], seed=23)
+    y = kernels.conv2d(x, weight, bias, **kwargs)
+    grad_out = random_array(y.shape, seed=24)
+    expected = _reference(x, weight, bias, grad_out, kwargs)
+    ours = (y,) + kernels.conv2d_backward(grad_out, x, weight, **kwargs)
+    for name, actual, wanted in zip(("y", "grad_x", "grad_weight", "grad_bias"), ours, expected):
+        assert_close(actual, wanted, np.float32, name=name)  # grad_x: the output transform without a bias
+
+
+def test_winograd_takes_only_stride_1_3x3_layers_with_many_channels(monkeypatch):
+    monkeypatch.setattr(winograd, "force_algorithm", None)
+    layer = dict(stride=(1, 1), dilation=(1, 1), groups=1, out_hw=(6, 45))
+    assert winograd.use_winograd((256, 256, 3, 3), **layer)
+    assert not winograd.use_winograd((256, 32, 3, 3), **layer)                 # few input channels
+    assert not winograd.use_winograd((256, 256, 3, 3), **dict(layer, stride=(2, 1)))
+    assert not winograd.use_winograd((256, 256, 3, 3), **dict(layer, dilation=(2, 2)))
+    assert not winograd.use_winograd((256, 128, 3, 3), **dict(layer, groups=2))
+    assert not winograd.use_winograd((256, 256, 3, 2), **layer)
+    monkeypatch.setattr(winograd, "force_algorithm", "implicit")
+    assert not winograd.use_winograd((256, 256, 3, 3), **layer)
