@@ -1,7 +1,8 @@
 """Recurrent layers RNN, LSTM and GRU with torch.nn's arguments, parameter names, shapes and init.
 
-Each direction of each layer is one autograd Function around a whole-sequence kernel
-(kernels.lstm / gru / rnn and their *_backward), so a layer costs one graph node, not T of them.
+Each layer is one autograd Function around a whole-sequence kernel (kernels.lstm / gru / rnn and their
+*_backward; a bidirectional layer: kernels.*_bidirectional, both directions in one op, so that the GPU
+runs them in one launch), so a layer costs one graph node, not T of them.
 Per-sample `lengths` replace PyTorch's packed sequences: outputs are zero past each sample's length
 and h_n is the state after its last valid step, as with pack_padded_sequence(enforce_sorted=False).
 """
@@ -15,7 +16,7 @@ from kernels import backend
 from . import autograd, init
 from .autograd import Function
 from .module import Module, Parameter
-from .tensor import Tensor, cat, stack
+from .tensor import Tensor, cat
 
 __all__ = ["RNN", "LSTM", "GRU"]
 
@@ -67,6 +68,37 @@ class RNNLayer(_RecurrentLayer):
 
     def backward(self, grad_y, grad_h_n):
         return self._keep(kernels.rnn_backward(self.saved, grad_y, grad_h_n))
+
+
+class BidirectionalLayer(_RecurrentLayer):
+    """Both directions of one layer as one op (kernels.*_bidirectional: on the GPU one persistent launch
+    runs both when they fit together). Inputs: x, h0, c0 (each (2, B, H) or None), then w_ih, w_hh, b_ih,
+    b_hh of the forward direction and of the reverse one; c0 is None unless mode is 'lstm'."""
+
+    def forward(self, x, h0, c0, *weights, mode="lstm", lengths=None, training=False):
+        self.present = [a is not None for a in (x, h0, c0) + weights]
+        self.mode = mode
+        pair = (weights[:4], weights[4:])
+        if mode == "lstm":
+            result = kernels.lstm_bidirectional(x, h0, c0, pair, lengths=lengths, training=training)
+        elif mode == "gru":
+            result = kernels.gru_bidirectional(x, h0, pair, lengths=lengths, training=training)
+        else:
+            result = kernels.rnn_bidirectional(x, h0, pair, nonlinearity=mode[4:], lengths=lengths,
+                                               training=training)
+        if training:
+            self.saved = result[-1]
+            return result[:-1]
+        return result
+
+    def backward(self, grad_y, grad_h_n, grad_c_n=None):
+        if self.mode == "lstm":
+            grads = kernels.lstm_bidirectional_backward(self.saved, grad_y, grad_h_n, grad_c_n)
+        else:
+            backward = kernels.gru_bidirectional_backward if self.mode == "gru" else kernels.rnn_bidirectional_backward
+            grads = backward(self.saved, grad_y, grad_h_n)
+            grads = grads[:2] + (None,) + grads[2:]
+        return self._keep(grads)
 
 
 class _RecurrentBase(Module):
@@ -200,24 +232,28 @@ class _RecurrentBase(Module):
         h0, c0 = self._initial_states(hx, batch, unbatched)
         lengths = self._check_lengths(lengths, steps, batch)
         training_graph = autograd.grad_enabled()
-        h_last, c_last = [], []
+        h_last, c_last = [], []  # (directions, B, H) a layer
         for layer in range(self.num_layers):
-            outputs = []
-            for direction in range(self.num_directions):
-                index = layer * self.num_directions + direction
+            if self.bidirectional:
+                index = slice(2 * layer, 2 * layer + 2)
                 h = None if h0 is None else h0[index]
                 c = None if c0 is None else c0[index]
-                y, h_n, c_n = self._run_direction(x, h, c, layer, direction, lengths, training_graph)
-                outputs.append(y)
-                h_last.append(h_n)
-                c_last.append(c_n)
-            x = outputs[0] if len(outputs) == 1 else cat(outputs, dim=2)
+                x, h_n, c_n = self._run_bidirectional(x, h, c, layer, lengths, training_graph)
+            else:
+                h = None if h0 is None else h0[layer]
+                c = None if c0 is None else c0[layer]
+                x, h_n, c_n = self._run_direction(x, h, c, layer, 0, lengths, training_graph)
+                h_n, c_n = h_n.unsqueeze(0), (None if c_n is None else c_n.unsqueeze(0))
+            h_last.append(h_n)
+            c_last.append(c_n)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 from . import functional
                 x = functional.dropout(x, p=self.dropout, training=True)
         output = x
-        h_n = stack(h_last, dim=0)
-        c_n = stack(c_last, dim=0) if self.mode == "LSTM" else None
+        h_n = h_last[0] if len(h_last) == 1 else cat(h_last, dim=0)
+        c_n = None
+        if self.mode == "LSTM":
+            c_n = c_last[0] if len(c_last) == 1 else cat(c_last, dim=0)
         if unbatched:
             output, h_n = output.squeeze(1), h_n.squeeze(1)
             c_n = None if c_n is None else c_n.squeeze(1)
@@ -247,6 +283,15 @@ class _RecurrentBase(Module):
         else:
             y, h_n = RNNLayer.apply(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity=self.nonlinearity, **options)
         return y, h_n, None
+
+
+    def _run_bidirectional(self, x, h, c, layer, lengths, training_graph):
+        weights = self._layer_parameters(layer, 0) + self._layer_parameters(layer, 1)
+        inputs = (x, h, c, *weights)
+        training = training_graph and any(t is not None and t.requires_grad for t in inputs)
+        mode = self.mode.lower() if self.mode != "RNN" else f"rnn_{self.nonlinearity}"
+        result = BidirectionalLayer.apply(*inputs, mode=mode, lengths=lengths, training=training)
+        return result[0], result[1], (result[2] if self.mode == "LSTM" else None)
 
 
 class LSTM(_RecurrentBase):
