@@ -14,8 +14,9 @@ def _scale_where_not_positive(values, x, slope, out):
 
 @numba.njit(nogil=True)
 def _zero_where_not_positive(values, x, out):
+    """out = 0 where x <= 0, else values: a NaN input passes its gradient on, as in torch."""
     for i in range(out.size):
-        out[i] = values[i] if x[i] > 0 else 0.0
+        out[i] = 0.0 if x[i] <= 0 else values[i]
 
 
 def _flat(a):

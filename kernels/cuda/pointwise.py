@@ -12,18 +12,21 @@ from .launch import launch_1d
 THREADS = 256
 
 
-@cuda.jit(fastmath=True)
+# ReLU without fastmath: as in torch, a NaN input gives a NaN output and passes its gradient on
+# (max.f32 and no-NaN compare folding would turn it into 0). The kernels are memory-bound anyway.
+@cuda.jit
 def relu_kernel(x, y):
     i = cuda.grid(1)
     if i < x.shape[0]:
-        y[i] = max(x[i], float32(0.0))
+        value = x[i]
+        y[i] = float32(0.0) if value < float32(0.0) else value
 
 
-@cuda.jit(fastmath=True)
+@cuda.jit
 def relu_backward_kernel(grad_out, x, grad_in):
     i = cuda.grid(1)
     if i < x.shape[0]:
-        grad_in[i] = grad_out[i] if x[i] > float32(0.0) else float32(0.0)
+        grad_in[i] = float32(0.0) if x[i] <= float32(0.0) else grad_out[i]
 
 
 @cuda.jit(fastmath=True)

@@ -23,6 +23,20 @@ def test_relu_gradient_by_finite_differences():
     assert_close(kernels.relu_backward(weights, x), numeric, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_and_leaky_relu_propagate_nan_as_torch(dtype):
+    """A NaN stays visible: NaN out, and the gradient passes through (leaky: scaled), as in torch."""
+    x = np.array([np.nan, 1.5, -2.0, 0.0, -0.0, np.inf, -np.inf], dtype)
+    grad_out = random_array(x.shape, dtype, seed=9)
+    expected, (expected_grad,) = torch_reference(lambda t: t.relu(), x, grad_output=grad_out)
+    np.testing.assert_array_equal(kernels.relu(x), expected)
+    np.testing.assert_array_equal(kernels.relu_backward(grad_out, x), expected_grad)
+    leaky = lambda t: __import__("torch").nn.functional.leaky_relu(t, 0.1)  # noqa: E731
+    expected, (expected_grad,) = torch_reference(leaky, x, grad_output=grad_out)
+    assert_close(kernels.leaky_relu(x, 0.1), expected, dtype)
+    assert_close(kernels.leaky_relu_backward(grad_out, x, 0.1), expected_grad, dtype)
+
+
 def test_relu_rejects_bad_input():
     with pytest.raises(TypeError, match="relu: x must be float32 or float64"):
         kernels.relu(np.arange(4))

@@ -13,6 +13,14 @@ def test_relu_kernels_match_cpu():
     assert_close(kernels.relu_backward(grad_out, x), cpu.relu_backward(grad_out, x), np.float32)
 
 
+def test_relu_kernels_propagate_nan_as_the_cpu_path():
+    x = np.array([np.nan, 1.5, -2.0, 0.0, np.inf, -np.inf], np.float32)
+    grad_out = random_array(x.shape, seed=7)
+    np.testing.assert_array_equal(kernels.relu(x), cpu.relu(x))
+    np.testing.assert_array_equal(kernels.relu_backward(grad_out, x), cpu.relu_backward(grad_out, x))
+    assert np.isnan(kernels.relu(x)[0]) and kernels.relu_backward(grad_out, x)[0] == grad_out[0]
+
+
 def test_activation_kernels_match_cpu():
     x = random_array((5, 29), seed=41, low=-6, high=6)
     grad_out = random_array(x.shape, seed=42)
