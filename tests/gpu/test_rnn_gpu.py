@@ -7,7 +7,7 @@ import kernels
 from kernels.cpu import rnn as cpu
 from kernels.cuda import rnn as gpu
 from kernels.cuda.rnn_kernels import CELLS
-from tests.oracle import assert_close, random_array
+from tests.oracle import assert_close, random_array, to_numpy
 
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 
@@ -163,3 +163,139 @@ def test_bad_input_on_gpu():
     with pytest.raises(ValueError, match=r"lstm: lengths must lie in \[1, 3\]"):
         kernels.lstm(g["x"], g["h0"], g["c0"], g["w_ih"], g["w_hh"], g["b_ih"], g["b_hh"],
                      lengths=cupy.asarray([4, 1]))
+
+
+# ---- both directions of a layer in one launch ---------------------------------------------------------
+
+def run_bidirectional(mode, x, h0, c0, weights, lengths, grad_y, grad_h, grad_c):
+    """Outputs and gradients of the public bidirectional ops, on whichever device the arrays live."""
+    if mode == "lstm":
+        *outputs, saved = kernels.lstm_bidirectional(x, h0, c0, weights, lengths=lengths, training=True)
+        grads = kernels.lstm_bidirectional_backward(saved, grad_y, grad_h, grad_c)
+    elif mode == "gru":
+        *outputs, saved = kernels.gru_bidirectional(x, h0, weights, lengths=lengths, training=True)
+        grads = kernels.gru_bidirectional_backward(saved, grad_y, grad_h)
+    else:
+        *outputs, saved = kernels.rnn_bidirectional(x, h0, weights, nonlinearity=mode[4:], lengths=lengths,
+                                                    training=True)
+        grads = kernels.rnn_bidirectional_backward(saved, grad_y, grad_h)
+    return outputs, [g for g in grads if g is not None]
+
+
+def bidirectional_inputs(mode, T, B, I, H, seed):
+    pair = (layer(mode, T, B, I, H, seed), layer(mode, T, B, I, H, seed + 50))
+    weights = [tuple(a[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")) for a in pair]
+    h0 = np.stack([pair[0]["h0"], pair[1]["h0"]])
+    c0 = np.stack([pair[0]["c0"], pair[1]["c0"]]) if mode == "lstm" else None
+    grad_y = random_array((T, B, 2 * H), seed=seed + 30)
+    grad_h = random_array((2, B, H), seed=seed + 31)
+    grad_c = random_array((2, B, H), seed=seed + 32) if mode == "lstm" else None
+    return pair[0]["x"], h0, c0, weights, grad_y, grad_h, grad_c
+
+
+def run_bidirectional_gpu(mode, inputs, lengths, path, directions):
+    """The GPU results with our recurrence path and directions form forced ('combined' or 'separate')."""
+    import cupy
+    x, h0, c0, weights, grad_y, grad_h, grad_c = inputs
+    move = (lambda a: None if a is None else cupy.asarray(a))
+    gpu.force_path, gpu.force_directions = path, directions
+    try:
+        return run_bidirectional(mode, move(x), move(h0), move(c0), [tuple(move(a) for a in w) for w in weights],
+                                 move(lengths), move(grad_y), move(grad_h), move(grad_c))
+    finally:
+        gpu.force_path = gpu.force_directions = None
+
+
+def bidirectional_reference(mode, inputs, lengths):
+    """The CPU path in float64."""
+    to64 = (lambda a: None if a is None else a.astype(np.float64))
+    x, h0, c0, weights, grad_y, grad_h, grad_c = inputs
+    return run_bidirectional(mode, to64(x), to64(h0), to64(c0), [tuple(to64(a) for a in w) for w in weights],
+                             lengths, to64(grad_y), to64(grad_h), to64(grad_c))
+
+
+def assert_results_close(ours, expected, T, B, H, label):
+    for index, (value, reference) in enumerate(zip(ours[0], expected[0])):
+        assert_close(value, reference, np.float32, scale=np.sqrt(H), name=f"{label} output {index}")
+    assert len(ours[1]) == len(expected[1])
+    for index, (value, reference) in enumerate(zip(ours[1], expected[1])):
+        assert_close(value, reference, np.float32, scale=4 * np.sqrt(T * B), name=f"{label} gradient {index}")
+
+
+BIDIRECTIONAL_SHAPES = [(26, 16, 512, 64), (26, 16, 512, 256), (50, 4, 128, 512)]  # CRNN layers, a wide one
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("shape", BIDIRECTIONAL_SHAPES, ids=lambda s: "T%dB%dI%dH%d" % s)
+def test_bidirectional_combined_matches_separate_and_cpu(shape, mode):
+    """One launch for both directions against one launch a direction (the old form) and the CPU path,
+    with per-sample lengths (each sample's reverse direction starts at its own end)."""
+    T, B, I, H = shape
+    inputs = bidirectional_inputs(mode, T, B, I, H, seed=H)
+    lengths = np.random.default_rng(H).integers(1, T + 1, size=B)
+    lengths[0] = T
+    combined = run_bidirectional_gpu(mode, inputs, lengths, "persistent", "combined")
+    separate = run_bidirectional_gpu(mode, inputs, lengths, "persistent", "separate")
+    blocks, units, _, per_block = gpu._plans[("forward", CELLS[mode], B, H, 2)]
+    assert per_block == 1 and blocks == 2 * -(-H // units)
+    expected = bidirectional_reference(mode, inputs, lengths)
+    assert_results_close(combined, expected, T, B, H, f"{mode} combined")
+    assert_results_close(separate, expected, T, B, H, f"{mode} separate")
+    # The same arithmetic in both forms; only the units a block (so the order of partial sums) differ.
+    assert_results_close(combined, [[to_numpy(v) for v in part] for part in separate], T, B, H, f"{mode} forms")
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_bidirectional_step_kernels(mode):
+    T, B, I, H = 12, 5, 64, 96
+    inputs = bidirectional_inputs(mode, T, B, I, H, seed=7)
+    lengths = np.array([12, 3, 7, 1, 12])
+    ours = run_bidirectional_gpu(mode, inputs, lengths, "step", None)
+    assert_results_close(ours, bidirectional_reference(mode, inputs, lengths), T, B, H, f"{mode} step")
+
+
+def test_bidirectional_too_wide_for_one_launch_runs_each_direction():
+    """H = 1024: one direction's persistent launch fits, both together do not; the op falls back to one
+    persistent launch a direction without being told."""
+    T, B, I, H = 4, 3, 32, 1024
+    inputs = bidirectional_inputs("lstm", T, B, I, H, seed=13)
+    ours = run_bidirectional_gpu("lstm", inputs, None, None, None)
+    assert gpu._plans[("forward", CELLS["lstm"], B, H, 2)] is None
+    assert gpu._plans[("forward", CELLS["lstm"], B, H, 1)] is not None
+    assert_results_close(ours, bidirectional_reference("lstm", inputs, None), T, B, H, "lstm H1024")
+
+
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_bidirectional_matches_cudnn(with_lengths):
+    import cupy
+    import torch
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    T, B, I, H = 26, 16, 512, 256
+    x, h0, c0, weights, grad_y, _, _ = bidirectional_inputs("lstm", T, B, I, H, seed=17)
+    lengths = np.random.default_rng(17).integers(5, T + 1, size=B) if with_lengths else None
+    module = torch.nn.LSTM(I, H, bidirectional=True).cuda()
+    with torch.no_grad():
+        for weight, suffix in zip(weights, ("_l0", "_l0_reverse")):
+            for name, array in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), weight):
+                getattr(module, name + suffix).copy_(torch.as_tensor(array, device="cuda"))
+    x_t = torch.as_tensor(x, device="cuda").requires_grad_(True)
+    packed = x_t
+    if with_lengths:
+        packed = torch.nn.utils.rnn.pack_padded_sequence(x_t, torch.as_tensor(lengths), enforce_sorted=False)
+    y, (h_n, c_n) = module(packed, (torch.as_tensor(h0, device="cuda"), torch.as_tensor(c0, device="cuda")))
+    if with_lengths:
+        y = torch.nn.utils.rnn.pad_packed_sequence(y, total_length=T)[0]
+    y.backward(torch.as_tensor(grad_y, device="cuda"))
+    g = (lambda a: None if a is None else cupy.asarray(a))
+    ours_y, ours_h, ours_c, saved = kernels.lstm_bidirectional(g(x), g(h0), g(c0), [tuple(g(a) for a in w)
+                                                                                    for w in weights],
+                                                               lengths=g(lengths), training=True)
+    grads = kernels.lstm_bidirectional_backward(saved, g(grad_y))
+    assert_close(ours_y, y.detach().cpu().numpy(), np.float32, scale=16, name="y")
+    assert_close(ours_h, h_n.detach().cpu().numpy(), np.float32, scale=16, name="h_n")
+    assert_close(ours_c, c_n.detach().cpu().numpy(), np.float32, scale=16, name="c_n")
+    assert_close(grads[0], x_t.grad.cpu().numpy(), np.float32, scale=64, name="grad x")
+    assert_close(grads[4], module.weight_hh_l0.grad.cpu().numpy(), np.float32, scale=256, name="grad w_hh")
+    assert_close(grads[8], module.weight_hh_l0_reverse.grad.cpu().numpy(), np.float32, scale=256,
+                 name="grad w_hh reverse")
