@@ -7,6 +7,9 @@ models' layers (row-wise digits T8 B64 I8 H128; the CRNN's BiLSTM layers T26 B16
 T25 B16 H128 layer). flops = the layer's GEMM flops: 2 T B G H (I + H) forward, three times that for
 forward + backward (the gradients of the inputs, the states and the weights).
 NUMBANET_RNN_PATH=step (or persistent) forces our recurrence kernels, to compare the two on the GPU.
+Bidirectional LSTM layers (the default CRNN's two, T45 B32 H64, and the paper CRNN's first, T26 B16 I512
+H256) against torch.nn.LSTM(bidirectional=True): on the GPU twice, both directions in one persistent
+launch ("one launch") and one launch a direction ("separate", the form before), in the same run.
 """
 import numpy as np
 
@@ -24,7 +27,8 @@ GRU_ROWS = [(25, 16, 512, 512), (25, 64, 1024, 1024), (150, 64, 256, 256), (25, 
             (50, 8, 1536, 1536)]
 CPU_SHAPES = [("lstm", 8, 64, 8, 128), ("lstm", 26, 16, 512, 256), ("lstm", 25, 16, 128, 128),
               ("gru", 26, 16, 512, 256)]
-
+# (T, B, input, hidden) of bidirectional LSTM layers
+BIDIRECTIONAL = [(45, 32, 64, 64), (45, 32, 128, 64), (26, 16, 512, 256)]
 
 
 def _case(device, cell, T, B, I, H, backward):
@@ -78,6 +82,58 @@ def _case(device, cell, T, B, I, H, backward):
                 vendor_name=f"torch.nn.{cell.upper()} ({where})", flops=flops)
 
 
+def _bidirectional_case(device, T, B, I, H, backward, directions=None):
+    """Both directions of one LSTM layer; `directions` 'combined' or 'separate' forces our GPU form."""
+    torch = vendor_torch()
+
+    def make(xp, seed):
+        rng = np.random.default_rng(seed)
+        scale = 1.0 / np.sqrt(H)
+
+        def uniform(shape, bound=1.0):
+            return xp.asarray(rng.uniform(-bound, bound, size=shape).astype(np.float32))
+
+        x, h0, c0, grad_y = uniform((T, B, I)), uniform((2, B, H)), uniform((2, B, H)), uniform((T, B, 2 * H))
+        weights = [(uniform((4 * H, I), scale), uniform((4 * H, H), scale), uniform((4 * H,), scale),
+                    uniform((4 * H,), scale)) for _ in range(2)]
+        module = torch.nn.LSTM(I, H, bidirectional=True).to(device)
+
+        def tensor(array):
+            return torch.as_tensor(array, device=device) if device == "cuda" else torch.from_numpy(array)
+
+        with torch.no_grad():
+            for weight, suffix in zip(weights, ("_l0", "_l0_reverse")):
+                for name, array in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), weight):
+                    getattr(module, name + suffix).copy_(tensor(array))
+        x_t = tensor(x).clone().requires_grad_(backward)
+        return (x, h0, c0, weights, grad_y, module, x_t, (tensor(h0), tensor(c0)), tensor(grad_y))
+
+    def ours(x, h0, c0, weights, grad_y, *vendor_inputs):
+        from kernels.cuda import rnn as gpu
+        forced, gpu.force_directions = gpu.force_directions, directions or gpu.force_directions
+        try:
+            result = kernels.lstm_bidirectional(x, h0, c0, weights, training=backward)
+            return kernels.lstm_bidirectional_backward(result[-1], grad_y) if backward else result
+        finally:
+            gpu.force_directions = forced
+
+    def vendor(*inputs):
+        module, x_t, state, grad_y_t = inputs[-4:]
+        if not backward:
+            with torch.no_grad():
+                return module(x_t, state)
+        y, _ = module(x_t, state)
+        y.backward(grad_y_t)
+        return y
+
+    flops = 2 * 2.0 * T * B * 4 * H * (I + H) * (3 if backward else 1)
+    form = {"combined": " one launch", "separate": " separate"}.get(directions, "")
+    label = f"bilstm T{T} B{B} I{I} H{H}{form} {'fwd+bwd' if backward else 'fwd'}"
+    where = "cuDNN" if device == "cuda" else "CPU"
+    return Case(label=label, make_inputs=make, ours=ours, vendor=vendor,
+                vendor_name=f"torch.nn.LSTM bidirectional ({where})", flops=flops)
+
+
 def cases(device, quick=False):
     if device == "cuda":
         shapes = [("lstm",) + s for s in LSTM_ANCHORS + DEEPBENCH] + [("gru",) + s for s in GRU_ROWS]
@@ -85,4 +141,11 @@ def cases(device, quick=False):
             shapes = [("lstm",) + LSTM_ANCHORS[0], ("lstm",) + LSTM_ANCHORS[2], ("gru",) + GRU_ROWS[0]]
     else:
         shapes = CPU_SHAPES[:3] if quick else CPU_SHAPES
-    return [_case(device, *shape, backward) for shape in shapes for backward in (False, True)]
+    found = [_case(device, *shape, backward) for shape in shapes for backward in (False, True)]
+    if device == "cuda":
+        bidirectional = BIDIRECTIONAL[:1] if quick else BIDIRECTIONAL
+        found += [_bidirectional_case(device, *shape, backward, directions) for shape in bidirectional
+                  for backward in (False, True) for directions in ("combined", "separate")]
+    else:
+        found += [_bidirectional_case(device, *BIDIRECTIONAL[0], backward) for backward in (False, True)]
+    return found
