@@ -6,6 +6,7 @@ import numpy as np
 
 import kernels
 from kernels.cuda import conv_winograd
+
 from .harness import Case, as_torch, vendor_torch
 
 # (label, N, C, H, W, K, kernel, stride, padding)
@@ -51,7 +52,7 @@ def _algorithm(name):
 
 
 def _winograd_layer(shape):
-    label, n, c, h, w, k, size, stride, padding = shape
+    _, _, c, h, w, k, size, stride, padding = shape
     out_hw = ((h + 2 * padding - size) // stride + 1, (w + 2 * padding - size) // stride + 1)
     return conv_winograd.use_winograd((k, c, size, size), (stride, stride), (1, 1), 1, out_hw)
 

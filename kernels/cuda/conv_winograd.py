@@ -25,8 +25,7 @@ force_algorithm = os.environ.get("NUMBANET_CONV_ALGORITHM") or None
 
 
 def eligible(weight_shape, stride, dilation, groups, out_hw):
-    k, c, r, s = weight_shape
-    return ((r, s) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
+    return (tuple(weight_shape[2:]) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
             and min(out_hw) >= 2)
 
 
@@ -65,6 +64,18 @@ def output_1d(a0, a1, a2, a3):
 def gradient_1d(a0, a1):
     """A a for the 2-vector a: the output-gradient tile into Winograd components."""
     return a0, a0 + a1, a0 - a1, -a1
+
+
+@cuda.jit(device=True, inline=True)
+def thread_task(channels, tiles, tiles_h, tiles_w, first_image):
+    """(t, channel, image n, tile row a, tile column b) of this thread's tile p; t < 0 when it has none."""
+    t = cuda.grid(1)
+    if t >= channels * tiles:
+        return -1, 0, 0, 0, 0
+    channel = t // tiles
+    p = t - channel * tiles
+    image_tiles = tiles_h * tiles_w
+    return t, channel, first_image + p // image_tiles, (p % image_tiles) // tiles_w, p % tiles_w
 
 
 @cuda.jit(device=True, inline=True)
@@ -128,15 +139,9 @@ def filter_transform(weight, u, K, C, flip):
 def data_transform(x, v, C, H, W, tiles_h, tiles_w, pad_top, pad_left, first_image, tiles):
     """v[i, c, p] = (B^T d B)[i] for the 4x4 tile d of image first_image + p // (tiles_h * tiles_w), channel
     c, whose top-left input pixel is (2a - pad_top, 2b - pad_left); `tiles` tiles in this chunk."""
-    t = cuda.grid(1)
-    if t >= C * tiles:
+    t, c, n, a, b = thread_task(C, tiles, tiles_h, tiles_w, first_image)
+    if t < 0:
         return
-    c = t // tiles
-    p = t - c * tiles
-    image_tiles = tiles_h * tiles_w
-    n = first_image + p // image_tiles
-    a = (p % image_tiles) // tiles_w
-    b = p % tiles_w
     base = (n * C + c) * H * W
     row = 2 * a - pad_top
     col = 2 * b - pad_left
@@ -162,15 +167,9 @@ def data_transform(x, v, C, H, W, tiles_h, tiles_w, pad_top, pad_left, first_ima
 @cuda.jit(fastmath=True)
 def output_transform(m, bias, y, K, P, Q, tiles_h, tiles_w, first_image, tiles, has_bias):
     """y[n, k, 2a:2a+2, 2b:2b+2] = A^T m[:, k, p] A (+ bias[k]), clipped at odd edges."""
-    t = cuda.grid(1)
-    if t >= K * tiles:
+    t, k, n, a, b = thread_task(K, tiles, tiles_h, tiles_w, first_image)
+    if t < 0:
         return
-    k = t // tiles
-    p = t - k * tiles
-    image_tiles = tiles_h * tiles_w
-    n = first_image + p // image_tiles
-    a = (p % image_tiles) // tiles_w
-    b = p % tiles_w
     stride = K * tiles
     column0 = output_1d(m[t], m[t + 4 * stride], m[t + 8 * stride], m[t + 12 * stride])
     column1 = output_1d(m[t + stride], m[t + 5 * stride], m[t + 9 * stride], m[t + 13 * stride])
@@ -200,15 +199,9 @@ def gradient_pixel(grad_out, base, row, col, P, Q):
 @cuda.jit(fastmath=True)
 def gradient_transform(grad_out, v, K, P, Q, tiles_h, tiles_w, first_image, tiles):
     """v[i, k, p] = (A dy A^T)[i] for the 2x2 tile dy of grad_out[n, k] at (2a, 2b)."""
-    t = cuda.grid(1)
-    if t >= K * tiles:
+    t, k, n, a, b = thread_task(K, tiles, tiles_h, tiles_w, first_image)
+    if t < 0:
         return
-    k = t // tiles
-    p = t - k * tiles
-    image_tiles = tiles_h * tiles_w
-    n = first_image + p // image_tiles
-    a = (p % image_tiles) // tiles_w
-    b = p % tiles_w
     base = (n * K + k) * P * Q
     row, col = 2 * a, 2 * b
     left = gradient_1d(gradient_pixel(grad_out, base, row, col, P, Q),

@@ -109,15 +109,7 @@ def test_winograd_forward_and_gradients_match_cpu(input_shape, weight_shape, kwa
     monkeypatch.setattr(winograd, "force_algorithm", "winograd")
     if input_shape[0] > 1:
         monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
-    x = random_array(input_shape, seed=21)
-    weight = random_array(weight_shape, seed=22)
-    bias = random_array(weight_shape[:1], seed=23)
-    y = kernels.conv2d(x, weight, bias, **kwargs)
-    grad_out = random_array(y.shape, seed=24)
-    expected = _reference(x, weight, bias, grad_out, kwargs)
-    ours = (y,) + kernels.conv2d_backward(grad_out, x, weight, **kwargs)
-    for name, actual, wanted in zip(("y", "grad_x", "grad_weight", "grad_bias"), ours, expected):
-        assert_close(actual, wanted, np.float32, name=name)  # grad_x: the output transform without a bias
+    test_conv2d_kernels_match_cpu(input_shape, weight_shape, kwargs)  # grad_x: the output transform, no bias
 
 
 def test_winograd_takes_only_stride_1_3x3_layers_with_many_channels(monkeypatch):
