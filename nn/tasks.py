@@ -5,6 +5,8 @@ rnn   digits read row by row (8 steps of 8) -> class; or, with --task adding, th
       (regression, MSE) on which an LSTM succeeds where a vanilla RNN does not
 crnn  digit strips -> digit string with CTC, metrics: whole-string accuracy, character error rate
 """
+import threading
+
 import numpy as np
 
 from kernels import backend
@@ -130,19 +132,47 @@ class StripTask(_Task):
     def __init__(self, settings):
         self.settings = settings
         self._epoch_strips = (None, None)
+        self._next = None     # (epoch, thread, one-item result list): the next epoch's strips, being drawn
 
     def load(self):
         return data.digit_strips()
 
     def training_split(self, split, epoch):
         """The fixed training strips before epoch STRIP_FRESH_FROM, then as many new strips of distorted
-        training digits each epoch, drawn from the run's seed and the epoch (so --resume redraws them)."""
+        training digits each epoch, drawn from the run's seed and the epoch (so --resume redraws them).
+
+        The next epoch's strips are drawn in a background thread meanwhile (2-4 s of NumPy a time, which
+        mostly releases the GIL): the same strips, off the training loop's critical path."""
         if epoch < STRIP_FRESH_FROM:
             return split
         if self._epoch_strips[0] != epoch:
-            seed = [data.SPLIT_SEED, self.settings["seed"], epoch]
-            self._epoch_strips = (epoch, data.training_strips(len(split), seed, STRIP_AUGMENT))
+            strips = self._take_prefetched(epoch)
+            self._epoch_strips = (epoch, self._draw(len(split), epoch) if strips is None else strips)
+        last = self.settings.get("epochs")
+        if (last is None or epoch + 1 < last) and (self._next is None or self._next[0] != epoch + 1):
+            self._prefetch(len(split), epoch + 1)
         return self._epoch_strips[1]
+
+    def _draw(self, count, epoch):
+        seed = [data.SPLIT_SEED, self.settings["seed"], epoch]
+        return data.training_strips(count, seed, STRIP_AUGMENT)
+
+    def _prefetch(self, count, epoch):
+        result = []
+        thread = threading.Thread(target=lambda: result.append(self._draw(count, epoch)), daemon=True,
+                                  name=f"strips-epoch-{epoch}")
+        thread.start()
+        self._next = (epoch, thread, result)
+
+    def _take_prefetched(self, epoch):
+        """The strips drawn in the background for `epoch`, or None (none asked for, or the draw failed:
+        then the caller draws them itself and any error shows there)."""
+        if self._next is None or self._next[0] != epoch:
+            return None
+        _, thread, result = self._next
+        self._next = None
+        thread.join()
+        return result[0] if result else None
 
     def build_model(self):
         return models.CRNN(image_height=data.STRIP_HEIGHT, in_channels=1, num_classes=10,
