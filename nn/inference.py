@@ -13,7 +13,11 @@ def _load_for_inference(path, device):
     if state.get("model_name") not in MODELS:
         raise checkpoint.CheckpointError(f"{path!r} is not a numbanet training checkpoint")
     task, model, _, _ = build(state["settings"])
-    model.load_state_dict(state["model"])
+    averaged = state.get("averaged_model")
+    if averaged:  # trained with --ema: the averaged weights (AveragedModel's keys: module.*, n_averaged)
+        model.load_state_dict({k[len("module."):]: v for k, v in averaged.items() if k.startswith("module.")})
+    else:
+        model.load_state_dict(state["model"])
     model.to(device).eval()
     return state, task, model
 

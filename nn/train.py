@@ -3,6 +3,9 @@
 Writes to --output (default runs/<model>-<time>): metrics.json, history.jsonl, curves.png and
 checkpoint.npz (after every epoch, atomically). --resume continues a run and ends with the same
 weights as an uninterrupted run of the same seed on the CPU; Ctrl-C writes a checkpoint first.
+With --ema DECAY (on for crnn by default) an exponential moving average of the weights
+(nn.swa_utils.AveragedModel) is updated after every step; validation, the test metrics and
+`numbanet evaluate/predict` use the averaged weights.
 Also runnable as `python -m nn.train MODEL ...`.
 """
 import argparse
@@ -20,6 +23,7 @@ from kernels import backend
 
 from . import checkpoint, data, init, layers, optim, recurrent
 from .capture import capture
+from .swa_utils import AveragedModel, get_ema_multi_avg_fn
 from .tasks import make_task
 from .utils import clip_grad_norm_
 
@@ -28,7 +32,8 @@ MODELS = ("cnn", "rnn", "crnn")
 DEFAULTS = {
     "cnn": {"epochs": 30, "batch_size": 32, "lr": 2e-3, "clip": 0.0, "hidden_size": 0},
     "rnn": {"epochs": 60, "batch_size": 32, "lr": 3e-3, "clip": 1.0, "hidden_size": 128},
-    "crnn": {"epochs": 10, "batch_size": 32, "lr": 2e-3, "clip": 5.0, "hidden_size": 64, "warm_up": True},
+    "crnn": {"epochs": 10, "batch_size": 32, "lr": 2e-3, "clip": 5.0, "hidden_size": 64, "warm_up": True,
+             "ema": 0.998},
 }
 ADDING_DEFAULTS = {"epochs": 12, "batch_size": 64, "lr": 3e-3, "clip": 1.0, "hidden_size": 64}
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -58,6 +63,9 @@ def build_parser():
     parser.add_argument("--sequence-length", type=int, default=50, help="adding task only")
     parser.add_argument("--hidden-size", type=int)
     parser.add_argument("--clip", type=float, help="gradient-norm clipping (0: off)")
+    parser.add_argument("--ema", type=float, metavar="DECAY",
+                        help="evaluate an exponential moving average of the weights with this decay (0: off; "
+                             "crnn default 0.998)")
     parser.add_argument("--patience", type=int, default=0, help="early stopping after N epochs without improvement")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--blas-threads", type=int, default=1,
@@ -75,6 +83,9 @@ def settings_from_args(args):
     for key in ("epochs", "batch_size", "lr", "clip", "hidden_size"):
         value = getattr(args, key)
         settings[key] = defaults[key] if value is None else value
+    settings["ema"] = defaults.get("ema", 0.0) if args.ema is None else args.ema
+    if not 0.0 <= settings["ema"] < 1.0:
+        raise UsageError(f"--ema must be in [0, 1) (0: off), got {settings['ema']}")
     if settings["epochs"] < 1:
         raise UsageError(f"--epochs must be at least 1, got {settings['epochs']}")
     if settings["batch_size"] < 1:
@@ -164,12 +175,20 @@ class Run:
         self.settings, self.output, self.device, self.quiet = settings, output, device, quiet
         self.task, self.model, self.optimizer, self.scheduler = build(settings)
         self.model.to(device)
+        # settings.get: checkpoints written before --ema existed resume without an average
+        self.averaged = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(settings["ema"]))
+                         if settings.get("ema") else None)
         self.splits = self.task.load()
         self.rng = np.random.default_rng(settings["seed"])
         self.epoch, self.batches_done, self.epoch_rng_state = 0, 0, None
         self.history, self.best = [], None
         self.epochs_without_improvement = 0
         self.captured_step, self.capture_failed = None, False
+
+    @property
+    def evaluated_model(self):
+        """The weights that validation and the test metrics use: the averaged ones if averaging."""
+        return self.model if self.averaged is None else self.averaged.module
 
     # ---- checkpoints -------------------------------------------------------------------------
     @property
@@ -182,12 +201,15 @@ class Run:
                 "rng_state": self.rng.bit_generator.state, "dropout_rng_state": init.rng_state(),
                 "model": dict(self.model.state_dict()), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "history": self.history, "best": self.best,
-                "epochs_without_improvement": self.epochs_without_improvement}
+                "epochs_without_improvement": self.epochs_without_improvement,
+                "averaged_model": None if self.averaged is None else dict(self.averaged.state_dict())}
 
     def restore(self, state):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.averaged is not None:
+            self.averaged.load_state_dict(state["averaged_model"])
         self.rng.bit_generator.state = state["rng_state"]
         init.set_rng_state(state["dropout_rng_state"])
         self.epoch, self.batches_done = state["epoch"], state["batches_done"]
@@ -201,13 +223,17 @@ class Run:
     # ---- the loop ----------------------------------------------------------------------------
     def train_step(self, *arrays):
         """One optimisation step on one minibatch (device arrays in): (loss, correct count or None),
-        both left on the device. Nothing here waits for the GPU, so on the GPU it is captured."""
+        both left on the device; then the averaged weights' update, if averaging. Nothing here waits for the
+        GPU (the averaged model's first update, which does, is the capture's eager warm-up), so on the GPU
+        it is captured."""
         self.optimizer.zero_grad()
         loss, correct = self.task.step_loss(self.model, *arrays)
         loss.backward()
         if self.settings["clip"] > 0:
             clip_grad_norm_(self.model.parameters(), self.settings["clip"])
         self.optimizer.step()
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.model)
         return loss.data, correct
 
     def step_function(self, batch_size):
@@ -263,7 +289,7 @@ class Run:
             lr = self.optimizer.param_groups[0]["lr"]
             totals, seconds = self.train_epoch()
             self.model.eval()
-            validation = self.task.evaluate(self.model, self.splits["validation"], self.device)
+            validation = self.task.evaluate(self.evaluated_model, self.splits["validation"], self.device)
             record = {"epoch": self.epoch + 1, "loss": totals["loss"] / max(totals["count"], 1), "lr": lr,
                       "seconds": seconds, "samples_per_second": totals["count"] / max(seconds, 1e-9)}
             if totals["correct"]:
@@ -297,7 +323,7 @@ class Run:
 
     def report(self):
         self.model.eval()
-        test = self.task.evaluate(self.model, self.splits["test"], self.device)
+        test = self.task.evaluate(self.evaluated_model, self.splits["test"], self.device)
         epoch_times = [r["seconds"] for r in self.history]
         metrics = {f"test_{k}" if not k.startswith("test") else k: v for k, v in test.items()}
         if self.settings["model"] == "crnn":

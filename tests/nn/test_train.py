@@ -20,6 +20,7 @@ def _run(capsys, *argv):
     (["cnn", "--batch-size", "0"], "--batch-size must be at least 1"),
     (["cnn", "--epochs", "x"], "invalid int value"),
     (["cnn", "--blas-threads", "-1"], "--blas-threads must be >= 0"),
+    (["crnn", "--ema", "1"], "--ema must be in [0, 1) (0: off), got 1.0"),
 ])
 def test_bad_arguments_give_one_line_and_exit_code_2(capsys, argv, message):
     code, out, err = _run(capsys, *argv)
@@ -53,6 +54,7 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path, capsy
     assert a["epoch"] == b["epoch"] == 2
     for key in a["model"]:
         np.testing.assert_array_equal(a["model"][key], b["model"][key], err_msg=key)
+    assert a["averaged_model"] is None   # cnn averages no weights unless --ema is given
     metrics = json.load(open(os.path.join(whole, "metrics.json")))
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["device"] == "cpu"
     assert len(open(os.path.join(whole, "history.jsonl")).read().splitlines()) == 2
@@ -84,6 +86,24 @@ def test_evaluate_and_predict_use_the_checkpoint(tmp_path, capsys):
     assert "corrupt" in capsys.readouterr().err
 
 
+def test_evaluate_uses_the_averaged_weights(tmp_path, capsys):
+    output = str(tmp_path / "run")
+    assert _run(capsys, "cnn", "--device", "cpu", "--epochs", "1", "--quiet", "--output", output,
+                "--ema", "0.9")[0] == 0
+    path = os.path.join(output, "checkpoint.npz")
+    state = checkpoint.load(path)
+    assert state["settings"]["ema"] == 0.9 and int(state["averaged_model"]["n_averaged"]) > 1
+    _, _, model = inference._load_for_inference(path, "cpu")
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, state["averaged_model"]["module." + key], err_msg=key)
+    assert not np.array_equal(state["model"]["features.0.weight"], state["averaged_model"]["module.features.0.weight"])
+    assert inference.evaluate_main([path, "--device", "cpu"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    with open(os.path.join(output, "metrics.json")) as handle:
+        metrics = json.load(handle)
+    assert evaluated["test_accuracy"] == metrics["test_accuracy"]
+
+
 @pytest.mark.parametrize("command", ["train", "evaluate", "predict"])
 def test_each_command_answers_help(command, capsys):
     from nn import cli
@@ -96,9 +116,9 @@ def test_each_command_answers_help(command, capsys):
 @pytest.mark.parametrize("interrupt_at, epoch, batches_done", [(3, 0, 2), (10, 2, 1)])
 def test_crnn_resume_redraws_the_same_training_strips(tmp_path, capsys, monkeypatch, interrupt_at, epoch,
                                                       batches_done):
-    """The CRNN's training strips are re-composed each epoch from the seed and the epoch number, and its
-    first epoch warms the lr up, so a run interrupted in its warm-up or in its third epoch and resumed
-    still ends with the weights of an uninterrupted one."""
+    """The CRNN's training strips are re-composed each epoch from the seed and the epoch number, its
+    first epoch warms the lr up and it averages its weights (EMA, on by default), so a run interrupted in
+    its warm-up or in its third epoch and resumed still ends with the weights of an uninterrupted one."""
     from nn import data, tasks
     original_strips = data.digit_strips
     monkeypatch.setattr(data, "digit_strips", lambda: original_strips(train=64, validation=16, test=16))
@@ -134,3 +154,7 @@ def test_crnn_resume_redraws_the_same_training_strips(tmp_path, capsys, monkeypa
     assert a["epoch"] == b["epoch"] == 3
     for key in a["model"]:
         np.testing.assert_array_equal(a["model"][key], b["model"][key], err_msg=key)
+    assert a["settings"]["ema"] == train.DEFAULTS["crnn"]["ema"] > 0
+    assert int(a["averaged_model"]["n_averaged"]) == 12   # one update a step: 3 epochs of 4 batches
+    for key in a["averaged_model"]:
+        np.testing.assert_array_equal(a["averaged_model"][key], b["averaged_model"][key], err_msg=key)
