@@ -32,7 +32,6 @@ def _perturb(ours, theirs, step, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_ema_matches_torch_averaged_model(dtype):
-    torch = torch_module()
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     ours, theirs = _models(dtype)
     averaged = swa_utils.AveragedModel(ours, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(0.9))
