@@ -73,18 +73,24 @@ def _shared_limit():
     return limit - REDUCE_SLOTS * 4
 
 
+_opted_in = {}  # id(compiled kernel) -> the dynamic shared memory it is allowed
+
+
 def _allow_shared(compiled, nbytes):
-    """Opt the kernel in to `nbytes` of dynamic shared memory (needed above 48 KiB); False if refused."""
-    if backend.SIMULATOR or nbytes + REDUCE_SLOTS * 4 <= SHARED_DEFAULT:
+    """Opt the kernel in to `nbytes` of dynamic shared memory (needed above 48 KiB); False if refused.
+    The allowance only grows: plans of one kernel (one direction, both, other sizes) differ in bytes,
+    and a later, smaller plan must not take the room of an earlier, larger one."""
+    if backend.SIMULATOR or nbytes + REDUCE_SLOTS * 4 <= SHARED_DEFAULT or nbytes <= _opted_in.get(id(compiled), 0):
         return True
     try:
         from numba.cuda.cudadrv.driver import binding, driver
         cufunc = compiled._codelibrary.get_cufunc()
         attribute = binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
         driver.cuKernelSetAttribute(attribute, nbytes, cufunc.handle, cufunc.device.id)
-        return True
     except Exception:
         return False
+    _opted_in[id(compiled)] = nbytes
+    return True
 
 
 def persistent_shared_bytes(kind, G, H, units):
@@ -150,7 +156,8 @@ def _use_persistent(kind, cell, B, H, directions=1):
     except Exception as error:  # an occupancy query or attribute the driver refuses: keep working
         if force_path == "persistent" or force_directions == "combined":
             raise
-        warnings.warn(f"rnn: persistent {kind} kernel unavailable ({error}); using the per-step kernels")
+        fallback = "one launch a direction" if directions > 1 else "the per-step kernels"
+        warnings.warn(f"rnn: persistent {kind} kernel unavailable ({error}); using {fallback}")
         plan = _plans[(kind, cell, B, H, directions)] = None
     if plan is None and directions > 1 and force_directions == "combined":
         raise RuntimeError(f"rnn: {directions} directions of H={H} do not fit one persistent {kind} launch")

@@ -299,3 +299,17 @@ def test_bidirectional_matches_cudnn(with_lengths):
     assert_close(grads[4], module.weight_hh_l0.grad.cpu().numpy(), np.float32, scale=256, name="grad w_hh")
     assert_close(grads[8], module.weight_hh_l0_reverse.grad.cpu().numpy(), np.float32, scale=256,
                  name="grad w_hh reverse")
+
+
+def test_one_kernel_keeps_the_largest_shared_memory_allowance():
+    """H = 700: one direction's plan (6 units a block, 67 KB of weights) and both directions' (11 units,
+    123 KB) each need the kernel opted in above 48 KB; planning the smaller one after the larger one must
+    not shrink the allowance the larger launch needs."""
+    T, B, I, H = 3, 2, 16, 700
+    inputs = bidirectional_inputs("lstm", T, B, I, H, seed=19)
+    expected = bidirectional_reference("lstm", inputs, None)
+    for directions in ("combined", "separate", "combined"):
+        ours = run_bidirectional_gpu("lstm", inputs, None, "persistent", directions)
+        assert_results_close(ours, expected, T, B, H, f"lstm H700 {directions}")
+    for kind in ("forward", "backward"):
+        assert gpu._plans[(kind, CELLS["lstm"], B, H, 2)][1] > gpu._plans[(kind, CELLS["lstm"], B, H, 1)][1]
