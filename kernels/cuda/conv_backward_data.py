@@ -15,7 +15,7 @@ import math
 from numba import cuda, float32, int32
 
 from .conv_forward import (K_UNROLL, OUTSIDE, SHARED_ALIGNMENT, THREADS, WARP_COLS, WARP_ROWS, jit_options,
-                           tile_layout)
+                           tile_layout, tile_steps)
 
 
 @functools.lru_cache(maxsize=None)
@@ -23,7 +23,7 @@ def backward_data_kernel(config):
     BM, BN, BK, TM, TN = config
     (THREAD_ROWS, THREAD_COLS, STRIP_M, STRIP_N, STRIDE_M, STRIDE_N, STRIPS_A, STRIPS_B,
      WARPS_N) = tile_layout(config)
-    STRIPS_M, STRIPS_N = STRIDE_M // STRIP_M, STRIDE_N // STRIP_N   # strip index distance between a thread's strips
+    multiply_slice, store_slice = tile_steps(config, check_columns=False)
     ACC = TM * TN
     ROW_THREADS = THREADS // BK
     B_LOADS = BN // ROW_THREADS
@@ -126,30 +126,9 @@ def backward_data_kernel(config):
                         value = grad_out[pixel_source[j] + tap_offset]
                     next_b[i] = value
             if step > 0:
-                buffer = (step - 1) & 1
-                for k_pair in range(BK // K_UNROLL):
-                    # Fragments of K_UNROLL k steps read together: NVVM then unrolls the whole slice.
-                    k0 = (k_pair * K_UNROLL) & (BK - 1)
-                    for u in range(K_UNROLL):
-                        for g in range(TM // STRIP_M):
-                            for r in range(STRIP_M):
-                                frag_a[u, g * STRIP_M + r] = tile_a[buffer, k0 + u, g * STRIPS_M + thread_row, r]
-                        for g in range(TN // STRIP_N):
-                            for r in range(STRIP_N):
-                                frag_b[u, g * STRIP_N + r] = tile_b[buffer, k0 + u, g * STRIPS_N + thread_col, r]
-                    for u in range(K_UNROLL):
-                        for i in range(TM):
-                            for j in range(TN):
-                                acc[i * TN + j] += frag_a[u, i] * frag_b[u, j]
+                multiply_slice(tile_a, tile_b, (step - 1) & 1, frag_a, frag_b, acc, thread_row, thread_col)
             if step < steps:
-                buffer = step & 1
-                for i in range(A_LOADS):
-                    row = a_row + i * A_STEP
-                    if row < BM:
-                        tile_a[buffer, a_k, row // STRIP_M, row % STRIP_M] = next_a[i]
-                for i in range(B_LOADS):
-                    col = b_lane + i * ROW_THREADS
-                    tile_b[buffer, b_k, col // STRIP_N, col % STRIP_N] = next_b[i]
+                store_slice(tile_a, tile_b, step & 1, next_a, next_b, a_k, a_row, A_STEP, b_k, b_lane, ROW_THREADS)
             cuda.syncthreads()
 
         for i in range(TM):

@@ -53,12 +53,55 @@ def jit_options(config):
 
 
 @functools.lru_cache(maxsize=None)
+def tile_steps(config, check_columns):
+    """(multiply_slice, store_slice): the inner steps the three conv kernels share, as inline device
+    functions specialised for one TileConfig (inlined at the IR level: the same code as written out).
+    check_columns: whether a thread's B columns may run past BN (else the bound check is left out)."""
+    BM, BN, BK, TM, TN = config
+    layout = tile_layout(config)
+    STRIP_M, STRIP_N = layout.strip_m, layout.strip_n
+    STRIPS_M, STRIPS_N = layout.stride_m // STRIP_M, layout.stride_n // STRIP_N
+
+    @cuda.jit(device=True, inline=True)
+    def multiply_slice(tile_a, tile_b, buffer, frag_a, frag_b, acc, thread_row, thread_col):
+        """acc += this thread's micro-tile of the product of shared slice `buffer` (BK steps of k)."""
+        for k_pair in range(BK // K_UNROLL):
+            # Fragments of K_UNROLL k steps read together: NVVM then unrolls the whole slice.
+            k0 = (k_pair * K_UNROLL) & (BK - 1)
+            for u in range(K_UNROLL):
+                for g in range(TM // STRIP_M):
+                    for r in range(STRIP_M):
+                        frag_a[u, g * STRIP_M + r] = tile_a[buffer, k0 + u, g * STRIPS_M + thread_row, r]
+                for g in range(TN // STRIP_N):
+                    for r in range(STRIP_N):
+                        frag_b[u, g * STRIP_N + r] = tile_b[buffer, k0 + u, g * STRIPS_N + thread_col, r]
+            for u in range(K_UNROLL):
+                for i in range(TM):
+                    for j in range(TN):
+                        acc[i * TN + j] += frag_a[u, i] * frag_b[u, j]
+
+    @cuda.jit(device=True, inline=True)
+    def store_slice(tile_a, tile_b, buffer, next_a, next_b, k_a, first_row, row_step, k_b, first_col, col_step):
+        """The slice fetched into registers -> shared buffer `buffer`, in the strip layout the multiply reads."""
+        for i in range(next_a.shape[0]):
+            row = first_row + i * row_step
+            if row < BM:
+                tile_a[buffer, k_a, row // STRIP_M, row % STRIP_M] = next_a[i]
+        for i in range(next_b.shape[0]):
+            col = first_col + i * col_step
+            if not check_columns or col < BN:
+                tile_b[buffer, k_b, col // STRIP_N, col % STRIP_N] = next_b[i]
+
+    return multiply_slice, store_slice
+
+
+@functools.lru_cache(maxsize=None)
 def forward_kernel(config):
     """The forward kernel specialised for one TileConfig (compiled on first launch)."""
     BM, BN, BK, TM, TN = config
     (THREAD_ROWS, THREAD_COLS, STRIP_M, STRIP_N, STRIDE_M, STRIDE_N, STRIPS_A, STRIPS_B,
      WARPS_N) = tile_layout(config)
-    STRIPS_M, STRIPS_N = STRIDE_M // STRIP_M, STRIDE_N // STRIP_N   # strip index distance between a thread's strips
+    multiply_slice, store_slice = tile_steps(config, check_columns=False)
     ACC = TM * TN
     ROW_THREADS = THREADS // BK        # threads that load one reduction row of the B tile together
     B_LOADS = BN // ROW_THREADS
@@ -155,30 +198,9 @@ def forward_kernel(config):
                         value = x[pixel_source[j] + tap_offset]
                     next_b[i] = value
             if step > 0:
-                buffer = (step - 1) & 1
-                for k_pair in range(BK // K_UNROLL):
-                    # Fragments of K_UNROLL k steps read together: NVVM then unrolls the whole slice.
-                    k0 = (k_pair * K_UNROLL) & (BK - 1)
-                    for u in range(K_UNROLL):
-                        for g in range(TM // STRIP_M):
-                            for r in range(STRIP_M):
-                                frag_a[u, g * STRIP_M + r] = tile_a[buffer, k0 + u, g * STRIPS_M + thread_row, r]
-                        for g in range(TN // STRIP_N):
-                            for r in range(STRIP_N):
-                                frag_b[u, g * STRIP_N + r] = tile_b[buffer, k0 + u, g * STRIPS_N + thread_col, r]
-                    for u in range(K_UNROLL):
-                        for i in range(TM):
-                            for j in range(TN):
-                                acc[i * TN + j] += frag_a[u, i] * frag_b[u, j]
+                multiply_slice(tile_a, tile_b, (step - 1) & 1, frag_a, frag_b, acc, thread_row, thread_col)
             if step < steps:
-                buffer = step & 1
-                for i in range(A_LOADS):
-                    row = a_row + i * A_STEP
-                    if row < BM:
-                        tile_a[buffer, a_k, row // STRIP_M, row % STRIP_M] = next_a[i]
-                for i in range(B_LOADS):
-                    col = b_lane + i * ROW_THREADS
-                    tile_b[buffer, b_k, col // STRIP_N, col % STRIP_N] = next_b[i]
+                store_slice(tile_a, tile_b, step & 1, next_a, next_b, a_k, a_row, A_STEP, b_k, b_lane, ROW_THREADS)
             cuda.syncthreads()
 
         for i in range(TM):

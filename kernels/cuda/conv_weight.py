@@ -14,7 +14,7 @@ import functools
 from numba import cuda, float32, int32
 
 from .conv_forward import (K_UNROLL, SHARED_ALIGNMENT, THREADS, WARP_COLS, WARP_ROWS, TileConfig, jit_options,
-                           tile_layout)
+                           tile_layout, tile_steps)
 
 
 @functools.lru_cache(maxsize=None)
@@ -22,7 +22,7 @@ def weight_gradient_kernel(config):
     BM, BN, BK, TM, TN = config
     (THREAD_ROWS, THREAD_COLS, STRIP_M, STRIP_N, STRIDE_M, STRIDE_N, STRIPS_A, STRIPS_B,
      WARPS_N) = tile_layout(config)
-    STRIPS_M, STRIPS_N = STRIDE_M // STRIP_M, STRIDE_N // STRIP_N   # strip index distance between a thread's strips
+    multiply_slice, store_slice = tile_steps(config, check_columns=True)
     ACC = TM * TN
     LOAD_STEP = THREADS // BK          # tile rows (A) or columns (B) covered by one pass of all threads
     A_LOADS = max(1, BM * BK // THREADS)
@@ -112,31 +112,10 @@ def weight_gradient_kernel(config):
                             value = x[b_base + offset + h * width + w]
                     next_b[i] = value
             if step > first_step:
-                buffer = (step - 1) & 1
-                for k_pair in range(BK // K_UNROLL):
-                    # Fragments of K_UNROLL k steps read together: NVVM then unrolls the whole slice.
-                    k0 = (k_pair * K_UNROLL) & (BK - 1)
-                    for u in range(K_UNROLL):
-                        for g in range(TM // STRIP_M):
-                            for r in range(STRIP_M):
-                                frag_a[u, g * STRIP_M + r] = tile_a[buffer, k0 + u, g * STRIPS_M + thread_row, r]
-                        for g in range(TN // STRIP_N):
-                            for r in range(STRIP_N):
-                                frag_b[u, g * STRIP_N + r] = tile_b[buffer, k0 + u, g * STRIPS_N + thread_col, r]
-                    for u in range(K_UNROLL):
-                        for i in range(TM):
-                            for j in range(TN):
-                                acc[i * TN + j] += frag_a[u, i] * frag_b[u, j]
+                multiply_slice(tile_a, tile_b, (step - 1) & 1, frag_a, frag_b, acc, thread_row, thread_col)
             if step < last_step:
-                buffer = step & 1
-                for i in range(A_LOADS):
-                    row = load_index + i * LOAD_STEP
-                    if row < BM:
-                        tile_a[buffer, load_k, row // STRIP_M, row % STRIP_M] = next_a[i]
-                for i in range(B_LOADS):
-                    col = load_index + i * LOAD_STEP
-                    if col < BN:
-                        tile_b[buffer, load_k, col // STRIP_N, col % STRIP_N] = next_b[i]
+                store_slice(tile_a, tile_b, step & 1, next_a, next_b, load_k, load_index, LOAD_STEP, load_k, load_index,
+                            LOAD_STEP)
             cuda.syncthreads()
 
         for i in range(TM):
