@@ -212,3 +212,32 @@ def test_combined_plan_in_the_simulator():
     blocks, units, nbytes, per_block = gpu.persistent_plan("forward", CELLS["lstm"], 2, 5, directions=2)
     assert (blocks, units, per_block) == (1, 5, 2)
     assert nbytes == gpu.persistent_shared_bytes("forward", 4, 5, 5)
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+@pytest.mark.parametrize("directions", ["combined", "separate"])
+def test_persistent_launches_pass_the_planned_types(mode, directions, monkeypatch):
+    """The GPU plan (occupancy, shared-memory opt-in) and the resource check compile the persistent kernels
+    for persistent_signature(kind); the launches must pass exactly those types, or the GPU would run
+    another compilation of the kernel."""
+    import numba
+    monkeypatch.setattr(gpu, "force_directions", directions)
+    launched = []
+
+    def recording_launch(kernel, grid, block, *args, **options):
+        launched.append((kernel, args))
+        return launch(kernel, grid, block, *args, **options)
+
+    monkeypatch.setattr(gpu, "launch", recording_launch)
+    T, B, H = 2, 3, 3
+    pair = (layer(mode, T, B, 2, H, seed=100), layer(mode, T, B, 2, H, seed=110))
+    h0 = np.stack([pair[0]["h0"], pair[1]["h0"]])
+    c0 = np.stack([pair[0]["c0"], pair[1]["c0"]]) if mode == "lstm" else None
+    run_bidirectional(mode, pair, h0, c0, np.array([2, 1, 2]), random_array((T, B, 2 * H), seed=120),
+                      random_array((2, B, H), seed=121), None if c0 is None else random_array((2, B, H), seed=122))
+    kernels_used = gpu._kernels(CELLS[mode])
+    for kind in ("forward", "backward"):
+        runs = [args for kernel, args in launched if kernel is kernels_used[f"persistent_{kind}"]]
+        assert len(runs) == (1 if directions == "combined" else 2)
+        for args in runs:
+            assert tuple(numba.typeof(a) for a in args) == gpu.persistent_signature(kind)
