@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# All GPU checks in one call, for the lent H100/H200 machine (see ../shared/GPU-NOTES.md):
-# the GPU tests, every benchmark suite against cuBLAS/cuDNN (one process per suite, each capped),
-# the host cost of a launch, the GPU time per kernel of a CRNN step (ncu), the default training
-# runs (crnn, cnn, rnn), then a short table (last).
+# All GPU checks in one call, for the lent H100/H200 machine (see ../shared/GPU-NOTES.md), most
+# important first: the GPU tests, the default training runs (crnn, cnn, rnn: the main job, target under
+# a minute each), the benchmark suites against cuBLAS/cuDNN (one process per suite, each capped: conv,
+# rnn and train first), the GPU time per kernel of a CRNN step (ncu), the host cost of a launch, then a
+# short table (last).
 # Here, once: ../shared/scripts/device-wheels.sh   (fills .whl/ with the numpy the GPU machine needs)
-# Then, through the device tool, with carry [".whl"] and timeout_s 600 (about 8 minutes with every stage; the
-# caps add up to more, so a stage that hangs cuts the last ones short):
+# Then, through the device tool, with carry [".whl"] and timeout_s 600:
 #   bash benchmarks/gpu_check.sh
-# Caps (seconds): TEST_SECONDS (default 110), SUITE_SECONDS (per suite, default 35; train 50),
-# TRAIN_SECONDS (default 70 per model of TRAIN_MODELS; 0 skips them; the rnn and conv suites get 25 s more); HOST_PROFILE=0 and
-# KERNEL_TIMES=0 skip those stages. SUITES and TESTS narrow a rerun, e.g. SUITES="conv rnn" TESTS=tests/gpu/test_rnn_gpu.py.
+# Every stage is cut to fit DEADLINE (default 540 s from the start), so the logs, details.tgz and the
+# table are always written; a stage with under 10 s left is skipped (and says so).
+# Caps (seconds): TEST_SECONDS (default 110); TRAIN_SECONDS (crnn, default 80; cnn and rnn 45; 0 skips
+# them); SUITE_SECONDS (per suite, default 25; conv, rnn and train 50). HOST_PROFILE=0 and KERNEL_TIMES=0
+# skip those stages. SUITES, TESTS and TRAIN_MODELS narrow a rerun, e.g. SUITES="conv rnn"
+# TESTS=tests/gpu/test_rnn_gpu.py TRAIN_MODELS=crnn.
 # Logs go to $OUT (the device tool's folder) or bench-results/gpu; the JSON/PNG reports and the
-# training run are packed into details.tgz there (the device tool brings back at most 8 files).
+# training runs are packed into details.tgz there (the device tool brings back at most 8 files).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench-results/gpu}
@@ -24,15 +27,38 @@ else
   export PYTHONPATH=$PWD
 fi
 export PYTHONUNBUFFERED=1 NUMBA_CACHE_DIR=${NUMBA_CACHE_DIR:-/tmp/numba-cache}
+DEADLINE=${DEADLINE:-540}
 TEST_SECONDS=${TEST_SECONDS:-110}
-SUITE_SECONDS=${SUITE_SECONDS:-35}
-TRAIN_SECONDS=${TRAIN_SECONDS:-70}
+SUITE_SECONDS=${SUITE_SECONDS:-25}
+TRAIN_SECONDS=${TRAIN_SECONDS:-80}
 TRAIN_MODELS=${TRAIN_MODELS-crnn cnn rnn}
-SUITES=${SUITES-gemm pointwise pool conv rnn ctc train}
+SUITES=${SUITES-conv rnn train gemm pointwise pool ctc}
 TESTS=${TESTS:-tests/gpu}
 status=()
+BEGIN=$(date +%s)
 
 stamp() { date +%s; }
+# capped SECONDS: SECONDS, or what is left before the deadline (less 20 s for the packing) if that is less.
+capped() {
+  local left=$(( DEADLINE - 20 - ($(stamp) - BEGIN) ))
+  if [ "$1" -lt "$left" ]; then echo "$1"; else echo "$left"; fi
+}
+# run_stage NAME SECONDS COMMAND...: the command under its cap, or a note that no time was left.
+run_stage() {
+  local name=$1 cap
+  cap=$(capped "$2")
+  shift 2
+  if [ "$cap" -lt 10 ]; then
+    status+=("$name: skipped, the deadline was reached")
+    return 1
+  fi
+  local start=$(stamp)
+  timeout "$cap" "$@"
+  local code=$?
+  status+=("$name: exit $code in $(( $(stamp) - start )) s (cap $cap s)")
+  return 0
+}
+
 python3 -m nn.cli info > "$OUT/info.txt" 2>&1
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv >> "$OUT/info.txt" 2>&1
 cat "$OUT/info.txt"
@@ -41,47 +67,41 @@ cat "$OUT/info.txt"
 parallel=()
 python3 -c "import xdist" 2>/dev/null && parallel=(-n 14)
 python3 -c "import pytest_timeout" 2>/dev/null && parallel+=(--timeout 100)
-start=$(stamp)
-timeout "$TEST_SECONDS" python3 -m pytest -q -p no:cacheprovider -rfE --tb=short "${parallel[@]}" $TESTS \
-  > "$OUT/gpu-tests.txt" 2>&1
-code=$?
-status+=("gpu tests: exit $code in $(( $(stamp) - start )) s: $(tail -n 1 "$OUT/gpu-tests.txt")")
+run_stage "gpu tests" "$TEST_SECONDS" python3 -m pytest -q -p no:cacheprovider -rfE --tb=short "${parallel[@]}" \
+  $TESTS > "$OUT/gpu-tests.txt" 2>&1 && status[-1]+=": $(tail -n 1 "$OUT/gpu-tests.txt")"
+
+# The main job on the GPU: each default training run (target: under a minute on an H100/H200).
+: > "$OUT/train.txt"
+if [ "$TRAIN_SECONDS" -gt 0 ]; then
+  for model in $TRAIN_MODELS; do
+    cap=45
+    [ "$model" = crnn ] && cap=$TRAIN_SECONDS
+    run_stage "train $model" "$cap" python3 -m nn.train "$model" --device cuda --quiet \
+      --output "$WORK/train-$model" >> "$OUT/train.txt" 2>&1 \
+      && status[-1]+=": $(grep -v -i warn "$OUT/train.txt" | tail -n 1)"
+  done
+fi
 
 # Benchmarks: one process per suite, so a slow or broken suite costs only its own figures.
 : > "$OUT/bench.txt"
 for suite in $SUITES; do
   cap=$SUITE_SECONDS
-  case $suite in train) cap=$(( SUITE_SECONDS + 15 ));; rnn | conv) cap=$(( SUITE_SECONDS + 25 ));; esac
-  start=$(stamp)
-  timeout "$cap" python3 -m nn.cli bench "$suite" --device cuda --repeats 10 --plot --output "$WORK/bench" \
-    >> "$OUT/bench.txt" 2>&1
-  status+=("bench $suite: exit $? in $(( $(stamp) - start )) s")
+  case $suite in conv | rnn | train) cap=$(( SUITE_SECONDS + 25 ));; esac
+  run_stage "bench $suite" "$cap" python3 -m nn.cli bench "$suite" --device cuda --repeats 10 --plot \
+    --output "$WORK/bench" >> "$OUT/bench.txt" 2>&1
 done
-
-# Where the host time of one op call goes (small ops and recurrences are bound by it).
-if [ "${HOST_PROFILE:-1}" = 1 ]; then
-  timeout 60 python3 -m benchmarks.host_profile > "$OUT/host-profile.txt" 2>&1
-  status+=("host profile: exit $?")
-fi
 
 # Which kernels one CRNN training step spends its GPU time in (Nsight Compute, where it works).
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
 if [ "${KERNEL_TIMES:-1}" = 1 ] && [ -n "$NCU" ]; then
-  timeout 120 "$NCU" --profile-from-start off --clock-control none --metrics gpu__time_duration.sum --csv \
-    python3 -m benchmarks.kernel_times step > "$WORK/ncu.csv" 2> "$WORK/ncu.err"
-  status+=("kernel times (ncu): exit $?")
+  run_stage "kernel times (ncu)" 90 "$NCU" --profile-from-start off --clock-control none \
+    --metrics gpu__time_duration.sum --csv python3 -m benchmarks.kernel_times step > "$WORK/ncu.csv" 2> "$WORK/ncu.err"
   python3 -m benchmarks.kernel_times table "$WORK/ncu.csv" > "$OUT/kernel-times.txt" 2>&1
 fi
 
-# The main job on the GPU: each default training run (target: under a minute on an H100/H200).
-if [ "$TRAIN_SECONDS" -gt 0 ]; then
-  : > "$OUT/train.txt"
-  for model in $TRAIN_MODELS; do
-    start=$(stamp)
-    timeout "$TRAIN_SECONDS" python3 -m nn.train "$model" --device cuda --quiet --output "$WORK/train-$model" \
-      >> "$OUT/train.txt" 2>&1
-    status+=("train $model: exit $? in $(( $(stamp) - start )) s: $(grep -v -i warn "$OUT/train.txt" | tail -n 1)")
-  done
+# Where the host time of one op call goes (small ops and recurrences are bound by it).
+if [ "${HOST_PROFILE:-1}" = 1 ]; then
+  run_stage "host profile" 45 python3 -m benchmarks.host_profile > "$OUT/host-profile.txt" 2>&1
 fi
 
 cp "$OUT"/*.txt "$WORK"/ 2>/dev/null
