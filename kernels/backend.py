@@ -14,8 +14,14 @@ SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
 BACKEND_CHOICES = ("auto", "cpu", "cuda")
 
 
+_ENVIRON = os.environ
+
+
 def requested_backend():
-    choice = os.environ.get("NUMBANET_BACKEND", "auto").strip().lower() or "auto"
+    raw = _ENVIRON.get("NUMBANET_BACKEND")   # read on every call: it may change while running (tests)
+    if raw is None:
+        return "auto"
+    choice = raw.strip().lower() or "auto"
     if choice not in BACKEND_CHOICES:
         raise ValueError(f"NUMBANET_BACKEND must be one of {BACKEND_CHOICES}, got {choice!r}")
     return choice
@@ -53,16 +59,22 @@ def device_of(op, *arrays):
 
     Mixing NumPy and CuPy arrays is an error rather than a silent copy across the bus.
     """
-    present = [a for a in arrays if a is not None]
-    for a in present:
-        if not is_array(a):
+    # Called on every op: one pass over the arguments, no temporary containers.
+    numpy_seen = cupy_seen = False
+    for a in arrays:
+        if a is None:
+            continue
+        if isinstance(a, np.ndarray):
+            numpy_seen = True
+        elif is_gpu_array(a):
+            cupy_seen = True
+        else:
             raise TypeError(f"{op}: expected NumPy or CuPy arrays, got {type(a).__name__}")
-    on_gpu = {is_gpu_array(a) for a in present}
-    if len(on_gpu) > 1:
-        kinds = ", ".join("cupy" if is_gpu_array(a) else "numpy" for a in present)
+    if numpy_seen and cupy_seen:
+        kinds = ", ".join("cupy" if is_gpu_array(a) else "numpy" for a in arrays if a is not None)
         raise ValueError(f"{op}: arrays live on different devices ({kinds}); move them to one device first")
     choice = requested_backend()
-    if on_gpu == {True}:
+    if cupy_seen:
         if choice == "cpu":
             raise ValueError(f"{op}: NUMBANET_BACKEND=cpu but the inputs are CuPy (GPU) arrays")
         return "cuda"
