@@ -42,7 +42,11 @@ CRNN_CPU = [  # CRNN layer shapes at batch 16 (gray 32x100 input)
 
 @contextlib.contextmanager
 def _algorithm(name):
-    """Force the GPU's choice between Winograd and the implicit GEMM (None: its own choice)."""
+    """Force the GPU's choice between Winograd and the implicit GEMM (None: leave the choice in force,
+    NUMBANET_CONV_ALGORITHM's or the automatic one)."""
+    if name is None:
+        yield
+        return
     saved = conv_winograd.force_algorithm
     conv_winograd.force_algorithm = name
     try:

@@ -16,6 +16,7 @@
 # Logs go to $OUT (the device tool's folder) or bench-results/gpu; the JSON/PNG reports and the
 # training runs are packed into details.tgz there (the device tool brings back at most 8 files).
 set -uo pipefail
+BEGIN=$(date +%s)
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench-results/gpu}
 WORK=$(mktemp -d)
@@ -35,23 +36,18 @@ TRAIN_MODELS=${TRAIN_MODELS-crnn cnn rnn}
 SUITES=${SUITES-conv rnn train gemm pointwise pool ctc}
 TESTS=${TESTS:-tests/gpu}
 status=()
-BEGIN=$(date +%s)
 
 stamp() { date +%s; }
-# capped SECONDS: SECONDS, or what is left before the deadline (less 20 s for the packing) if that is less.
-capped() {
-  local left=$(( DEADLINE - 20 - ($(stamp) - BEGIN) ))
-  if [ "$1" -lt "$left" ]; then echo "$1"; else echo "$left"; fi
-}
-# run_stage NAME SECONDS COMMAND...: the command under its cap, or a note that no time was left.
+# run_stage NAME SECONDS COMMAND...: the command under SECONDS or the time left before the deadline (less
+# 20 s for the packing), whichever is less; skipped, with a note, when under 10 s are left.
 run_stage() {
-  local name=$1 cap
-  cap=$(capped "$2")
+  local name=$1 cap=$2 left=$(( DEADLINE - 20 - ($(date +%s) - BEGIN) ))
   shift 2
-  if [ "$cap" -lt 10 ]; then
+  if [ "$left" -lt 10 ]; then
     status+=("$name: skipped, the deadline was reached")
     return 1
   fi
+  [ "$left" -lt "$cap" ] && cap=$left
   local start=$(stamp)
   timeout "$cap" "$@"
   local code=$?
@@ -77,8 +73,9 @@ if [ "$TRAIN_SECONDS" -gt 0 ]; then
     cap=45
     [ "$model" = crnn ] && cap=$TRAIN_SECONDS
     run_stage "train $model" "$cap" python3 -m nn.train "$model" --device cuda --quiet \
-      --output "$WORK/train-$model" >> "$OUT/train.txt" 2>&1 \
-      && status[-1]+=": $(grep -v -i warn "$OUT/train.txt" | tail -n 1)"
+      --output "$WORK/train-$model" > "$WORK/train-$model.txt" 2>&1 \
+      && status[-1]+=": $(grep -v -i warn "$WORK/train-$model.txt" | tail -n 1)"
+    cat "$WORK/train-$model.txt" >> "$OUT/train.txt" 2>/dev/null
   done
 fi
 

@@ -141,8 +141,8 @@ class StripTask(_Task):
         """The fixed training strips before epoch STRIP_FRESH_FROM, then as many new strips of distorted
         training digits each epoch, drawn from the run's seed and the epoch (so --resume redraws them).
 
-        The next epoch's strips are drawn in a background thread meanwhile (2-4 s of NumPy a time, which
-        mostly releases the GIL): the same strips, off the training loop's critical path."""
+        The next epoch's strips are drawn in a background thread meanwhile (2-4 s a time, about half of it
+        in NumPy calls that release the GIL): the same strips, mostly off the training loop's path."""
         if epoch < STRIP_FRESH_FROM:
             return split
         if self._epoch_strips[0] != epoch:
@@ -158,21 +158,29 @@ class StripTask(_Task):
         return data.training_strips(count, seed, STRIP_AUGMENT)
 
     def _prefetch(self, count, epoch):
-        result = []
-        thread = threading.Thread(target=lambda: result.append(self._draw(count, epoch)), daemon=True,
-                                  name=f"strips-epoch-{epoch}")
+        outcome = {}
+
+        def draw():
+            try:
+                outcome["strips"] = self._draw(count, epoch)
+            except BaseException as error:  # handed to the training thread, which raises it
+                outcome["error"] = error
+
+        thread = threading.Thread(target=draw, daemon=True, name=f"strips-epoch-{epoch}")
         thread.start()
-        self._next = (epoch, thread, result)
+        self._next = (epoch, thread, outcome)
 
     def _take_prefetched(self, epoch):
-        """The strips drawn in the background for `epoch`, or None (none asked for, or the draw failed:
-        then the caller draws them itself and any error shows there)."""
+        """The strips drawn in the background for `epoch` (the draw's error is raised here), or None when
+        none were asked for."""
         if self._next is None or self._next[0] != epoch:
             return None
-        _, thread, result = self._next
+        _, thread, outcome = self._next
         self._next = None
         thread.join()
-        return result[0] if result else None
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["strips"]
 
     def build_model(self):
         return models.CRNN(image_height=data.STRIP_HEIGHT, in_channels=1, num_classes=10,

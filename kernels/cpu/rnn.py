@@ -250,7 +250,7 @@ def _rnn_step_backward(gates, relu, grad_y, has_grad_y, grad_h, grad_gates, leng
                 continue
             dh = grad_h[b, j] + (grad_y[b, j] if has_grad_y else 0.0)
             h = gates[b, j]
-            grad_gates[b, j] = (dh if h > 0.0 else 0.0) if relu else dh * (1.0 - h * h)
+            grad_gates[b, j] = (0.0 if h <= 0.0 else dh) if relu else dh * (1.0 - h * h)   # NaN h: dh, as torch
             grad_h[b, j] = 0.0
 
 

@@ -20,8 +20,11 @@ CHUNK_BYTES = 32 * 2**20     # largest transformed buffer (16 x channels x tiles
 MIN_CHANNELS = 64            # as measured on the CPU (fewer: the transforms dominate); unmeasured on a GPU
 HALF = float32(0.5)
 ZERO = float32(0.0)
+ALGORITHMS = ("winograd", "implicit")
 # 'winograd' or 'implicit' forces an algorithm for every eligible layer (tests, benchmarks); None chooses.
 force_algorithm = os.environ.get("NUMBANET_CONV_ALGORITHM") or None
+if force_algorithm not in (None,) + ALGORITHMS:
+    raise ValueError(f"NUMBANET_CONV_ALGORITHM must be one of {ALGORITHMS} (or unset), got {force_algorithm!r}")
 
 
 def eligible(weight_shape, stride, dilation, groups, out_hw):
@@ -243,12 +246,16 @@ def filter_gradient(products, grad_weight, K, C):
     store_3(grad_weight, base + 6, taps[0], taps[1], taps[2])
 
 
-def _tiles(out_hw):
-    return ceil_div(out_hw[0], 2), ceil_div(out_hw[1], 2)
-
-
-def _chunk_images(n, channels, image_tiles):
-    return max(1, min(n, CHUNK_BYTES // (16 * channels * image_tiles * 4)))
+def _chunks(n, in_channels, out_channels, out_hw, xp):
+    """(tiles_h, tiles_w, [(first image, tiles)], buffer for the input side, buffer for the output side):
+    the images in near-equal chunks whose transformed data (16 x channels x tiles) fit CHUNK_BYTES."""
+    tiles_h, tiles_w = ceil_div(out_hw[0], 2), ceil_div(out_hw[1], 2)
+    image_tiles = tiles_h * tiles_w
+    most = max(1, CHUNK_BYTES // (16 * max(in_channels, out_channels) * image_tiles * 4))
+    chunk = ceil_div(n, ceil_div(n, most))
+    parts = [(start, (min(n, start + chunk) - start) * image_tiles) for start in range(0, n, chunk)]
+    return (tiles_h, tiles_w, parts, xp.empty(16 * in_channels * chunk * image_tiles, xp.float32),
+            xp.empty(16 * out_channels * chunk * image_tiles, xp.float32))
 
 
 def _forward(x, u, bias, y, pad_top, pad_left):
@@ -257,16 +264,11 @@ def _forward(x, u, bias, y, pad_top, pad_left):
     xp = backend.array_module(x)
     n, c, h, w = x.shape
     k, (p, q) = y.shape[1], y.shape[2:]
-    tiles_h, tiles_w = _tiles((p, q))
-    image_tiles = tiles_h * tiles_w
-    chunk = _chunk_images(n, max(c, k), image_tiles)
-    v = xp.empty(16 * c * chunk * image_tiles, xp.float32)
-    m = xp.empty(16 * k * chunk * image_tiles, xp.float32)
+    tiles_h, tiles_w, parts, v, m = _chunks(n, c, k, (p, q), xp)
     has_bias = 0 if bias is None else 1
     bias = xp.zeros(1, xp.float32) if bias is None else bias
     x_flat, y_flat = x.reshape(-1), y.reshape(-1)
-    for start in range(0, n, chunk):
-        tiles = (min(n, start + chunk) - start) * image_tiles
+    for start, tiles in parts:
         v_part = v[:16 * c * tiles]
         m_part = m[:16 * k * tiles]
         launch_1d(data_transform, c * tiles, x_flat, v_part, c, h, w, tiles_h, tiles_w, pad_top, pad_left,
@@ -301,15 +303,10 @@ def conv2d_backward_weight(grad_out, x, grad_weight, padding):
     xp = backend.array_module(x)
     n, c, h, w = x.shape
     k, (p, q) = grad_out.shape[1], grad_out.shape[2:]
-    tiles_h, tiles_w = _tiles((p, q))
-    image_tiles = tiles_h * tiles_w
-    chunk = _chunk_images(n, max(c, k), image_tiles)
-    v = xp.empty(16 * c * chunk * image_tiles, xp.float32)
-    v_grad = xp.empty(16 * k * chunk * image_tiles, xp.float32)
+    tiles_h, tiles_w, parts, v, v_grad = _chunks(n, c, k, (p, q), xp)
     products = xp.empty((16, k, c), xp.float32)
     x_flat, grad_flat = x.reshape(-1), grad_out.reshape(-1)
-    for start in range(0, n, chunk):
-        tiles = (min(n, start + chunk) - start) * image_tiles
+    for start, tiles in parts:
         v_part = v[:16 * c * tiles]
         grad_part = v_grad[:16 * k * tiles]
         launch_1d(data_transform, c * tiles, x_flat, v_part, c, h, w, tiles_h, tiles_w, padding[0], padding[2],

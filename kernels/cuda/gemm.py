@@ -223,7 +223,7 @@ def gemm_kernel(config, trans_a, trans_b):
                 if m < M and n < N:
                     value = c[batch, m, n]
                     if activation == 1:
-                        value = max(value, float32(0.0))
+                        value = float32(0.0) if value < float32(0.0) else value   # NaN stays NaN
                     elif activation == 2:
                         value = math.tanh(value)
                     else:

@@ -5,6 +5,7 @@ Each module of kernels/cuda/ lists the signatures its launchers use in `PTX_SIGN
 (ld.local/st.local: spills or stack arrays), no f64 instruction (fp32 kernels), and ptxas reports
 zero spill bytes.
 """
+import functools
 import importlib
 import os
 import re
@@ -31,6 +32,7 @@ def registered_kernels():
     return found
 
 
+@functools.lru_cache(maxsize=None)
 def compile_ptx(kernel, signature):
     from numba import cuda
     options = getattr(kernel, "targetoptions", {})

@@ -131,7 +131,7 @@ def device_functions(cell):
             h = n + z * (states[read, b, j] - n)
         else:
             v = gates[t, b, j] + acc0
-            h = max(v, float32(0.0)) if cell == RNN_RELU else math.tanh(v)
+            h = (float32(0.0) if v < float32(0.0) else v) if cell == RNN_RELU else math.tanh(v)   # NaN stays
             gates[t, b, j] = h
         states[write, b, j] = h
         y[t, b, j] = h
@@ -244,7 +244,7 @@ def device_functions(cell):
             else:
                 h = gates[t, b, j]
                 if cell == RNN_RELU:
-                    grad_gates[t, b, j] = dh if h > float32(0.0) else float32(0.0)
+                    grad_gates[t, b, j] = float32(0.0) if h <= float32(0.0) else dh   # as torch at NaN
                 else:
                     grad_gates[t, b, j] = dh * (float32(1.0) - h * h)
                 grad_h[b, j] = float32(0.0)

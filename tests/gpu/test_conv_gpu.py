@@ -113,6 +113,11 @@ def test_winograd_and_implicit_gemm_on_gpu_match_torch(shape, algorithm, monkeyp
     from kernels.cuda import conv_winograd
     monkeypatch.setattr(conv_winograd, "force_algorithm", algorithm)
     monkeypatch.setattr(conv_winograd, "CHUNK_BYTES", 2**20)
+    launched = []
+    original_launch = conv_winograd.launch_1d
+    monkeypatch.setattr(conv_winograd, "launch_1d",
+                        lambda kernel, *args, **kwargs: launched.append(kernel) or original_launch(kernel, *args,
+                                                                                                   **kwargs))
     n, c, h, w, k, padding = shape
     x = random_array((n, c, h, w), seed=5)
     weight = random_array((k, c, 3, 3), seed=6)
@@ -124,3 +129,4 @@ def test_winograd_and_implicit_gemm_on_gpu_match_torch(shape, algorithm, monkeyp
                                           padding=padding)
     for name, actual, wanted in zip(("y", "grad_x", "grad_weight", "grad_bias"), ours, expected):
         _close(actual, wanted, name)
+    assert (conv_winograd.filter_gradient in launched) == (algorithm == "winograd")

@@ -1,5 +1,8 @@
 """The training tasks' data paths that the end-to-end training tests do not pin down."""
+import threading
+
 import numpy as np
+import pytest
 
 from nn import data, tasks
 
@@ -10,8 +13,19 @@ def test_crnn_strips_drawn_in_the_background_are_those_drawn_in_place(monkeypatc
     fixed = data.digit_strips(train=48, validation=8, test=8)["train"]
     monkeypatch.setattr(tasks, "STRIP_FRESH_FROM", 0)
     background = tasks.StripTask({"seed": 5, "epochs": 3})
-    drawn = [background.training_split(fixed, epoch) for epoch in range(3)]
+    drawn_by = {}
+    original_draw = background._draw
+
+    def recording_draw(count, epoch):
+        drawn_by[epoch] = threading.current_thread().name
+        return original_draw(count, epoch)
+
+    background._draw = recording_draw
+    drawn = [background.training_split(fixed, 0)]
+    assert background._next[0] == 1                          # epoch 1's strips are on their way
+    drawn += [background.training_split(fixed, epoch) for epoch in (1, 2)]
     assert background._next is None                          # epoch 3 does not exist: not drawn
+    assert drawn_by == {0: threading.current_thread().name, 1: "strips-epoch-1", 2: "strips-epoch-2"}
     for epoch, split in enumerate(drawn):
         in_place = tasks.StripTask({"seed": 5, "epochs": 3})._draw(len(fixed), epoch)
         np.testing.assert_array_equal(split.inputs, in_place.inputs)
@@ -19,3 +33,20 @@ def test_crnn_strips_drawn_in_the_background_are_those_drawn_in_place(monkeypatc
     assert not np.array_equal(drawn[0].inputs, drawn[1].inputs)
     resumed = tasks.StripTask({"seed": 5, "epochs": 3})       # --resume starts at a later epoch
     np.testing.assert_array_equal(resumed.training_split(fixed, 2).inputs, drawn[2].inputs)
+
+
+def test_a_failed_background_draw_raises_in_the_training_thread(monkeypatch):
+    fixed = data.digit_strips(train=16, validation=8, test=8)["train"]
+    monkeypatch.setattr(tasks, "STRIP_FRESH_FROM", 0)
+    task = tasks.StripTask({"seed": 5, "epochs": 2})
+    original_draw = task._draw
+
+    def failing_draw(count, epoch):
+        if epoch == 1:
+            raise MemoryError("strips: out of memory")
+        return original_draw(count, epoch)
+
+    task._draw = failing_draw
+    task.training_split(fixed, 0)                              # starts epoch 1's draw, which fails
+    with pytest.raises(MemoryError, match="strips: out of memory"):
+        task.training_split(fixed, 1)

@@ -109,7 +109,22 @@ def test_winograd_forward_and_gradients_match_cpu(input_shape, weight_shape, kwa
     monkeypatch.setattr(winograd, "force_algorithm", "winograd")
     if input_shape[0] > 1:
         monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
+    launched = []
+    original_launch = winograd.launch_1d
+
+    def recording_launch(kernel, *args, **kwargs):
+        launched.append(kernel)
+        return original_launch(kernel, *args, **kwargs)
+
+    monkeypatch.setattr(winograd, "launch_1d", recording_launch)
     test_conv2d_kernels_match_cpu(input_shape, weight_shape, kwargs)  # grad_x: the output transform, no bias
+    chunks = input_shape[0] if input_shape[0] > 1 else 1
+    # forward and data gradient: a filter transform, then data and output transforms a chunk; weight
+    # gradient: data and gradient transforms a chunk, then the filter gradient
+    assert launched.count(winograd.filter_transform) == 2 and launched.count(winograd.filter_gradient) == 1
+    assert launched.count(winograd.output_transform) == 2 * chunks
+    assert launched.count(winograd.data_transform) == 3 * chunks
+    assert launched.count(winograd.gradient_transform) == chunks
 
 
 def test_winograd_takes_only_stride_1_3x3_layers_with_many_channels(monkeypatch):
@@ -123,3 +138,12 @@ def test_winograd_takes_only_stride_1_3x3_layers_with_many_channels(monkeypatch)
     assert not winograd.use_winograd((256, 256, 3, 2), **layer)
     monkeypatch.setattr(winograd, "force_algorithm", "implicit")
     assert not winograd.use_winograd((256, 256, 3, 3), **layer)
+
+
+def test_a_misspelt_algorithm_switch_is_an_error(monkeypatch):
+    import importlib
+    monkeypatch.setenv("NUMBANET_CONV_ALGORITHM", "winnograd")
+    with pytest.raises(ValueError, match="NUMBANET_CONV_ALGORITHM must be one of"):
+        importlib.reload(winograd)
+    monkeypatch.delenv("NUMBANET_CONV_ALGORITHM")
+    importlib.reload(winograd)
