@@ -24,7 +24,7 @@ from .module import Module
 
 def get_ema_multi_avg_fn(decay=0.999):
     """The function updating averaged arrays in place: averaged = decay * averaged + (1 - decay) * current,
-    computed as torch's lerp (averaged + (1 - decay) * (current - averaged)) for decay > 0.5."""
+    rounded as torch's lerp for decay > 0.5: averaged + (1 - decay) * (current - averaged)."""
     op = "get_ema_multi_avg_fn"
     if isinstance(decay, bool) or not isinstance(decay, (int, float, np.integer, np.floating)):
         raise TypeError(f"{op}: decay must be a number, got {type(decay).__name__}")
@@ -38,7 +38,6 @@ def get_ema_multi_avg_fn(decay=0.999):
         for averaged, current in zip(averaged_arrays, current_arrays, strict=True):
             sgd_update(averaged, current, lr=weight, weight_decay=1.0, maximize=True)
 
-    ema_update.decay = float(decay)
     return ema_update
 
 
@@ -89,6 +88,6 @@ class AveragedModel(Module):
             for target, source in zip(averaged, current):
                 target[...] = source
             self._started = True
-        for (name, target), (_, source) in zip(self.module.named_buffers(), model.named_buffers(), strict=True):
+        for (_, target), (_, source) in zip(self.module.named_buffers(), model.named_buffers(), strict=True):
             target[...] = source
         self.n_averaged += 1   # in place on its device (a captured step replays the add)
