@@ -33,6 +33,10 @@ force_path = os.environ.get("NUMBANET_RNN_PATH") or None
 # together) or 'separate' (one launch a direction, as before); None: combined when it fits. Tests set it;
 # NUMBANET_RNN_DIRECTIONS lets a benchmark run compare the two.
 force_directions = os.environ.get("NUMBANET_RNN_DIRECTIONS") or None
+for _name, _value, _choices in (("NUMBANET_RNN_PATH", force_path, ("persistent", "step")),
+                                ("NUMBANET_RNN_DIRECTIONS", force_directions, ("combined", "separate"))):
+    if _value not in (None,) + _choices:
+        raise ValueError(f"{_name} must be one of {_choices} (or unset), got {_value!r}")
 
 
 def _threads(persistent=False):
@@ -154,7 +158,7 @@ def _use_persistent(kind, cell, B, H, directions=1):
     try:
         plan = persistent_plan(kind, cell, B, H, directions)
     except Exception as error:  # an occupancy query or attribute the driver refuses: keep working
-        if force_path == "persistent" or force_directions == "combined":
+        if force_path == "persistent" or (directions > 1 and force_directions == "combined"):
             raise
         fallback = "one launch a direction" if directions > 1 else "the per-step kernels"
         warnings.warn(f"rnn: persistent {kind} kernel unavailable ({error}); using {fallback}")
@@ -202,9 +206,11 @@ def forward_directions(mode, x, h0, c0, weights, host_lengths, reverse=0):
     for d, (w_ih, _, b_ih, b_hh) in enumerate(weights):
         matmul(x.reshape(T * B, I), w_ih, trans_b=True, bias=projection_bias(mode, b_ih, b_hh, H),
                out=gates[d].reshape(T * B, G * H))
-    b_hn = xp.zeros((D, 1), xp.float32)
-    if mode == "gru":
-        b_hn = xp.stack([xp.zeros(H, xp.float32) if w[3] is None else w[3][2 * H:] for w in weights])
+    b_hn = xp.zeros((D, H if mode == "gru" else 1), xp.float32)
+    if mode == "gru":  # device-side copies, safe inside a captured step
+        for d, weight in enumerate(weights):
+            if weight[3] is not None:
+                b_hn[d] = weight[3][2 * H:]
     states = xp.empty((D, T + 1, B, H), xp.float32)
     cells = xp.zeros((D, 1, 1, 1), xp.float32)
     if mode == "lstm":

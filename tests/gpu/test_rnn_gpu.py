@@ -8,6 +8,7 @@ from kernels.cpu import rnn as cpu
 from kernels.cuda import rnn as gpu
 from kernels.cuda.rnn_kernels import CELLS
 from tests.oracle import assert_close, random_array, to_numpy
+from tests.recurrent_ops import run_bidirectional as shared_run_bidirectional
 
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 
@@ -168,17 +169,8 @@ def test_bad_input_on_gpu():
 # ---- both directions of a layer in one launch ---------------------------------------------------------
 
 def run_bidirectional(mode, x, h0, c0, weights, lengths, grad_y, grad_h, grad_c):
-    """Outputs and gradients of the public bidirectional ops, on whichever device the arrays live."""
-    if mode == "lstm":
-        *outputs, saved = kernels.lstm_bidirectional(x, h0, c0, weights, lengths=lengths, training=True)
-        grads = kernels.lstm_bidirectional_backward(saved, grad_y, grad_h, grad_c)
-    elif mode == "gru":
-        *outputs, saved = kernels.gru_bidirectional(x, h0, weights, lengths=lengths, training=True)
-        grads = kernels.gru_bidirectional_backward(saved, grad_y, grad_h)
-    else:
-        *outputs, saved = kernels.rnn_bidirectional(x, h0, weights, nonlinearity=mode[4:], lengths=lengths,
-                                                    training=True)
-        grads = kernels.rnn_bidirectional_backward(saved, grad_y, grad_h)
+    """Outputs and the gradients present, on whichever device the arrays live."""
+    outputs, grads, _ = shared_run_bidirectional(mode, x, h0, c0, weights, lengths, grad_y, grad_h, grad_c)
     return outputs, [g for g in grads if g is not None]
 
 
@@ -198,12 +190,13 @@ def run_bidirectional_gpu(mode, inputs, lengths, path, directions):
     import cupy
     x, h0, c0, weights, grad_y, grad_h, grad_c = inputs
     move = (lambda a: None if a is None else cupy.asarray(a))
+    saved = gpu.force_path, gpu.force_directions
     gpu.force_path, gpu.force_directions = path, directions
     try:
         return run_bidirectional(mode, move(x), move(h0), move(c0), [tuple(move(a) for a in w) for w in weights],
                                  move(lengths), move(grad_y), move(grad_h), move(grad_c))
     finally:
-        gpu.force_path = gpu.force_directions = None
+        gpu.force_path, gpu.force_directions = saved
 
 
 def bidirectional_reference(mode, inputs, lengths):

@@ -5,6 +5,7 @@ import pytest
 
 import kernels
 from tests.oracle import assert_close, finite_difference_gradient, random_array, torch_module
+from tests.recurrent_ops import run_bidirectional
 
 MODES = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
@@ -305,17 +306,7 @@ def test_bidirectional_matches_torch(mode, lengths):
     grad_h = random_array((2, B, H), np.float64, 53)
     grad_c = random_array((2, B, H), np.float64, 54) if mode == "lstm" else None
     lengths = None if lengths is None else np.array(lengths)
-    x = pair[0]["x"]
-    if mode == "lstm":
-        *outputs, saved = kernels.lstm_bidirectional(x, h0, c0, weights, lengths=lengths, training=True)
-        grads = kernels.lstm_bidirectional_backward(saved, grad_y, grad_h, grad_c)
-    elif mode == "gru":
-        *outputs, saved = kernels.gru_bidirectional(x, h0, weights, lengths=lengths, training=True)
-        grads = kernels.gru_bidirectional_backward(saved, grad_y, grad_h)
-    else:
-        *outputs, saved = kernels.rnn_bidirectional(x, h0, weights, nonlinearity=mode[4:], lengths=lengths,
-                                                    training=True)
-        grads = kernels.rnn_bidirectional_backward(saved, grad_y, grad_h)
+    outputs, grads, _ = run_bidirectional(mode, pair[0]["x"], h0, c0, weights, lengths, grad_y, grad_h, grad_c)
     expected_outputs, expected_grads = torch_bidirectional(mode, pair, h0, c0, lengths, grad_y, grad_h, grad_c)
     assert len(outputs) == len(expected_outputs) and len(grads) == len(expected_grads)
     for index, (value, expected) in enumerate(zip(outputs, expected_outputs)):

@@ -71,6 +71,7 @@ CONFIGS = [
     dict(num_layers=2, bidirectional=True),
     dict(num_layers=2, batch_first=True, bias=False),
     dict(num_layers=1, bidirectional=True, batch_first=True),
+    dict(num_layers=2, bidirectional=True, bias=False),
 ]
 
 

@@ -2,13 +2,16 @@
 form of the persistent kernels, forward and backward, tiny shapes (T <= 3, B <= 5, H <= 5, I <= 4)."""
 import numpy as np
 import pytest
+from numba import cuda
 
 import kernels
 from kernels.cpu import rnn as cpu
 from kernels.cuda import rnn as gpu
 from kernels.cuda.launch import launch
 from kernels.cuda.rnn_kernels import CELLS
+from kernels.cuda.rnn_persistent import block_direction
 from tests.oracle import assert_close, random_array
+from tests.recurrent_ops import run_bidirectional as shared_run_bidirectional
 
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 
@@ -130,17 +133,8 @@ def test_final_state_gradients_only():
 def run_bidirectional(mode, pair, h0, c0, lengths, grad_y, grad_h, grad_c):
     """Both directions through the public bidirectional ops (the CUDA kernels under the simulator)."""
     weights = [tuple(a[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")) for a in pair]
-    x = pair[0]["x"]
-    if mode == "lstm":
-        *outputs, saved = kernels.lstm_bidirectional(x, h0, c0, weights, lengths=lengths, training=True)
-        grads = kernels.lstm_bidirectional_backward(saved, grad_y, grad_h, grad_c)
-    elif mode == "gru":
-        *outputs, saved = kernels.gru_bidirectional(x, h0, weights, lengths=lengths, training=True)
-        grads = kernels.gru_bidirectional_backward(saved, grad_y, grad_h)
-    else:
-        *outputs, saved = kernels.rnn_bidirectional(x, h0, weights, nonlinearity=mode[4:], lengths=lengths,
-                                                    training=True)
-        grads = kernels.rnn_bidirectional_backward(saved, grad_y, grad_h)
+    outputs, grads, saved = shared_run_bidirectional(mode, pair[0]["x"], h0, c0, weights, lengths, grad_y, grad_h,
+                                                     grad_c)
     assert saved.device == "cuda"
     return outputs, [g for g in grads if g is not None]
 
@@ -241,3 +235,25 @@ def test_persistent_launches_pass_the_planned_types(mode, directions, monkeypatc
         assert len(runs) == (1 if directions == "combined" else 2)
         for args in runs:
             assert tuple(numba.typeof(a) for a in args) == gpu.persistent_signature(kind)
+
+
+@cuda.jit
+def _block_direction_of_each_block(out, directions, directions_per_block, units):
+    first, unit0 = block_direction(directions, directions_per_block, units)
+    if cuda.threadIdx.x == 0:
+        out[cuda.blockIdx.x, 0] = first
+        out[cuda.blockIdx.x, 1] = unit0
+
+
+def test_block_direction_maps_a_two_direction_grid_as_the_gpu_launch_does():
+    """The GPU form of the persistent kernels (one direction a block, D * blocks_per_direction blocks),
+    which the simulator's one-block launches never reach: each block's direction and first unit."""
+    where = _block_direction_of_each_block
+    blocks_per_direction, units = 3, 5
+    out = np.full((2 * blocks_per_direction, 2), -1, np.int64)
+    where[2 * blocks_per_direction, 1](out, 2, 1, units)
+    expected = [(d, b * units) for d in range(2) for b in range(blocks_per_direction)]
+    assert [tuple(row) for row in out] == expected
+    one_block = np.full((1, 2), -1, np.int64)       # the simulator's form: one block, both directions
+    where[1, 1](one_block, 2, 2, units)
+    assert tuple(one_block[0]) == (0, 0)
