@@ -31,17 +31,19 @@ CPU_SHAPES = [("lstm", 8, 64, 8, 128), ("lstm", 26, 16, 512, 256), ("lstm", 25, 
 BIDIRECTIONAL = [(45, 32, 64, 64), (45, 32, 128, 64), (26, 16, 512, 256)]
 
 
+def _uniform_maker(xp, seed):
+    """uniform(shape, bound=1): float32 values in [-bound, bound) on xp's device, drawn from `seed`."""
+    rng = np.random.default_rng(seed)
+    return lambda shape, bound=1.0: xp.asarray(rng.uniform(-bound, bound, size=shape).astype(np.float32))
+
+
 def _case(device, cell, T, B, I, H, backward):
     G = GATES[cell]
     torch = vendor_torch()
 
     def make(xp, seed):
-        rng = np.random.default_rng(seed)
+        uniform = _uniform_maker(xp, seed)
         scale = 1.0 / np.sqrt(H)
-
-        def uniform(shape, bound=1.0):
-            return xp.asarray(rng.uniform(-bound, bound, size=shape).astype(np.float32))
-
         x, h0, c0 = uniform((T, B, I)), uniform((B, H)), uniform((B, H))
         weights = [uniform((G * H, I), scale), uniform((G * H, H), scale), uniform((G * H,), scale),
                    uniform((G * H,), scale)]
@@ -87,12 +89,8 @@ def _bidirectional_case(device, T, B, I, H, backward, directions=None):
     torch = vendor_torch()
 
     def make(xp, seed):
-        rng = np.random.default_rng(seed)
+        uniform = _uniform_maker(xp, seed)
         scale = 1.0 / np.sqrt(H)
-
-        def uniform(shape, bound=1.0):
-            return xp.asarray(rng.uniform(-bound, bound, size=shape).astype(np.float32))
-
         x, h0, c0, grad_y = uniform((T, B, I)), uniform((2, B, H)), uniform((2, B, H)), uniform((T, B, 2 * H))
         weights = [(uniform((4 * H, I), scale), uniform((4 * H, H), scale), uniform((4 * H,), scale),
                     uniform((4 * H,), scale)) for _ in range(2)]
