@@ -37,6 +37,19 @@ def _uniform_maker(xp, seed):
     return lambda shape, bound=1.0: xp.asarray(rng.uniform(-bound, bound, size=shape).astype(np.float32))
 
 
+def _torch_step(torch, backward):
+    """The vendor side: torch's recurrent module on the last four inputs (module, x, state, grad_y)."""
+    def vendor(*inputs):
+        module, x_t, state, grad_y_t = inputs[-4:]
+        if not backward:
+            with torch.no_grad():
+                return module(x_t, state)
+        y, _ = module(x_t, state)
+        y.backward(grad_y_t)
+        return y
+    return vendor
+
+
 def _case(device, cell, T, B, I, H, backward):
     G = GATES[cell]
     torch = vendor_torch()
@@ -68,14 +81,7 @@ def _case(device, cell, T, B, I, H, backward):
         result = kernels.gru(x, h0, w_ih, w_hh, b_ih, b_hh, training=backward)
         return kernels.gru_backward(result[-1], grad_y) if backward else result
 
-    def vendor(*inputs):
-        module, x_t, state, grad_y_t = inputs[-4:]
-        if not backward:
-            with torch.no_grad():
-                return module(x_t, state)
-        y, _ = module(x_t, state)
-        y.backward(grad_y_t)
-        return y
+    vendor = _torch_step(torch, backward)
 
     flops = 2.0 * T * B * G * H * (I + H) * (3 if backward else 1)
     where = "cuDNN" if device == "cuda" else "CPU"
@@ -115,14 +121,7 @@ def _bidirectional_case(device, T, B, I, H, backward, directions=None):
         finally:
             gpu.force_directions = forced
 
-    def vendor(*inputs):
-        module, x_t, state, grad_y_t = inputs[-4:]
-        if not backward:
-            with torch.no_grad():
-                return module(x_t, state)
-        y, _ = module(x_t, state)
-        y.backward(grad_y_t)
-        return y
+    vendor = _torch_step(torch, backward)
 
     flops = 2 * 2.0 * T * B * 4 * H * (I + H) * (3 if backward else 1)
     form = {"combined": " one launch", "separate": " separate"}.get(directions, "")
