@@ -284,7 +284,6 @@ class _RecurrentBase(Module):
             y, h_n = RNNLayer.apply(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity=self.nonlinearity, **options)
         return y, h_n, None
 
-
     def _run_bidirectional(self, x, h, c, layer, lengths, training_graph):
         weights = self._layer_parameters(layer, 0) + self._layer_parameters(layer, 1)
         inputs = (x, h, c, *weights)

@@ -185,6 +185,17 @@ def _part(array, first, count):
     return array if count == array.shape[0] else array[first:first + count]
 
 
+def _launch_persistent(kernel, plan, task_rows, dot_length, T, B, H, w, first, count, *buffers):
+    """One persistent launch of directions first .. first+count-1 with `plan` (see persistent_plan): each
+    task covers task_rows samples, each dot product is dot_length long; buffers follow W_hh in the kernel's
+    argument order."""
+    blocks, units, nbytes, per_block = plan
+    threads = _threads(persistent=True)
+    ksplit = ksplit_for(ceil_div(B, task_rows) * units, dot_length, threads, PERSISTENT_MIN_KSPLIT)
+    launch(kernel, blocks, threads, T, B, H, units, ksplit, per_block, w[first], w[first + count - 1], *buffers,
+           shared_bytes=nbytes * per_block)
+
+
 def _reversed(reverse, d):
     return (reverse + d) % 2
 
@@ -229,13 +240,9 @@ def forward_directions(mode, x, h0, c0, weights, host_lengths, reverse=0):
     w = [weight[1].reshape(-1) for weight in weights]
     for first, count, plan in _launch_groups("forward", cell, B, H, D):
         if plan is not None:
-            blocks, units, nbytes, per_block = plan
-            threads = _threads(persistent=True)
-            ksplit = ksplit_for(ceil_div(B, FORWARD_ROWS) * units, H, threads, PERSISTENT_MIN_KSPLIT)
-            launch(kernels["persistent_forward"], blocks, threads, T, B, H, units, ksplit, per_block, w[first],
-                   w[first + count - 1], _part(gates, first, count), _part(b_hn, first, count),
-                   _part(states, first, count), _part(cells, first, count), _part(aux, first, count), y,
-                   first * H, lengths, _reversed(reverse, first), shared_bytes=nbytes * per_block)
+            _launch_persistent(kernels["persistent_forward"], plan, FORWARD_ROWS, H, T, B, H, w, first, count,
+                               *[_part(a, first, count) for a in (gates, b_hn, states, cells, aux)], y, first * H,
+                               lengths, _reversed(reverse, first))
             continue
         d = first
         threads = _threads()
@@ -275,13 +282,10 @@ def backward_directions(mode, x, weights, has_b_ih, has_b_hh, buffers, reverse, 
     w = [weight[1].reshape(-1) for weight in weights]
     for first, count, plan in _launch_groups("backward", cell, B, H, D):
         if plan is not None:
-            blocks, units, nbytes, per_block = plan
-            threads = _threads(persistent=True)
-            ksplit = ksplit_for(ceil_div(B, PHASE_B_ROWS) * units, G * H, threads, PERSISTENT_MIN_KSPLIT)
-            launch(kernels["persistent_backward"], blocks, threads, T, B, H, units, ksplit, per_block, w[first],
-                   w[first + count - 1], *[_part(a, first, count) for a in (gates, states, cells, aux)], grad_y,
-                   first * H, *[_part(a, first, count) for a in (grad_h, grad_c, grad_gates, grad_hidden)],
-                   lengths, _reversed(reverse, first), shared_bytes=nbytes * per_block)
+            _launch_persistent(kernels["persistent_backward"], plan, PHASE_B_ROWS, G * H, T, B, H, w, first, count,
+                               *[_part(a, first, count) for a in (gates, states, cells, aux)], grad_y, first * H,
+                               *[_part(a, first, count) for a in (grad_h, grad_c, grad_gates, grad_hidden)],
+                               lengths, _reversed(reverse, first))
             continue
         d = first
         threads = _threads()

@@ -28,32 +28,40 @@ def test_bad_arguments_give_one_line_and_exit_code_2(capsys, argv, message):
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path, capsys, monkeypatch):
+def _whole_and_resumed(tmp_path, capsys, monkeypatch, task_class, common, interrupt_at):
+    """Checkpoints of an uninterrupted run, and of the same run stopped by Ctrl-C at step `interrupt_at`
+    (checked to exit 130 and name --resume) then resumed; also the interrupted checkpoint."""
     whole, split = str(tmp_path / "whole"), str(tmp_path / "split")
-    common = ["cnn", "--device", "cpu", "--seed", "3", "--quiet", "--batch-size", "64", "--epochs", "2"]
     assert _run(capsys, *common, "--output", whole)[0] == 0
-    # Ctrl-C in the middle of the second epoch (batch 25 of 2 x 20), then --resume
-    from nn import tasks
-    original, calls = tasks.ClassificationTask.step_loss, []
+    original, calls = task_class.step_loss, []
 
     def interrupting_loss(self, *args):
         calls.append(1)
-        if len(calls) == 25:
+        if len(calls) == interrupt_at:
             raise KeyboardInterrupt
         return original(self, *args)
 
-    monkeypatch.setattr(tasks.ClassificationTask, "step_loss", interrupting_loss)
+    monkeypatch.setattr(task_class, "step_loss", interrupting_loss)
     code, _, err = _run(capsys, *common, "--output", split)
     assert code == 130 and "--resume" in err
     interrupted = checkpoint.load(os.path.join(split, "checkpoint.npz"))
-    assert interrupted["epoch"] == 1 and interrupted["batches_done"] == 4
-    monkeypatch.setattr(tasks.ClassificationTask, "step_loss", original)
+    monkeypatch.setattr(task_class, "step_loss", original)
     assert _run(capsys, *common, "--output", split, "--resume")[0] == 0
     a = checkpoint.load(os.path.join(whole, "checkpoint.npz"))
     b = checkpoint.load(os.path.join(split, "checkpoint.npz"))
-    assert a["epoch"] == b["epoch"] == 2
     for key in a["model"]:
         np.testing.assert_array_equal(a["model"][key], b["model"][key], err_msg=key)
+    return a, b, interrupted, whole
+
+
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path, capsys, monkeypatch):
+    from nn import tasks
+    common = ["cnn", "--device", "cpu", "--seed", "3", "--quiet", "--batch-size", "64", "--epochs", "2"]
+    # Ctrl-C in the middle of the second epoch (batch 25 of 2 x 20), then --resume
+    a, b, interrupted, whole = _whole_and_resumed(tmp_path, capsys, monkeypatch, tasks.ClassificationTask,
+                                                  common, 25)
+    assert interrupted["epoch"] == 1 and interrupted["batches_done"] == 4
+    assert a["epoch"] == b["epoch"] == 2
     assert a["averaged_model"] is None   # cnn averages no weights unless --ema is given
     metrics = json.load(open(os.path.join(whole, "metrics.json")))
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["device"] == "cpu"
@@ -131,29 +139,13 @@ def test_crnn_resume_redraws_the_same_training_strips(tmp_path, capsys, monkeypa
     assert not np.array_equal(first.inputs, fixed.inputs)
     np.testing.assert_array_equal(first.inputs, tasks.StripTask({"seed": 3}).training_split(fixed, fresh).inputs)
 
-    whole, split = str(tmp_path / "whole"), str(tmp_path / "split")
     common = ["crnn", "--device", "cpu", "--seed", "3", "--quiet", "--batch-size", "16", "--epochs", "3",
               "--hidden-size", "8", "--ema", "0.998"]
-    assert _run(capsys, *common, "--output", whole)[0] == 0
-    original, calls = tasks.StripTask.step_loss, []
-
-    def interrupting_loss(self, *args):
-        calls.append(1)
-        if len(calls) == interrupt_at:   # 4 batches an epoch
-            raise KeyboardInterrupt
-        return original(self, *args)
-
-    monkeypatch.setattr(tasks.StripTask, "step_loss", interrupting_loss)
-    assert _run(capsys, *common, "--output", split)[0] == 130
-    interrupted = checkpoint.load(os.path.join(split, "checkpoint.npz"))
+    # 4 batches an epoch: step `interrupt_at` falls in epoch `epoch`
+    a, b, interrupted, _ = _whole_and_resumed(tmp_path, capsys, monkeypatch, tasks.StripTask, common,
+                                              interrupt_at)
     assert interrupted["epoch"] == epoch and interrupted["batches_done"] == batches_done
-    monkeypatch.setattr(tasks.StripTask, "step_loss", original)
-    assert _run(capsys, *common, "--output", split, "--resume")[0] == 0
-    a = checkpoint.load(os.path.join(whole, "checkpoint.npz"))
-    b = checkpoint.load(os.path.join(split, "checkpoint.npz"))
     assert a["epoch"] == b["epoch"] == 3
-    for key in a["model"]:
-        np.testing.assert_array_equal(a["model"][key], b["model"][key], err_msg=key)
     assert a["settings"]["ema"] == 0.998
     assert int(a["averaged_model"]["n_averaged"]) == 12   # one update a step: 3 epochs of 4 batches
     for key in a["averaged_model"]:
