@@ -99,6 +99,12 @@ def _use_winograd(weight_shape, stride, dilation, groups, out_hw):
             and min(c, k) >= WINOGRAD_MIN_CHANNELS and min(out_hw) >= 2)
 
 
+@numba.njit(nogil=True, inline="always")
+def _data_1d(a0, a1, a2, a3):
+    """B^T a for B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]] (kernels/cuda/conv_winograd)."""
+    return a0 - a2, a1 + a2, a2 - a1, a1 - a3
+
+
 @numba.njit(nogil=True)
 def _winograd_input_tiles(x, v):
     """v[4i + j, c, n, a, b] = (B^T d B)[i, j], d the 4x4 tile x[n, c, 2a:2a+4, 2b:2b+4] of the padded input.
@@ -113,38 +119,18 @@ def _winograd_input_tiles(x, v):
                 row = 2 * a
                 for b in range(v.shape[4]):
                     col = 2 * b
-                    r0c0 = d[row, col] - d[row + 2, col]
-                    r0c1 = d[row, col + 1] - d[row + 2, col + 1]
-                    r0c2 = d[row, col + 2] - d[row + 2, col + 2]
-                    r0c3 = d[row, col + 3] - d[row + 2, col + 3]
-                    r1c0 = d[row + 1, col] + d[row + 2, col]
-                    r1c1 = d[row + 1, col + 1] + d[row + 2, col + 1]
-                    r1c2 = d[row + 1, col + 2] + d[row + 2, col + 2]
-                    r1c3 = d[row + 1, col + 3] + d[row + 2, col + 3]
-                    r2c0 = d[row + 2, col] - d[row + 1, col]
-                    r2c1 = d[row + 2, col + 1] - d[row + 1, col + 1]
-                    r2c2 = d[row + 2, col + 2] - d[row + 1, col + 2]
-                    r2c3 = d[row + 2, col + 3] - d[row + 1, col + 3]
-                    r3c0 = d[row + 1, col] - d[row + 3, col]
-                    r3c1 = d[row + 1, col + 1] - d[row + 3, col + 1]
-                    r3c2 = d[row + 1, col + 2] - d[row + 3, col + 2]
-                    r3c3 = d[row + 1, col + 3] - d[row + 3, col + 3]
-                    v[0, c, n, a, b] = r0c0 - r0c2
-                    v[1, c, n, a, b] = r0c1 + r0c2
-                    v[2, c, n, a, b] = r0c2 - r0c1
-                    v[3, c, n, a, b] = r0c1 - r0c3
-                    v[4, c, n, a, b] = r1c0 - r1c2
-                    v[5, c, n, a, b] = r1c1 + r1c2
-                    v[6, c, n, a, b] = r1c2 - r1c1
-                    v[7, c, n, a, b] = r1c1 - r1c3
-                    v[8, c, n, a, b] = r2c0 - r2c2
-                    v[9, c, n, a, b] = r2c1 + r2c2
-                    v[10, c, n, a, b] = r2c2 - r2c1
-                    v[11, c, n, a, b] = r2c1 - r2c3
-                    v[12, c, n, a, b] = r3c0 - r3c2
-                    v[13, c, n, a, b] = r3c1 + r3c2
-                    v[14, c, n, a, b] = r3c2 - r3c1
-                    v[15, c, n, a, b] = r3c1 - r3c3
+                    # B^T d, one column of the tile at a time (rows 0-2, 1+2, 2-1, 1-3) ...
+                    t0 = _data_1d(d[row, col], d[row + 1, col], d[row + 2, col], d[row + 3, col])
+                    t1 = _data_1d(d[row, col + 1], d[row + 1, col + 1], d[row + 2, col + 1], d[row + 3, col + 1])
+                    t2 = _data_1d(d[row, col + 2], d[row + 1, col + 2], d[row + 2, col + 2], d[row + 3, col + 2])
+                    t3 = _data_1d(d[row, col + 3], d[row + 1, col + 3], d[row + 2, col + 3], d[row + 3, col + 3])
+                    # ... then (B^T d) B along each row i: components 4i .. 4i+3
+                    for i in range(4):
+                        w0, w1, w2, w3 = _data_1d(t0[i], t1[i], t2[i], t3[i])
+                        v[4 * i, c, n, a, b] = w0
+                        v[4 * i + 1, c, n, a, b] = w1
+                        v[4 * i + 2, c, n, a, b] = w2
+                        v[4 * i + 3, c, n, a, b] = w3
 
 
 @numba.njit(nogil=True)
