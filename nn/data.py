@@ -96,38 +96,56 @@ class DigitAugment:
     gamma: float = 0.0         # ink ** exp(U(-gamma, gamma)): < 1 thickens strokes, > 1 thins them
     elastic: float = 0.0       # rms pixels of a smooth random displacement field (Simard et al. 2003)
 
+    CHUNK = 2048   # digits warped at a time: the float64 temporaries stay in cache (3-4x faster than all at once)
+
     def apply(self, images, rng):
         """images (n, 8, 8) in [0, 1] -> (n, 10, 10): each warped into an 8x8 box with a 1-pixel margin
         (room for a slightly larger or rotated digit), zeros outside the source image."""
         n = len(images)
+        # every draw first, in a fixed order, so the chunking below cannot change the result
         angle = np.radians(rng.uniform(-self.rotation, self.rotation, n))
         shear = rng.uniform(-self.shear, self.shear, n)
         scale_y, scale_x = (1.0 + rng.uniform(-self.scale, self.scale, (2, n)))
         shift_y, shift_x = rng.uniform(-self.shift, self.shift, (2, n))
+        noise = rng.normal(size=(2, n, 10, 10)) if self.elastic > 0 else None
+        exponent = np.exp(rng.uniform(-self.gamma, self.gamma, n)).astype(np.float32) if self.gamma > 0 else None
         cos, sin = np.cos(angle), np.sin(angle)
         # forward map F = rotation @ shear @ diag(scale_y, scale_x) on (y, x); sample with its inverse
         f00, f01 = cos * scale_y, (cos * shear - sin) * scale_x
         f10, f11 = sin * scale_y, (sin * shear + cos) * scale_x
         det = f00 * f11 - f01 * f10
-        i00, i01, i10, i11 = f11 / det, -f01 / det, -f10 / det, f00 / det
+        inverse = np.stack([f11 / det, -f01 / det, -f10 / det, f00 / det, shift_y, shift_x], axis=1)
+        out = np.empty((n, 10, 10), np.float32)
+        for start in range(0, n, self.CHUNK):
+            part = slice(start, start + self.CHUNK)
+            field = None if noise is None else _smooth_field(noise[:, part])
+            out[part] = self._warp(images[part], inverse[part], field,
+                                   None if exponent is None else exponent[part])
+        return out
+
+    def _warp(self, images, inverse, field, exponent):
+        """Bilinear sampling of images (m, 8, 8) through the inverse maps (m, 6: matrix, shift), plus the
+        displacement field (2, m, 10, 10) and the ink exponents (m), when given."""
+        i00, i01, i10, i11, shift_y, shift_x = (column[:, None, None] for column in inverse.T)
         grid = np.arange(10, dtype=np.float64) - 4.5
-        dy, dx = grid[None, :, None] - shift_y[:, None, None], grid[None, None, :] - shift_x[:, None, None]
-        source_y = i00[:, None, None] * dy + i01[:, None, None] * dx + 3.5
-        source_x = i10[:, None, None] * dy + i11[:, None, None] * dx + 3.5
-        if self.elastic > 0:
-            field = _smooth_field(rng.normal(size=(2, n, 10, 10)))
+        dy, dx = grid[None, :, None] - shift_y, grid[None, None, :] - shift_x
+        source_y = i00 * dy + i01 * dx + 3.5
+        source_x = i10 * dy + i11 * dx + 3.5
+        if field is not None:
             source_y, source_x = source_y + self.elastic * field[0], source_x + self.elastic * field[1]
         source_y, source_x = np.clip(source_y, -1.0, 8.0), np.clip(source_x, -1.0, 8.0)
-        padded = np.zeros((n, 11, 11), np.float32)      # one zero row/column before, two after
+        m = len(images)
+        padded = np.zeros((m, 11, 11), np.float32)      # one zero row/column before, two after
         padded[:, 1:9, 1:9] = images
         y0, x0 = np.floor(source_y), np.floor(source_x)
         wy, wx = (source_y - y0).astype(np.float32), (source_x - x0).astype(np.float32)
-        y0, x0 = y0.astype(np.int64) + 1, x0.astype(np.int64) + 1
-        rows = np.arange(n)[:, None, None]
-        out = ((1 - wy) * ((1 - wx) * padded[rows, y0, x0] + wx * padded[rows, y0, x0 + 1])
-               + wy * ((1 - wx) * padded[rows, y0 + 1, x0] + wx * padded[rows, y0 + 1, x0 + 1]))
-        if self.gamma > 0:
-            out = out ** np.exp(rng.uniform(-self.gamma, self.gamma, n)).astype(np.float32)[:, None, None]
+        # flat offsets of the top-left neighbours: one 1-D gather per corner, not 3-D fancy indexing
+        corner = (np.arange(m)[:, None, None] * 121 + (y0.astype(np.int64) + 1) * 11 + x0.astype(np.int64) + 1)
+        flat = padded.ravel()
+        out = ((1 - wy) * ((1 - wx) * flat[corner] + wx * flat[corner + 1])
+               + wy * ((1 - wx) * flat[corner + 11] + wx * flat[corner + 12]))
+        if exponent is not None:
+            out = out ** exponent[:, None, None]
         return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
@@ -160,24 +178,30 @@ def make_strips(images, labels, count, seed, noise=0.05, augment=None):
     canvas = np.zeros((count, STRIP_HEIGHT + 2, STRIP_WIDTH + 2), np.float32)
     targets = np.full((count, STRIP_MAX_DIGITS), -1, np.int64)
     lengths = rng.integers(STRIP_MIN_DIGITS, STRIP_MAX_DIGITS + 1, size=count)
-    placements = []                                       # (strip, image index, top, column)
+    placements = []                                       # (strip, position, image index, top, column)
     for i in range(count):
         column = int(rng.integers(0, 3))
         chosen = rng.integers(0, len(images), size=lengths[i])
         for position, image_index in enumerate(chosen):
             top = int(rng.integers(0, STRIP_HEIGHT - 8 + 1))
-            placements.append((i, image_index, top, column))
-            targets[i, position] = labels[image_index]
+            placements.append((i, position, image_index, top, column))
             column += 8 + int(rng.integers(0, STRIP_MAX_GAP + 1))
-    placed = np.array(placements, np.int64).reshape(-1, 4)
-    digits = images[placed[:, 1]]
+    strip, position, image_index, top, column = np.array(placements, np.int64).reshape(-1, 5).T
+    targets[strip, position] = labels[image_index]
+    digits = images[image_index]
     if augment is None:
         patches = _padded_digits(digits)
     else:
         patches = augment.apply(digits, np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0]))
-    for (i, _, top, column), patch in zip(placed, patches):
-        region = canvas[i, top:top + 10, column:column + 10]
-        np.maximum(region, patch, out=region)  # touching digits overlap, not add
+    # Touching digits overlap, not add: each pixel keeps the brightest ink. Digits two positions apart
+    # start at least 16 columns apart and are 10 wide, so within one parity no two patches share a pixel
+    # and a plain gather-max-scatter is exact.
+    offsets = np.arange(10)
+    for parity in (0, 1):
+        chosen = position % 2 == parity
+        where = (strip[chosen, None, None], top[chosen, None, None] + offsets[None, :, None],
+                 column[chosen, None, None] + offsets[None, None, :])
+        canvas[where] = np.maximum(canvas[where], patches[chosen])
     strips = np.ascontiguousarray(canvas[:, None, 1:-1, 1:-1])
     strips += rng.normal(0, noise, size=strips.shape).astype(np.float32)
     np.clip(strips, 0.0, 1.0, out=strips)

@@ -141,8 +141,9 @@ class StripTask(_Task):
         """The fixed training strips before epoch STRIP_FRESH_FROM, then as many new strips of distorted
         training digits each epoch, drawn from the run's seed and the epoch (so --resume redraws them).
 
-        The next epoch's strips are drawn in a background thread meanwhile (2-4 s a time, about half of it
-        in NumPy calls that release the GIL): the same strips, mostly off the training loop's path."""
+        The next epoch's strips are drawn in a background thread meanwhile (about 1 s a time on a 2-core VM,
+        a third of it in the Python layout loop that holds the GIL): the same strips, mostly off the
+        training loop's path."""
         if epoch < STRIP_FRESH_FROM:
             return split
         if self._epoch_strips[0] != epoch:

@@ -122,3 +122,41 @@ def test_validation_and_test_strips_do_not_change():
     np.testing.assert_allclose(sums, [125737.18998868909, 248127.68740991285], rtol=1e-9)
     assert splits["test"].labels[:2].tolist() == [[1, 8, 8, 8, 5, 6, 8, 7], [3, 5, 5, -1, -1, -1, -1, -1]]
     assert splits["validation"].label_lengths[:10].tolist() == [5, 8, 7, 6, 7, 4, 8, 7, 8, 5]
+
+
+def test_digit_augment_gives_the_same_digits_whatever_its_chunk_size(monkeypatch):
+    images, _ = data.load_digits_images()
+    augment = data.DigitAugment(rotation=6.0, shear=0.1, scale=0.1, shift=0.5, gamma=0.3, elastic=0.4)
+    whole = augment.apply(images[:50], np.random.default_rng(4))
+    monkeypatch.setattr(data.DigitAugment, "CHUNK", 7)    # 50 = 7 chunks of 7 and one of 1
+    np.testing.assert_array_equal(augment.apply(images[:50], np.random.default_rng(4)), whole)
+
+
+def test_augmented_strips_match_a_digit_by_digit_composition():
+    """The vectorised composition against a plain loop over the same draws: warped digits (whose margins
+    hold ink) that touch keep the brighter pixel."""
+    images, labels = data.load_digits_images()
+    images, labels = images[:40], labels[:40]
+    augment = data.DigitAugment(rotation=6.0, shear=0.1, scale=0.2, shift=0.5, elastic=0.4)
+    strips, targets, lengths = data.make_strips(images, labels, 60, seed=9, noise=0.0, augment=augment)
+
+    rng = np.random.default_rng(9)
+    canvas = np.zeros((60, data.STRIP_HEIGHT + 2, data.STRIP_WIDTH + 2), np.float32)
+    expected_lengths = rng.integers(data.STRIP_MIN_DIGITS, data.STRIP_MAX_DIGITS + 1, size=60)
+    placements = []
+    for i in range(60):
+        column = int(rng.integers(0, 3))
+        for image_index in rng.integers(0, len(images), size=expected_lengths[i]):
+            placements.append((i, image_index, int(rng.integers(0, data.STRIP_HEIGHT - 7)), column))
+            column += 8 + int(rng.integers(0, data.STRIP_MAX_GAP + 1))
+    patches = augment.apply(images[[p[1] for p in placements]],
+                            np.random.default_rng(np.random.SeedSequence(9).spawn(1)[0]))
+    touching = 0
+    for (i, image_index, top, column), patch in zip(placements, patches):
+        region = canvas[i, top:top + 10, column:column + 10]
+        touching += bool(np.any((region > 0) & (patch > 0)))
+        np.maximum(region, patch, out=region)
+    assert touching >= 3     # the case that matters does occur
+    np.testing.assert_array_equal(strips[:, 0], canvas[:, 1:-1, 1:-1])
+    np.testing.assert_array_equal(lengths, expected_lengths)
+    np.testing.assert_array_equal(targets[targets >= 0], labels[[p[1] for p in placements]])
