@@ -44,6 +44,26 @@ def _dispatch_probes(kernel, configured, stream, views):
     }
 
 
+def _direct_probes(launcher, relu_kernel, x, y):
+    """The same launches through the direct launcher (NUMBANET_LAUNCHER=direct): our launch(), and a whole
+    op call. Each probe sets the launcher for its call only."""
+    import kernels
+
+    def direct(fn):
+        def run():
+            saved, launcher.launcher = launcher.launcher, "direct"
+            try:
+                return fn()
+            finally:
+                launcher.launcher = saved
+        return run
+
+    return {
+        "launch(relu_kernel, ...), direct": direct(lambda: launcher.launch(relu_kernel, 256, 256, x, y)),
+        "kernels.relu(x), direct": direct(lambda: kernels.relu(x)),
+    }
+
+
 def main():
     import cupy
     from numba import cuda
@@ -77,6 +97,7 @@ def main():
         "kernels.conv2d 16x32x12x120 k64": lambda: kernels.conv2d(images, weight, None, padding=1),
     }
     probe.update(_dispatch_probes(relu_kernel, configured, stream, (vx, vy)))
+    probe.update(_direct_probes(launcher, relu_kernel, x, y))
     rows = []
     for name, fn in probe.items():
         try:
@@ -84,6 +105,7 @@ def main():
         except Exception as error:  # a probe of Numba internals that this version lacks: say so, go on
             rows.append((f"{name} [failed: {type(error).__name__}: {error}]"[:90], float("nan")))
     for name, fn, calls in (("kernels.relu", probe["kernels.relu(x)"], 500),
+                            ("kernels.relu, direct launcher", probe["kernels.relu(x), direct"], 500),
                             ("kernels.conv2d", probe["kernels.conv2d 16x32x12x120 k64"], 100)):
         profiler = cProfile.Profile()
         profiler.enable()

@@ -166,6 +166,19 @@ def _peak_cupy_bytes(step, inputs, base):
     return peak[0] - base
 
 
+def _with_launcher(name, step):
+    """`step` run with kernels/cuda/launch.py's launcher set to `name` (then set back)."""
+    from kernels.cuda import launch
+
+    def run(*inputs):
+        saved, launch.launcher = launch.launcher, name
+        try:
+            return step(*inputs)
+        finally:
+            launch.launcher = saved
+    return run
+
+
 def cases(device, quick=False):
     torch = vendor_torch()
     batch = 64 if device == "cuda" else 16
@@ -200,6 +213,11 @@ def cases(device, quick=False):
                          vendor_name="torch (same model)", samples=batch, extra=extra,
                          note="Adam step; PyTorch twin with our initial weights"))
         if device == "cuda":
+            # the same eager step through the direct launcher (kernels/cuda/launch.py; opt-in until measured)
+            rows.append(Case(label=f"{label}, b{batch}, direct launcher", make_inputs=make,
+                             ours=lambda *inputs, step=_with_launcher("direct", ours_step), count=count:
+                             step(*inputs[:count]), vendor=vendor, vendor_name="torch (same model)",
+                             samples=batch, note="the Adam step, launched with NUMBANET_LAUNCHER=direct"))
             captured = nn.capture(ours_step)
             try:
                 captured(*make(xp, 0)[:count])   # eager warm-up

@@ -9,9 +9,18 @@ Host cost decides the speed of small ops and of every time-stepped loop, so the 
   synchronises on every launch (about 41 us, GPU-NOTES.md).
 - Configured kernels (`kernel[grid, block, stream, shared]`), keyed by those four.
 Under the simulator, NumPy arrays go to the kernels as they are, and nothing is cached.
+
+NUMBANET_LAUNCHER=direct (opt-in until it is timed and tested on a GPU) goes further: the first launch
+of a kernel for one launch shape and argument layout goes through Numba, which compiles it and packs
+its arguments; later launches replay that packing with only the data pointers and scalar values
+replaced, straight to cuda.core's launch (Numba's dispatch, typing and per-argument packing skipped).
 """
+import ctypes
+import os
 import warnings
 
+import numpy as np
+from cuda.core import LaunchConfig, launch as core_launch
 from numba import cuda
 from numba.core.errors import NumbaPerformanceWarning
 
@@ -73,7 +82,151 @@ def launch(kernel, grid, block, *args, shared_bytes=0):
         if len(_configured) >= CACHE_LIMIT:
             _configured.clear()
         configured = _configured[key] = kernel[grid, block, stream, shared_bytes]
-    configured(*[device_view(a) for a in args])
+    if launcher == "direct":
+        _launch_direct(configured, key, args)
+    else:
+        configured(*[device_view(a) for a in args])
+
+
+# ---- the direct launcher (NUMBANET_LAUNCHER=direct) ----------------------------------------------------
+LAUNCHERS = ("numba", "direct")
+
+
+def launcher_from_environment():
+    choice = os.environ.get("NUMBANET_LAUNCHER") or "numba"
+    if choice not in LAUNCHERS:
+        raise ValueError(f"NUMBANET_LAUNCHER must be one of {LAUNCHERS} (or unset), got {choice!r}")
+    return choice
+
+
+launcher = launcher_from_environment()   # read once: the per-launch path must not look it up
+
+_plans = {}   # (configured key, argument layouts) -> ReplayedLaunch, or None: always through Numba
+
+
+def _layout_of(value):
+    """What Numba types and packs an argument by, apart from its data pointer or scalar value."""
+    if isinstance(value, (int, float, np.generic)):
+        return type(value)
+    return type(value), value.shape, value.strides, value.dtype.char
+
+
+def _launch_direct(configured, key, args):
+    layout = key + tuple(_layout_of(a) for a in args)
+    try:
+        plan = _plans[layout]
+    except KeyError:
+        if len(_plans) >= CACHE_LIMIT:
+            _plans.clear()
+        views = [device_view(a) for a in args]
+        configured(*views)   # compiles when needed; this launch goes through Numba
+        _plans[layout] = ReplayedLaunch.from_numba(configured, args, views)
+        return
+    if plan is None:
+        configured(*[device_view(a) for a in args])
+    else:
+        plan.launch(args)
+
+
+def _cupy_pointer(array):
+    return array.data.ptr
+
+
+def _numba_pointer(array):
+    return array.device_ctypes_pointer.value
+
+
+def _packed_value(item):
+    """A packed argument as a comparable value (ctypes scalars compare by identity)."""
+    return item.value if isinstance(item, ctypes._SimpleCData) else item
+
+
+class ReplayedLaunch:
+    """Numba's packed arguments for one compiled kernel, launch shape and argument layout, replayed with
+    new pointers and scalars. Numba packs an array as (meminfo, parent, size, itemsize, data pointer,
+    shape..., strides...) and a scalar as one ctypes value; only the pointer and the scalar change."""
+    POINTER_OFFSET = 4
+
+    def __init__(self, function, config, stream, template, pointer_slots, scalar_slots):
+        self.function, self.config, self.stream = function, config, stream
+        self.template = template            # Numba's packed arguments of the first launch
+        self.pointer_slots = pointer_slots  # (index in template, argument position, pointer getter)
+        self.scalar_slots = scalar_slots    # (index in template, argument position, type to pack with)
+
+    @classmethod
+    def plan(cls, compiled, args, views, stream):
+        """(template, pointer slots, scalar slots) from `compiled._prepare_args`, or None for an argument
+        this replay does not handle (records, tuples, complex numbers, host arrays). The slots are checked to give back
+        the template from `args`, so a pointer or scalar in a place other than expected is never replayed."""
+        from numba.cuda import types
+        template, pointer_slots, scalar_slots = [], [], []
+        for position, (numba_type, arg, view) in enumerate(zip(compiled.argument_types, args, views)):
+            start = len(template)
+            compiled._prepare_args(numba_type, view, stream, [], template)
+            if isinstance(numba_type, types.Array):
+                if backend.is_gpu_array(arg):
+                    getter = _cupy_pointer
+                elif hasattr(arg, "device_ctypes_pointer"):
+                    getter = _numba_pointer
+                else:
+                    return None
+                pointer_slots.append((start + cls.POINTER_OFFSET, position, getter))
+            elif isinstance(numba_type, (types.Integer, types.Float, types.Boolean)) and len(template) == start + 1:
+                scalar_slots.append((start, position, type(template[start])))
+            else:
+                return None
+        plan = template, tuple(pointer_slots), tuple(scalar_slots)
+        replayed = cls.packed_from(*plan, args)
+        if [_packed_value(a) for a in replayed] != [_packed_value(a) for a in template]:
+            return None
+        return plan
+
+    @classmethod
+    def from_numba(cls, configured, args, views):
+        """The replay of the launch `configured(*views)` just made, or None where the kernel must keep going
+        through Numba (a launch-configuration-sensitive or debug kernel, an argument the replay does not
+        reproduce, or Numba internals that differ from numba-cuda 0.30's: then a warning, once)."""
+        global launcher
+        try:
+            from numba.cuda.typing.typeof import Purpose, typeof
+            dispatcher = configured.dispatcher
+            compiled = dispatcher.overloads.get(tuple(typeof(v, Purpose.argument) for v in views))
+            if compiled is None and dispatcher.specialized:
+                compiled = next(iter(dispatcher.overloads.values()))
+            if (compiled is None or compiled.launch_config_sensitive or compiled.debug or compiled.extensions
+                    or configured.pre_launch_callbacks):
+                return None
+            plan = cls.plan(compiled, args, views, configured.stream)
+            if plan is None:
+                return None
+            return cls(compiled._codelibrary.get_cufunc().kernel, _launch_config(configured, compiled),
+                       configured.stream, *plan)
+        except (AttributeError, ImportError, TypeError) as error:
+            warnings.warn(f"NUMBANET_LAUNCHER=direct: this numba-cuda differs from 0.30 ({error!r}); "
+                          f"kernels launch through Numba", RuntimeWarning, stacklevel=3)
+            launcher = "numba"
+            return None
+
+    @staticmethod
+    def packed_from(template, pointer_slots, scalar_slots, args):
+        arguments = list(template)
+        for slot, position, pointer in pointer_slots:
+            arguments[slot] = pointer(args[position])
+        for slot, position, kind in scalar_slots:
+            arguments[slot] = kind(args[position])
+        return arguments
+
+    def launch(self, args):
+        core_launch(self.stream, self.config, self.function,
+                    *self.packed_from(self.template, self.pointer_slots, self.scalar_slots, args))
+
+
+def _launch_config(configured, compiled):
+    """cuda.core's LaunchConfig as Numba builds it for this launch (its keyword changed in cuda.core 1.0)."""
+    from numba.cuda._compat import CUDA_CORE_GE_1_0
+    cooperative = {"is_cooperative" if CUDA_CORE_GE_1_0 else "cooperative_launch": compiled.cooperative}
+    return LaunchConfig(grid=configured.griddim, block=configured.blockdim, shmem_size=configured.sharedmem,
+                        **cooperative)
 
 
 def launch_1d(kernel, n, *args, threads=256):
