@@ -8,6 +8,7 @@ import pytest
 import nn
 from kernels.cuda import conv_winograd, launch, rnn as cuda_rnn
 from nn import models
+from tests.gpu.test_capture_gpu import make_training
 from tests.oracle import assert_close
 
 STEPS = 3
@@ -85,17 +86,8 @@ def test_a_step_captured_under_the_direct_launcher_replays_as_eager_steps_run(mo
     losses = {}
     for which in ("numba", "direct"):
         monkeypatch.setattr(launch, "launcher", which)
-        nn.manual_seed(0)
-        model = models.CNN(channels=(8, 16), hidden=32).to("cuda")
-        optimizer = nn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-
-        def step(inputs, targets):
-            optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(model(inputs), targets)
-            loss.backward()
-            optimizer.step()
-            return loss
-
+        _, _, _, step = make_training(lambda: models.CNN(channels=(8, 16), hidden=32), "SGD",
+                                      dict(lr=0.05, momentum=0.9))
         run = step if which == "numba" else nn.capture(step)
         rng = np.random.default_rng(5)
         losses[which] = []
