@@ -8,7 +8,6 @@ tile k is multiplied. Transposes are compile-time variants of the load indexing 
 """
 import functools
 import math
-import weakref
 
 import numpy as np
 
@@ -268,37 +267,15 @@ def plan(batch, m, n, k):
     return "64x64", splits
 
 
-_views = {}    # (id(cupy array), shape) -> (weakref to the array, Numba view of it with that shape)
-
-
-def _view(x, shape):
-    """`x` (C-contiguous) seen with another shape of the same size: a Numba device view for CuPy
-    arrays, cached while `x` lives so that repeated calls skip the conversion; a NumPy reshape under
-    the simulator."""
-    if not backend.is_gpu_array(x):
-        return x.reshape(shape)
-    key = (id(x), shape)
-    entry = _views.get(key)
-    if entry is not None and entry[0]() is x:
-        return entry[1]
-    interface = dict(x.__cuda_array_interface__, shape=shape, strides=None)
-    view = cuda.from_cuda_array_interface(interface, owner=None, sync=False)   # owner=None: do not pin x
-
-    def forget(ref, key=key):
-        if _views.get(key, (None,))[0] is ref:
-            del _views[key]
-
-    _views[key] = (weakref.ref(x, forget), view)
-    return view
-
-
+# Operands are reshaped here (CuPy or NumPy views); the launcher makes the Numba views, cached by pointer
+# and layout, so the same buffers every training step cost a dictionary lookup.
 def _as_3d(x):
-    return _view(x, x.shape if x.ndim == 3 else (1,) + x.shape)
+    return x if x.ndim == 3 else x.reshape((1,) + x.shape)
 
 
 def _flattened(x):
     """(batch, rows, cols) -> (1, batch*rows, cols): a batch sharing the other operand is one GEMM."""
-    return _view(x, (1, x.shape[0] * x.shape[1], x.shape[2]))
+    return x.reshape(1, x.shape[0] * x.shape[1], x.shape[2])
 
 
 _scratch = {}   # (array module, stream pointer) -> split-K workspace and tile counters
