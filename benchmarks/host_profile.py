@@ -2,7 +2,8 @@
 
 Small ops and time-stepped loops are bound by the host, not the GPU: this times the pieces of one
 launch (allocation, views, configuration, Numba's dispatch) and whole op calls on inputs small enough
-that the GPU is never the bottleneck, then prints cProfile's heaviest functions for a few ops.
+that the GPU is never the bottleneck, and a whole eager CNN training step, then prints cProfile's
+heaviest functions for a few ops and for that step.
 """
 import cProfile
 import io
@@ -44,24 +45,49 @@ def _dispatch_probes(kernel, configured, stream, views):
     }
 
 
+def _with_direct_launcher(launcher, fn):
+    """`fn` run with the direct launcher (then the launcher in force is set back)."""
+    def run():
+        saved, launcher.launcher = launcher.launcher, "direct"
+        try:
+            return fn()
+        finally:
+            launcher.launcher = saved
+    return run
+
+
 def _direct_probes(launcher, relu_kernel, x, y):
     """The same launches through the direct launcher (NUMBANET_LAUNCHER=direct): our launch(), and a whole
     op call. Each probe sets the launcher for its call only."""
     import kernels
 
-    def direct(fn):
-        def run():
-            saved, launcher.launcher = launcher.launcher, "direct"
-            try:
-                return fn()
-            finally:
-                launcher.launcher = saved
-        return run
-
     return {
-        "launch(relu_kernel, ...), direct": direct(lambda: launcher.launch(relu_kernel, 256, 256, x, y)),
-        "kernels.relu(x), direct": direct(lambda: kernels.relu(x)),
+        "launch(relu_kernel, ...), direct": _with_direct_launcher(
+            launcher, lambda: launcher.launch(relu_kernel, 256, 256, x, y)),
+        "kernels.relu(x), direct": _with_direct_launcher(launcher, lambda: kernels.relu(x)),
     }
+
+
+def _cnn_training_step():
+    """One eager training step of the train suite's CNN (batch 64, Adam): host-bound on the GPU (6.7 ms
+    eager against 0.48 ms replayed from a graph, H200), so its profile shows where eager steps spend."""
+    import cupy
+
+    import nn
+    from nn import models
+    nn.manual_seed(0)
+    model = models.CNN().to("cuda")
+    optimizer = nn.optim.Adam(model.parameters(), lr=1e-3)
+    rng = np.random.default_rng(0)
+    x = nn.Tensor(cupy.asarray(rng.random((64, 1, 8, 8), dtype=np.float32)))
+    y = cupy.asarray(rng.integers(0, 10, 64))
+
+    def step():
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+    return step
 
 
 def main():
@@ -98,22 +124,26 @@ def main():
     }
     probe.update(_dispatch_probes(relu_kernel, configured, stream, (vx, vy)))
     probe.update(_direct_probes(launcher, relu_kernel, x, y))
+    cnn_step = _cnn_training_step()
+    probe["CNN training step, eager (b64)"] = cnn_step
+    probe["CNN training step, eager, direct"] = _with_direct_launcher(launcher, cnn_step)
     rows = []
     for name, fn in probe.items():
         try:
-            rows.append((name, per_call_us(fn, 300 if "conv" in name else 2000)))
+            rows.append((name, per_call_us(fn, 300 if "conv" in name or "step" in name else 2000)))
         except Exception as error:  # a probe of Numba internals that this version lacks: say so, go on
             rows.append((f"{name} [failed: {type(error).__name__}: {error}]"[:90], float("nan")))
     for name, fn, calls in (("kernels.relu", probe["kernels.relu(x)"], 500),
                             ("kernels.relu, direct launcher", probe["kernels.relu(x), direct"], 500),
-                            ("kernels.conv2d", probe["kernels.conv2d 16x32x12x120 k64"], 100)):
+                            ("kernels.conv2d", probe["kernels.conv2d 16x32x12x120 k64"], 100),
+                            ("an eager CNN training step", cnn_step, 50)):
         profiler = cProfile.Profile()
         profiler.enable()
         for _ in range(calls):
             fn()
         profiler.disable()
         text = io.StringIO()
-        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(14)
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25 if "step" in name else 14)
         print(f"--- cProfile of {calls} calls of {name}, by own time ---")
         print("\n".join(line for line in text.getvalue().splitlines()[6:] if line.strip()))
     print(f"{'host cost of one call':40s} {'us':>8s}")
