@@ -282,17 +282,23 @@ _scratch = {}   # (array module, stream pointer) -> split-K workspace and tile c
 
 
 def _buffers(workspace_size, counter_size):
-    """Per-stream split-K workspace and tile counters (counters start at 0 and the kernel resets them)."""
+    """Per-stream split-K workspace and tile counters (counters start at 0 and the kernel resets them).
+
+    A launch that needs neither gets fixed one-element stand-ins rather than the grown buffers, so its
+    arguments keep one layout whatever larger GEMMs ran before (the direct launcher keys on layouts)."""
     xp = backend.cupy_module() or np
     key = (xp.__name__, 0 if xp is np else xp.cuda.get_current_stream().ptr)
     buffers = _scratch.get(key)
     if buffers is None:
-        buffers = _scratch[key] = {"workspace": xp.empty(1, xp.float32), "counters": xp.zeros(1, xp.int32)}
+        buffers = _scratch[key] = {"workspace": xp.empty(1, xp.float32), "counters": xp.zeros(1, xp.int32),
+                                   "unused workspace": xp.empty(1, xp.float32),
+                                   "unused counters": xp.zeros(1, xp.int32)}
     if buffers["workspace"].size < workspace_size:
         buffers["workspace"] = xp.empty(workspace_size, xp.float32)
     if buffers["counters"].size < counter_size:
         buffers["counters"] = xp.zeros(counter_size, xp.int32)
-    return buffers["workspace"], buffers["counters"]
+    return (buffers["workspace"] if workspace_size else buffers["unused workspace"],
+            buffers["counters"] if counter_size else buffers["unused counters"])
 
 
 def matmul(a, b, trans_a, trans_b, alpha, beta, out, bias, activation, config=None, splits=None):

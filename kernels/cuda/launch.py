@@ -185,7 +185,8 @@ class ReplayedLaunch:
     def from_numba(cls, configured, args, views):
         """The replay of the launch `configured(*views)` just made, or None where the kernel must keep going
         through Numba (a launch-configuration-sensitive or debug kernel, an argument the replay does not
-        reproduce, or Numba internals that differ from numba-cuda 0.30's: then a warning, once)."""
+        reproduce, or an overload Numba chose by converting a scalar's type); any error from Numba or
+        cuda.core internals that differ from numba-cuda 0.30's turns the direct launcher off, with a warning."""
         global launcher
         try:
             from numba.cuda.typing.typeof import Purpose, typeof
@@ -201,9 +202,9 @@ class ReplayedLaunch:
                 return None
             return cls(compiled._codelibrary.get_cufunc().kernel, _launch_config(configured, compiled),
                        configured.stream, *plan)
-        except (AttributeError, ImportError, TypeError) as error:
-            warnings.warn(f"NUMBANET_LAUNCHER=direct: this numba-cuda differs from 0.30 ({error!r}); "
-                          f"kernels launch through Numba", RuntimeWarning, stacklevel=3)
+        except Exception as error:   # the launch itself went through Numba: never fail the op here
+            warnings.warn(f"NUMBANET_LAUNCHER=direct: cannot replay Numba's launches with this numba-cuda / "
+                          f"cuda.core ({error!r}); kernels launch through Numba", RuntimeWarning, stacklevel=3)
             launcher = "numba"
             return None
 

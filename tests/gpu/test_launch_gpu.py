@@ -65,6 +65,8 @@ def run_steps(case, which, monkeypatch, after_step=lambda index: None):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_direct_launches_train_as_numba_launches_do(case, monkeypatch):
+    # The Numba pass first: it also grows gemm's shared split-K workspace to its full size, so no plan of the
+    # direct pass is keyed on a workspace that a later, larger GEMM of its first step replaces.
     numba_losses, numba_weights = run_steps(case, "numba", monkeypatch)
     monkeypatch.setattr(launch, "_plans", {})
     replayed, first_step_plans = set(), {}
