@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # All GPU checks in one call, for the lent H100/H200 machine (see ../shared/GPU-NOTES.md), most
 # important first: the GPU tests, the default training runs (crnn, cnn, rnn: the main job, target under
-# a minute each), the benchmark suites against cuBLAS/cuDNN (one process per suite, each capped: conv,
-# rnn and train first), the GPU time per kernel of a CRNN step (ncu), the host cost of a launch, then a
-# short table (last).
+# a minute each), the conv, rnn and train suites against cuBLAS/cuDNN (one capped process per suite), the
+# host cost of a launch and of an eager training step, the GPU time per kernel of a CRNN step (ncu), the
+# other suites, then a short table (last).
 # Here, once: ../shared/scripts/device-wheels.sh   (fills .whl/ with the numpy the GPU machine needs)
 # Then, through the device tool, with carry [".whl"] and timeout_s 600:
 #   bash benchmarks/gpu_check.sh
@@ -79,14 +79,27 @@ if [ "$TRAIN_SECONDS" -gt 0 ]; then
   done
 fi
 
-# Benchmarks: one process per suite, so a slow or broken suite costs only its own figures.
+# Benchmarks: one process per suite, so a slow or broken suite costs only its own figures. The suites that
+# recent changes touch (conv, rnn, train) run before the host profile and ncu; the others after them.
 : > "$OUT/bench.txt"
-for suite in $SUITES; do
-  cap=$SUITE_SECONDS
-  case $suite in conv | rnn | train) cap=$(( SUITE_SECONDS + 25 ));; esac
-  run_stage "bench $suite" "$cap" python3 -m nn.cli bench "$suite" --device cuda --repeats 10 --plot \
-    --output "$WORK/bench" >> "$OUT/bench.txt" 2>&1
-done
+ran_suites=" "
+run_suites() {
+  for suite in "$@"; do
+    case " $SUITES " in *" $suite "*) ;; *) continue;; esac
+    case "$ran_suites" in *" $suite "*) continue;; esac
+    ran_suites+="$suite "
+    cap=$SUITE_SECONDS
+    case $suite in conv | rnn | train) cap=$(( SUITE_SECONDS + 25 ));; esac
+    run_stage "bench $suite" "$cap" python3 -m nn.cli bench "$suite" --device cuda --repeats 10 --plot \
+      --output "$WORK/bench" >> "$OUT/bench.txt" 2>&1
+  done
+}
+run_suites conv rnn train
+
+# Where the host time of one op call and of an eager training step goes (eager steps are bound by it).
+if [ "${HOST_PROFILE:-1}" = 1 ]; then
+  run_stage "host profile" 60 python3 -m benchmarks.host_profile > "$OUT/host-profile.txt" 2>&1
+fi
 
 # Which kernels one CRNN training step spends its GPU time in (Nsight Compute, where it works).
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
@@ -96,10 +109,7 @@ if [ "${KERNEL_TIMES:-1}" = 1 ] && [ -n "$NCU" ]; then
   python3 -m benchmarks.kernel_times table "$WORK/ncu.csv" > "$OUT/kernel-times.txt" 2>&1
 fi
 
-# Where the host time of one op call goes (small ops and recurrences are bound by it).
-if [ "${HOST_PROFILE:-1}" = 1 ]; then
-  run_stage "host profile" 45 python3 -m benchmarks.host_profile > "$OUT/host-profile.txt" 2>&1
-fi
+run_suites $SUITES   # the rest, in the order given (those already run are skipped)
 
 cp "$OUT"/*.txt "$WORK"/ 2>/dev/null
 tar -czf "$OUT/details.tgz" -C "$WORK" . 2>/dev/null
