@@ -211,7 +211,8 @@ def run_suite(suite, cases, device, output_dir=None, plot=False, repeats=15, mea
         costs = ", ".join(f"{r['case']}: {r['host_cost_us']:.1f} us" for r in rows if "host_cost_us" in r)
         print(f"host cost of one call: {costs}")
     report = {"suite": suite, "device": device, "machine": machine_description(device),
-              "date": date.today().isoformat(), "ceilings": ceilings, "rows": rows}
+              "date": date.today().isoformat(), "switches": backend.switches(), "ceilings": ceilings,
+              "rows": rows}
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)
         with open(os.path.join(output_dir, f"{suite}-{device}.json"), "w") as handle:

@@ -138,6 +138,12 @@ def synchronize():
         cupy.cuda.get_current_stream().synchronize()
 
 
+def switches():
+    """The NUMBANET_* environment variables in force (backend choice, forced kernel forms, launcher), so
+    that a recorded measurement says which forms ran."""
+    return {key: value for key, value in sorted(_ENVIRON.items()) if key.startswith("NUMBANET_")}
+
+
 def describe():
     """Facts printed by `numbanet info`."""
     import numba
@@ -161,6 +167,7 @@ def describe():
         facts["multiprocessors"] = props["multiProcessorCount"]
     else:
         facts["gpu"] = "none"
+    facts["switches"] = " ".join(f"{key}={value}" for key, value in switches().items()) or "none"
     return facts
 
 

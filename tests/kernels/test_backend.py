@@ -1,0 +1,57 @@
+"""kernels/backend.py: where an op runs, and the errors for arrays it cannot run on (no GPU needed)."""
+import numpy as np
+import pytest
+
+from kernels import backend
+
+
+class _CupyLike:
+    """Stands in for a CuPy array: backend tells CuPy arrays apart by their module's name."""
+    __module__ = "cupy._core.core"
+
+
+def test_numpy_arrays_run_on_the_cpu_and_optional_arguments_are_skipped(monkeypatch):
+    monkeypatch.delenv("NUMBANET_BACKEND", raising=False)
+    assert backend.device_of("op", np.ones(3), None, np.zeros((2, 2))) == "cpu"
+    assert backend.is_gpu_array(_CupyLike()) and not backend.is_gpu_array(np.ones(1))
+    assert backend.device_of("op", _CupyLike(), None) == "cuda"
+
+
+def test_mixed_devices_and_non_arrays_are_errors_naming_the_op():
+    with pytest.raises(ValueError, match=r"conv2d: arrays live on different devices \(numpy, cupy\)"):
+        backend.device_of("conv2d", np.ones(3), _CupyLike())
+    with pytest.raises(TypeError, match="relu: expected NumPy or CuPy arrays, got list"):
+        backend.device_of("relu", [1.0, 2.0])
+
+
+def test_the_requested_backend_is_checked(monkeypatch):
+    monkeypatch.setenv("NUMBANET_BACKEND", "gpu")
+    with pytest.raises(ValueError, match="NUMBANET_BACKEND must be one of"):
+        backend.device_of("relu", np.ones(3))
+    monkeypatch.setenv("NUMBANET_BACKEND", "cpu")
+    with pytest.raises(ValueError, match="relu: NUMBANET_BACKEND=cpu but the inputs are CuPy"):
+        backend.device_of("relu", _CupyLike())
+    if not backend.SIMULATOR:
+        monkeypatch.setenv("NUMBANET_BACKEND", "cuda")
+        with pytest.raises(ValueError, match="relu: NUMBANET_BACKEND=cuda needs CuPy arrays"):
+            backend.device_of("relu", np.ones(3))
+
+
+def test_to_device_refuses_unknown_devices_and_a_missing_gpu():
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda', got 'gpu'"):
+        backend.to_device(np.ones(2), "gpu")
+    if not backend.gpu_available():
+        with pytest.raises(RuntimeError, match="no usable GPU"):
+            backend.to_device(np.ones(2), "cuda")
+    x = np.ones(2)
+    assert backend.to_device(x, "cpu") is x
+
+
+def test_info_and_benchmark_reports_name_the_switches_in_force(monkeypatch):
+    for key in [k for k in backend.switches()]:
+        monkeypatch.delenv(key)
+    assert backend.switches() == {} and backend.describe()["switches"] == "none"
+    monkeypatch.setenv("NUMBANET_LAUNCHER", "direct")
+    monkeypatch.setenv("NUMBANET_CONV_ALGORITHM", "implicit")
+    assert backend.switches() == {"NUMBANET_CONV_ALGORITHM": "implicit", "NUMBANET_LAUNCHER": "direct"}
+    assert backend.describe()["switches"] == "NUMBANET_CONV_ALGORITHM=implicit NUMBANET_LAUNCHER=direct"
