@@ -17,6 +17,7 @@ from collections import namedtuple
 from numba import cuda, float32, int32
 
 from .. import backend
+from .device import device_function
 
 TileConfig = namedtuple("TileConfig", "block_rows block_cols block_k thread_rows thread_cols")
 THREADS = 256
@@ -62,7 +63,7 @@ def tile_steps(config, check_columns):
     STRIP_M, STRIP_N = layout.strip_m, layout.strip_n
     STRIPS_M, STRIPS_N = layout.stride_m // STRIP_M, layout.stride_n // STRIP_N
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def multiply_slice(tile_a, tile_b, buffer, frag_a, frag_b, acc, thread_row, thread_col):
         """acc += this thread's micro-tile of the product of shared slice `buffer` (BK steps of k)."""
         for k_pair in range(BK // K_UNROLL):
@@ -80,7 +81,7 @@ def tile_steps(config, check_columns):
                     for j in range(TN):
                         acc[i * TN + j] += frag_a[u, i] * frag_b[u, j]
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def store_slice(tile_a, tile_b, buffer, next_a, next_b, k_a, first_row, row_step, k_b, first_col, col_step):
         """The slice fetched into registers -> shared buffer `buffer`, in the strip layout the multiply reads."""
         for i in range(next_a.shape[0]):

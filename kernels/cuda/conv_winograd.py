@@ -14,6 +14,7 @@ import os
 from numba import cuda, float32, int64
 
 from .. import backend
+from .device import device_function
 from .launch import ceil_div, launch_1d
 
 CHUNK_BYTES = 32 * 2**20     # largest transformed buffer (16 x channels x tiles floats) of one chunk
@@ -39,37 +40,37 @@ def use_winograd(weight_shape, stride, dilation, groups, out_hw):
 
 
 # The 1-D pieces of the transforms, applied first down the columns, then along the rows.
-@cuda.jit(device=True, inline=True)
+@device_function
 def filter_1d(a0, a1, a2):
     """G a for G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]."""
     return a0, HALF * (a0 + a1 + a2), HALF * (a0 - a1 + a2), a2
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def filter_adjoint_1d(a0, a1, a2, a3):
     """G^T a: back from the 4 Winograd components to the 3 filter taps (weight gradient)."""
     return a0 + HALF * (a1 + a2), HALF * (a1 - a2), HALF * (a1 + a2) + a3
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def data_1d(a0, a1, a2, a3):
     """B^T a for B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]."""
     return a0 - a2, a1 + a2, a2 - a1, a1 - a3
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def output_1d(a0, a1, a2, a3):
     """A^T a for A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]."""
     return a0 + a1 + a2, a1 - a2 - a3
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def gradient_1d(a0, a1):
     """A a for the 2-vector a: the output-gradient tile into Winograd components."""
     return a0, a0 + a1, a0 - a1, -a1
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def thread_task(channels, tiles, tiles_h, tiles_w, first_image):
     """(t, channel, image n, tile row a, tile column b) of this thread's tile p; t < 0 when it has none."""
     t = cuda.grid(1)
@@ -81,7 +82,7 @@ def thread_task(channels, tiles, tiles_h, tiles_w, first_image):
     return t, channel, first_image + p // image_tiles, (p % image_tiles) // tiles_w, p % tiles_w
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def pixel(x, base, row, col, height, width):
     """x[base + row * width + col], or 0 in the padding."""
     if row < 0 or row >= height or col < 0 or col >= width:
@@ -89,7 +90,7 @@ def pixel(x, base, row, col, height, width):
     return x[base + row * width + col]
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def store_4(out, index, stride, v0, v1, v2, v3):
     out[index] = v0
     out[index + stride] = v1
@@ -97,7 +98,7 @@ def store_4(out, index, stride, v0, v1, v2, v3):
     out[index + 3 * stride] = v3
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def store_3(out, index, v0, v1, v2):
     out[index] = v0
     out[index + 1] = v1
@@ -192,7 +193,7 @@ def output_transform(m, bias, y, K, P, Q, tiles_h, tiles_w, first_image, tiles, 
             y[index + Q + 1] = bottom[1] + shift
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def gradient_pixel(grad_out, base, row, col, P, Q):
     if row >= P or col >= Q:  # odd output sizes: zero rows and columns complete the last tiles
         return ZERO

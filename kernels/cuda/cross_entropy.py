@@ -12,6 +12,7 @@ import numpy as np
 from numba import cuda, float32, int32, int64
 
 from .. import backend
+from .device import device_function
 from .launch import ceil_div, launch
 
 THREADS = 256
@@ -20,7 +21,7 @@ MODES = {"none": 0, "sum": 1, "mean": 2}
 NEG_INF = np.float32(-np.inf)
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _row_max(x, row, valid, lane, lanes, slot, maxima):
     m = NEG_INF
     if valid:
@@ -37,7 +38,7 @@ def _row_max(x, row, valid, lane, lanes, slot, maxima):
     return maxima[slot, 0]
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _tree_sum(values, slot, lane, lanes):
     stride = lanes // 2
     while stride > 0:

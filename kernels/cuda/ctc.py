@@ -10,6 +10,7 @@ import numpy as np
 from numba import cuda, float32, int32
 
 from .. import backend
+from .device import device_function
 from .launch import launch
 
 NEG_INF = np.float32(-np.inf)
@@ -20,7 +21,7 @@ MAX_THREADS = 512   # 64 registers a thread (ptxas: 58) x 1024 would sit at the 
 WARP = 32
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _log_add(a, b):
     m = max(a, b)
     if m == NEG_INF:
@@ -28,7 +29,7 @@ def _log_add(a, b):
     return m + math.log1p(math.exp(min(a, b) - m))
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _label(targets, offset, s, blank):
     """Extended label at position s: blank at even s, the (s//2)-th target at odd s."""
     if s % 2 == 0:
@@ -36,7 +37,7 @@ def _label(targets, offset, s, blank):
     return targets[offset + s // 2]
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _forward_variables(log_probs, targets, offset, n, input_length, length, blank, alpha):
     tid = cuda.threadIdx.x
     threads = cuda.blockDim.x
@@ -58,7 +59,7 @@ def _forward_variables(log_probs, targets, offset, n, input_length, length, blan
         cuda.syncthreads()
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _negative_log_likelihood(alpha, n, input_length, target_length):
     if input_length == 0:
         return float32(0.0) if target_length == 0 else POS_INF

@@ -9,13 +9,14 @@ import math
 import numpy as np
 from numba import cuda, float32, int32, int64
 
+from .device import device_function
 from .launch import launch, launch_1d
 
 REDUCE_THREADS = 512   # a power of two (tree reduction); 16 warps per block to keep loads in flight
 THREADS = 256
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _block_sum(values, tid):
     """Tree-sum of values[0:REDUCE_THREADS] in shared memory; the result is in values[0] for all."""
     stride = REDUCE_THREADS // 2

@@ -11,13 +11,14 @@ import math
 import numpy as np
 from numba import cuda, float32, int32
 
+from .device import device_function
 from .launch import launch_1d
 
 THREADS = 256
 SGD_PLAIN, SGD_FIRST_STEP, SGD_MOMENTUM = 0, 1, 2   # no buffer / buffer := d_p / buffer dampened
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _sgd_element(i, param, grad, momentum_buffer, lr, momentum, one_minus_dampening, weight_decay, sign, mode,
                  nesterov):
     p = param[i]
@@ -54,7 +55,7 @@ def sgd_kernel_device_lr(param, grad, momentum_buffer, lr, momentum, one_minus_d
 
 
 # fastmath off: sqrt and the division must stay IEEE so results track torch's to float32 rounding.
-@cuda.jit(device=True, inline=True)
+@device_function
 def _adam_element(i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, one_minus_beta1, beta2, one_minus_beta2,
                   step_size, inverse_sqrt_bias_correction2, eps, weight_decay, decay_factor, sign, amsgrad):
     p = param[i]

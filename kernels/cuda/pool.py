@@ -12,6 +12,7 @@ import math
 
 from numba import cuda, float32, int64
 
+from .device import device_function
 from .launch import ceil_div, launch, launch_1d
 
 THREADS = 256                           # threads per block (x*y*z)
@@ -40,7 +41,7 @@ def _layout(planes, rows, cols, planes_per_thread):
     return grid, (bx, by, bz), per_launch
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _first_inside(start, step):
     """First tap of a window that is not in the top/left padding (PyTorch's initial max index)."""
     while start < 0:
@@ -53,7 +54,7 @@ def max_pool2d_kernels(window_h=0, window_w=0):
     """(kernel without indices, kernel with indices) for a window fixed at compile time (0: read
     kh/kw at run time)."""
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def window_max(x, p, h0, w0, first, kh, kw, dh, dw):
         # a later tap wins only if strictly larger or NaN: ties keep the first maximum, as PyTorch
         taps_h = window_h if window_h > 0 else kh
@@ -99,7 +100,7 @@ def max_pool2d_kernels(window_h=0, window_w=0):
     return plain, with_indices
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _avg_extent(o, size, kernel, stride, padding):
     """(first, end) of window `o` clipped to the input, and its length clipped to the padded input."""
     start = o * stride - padding
@@ -107,7 +108,7 @@ def _avg_extent(o, size, kernel, stride, padding):
     return max(start, 0), min(end, size), end - start
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _avg_count(o, size, kernel, stride, padding, count_include_pad):
     """Along one axis, the elements PyTorch counts in window `o` (the divisor is a product of two)."""
     first, end, padded_length = _avg_extent(o, size, kernel, stride, padding)
@@ -148,7 +149,7 @@ def avg_pool2d_kernel(window_h=0, window_w=0):
     return kernel
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _windows_containing(position, kernel, stride, padding, dilation, out_size):
     """[lo, hi) of the windows whose span (first to last tap) covers `position` along one axis."""
     reach = position + padding
@@ -159,7 +160,7 @@ def _windows_containing(position, kernel, stride, padding, dilation, out_size):
     return lo, min(reach // stride + 1, out_size)
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _backward_planes(planes):
     """This thread's first plane p0, the spacing of its BACKWARD_PLANES planes, and those planes
     clamped to the last one so that every load is in bounds (clamped duplicates are never stored)."""
@@ -169,7 +170,7 @@ def _backward_planes(planes):
     return p0, step, min(p0, last), min(p0 + step, last), min(p0 + 2 * step, last), min(p0 + 3 * step, last)
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _store_planes(out, h, w, p0, step, t0, t1, t2, t3):
     planes = out.shape[0]
     if p0 < planes:
@@ -259,7 +260,7 @@ def max_pool2d_backward_scatter_kernel(grad_out, indices, grad_in):
         cuda.atomic.add(grad_in, (p, index // width, index % width), grad_out[p, oh, ow])
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _adaptive_window(o, size, out_size):
     """PyTorch's adaptive window [floor(o*size/out), ceil((o+1)*size/out))."""
     return (o * size) // out_size, ((o + 1) * size + out_size - 1) // out_size

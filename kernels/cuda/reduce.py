@@ -12,8 +12,9 @@ import numpy as np
 from numba import cuda, float32, int64
 
 from .. import backend
-from .launch import ceil_div, launch
 from . import cross_entropy as _ce
+from .device import device_function
+from .launch import ceil_div, launch
 
 THREADS = 256          # threads a block, a power of two (shared-memory trees)
 TARGET_BLOCKS = 1024   # about 8 resident 256-thread blocks on each of ~132 SMs: fills an H100/H200
@@ -179,7 +180,7 @@ def reduce_sum(x, axes):
 
 # ---- softmax / log_softmax -------------------------------------------------------------------------
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _rescaled_sum(m1, s1, m2, s2):
     """s1 * exp(m1 - m) + s2 * exp(m2 - m) with m = max(m1, m2): two online-softmax partials merged."""
     m = max(m1, m2)

@@ -5,6 +5,7 @@ Each module of kernels/cuda/ lists the signatures its launchers use in `PTX_SIGN
 (ld.local/st.local: spills or stack arrays), no f64 instruction (fp32 kernels), and ptxas reports
 zero spill bytes.
 """
+import contextlib
 import functools
 import importlib
 import os
@@ -12,6 +13,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import types
 
 KERNEL_MODULES = ("gemm", "pointwise", "reduce", "norm", "optim", "conv", "pool", "rnn", "ctc")
 TARGET_CC = (9, 0)
@@ -37,10 +39,31 @@ def compile_ptx(kernel, signature):
     from numba import cuda
     options = getattr(kernel, "targetoptions", {})
     # Same options as the launch compiles with, so registers are those the kernel really gets.
-    ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=TARGET_CC,
-                              fastmath=options.get("fastmath", False),
-                              launch_bounds=options.get("launch_bounds"))
+    with _device_functions_for_target():
+        ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=TARGET_CC,
+                                  fastmath=options.get("fastmath", False),
+                                  launch_bounds=options.get("launch_bounds"))
     return ptx
+
+
+@contextlib.contextmanager
+def _device_functions_for_target():
+    """numba-cuda (0.30) compiles a kernel's device functions (kernels/cuda/device.py: inlined by NVVM,
+    not by Numba) for the current GPU's compute capability, which needs a GPU. Without one, they are
+    compiled for TARGET_CC; with one, nothing changes (so no launch ever links a device function compiled
+    for another GPU than its own)."""
+    from numba.cuda import dispatcher
+
+    from .. import backend
+    if backend.gpu_available() or not hasattr(dispatcher, "get_current_device"):
+        yield
+        return
+    saved = dispatcher.get_current_device
+    dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=TARGET_CC)
+    try:
+        yield
+    finally:
+        dispatcher.get_current_device = saved
 
 
 _PTXAS_LINE = re.compile(r"Used (\d+) registers")

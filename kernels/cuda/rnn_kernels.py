@@ -15,8 +15,8 @@ Backward: phase A (gate gradients of the block's own units, step s) and phase B 
 units = gate gradients of all units x its W_hh columns) need a grid-wide exchange between them.
 Phase B reads the hidden-side gate gradients: grad_hidden for the GRU (its n part is r * dn), else
 grad_gates (then grad_hidden is a placeholder: never pass one array twice, the simulator copies each).
-Device functions are inlined at the Numba IR level (inline=True): they then compile to PTX without a
-GPU (the resource check), and the closure constants of each cell type fold away.
+Device functions are inlined by NVVM (kernels/cuda/device.py), and the closure constants of each cell
+type fold away.
 """
 import functools
 import math
@@ -24,6 +24,7 @@ import math
 from numba import cuda, float32
 
 from .. import backend
+from .device import device_function
 
 THREADS = 256                 # threads a block, step kernels; powers of two (the k-split tree reduction)
 PERSISTENT_THREADS = 512      # persistent kernels: <= 128 registers a thread keeps one block an SM
@@ -40,7 +41,7 @@ GATE_COUNT = {LSTM: 4, GRU: 3, RNN_TANH: 1, RNN_RELU: 1}
 
 
 if backend.SIMULATOR:
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def grid_barrier():
         cuda.cg.this_grid().sync()  # the simulator's grid is one block: a block barrier
 else:
@@ -49,12 +50,12 @@ else:
     # They still mark the kernel cooperative, so Numba launches it cooperatively.
     from numba.cuda.cg import _grid_group_sync, _this_grid
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def grid_barrier():
         _grid_group_sync(_this_grid())
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def sigmoid(v):
     return float32(1.0) / (float32(1.0) + math.exp(-v))
 
@@ -64,7 +65,7 @@ def device_functions(cell):
     """forward_step, backward_phase_a, backward_phase_b specialised for one cell type."""
     G = GATE_COUNT[cell]
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def lane_roles(ksplit, lanes_over_k):
         """(slot, part, partner stride): the thread's pair slot in a chunk, its share of the dot (k = part,
         part + ksplit, ...), and the thread-index distance between parts of one pair. lanes_over_k puts
@@ -76,7 +77,7 @@ def device_functions(cell):
             return cuda.threadIdx.x // ksplit, cuda.threadIdx.x % ksplit, 1
         return cuda.threadIdx.x % chunk_width, cuda.threadIdx.x // chunk_width, chunk_width
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def reduce_partials(red, acc0, acc1, acc2, acc3, part, ksplit, stride):
         """Sum the ksplit partial sums of each pair through shared memory; every thread must call it."""
         index = cuda.threadIdx.x * 4
@@ -97,7 +98,7 @@ def device_functions(cell):
             step //= 2
         return red[index], red[index + 1], red[index + 2], red[index + 3]
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def cell_update(t, read, write, b, j, H, acc0, acc1, acc2, acc3, gates, b_hn, states, cells, aux, y,
                     lengths):
         """Gates, state and output of sample b, unit j at time t, given its recurrent products acc*."""
@@ -136,7 +137,7 @@ def device_functions(cell):
         states[write, b, j] = h
         y[t, b, j] = h
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def forward_step(s, T, B, H, unit0, units, ksplit, lanes_over_k, w, w_off, w_gs, w_us, w_ks,
                      gates, b_hn, states, cells, aux, y, lengths, reverse, red):
         """Step s (processing order) for units unit0 .. unit0+units-1; weight (g, u, k) at
@@ -195,7 +196,7 @@ def device_functions(cell):
                     cell_update(t, read, write, b1, j, H, acc4, acc5, acc6, acc7, gates, b_hn, states, cells,
                                 aux, y, lengths)
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def backward_phase_a(s, T, B, H, unit0, units, gates, states, cells, aux, grad_y, grad_h, grad_c,
                          grad_gates, grad_hidden, lengths, reverse):
         """Gate gradients of step s for the block's units; grad_h becomes the direct part of dh_prev
@@ -249,7 +250,7 @@ def device_functions(cell):
                     grad_gates[t, b, j] = dh * (float32(1.0) - h * h)
                 grad_h[b, j] = float32(0.0)
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def backward_phase_b(s, T, B, H, unit0, units, ksplit, lanes_over_k, w, w_off, w_rs, w_us, grad_hidden,
                          grad_h, reverse, red):
         """grad_h[b, j] += sum over the G*H gate rows r of grad_hidden[t, b, r] * W_hh[r, j];

@@ -16,10 +16,11 @@ import functools
 
 from numba import cuda, float32
 
+from .device import device_function
 from .rnn_kernels import GATE_COUNT, GRU, PERSISTENT_OPTIONS, REDUCE_SLOTS, device_functions, grid_barrier
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def block_direction(directions, directions_per_block, units):
     """(first direction of this block, its first unit)."""
     blocks_per_direction = cuda.gridDim.x * directions_per_block // directions
