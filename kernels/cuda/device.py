@@ -4,8 +4,8 @@ Numba's IR-level inlining (inline="always") types and lowers a device function a
 Inlined by NVVM instead, each is typed once per signature and the PTX is the same but for a few
 instructions (registers and spills unchanged but for +2 in the persistent recurrent backward kernels,
 still within their launch bounds), while compiling to PTX is up to twice as fast on the 2-core VM: the
-persistent LSTM backward 1.0 -> 0.56 s, the CTC gradient 0.80 -> 0.35 s, all 101 kernels with ptxas
-51.8 -> 40.1 s. Kernels compile when first launched, so this is start-up time of every GPU run.
+persistent LSTM backward 1.0 -> 0.56 s, the CTC gradient 0.80 -> 0.35 s, all 101 kernels
+44.4 -> 33.1 s. Kernels compile when first launched, so this is start-up time of every GPU run.
 The simulator's jit has no forceinline (and nothing to inline).
 """
 from numba import cuda
