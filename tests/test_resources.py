@@ -18,6 +18,7 @@ def test_kernel_resources(label, kernel, signature):
     report = resources.check_kernel(label, kernel, signature)
     assert not report["local_memory"], f"{label}: PTX uses local memory (spills or stack arrays)"
     assert not report["f64"], f"{label}: fp32 kernel contains f64 instructions"
+    assert not report["calls"], f"{label}: calls {report['calls']}: a device function was not inlined"
     if shutil.which("ptxas"):
         assert report["spill_bytes"] == 0, f"{label}: ptxas reports {report['spill_bytes']} spill bytes"
         assert report["registers"] <= 255
@@ -34,3 +35,15 @@ def test_relu_kernels_keep_nan(label, kernel, signature):
     assert len(NAN_KEEPING) == 5
     ptx = resources.compile_ptx(kernel, signature)
     assert not re.search(r"\bmax(\.ftz)?(\.nan)?\.f32", ptx), f"{label}: max.f32 turns a NaN into 0"
+
+
+def test_calls_are_found_in_ptx():
+    """The check behind 'a device function was not inlined': calls with and without a return value, and
+    the grid barrier's runtime calls in a persistent kernel (the only calls allowed)."""
+    ptx = ("call.uni (retval0), \n_ZN6cudapy5numba6helperEf, \n(\nparam0\n);\n"
+           "call.uni \ncudaCGSynchronize, \n(\nparam0, \nparam1\n);\nadd.s32 %r1, %r2, 1;")
+    assert resources.ptx_calls(ptx) == {"_ZN6cudapy5numba6helperEf", "cudaCGSynchronize"}
+    persistent = [k for k in KERNELS if k[0] == "rnn.lstm_persistent_forward"]
+    assert persistent
+    ptx = resources.compile_ptx(*persistent[0][1:])
+    assert resources.ptx_calls(ptx.split(".entry", 1)[-1]) == resources.COOPERATIVE_RUNTIME

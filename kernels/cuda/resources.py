@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import types
 
+COOPERATIVE_RUNTIME = {"cudaCGGetIntrinsicHandle", "cudaCGSynchronize"}   # cuda.cg grid sync, in cudadevrt
 KERNEL_MODULES = ("gemm", "pointwise", "reduce", "norm", "optim", "conv", "pool", "rnn", "ctc")
 TARGET_CC = (9, 0)
 
@@ -101,6 +102,14 @@ def ptxas_report(ptx):
     }
 
 
+_CALL = re.compile(r"\bcall(?:\.uni)?\s+(?:\([^)]*\),\s*)?([A-Za-z_$][\w$]*)")
+
+
+def ptx_calls(ptx):
+    """The names of the functions that PTX calls (`call[.uni] [(ret),] name, (args);`)."""
+    return set(_CALL.findall(ptx))
+
+
 def check_kernel(label, kernel, signature):
     ptx = compile_ptx(kernel, signature)
     body = ptx.split(".entry", 1)[-1]
@@ -108,9 +117,12 @@ def check_kernel(label, kernel, signature):
         "kernel": label,
         "local_memory": bool(re.search(r"\b(ld|st)\.local\b", body)),
         "f64": bool(re.search(r"\.f64\b", body)),
+        # device functions are inlined (device.py): the only calls left are the grid barrier's runtime
+        "calls": sorted(ptx_calls(body) - COOPERATIVE_RUNTIME),
     }
     report.update(ptxas_report(ptx) or {"registers": None, "spill_bytes": None, "shared_bytes": None})
-    report["ok"] = not report["local_memory"] and not report["f64"] and not report["spill_bytes"]
+    report["ok"] = (not report["local_memory"] and not report["f64"] and not report["spill_bytes"]
+                    and not report["calls"])
     return report
 
 
