@@ -45,26 +45,23 @@ def _dispatch_probes(kernel, configured, stream, views):
     }
 
 
-def _with_direct_launcher(launcher, fn):
-    """`fn` run with the direct launcher (then the launcher in force is set back)."""
+def _with_direct_launcher(cuda_launch, fn):
+    """`fn` run through the direct launcher."""
     def run():
-        saved, launcher.launcher = launcher.launcher, "direct"
-        try:
+        with cuda_launch.using_launcher("direct"):
             return fn()
-        finally:
-            launcher.launcher = saved
     return run
 
 
-def _direct_probes(launcher, relu_kernel, x, y):
+def _direct_probes(cuda_launch, relu_kernel, x, y):
     """The same launches through the direct launcher (NUMBANET_LAUNCHER=direct): our launch(), and a whole
     op call. Each probe sets the launcher for its call only."""
     import kernels
 
     return {
         "launch(relu_kernel, ...), direct": _with_direct_launcher(
-            launcher, lambda: launcher.launch(relu_kernel, 256, 256, x, y)),
-        "kernels.relu(x), direct": _with_direct_launcher(launcher, lambda: kernels.relu(x)),
+            cuda_launch, lambda: cuda_launch.launch(relu_kernel, 256, 256, x, y)),
+        "kernels.relu(x), direct": _with_direct_launcher(cuda_launch, lambda: kernels.relu(x)),
     }
 
 
@@ -95,13 +92,13 @@ def main():
     from numba import cuda
 
     import kernels
-    from kernels.cuda import launch as launcher
+    from kernels.cuda import launch as cuda_launch
     from kernels.cuda.pointwise import relu_kernel
 
     x = cupy.random.random(1 << 16, dtype=cupy.float32)
     y = cupy.empty_like(x)
-    stream = launcher.current_stream()
-    vx, vy = launcher.device_view(x), launcher.device_view(y)
+    stream = cuda_launch.current_stream()
+    vx, vy = cuda_launch.device_view(x), cuda_launch.device_view(y)
     configured = relu_kernel[256, 256, stream, 0]
     interface = x.__cuda_array_interface__
     a = cupy.random.random((64, 64), dtype=cupy.float32)
@@ -110,23 +107,23 @@ def main():
     probe = {
         "cupy.empty(65536)": lambda: cupy.empty(1 << 16, dtype=cupy.float32),
         "x.reshape(-1)": lambda: x.reshape(-1),
-        "current_stream()": launcher.current_stream,
-        "device_view, cached": lambda: launcher.device_view(x),
+        "current_stream()": cuda_launch.current_stream,
+        "device_view, cached": lambda: cuda_launch.device_view(x),
         "from_cuda_array_interface": lambda: cuda.from_cuda_array_interface(interface, owner=None, sync=False),
         "kernel[grid, block, stream, 0]": lambda: relu_kernel[256, 256, stream, 0],
         "configured(view, view)": lambda: configured(vx, vy),
         "configured(cupy, cupy)": lambda: configured(x, y),
-        "launch(relu_kernel, ...)": lambda: launcher.launch(relu_kernel, 256, 256, x, y),
+        "launch(relu_kernel, ...)": lambda: cuda_launch.launch(relu_kernel, 256, 256, x, y),
         "cupy x * 2 (reference)": lambda: x * 2,
         "kernels.relu(x)": lambda: kernels.relu(x),
         "kernels.matmul 64^3": lambda: kernels.matmul(a, a),
         "kernels.conv2d 16x32x12x120 k64": lambda: kernels.conv2d(images, weight, None, padding=1),
     }
     probe.update(_dispatch_probes(relu_kernel, configured, stream, (vx, vy)))
-    probe.update(_direct_probes(launcher, relu_kernel, x, y))
+    probe.update(_direct_probes(cuda_launch, relu_kernel, x, y))
     cnn_step = _cnn_training_step()
     probe["CNN training step, eager (b64)"] = cnn_step
-    probe["CNN training step, eager, direct"] = _with_direct_launcher(launcher, cnn_step)
+    probe["CNN training step, eager, direct"] = _with_direct_launcher(cuda_launch, cnn_step)
     rows = []
     for name, fn in probe.items():
         try:
@@ -149,6 +146,7 @@ def main():
     print(f"{'host cost of one call':40s} {'us':>8s}")
     for name, us in rows:
         print(f"{name:40s} {us:8.1f}")
+    print(f"direct launcher: {cuda_launch.replay_summary()}")
 
 
 if __name__ == "__main__":

@@ -166,16 +166,16 @@ def _peak_cupy_bytes(step, inputs, base):
     return peak[0] - base
 
 
-def _with_launcher(name, step):
-    """`step` run with kernels/cuda/launch.py's launcher set to `name` (then set back)."""
+def _direct_launcher_step(step, extra):
+    """`step` through the direct launcher (kernels/cuda/launch.py); `extra` (the row's) records the launcher
+    really in force, which says so if replaying fell back to Numba."""
     from kernels.cuda import launch
 
     def run(*inputs):
-        saved, launch.launcher = launch.launcher, name
-        try:
-            return step(*inputs)
-        finally:
-            launch.launcher = saved
+        with launch.using_launcher("direct"):
+            result = step(*inputs)
+        extra["launcher"] = launch.launcher_in_force()
+        return result
     return run
 
 
@@ -214,10 +214,12 @@ def cases(device, quick=False):
                          note="Adam step; PyTorch twin with our initial weights"))
         if device == "cuda":
             # the same eager step through the direct launcher (kernels/cuda/launch.py; opt-in until measured)
+            direct_extra = {"batch": batch}
             rows.append(Case(label=f"{label}, b{batch}, direct launcher", make_inputs=make,
-                             ours=lambda *inputs, step=_with_launcher("direct", ours_step), count=count:
+                             ours=lambda *inputs, step=_direct_launcher_step(ours_step, direct_extra), count=count:
                              step(*inputs[:count]), vendor=vendor, vendor_name="torch (same model)",
-                             samples=batch, note="the Adam step, launched with NUMBANET_LAUNCHER=direct"))
+                             samples=batch, extra=direct_extra,
+                             note="the Adam step through the direct launcher (see the row's launcher)"))
             captured = nn.capture(ours_step)
             try:
                 captured(*make(xp, 0)[:count])   # eager warm-up

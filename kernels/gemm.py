@@ -36,8 +36,8 @@ def matmul(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None,
     `out` receives the result (and is read as C when beta != 0, so it must be given then); `bias`
     has shape (N,) and is added after alpha/beta; `activation` in (None, 'relu', 'tanh', 'sigmoid')
     is applied last. Returns the result (`out` itself when given). On the GPU `out` must not
-    overlap `a` or `b`. For the lowest launch cost pass the stored arrays with trans flags rather
-    than fresh transposed views (views of the same array objects are cached between calls).
+    overlap `a` or `b`. A transposed view (x.T) costs no copy: it is passed as the C-contiguous array
+    it views, with the trans flag flipped.
     """
     device = backend.device_of("matmul", a, b, out, bias)
     dtype = float_dtype("matmul", device, a=a, b=b, out=out, bias=bias)

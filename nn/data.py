@@ -140,10 +140,11 @@ class DigitAugment:
         y0, x0 = np.floor(source_y), np.floor(source_x)
         wy, wx = (source_y - y0).astype(np.float32), (source_x - x0).astype(np.float32)
         # flat offsets of the top-left neighbours: one 1-D gather per corner, not 3-D fancy indexing
-        corner = (np.arange(m)[:, None, None] * 121 + (y0.astype(np.int64) + 1) * 11 + x0.astype(np.int64) + 1)
+        row, image = padded.shape[2], padded.shape[1] * padded.shape[2]
+        corner = np.arange(m)[:, None, None] * image + (y0.astype(np.int64) + 1) * row + x0.astype(np.int64) + 1
         flat = padded.ravel()
         out = ((1 - wy) * ((1 - wx) * flat[corner] + wx * flat[corner + 1])
-               + wy * ((1 - wx) * flat[corner + 11] + wx * flat[corner + 12]))
+               + wy * ((1 - wx) * flat[corner + row] + wx * flat[corner + row + 1]))
         if exponent is not None:
             out = out ** exponent[:, None, None]
         return np.clip(out, 0.0, 1.0).astype(np.float32)

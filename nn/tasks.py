@@ -142,7 +142,7 @@ class StripTask(_Task):
         training digits each epoch, drawn from the run's seed and the epoch (so --resume redraws them).
 
         The next epoch's strips are drawn in a background thread meanwhile (about 1 s a time on a 2-core VM,
-        a third of it in the Python layout loop that holds the GIL): the same strips, mostly off the
+        about 0.25 s of it in the Python layout loop, which holds the GIL): the same strips, mostly off the
         training loop's path."""
         if epoch < STRIP_FRESH_FROM:
             return split

@@ -56,7 +56,7 @@ def jit_options(config):
 @functools.lru_cache(maxsize=None)
 def tile_steps(config, check_columns):
     """(multiply_slice, store_slice): the inner steps the three conv kernels share, as inline device
-    functions specialised for one TileConfig (inlined at the IR level: the same code as written out).
+    functions specialised for one TileConfig (inlined by NVVM, kernels/cuda/device.py).
     check_columns: whether a thread's B columns may run past BN (else the bound check is left out)."""
     BM, BN, BK, TM, TN = config
     layout = tile_layout(config)

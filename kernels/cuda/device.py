@@ -2,11 +2,15 @@
 
 Numba's IR-level inlining (inline="always") types and lowers a device function again at every call site.
 Inlined by NVVM instead, each is typed once per signature and the PTX is the same but for a few
-instructions (registers and spills unchanged but for +2 in the persistent recurrent backward kernels,
-still within their launch bounds), while compiling to PTX is up to twice as fast on the 2-core VM: the
-persistent LSTM backward 1.0 -> 0.56 s, the CTC gradient 0.80 -> 0.35 s, all 101 kernels
-44.4 -> 33.1 s. Kernels compile when first launched, so this is start-up time of every GPU run.
-The simulator's jit has no forceinline (and nothing to inline).
+instructions (registers the same but for the persistent recurrent backward kernels, 124-125 -> 127 of
+their 128, and the CTC gradient, 58 -> 56; no spills), while compiling to PTX is up to twice as fast on
+the 2-core VM: the persistent LSTM backward 1.0 -> 0.56 s, the CTC gradient 0.80 -> 0.35 s, all 101
+kernels 44.4 -> 33.1 s. Kernels compile when first launched, so this is start-up time of every GPU run.
+
+A device function is compiled with its own options, not its caller's: without fastmath, whatever the
+kernel's (inlined at the IR level it took the kernel's, e.g. the fast exp). None of ours calls math.*
+from a fastmath kernel (their PTX has the same exp, log, reciprocal and fma counts as before); one that
+should must say so. The simulator's jit has no forceinline (and nothing to inline).
 """
 from numba import cuda
 

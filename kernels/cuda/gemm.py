@@ -64,8 +64,8 @@ def gemm_kernel(config, trans_a, trans_b):
 
     @cuda.jit(**jit_options(THREADS))
     def kernel(a, b, c, bias, workspace, counters, alpha, beta, epilogue, splits):
-        # Helpers are written inline: device functions need a GPU to compile, and the resource check
-        # compiles these kernels on machines without one. Branches on trans_a/trans_b are constants.
+        # Everything is written out in the body (no device functions). Branches on trans_a/trans_b are
+        # compile-time constants.
         M, N = c.shape[1], c.shape[2]
         K = a.shape[1] if trans_a else a.shape[2]
         tid = cuda.threadIdx.x
@@ -284,8 +284,8 @@ _scratch = {}   # (array module, stream pointer) -> split-K workspace and tile c
 def _buffers(workspace_size, counter_size):
     """Per-stream split-K workspace and tile counters (counters start at 0 and the kernel resets them).
 
-    A launch that needs neither gets fixed one-element stand-ins rather than the grown buffers, so its
-    arguments keep one layout whatever larger GEMMs ran before (the direct launcher keys on layouts)."""
+    A buffer that a launch does not use is a fixed one-element stand-in rather than the grown one, so the
+    launch's arguments keep one layout whatever larger GEMMs ran before (the direct launcher keys on them)."""
     xp = backend.cupy_module() or np
     key = (xp.__name__, 0 if xp is np else xp.cuda.get_current_stream().ptr)
     buffers = _scratch.get(key)

@@ -15,6 +15,7 @@ of a kernel for one launch shape and argument layout goes through Numba, which c
 its arguments; later launches replay that packing with only the data pointers and scalar values
 replaced, straight to cuda.core's launch (Numba's dispatch, typing and per-argument packing skipped).
 """
+import contextlib
 import ctypes
 import os
 import warnings
@@ -23,6 +24,9 @@ import numpy as np
 from cuda.core import LaunchConfig, launch as core_launch
 from numba import cuda
 from numba.core.errors import NumbaPerformanceWarning
+from numba.cuda import types                          # the types Numba packs by (numba-cuda 0.30)
+from numba.cuda._compat import CUDA_CORE_GE_1_0
+from numba.cuda.typing.typeof import Purpose, typeof
 
 from .. import backend
 
@@ -82,7 +86,7 @@ def launch(kernel, grid, block, *args, shared_bytes=0):
         if len(_configured) >= CACHE_LIMIT:
             _configured.clear()
         configured = _configured[key] = kernel[grid, block, stream, shared_bytes]
-    if launcher == "direct":
+    if launcher == "direct" and _replay_failed is None:
         _launch_direct(configured, key, args)
     else:
         configured(*[device_view(a) for a in args])
@@ -100,8 +104,36 @@ def launcher_from_environment():
 
 
 launcher = launcher_from_environment()   # read once: the per-launch path must not look it up
+_replay_failed = None   # why replaying Numba's launches failed (then every launch goes through Numba)
+_replays = {}           # (configured key, argument layouts) -> ReplayedLaunch, or None: through Numba
 
-_plans = {}   # (configured key, argument layouts) -> ReplayedLaunch, or None: always through Numba
+
+@contextlib.contextmanager
+def using_launcher(name):
+    """Launch through `name` ('numba' or 'direct') inside the block (benchmarks and tests compare them)."""
+    global launcher
+    if name not in LAUNCHERS:
+        raise ValueError(f"using_launcher: expected one of {LAUNCHERS}, got {name!r}")
+    saved, launcher = launcher, name
+    try:
+        yield
+    finally:
+        launcher = saved
+
+
+def launcher_in_force():
+    """'numba', 'direct', or why the direct launcher fell back to Numba: for benchmark reports."""
+    if launcher == "direct" and _replay_failed is not None:
+        return f"numba (direct replay failed: {_replay_failed})"
+    return launcher
+
+
+def replay_summary():
+    """How many launch layouts the direct launcher replays and how many it left to Numba, and why it
+    stopped, if it did: printed by the host profile next to its figures."""
+    replayed = sum(replay is not None for replay in _replays.values())
+    text = f"{replayed} launch layouts replayed, {len(_replays) - replayed} left to Numba"
+    return text if _replay_failed is None else f"{text}; replaying stopped: {_replay_failed}"
 
 
 def _layout_of(value):
@@ -114,18 +146,18 @@ def _layout_of(value):
 def _launch_direct(configured, key, args):
     layout = key + tuple(_layout_of(a) for a in args)
     try:
-        plan = _plans[layout]
+        replay = _replays[layout]
     except KeyError:
-        if len(_plans) >= CACHE_LIMIT:
-            _plans.clear()
+        if len(_replays) >= CACHE_LIMIT:
+            _replays.clear()
         views = [device_view(a) for a in args]
         configured(*views)   # compiles when needed; this launch goes through Numba
-        _plans[layout] = ReplayedLaunch.from_numba(configured, args, views)
+        _replays[layout] = ReplayedLaunch.from_numba(configured, args, views)
         return
-    if plan is None:
+    if replay is None:
         configured(*[device_view(a) for a in args])
     else:
-        plan.launch(args)
+        replay.launch(args)
 
 
 def _cupy_pointer(array):
@@ -146,19 +178,20 @@ class ReplayedLaunch:
     new pointers and scalars. Numba packs an array as (meminfo, parent, size, itemsize, data pointer,
     shape..., strides...) and a scalar as one ctypes value; only the pointer and the scalar change."""
     POINTER_OFFSET = 4
+    SCALAR_TYPES = (types.Integer, types.Boolean)   # and float32 / float64 (not float16: packed as bits)
 
     def __init__(self, function, config, stream, template, pointer_slots, scalar_slots):
         self.function, self.config, self.stream = function, config, stream
         self.template = template            # Numba's packed arguments of the first launch
         self.pointer_slots = pointer_slots  # (index in template, argument position, pointer getter)
-        self.scalar_slots = scalar_slots    # (index in template, argument position, type to pack with)
+        self.scalar_slots = scalar_slots    # (index in template, argument position, ctypes type or bool)
 
     @classmethod
-    def plan(cls, compiled, args, views, stream):
+    def packing(cls, compiled, args, views, stream):
         """(template, pointer slots, scalar slots) from `compiled._prepare_args`, or None for an argument
-        this replay does not handle (records, tuples, complex numbers, host arrays). The slots are checked to give back
-        the template from `args`, so a pointer or scalar in a place other than expected is never replayed."""
-        from numba.cuda import types
+        this replay does not handle (records, tuples, complex or half numbers, host arrays). The slots are
+        checked to give back the template from `args`, so a pointer or scalar in a place other than
+        expected is never replayed."""
         template, pointer_slots, scalar_slots = [], [], []
         for position, (numba_type, arg, view) in enumerate(zip(compiled.argument_types, args, views)):
             start = len(template)
@@ -171,25 +204,25 @@ class ReplayedLaunch:
                 else:
                     return None
                 pointer_slots.append((start + cls.POINTER_OFFSET, position, getter))
-            elif isinstance(numba_type, (types.Integer, types.Float, types.Boolean)) and len(template) == start + 1:
+            elif ((isinstance(numba_type, cls.SCALAR_TYPES) or numba_type in (types.float32, types.float64))
+                  and len(template) == start + 1):
                 scalar_slots.append((start, position, type(template[start])))
             else:
                 return None
-        plan = template, tuple(pointer_slots), tuple(scalar_slots)
-        replayed = cls.packed_from(*plan, args)
+        packing = template, tuple(pointer_slots), tuple(scalar_slots)
+        replayed = cls.packed_from(*packing, args)
         if [_packed_value(a) for a in replayed] != [_packed_value(a) for a in template]:
             return None
-        return plan
+        return packing
 
     @classmethod
     def from_numba(cls, configured, args, views):
         """The replay of the launch `configured(*views)` just made, or None where the kernel must keep going
         through Numba (a launch-configuration-sensitive or debug kernel, an argument the replay does not
-        reproduce, or an overload Numba chose by converting a scalar's type); any error from Numba or
-        cuda.core internals that differ from numba-cuda 0.30's turns the direct launcher off, with a warning."""
-        global launcher
+        reproduce, or an overload Numba chose by converting a scalar's type). Any error from Numba or
+        cuda.core internals that differ from numba-cuda 0.30's turns replaying off, with a warning."""
+        global _replay_failed
         try:
-            from numba.cuda.typing.typeof import Purpose, typeof
             dispatcher = configured.dispatcher
             compiled = dispatcher.overloads.get(tuple(typeof(v, Purpose.argument) for v in views))
             if compiled is None and dispatcher.specialized:
@@ -197,15 +230,15 @@ class ReplayedLaunch:
             if (compiled is None or compiled.launch_config_sensitive or compiled.debug or compiled.extensions
                     or configured.pre_launch_callbacks):
                 return None
-            plan = cls.plan(compiled, args, views, configured.stream)
-            if plan is None:
+            packing = cls.packing(compiled, args, views, configured.stream)
+            if packing is None:
                 return None
             return cls(compiled._codelibrary.get_cufunc().kernel, _launch_config(configured, compiled),
-                       configured.stream, *plan)
+                       configured.stream, *packing)
         except Exception as error:   # the launch itself went through Numba: never fail the op here
+            _replay_failed = repr(error)
             warnings.warn(f"NUMBANET_LAUNCHER=direct: cannot replay Numba's launches with this numba-cuda / "
                           f"cuda.core ({error!r}); kernels launch through Numba", RuntimeWarning, stacklevel=3)
-            launcher = "numba"
             return None
 
     @staticmethod
@@ -213,8 +246,8 @@ class ReplayedLaunch:
         arguments = list(template)
         for slot, position, pointer in pointer_slots:
             arguments[slot] = pointer(args[position])
-        for slot, position, kind in scalar_slots:
-            arguments[slot] = kind(args[position])
+        for slot, position, pack_as in scalar_slots:
+            arguments[slot] = pack_as(args[position])
         return arguments
 
     def launch(self, args):
@@ -224,7 +257,6 @@ class ReplayedLaunch:
 
 def _launch_config(configured, compiled):
     """cuda.core's LaunchConfig as Numba builds it for this launch (its keyword changed in cuda.core 1.0)."""
-    from numba.cuda._compat import CUDA_CORE_GE_1_0
     cooperative = {"is_cooperative" if CUDA_CORE_GE_1_0 else "cooperative_launch": compiled.cooperative}
     return LaunchConfig(grid=configured.griddim, block=configured.blockdim, shmem_size=configured.sharedmem,
                         **cooperative)

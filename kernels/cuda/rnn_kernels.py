@@ -46,8 +46,9 @@ if backend.SIMULATOR:
         cuda.cg.this_grid().sync()  # the simulator's grid is one block: a block barrier
 else:
     # The intrinsics behind cuda.cg.this_grid().sync() (numba-cuda 0.30), called directly: the public
-    # overloads compile a device function, which needs a GPU, so the PTX check could not run without one.
-    # They still mark the kernel cooperative, so Numba launches it cooperatively.
+    # overloads compile a device function for the current GPU, which the PTX check could not do without
+    # one before resources.py compiled device functions for its target itself. They still mark the kernel
+    # cooperative, so Numba launches it cooperatively.
     from numba.cuda.cg import _grid_group_sync, _this_grid
 
     @device_function

@@ -9,6 +9,7 @@ import nn
 from kernels.cuda import conv_winograd, launch, rnn as cuda_rnn
 from nn import models
 from tests.gpu.test_capture_gpu import make_training
+from tests.gpu.test_models_gpu import LOSS_TOLERANCE
 from tests.oracle import assert_close
 
 STEPS = 3
@@ -63,34 +64,47 @@ def run_steps(case, which, monkeypatch, after_step=lambda index: None):
     return np.array(losses, np.float32), {k: cupy.asnumpy(v) for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_direct_launches_train_as_numba_launches_do(case, monkeypatch):
-    # The Numba pass first: it also grows gemm's shared split-K workspace to its full size, so no plan of the
-    # direct pass is keyed on a workspace that a later, larger GEMM of its first step replaces.
-    numba_losses, numba_weights = run_steps(case, "numba", monkeypatch)
-    monkeypatch.setattr(launch, "_plans", {})
-    replayed, first_step_plans = set(), {}
+def _count_replays(monkeypatch):
+    """The ids of the ReplayedLaunch objects that launch from now on (the launches not sent through Numba)."""
+    replayed = set()
     original = launch.ReplayedLaunch.launch
     monkeypatch.setattr(launch.ReplayedLaunch, "launch",
                         lambda self, args: (replayed.add(id(self)), original(self, args)))
-    direct_losses, direct_weights = run_steps(
-        case, "direct", monkeypatch, after_step=lambda index: index == 0 and first_step_plans.update(launch._plans))
-    assert launch.launcher == "direct", "the direct launcher gave up (see the warning)"
-    left_to_numba = [key[0] for key, plan in launch._plans.items() if plan is None]
+    monkeypatch.setattr(launch, "_replays", {})
+    monkeypatch.setattr(launch, "_replay_failed", None)
+    return replayed
+
+
+def _assert_every_launch_replayable():
+    assert launch._replay_failed is None, f"the direct launcher gave up: {launch._replay_failed}"
+    left_to_numba = [key[0] for key, replay in launch._replays.items() if replay is None]
     assert not left_to_numba, f"launches not replayed: {left_to_numba}"
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_direct_launches_train_as_numba_launches_do(case, monkeypatch):
+    # The Numba pass first: it also grows gemm's shared split-K workspace to its full size, so no replay of
+    # the direct pass is keyed on a workspace that a later, larger GEMM of its first step replaces.
+    numba_losses, numba_weights = run_steps(case, "numba", monkeypatch)
+    replayed, first_step_replays = _count_replays(monkeypatch), {}
+    direct_losses, direct_weights = run_steps(
+        case, "direct", monkeypatch,
+        after_step=lambda index: index == 0 and first_step_replays.update(launch._replays))
+    _assert_every_launch_replayable()
     # the later steps launch what the first did: each of those launches was replayed, not sent through Numba
-    assert first_step_plans and all(id(plan) in replayed for plan in first_step_plans.values())
+    assert first_step_replays and all(id(replay) in replayed for replay in first_step_replays.values())
     # the same kernels on the same data: only atomic sums may round differently
-    assert_close(direct_losses, numba_losses, np.float32, rtol=1e-5, atol=1e-6)
+    assert_close(direct_losses, numba_losses, np.float32, **LOSS_TOLERANCE)
     for name, weight in numba_weights.items():
         assert_close(direct_weights[name], weight, np.float32, rtol=1e-4, atol=1e-5)
 
 
 def test_a_step_captured_under_the_direct_launcher_replays_as_eager_steps_run(monkeypatch):
     import cupy
-    monkeypatch.setattr(launch, "_plans", {})
     losses = {}
     for which in ("numba", "direct"):
+        if which == "direct":
+            replayed = _count_replays(monkeypatch)
         monkeypatch.setattr(launch, "launcher", which)
         _, _, _, step = make_training(lambda: models.CNN(channels=(8, 16), hidden=32), "SGD",
                                       dict(lr=0.05, momentum=0.9))
@@ -100,4 +114,7 @@ def test_a_step_captured_under_the_direct_launcher_replays_as_eager_steps_run(mo
         for _ in range(6):
             inputs = nn.Tensor(cupy.asarray(rng.random((16, 1, 8, 8), dtype=np.float32)))
             losses[which].append(float(run(inputs, cupy.asarray(rng.integers(0, 10, 16))).numpy()))
-    assert_close(np.float32(losses["direct"]), np.float32(losses["numba"]), np.float32, rtol=1e-5, atol=1e-6)
+    assert run.captured
+    _assert_every_launch_replayable()
+    assert replayed   # the captured launches were replays (the eager warm-up made them)
+    assert_close(np.float32(losses["direct"]), np.float32(losses["numba"]), np.float32, **LOSS_TOLERANCE)

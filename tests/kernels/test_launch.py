@@ -6,7 +6,10 @@ import ctypes
 import numpy as np
 import pytest
 
-pytest.importorskip("numba.cuda.dispatcher", reason="numba-cuda's dispatcher (not the simulator's)")
+from kernels import backend
+
+if backend.SIMULATOR:
+    pytest.skip("numba-cuda's dispatcher, not the simulator's", allow_module_level=True)
 from numba.cuda import types                                                  # noqa: E402
 from numba.cuda.cudadrv.devicearray import _StridedLayoutShim, _StridedMemoryViewShim   # noqa: E402
 from numba.cuda.dispatcher import _Kernel                                     # noqa: E402
@@ -61,9 +64,9 @@ def _arguments(pointers, count, scale, flag):
 def test_replaying_numba_packing_with_new_pointers_and_scalars_gives_numba_packing():
     compiled = _Compiled(ARGUMENT_TYPES)
     first = _arguments((0x7000, 0x8000, 0x9000), 3, 0.5, True)
-    plan = launch.ReplayedLaunch.plan(compiled, first, first, 0)
-    assert plan is not None
-    template, pointer_slots, scalar_slots = plan
+    packing = launch.ReplayedLaunch.packing(compiled, first, first, 0)
+    assert packing is not None
+    template, pointer_slots, scalar_slots = packing
     assert len(pointer_slots) == 3 and len(scalar_slots) == 4
     later = _arguments((0x17000, 0x18000, 0x19000), 41, -1.25, False)
     replayed = launch.ReplayedLaunch.packed_from(template, pointer_slots, scalar_slots, later)
@@ -73,15 +76,16 @@ def test_replaying_numba_packing_with_new_pointers_and_scalars_gives_numba_packi
 
 
 def test_a_packing_the_replay_does_not_reproduce_is_left_to_numba():
-    """Were Numba to pack the data pointer elsewhere, the plan's self-check refuses it."""
+    """Were Numba to pack the data pointer elsewhere, the packing's self-check refuses it; half floats
+    (packed as their bits) and complex numbers are not replayed either."""
     def pointer_last(self, ty, val, stream, retr, kernelargs):
         _Kernel._prepare_args(self, ty, val, stream, retr, kernelargs)
         if isinstance(ty, types.Array):
             kernelargs.append(kernelargs.pop(len(kernelargs) - 1 - 2 * ty.ndim))  # the pointer to the end
     args = _arguments((0x7000, 0x8000, 0x9000), 3, 0.5, True)
-    assert launch.ReplayedLaunch.plan(_Compiled(ARGUMENT_TYPES, pointer_last), args, args, 0) is None
-    complex_args = (np.complex64(1 + 2j),)
-    assert launch.ReplayedLaunch.plan(_Compiled((types.complex64,)), complex_args, complex_args, 0) is None
+    assert launch.ReplayedLaunch.packing(_Compiled(ARGUMENT_TYPES, pointer_last), args, args, 0) is None
+    for numba_type, value in ((types.complex64, np.complex64(1 + 2j)), (types.float16, np.float16(1.5))):
+        assert launch.ReplayedLaunch.packing(_Compiled((numba_type,)), (value,), (value,), 0) is None
 
 
 def test_argument_layouts_tell_apart_what_numba_compiles_or_packs_differently():
@@ -99,3 +103,20 @@ def test_an_unknown_launcher_is_an_error(monkeypatch):
         launch.launcher_from_environment()
     monkeypatch.setenv("NUMBANET_LAUNCHER", "direct")
     assert launch.launcher_from_environment() == "direct"
+
+
+def test_using_launcher_sets_the_launcher_for_its_block_only(monkeypatch):
+    assert launch.launcher_in_force() == launch.launcher
+    monkeypatch.setattr(launch, "_replays", {"a": None, "b": object(), "c": object()})
+    assert launch.replay_summary() == "2 launch layouts replayed, 1 left to Numba"
+    monkeypatch.setattr(launch, "_replay_failed", "AttributeError('x')")
+    assert launch.replay_summary().endswith("replaying stopped: AttributeError('x')")
+    with launch.using_launcher("direct"):
+        assert launch.launcher_in_force() == "numba (direct replay failed: AttributeError('x'))"
+    monkeypatch.setattr(launch, "_replay_failed", None)
+    with launch.using_launcher("direct"):
+        assert launch.launcher == "direct"
+    assert launch.launcher == launch.launcher_from_environment()
+    with pytest.raises(ValueError, match="using_launcher: expected one of"):
+        with launch.using_launcher("fast"):
+            pass
