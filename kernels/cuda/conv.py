@@ -8,7 +8,6 @@ chosen from the GEMM's row count (output channels per group, or input channels f
 """
 from numba import float32, int64
 
-from .. import backend
 from . import conv_winograd as winograd
 from .conv_backward_data import backward_data_kernel, phase_taps
 from .conv_forward import CONFIGS, THREADS, choose_config, forward_kernel
@@ -32,11 +31,6 @@ def _flat(array):
     return array.reshape(-1)
 
 
-def _placeholder(like):
-    """A one-element array standing in for an absent bias (kernels take a fixed argument list)."""
-    return backend.array_module(like).zeros(1, like.dtype)
-
-
 def _geometry_arguments(x_shape, weight_shape, out_hw, stride, padding, dilation, groups):
     n, c, h, w = x_shape
     k, _, r, s = weight_shape
@@ -54,7 +48,9 @@ def conv2d(x, weight, bias, y, stride, padding, dilation, groups):
     kernel = forward_kernel(config)
     grid = (ceil_div(columns, config.block_cols), ceil_div(k_group, config.block_rows), groups)
     has_bias = 0 if bias is None else 1
-    bias = _placeholder(x) if bias is None else bias
+    # An absent bias: the kernels take a fixed argument list and read bias only when has_bias, so any
+    # float32 array stands in (no allocation and fill on every call).
+    bias = _flat(weight) if bias is None else bias
     launch(kernel, grid, THREADS, _flat(x), _flat(weight), bias, _flat(y),
            *_geometry_arguments(x.shape, weight.shape, y.shape[2:], stride, padding, dilation, groups), has_bias)
 
