@@ -18,7 +18,10 @@ from .device import device_function
 from .launch import ceil_div, launch_1d
 
 CHUNK_BYTES = 32 * 2**20     # largest transformed buffer (16 x channels x tiles floats) of one chunk
-MIN_CHANNELS = 64            # as measured on the CPU (fewer: the transforms dominate); unmeasured on a GPU
+# Measured on an H100 (benchmarks/RESULTS.md): Winograd wins from 256 channels in and out (fwd+bwd 1.5-1.9x
+# faster than the implicit GEMM) and loses at 128 and 64 (0.7-0.9x), where the transforms' memory traffic
+# outweighs the multiplies saved.
+MIN_CHANNELS = 256
 HALF = float32(0.5)
 ZERO = float32(0.0)
 ALGORITHMS = ("winograd", "implicit")

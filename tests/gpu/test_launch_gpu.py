@@ -1,4 +1,4 @@
-"""The direct launcher (NUMBANET_LAUNCHER=direct, kernels/cuda/launch.py) on a real GPU: training steps of
+"""The direct launcher (the default, kernels/cuda/launch.py) on a real GPU: training steps of
 the three models and of the per-step LSTM path give the losses and weights they give through Numba's
 launcher, every kernel they launch is replayed after its first launch (none is left to Numba), and a step
 captured into a CUDA graph under it replays as the eager steps run. Needs a GPU (skipped elsewhere)."""
@@ -9,7 +9,7 @@ import nn
 from kernels.cuda import conv_winograd, launch, rnn as cuda_rnn
 from nn import models
 from tests.gpu.test_capture_gpu import make_training
-from tests.gpu.test_models_gpu import LOSS_TOLERANCE
+from tests.gpu.test_models_gpu import LOSS_TOLERANCE, WEIGHT_TOLERANCE
 from tests.oracle import assert_close
 
 STEPS = 3
@@ -96,7 +96,7 @@ def test_direct_launches_train_as_numba_launches_do(case, monkeypatch):
     # the same kernels on the same data: only atomic sums may round differently
     assert_close(direct_losses, numba_losses, np.float32, **LOSS_TOLERANCE)
     for name, weight in numba_weights.items():
-        assert_close(direct_weights[name], weight, np.float32, rtol=1e-4, atol=1e-5)
+        assert_close(direct_weights[name], weight, np.float32, **WEIGHT_TOLERANCE, name=name)
 
 
 def test_a_step_captured_under_the_direct_launcher_replays_as_eager_steps_run(monkeypatch):

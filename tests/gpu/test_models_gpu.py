@@ -129,6 +129,11 @@ CAPTURE_CASES = {
 # The conv weight and bias gradients are summed with atomic adds (kernels/cuda/conv_weight.py), so two
 # runs of the same step differ by float32 rounding: losses are compared at 1e-4, not bit for bit.
 LOSS_TOLERANCE = dict(rtol=1e-4, atol=1e-6)
+# Weights after a few steps: the rounding of one step's sums moves the next step's activations, and
+# batch norm and CTC carry that into every gradient. A CRNN's first conv weights, three or four SGD steps
+# in, differed by up to 1.4e-5 (6e-4 relative) between two runs on an H100; a wrong pointer or scalar
+# moves them by the size of the weights themselves.
+WEIGHT_TOLERANCE = dict(rtol=1e-3, atol=1e-4)
 
 
 def biases_cancelled_by_batch_norm(model):
@@ -244,4 +249,4 @@ def test_captured_crnn_ctc_steps_agree_with_eager_steps():
         assert_close(np.float32(captured_loss), np.float32(eager_loss), np.float32, **LOSS_TOLERANCE,
                      name=f"loss at step {index}")
     for (key, p), (_, q) in zip(eager_model.named_parameters(), captured_model.named_parameters()):
-        assert_close(q.data, p.data, np.float32, rtol=1e-4, atol=1e-5, name=key)
+        assert_close(q.data, p.data, np.float32, **WEIGHT_TOLERANCE, name=key)

@@ -36,4 +36,7 @@ def test_captured_training_epoch_matches_eager_epoch(tmp_path, model, extra):
         if key in noisy:  # seven Adam steps of at most lr each, steered by rounding noise
             assert float(abs(p.data - q.data).max()) <= 7 * eager.settings["lr"], key
             continue
-        assert_close(q.data, p.data, np.float32, rtol=1e-3, atol=1e-4, name=key)
+        # Adam divides each gradient by its own RMS, so rounding noise moves weights with small gradients
+        # by a fraction of lr a step: seven steps of the CRNN moved its first conv's by up to 1.9e-4
+        # (lr/10) between two runs on an H100. Replaying a wrong batch moves them by several lr.
+        assert_close(q.data, p.data, np.float32, rtol=1e-3, atol=eager.settings["lr"] / 4, name=key)
