@@ -17,7 +17,8 @@ def available_suites():
     return names
 
 
-def run(suites, device="auto", output_dir="bench-results", plot=False, quick=False, repeats=15):
+def run(suites, device="auto", output_dir="bench-results", plot=False, quick=False, repeats=15, only=None):
+    """Run the named suites (all by default); `only`: keep the cases whose label contains that text."""
     from . import harness
     device = harness.device_for_benchmarks(device)
     if device == "cpu":  # as `numbanet train` does on the CPU; process-wide, so PyTorch gets it too
@@ -29,6 +30,11 @@ def run(suites, device="auto", output_dir="bench-results", plot=False, quick=Fal
             raise SystemExit(f"bench: unknown suite {name!r}; choose from {', '.join(available_suites())}")
         module = importlib.import_module(f"benchmarks.{name}")
         cases = module.cases(device, quick=quick)
+        if only:
+            cases = [case for case in cases if only in case.label]
+            if not cases:
+                print(f"bench {name}: no case label contains {only!r}; skipped")
+                continue
         reports.append(harness.run_suite(name, cases, device, output_dir=output_dir, plot=plot,
                                          repeats=repeats,
                                          measure_host_cost=getattr(module, "MEASURE_HOST_COST", False)))

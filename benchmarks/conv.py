@@ -55,10 +55,19 @@ def _algorithm(name):
         conv_winograd.force_algorithm = saved
 
 
-def _winograd_layer(shape):
+COMPARED_FROM = 64   # channels from which the GPU rows run both algorithms (fewer: the implicit GEMM, clearly)
+
+
+def _winograd_layer(shape, chosen=False):
+    """Whether both algorithms are timed for the layer (chosen=True: whether Winograd takes it when nothing
+    is forced)."""
     _, _, c, h, w, k, size, stride, padding = shape
     out_hw = ((h + 2 * padding - size) // stride + 1, (w + 2 * padding - size) // stride + 1)
-    return conv_winograd.use_winograd((k, c, size, size), (stride, stride), (1, 1), 1, out_hw)
+    layer = ((k, c, size, size), (stride, stride), (1, 1), 1, out_hw)
+    if chosen:
+        with _algorithm(None):
+            return conv_winograd.use_winograd(*layer)
+    return conv_winograd.eligible(*layer) and min(c, k) >= COMPARED_FROM
 
 
 def _cases_for(shape, device, algorithm=None):
@@ -92,12 +101,15 @@ def _cases_for(shape, device, algorithm=None):
                                                    [1, 1], False, [0, 0], 1, [True, True, False])
 
     vendor = "cuDNN (torch)" if device == "cuda" else "torch CPU"
-    if device == "cuda" and _winograd_layer(shape):  # say which algorithm each row ran
-        label = f"{label} [{algorithm or 'winograd'}]"
+    note = ""
+    if algorithm is not None:  # say which algorithm each row ran, and whether it is the one chosen unforced
+        label = f"{label} [{algorithm}]"
+        chosen = "winograd" if _winograd_layer(shape, chosen=True) else "implicit"
+        note = "; the automatic choice" if algorithm == chosen else ""
     return [Case(label=f"fwd {label}", make_inputs=make, ours=forward, vendor=forward_vendor,
-                 vendor_name=vendor, flops=flops),
+                 vendor_name=vendor, flops=flops, note=note[2:]),
             Case(label=f"bwd {label}", make_inputs=make, ours=backward, vendor=backward_vendor,
-                 vendor_name=vendor, flops=2 * flops, note="data + weight gradients")]
+                 vendor_name=vendor, flops=2 * flops, note="data + weight gradients" + note)]
 
 
 def cases(device, quick=False):
@@ -107,7 +119,8 @@ def cases(device, quick=False):
         shapes = OCR + SMALL_CNN if quick else OCR + SMALL_CNN + ANCHORS[-1:] + CRNN_CPU
     rows = []
     for shape in shapes:
-        rows.extend(_cases_for(shape, device))
-        if device == "cuda" and _winograd_layer(shape):  # the same layer by implicit GEMM, to compare
-            rows.extend(_cases_for(shape, device, "implicit"))
+        if device == "cuda" and _winograd_layer(shape):  # both algorithms, to keep MIN_CHANNELS measured
+            rows.extend(_cases_for(shape, device, "winograd") + _cases_for(shape, device, "implicit"))
+        else:
+            rows.extend(_cases_for(shape, device))
     return rows

@@ -45,24 +45,24 @@ def _dispatch_probes(kernel, configured, stream, views):
     }
 
 
-def _with_direct_launcher(cuda_launch, fn):
-    """`fn` run through the direct launcher."""
+def _with_launcher(cuda_launch, name, fn):
+    """`fn` launched through `name` ('direct', the default, or 'numba': Numba's dispatch)."""
     def run():
-        with cuda_launch.using_launcher("direct"):
+        with cuda_launch.using_launcher(name):
             return fn()
     return run
 
 
-def _direct_probes(cuda_launch, relu_kernel, x, y):
-    """The same launches through the direct launcher (NUMBANET_LAUNCHER=direct): our launch(), and a whole
-    op call. Each probe sets the launcher for its call only."""
+def _launcher_probes(cuda_launch, relu_kernel, x, y):
+    """Our launch() and a whole op call through each launcher; each probe sets the launcher for its call."""
     import kernels
 
-    return {
-        "launch(relu_kernel, ...), direct": _with_direct_launcher(
-            cuda_launch, lambda: cuda_launch.launch(relu_kernel, 256, 256, x, y)),
-        "kernels.relu(x), direct": _with_direct_launcher(cuda_launch, lambda: kernels.relu(x)),
-    }
+    probes = {}
+    for name in cuda_launch.LAUNCHERS:
+        probes[f"launch(relu_kernel, ...), {name}"] = _with_launcher(
+            cuda_launch, name, lambda: cuda_launch.launch(relu_kernel, 256, 256, x, y))
+        probes[f"kernels.relu(x), {name}"] = _with_launcher(cuda_launch, name, lambda: kernels.relu(x))
+    return probes
 
 
 def _cnn_training_step():
@@ -113,27 +113,26 @@ def main():
         "kernel[grid, block, stream, 0]": lambda: relu_kernel[256, 256, stream, 0],
         "configured(view, view)": lambda: configured(vx, vy),
         "configured(cupy, cupy)": lambda: configured(x, y),
-        "launch(relu_kernel, ...)": lambda: cuda_launch.launch(relu_kernel, 256, 256, x, y),
         "cupy x * 2 (reference)": lambda: x * 2,
-        "kernels.relu(x)": lambda: kernels.relu(x),
         "kernels.matmul 64^3": lambda: kernels.matmul(a, a),
         "kernels.conv2d 16x32x12x120 k64": lambda: kernels.conv2d(images, weight, None, padding=1),
     }
     probe.update(_dispatch_probes(relu_kernel, configured, stream, (vx, vy)))
-    probe.update(_direct_probes(cuda_launch, relu_kernel, x, y))
+    probe.update(_launcher_probes(cuda_launch, relu_kernel, x, y))
     cnn_step = _cnn_training_step()
-    probe["CNN training step, eager (b64)"] = cnn_step
-    probe["CNN training step, eager, direct"] = _with_direct_launcher(cuda_launch, cnn_step)
+    for name in cuda_launch.LAUNCHERS:
+        probe[f"CNN training step b64, eager, {name}"] = _with_launcher(cuda_launch, name, cnn_step)
     rows = []
     for name, fn in probe.items():
         try:
             rows.append((name, per_call_us(fn, 300 if "conv" in name or "step" in name else 2000)))
         except Exception as error:  # a probe of Numba internals that this version lacks: say so, go on
             rows.append((f"{name} [failed: {type(error).__name__}: {error}]"[:90], float("nan")))
-    for name, fn, calls in (("kernels.relu", probe["kernels.relu(x)"], 500),
+        print(f"measured: {rows[-1][0]:40s} {rows[-1][1]:8.1f} us", flush=True)   # kept if the run is cut
+    for name, fn, calls in (("kernels.relu, numba launcher", probe["kernels.relu(x), numba"], 500),
                             ("kernels.relu, direct launcher", probe["kernels.relu(x), direct"], 500),
                             ("kernels.conv2d", probe["kernels.conv2d 16x32x12x120 k64"], 100),
-                            ("an eager CNN training step", cnn_step, 50)):
+                            ("an eager CNN training step", probe["CNN training step b64, eager, direct"], 50)):
         profiler = cProfile.Profile()
         profiler.enable()
         for _ in range(calls):

@@ -166,13 +166,13 @@ def _peak_cupy_bytes(step, inputs, base):
     return peak[0] - base
 
 
-def _direct_launcher_step(step, extra):
-    """`step` through the direct launcher (kernels/cuda/launch.py); `extra` (the row's) records the launcher
-    really in force, which says so if replaying fell back to Numba."""
+def _under_launcher(step, name, extra):
+    """`step` launched through `name` ('direct' or 'numba', kernels/cuda/launch.py); `extra` (the row's)
+    records the launcher really in force, which says so if replaying fell back to Numba."""
     from kernels.cuda import launch
 
     def run(*inputs):
-        with launch.using_launcher("direct"):
+        with launch.using_launcher(name):
             result = step(*inputs)
         extra["launcher"] = launch.launcher_in_force()
         return result
@@ -208,18 +208,23 @@ def cases(device, quick=False):
             extra["vendor_peak_MiB"] = (torch.cuda.max_memory_allocated() - torch_base) / 2**20
             print(f"  train: {label}: peak memory of a step, ours {extra['ours_peak_MiB']:.0f} MiB, "
                   f"PyTorch {extra['vendor_peak_MiB']:.0f} MiB", flush=True)
+        eager = ours_step
+        if device == "cuda":   # the default launcher (direct), recorded in the row
+            from kernels.cuda import launch
+            eager = _under_launcher(ours_step, launch.launcher, extra)
         rows.append(Case(label=f"{label}, b{batch}", make_inputs=make,
-                         ours=lambda *inputs, step=ours_step, count=count: step(*inputs[:count]), vendor=vendor,
+                         ours=lambda *inputs, step=eager, count=count: step(*inputs[:count]), vendor=vendor,
                          vendor_name="torch (same model)", samples=batch, extra=extra,
                          note="Adam step; PyTorch twin with our initial weights"))
         if device == "cuda":
-            # the same eager step through the direct launcher (kernels/cuda/launch.py; opt-in until measured)
-            direct_extra = {"batch": batch}
-            rows.append(Case(label=f"{label}, b{batch}, direct launcher", make_inputs=make,
-                             ours=lambda *inputs, step=_direct_launcher_step(ours_step, direct_extra), count=count:
+            # the same eager step launched through Numba's dispatch (NUMBANET_LAUNCHER=numba), to keep the
+            # direct launcher's gain measured
+            numba_extra = {"batch": batch}
+            rows.append(Case(label=f"{label}, b{batch}, numba launcher", make_inputs=make,
+                             ours=lambda *inputs, step=_under_launcher(ours_step, "numba", numba_extra), count=count:
                              step(*inputs[:count]), vendor=vendor, vendor_name="torch (same model)",
-                             samples=batch, extra=direct_extra,
-                             note="the Adam step through the direct launcher (see the row's launcher)"))
+                             samples=batch, extra=numba_extra,
+                             note="the Adam step launched through Numba's dispatch"))
             captured = nn.capture(ours_step)
             try:
                 captured(*make(xp, 0)[:count])   # eager warm-up

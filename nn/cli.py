@@ -19,7 +19,7 @@ def _info(args):
 def _bench(args):
     import benchmarks
     benchmarks.run(args.suites, device=args.device, output_dir=args.output, plot=args.plot,
-                   quick=args.quick, repeats=args.repeats)
+                   quick=args.quick, repeats=args.repeats, only=args.only)
     return 0
 
 
@@ -39,6 +39,7 @@ def build_parser():
     bench.add_argument("--plot", action="store_true", help="draw the speed ratios as a PNG")
     bench.add_argument("--quick", action="store_true", help="fewer, smaller cases")
     bench.add_argument("--repeats", type=int, default=15)
+    bench.add_argument("--only", metavar="TEXT", help="run only the cases whose label contains TEXT")
     bench.set_defaults(handler=_bench)
 
     for name in DELEGATED:

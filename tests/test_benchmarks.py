@@ -1,0 +1,19 @@
+"""`numbanet bench --only TEXT`: the suites keep only the cases whose label contains TEXT."""
+from benchmarks import harness
+from nn import cli
+
+
+def _suites_run(monkeypatch, argv):
+    ran = {}
+    monkeypatch.setattr(harness, "run_suite",
+                        lambda suite, cases, device, **options: ran.setdefault(suite, [c.label for c in cases]))
+    assert cli.main(["bench", "--device", "cpu", "--quick", *argv]) == 0
+    return ran
+
+
+def test_only_keeps_the_matching_cases_and_skips_suites_without_one(monkeypatch, capsys):
+    every = _suites_run(monkeypatch, ["pool", "conv"])
+    ran = _suites_run(monkeypatch, ["pool", "conv", "--only", "max"])
+    assert set(ran) == {"pool"}
+    assert ran["pool"] == [label for label in every["pool"] if "max" in label] and ran["pool"]
+    assert "bench conv: no case label contains 'max'; skipped" in capsys.readouterr().out
