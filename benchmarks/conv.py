@@ -27,8 +27,13 @@ SMALL_CNN = [  # the 8x8 digits model's two convolutions at batch 16
     ("digits 16x1x8x8 k16", 16, 1, 8, 8, 16, 3, 1, 1),
     ("digits 16x16x8x8 k32", 16, 16, 8, 8, 32, 3, 1, 1),
 ]
-TRAIN_CRNN = [  # the heaviest layer of the train suite's CRNN (12x90 strips, batch 64)
+TRAIN_CRNN = [  # the train suite's CRNN (12x90 strips, batch 64): its layers on 6x45 maps, heaviest first;
+    # and the default training CRNN's 64-channel layer (batch 32)
     ("crnn-train 64x256x6x45 k256", 64, 256, 6, 45, 256, 3, 1, 1),
+    ("crnn-train 64x128x6x45 k256", 64, 128, 6, 45, 256, 3, 1, 1),
+    ("crnn-train 64x128x6x45 k128", 64, 128, 6, 45, 128, 3, 1, 1),
+    ("crnn-train 64x64x6x45 k128", 64, 64, 6, 45, 128, 3, 1, 1),
+    ("crnn-default 32x64x6x45 k64", 32, 64, 6, 45, 64, 3, 1, 1),
 ]
 CRNN_CPU = [  # CRNN layer shapes at batch 16 (gray 32x100 input)
     ("crnn 16x1x32x100 k64", 16, 1, 32, 100, 64, 3, 1, 1),

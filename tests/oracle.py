@@ -35,6 +35,20 @@ def assert_close(actual, expected, dtype=None, rtol=None, atol=None, scale=1.0, 
                                rtol=rtol, atol=atol, err_msg=name)
 
 
+def assert_adam_runs_agree(actual, expected, lr, steps, rtol=1e-3, atol=1e-4, fraction=0.99, name="result"):
+    """Weights of two runs of the same Adam steps that differ only in the rounding of atomic sums. Adam
+    divides each gradient by its own RMS, so a weight whose gradient is mostly rounding noise can move
+    by up to lr a step in either run: every weight must be within steps * lr, and `fraction` of them
+    within (rtol, atol). A wrong update or a stale batch moves far more than 1% of them."""
+    actual, expected = to_numpy(actual).astype(np.float64), to_numpy(expected).astype(np.float64)
+    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != expected {expected.shape}"
+    difference = np.abs(actual - expected)
+    assert difference.max() <= steps * lr, \
+        f"{name}: moved {difference.max():.3g} apart, more than {steps} steps of lr {lr}"
+    close = np.mean(difference <= atol + rtol * np.abs(expected))
+    assert close >= fraction, f"{name}: only {close:.2%} of the weights within rtol {rtol}, atol {atol}"
+
+
 def torch_module():
     import torch
     torch.set_num_threads(2)

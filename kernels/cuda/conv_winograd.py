@@ -18,10 +18,14 @@ from .device import device_function
 from .launch import ceil_div, launch_1d
 
 CHUNK_BYTES = 32 * 2**20     # largest transformed buffer (16 x channels x tiles floats) of one chunk
-# Measured on an H100 (benchmarks/RESULTS.md): Winograd wins from 256 channels in and out (fwd+bwd 1.5-1.9x
-# faster than the implicit GEMM) and loses at 128 and 64 (0.7-0.9x), where the transforms' memory traffic
-# outweighs the multiplies saved.
+# When Winograd beats the implicit GEMM, as measured on an H100 (benchmarks/RESULTS.md, 2026-11-26): from 256
+# channels (6x45 and 14x14 maps: forward + backward 1.4-1.9x faster), and from 64 on small maps (the
+# train suite's CRNN, whose 64-, 128- and 128-to-256-channel layers work on 6x45 maps, took 2.1 ms more of
+# its 11.4 ms captured step with them by implicit GEMM). It loses at 64-128 channels on larger maps
+# (28x28, 56x56, 32x128: 0.7-0.9x), where the implicit GEMM runs well.
 MIN_CHANNELS = 256
+SMALL_MAP_MIN_CHANNELS = 64
+SMALL_MAP_PIXELS = 512       # output height x width
 HALF = float32(0.5)
 ZERO = float32(0.0)
 ALGORITHMS = ("winograd", "implicit")
@@ -39,7 +43,11 @@ def eligible(weight_shape, stride, dilation, groups, out_hw):
 def use_winograd(weight_shape, stride, dilation, groups, out_hw):
     if force_algorithm == "implicit" or not eligible(weight_shape, stride, dilation, groups, out_hw):
         return False
-    return force_algorithm == "winograd" or min(weight_shape[:2]) >= MIN_CHANNELS
+    if force_algorithm == "winograd":
+        return True
+    channels = min(weight_shape[:2])
+    small_map = out_hw[0] * out_hw[1] <= SMALL_MAP_PIXELS
+    return channels >= MIN_CHANNELS or (small_map and channels >= SMALL_MAP_MIN_CHANNELS)
 
 
 # The 1-D pieces of the transforms, applied first down the columns, then along the rows.

@@ -5,7 +5,7 @@ import pytest
 
 from nn import data, train
 from tests.gpu.test_models_gpu import biases_cancelled_by_batch_norm
-from tests.oracle import assert_close
+from tests.oracle import assert_adam_runs_agree
 
 
 def make_run(tmp_path, name, model, batches, *extra):
@@ -36,7 +36,6 @@ def test_captured_training_epoch_matches_eager_epoch(tmp_path, model, extra):
         if key in noisy:  # seven Adam steps of at most lr each, steered by rounding noise
             assert float(abs(p.data - q.data).max()) <= 7 * eager.settings["lr"], key
             continue
-        # Adam divides each gradient by its own RMS, so rounding noise moves weights with small gradients
-        # by a fraction of lr a step: seven steps of the CRNN moved its first conv's by up to 1.9e-4
-        # (lr/10) between two runs on an H100. Replaying a wrong batch moves them by several lr.
-        assert_close(q.data, p.data, np.float32, rtol=1e-3, atol=eager.settings["lr"] / 4, name=key)
+        # Seven Adam steps of the CRNN moved a few of its conv weights 1.9e-4 and 1.2e-3 (0.1 and 0.6 lr)
+        # apart in two H100 runs: weights whose gradients are mostly rounding noise.
+        assert_adam_runs_agree(q.data, p.data, eager.settings["lr"], steps=7, name=key)
