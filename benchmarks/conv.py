@@ -66,12 +66,12 @@ COMPARED_FROM = 64   # channels from which the GPU rows run both algorithms (few
 def _winograd_layer(shape, chosen=False):
     """Whether both algorithms are timed for the layer (chosen=True: whether Winograd takes it when nothing
     is forced)."""
-    _, _, c, h, w, k, size, stride, padding = shape
+    _, n, c, h, w, k, size, stride, padding = shape
     out_hw = ((h + 2 * padding - size) // stride + 1, (w + 2 * padding - size) // stride + 1)
     layer = ((k, c, size, size), (stride, stride), (1, 1), 1, out_hw)
     if chosen:
         with _algorithm(None):
-            return conv_winograd.use_winograd(*layer)
+            return conv_winograd.use_winograd(*layer, n)
     return conv_winograd.eligible(*layer) and min(c, k) >= COMPARED_FROM
 
 

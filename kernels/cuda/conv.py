@@ -40,7 +40,7 @@ def _geometry_arguments(x_shape, weight_shape, out_hw, stride, padding, dilation
 
 def conv2d(x, weight, bias, y, stride, padding, dilation, groups):
     _check_index_range(x, y)
-    if winograd.use_winograd(weight.shape, stride, dilation, groups, y.shape[2:]):
+    if winograd.use_winograd(weight.shape, stride, dilation, groups, y.shape[2:], y.shape[0]):
         return winograd.conv2d(x, weight, bias, y, padding)
     k_group = weight.shape[0] // groups
     columns = y.shape[0] * y.shape[2] * y.shape[3]
@@ -58,7 +58,7 @@ def conv2d(x, weight, bias, y, stride, padding, dilation, groups):
 def conv2d_backward_input(grad_out, weight, grad_x, stride, padding, dilation, groups):
     """One launch per stride phase (a single one for stride 1); every pixel of grad_x is written once."""
     _check_index_range(grad_out, grad_x)
-    if winograd.use_winograd(weight.shape, stride, dilation, groups, grad_x.shape[2:]):
+    if winograd.use_winograd(weight.shape, stride, dilation, groups, grad_x.shape[2:], grad_x.shape[0]):
         return winograd.conv2d_backward_input(grad_out, weight, grad_x, padding)
     n, c, h, w = grad_x.shape
     k, c_group, r, s = weight.shape
@@ -86,7 +86,8 @@ def weight_gradient_splits(tiles, steps):
 
 def conv2d_backward_weight(grad_out, x, grad_weight, stride, padding, dilation, groups):
     _check_index_range(grad_out, x)
-    if winograd.use_winograd(grad_weight.shape, stride, dilation, groups, grad_out.shape[2:]):
+    if winograd.use_winograd(grad_weight.shape, stride, dilation, groups, grad_out.shape[2:],
+                            grad_out.shape[0]):
         return winograd.conv2d_backward_weight(grad_out, x, grad_weight, padding)
     k_group = grad_weight.shape[0] // groups
     columns = grad_weight.shape[1] * grad_weight.shape[2] * grad_weight.shape[3]

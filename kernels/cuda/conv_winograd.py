@@ -22,10 +22,12 @@ CHUNK_BYTES = 32 * 2**20     # largest transformed buffer (16 x channels x tiles
 # channels (6x45 and 14x14 maps: forward + backward 1.4-1.9x faster), and from 64 on small maps (the
 # train suite's CRNN, whose 64-, 128- and 128-to-256-channel layers work on 6x45 maps, took 2.1 ms more of
 # its 11.4 ms captured step with them by implicit GEMM). It loses at 64-128 channels on larger maps
-# (28x28, 56x56, 32x128: 0.7-0.9x), where the implicit GEMM runs well.
+# (28x28, 56x56, 32x128: 0.7-0.9x), where the implicit GEMM runs well, and on layers too small to pay for
+# its four extra launches and transform passes (16x64x6x60 to 128 channels, 0.85 GFLOP: 0.63x forward).
 MIN_CHANNELS = 256
 SMALL_MAP_MIN_CHANNELS = 64
 SMALL_MAP_PIXELS = 512       # output height x width
+MIN_FLOPS = 1e9              # of the direct convolution, 2 N K C 9 H W
 HALF = float32(0.5)
 ZERO = float32(0.0)
 ALGORITHMS = ("winograd", "implicit")
@@ -40,14 +42,17 @@ def eligible(weight_shape, stride, dilation, groups, out_hw):
             and min(out_hw) >= 2)
 
 
-def use_winograd(weight_shape, stride, dilation, groups, out_hw):
+def use_winograd(weight_shape, stride, dilation, groups, out_hw, batch):
     if force_algorithm == "implicit" or not eligible(weight_shape, stride, dilation, groups, out_hw):
         return False
     if force_algorithm == "winograd":
         return True
-    channels = min(weight_shape[:2])
-    small_map = out_hw[0] * out_hw[1] <= SMALL_MAP_PIXELS
-    return channels >= MIN_CHANNELS or (small_map and channels >= SMALL_MAP_MIN_CHANNELS)
+    filters, channels = weight_shape[:2]
+    pixels = out_hw[0] * out_hw[1]
+    if 2 * batch * filters * channels * 9 * pixels < MIN_FLOPS:
+        return False
+    fewer = min(filters, channels)
+    return fewer >= MIN_CHANNELS or (pixels <= SMALL_MAP_PIXELS and fewer >= SMALL_MAP_MIN_CHANNELS)
 
 
 # The 1-D pieces of the transforms, applied first down the columns, then along the rows.

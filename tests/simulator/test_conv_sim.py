@@ -129,7 +129,7 @@ def test_winograd_forward_and_gradients_match_cpu(input_shape, weight_shape, kwa
 
 def test_winograd_takes_only_stride_1_3x3_layers_with_many_channels(monkeypatch):
     monkeypatch.setattr(winograd, "force_algorithm", None)
-    layer = dict(stride=(1, 1), dilation=(1, 1), groups=1, out_hw=(6, 45))
+    layer = dict(stride=(1, 1), dilation=(1, 1), groups=1, out_hw=(6, 45), batch=64)
     assert winograd.use_winograd((256, 256, 3, 3), **layer)
     assert not winograd.use_winograd((256, 32, 3, 3), **layer)                 # few input channels
     assert not winograd.use_winograd((256, 256, 3, 3), **dict(layer, stride=(2, 1)))
@@ -140,6 +140,7 @@ def test_winograd_takes_only_stride_1_3x3_layers_with_many_channels(monkeypatch)
     assert winograd.use_winograd((128, 64, 3, 3), **layer)
     assert not winograd.use_winograd((128, 128, 3, 3), **dict(layer, out_hw=(28, 28)))
     assert winograd.use_winograd((256, 256, 3, 3), **dict(layer, out_hw=(28, 28)))
+    assert not winograd.use_winograd((64, 64, 3, 3), **dict(layer, batch=32))    # 0.64 GFLOP: too little work
     monkeypatch.setattr(winograd, "force_algorithm", "implicit")
     assert not winograd.use_winograd((256, 256, 3, 3), **layer)
 
