@@ -22,6 +22,8 @@ from nn import data, init, tasks
 
 from .train import torch_twin
 
+EVAL_BATCH = 256   # the PyTorch twin's evaluation batch
+
 
 def parse(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.crnn_sweep")
@@ -44,10 +46,10 @@ def evaluate(twin, split, torch):
     twin.eval()
     exact = errors = total = 0
     with torch.no_grad():
-        for start in range(0, len(split), tasks.EVAL_BATCH):
-            best = twin(torch.from_numpy(split.inputs[start:start + tasks.EVAL_BATCH])).numpy().argmax(2).T
-            for row, truth, length in zip(best, split.labels[start:start + tasks.EVAL_BATCH],
-                                          split.label_lengths[start:start + tasks.EVAL_BATCH]):
+        for start in range(0, len(split), EVAL_BATCH):
+            best = twin(torch.from_numpy(split.inputs[start:start + EVAL_BATCH])).numpy().argmax(2).T
+            for row, truth, length in zip(best, split.labels[start:start + EVAL_BATCH],
+                                          split.label_lengths[start:start + EVAL_BATCH]):
                 decoded = [int(c) - 1 for i, c in enumerate(row) if c != 0 and (i == 0 or c != row[i - 1])]
                 truth = list(truth[:length])
                 errors += tasks.edit_distance(decoded, truth)

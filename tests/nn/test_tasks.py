@@ -50,3 +50,28 @@ def test_a_failed_background_draw_raises_in_the_training_thread(monkeypatch):
     task.training_split(fixed, 0)                              # starts epoch 1's draw, which fails
     with pytest.raises(MemoryError, match="strips: out of memory"):
         task.training_split(fixed, 1)
+
+
+@pytest.mark.parametrize("model_name", ["cnn", "rnn", "crnn"])
+def test_evaluation_in_padded_training_size_batches_equals_one_batch(model_name):
+    """Evaluation runs batches of the training batch size, the last padded with zeros (on the GPU: only
+    shapes training compiled kernels for); the padding changes no prediction."""
+    from nn import init
+    settings = {"batch_size": 8, "seed": 0, "epochs": 1, "hidden_size": 16, "model": model_name, "cell": "lstm"}
+    task_type = tasks.StripTask if model_name == "crnn" else tasks.ClassificationTask
+    task = task_type(settings)
+    init.manual_seed(0)
+    model = task.build_model()
+    model.eval()
+    split = task.load()["test"]
+    inputs = split.inputs[:21]                        # 8 + 8 + 5: the last batch padded with 3 zero rows
+    one_batch = dict(settings, batch_size=len(inputs))
+    if model_name == "crnn":
+        decoded = task.decode(model, inputs, "cpu")
+        assert len(decoded) == 21
+        assert decoded == task_type(one_batch).decode(model, inputs, "cpu")
+    else:
+        predicted = task.predict_arrays(model, inputs, "cpu")
+        assert predicted.shape == (21,)
+        whole = task_type(one_batch).predict_arrays(model, inputs, "cpu")
+        np.testing.assert_array_equal(predicted, whole)
