@@ -24,18 +24,21 @@ def run(suites, device="auto", output_dir="bench-results", plot=False, quick=Fal
     if device == "cpu":  # as `numbanet train` does on the CPU; process-wide, so PyTorch gets it too
         from kernels import backend
         backend.keep_freed_memory()
-    reports = []
+    reports, matched = [], False
     for name in suites or available_suites():
         if name not in SUITES:
             raise SystemExit(f"bench: unknown suite {name!r}; choose from {', '.join(available_suites())}")
         module = importlib.import_module(f"benchmarks.{name}")
         cases = module.cases(device, quick=quick)
-        if only:
+        if only:   # after cases(): a suite may build its models there (the train suite does)
             cases = [case for case in cases if only in case.label]
             if not cases:
                 print(f"bench {name}: no case label contains {only!r}; skipped")
                 continue
+        matched = True
         reports.append(harness.run_suite(name, cases, device, output_dir=output_dir, plot=plot,
                                          repeats=repeats,
                                          measure_host_cost=getattr(module, "MEASURE_HOST_COST", False)))
+    if only and not matched:
+        raise SystemExit(f"bench: no case label of {', '.join(suites or available_suites())} contains {only!r}")
     return reports

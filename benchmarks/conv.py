@@ -34,6 +34,9 @@ TRAIN_CRNN = [  # the train suite's CRNN (12x90 strips, batch 64): its layers on
     ("crnn-train 64x128x6x45 k128", 64, 128, 6, 45, 128, 3, 1, 1),
     ("crnn-train 64x64x6x45 k128", 64, 64, 6, 45, 128, 3, 1, 1),
     ("crnn-default 32x64x6x45 k64", 32, 64, 6, 45, 64, 3, 1, 1),
+    # the paper CRNN's (32x100 images, batch 64) 64- and 128-channel layers, on 16x50 and 8x25 maps
+    ("crnn-paper 64x64x16x50 k128", 64, 64, 16, 50, 128, 3, 1, 1),
+    ("crnn-paper 64x128x8x25 k256", 64, 128, 8, 25, 256, 3, 1, 1),
 ]
 CRNN_CPU = [  # CRNN layer shapes at batch 16 (gray 32x100 input)
     ("crnn 16x1x32x100 k64", 16, 1, 32, 100, 64, 3, 1, 1),
@@ -69,9 +72,12 @@ def _winograd_layer(shape, chosen=False):
     _, n, c, h, w, k, size, stride, padding = shape
     out_hw = ((h + 2 * padding - size) // stride + 1, (w + 2 * padding - size) // stride + 1)
     layer = ((k, c, size, size), (stride, stride), (1, 1), 1, out_hw)
-    if chosen:
-        with _algorithm(None):
+    if chosen:   # the choice with nothing forced, whatever NUMBANET_CONV_ALGORITHM says
+        saved, conv_winograd.force_algorithm = conv_winograd.force_algorithm, None
+        try:
             return conv_winograd.use_winograd(*layer, n)
+        finally:
+            conv_winograd.force_algorithm = saved
     return conv_winograd.eligible(*layer) and min(c, k) >= COMPARED_FROM
 
 

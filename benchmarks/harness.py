@@ -212,6 +212,7 @@ def run_suite(suite, cases, device, output_dir=None, plot=False, repeats=15, mea
         print(f"host cost of one call: {costs}")
     report = {"suite": suite, "device": device, "machine": machine_description(device),
               "date": date.today().isoformat(), "switches": backend.switches(), "ceilings": ceilings,
+              "launcher": backend.describe().get("launcher", "none (no GPU)"),
               "rows": rows}
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)

@@ -165,6 +165,8 @@ def describe():
         facts["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
         facts["compute_capability"] = ".".join(device.compute_capability)
         facts["multiprocessors"] = props["multiProcessorCount"]
+        from .cuda import launch   # which launcher runs the kernels (direct replay, or Numba's dispatch)
+        facts["launcher"] = launch.launcher_in_force()
     else:
         facts["gpu"] = "none"
     facts["switches"] = " ".join(f"{key}={value}" for key, value in switches().items()) or "none"

@@ -35,18 +35,22 @@ def assert_close(actual, expected, dtype=None, rtol=None, atol=None, scale=1.0, 
                                rtol=rtol, atol=atol, err_msg=name)
 
 
-def assert_adam_runs_agree(actual, expected, lr, steps, rtol=1e-3, atol=1e-4, fraction=0.99, name="result"):
+def assert_adam_runs_agree(actual, expected, lr, steps, rtol=1e-3, atol=1e-4, fraction=0.99, outliers=4,
+                           name="result"):
     """Weights of two runs of the same Adam steps that differ only in the rounding of atomic sums. Adam
     divides each gradient by its own RMS, so a weight whose gradient is mostly rounding noise can move
-    by up to lr a step in either run: every weight must be within steps * lr, and `fraction` of them
-    within (rtol, atol). A wrong update or a stale batch moves far more than 1% of them."""
+    by up to lr a step in either direction in each run: every weight must be within 2 * steps * lr, and
+    all but 1 - `fraction` of them (at least `outliers` allowed) within (rtol, atol). A wrong update or
+    a stale batch moves far more of them."""
     actual, expected = to_numpy(actual).astype(np.float64), to_numpy(expected).astype(np.float64)
     assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != expected {expected.shape}"
     difference = np.abs(actual - expected)
-    assert difference.max() <= steps * lr, \
-        f"{name}: moved {difference.max():.3g} apart, more than {steps} steps of lr {lr}"
-    close = np.mean(difference <= atol + rtol * np.abs(expected))
-    assert close >= fraction, f"{name}: only {close:.2%} of the weights within rtol {rtol}, atol {atol}"
+    bound = 2 * steps * lr
+    assert difference.max() <= bound, f"{name}: moved {difference.max():.3g} apart, more than 2 x {steps} x lr {lr}"
+    far = int(np.count_nonzero(difference > atol + rtol * np.abs(expected)))
+    allowed = max(int(np.ceil((1 - fraction) * difference.size)), outliers)
+    assert far <= allowed, f"{name}: {far} of {difference.size} weights outside rtol {rtol}, atol {atol} " \
+                           f"(at most {allowed} allowed)"
 
 
 def torch_module():

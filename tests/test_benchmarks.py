@@ -1,4 +1,6 @@
 """`numbanet bench --only TEXT`: the suites keep only the cases whose label contains TEXT."""
+import pytest
+
 from benchmarks import harness
 from nn import cli
 
@@ -17,3 +19,5 @@ def test_only_keeps_the_matching_cases_and_skips_suites_without_one(monkeypatch,
     assert set(ran) == {"pool"}
     assert ran["pool"] == [label for label in every["pool"] if "max" in label] and ran["pool"]
     assert "bench conv: no case label contains 'max'; skipped" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no case label of pool, conv contains 'nothing'"):
+        _suites_run(monkeypatch, ["pool", "conv", "--only", "nothing"])

@@ -58,6 +58,7 @@ def conv2d(x, weight, bias, y, stride, padding, dilation, groups):
 def conv2d_backward_input(grad_out, weight, grad_x, stride, padding, dilation, groups):
     """One launch per stride phase (a single one for stride 1); every pixel of grad_x is written once."""
     _check_index_range(grad_out, grad_x)
+    # judged by what this pass computes, grad_x (the forward's output size differs only for padding 0)
     if winograd.use_winograd(weight.shape, stride, dilation, groups, grad_x.shape[2:], grad_x.shape[0]):
         return winograd.conv2d_backward_input(grad_out, weight, grad_x, padding)
     n, c, h, w = grad_x.shape

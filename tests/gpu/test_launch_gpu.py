@@ -95,8 +95,10 @@ def test_direct_launches_train_as_numba_launches_do(case, monkeypatch):
     assert first_step_replays and all(id(replay) in replayed for replay in first_step_replays.values())
     # the same kernels on the same data: only atomic sums may round differently
     assert_close(direct_losses, numba_losses, np.float32, **LOSS_TOLERANCE)
+    # the CRNN's batch norm and CTC carry that rounding into every weight (WEIGHT_TOLERANCE says how far)
+    tolerance = WEIGHT_TOLERANCE if case == "crnn" else dict(rtol=1e-4, atol=1e-5)
     for name, weight in numba_weights.items():
-        assert_close(direct_weights[name], weight, np.float32, **WEIGHT_TOLERANCE, name=name)
+        assert_close(direct_weights[name], weight, np.float32, **tolerance, name=name)
 
 
 def test_a_step_captured_under_the_direct_launcher_replays_as_eager_steps_run(monkeypatch):
