@@ -209,11 +209,16 @@ def make_strips(images, labels, count, seed, noise=0.05, augment=None):
     return strips, targets, lengths.astype(np.int64)
 
 
-def digit_strips(train=12000, validation=1000, test=2000):
-    """Strips for the CRNN; each split uses only the digit images of the same split."""
+STRIP_COUNTS = {"train": 12000, "validation": 1000, "test": 2000}   # strips of each CRNN split
+
+
+def digit_strips(train=None, validation=None, test=None):
+    """Strips for the CRNN (STRIP_COUNTS of each split unless given); each split uses only the digit images
+    of the same split, and its own seed, so one split's count does not change another's strips."""
     images, labels = load_digits_images()
     splits = {}
-    sizes = {"train": train, "validation": validation, "test": test}
+    given = {"train": train, "validation": validation, "test": test}
+    sizes = {name: STRIP_COUNTS[name] if count is None else count for name, count in given.items()}
     for offset, (name, index) in enumerate(split_indices(len(images)).items()):
         strips, targets, lengths = make_strips(images[index], labels[index], sizes[name], SPLIT_SEED + 10 + offset)
         splits[name] = Split(strips, targets, lengths)

@@ -128,8 +128,7 @@ def test_crnn_resume_redraws_the_same_training_strips(tmp_path, capsys, monkeypa
     first epoch warms the lr up and with --ema it averages its weights, so a run interrupted in
     its warm-up or in its third epoch and resumed still ends with the weights of an uninterrupted one."""
     from nn import data, tasks
-    original_strips = data.digit_strips
-    monkeypatch.setattr(data, "digit_strips", lambda: original_strips(train=64, validation=16, test=16))
+    monkeypatch.setattr(data, "STRIP_COUNTS", {"train": 64, "validation": 16, "test": 16})
     task = tasks.StripTask({"seed": 3})
     fixed = data.digit_strips()["train"]
     fresh = tasks.STRIP_FRESH_FROM
