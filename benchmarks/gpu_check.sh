@@ -11,8 +11,8 @@
 # table are always written; a stage with under 10 s left is skipped (and says so).
 # Caps (seconds): TEST_SECONDS (default 150); TRAIN_SECONDS (crnn, default 80; cnn and rnn 45; 0 skips
 # them); SUITE_SECONDS (per suite, default 25; conv 90, rnn 50, train 65). HOST_PROFILE=0 and KERNEL_TIMES=0
-# skip those stages. SUITES, TESTS and TRAIN_MODELS narrow a rerun, e.g. SUITES="conv rnn"
-# TESTS=tests/gpu/test_rnn_gpu.py TRAIN_MODELS=crnn.
+# skip those stages. SUITES, TESTS, TRAIN_MODELS and ONLY (the cases whose label contains it) narrow a
+# rerun, e.g. SUITES="conv rnn" ONLY=crnn TESTS=tests/gpu/test_rnn_gpu.py TRAIN_MODELS=crnn.
 # Logs go to $OUT (the device tool's folder) or bench-results/gpu; the JSON/PNG reports and the
 # training runs are packed into details.tgz there (the device tool brings back at most 8 files).
 set -uo pipefail
@@ -94,7 +94,7 @@ run_suites() {
     case $suite in conv) cap=$(( SUITE_SECONDS + 65 ));; rnn) cap=$(( SUITE_SECONDS + 25 ));;
                    train) cap=$(( SUITE_SECONDS + 40 ));; esac
     run_stage "bench $suite" "$cap" python3 -m nn.cli bench "$suite" --device cuda --repeats 10 --plot \
-      --output "$WORK/bench" >> "$OUT/bench.txt" 2>&1
+      ${ONLY:+--only "$ONLY"} --output "$WORK/bench" >> "$OUT/bench.txt" 2>&1
   done
 }
 run_suites conv rnn train
