@@ -21,3 +21,15 @@ def test_only_keeps_the_matching_cases_and_skips_suites_without_one(monkeypatch,
     assert "bench conv: no case label contains 'max'; skipped" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no case label of pool, conv contains 'nothing'"):
         _suites_run(monkeypatch, ["pool", "conv", "--only", "nothing"])
+
+
+def test_host_proxy_times_the_cuda_path_without_a_gpu():
+    """benchmarks/host_proxy.py runs an eager step through kernels/cuda's wrappers with launches skipped
+    (in its own process: it turns the simulator on before numba is imported)."""
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-m", "benchmarks.host_proxy", "lstm"], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    words = result.stdout.split()
+    assert words[0] == "lstm:" and float(words[1]) > 0 and int(words[-3]) > 0   # "... N launches skipped"

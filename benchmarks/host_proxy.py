@@ -1,0 +1,108 @@
+"""`python -m benchmarks.host_proxy [cnn|lstm|crnn] [--profile]`: the host work of one eager training step
+on the CUDA path, measured without a GPU.
+
+It runs the simulator's code path (NUMBA_ENABLE_CUDASIM=1: NumPy arrays go through kernels/cuda's
+wrappers, nn, autograd and the optimizers as CuPy arrays do on a GPU) with every kernel launch replaced by a
+no-op, so what is timed is our Python: what an eager GPU step pays before CuPy's own work and the launches
+themselves (see benchmarks/host_profile.py for those, on a GPU). The arrays hold whatever the skipped
+kernels left, so no value is meaningful, only the time. Batch 64 for the CNN and LSTM (the train suite's),
+32 for the default CRNN (with gradient clipping, as `numbanet train crnn`).
+"""
+import os
+import sys
+import time
+
+os.environ["NUMBA_ENABLE_CUDASIM"] = "1"   # before numba is imported
+
+import numpy as np  # noqa: E402
+
+
+def _skip_launches():
+    """Replace the launcher in every kernels.cuda module by a counter; returns the count (a list)."""
+    import importlib
+    import pkgutil
+
+    import kernels.cuda
+    from kernels.cuda import launch
+    original, launches = launch.launch, [0]
+
+    def count_only(kernel, grid, block, *args, shared_bytes=0):
+        launches[0] += 1
+
+    for info in pkgutil.iter_modules(kernels.cuda.__path__):
+        module = importlib.import_module(f"kernels.cuda.{info.name}")
+        if getattr(module, "launch", None) is original:
+            module.launch = count_only
+    return launches
+
+
+def _training_step(model_name):
+    import nn
+    from nn import models
+    nn.manual_seed(0)
+    rng = np.random.default_rng(0)
+    clip = None
+    if model_name == "cnn":
+        model, x = models.CNN(), rng.random((64, 1, 8, 8), dtype=np.float32)
+    elif model_name == "lstm":
+        model = models.RNNClassifier(input_size=8, hidden_size=128, num_classes=10, cell="lstm")
+        x = rng.random((64, 8, 8), dtype=np.float32)
+    elif model_name == "crnn":
+        from nn.tasks import STRIP_CRNN_CHANNELS
+        model = models.CRNN(image_height=12, num_classes=10, hidden_size=64, channels=STRIP_CRNN_CHANNELS)
+        x, clip = rng.random((32, 1, 12, 90), dtype=np.float32), 5.0
+    else:
+        raise SystemExit(f"host_proxy: expected cnn, lstm or crnn, got {model_name!r}")
+    inputs = nn.Tensor(x)
+    labels = rng.integers(0, 10, len(x))
+    if model_name == "crnn":
+        steps = model.output_length(x.shape[3])
+        targets, lengths = rng.integers(1, 11, (len(x), 8)), np.full(len(x), 8)
+
+        def loss_of(output):
+            return nn.functional.ctc_loss(output, targets, np.full(len(x), steps), lengths)
+    else:
+        def loss_of(output):
+            return nn.functional.cross_entropy(output, labels)
+    optimizer = nn.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step():
+        optimizer.zero_grad()
+        loss = loss_of(model(inputs))
+        loss.backward()
+        if clip:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+    return step
+
+
+def main(argv):
+    import warnings
+    warnings.simplefilter("ignore", RuntimeWarning)   # the skipped kernels leave garbage: overflows
+    model_name = argv[0] if argv and not argv[0].startswith("-") else "cnn"
+    launches = _skip_launches()
+    step = _training_step(model_name)
+    for _ in range(5):
+        step()
+    launches[0], count = 0, 200
+    start = time.perf_counter()
+    for _ in range(count):
+        step()
+    seconds = (time.perf_counter() - start) / count
+    print(f"{model_name}: {seconds * 1e6:.0f} us of host work a step, {launches[0] / count:.0f} launches skipped")
+    if "--profile" in argv:
+        import cProfile
+        import io
+        import pstats
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(50):
+            step()
+        profiler.disable()
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(30)
+        print(text.getvalue())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
