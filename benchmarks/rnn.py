@@ -9,7 +9,9 @@ forward + backward (the gradients of the inputs, the states and the weights).
 NUMBANET_RNN_PATH=step (or persistent) forces our recurrence kernels, to compare the two on the GPU.
 Bidirectional LSTM layers (the default CRNN's two, T45 B32 H64, and the paper CRNN's first, T26 B16 I512
 H256) against torch.nn.LSTM(bidirectional=True): on the GPU twice, both directions in one persistent
-launch ("one launch") and one launch a direction ("separate", the form before), in the same run.
+launch ("one launch") and one launch a direction ("separate", the form before), in the same run; and the
+default CRNN's first layer with at least 4, 16 and 64 units a persistent block ("u<N>": fewer, larger
+blocks than the automatic plan's, so fewer blocks meet at each step's grid barrier).
 """
 import numpy as np
 
@@ -29,6 +31,7 @@ CPU_SHAPES = [("lstm", 8, 64, 8, 128), ("lstm", 26, 16, 512, 256), ("lstm", 25, 
               ("gru", 26, 16, 512, 256)]
 # (T, B, input, hidden) of bidirectional LSTM layers
 BIDIRECTIONAL = [(45, 32, 64, 64), (45, 32, 128, 64), (26, 16, 512, 256)]
+UNITS_COMPARED = (4, 16, 64)   # units a persistent block, against the automatic plan (kernels/cuda/rnn.py)
 
 
 def _uniform_maker(xp, seed):
@@ -90,8 +93,9 @@ def _case(device, cell, T, B, I, H, backward):
                 vendor_name=f"torch.nn.{cell.upper()} ({where})", flops=flops)
 
 
-def _bidirectional_case(device, T, B, I, H, backward, directions=None):
-    """Both directions of one LSTM layer; `directions` 'combined' or 'separate' forces our GPU form."""
+def _bidirectional_case(device, T, B, I, H, backward, directions=None, units=None):
+    """Both directions of one LSTM layer; `directions` 'combined' or 'separate' forces our GPU form, `units`
+    the fewest units a persistent block owns (kernels/cuda/rnn.py min_units)."""
     torch = vendor_torch()
 
     def make(xp, seed):
@@ -114,17 +118,18 @@ def _bidirectional_case(device, T, B, I, H, backward, directions=None):
 
     def ours(x, h0, c0, weights, grad_y, *vendor_inputs):
         from kernels.cuda import rnn as gpu
-        forced, gpu.force_directions = gpu.force_directions, directions or gpu.force_directions
+        forced = gpu.force_directions, gpu.min_units
+        gpu.force_directions, gpu.min_units = directions or forced[0], units or forced[1]
         try:
             result = kernels.lstm_bidirectional(x, h0, c0, weights, training=backward)
             return kernels.lstm_bidirectional_backward(result[-1], grad_y) if backward else result
         finally:
-            gpu.force_directions = forced
+            gpu.force_directions, gpu.min_units = forced
 
     vendor = _torch_step(torch, backward)
 
     flops = 2 * 2.0 * T * B * 4 * H * (I + H) * (3 if backward else 1)
-    form = {"combined": " one launch", "separate": " separate"}.get(directions, "")
+    form = {"combined": " one launch", "separate": " separate"}.get(directions, "") + (f" u{units}" if units else "")
     label = f"bilstm T{T} B{B} I{I} H{H}{form} {'fwd+bwd' if backward else 'fwd'}"
     where = "cuDNN" if device == "cuda" else "CPU"
     return Case(label=label, make_inputs=make, ours=ours, vendor=vendor,
@@ -139,10 +144,13 @@ def cases(device, quick=False):
     else:
         shapes = CPU_SHAPES[:3] if quick else CPU_SHAPES
     found = [_case(device, *shape, backward) for shape in shapes for backward in (False, True)]
-    if device == "cuda":  # first: the rows a capped GPU run must not lose (the CRNN's layers, both forms)
-        bidirectional = BIDIRECTIONAL[:1] if quick else BIDIRECTIONAL
-        found = [_bidirectional_case(device, *shape, backward, directions) for shape in bidirectional
-                 for backward in (False, True) for directions in ("combined", "separate")] + found
-    else:
-        found += [_bidirectional_case(device, *BIDIRECTIONAL[0], backward) for backward in (False, True)]
-    return found
+    if device != "cuda":
+        return found + [_bidirectional_case(device, *BIDIRECTIONAL[0], backward) for backward in (False, True)]
+    # first: the rows a capped GPU run must not lose (the CRNN's layers, both forms; then the default CRNN's
+    # first layer with fewer, larger persistent blocks than the automatic plan's one unit a block)
+    bidirectional = BIDIRECTIONAL[:1] if quick else BIDIRECTIONAL
+    first = [_bidirectional_case(device, *shape, backward, directions) for shape in bidirectional
+             for backward in (False, True) for directions in ("combined", "separate")]
+    first += [_bidirectional_case(device, *BIDIRECTIONAL[0], backward, "combined", units)
+              for units in ([] if quick else UNITS_COMPARED) for backward in (False, True)]
+    return first + found

@@ -37,6 +37,17 @@ for _name, _value, _choices in (("NUMBANET_RNN_PATH", force_path, ("persistent",
                                 ("NUMBANET_RNN_DIRECTIONS", force_directions, ("combined", "separate"))):
     if _value not in (None,) + _choices:
         raise ValueError(f"{_name} must be one of {_choices} (or unset), got {_value!r}")
+# The fewest units a block of the persistent kernels owns (None: as few as fit, so as many blocks as the
+# chip takes). Small layers (the CRNN's H = 64: 128 blocks of one unit) may wait less at each step's grid
+# barrier with fewer, larger blocks: NUMBANET_RNN_UNITS, and the rnn suite's "u<N>" rows, compare.
+def units_from_environment():
+    raw = os.environ.get("NUMBANET_RNN_UNITS") or None
+    if raw is not None and not (raw.isdigit() and int(raw) >= 1):
+        raise ValueError(f"NUMBANET_RNN_UNITS must be a positive integer (or unset), got {raw!r}")
+    return None if raw is None else int(raw)
+
+
+min_units = units_from_environment()
 
 
 def _threads(persistent=False):
@@ -123,10 +134,14 @@ def _kernels(cell):
 _plans = {}
 
 
+def _plan_key(kind, cell, B, H, directions):
+    return (kind, cell, B, H, directions) + ((min_units,) if min_units else ())
+
+
 def persistent_plan(kind, cell, B, H, directions=1):
     """(blocks, units, shared bytes, directions a block) for one persistent launch running `directions`
     directions together, or None when their weights do not fit on the chip at once."""
-    key = (kind, cell, B, H, directions)
+    key = _plan_key(kind, cell, B, H, directions)
     if key in _plans:
         return _plans[key]
     G = GATE_COUNT[cell]
@@ -139,6 +154,7 @@ def persistent_plan(kind, cell, B, H, directions=1):
         limit = _shared_limit()
         # Every direction needs its own blocks; start at the fewest units a block that one block an SM allows.
         units = ceil_div(directions * H, cuda.get_current_device().MULTIPROCESSOR_COUNT)
+        units = min(max(units, min_units or 1), H)
         while units <= H:
             nbytes = persistent_shared_bytes(kind, G, H, units)
             if nbytes > limit or not _allow_shared(compiled, nbytes):
@@ -162,7 +178,7 @@ def _use_persistent(kind, cell, B, H, directions=1):
             raise
         fallback = "one launch a direction" if directions > 1 else "the per-step kernels"
         warnings.warn(f"rnn: persistent {kind} kernel unavailable ({error}); using {fallback}")
-        plan = _plans[(kind, cell, B, H, directions)] = None
+        plan = _plans[_plan_key(kind, cell, B, H, directions)] = None
     if plan is None and directions > 1 and force_directions == "combined":
         raise RuntimeError(f"rnn: {directions} directions of H={H} do not fit one persistent {kind} launch")
     if plan is None and directions == 1 and force_path == "persistent":

@@ -257,3 +257,19 @@ def test_block_direction_maps_a_two_direction_grid_as_the_gpu_launch_does():
     one_block = np.full((1, 2), -1, np.int64)       # the simulator's form: one block, both directions
     where[1, 1](one_block, 2, 2, units)
     assert tuple(one_block[0]) == (0, 0)
+
+
+def test_the_units_switch_is_read_and_checked(monkeypatch):
+    """NUMBANET_RNN_UNITS (the fewest units a persistent block owns, for benchmarks) must be a positive
+    integer; it keys the plans apart from the automatic ones."""
+    monkeypatch.setenv("NUMBANET_RNN_UNITS", "16")
+    assert gpu.units_from_environment() == 16
+    for wrong in ("0", "-4", "many"):
+        monkeypatch.setenv("NUMBANET_RNN_UNITS", wrong)
+        with pytest.raises(ValueError, match=f"NUMBANET_RNN_UNITS must be a positive integer.*'{wrong}'"):
+            gpu.units_from_environment()
+    monkeypatch.delenv("NUMBANET_RNN_UNITS")
+    assert gpu.units_from_environment() is None
+    automatic = gpu._plan_key("forward", CELLS["lstm"], 4, 64, 2)
+    monkeypatch.setattr(gpu, "min_units", 16)
+    assert gpu._plan_key("forward", CELLS["lstm"], 4, 64, 2) == automatic + (16,)
