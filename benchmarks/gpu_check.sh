@@ -12,7 +12,8 @@
 # Caps (seconds): TEST_SECONDS (default 150); TRAIN_SECONDS (crnn, default 80; cnn and rnn 45; 0 skips
 # them); SUITE_SECONDS (per suite, default 25; conv 90, rnn 70, train 65). HOST_PROFILE=0 and KERNEL_TIMES=0
 # skip those stages. SUITES, TESTS, TRAIN_MODELS and ONLY (the cases whose label contains it) narrow a
-# rerun, e.g. SUITES="conv rnn" ONLY=crnn TESTS=tests/gpu/test_rnn_gpu.py TRAIN_MODELS=crnn.
+# rerun, e.g. SUITES="conv rnn" ONLY=crnn TESTS=tests/gpu/test_rnn_gpu.py TRAIN_MODELS=crnn (narrow SUITES
+# with ONLY: a suite with no matching case exits 1 and says so in its status line).
 # Logs go to $OUT (the device tool's folder) or bench-results/gpu; the JSON/PNG reports and the
 # training runs are packed into details.tgz there (the device tool brings back at most 8 files).
 set -uo pipefail

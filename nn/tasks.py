@@ -167,8 +167,11 @@ class StripTask(_Task):
         training loop's path."""
         if epoch < STRIP_FRESH_FROM:
             return split
-        if self._epoch_strips[0] != epoch:
+        cached_epoch, cached = self._epoch_strips
+        if cached_epoch != epoch or len(cached) != len(split):   # a split cut down after load (tests)
             strips = self._take_prefetched(epoch)
+            if strips is not None and len(strips) != len(split):
+                strips = None                                      # drawn for another count
             self._epoch_strips = (epoch, self._draw(len(split), epoch) if strips is None else strips)
         last = self.settings.get("epochs")
         if (last is None or epoch + 1 < last) and (self._next is None or self._next[0] != epoch + 1):

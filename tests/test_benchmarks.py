@@ -28,8 +28,11 @@ def test_host_proxy_times_the_cuda_path_without_a_gpu():
     (in its own process: it turns the simulator on before numba is imported)."""
     import subprocess
     import sys
-    result = subprocess.run([sys.executable, "-m", "benchmarks.host_proxy", "lstm"], capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    words = result.stdout.split()
-    assert words[0] == "lstm:" and float(words[1]) > 0 and int(words[-3]) > 0   # "... N launches skipped"
+    for model in ("lstm", "crnn"):
+        result = subprocess.run([sys.executable, "-m", "benchmarks.host_proxy", model], capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        # "lstm: U us of host work a step, N launches skipped, 0 simulated"
+        words = result.stdout.replace(",", "").split()
+        assert words[0] == f"{model}:" and float(words[1]) > 0
+        assert int(words[-5]) > 0 and words[-2:] == ["0", "simulated"]

@@ -83,3 +83,19 @@ def test_evaluation_in_padded_training_size_batches_equals_one_batch(model_name,
         np.testing.assert_allclose(padded, whole, rtol=1e-6, atol=1e-8)
     else:
         np.testing.assert_array_equal(padded, whole)
+
+
+def test_crnn_training_split_is_epoch_zeros_draw_and_follows_a_cut_down_split(monkeypatch):
+    """Without fixed training strips (every epoch draws its own), load() gives epoch 0's draw as the
+    training split; a split cut down after loading (as tests do) trains on a draw of its own size."""
+    monkeypatch.setattr(tasks, "STRIP_FRESH_FROM", 0)
+    monkeypatch.setattr(data, "STRIP_COUNTS", {"train": 40, "validation": 8, "test": 8})
+    settings = {"seed": 2, "epochs": 1}
+    task = tasks.StripTask(settings)
+    train = task.load()["train"]
+    np.testing.assert_array_equal(train.inputs, tasks.StripTask(settings)._draw(40, 0).inputs)
+    assert task.training_split(train, 0) is train
+    cut = data.Split(**{key: value[:13] for key, value in vars(train).items()})
+    drawn = task.training_split(cut, 0)
+    assert len(drawn.inputs) == 13
+    np.testing.assert_array_equal(drawn.inputs, tasks.StripTask(settings)._draw(13, 0).inputs)
