@@ -29,7 +29,7 @@ def _evaluate(argv):
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     state, task, model = _load_for_inference(args.checkpoint, device)
-    metrics = task.evaluate(model, task.load()["test"], device)
+    metrics = task.evaluate(model, task.load(train=False)["test"], device)
     print(json.dumps({f"test_{k}": v for k, v in metrics.items()}))
     return 0
 

@@ -60,8 +60,8 @@ class ClassificationTask(_Task):
         self.settings = settings
         self.layout = "image" if settings["model"] == "cnn" else "rows"
 
-    def load(self):
-        return data.digits(self.layout)
+    def load(self, train=True):
+        return data.digits(self.layout)   # small: built whole whatever `train` says
 
     def build_model(self):
         if self.layout == "image":
@@ -105,8 +105,8 @@ class AddingTask(_Task):
     def __init__(self, settings):
         self.settings = settings
 
-    def load(self):
-        return data.adding_splits(length=self.settings["sequence_length"])
+    def load(self, train=True):
+        return data.adding_splits(length=self.settings["sequence_length"])   # small: built whole
 
     def build_model(self):
         return models.RNNClassifier(input_size=2, hidden_size=self.settings["hidden_size"], num_classes=1,
@@ -148,7 +148,10 @@ class StripTask(_Task):
         self._epoch_strips = (None, None)
         self._next = None     # (epoch, thread, one-item result list): the next epoch's strips, being drawn
 
-    def load(self):
+    def load(self, train=True):
+        """The splits; with train=False (`numbanet evaluate`) the training split is left empty."""
+        if not train:
+            return data.digit_strips(train=0)
         if STRIP_FRESH_FROM > 0:
             return data.digit_strips()
         # Every epoch trains on newly drawn strips, so fixed training strips would never be trained on
