@@ -3,14 +3,16 @@
 # important first: the GPU tests, the default training runs (crnn, cnn, rnn: the main job, target under
 # a minute each), the conv, rnn and train suites against cuBLAS/cuDNN (one capped process per suite), the
 # host cost of a launch and of an eager training step, the GPU time per kernel of a CRNN step (ncu), the
-# other suites if time is left (none of the recent changes touch them), then a short table (last).
+# other suites if time is left (no kernel of theirs changed; the default launcher did), then a short
+# summary (last).
 # Here, once: ../shared/scripts/device-wheels.sh   (fills .whl/ with the numpy the GPU machine needs)
 # Then, through the device tool, with carry [".whl"] and timeout_s 600:
 #   bash benchmarks/gpu_check.sh
 # Every stage is cut to fit DEADLINE (default 540 s from the start), so the logs, details.tgz and the
 # table are always written; a stage with under 10 s left is skipped (and says so).
 # Caps (seconds): TEST_SECONDS (default 150); TRAIN_SECONDS (crnn, default 80; cnn and rnn 45; 0 skips
-# them); SUITE_SECONDS (per suite, default 25; conv 90, rnn 70, train 65). HOST_PROFILE=0 and KERNEL_TIMES=0
+# them); SUITE_SECONDS (per suite, default 25; conv +65, rnn +45,
+# train +40: 90, 70 and 65 by default). HOST_PROFILE=0 and KERNEL_TIMES=0
 # skip those stages. SUITES, TESTS, TRAIN_MODELS and ONLY (the cases whose label contains it) narrow a
 # rerun, e.g. SUITES="conv rnn" ONLY=crnn TESTS=tests/gpu/test_rnn_gpu.py TRAIN_MODELS=crnn (narrow SUITES
 # with ONLY: a suite with no matching case exits 1 and says so in its status line).

@@ -3,7 +3,9 @@
 Small ops and time-stepped loops are bound by the host, not the GPU: this times the pieces of one
 launch (allocation, views, configuration, Numba's dispatch) and whole op calls on inputs small enough
 that the GPU is never the bottleneck, and a whole eager CNN training step, then prints cProfile's
-heaviest functions for a few ops and for that step.
+heaviest functions for a few ops and for that step. Each launch probe, op call and the CNN step is
+timed through both launchers (direct, the default, and Numba's dispatch), and the direct launcher's
+replay summary is printed last.
 """
 import cProfile
 import io

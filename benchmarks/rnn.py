@@ -3,8 +3,8 @@ torch.nn.LSTM / GRU with the same weights: cuDNN on the GPU (TF32 off), PyTorch'
 
 GPU shapes: the five LSTM anchors of ANCHORS.md (T, B, input, hidden), DeepBench's (hidden, batch, T)
 512/16/25, 1024/64/25, 256/64/150 (input = hidden), and the GRU rows of ANCHORS.md. CPU shapes: the
-models' layers (row-wise digits T8 B64 I8 H128; the CRNN's BiLSTM layers T26 B16 I512 H256 and a
-T25 B16 H128 layer). flops = the layer's GEMM flops: 2 T B G H (I + H) forward, three times that for
+models' layers (row-wise digits T8 B64 I8 H128; T26 B16 I512 H256 as an LSTM and a GRU; a T25 B16 H128
+LSTM) and the default CRNN's first bidirectional layer (T45 B32 I64 H64). flops = the layer's GEMM flops: 2 T B G H (I + H) forward, three times that for
 forward + backward (the gradients of the inputs, the states and the weights).
 NUMBANET_RNN_PATH=step (or persistent) forces our recurrence kernels, to compare the two on the GPU.
 Bidirectional LSTM layers (the default CRNN's two, T45 B32 H64, and the paper CRNN's first, T26 B16 I512

@@ -2,10 +2,12 @@
 
 The PyTorch twin has the same layers and receives our initial weights (state dict copied); both run on
 the same device in the same process, on the same input batch. Rates are samples per second. On the
-GPU (batch 64) the step is also timed replayed from a CUDA graph (nn.capture), and the peak memory of
-one step is recorded in each row's JSON (ours: peak of the CuPy pool's used bytes; PyTorch:
+GPU (batch 64) the step is timed with the default direct launcher, again through Numba's dispatch (the
+", numba launcher" rows) and replayed from a CUDA graph (nn.capture), and the peak memory of one step
+is recorded in each row's JSON (ours: peak of the CuPy pool's used bytes; PyTorch:
 torch.cuda.max_memory_allocated), both counted from before the model was built. On the CPU the batch
-is 16. --quick keeps to the small models (the CRNN sized for 12-pixel digit strips).
+is 16. --quick narrows the 12x90 strip CRNN (channels up to 64, not 256) and leaves out the paper CRNN
+(GPU only).
 """
 import numpy as np
 

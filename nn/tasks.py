@@ -16,7 +16,7 @@ from .autograd import no_grad
 from .tensor import Tensor
 
 STRIP_CRNN_CHANNELS = (16, 32, 48, 48, 64, 64, 64)   # the paper's layout, narrowed for 12-pixel strips
-# The CRNN overfits the 1257 training digit images when it sees the same strips every epoch: from
+# The CRNN overfits the 1258 training digit images when it sees the same strips every epoch: from
 # epoch STRIP_FRESH_FROM (0-based) on, each epoch composes new training strips with distorted digits.
 STRIP_AUGMENT = data.DigitAugment(rotation=6.0, shear=0.1, scale=0.1, shift=0.5, gamma=0.3, elastic=0.4)
 STRIP_FRESH_FROM = 0

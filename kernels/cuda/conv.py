@@ -4,7 +4,8 @@ where it does 4/9 of the multiplies (this module's PTX_SIGNATURES lists every ke
 
 Arrays arrive C-contiguous float32 from kernels/conv.py and are passed flat; the geometry (stride and
 dilation pairs, padding as top/bottom/left/right, groups) is already checked there. Tile shapes are
-chosen from the GEMM's row count (output channels per group, or input channels for backward-data).
+chosen from the GEMM's row count (output channels per group, or input channels for backward-data) and
+the number of blocks each tile gives.
 """
 from numba import float32, int64
 
