@@ -46,17 +46,15 @@ CRNN_CPU = [  # CRNN layer shapes at batch 16 (gray 32x100 input)
 ]
 
 
-
-
 @contextlib.contextmanager
 def _algorithm(name):
-    """Force the GPU's choice between Winograd and the implicit GEMM (None: leave the choice in force,
-    NUMBANET_CONV_ALGORITHM's or the automatic one)."""
+    """Force the GPU's choice between Winograd and the implicit GEMM: 'winograd' or 'implicit', 'auto' for
+    the automatic choice whatever NUMBANET_CONV_ALGORITHM says, None to leave the choice in force."""
     if name is None:
         yield
         return
     saved = conv_winograd.force_algorithm
-    conv_winograd.force_algorithm = name
+    conv_winograd.force_algorithm = None if name == "auto" else name
     try:
         yield
     finally:
@@ -72,12 +70,9 @@ def _winograd_layer(shape, chosen=False):
     _, n, c, h, w, k, size, stride, padding = shape
     out_hw = ((h + 2 * padding - size) // stride + 1, (w + 2 * padding - size) // stride + 1)
     layer = ((k, c, size, size), (stride, stride), (1, 1), 1, out_hw)
-    if chosen:   # the choice with nothing forced, whatever NUMBANET_CONV_ALGORITHM says
-        saved, conv_winograd.force_algorithm = conv_winograd.force_algorithm, None
-        try:
+    if chosen:
+        with _algorithm("auto"):
             return conv_winograd.use_winograd(*layer, n)
-        finally:
-            conv_winograd.force_algorithm = saved
     return conv_winograd.eligible(*layer) and min(c, k) >= COMPARED_FROM
 
 

@@ -37,10 +37,12 @@ for _name, _value, _choices in (("NUMBANET_RNN_PATH", force_path, ("persistent",
                                 ("NUMBANET_RNN_DIRECTIONS", force_directions, ("combined", "separate"))):
     if _value not in (None,) + _choices:
         raise ValueError(f"{_name} must be one of {_choices} (or unset), got {_value!r}")
-# The fewest units a block of the persistent kernels owns (None: as few as fit, so as many blocks as the
-# chip takes). Small layers (the CRNN's H = 64: 128 blocks of one unit) may wait less at each step's grid
-# barrier with fewer, larger blocks: NUMBANET_RNN_UNITS, and the rnn suite's "u<N>" rows, compare.
+
+
 def units_from_environment():
+    """NUMBANET_RNN_UNITS: the fewest units a block of the persistent kernels owns (unset: as few as fit,
+    so as many blocks as the chip takes). Small layers (the CRNN's H = 64: 128 blocks of one unit) may
+    wait less at each step's grid barrier with fewer, larger blocks; the rnn suite's "u<N>" rows compare."""
     raw = os.environ.get("NUMBANET_RNN_UNITS") or None
     if raw is not None and not (raw.isdigit() and int(raw) >= 1):
         raise ValueError(f"NUMBANET_RNN_UNITS must be a positive integer (or unset), got {raw!r}")
