@@ -80,7 +80,7 @@ def _training_step(model_name):
     else:
         def loss_of(output):
             return nn.functional.cross_entropy(output, labels)
-    optimizer = nn.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = nn.optim.Adam(model.parameters(), lr=1e-3, flat=True)   # as `numbanet train` runs it
 
     def step():
         optimizer.zero_grad()

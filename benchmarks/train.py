@@ -113,7 +113,7 @@ def _make_inputs(shape, kind, classes, batch, device):
 def _steps(model, twin, kind, shape, batch, xp):
     """(ours, vendor) step functions; ours reads the first half of the inputs, vendor the second."""
     torch = vendor_torch()
-    optimizer = nn.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = nn.optim.Adam(model.parameters(), lr=1e-3, flat=True)   # as `numbanet train` runs it
     optimizer_t = torch.optim.Adam(twin.parameters(), lr=1e-3)
     count = 2 if kind == "classes" else 3
     if kind == "ctc":

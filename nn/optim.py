@@ -39,6 +39,7 @@ class _ParamGroup(dict):
         self.lr_array = None        # 1-element array on the parameters' device holding lr (GPU, simulator)
         self.lr_array_value = None  # the lr last written into it
         self.step_counts = None     # Adam: one step count per parameter, on the device
+        self.flat = None            # Adam(flat=True): the _FlatGroup; False where it cannot be used
 
     def __setitem__(self, key, value):
         super().__setitem__(key, value)
@@ -251,13 +252,23 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """torch.optim.Adam (L2 weight decay added to the gradient); AdamW decouples it."""
+    """torch.optim.Adam (L2 weight decay added to the gradient); AdamW decouples it.
+
+    flat=True (on the GPU; ignored on the CPU path): each param group's parameters, gradients and moments
+    live in one contiguous buffer each (_FlatGroup), so that step() is one kernel launch for the group
+    and clip_grad_norm_ of its parameters one norm and one scale, instead of a launch (and a few CuPy ops)
+    per parameter. Parameters' `.data` become views into the buffer at the first step (an array taken
+    from `.data` before then is no longer the parameter's), and `.grad` is a view into the gradient
+    buffer that the next backward after zero_grad() overwrites, as DistributedDataParallel's
+    gradient_as_bucket_view does in torch: copy a gradient to keep it. Results are those of flat=False.
+    """
     decoupled_weight_decay = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
-                 maximize=False):
+                 maximize=False, flat=False):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, maximize=maximize))
+        self.flat = bool(flat)
 
     def _validate(self, group):
         name = type(self).__name__
@@ -275,7 +286,17 @@ class Adam(Optimizer):
             stepping = [(p, self._uses_device_scalars(p)) for p in group["params"] if p.grad is not None]
             for p, on_device in stepping:
                 self._prepare_state(group, p, on_device)
+            packed = self._packed(group, stepping) if self.flat else None
             self._count_steps(group, [self.state[id(p)] for p, _ in stepping])
+            if packed is not None:   # the whole group in one launch
+                kernels.adam_update(packed.param_buffer, packed.grad_buffer, packed.moments["exp_avg"],
+                                    packed.moments["exp_avg_sq"], step=packed.step_count,
+                                    lr=self._lr_argument(group, stepping[0][0], True), beta1=beta1, beta2=beta2,
+                                    eps=group["eps"], weight_decay=group["weight_decay"],
+                                    decoupled_weight_decay=self.decoupled_weight_decay, amsgrad=group["amsgrad"],
+                                    max_exp_avg_sq=packed.moments.get("max_exp_avg_sq"),
+                                    maximize=group["maximize"])
+                continue
             for p, on_device in stepping:
                 state = self.state[id(p)]
                 kernels.adam_update(p.data, p.grad.data, state["exp_avg"], state["exp_avg_sq"], step=state["step"],
@@ -283,6 +304,28 @@ class Adam(Optimizer):
                                     eps=group["eps"], weight_decay=group["weight_decay"],
                                     decoupled_weight_decay=self.decoupled_weight_decay, amsgrad=group["amsgrad"],
                                     max_exp_avg_sq=state.get("max_exp_avg_sq"), maximize=group["maximize"])
+
+    def _packed(self, group, stepping):
+        """The group's _FlatGroup, packed again if something replaced one of its arrays, when this step can
+        update the whole group in one launch; else None (the step goes parameter by parameter)."""
+        params = group["params"]
+        if group.flat is False or not all(on_device for _, on_device in stepping):
+            return None
+        if len(stepping) != len(params):
+            # Some parameters have no gradient: their step counts fall behind the others', which one
+            # launch with one count cannot follow. pack (next time) checks the counts.
+            group.flat = None
+            return None
+        states = [self.state[id(p)] for p in params]
+        packed = group.flat
+        if packed is None or not packed.holds(params, states):
+            if backend.is_capturing():
+                return None   # packing copies and reads the step counts on the host: not in a graph
+            group.flat = packed = _FlatGroup.pack(params, states, group)
+            if packed is None:
+                group.flat = False
+                return None
+        return packed if packed.take_gradients() else None
 
     def _prepare_state(self, group, p, on_device):
         state = self.state.setdefault(id(p), {})
@@ -331,6 +374,89 @@ class AdamW(Adam):
                  maximize=False):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                          maximize=maximize)
+
+
+_MOMENTS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+
+class _FlatGroup:
+    """A param group's parameters, gradients and Adam moments packed into one contiguous buffer each
+    (Adam(flat=True)). Each parameter's `.data`, its gradient and its state's moments are views of one
+    segment of those buffers; the gradient view is also the parameter's `_grad_slot`, into which backward
+    writes the first gradient (Tensor._accumulate) instead of a new array. Whatever replaces one of these
+    arrays (load_state_dict, .to(), a hand-set .grad) is noticed by identity: `holds` fails and the
+    optimizer packs again."""
+
+    def __init__(self, params, states, xp):
+        dtype = params[0].data.dtype
+        bounds = np.cumsum([0] + [p.data.size for p in params])
+        self.params = list(params)
+        self.param_buffer = xp.empty(int(bounds[-1]), dtype)
+        self.grad_buffer = xp.zeros(int(bounds[-1]), dtype)
+        self.moments = {key: xp.empty(int(bounds[-1]), dtype) for key in _MOMENTS if states[0].get(key) is not None}
+        self.views = []   # per parameter: (data view, gradient view, {moment name: view})
+        for p, state, start, stop in zip(params, states, bounds[:-1], bounds[1:]):
+            data = self.param_buffer[start:stop].reshape(p.data.shape)
+            grad = self.grad_buffer[start:stop].reshape(p.data.shape)
+            data[...] = p.data
+            moments = {}
+            for key, buffer in self.moments.items():
+                moments[key] = buffer[start:stop].reshape(p.data.shape)
+                moments[key][...] = state[key]
+                state[key] = moments[key]
+            p.data = data
+            p._grad_slot = (data, grad, self)
+            self.views.append((data, grad, moments))
+        self.step_count = None    # the group's first step count: all are equal (checked by pack)
+
+    @classmethod
+    def pack(cls, params, states, group):
+        """Pack the group, or None where one launch cannot update it: parameters of different dtypes or
+        devices, one listed twice, or step counts that differ (read on the host: never while capturing)."""
+        dtypes = {p.data.dtype for p in params}
+        devices = {backend.device_of("Adam", p.data) for p in params}
+        if len(dtypes) != 1 or len(devices) != 1 or len({id(p) for p in params}) != len(params):
+            return None
+        if len({tuple(key for key in _MOMENTS if state.get(key) is not None) for state in states}) != 1:
+            return None
+        counts = backend.to_numpy(group.step_counts)
+        if len(counts) != len(params) or not (counts == counts[0]).all():
+            return None
+        packed = cls(params, states, backend.array_module(params[0].data))
+        packed.step_count = group.step_counts[:1]
+        return packed
+
+    def holds(self, params, states):
+        """Whether every parameter's data and moments are still this group's views."""
+        if len(params) != len(self.params):
+            return False
+        for p, q, state, (data, _, moments) in zip(params, self.params, states, self.views):
+            if p is not q or p.data is not data or len(moments) != sum(state.get(k) is not None for k in _MOMENTS):
+                return False
+            for key, view in moments.items():
+                if state.get(key) is not view:
+                    return False
+        return True
+
+    def take_gradients(self):
+        """Make every gradient its view of grad_buffer (a gradient set by hand is copied in). False if one
+        has another shape, dtype or array type: stepped parameter by parameter, it gets adam_update's error."""
+        for p, (_, grad, _) in zip(self.params, self.views):
+            given = p.grad.data
+            if given is grad:
+                continue
+            if type(given) is not type(grad) or given.shape != grad.shape or given.dtype != grad.dtype:
+                return False
+            grad[...] = given
+            p.grad = Tensor(grad)
+        return True
+
+    def gradients_in_place(self, params):
+        """Whether `params` are exactly this group's parameters, each with its gradient in grad_buffer."""
+        if len(params) != len(self.params) or {id(p) for p in params} != {id(p) for p in self.params}:
+            return False
+        return all(p.data is data and p.grad is not None and p.grad.data is grad
+                   for p, (data, grad, _) in zip(self.params, self.views))
 
 
 from . import lr_scheduler  # noqa: E402  (torch.optim.lr_scheduler's place)

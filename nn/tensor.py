@@ -94,11 +94,20 @@ class Tensor:
     def backward(self, grad=None, retain_graph=False):
         autograd.backward(self, grad, retain_graph=retain_graph)
 
+    # (data, gradient view, owner): set by Adam(flat=True) on its parameters (nn/optim.py, _FlatGroup).
+    # While `data` is still this Tensor's, a first gradient is copied into the view, not into a new array.
+    _grad_slot = None
+
     def _accumulate(self, grad):
-        if self.grad is None:
-            self.grad = Tensor(grad.copy())
-        else:
+        if self.grad is not None:
             self.grad.data += grad
+            return
+        slot = self._grad_slot
+        if slot is not None and slot[0] is self.data and slot[1].dtype == grad.dtype:
+            slot[1][...] = grad
+            self.grad = Tensor(slot[1])
+        else:
+            self.grad = Tensor(grad.copy())
 
     # ---- arithmetic --------------------------------------------------------------------------
     def __add__(self, other):

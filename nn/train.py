@@ -115,7 +115,7 @@ def build(settings):
     init.manual_seed(settings["seed"])
     task = make_task(settings)
     model = task.build_model()
-    optimizer = optim.Adam(model.parameters(), lr=settings["lr"])
+    optimizer = optim.Adam(model.parameters(), lr=settings["lr"], flat=True)   # one update launch on the GPU
     # warm_up (a linear rise of the lr over the first epoch) is a per-model default, not a flag
     warm_up = DEFAULTS.get(settings["model"], {}).get("warm_up", False)
     schedule = optim.lr_scheduler.WarmupCosineAnnealingLR if warm_up else optim.lr_scheduler.CosineAnnealingLR

@@ -18,11 +18,14 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     for the GPU (the scale stays on the device), so a training step that clips can be captured
     (nn.capture), unless error_if_nonfinite asks to look at the norm on the host. (On the GPU the
     per-parameter sums are added one by one: cupy.stack of many arrays copies a pointer table from
-    the host, which a captured step refuses.)
+    the host, which a captured step refuses. With Adam(flat=True), whose gradients share one buffer,
+    the norm and the scale run once over that buffer.)
     """
-    if isinstance(parameters, Tensor):
-        parameters = [parameters]
+    parameters = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     grads = [p.grad.data for p in parameters if p.grad is not None]
+    packed = getattr(parameters[0], "_grad_slot", None) if parameters else None
+    if packed is not None and packed[2].gradients_in_place(parameters):
+        grads = [packed[2].grad_buffer]   # Adam(flat=True): all the gradients, as one array
     max_norm, norm_type = float(max_norm), float(norm_type)
     if not grads:
         return Tensor(np.zeros((), np.float32))

@@ -12,8 +12,11 @@ REPLAYS = 10
 
 
 def make_training(build, optimizer_name, options, seed=0):
+    """options: the optimizer's, and `clip` (clip_grad_norm_'s max_norm) if the step clips."""
     nn.manual_seed(seed)
     model = build().to("cuda")
+    options = dict(options)
+    clip = options.pop("clip", None)
     optimizer = getattr(nn.optim, optimizer_name)(model.parameters(), **options)
     scheduler = nn.optim.CosineAnnealingLR(optimizer, T_max=4, eta_min=1e-4)  # short period: lr moves every step
 
@@ -21,6 +24,8 @@ def make_training(build, optimizer_name, options, seed=0):
         optimizer.zero_grad()
         loss = nn.functional.cross_entropy(model(inputs), targets)
         loss.backward()
+        if clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         return loss
 
@@ -34,6 +39,8 @@ def mlp():
 CASES = {
     "mlp-adam": (mlp, (64, 12), "Adam", dict(lr=1e-2, amsgrad=True)),
     "mlp-adamw": (mlp, (64, 12), "AdamW", dict(lr=1e-2, weight_decay=0.1)),
+    # captured with flat=True (one update launch, clipping over one buffer), run eagerly without
+    "mlp-adam-flat-clip": (mlp, (64, 12), "Adam", dict(lr=1e-2, amsgrad=True, flat=True, clip=0.5)),
     "mlp-sgd-momentum": (mlp, (64, 12), "SGD", dict(lr=0.1, momentum=0.9, nesterov=True)),
     # SGD for the CNN: its conv biases feed batch norms, so their gradients are rounding noise (atomic sums
     # in any order), which Adam would magnify into visible differences between any two runs.
@@ -46,7 +53,8 @@ CASES = {
 def test_replays_with_a_scheduler_agree_with_eager_steps(name):
     import cupy
     build, shape, optimizer_name, options = CASES[name]
-    eager_model, eager_optimizer, eager_scheduler, eager_step = make_training(build, optimizer_name, options)
+    eager_options = {key: value for key, value in options.items() if key != "flat"}
+    eager_model, eager_optimizer, eager_scheduler, eager_step = make_training(build, optimizer_name, eager_options)
     model, optimizer, scheduler, step = make_training(build, optimizer_name, options)
     captured = nn.capture(step)
     rng = np.random.default_rng(1)
@@ -62,6 +70,9 @@ def test_replays_with_a_scheduler_agree_with_eager_steps(name):
         eager_scheduler.step()
         scheduler.step()      # between replays: written through to the device lr the graph reads
         assert optimizer.param_groups[0]["lr"] == eager_optimizer.param_groups[0]["lr"]
+    if options.get("flat"):
+        packed = optimizer.param_groups[0].flat
+        assert packed and all(p.grad.data is grad for p, (_, grad, _) in zip(model.parameters(), packed.views))
     for (key, p), (_, q) in zip(eager_model.named_parameters(), model.named_parameters()):
         assert_close(q.data, p.data, np.float32, rtol=1e-4, atol=1e-6, name=key)
     saved, expected = optimizer.state_dict(), eager_optimizer.state_dict()

@@ -395,3 +395,18 @@ def test_warmup_cosine_rises_over_the_first_epoch_then_follows_torch_cosine():
     resumed = nn.optim.WarmupCosineAnnealingLR(nn.optim.Adam(_ours(_params()), lr=0.01), T_max=4, eta_min=0.001)
     resumed.warm_up(0, 2, 5)
     assert math.isclose(resumed.optimizer.param_groups[0]["lr"], seen[2], rel_tol=1e-12)
+
+
+def test_flat_adam_on_the_cpu_steps_parameter_by_parameter():
+    """flat=True packs only on the GPU path: on the CPU the parameters keep their arrays, and the steps
+    are torch's (the packed path is tested in the simulator and on the GPU)."""
+    torch = torch_module()
+    arrays = _params()
+    ours, theirs = _ours(arrays), _theirs(arrays)
+    before = [p.data for p in ours]
+    optimizer = nn.optim.Adam(ours, lr=0.01, flat=True)
+    _run(optimizer, ours, 3, set_grad=_set_ours)
+    _run(torch.optim.Adam(theirs, lr=0.01), theirs, 3, set_grad=_set_theirs)
+    _assert_same(ours, theirs)
+    assert all(p.data is array for p, array in zip(ours, before))
+    assert optimizer.param_groups[0].flat is None

@@ -225,3 +225,121 @@ def test_optimizer_step_replayed_like_a_graph_matches_eager_steps(cls, options, 
             np.testing.assert_array_equal(saved["state"][index][key], value)
     if cls != "SGD":
         assert saved["state"][0]["step"] == 7
+
+
+# ---- Adam(flat=True): one launch per param group, the same results as parameter by parameter --------
+def _flat_model(seed):
+    import nn
+    nn.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(3), nn.Linear(1, 3))
+
+
+def _loss(model, step):
+    """A loss of every parameter through autograd's elementwise ops (the model's layers would run GEMM
+    kernels, far too slow in the simulator)."""
+    import nn
+    total = None
+    for i, p in enumerate(model.parameters()):
+        weights = nn.Tensor(random_array(p.shape, seed=100 * step + i))
+        term = (p * weights).sum() + (p * p).sum() * 0.5
+        total = term if total is None else total + term
+    return total
+
+
+def _train(flat, steps=4, clip=None, between=None, options=None):
+    """Adam steps of a tiny model (the same weights and losses for every call); `between(step, model,
+    optimizer)` runs after each backward. Returns (model, optimizer, adam_update calls a step)."""
+    import nn
+    model = _flat_model(0)
+    optimizer = nn.optim.Adam(model.parameters(), flat=flat, **(options or dict(lr=0.05, weight_decay=0.01)))
+    calls, original = [], kernels.adam_update
+    nn.optim.kernels.adam_update = lambda *a, **k: (calls.append(1), original(*a, **k))[1]
+    try:
+        per_step = []
+        for step in range(steps):
+            optimizer.zero_grad()
+            _loss(model, step).backward()
+            if between is not None:
+                between(step, model, optimizer)
+            if clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), clip)
+            calls.clear()
+            optimizer.step()
+            per_step.append(len(calls))
+    finally:
+        nn.optim.kernels.adam_update = original
+    return model, optimizer, per_step
+
+
+def _assert_same_weights(a, b, exact=True):
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        if exact:
+            np.testing.assert_array_equal(p.data, q.data, err_msg=name)
+        else:
+            assert_close(p.data, q.data, np.float32, name=name)
+
+
+@pytest.mark.parametrize("options", [dict(lr=0.05, weight_decay=0.01), dict(lr=0.02, amsgrad=True, maximize=True)])
+def test_flat_adam_is_one_launch_with_the_same_results(options):
+    flat, optimizer, launches = _train(True, options=options)
+    _assert_same_weights(flat, _train(False, options=options)[0])
+    assert launches == [1, 1, 1, 1]
+    packed = optimizer.param_groups[0].flat
+    for p, (data, grad, moments) in zip(flat.parameters(), packed.views):
+        assert p.data is data and p.grad.data is grad                   # views of the group's buffers
+        assert optimizer.state[id(p)]["exp_avg"] is moments["exp_avg"]
+    assert _train(False, options=options)[2] == [6, 6, 6, 6]         # a launch per parameter
+
+
+def test_flat_gradients_are_clipped_as_one_buffer():
+    clipped = _train(True, clip=0.05)[0]
+    reference = _train(False, clip=0.05)[0]
+    _assert_same_weights(clipped, reference, exact=False)   # one norm over the buffer: other rounding
+
+
+def test_flat_adam_repacks_after_arrays_are_replaced():
+    """load_state_dict of the model and of the optimizer replace the arrays: the next step packs again."""
+    def reload(step, model, optimizer):
+        if step == 1:
+            model.load_state_dict(model.state_dict())
+        if step == 2:
+            optimizer.load_state_dict(optimizer.state_dict())
+    flat, optimizer, launches = _train(True, between=reload)
+    _assert_same_weights(flat, _train(False, between=reload)[0])
+    assert launches == [1, 1, 1, 1]
+    assert optimizer.param_groups[0].flat.holds(optimizer.param_groups[0]["params"],
+                                                [optimizer.state[id(p)] for p in flat.parameters()])
+
+
+def test_flat_adam_steps_parameter_by_parameter_once_counts_differ():
+    """A step where a parameter has no gradient advances the others' counts only: from then on one launch
+    with one count cannot follow, and the group steps parameter by parameter."""
+    def drop_first(step, model, optimizer):
+        if step == 1:
+            next(iter(model.parameters())).grad = None
+    flat, optimizer, launches = _train(True, between=drop_first)
+    _assert_same_weights(flat, _train(False, between=drop_first)[0])
+    assert launches == [1, 5, 6, 6]
+    assert optimizer.param_groups[0].flat is False
+
+
+def test_flat_adam_copies_a_hand_set_gradient_in():
+    import nn
+
+    def hand_set(step, model, optimizer):
+        p = next(iter(model.parameters()))
+        p.grad = nn.Tensor(p.grad.data * 2)
+    flat, _, launches = _train(True, between=hand_set)
+    _assert_same_weights(flat, _train(False, between=hand_set)[0])
+    assert launches == [1, 1, 1, 1]
+
+
+def test_flat_adam_names_a_misshaped_gradient():
+    import nn
+
+    def misshape(step, model, optimizer):
+        if step == 1:
+            p = next(iter(model.parameters()))
+            p.grad = nn.Tensor(np.ones((1,), np.float32))   # would broadcast silently into the buffer
+    with pytest.raises(ValueError, match="adam_update: grad must have shape"):
+        _train(True, between=misshape)
