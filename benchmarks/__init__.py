@@ -1,5 +1,6 @@
 """Benchmark suites, one module each, all run through benchmarks/harness.py (`numbanet bench SUITE`)."""
 import importlib
+import inspect
 
 SUITES = ("gemm", "pointwise", "conv", "pool", "rnn", "ctc", "train")
 
@@ -29,8 +30,10 @@ def run(suites, device="auto", output_dir="bench-results", plot=False, quick=Fal
         if name not in SUITES:
             raise SystemExit(f"bench: unknown suite {name!r}; choose from {', '.join(available_suites())}")
         module = importlib.import_module(f"benchmarks.{name}")
-        cases = module.cases(device, quick=quick)
-        if only:   # after cases(): a suite may build its models there (the train suite does)
+        # A suite that builds and runs models while making its cases (train) takes `only` to skip the rest.
+        takes_only = "only" in inspect.signature(module.cases).parameters
+        cases = module.cases(device, quick=quick, **({"only": only} if takes_only else {}))
+        if only:
             cases = [case for case in cases if only in case.label]
             if not cases:
                 print(f"bench {name}: no case label contains {only!r}; skipped")

@@ -181,12 +181,19 @@ def _under_launcher(step, name, extra):
     return run
 
 
-def cases(device, quick=False):
+ROW_SUFFIXES = ("", ", numba launcher", ", graph")   # the rows of one model on a GPU (only the first on the CPU)
+
+
+def cases(device, quick=False, only=None):
+    """`only`: build and run only the models with a row whose label contains that text (each model's
+    warm-up, peak-memory step and capture cost device time)."""
     torch = vendor_torch()
     batch = 64 if device == "cuda" else 16
     xp = np if device == "cpu" else backend.cupy_module()
     rows = []
     for label, build, shape, kind, classes in _specs(device, quick):
+        if only and not any(only in f"{label}, b{batch}{suffix}" for suffix in ROW_SUFFIXES):
+            continue
         base = xp.get_default_memory_pool().used_bytes() if device == "cuda" else 0
         torch_base = torch.cuda.memory_allocated() if device == "cuda" else 0
         nn.manual_seed(0)

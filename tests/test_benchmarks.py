@@ -36,3 +36,18 @@ def test_host_proxy_times_the_cuda_path_without_a_gpu():
         words = result.stdout.replace(",", "").split()
         assert words[0] == f"{model}:" and float(words[1]) > 0
         assert int(words[-5]) > 0 and words[-2:] == ["0", "simulated"]
+
+
+def test_only_reaches_the_train_suite_before_it_builds_models(monkeypatch):
+    """The train suite builds and runs each model while making its cases: --only skips the others there."""
+    from benchmarks import train
+    built = []
+    real_specs = train._specs
+
+    def counting_specs(device, quick):
+        return [(label, lambda build=build, label=label: (built.append(label), build())[1], shape, kind, classes)
+                for label, build, shape, kind, classes in real_specs(device, quick)]
+    monkeypatch.setattr(train, "_specs", counting_specs)
+    ran = _suites_run(monkeypatch, ["train", "--only", "cnn"])
+    assert ran["train"] == ["cnn 8x8 digits, b16"]
+    assert built == ["cnn 8x8 digits"]
