@@ -2,8 +2,9 @@
 
 The PyTorch twin has the same layers and receives our initial weights (state dict copied); both run on
 the same device in the same process, on the same input batch. Rates are samples per second. On the
-GPU (batch 64) the step is timed with the default direct launcher, again through Numba's dispatch (the
-", numba launcher" rows) and replayed from a CUDA graph (nn.capture), and the peak memory of one step
+GPU (batch 64) the step is timed with the default direct launcher and Adam(flat=True) as `numbanet
+train` runs it, again with Adam(flat=False) (the ", adam per parameter" rows: an update launch per
+parameter) and replayed from a CUDA graph (nn.capture), and the peak memory of one step
 is recorded in each row's JSON (ours: peak of the CuPy pool's used bytes; PyTorch:
 torch.cuda.max_memory_allocated), both counted from before the model was built. On the CPU the batch
 is 16. --quick narrows the 12x90 strip CRNN (channels up to 64, not 256) and leaves out the paper CRNN
@@ -110,10 +111,11 @@ def _make_inputs(shape, kind, classes, batch, device):
     return make
 
 
-def _steps(model, twin, kind, shape, batch, xp):
-    """(ours, vendor) step functions; ours reads the first half of the inputs, vendor the second."""
+def _steps(model, twin, kind, shape, batch, xp, flat=True):
+    """(ours, vendor) step functions; ours reads the first half of the inputs, vendor the second.
+    flat: Adam(flat=True), as `numbanet train` runs it (one update launch)."""
     torch = vendor_torch()
-    optimizer = nn.optim.Adam(model.parameters(), lr=1e-3, flat=True)   # as `numbanet train` runs it
+    optimizer = nn.optim.Adam(model.parameters(), lr=1e-3, flat=flat)
     optimizer_t = torch.optim.Adam(twin.parameters(), lr=1e-3)
     count = 2 if kind == "classes" else 3
     if kind == "ctc":
@@ -181,7 +183,7 @@ def _under_launcher(step, name, extra):
     return run
 
 
-ROW_SUFFIXES = ("", ", numba launcher", ", graph")   # the rows of one model on a GPU (only the first on the CPU)
+ROW_SUFFIXES = ("", ", adam per parameter", ", graph")   # the rows of one model on a GPU (only the first on the CPU)
 
 
 def cases(device, quick=False, only=None):
@@ -226,14 +228,13 @@ def cases(device, quick=False, only=None):
                          vendor_name="torch (same model)", samples=batch, extra=extra,
                          note="Adam step; PyTorch twin with our initial weights"))
         if device == "cuda":
-            # the same eager step launched through Numba's dispatch (NUMBANET_LAUNCHER=numba), to keep the
-            # direct launcher's gain measured
-            numba_extra = {"batch": batch}
-            rows.append(Case(label=f"{label}, b{batch}, numba launcher", make_inputs=make,
-                             ours=lambda *inputs, step=_under_launcher(ours_step, "numba", numba_extra), count=count:
-                             step(*inputs[:count]), vendor=vendor, vendor_name="torch (same model)",
-                             samples=batch, extra=numba_extra,
-                             note="the Adam step launched through Numba's dispatch"))
+            # the same eager step with Adam(flat=False): an update launch per parameter, clipping's ops
+            # per parameter (the CRNNs do not clip here), to keep flat=True's gain measured
+            per_parameter_step = _steps(model, twin, kind, shape, batch, xp, flat=False)[0]
+            rows.append(Case(label=f"{label}, b{batch}, adam per parameter", make_inputs=make,
+                             ours=lambda *inputs, step=per_parameter_step, count=count: step(*inputs[:count]),
+                             vendor=vendor, vendor_name="torch (same model)", samples=batch,
+                             extra={"batch": batch}, note="the Adam step with flat=False"))
             captured = nn.capture(ours_step)
             try:
                 captured(*make(xp, 0)[:count])   # eager warm-up
