@@ -77,6 +77,8 @@ def _refuse_while_capturing(optimizer, what):
 
 
 class Optimizer:
+    flat = False   # SGD(flat=True), Adam(flat=True): see Adam's docstring
+
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
         self.param_groups = []
@@ -130,6 +132,30 @@ class Optimizer:
             group.lr_array_value = None
         group.write_lr()
         return group.lr_array
+
+    def _packed(self, group, stepping, states):
+        """The group's _FlatGroup (flat=True), packed again if something replaced one of its arrays, when
+        this step can update the whole group in one launch; else None (the step goes parameter by
+        parameter). `stepping`: (parameter, on_device) for those with a gradient; `states`: every
+        parameter's state, in group order."""
+        params = group["params"]
+        if not self.flat or group.flat is False or not stepping or not all(on_device for _, on_device in stepping):
+            return None
+        if len(stepping) != len(params):
+            if group.step_counts is not None:
+                # Adam: the parameters without a gradient fall behind the others' step counts, which one
+                # launch with one count cannot follow; pack (next time) checks the counts.
+                group.flat = None
+            return None
+        packed = group.flat
+        if packed is None or not packed.holds(params, states):
+            if backend.is_capturing():
+                return None   # packing copies and reads the step counts on the host: not in a graph
+            group.flat = packed = _FlatGroup.pack(params, states, group)
+            if packed is None:
+                group.flat = False
+                return None
+        return packed if packed.take_gradients() else None
 
     def zero_grad(self, set_to_none=True):
         for p in self._parameters():
@@ -215,12 +241,34 @@ def _check_number(optimizer, name, value, minimum=0.0, below=None):
 
 
 class SGD(Optimizer):
-    """torch.optim.SGD: momentum, dampening, weight_decay, nesterov, maximize."""
+    """torch.optim.SGD: momentum, dampening, weight_decay, nesterov, maximize. flat=True: as Adam's (one
+    update launch for a param group on the GPU, from the step after the momentum buffers are made)."""
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
-                 maximize=False):
+                 maximize=False, flat=False):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                                       nesterov=nesterov, maximize=maximize))
+        self.flat = bool(flat)
+
+    def _step_packed(self, group):
+        """flat=True: the whole group's update in one launch, where it can be (see _packed); False where
+        the group must step parameter by parameter (the first step with momentum makes the buffers)."""
+        if not self.flat:
+            return False
+        params, momentum = group["params"], group["momentum"]
+        states = [self.state.get(id(p), {}) for p in params]
+        if momentum != 0 and any(state.get("momentum_buffer") is None for state in states):
+            return False
+        stepping = [(p, self._uses_device_scalars(p)) for p in params if p.grad is not None]
+        packed = self._packed(group, stepping, states)
+        if packed is None:
+            return False
+        kernels.sgd_update(packed.param_buffer, packed.grad_buffer,
+                           packed.moments.get("momentum_buffer") if momentum != 0 else None,
+                           lr=self._lr_argument(group, params[0], True), momentum=momentum,
+                           dampening=group["dampening"], weight_decay=group["weight_decay"],
+                           nesterov=group["nesterov"], maximize=group["maximize"])
+        return True
 
     def _validate(self, group):
         _check_number("SGD", "lr", group["lr"])
@@ -234,6 +282,8 @@ class SGD(Optimizer):
     def step(self):
         for group in self.param_groups:
             momentum = group["momentum"]
+            if self._step_packed(group):
+                continue
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -249,6 +299,10 @@ class SGD(Optimizer):
                 kernels.sgd_update(p.data, p.grad.data, buffer, lr=lr, momentum=momentum,
                                    dampening=group["dampening"], weight_decay=group["weight_decay"],
                                    nesterov=group["nesterov"], maximize=group["maximize"], first_step=first_step)
+            if self.flat and not backend.is_capturing():
+                # pack now that the buffers exist, so that the next step, perhaps captured, is one launch
+                self._packed(group, [(p, self._uses_device_scalars(p)) for p in group["params"] if p.grad is not None],
+                             [self.state.get(id(p), {}) for p in group["params"]])
 
 
 class Adam(Optimizer):
@@ -286,7 +340,7 @@ class Adam(Optimizer):
             stepping = [(p, self._uses_device_scalars(p)) for p in group["params"] if p.grad is not None]
             for p, on_device in stepping:
                 self._prepare_state(group, p, on_device)
-            packed = self._packed(group, stepping) if self.flat else None
+            packed = self._packed(group, stepping, [self.state.get(id(p), {}) for p in group["params"]])
             self._count_steps(group, [self.state[id(p)] for p, _ in stepping])
             if packed is not None:   # the whole group in one launch
                 kernels.adam_update(packed.param_buffer, packed.grad_buffer, packed.moments["exp_avg"],
@@ -304,28 +358,6 @@ class Adam(Optimizer):
                                     eps=group["eps"], weight_decay=group["weight_decay"],
                                     decoupled_weight_decay=self.decoupled_weight_decay, amsgrad=group["amsgrad"],
                                     max_exp_avg_sq=state.get("max_exp_avg_sq"), maximize=group["maximize"])
-
-    def _packed(self, group, stepping):
-        """The group's _FlatGroup, packed again if something replaced one of its arrays, when this step can
-        update the whole group in one launch; else None (the step goes parameter by parameter)."""
-        params = group["params"]
-        if group.flat is False or not all(on_device for _, on_device in stepping):
-            return None
-        if len(stepping) != len(params):
-            # Some parameters have no gradient: their step counts fall behind the others', which one
-            # launch with one count cannot follow. pack (next time) checks the counts.
-            group.flat = None
-            return None
-        states = [self.state[id(p)] for p in params]
-        packed = group.flat
-        if packed is None or not packed.holds(params, states):
-            if backend.is_capturing():
-                return None   # packing copies and reads the step counts on the host: not in a graph
-            group.flat = packed = _FlatGroup.pack(params, states, group)
-            if packed is None:
-                group.flat = False
-                return None
-        return packed if packed.take_gradients() else None
 
     def _prepare_state(self, group, p, on_device):
         state = self.state.setdefault(id(p), {})
@@ -371,17 +403,17 @@ class AdamW(Adam):
     decoupled_weight_decay = True
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
-                 maximize=False):
+                 maximize=False, flat=False):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                         maximize=maximize)
+                         maximize=maximize, flat=flat)
 
 
-_MOMENTS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+_MOMENTS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer")   # per-parameter state arrays
 
 
 class _FlatGroup:
-    """A param group's parameters, gradients and Adam moments packed into one contiguous buffer each
-    (Adam(flat=True)). Each parameter's `.data`, its gradient and its state's moments are views of one
+    """A param group's parameters, gradients and state arrays (Adam's moments, SGD's momentum buffers)
+    packed into one contiguous buffer each (flat=True). Each parameter's `.data`, its gradient and its state's moments are views of one
     segment of those buffers; the gradient view is also the parameter's `_grad_slot`, into which backward
     writes the first gradient (Tensor._accumulate) instead of a new array. Whatever replaces one of these
     arrays (load_state_dict, .to(), a hand-set .grad) is noticed by identity: `holds` fails and the
@@ -407,7 +439,7 @@ class _FlatGroup:
             p.data = data
             p._grad_slot = (data, grad, self)
             self.views.append((data, grad, moments))
-        self.step_count = None    # the group's first step count: all are equal (checked by pack)
+        self.step_count = None    # Adam: the group's first step count; all are equal (checked by pack)
 
     @classmethod
     def pack(cls, params, states, group):
@@ -419,11 +451,14 @@ class _FlatGroup:
             return None
         if len({tuple(key for key in _MOMENTS if state.get(key) is not None) for state in states}) != 1:
             return None
-        counts = backend.to_numpy(group.step_counts)
-        if len(counts) != len(params) or not (counts == counts[0]).all():
-            return None
+        packed_step_count = None
+        if group.step_counts is not None:   # Adam
+            counts = backend.to_numpy(group.step_counts)
+            if len(counts) != len(params) or not (counts == counts[0]).all():
+                return None
+            packed_step_count = group.step_counts[:1]
         packed = cls(params, states, backend.array_module(params[0].data))
-        packed.step_count = group.step_counts[:1]
+        packed.step_count = packed_step_count
         return packed
 
     def holds(self, params, states):

@@ -41,6 +41,7 @@ CASES = {
     "mlp-adamw": (mlp, (64, 12), "AdamW", dict(lr=1e-2, weight_decay=0.1)),
     # captured with flat=True (one update launch, clipping over one buffer), run eagerly without
     "mlp-adam-flat-clip": (mlp, (64, 12), "Adam", dict(lr=1e-2, amsgrad=True, flat=True, clip=0.5)),
+    "mlp-sgd-flat": (mlp, (64, 12), "SGD", dict(lr=0.1, momentum=0.9, nesterov=True, flat=True)),
     "mlp-sgd-momentum": (mlp, (64, 12), "SGD", dict(lr=0.1, momentum=0.9, nesterov=True)),
     # SGD for the CNN: its conv biases feed batch norms, so their gradients are rounding noise (atomic sums
     # in any order), which Adam would magnify into visible differences between any two runs.

@@ -246,14 +246,16 @@ def _loss(model, step):
     return total
 
 
-def _train(flat, steps=4, clip=None, between=None, options=None):
-    """Adam steps of a tiny model (the same weights and losses for every call); `between(step, model,
-    optimizer)` runs after each backward. Returns (model, optimizer, adam_update calls a step)."""
+def _train(flat, steps=4, clip=None, between=None, options=None, optimizer="Adam"):
+    """Steps of a tiny model (the same weights and losses for every call); `between(step, model,
+    optimizer)` runs after each backward. Returns (model, optimizer, update launches a step)."""
     import nn
     model = _flat_model(0)
-    optimizer = nn.optim.Adam(model.parameters(), flat=flat, **(options or dict(lr=0.05, weight_decay=0.01)))
-    calls, original = [], kernels.adam_update
-    nn.optim.kernels.adam_update = lambda *a, **k: (calls.append(1), original(*a, **k))[1]
+    optimizer = getattr(nn.optim, optimizer)(model.parameters(), flat=flat,
+                                             **(options or dict(lr=0.05, weight_decay=0.01)))
+    calls, adam, sgd = [], kernels.adam_update, kernels.sgd_update
+    nn.optim.kernels.adam_update = lambda *a, **k: (calls.append(1), adam(*a, **k))[1]
+    nn.optim.kernels.sgd_update = lambda *a, **k: (calls.append(1), sgd(*a, **k))[1]
     try:
         per_step = []
         for step in range(steps):
@@ -267,7 +269,7 @@ def _train(flat, steps=4, clip=None, between=None, options=None):
             optimizer.step()
             per_step.append(len(calls))
     finally:
-        nn.optim.kernels.adam_update = original
+        nn.optim.kernels.adam_update, nn.optim.kernels.sgd_update = adam, sgd
     return model, optimizer, per_step
 
 
@@ -279,16 +281,18 @@ def _assert_same_weights(a, b, exact=True):
             assert_close(p.data, q.data, np.float32, name=name)
 
 
-@pytest.mark.parametrize("options", [dict(lr=0.05, weight_decay=0.01), dict(lr=0.02, amsgrad=True, maximize=True)])
-def test_flat_adam_is_one_launch_with_the_same_results(options):
-    flat, optimizer, launches = _train(True, options=options)
-    _assert_same_weights(flat, _train(False, options=options)[0])
+@pytest.mark.parametrize("name, options", [("Adam", dict(lr=0.05, weight_decay=0.01)),
+                                           ("Adam", dict(lr=0.02, amsgrad=True, maximize=True)),
+                                           ("AdamW", dict(lr=0.05, weight_decay=0.1))])
+def test_flat_adam_is_one_launch_with_the_same_results(name, options):
+    flat, optimizer, launches = _train(True, options=options, optimizer=name)
+    _assert_same_weights(flat, _train(False, options=options, optimizer=name)[0])
     assert launches == [1, 1, 1, 1]
     packed = optimizer.param_groups[0].flat
     for p, (data, grad, moments) in zip(flat.parameters(), packed.views):
         assert p.data is data and p.grad.data is grad                   # views of the group's buffers
         assert optimizer.state[id(p)]["exp_avg"] is moments["exp_avg"]
-    assert _train(False, options=options)[2] == [6, 6, 6, 6]         # a launch per parameter
+    assert _train(False, options=options, optimizer=name)[2] == [6, 6, 6, 6]   # a launch per parameter
 
 
 def test_flat_gradients_are_clipped_as_one_buffer():
@@ -343,3 +347,19 @@ def test_flat_adam_names_a_misshaped_gradient():
             p.grad = nn.Tensor(np.ones((1,), np.float32))   # would broadcast silently into the buffer
     with pytest.raises(ValueError, match="adam_update: grad must have shape"):
         _train(True, between=misshape)
+
+
+@pytest.mark.parametrize("options", [dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+                                     dict(lr=0.1, maximize=True)])
+def test_flat_sgd_is_one_launch_after_the_buffers_are_made(options):
+    def drop_first(step, model, optimizer):
+        if step == 2:
+            next(iter(model.parameters())).grad = None   # no step counts: the packing stays
+    for between in (None, drop_first):
+        flat, optimizer, launches = _train(True, optimizer="SGD", options=options, between=between)
+        _assert_same_weights(flat, _train(False, optimizer="SGD", options=options, between=between)[0])
+        first = 6 if options.get("momentum") else 1   # the first step with momentum makes the buffers
+        assert launches == [first, 1, 5 if between else 1, 1]
+        assert optimizer.param_groups[0].flat
+    # packed at the end of the first step, so that a capture after one eager step records one launch
+    assert _train(True, steps=1, optimizer="SGD", options=options)[1].param_groups[0].flat
