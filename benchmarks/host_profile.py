@@ -72,7 +72,7 @@ def _cnn_training_step():
     from nn import models
     nn.manual_seed(0)
     model = models.CNN().to("cuda")
-    optimizer = nn.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = nn.optim.Adam(model.parameters(), lr=1e-3, flat=True)   # as `numbanet train` and the train suite
     rng = np.random.default_rng(0)
     x = nn.Tensor(cupy.asarray(rng.random((64, 1, 8, 8), dtype=np.float32)))
     y = cupy.asarray(rng.integers(0, 10, 64))

@@ -20,6 +20,7 @@ replay would re-initialise it each time): creating it while capturing raises. On
 numbers are passed, exactly as torch.optim computes with them.
 """
 import math
+import weakref
 
 import numpy as np
 
@@ -150,7 +151,10 @@ class Optimizer:
         packed = group.flat
         if packed is None or not packed.holds(params, states):
             if backend.is_capturing():
-                return None   # packing copies and reads the step counts on the host: not in a graph
+                # Packing copies and reads the step counts on the host: not in a graph. The graph records
+                # the per-parameter update of the arrays in place now, so no later step may move them.
+                group.flat = False
+                return None
             group.flat = packed = _FlatGroup.pack(params, states, group)
             if packed is None:
                 group.flat = False
@@ -201,6 +205,8 @@ class Optimizer:
             for key, value in saved.items():
                 if key in self.defaults or key == "initial_lr":
                     group[key] = tuple(value) if isinstance(value, list) else value
+            if group.flat is False and not backend.is_capturing():
+                group.flat = None   # flat=True: the loaded step counts may allow one launch again
         self.state = new_state
 
     @staticmethod
@@ -315,6 +321,8 @@ class Adam(Optimizer):
     from `.data` before then is no longer the parameter's), and `.grad` is a view into the gradient
     buffer that the next backward after zero_grad() overwrites, as DistributedDataParallel's
     gradient_as_bucket_view does in torch: copy a gradient to keep it. Results are those of flat=False.
+    A step in which some parameter of the group has no gradient (a frozen parameter left in the optimizer)
+    ends the one launch for that group until load_state_dict, since one launch carries one step count.
     """
     decoupled_weight_decay = False
 
@@ -427,6 +435,7 @@ class _FlatGroup:
         self.grad_buffer = xp.zeros(int(bounds[-1]), dtype)
         self.moments = {key: xp.empty(int(bounds[-1]), dtype) for key in _MOMENTS if states[0].get(key) is not None}
         self.views = []   # per parameter: (data view, gradient view, {moment name: view})
+        owner = weakref.ref(self)
         for p, state, start, stop in zip(params, states, bounds[:-1], bounds[1:]):
             data = self.param_buffer[start:stop].reshape(p.data.shape)
             grad = self.grad_buffer[start:stop].reshape(p.data.shape)
@@ -437,7 +446,7 @@ class _FlatGroup:
                 moments[key][...] = state[key]
                 state[key] = moments[key]
             p.data = data
-            p._grad_slot = (data, grad, self)
+            p._grad_slot = (data, grad, owner)   # weak: a dropped optimizer frees its buffers
             self.views.append((data, grad, moments))
         self.step_count = None    # Adam: the group's first step count; all are equal (checked by pack)
 

@@ -94,16 +94,23 @@ class Tensor:
     def backward(self, grad=None, retain_graph=False):
         autograd.backward(self, grad, retain_graph=retain_graph)
 
-    # (data, gradient view, owner): set by Adam(flat=True) on its parameters (nn/optim.py, _FlatGroup).
-    # While `data` is still this Tensor's, a first gradient is copied into the view, not into a new array.
+    # (data, gradient view, weak reference to the owner): set by an optimizer with flat=True on its parameters
+    # (nn/optim.py, _FlatGroup). While `data` is still this Tensor's, a first gradient is copied into the
+    # view, not into a new array. Never copied or pickled with the Tensor (__getstate__): a copy's
+    # gradients are its own.
     _grad_slot = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_grad_slot", None)
+        return state
 
     def _accumulate(self, grad):
         if self.grad is not None:
             self.grad.data += grad
             return
         slot = self._grad_slot
-        if slot is not None and slot[0] is self.data and slot[1].dtype == grad.dtype:
+        if slot is not None and slot[0] is self.data and slot[1].dtype == grad.dtype and slot[1].shape == grad.shape:
             slot[1][...] = grad
             self.grad = Tensor(slot[1])
         else:

@@ -23,9 +23,10 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     """
     parameters = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     grads = [p.grad.data for p in parameters if p.grad is not None]
-    packed = getattr(parameters[0], "_grad_slot", None) if parameters else None
-    if packed is not None and packed[2].gradients_in_place(parameters):
-        grads = [packed[2].grad_buffer]   # Adam(flat=True): all the gradients, as one array
+    slot = getattr(parameters[0], "_grad_slot", None) if parameters else None
+    packed = slot[2]() if slot is not None else None
+    if packed is not None and packed.gradients_in_place(parameters):
+        grads = [packed.grad_buffer]   # an optimizer with flat=True: all the gradients, as one array
     max_norm, norm_type = float(max_norm), float(norm_type)
     if not grads:
         return Tensor(np.zeros((), np.float32))

@@ -186,26 +186,30 @@ class _RecordedGraph:
 
 @pytest.mark.parametrize("cls, options", [("Adam", dict(lr=0.02, amsgrad=True)),
                                           ("AdamW", dict(lr=0.02, weight_decay=0.1)),
-                                          ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.1))])
+                                          ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.1)),
+                                          ("Adam", dict(lr=0.02, amsgrad=True, flat=True)),
+                                          ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.1, flat=True))])
 def test_optimizer_step_replayed_like_a_graph_matches_eager_steps(cls, options, monkeypatch):
     """What nn.capture needs from the optimizers: replays of a step recorded once (after an eager warm-up)
-    follow eager steps, while the scheduler changes lr between them (written through to the device lr)."""
+    follow eager steps, while the scheduler changes lr between them (written through to the device lr).
+    With flat=True the replayed optimizer packs in the warm-up and the eager one steps per parameter."""
     import nn
 
-    def make():
+    def make(options):
         params = [nn.Parameter(random_array(shape, seed=90 + i)) for i, shape in enumerate([(6, 5), (7,)])]
-        grads = [nn.Tensor(random_array(p.shape, seed=95 + i)) for i, p in enumerate(params)]
-        for p, g in zip(params, grads):
-            p.grad = g   # fixed gradient arrays, as a captured backward writes the same arrays each replay
+        for i, p in enumerate(params):
+            # fixed gradient arrays, as a captured backward writes the same arrays each replay (flat=True
+            # moves them into its buffer at the warm-up)
+            p.grad = nn.Tensor(random_array(p.shape, seed=95 + i))
         optimizer = getattr(nn.optim, cls)(params, **options)
-        return params, grads, optimizer, nn.optim.CosineAnnealingLR(optimizer, T_max=3)
+        return params, optimizer, nn.optim.CosineAnnealingLR(optimizer, T_max=3)
 
-    eager, eager_grads, eager_optimizer, eager_scheduler = make()
-    replayed, grads, optimizer, scheduler = make()
+    eager, eager_optimizer, eager_scheduler = make({k: v for k, v in options.items() if k != "flat"})
+    replayed, optimizer, scheduler = make(options)
     graph = _RecordedGraph(monkeypatch)
     for step in range(7):
-        for g, h in zip(eager_grads, grads):   # new gradient values in the same arrays
-            g.data[...] = h.data[...] = random_array(g.shape, seed=100 + step)
+        for p, q in zip(eager, replayed):   # new gradient values in the same arrays
+            p.grad.data[...] = q.grad.data[...] = random_array(p.shape, seed=100 + step)
         eager_optimizer.step()
         if step == 0:
             optimizer.step()                   # eager warm-up: creates the state
@@ -215,7 +219,8 @@ def test_optimizer_step_replayed_like_a_graph_matches_eager_steps(cls, options, 
             graph.replay()
         eager_scheduler.step()
         scheduler.step()
-    assert len(graph.work) == 2 + (cls != "SGD")   # two update kernels, and Adam's one step-count add
+    updates = 1 if options.get("flat") else 2
+    assert len(graph.work) == updates + (cls != "SGD")   # the update kernels, and Adam's one step-count add
     for a, b in zip(replayed, eager):
         np.testing.assert_array_equal(a.data, b.data)
     saved, expected = optimizer.state_dict(), eager_optimizer.state_dict()
@@ -363,3 +368,43 @@ def test_flat_sgd_is_one_launch_after_the_buffers_are_made(options):
         assert optimizer.param_groups[0].flat
     # packed at the end of the first step, so that a capture after one eager step records one launch
     assert _train(True, steps=1, optimizer="SGD", options=options)[1].param_groups[0].flat
+
+
+def test_backward_writes_first_gradients_into_the_flat_buffer():
+    import nn
+    model, optimizer, _ = _train(True, steps=1)
+    packed = optimizer.param_groups[0].flat
+    optimizer.zero_grad()
+    _loss(model, 5).backward()     # before any step(): take_gradients has not copied anything in
+    for p, (_, grad, _) in zip(model.parameters(), packed.views):
+        assert p.grad.data is grad and np.shares_memory(p.grad.data, packed.grad_buffer)
+
+
+def test_clipping_a_flat_group_scales_the_buffer_once(monkeypatch):
+    import nn
+    model, optimizer, _ = _train(True, steps=1)
+    optimizer.zero_grad()
+    _loss(model, 5).backward()
+    norms, norm = [], np.linalg.norm
+    monkeypatch.setattr(np.linalg, "norm", lambda x, *a, **k: (norms.append(x.size), norm(x, *a, **k))[1])
+    expected = norm(np.concatenate([p.grad.data.reshape(-1) for p in model.parameters()]))
+    total = nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+    assert norms[0] == optimizer.param_groups[0].flat.grad_buffer.size and len(norms) == 2   # buffer, then total
+    assert_close(total.data, expected, np.float32)
+    assert_close(np.float32(norm(optimizer.param_groups[0].flat.grad_buffer)), np.float32(0.1), np.float32)
+
+
+def test_a_deep_copy_of_a_packed_model_owns_its_gradients():
+    """A copy (a best-model snapshot, an averaged model) must not carry the packing: its gradients are its
+    own arrays, and clipping them clips them."""
+    import copy
+
+    import nn
+    model, _, _ = _train(True, steps=2)
+    twin = copy.deepcopy(model)
+    assert all(p._grad_slot is None for p in twin.parameters())
+    twin.zero_grad()
+    _loss(twin, 7).backward()
+    nn.utils.clip_grad_norm_(twin.parameters(), 0.1)
+    assert_close(np.float32(np.linalg.norm(np.concatenate([p.grad.data.reshape(-1) for p in twin.parameters()]))),
+                 np.float32(0.1), np.float32)
