@@ -20,6 +20,7 @@ replay would re-initialise it each time): creating it while capturing raises. On
 numbers are passed, exactly as torch.optim computes with them.
 """
 import math
+import warnings
 import weakref
 
 import numpy as np
@@ -158,6 +159,9 @@ class Optimizer:
             group.flat = packed = _FlatGroup.pack(params, states, group)
             if packed is None:
                 group.flat = False
+                warnings.warn(f"{type(self).__name__}(flat=True): a param group steps parameter by parameter from "
+                              f"now on: its parameters have different step counts (some had no gradient in a "
+                              f"step), dtypes or devices, or one is listed twice", RuntimeWarning, stacklevel=3)
                 return None
         return packed if packed.take_gradients() else None
 
