@@ -1,8 +1,10 @@
 """Optimizers with torch.optim's rules, hyper-parameters and state-dict layout.
 
 step() hands each parameter to one fused in-place kernel (kernels.sgd_update / adam_update): a
-single CUDA kernel per parameter on the GPU, the NumPy reference on the CPU. The per-parameter state
-(momentum buffer; step, exp_avg, exp_avg_sq, max_exp_avg_sq) lives on the parameter's device.
+single CUDA kernel per parameter on the GPU, the NumPy reference on the CPU; with flat=True, one kernel
+for a whole param group on the GPU, over buffers that hold every parameter, gradient and state array of
+the group (_FlatGroup, at the end of this file). The per-parameter state (momentum buffer; step, exp_avg,
+exp_avg_sq, max_exp_avg_sq) lives on the parameter's device.
 state_dict() follows PyTorch: {'state': {index: {...}}, 'param_groups': [{..., 'params': [indices]}]}
 with parameters numbered in group order, arrays as NumPy copies and 'step' as a number.
 
