@@ -57,6 +57,17 @@ else:
 
 
 @device_function
+def step_barrier(block_owns_direction):
+    """What separates the steps of a persistent kernel: a grid barrier, or only a block barrier when every
+    block owns all the units of its direction (units >= H: one block a direction), since then no other
+    block reads what it wrote. The condition is the same in every block, so all of them take one branch."""
+    if block_owns_direction:
+        cuda.syncthreads()
+    else:
+        grid_barrier()
+
+
+@device_function
 def sigmoid(v):
     return float32(1.0) / (float32(1.0) + math.exp(-v))
 

@@ -11,13 +11,15 @@ Buffers carry a leading direction axis (D, ...); y and grad_y are (T, B, Y) with
 y_column + d*H .. + H (the layer's concatenated output, or a direction's half of it); W_hh of
 direction d is w0 (d = 0) or w1 (d = 1; the same array as w0 when D = 1). Direction d runs in reverse
 when reverse + d is odd. Dummies (cells, aux, grad_c, grad_hidden) keep the leading axis D.
+When a block owns every unit of its direction (units >= H: NUMBANET_RNN_UNITS for small layers, and the
+simulator's one block), the steps are separated by a block barrier instead of a grid barrier.
 """
 import functools
 
 from numba import cuda, float32
 
 from .device import device_function
-from .rnn_kernels import GATE_COUNT, GRU, PERSISTENT_OPTIONS, REDUCE_SLOTS, device_functions, grid_barrier
+from .rnn_kernels import GATE_COUNT, GRU, PERSISTENT_OPTIONS, REDUCE_SLOTS, device_functions, step_barrier
 
 
 @device_function
@@ -62,7 +64,7 @@ def persistent_kernels_for(cell):
                 forward_step(s, T, B, H, unit0, here, ksplit, True, w_shared, slot * slice_size, units * ld, ld, 1,
                              gates[d], b_hn[d], states[d], cells[d], aux[d], y[:, :, column:column + H], lengths,
                              (reverse + d) % 2, red)
-            grid_barrier()
+            step_barrier(units >= H)
 
     @cuda.jit(**PERSISTENT_OPTIONS)
     def persistent_backward(T, B, H, units, ksplit, directions_per_block, w0, w1, gates, states, cells, aux,
@@ -92,7 +94,7 @@ def persistent_kernels_for(cell):
                 backward_phase_a(s, T, B, H, unit0, here, gates[d], states[d], cells[d], aux[d],
                                  grad_y[:, :, column:column + H], grad_h[d], grad_c[d], grad_gates[d],
                                  grad_hidden[d], lengths, (reverse + d) % 2)
-            grid_barrier()
+            step_barrier(units >= H)
             for slot in range(directions_per_block):
                 d = first + slot
                 backward_phase_b(s, T, B, H, unit0, here, ksplit, True, w_shared, slot * slice_size, 1, ld,
