@@ -427,11 +427,11 @@ _MOMENTS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer")   # pe
 
 class _FlatGroup:
     """A param group's parameters, gradients and state arrays (Adam's moments, SGD's momentum buffers)
-    packed into one contiguous buffer each (flat=True). Each parameter's `.data`, its gradient and its state's moments are views of one
-    segment of those buffers; the gradient view is also the parameter's `_grad_slot`, into which backward
-    writes the first gradient (Tensor._accumulate) instead of a new array. Whatever replaces one of these
-    arrays (load_state_dict, .to(), a hand-set .grad) is noticed by identity: `holds` fails and the
-    optimizer packs again."""
+    packed into one contiguous buffer each (flat=True). Each parameter's `.data`, its gradient and its
+    state arrays are views of one segment of those buffers; the gradient view is also the parameter's
+    `_grad_slot`, into which backward writes the first gradient (Tensor._accumulate) instead of a new
+    array. Whatever replaces one of these arrays (load_state_dict, .to(), a hand-set .grad) is noticed by
+    identity: `holds` fails and the optimizer packs again."""
 
     def __init__(self, params, states, xp):
         dtype = params[0].data.dtype
@@ -461,7 +461,7 @@ class _FlatGroup:
         """Pack the group, or None where one launch cannot update it: parameters of different dtypes or
         devices, one listed twice, or step counts that differ (read on the host: never while capturing)."""
         dtypes = {p.data.dtype for p in params}
-        devices = {backend.device_of("Adam", p.data) for p in params}
+        devices = {backend.device_of("optimizer", p.data) for p in params}
         if len(dtypes) != 1 or len(devices) != 1 or len({id(p) for p in params}) != len(params):
             return None
         if len({tuple(key for key in _MOMENTS if state.get(key) is not None) for state in states}) != 1:
