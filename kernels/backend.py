@@ -34,9 +34,19 @@ def requested_backend():
     return choice
 
 
+_GPU_TYPES, _OTHER_TYPES = set(), {np.ndarray}   # types already classified (a few hundred calls a step)
+
+
 def is_gpu_array(x):
     """True for CuPy arrays; checked by module name so that CuPy is never imported needlessly."""
-    return type(x).__module__.split(".", 1)[0] == "cupy"
+    kind = type(x)
+    if kind in _OTHER_TYPES:
+        return False
+    if kind in _GPU_TYPES:
+        return True
+    gpu = kind.__module__.split(".", 1)[0] == "cupy"
+    (_GPU_TYPES if gpu else _OTHER_TYPES).add(kind)
+    return gpu
 
 
 def is_array(x):

@@ -145,7 +145,7 @@ def _layout_of(value):
 
 
 def _launch_direct(configured, key, args):
-    layout = key + tuple(_layout_of(a) for a in args)
+    layout = key + tuple(map(_layout_of, args))   # (map: no generator frame, on every launch)
     try:
         replay = _replays[layout]
     except KeyError:
