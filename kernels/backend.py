@@ -53,6 +53,11 @@ def is_array(x):
     return isinstance(x, np.ndarray) or is_gpu_array(x)
 
 
+def data_address(x):
+    """The address of an array's first element (device memory for CuPy, host memory for NumPy)."""
+    return x.data.ptr if is_gpu_array(x) else x.__array_interface__["data"][0]
+
+
 @functools.lru_cache(maxsize=None)
 def cupy_module():
     """The cupy module, or None when it is missing or no GPU can be used."""

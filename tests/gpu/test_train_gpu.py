@@ -39,3 +39,40 @@ def test_captured_training_epoch_matches_eager_epoch(tmp_path, model, extra):
         # Seven Adam steps of the CRNN moved a few of its conv weights 1.9e-4 and 1.2e-3 (0.1 and 0.6 lr)
         # apart in two H100 runs (2 of 144 and 4 of 4608): weights whose gradients are mostly rounding noise.
         assert_adam_runs_agree(q.data, p.data, eager.settings["lr"], steps=7, name=key)
+
+
+@pytest.mark.parametrize("model", ["cnn", "crnn"])
+def test_evaluation_replayed_from_a_graph_matches_the_eager_forward(tmp_path, model):
+    """The task's evaluation forward (tasks.EvaluationForward: a CUDA graph per model and batch shape)
+    gives the eager forward's outputs; after training steps, which update the weights in place, the
+    graph follows them; after load_state_dict, which moves them, the forward is captured again."""
+    import nn
+    from kernels import backend
+    from nn import tasks
+    from tests.oracle import assert_close
+
+    run = make_run(tmp_path, "run", model, 3)
+    run.train_epoch()                          # packs the optimizer: the parameters have moved once
+    forward = tasks.EvaluationForward()
+
+    def compare(label):
+        run.model.eval()
+        for index, (batch, count) in enumerate(tasks._evaluation_batches(
+                run.splits["validation"].inputs[:5 * run.settings["batch_size"]], run.settings["batch_size"],
+                "cuda")):
+            replayed = backend.to_numpy(forward(run.model, batch).data)
+            with nn.no_grad():
+                eager = backend.to_numpy(run.model(batch).data)
+            assert_close(replayed, eager, np.float32, rtol=1e-5, atol=1e-6, name=f"{label}, batch {index}")
+        assert not forward.eager
+        run.model.train()
+
+    compare("after one epoch")
+    graphs = dict(forward.graphs)
+    assert len(graphs) == 1 and next(iter(graphs.values()))[1].captured
+    run.train_epoch()
+    compare("after another epoch")
+    assert forward.graphs == graphs            # the same graph, reading the updated weights
+    run.model.load_state_dict({key: value.copy() for key, value in run.model.state_dict().items()})
+    compare("after load_state_dict")
+    assert forward.graphs.keys() == graphs.keys() and forward.graphs != graphs   # captured again

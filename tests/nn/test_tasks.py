@@ -99,3 +99,44 @@ def test_crnn_training_split_is_epoch_zeros_draw_and_follows_a_cut_down_split(mo
     drawn = task.training_split(cut, 0)
     assert len(drawn.inputs) == 13
     np.testing.assert_array_equal(drawn.inputs, tasks.StripTask(settings)._draw(13, 0).inputs)
+
+
+def test_evaluation_forward_captures_once_per_model_arrays_and_falls_back_to_eager(monkeypatch):
+    """EvaluationForward's bookkeeping, with nn.capture replaced by a recorder that runs eagerly (the real
+    graphs: tests/gpu/test_train_gpu.py): one capture per model and batch shape, a new one when the
+    model's arrays move, eager for good (with a warning) once a capture fails."""
+    import nn
+    from nn import models
+    made = []
+
+    def recording_capture(step_fn):
+        made.append(step_fn)
+        return step_fn
+    monkeypatch.setattr(tasks, "capture", recording_capture)
+    forward = tasks.EvaluationForward()
+    monkeypatch.setattr(forward, "replays", lambda batch: True)   # as on a GPU
+    nn.manual_seed(0)
+    model = models.CNN(channels=(4,), hidden=8).eval()
+    batch = nn.Tensor(np.random.default_rng(0).random((3, 1, 8, 8), dtype=np.float32))
+    expected = model(batch).numpy()
+    for _ in range(3):
+        np.testing.assert_array_equal(forward(model, batch).numpy(), expected)
+    assert len(made) == 1
+    forward(model, nn.Tensor(batch.numpy()[:2]))                 # another batch shape: its own graph
+    assert len(made) == 2
+    model.load_state_dict({k: v.copy() for k, v in model.state_dict().items()})   # arrays moved
+    np.testing.assert_array_equal(forward(model, batch).numpy(), expected)
+    assert len(made) == 3
+    forward(model, batch)
+    assert len(made) == 3
+
+    def failing_capture(step_fn):
+        def fail(*inputs):
+            raise RuntimeError("capture: step_fn could not be captured into a CUDA graph (a test)")
+        return fail
+    monkeypatch.setattr(tasks, "capture", failing_capture)
+    model.load_state_dict({k: v.copy() for k, v in model.state_dict().items()})
+    with pytest.warns(RuntimeWarning, match="evaluation: the forward could not be captured"):
+        np.testing.assert_array_equal(forward(model, batch).numpy(), expected)
+    assert forward.eager
+    np.testing.assert_array_equal(forward(model, batch).numpy(), expected)   # eager, no new warning
