@@ -60,20 +60,24 @@ class EvaluationForward:
     in place). A forward that cannot be captured runs eagerly from then on, with a warning."""
 
     def __init__(self):
-        self.graphs = {}        # (id(model), batch shape) -> (array addresses, captured forward)
+        self.graphs = {}        # (id(model), batch shape, dtype, modes) -> (array addresses, captured forward)
         self.eager = False
 
     def __call__(self, model, batch):
         if self.eager or not self.replays(batch):
             return self._forward(model, batch)
-        key, addresses = (id(model), batch.shape), _array_addresses(model)
+        # A graph replays the mode it was captured in (batch norm's statistics, dropout): modes are in the key.
+        key = (id(model), batch.shape, batch.dtype, tuple(module.training for module in model.modules()))
+        addresses = _array_addresses(model)
         entry = self.graphs.get(key)
         if entry is None or entry[0] != addresses:
             entry = self.graphs[key] = (addresses, capture(lambda x: self._forward(model, x)))
+        step = entry[1]
+        capturing = step.graph is None and step.calls >= step.warmup   # this call records the graph
         try:
-            return entry[1](batch)
-        except RuntimeError as error:
-            if not str(error).startswith("capture:"):
+            return step(batch)
+        except Exception as error:   # also a failure of end_capture or of the graph's upload
+            if not capturing:
                 raise
             warnings.warn(f"evaluation: the forward could not be captured into a CUDA graph, running it eagerly "
                           f"({error})", RuntimeWarning, stacklevel=2)

@@ -9,7 +9,8 @@ of them); each task's dot products over k are split `ksplit` ways (to fill the b
 tasks are few, and in the persistent kernels at least 8 ways so that a warp reads few rows of h) and
 summed through shared memory (no shuffles, so the simulator runs it). Persistent kernels keep their
 weight slice in dynamic shared memory (odd row stride: conflict-free) and meet at a grid barrier
-between steps; one launch of them with a single block is the simulator's form. The per-step kernels
+between steps (a block barrier when each block owns its whole direction: step_barrier); one launch of
+them with a single block is the simulator's form. The per-step kernels
 are here; the persistent ones (one or both directions of a layer a launch) in rnn_persistent.py.
 Backward: phase A (gate gradients of the block's own units, step s) and phase B (dh_prev of its own
 units = gate gradients of all units x its W_hh columns) need a grid-wide exchange between them.

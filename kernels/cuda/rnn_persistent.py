@@ -40,7 +40,8 @@ def persistent_kernels_for(cell):
     def persistent_forward(T, B, H, units, ksplit, directions_per_block, w0, w1, gates, b_hn, states, cells, aux,
                            y, y_column, lengths, reverse):
         """All T steps; each direction's rows of W_hh (G x units x H, row stride weight_stride(H)) stay in
-        dynamic shared memory; a grid barrier publishes each step's states to every block."""
+        dynamic shared memory; a grid barrier publishes each step's states to every block (a block
+        barrier when each block owns its whole direction: step_barrier)."""
         red = cuda.shared.array(REDUCE_SLOTS, float32)
         w_shared = cuda.shared.array(0, float32)
         first, unit0 = block_direction(states.shape[0], directions_per_block, units)
@@ -71,7 +72,7 @@ def persistent_kernels_for(cell):
                             grad_y, y_column, grad_h, grad_c, grad_gates, grad_hidden, lengths, reverse):
         """All T steps backwards; each direction's columns of W_hh, stored as rows (units x G*H, row stride
         weight_stride(G*H)), stay in dynamic shared memory; a grid barrier between phase A and phase B
-        of each step."""
+        of each step (a block barrier when each block owns its whole direction: step_barrier)."""
         red = cuda.shared.array(REDUCE_SLOTS, float32)
         w_shared = cuda.shared.array(0, float32)
         first, unit0 = block_direction(states.shape[0], directions_per_block, units)

@@ -238,19 +238,20 @@ def test_bidirectional_combined_matches_separate_and_cpu(shape, mode):
     assert_results_close(combined, [[to_numpy(v) for v in part] for part in separate], T, B, H, f"{mode} forms")
 
 
-@pytest.mark.parametrize("units", [4, 16, 64])
-def test_fewer_larger_persistent_blocks_give_the_same_results(units, monkeypatch):
+@pytest.mark.parametrize("mode, units", [("lstm", 4), ("lstm", 16), ("lstm", 64), ("gru", 64)])
+def test_fewer_larger_persistent_blocks_give_the_same_results(mode, units, monkeypatch):
     """gpu.min_units (NUMBANET_RNN_UNITS: the rnn suite compares plans with it) gives blocks of at least
-    that many units, and the CRNN's layer shape still matches the CPU path."""
+    that many units, and the CRNN's layer shape still matches the CPU path. With 64 units (= H) each block
+    owns its whole direction and the steps meet at block barriers only (step_barrier)."""
     T, B, I, H = 26, 16, 512, 64
     monkeypatch.setattr(gpu, "min_units", units)
-    inputs = bidirectional_inputs("lstm", T, B, I, H, seed=units)
+    inputs = bidirectional_inputs(mode, T, B, I, H, seed=units)
     lengths = np.random.default_rng(units).integers(1, T + 1, size=B)
-    ours = run_bidirectional_gpu("lstm", inputs, lengths, "persistent", "combined")
+    ours = run_bidirectional_gpu(mode, inputs, lengths, "persistent", "combined")
     for kind in ("forward", "backward"):
-        blocks, planned_units, _, _ = gpu._plans[(kind, CELLS["lstm"], B, H, 2, units)]
+        blocks, planned_units, _, _ = gpu._plans[(kind, CELLS[mode], B, H, 2, units)]
         assert planned_units >= units and blocks == 2 * -(-H // planned_units)
-    assert_results_close(ours, bidirectional_reference("lstm", inputs, lengths), T, B, H, f"lstm u{units}")
+    assert_results_close(ours, bidirectional_reference(mode, inputs, lengths), T, B, H, f"{mode} u{units}")
 
 
 @pytest.mark.parametrize("mode", ["lstm", "gru"])

@@ -70,7 +70,10 @@ def test_evaluation_replayed_from_a_graph_matches_the_eager_forward(tmp_path, mo
     compare("after one epoch")
     graphs = dict(forward.graphs)
     assert len(graphs) == 1 and next(iter(graphs.values()))[1].captured
+    before = [backend.to_numpy(p.data).copy() for p in run.model.parameters()]
+    run.epoch, run.batches_done = run.epoch + 1, 0     # as fit() moves on to the next epoch
     run.train_epoch()
+    assert any(not np.array_equal(a, backend.to_numpy(p.data)) for a, p in zip(before, run.model.parameters()))
     compare("after another epoch")
     assert forward.graphs == graphs            # the same graph, reading the updated weights
     run.model.load_state_dict({key: value.copy() for key, value in run.model.state_dict().items()})

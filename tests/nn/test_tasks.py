@@ -109,9 +109,17 @@ def test_evaluation_forward_captures_once_per_model_arrays_and_falls_back_to_eag
     from nn import models
     made = []
 
-    def recording_capture(step_fn):
-        made.append(step_fn)
-        return step_fn
+    class RecordingCapture:
+        """Runs eagerly, as nn.capture does on the CPU; counts the captures made."""
+        warmup, graph, calls = 1, None, 0
+
+        def __init__(self, step_fn):
+            made.append(step_fn)
+            self.step_fn = step_fn
+
+        def __call__(self, *inputs):
+            return self.step_fn(*inputs)
+    recording_capture = RecordingCapture
     monkeypatch.setattr(tasks, "capture", recording_capture)
     forward = tasks.EvaluationForward()
     monkeypatch.setattr(forward, "replays", lambda batch: True)   # as on a GPU
@@ -130,13 +138,31 @@ def test_evaluation_forward_captures_once_per_model_arrays_and_falls_back_to_eag
     forward(model, batch)
     assert len(made) == 3
 
-    def failing_capture(step_fn):
-        def fail(*inputs):
-            raise RuntimeError("capture: step_fn could not be captured into a CUDA graph (a test)")
-        return fail
-    monkeypatch.setattr(tasks, "capture", failing_capture)
+    model.train()                                                 # another mode: its own graph
+    forward(model, batch)
+    assert len(made) == 4
+    model.eval()
+    expected = model(batch).numpy()       # the training-mode forward moved batch norm's running statistics
+
+    class FailingCapture:
+        """A captured step whose eager warm-up works and whose capture fails (e.g. in end_capture)."""
+        warmup, graph = 1, None
+
+        def __init__(self, step_fn):
+            self.step_fn, self.calls = step_fn, 0
+
+        def __call__(self, *inputs):
+            self.calls += 1
+            if self.calls > self.warmup:
+                raise ValueError("cudaErrorStreamCaptureInvalidated (a test)")
+            return self.step_fn(*inputs)
+    monkeypatch.setattr(tasks, "capture", FailingCapture)
     model.load_state_dict({k: v.copy() for k, v in model.state_dict().items()})
+    np.testing.assert_array_equal(forward(model, batch).numpy(), expected)   # the eager warm-up
     with pytest.warns(RuntimeWarning, match="evaluation: the forward could not be captured"):
         np.testing.assert_array_equal(forward(model, batch).numpy(), expected)
     assert forward.eager
-    np.testing.assert_array_equal(forward(model, batch).numpy(), expected)   # eager, no new warning
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(forward(model, batch).numpy(), expected)   # eager, no new warning
