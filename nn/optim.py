@@ -437,6 +437,7 @@ class _FlatGroup:
         dtype = params[0].data.dtype
         bounds = np.cumsum([0] + [p.data.size for p in params])
         self.params = list(params)
+        self.param_ids = frozenset(id(p) for p in self.params)   # clip_grad_norm_ compares its list with it
         self.param_buffer = xp.empty(int(bounds[-1]), dtype)
         self.grad_buffer = xp.zeros(int(bounds[-1]), dtype)
         self.moments = {key: xp.empty(int(bounds[-1]), dtype) for key in _MOMENTS if states[0].get(key) is not None}
@@ -503,7 +504,7 @@ class _FlatGroup:
 
     def gradients_in_place(self, params):
         """Whether `params` are exactly this group's parameters, each with its gradient in grad_buffer."""
-        if len(params) != len(self.params) or {id(p) for p in params} != {id(p) for p in self.params}:
+        if len(params) != len(self.params) or {id(p) for p in params} != self.param_ids:
             return False
         return all(p.data is data and p.grad is not None and p.grad.data is grad
                    for p, (data, grad, _) in zip(self.params, self.views))

@@ -103,11 +103,13 @@ class _Task:
         """The training data of `epoch` (0-based); the same every epoch unless a task re-draws it."""
         return split
 
+    _evaluation_forward = None   # an EvaluationForward, made at the first evaluation
+
     def forward(self, model, batch):
         """model(batch) for evaluation (EvaluationForward: replayed from a CUDA graph on the GPU)."""
-        if "_forward" not in self.__dict__:
-            self._forward = EvaluationForward()
-        return self._forward(model, batch)
+        if self._evaluation_forward is None:
+            self._evaluation_forward = EvaluationForward()
+        return self._evaluation_forward(model, batch)
 
 
 class ClassificationTask(_Task):
