@@ -16,6 +16,7 @@ from numba import cuda, float32, int32
 
 from .conv_forward import (K_UNROLL, OUTSIDE, SHARED_ALIGNMENT, THREADS, WARP_COLS, WARP_ROWS, jit_options,
                            tile_layout, tile_steps)
+from .jit import cached_jit
 
 
 @functools.lru_cache(maxsize=None)
@@ -31,7 +32,7 @@ def backward_data_kernel(config):
     A_LOADS = max(1, BM * BK // THREADS)
     assert BN % ROW_THREADS == 0 and BN <= THREADS
 
-    @cuda.jit(**jit_options(config))
+    @cached_jit(**jit_options(config))
     def conv2d_backward_data(grad_out, weight, grad_x, batch, in_channels, height, width, out_channels,
                              kernel_h, kernel_w, out_h, out_w, groups, stride_h, stride_w,
                              phase_h, phase_w, phase_rows, phase_cols, first_tap_h, first_tap_w,

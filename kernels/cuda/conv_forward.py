@@ -18,6 +18,7 @@ from numba import cuda, float32, int32
 
 from .. import backend
 from .device import device_function
+from .jit import cached_jit
 
 TileConfig = namedtuple("TileConfig", "block_rows block_cols block_k thread_rows thread_cols")
 THREADS = 256
@@ -110,7 +111,7 @@ def forward_kernel(config):
     A_LOADS = max(1, BM * BK // THREADS)
     assert BN % ROW_THREADS == 0 and BN <= THREADS
 
-    @cuda.jit(**jit_options(config))
+    @cached_jit(**jit_options(config))
     def conv2d_forward(x, weight, bias, y, batch, in_channels, height, width, out_channels, kernel_h,
                        kernel_w, out_h, out_w, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w,
                        groups, has_bias):

@@ -15,6 +15,7 @@ from numba import cuda, float32, int32
 
 from .conv_forward import (K_UNROLL, SHARED_ALIGNMENT, THREADS, WARP_COLS, WARP_ROWS, TileConfig, jit_options,
                            tile_layout, tile_steps)
+from .jit import cached_jit
 
 
 @functools.lru_cache(maxsize=None)
@@ -29,7 +30,7 @@ def weight_gradient_kernel(config):
     B_LOADS = max(1, BN * BK // THREADS)
     assert BN <= THREADS
 
-    @cuda.jit(**jit_options(config))
+    @cached_jit(**jit_options(config))
     def conv2d_weight_gradient(grad_out, x, grad_weight, batch, in_channels, height, width,
                                out_channels, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w,
                                pad_top, pad_left, dilation_h, dilation_w, groups, splits):
@@ -151,7 +152,7 @@ def choose_weight_config(rows, columns):
 BIAS_THREADS = 256
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def conv2d_bias_gradient(grad_out, grad_bias, channels, plane):
     # Block (k, n) sums the contiguous plane grad_out[n, k, :, :].
     partial = cuda.shared.array(BIAS_THREADS, float32)

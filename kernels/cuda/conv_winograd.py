@@ -15,6 +15,7 @@ from numba import cuda, float32, int64
 
 from .. import backend
 from .device import device_function
+from .jit import cached_jit
 from .launch import ceil_div, launch_1d
 
 CHUNK_BYTES = 32 * 2**20     # largest transformed buffer (16 x channels x tiles floats) of one chunk
@@ -121,7 +122,7 @@ def store_3(out, index, v0, v1, v2):
     out[index + 2] = v2
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def filter_transform(weight, u, K, C, flip):
     """u[i, k, c] = (G g G^T)[i] for g = weight[k, c]; with flip, u[i, c, k] of g rotated by 180 degrees
     (the filters of the data gradient)."""
@@ -155,7 +156,7 @@ def filter_transform(weight, u, K, C, flip):
     store_4(u, out + 12 * stride, stride, row[0], row[1], row[2], row[3])
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def data_transform(x, v, C, H, W, tiles_h, tiles_w, pad_top, pad_left, first_image, tiles):
     """v[i, c, p] = (B^T d B)[i] for the 4x4 tile d of image first_image + p // (tiles_h * tiles_w), channel
     c, whose top-left input pixel is (2a - pad_top, 2b - pad_left); `tiles` tiles in this chunk."""
@@ -184,7 +185,7 @@ def data_transform(x, v, C, H, W, tiles_h, tiles_w, pad_top, pad_left, first_ima
     store_4(v, t + 12 * stride, stride, r[0], r[1], r[2], r[3])
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def output_transform(m, bias, y, K, P, Q, tiles_h, tiles_w, first_image, tiles, has_bias):
     """y[n, k, 2a:2a+2, 2b:2b+2] = A^T m[:, k, p] A (+ bias[k]), clipped at odd edges."""
     t, k, n, a, b = thread_task(K, tiles, tiles_h, tiles_w, first_image)
@@ -216,7 +217,7 @@ def gradient_pixel(grad_out, base, row, col, P, Q):
     return grad_out[base + row * Q + col]
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def gradient_transform(grad_out, v, K, P, Q, tiles_h, tiles_w, first_image, tiles):
     """v[i, k, p] = (A dy A^T)[i] for the 2x2 tile dy of grad_out[n, k] at (2a, 2b)."""
     t, k, n, a, b = thread_task(K, tiles, tiles_h, tiles_w, first_image)
@@ -239,7 +240,7 @@ def gradient_transform(grad_out, v, K, P, Q, tiles_h, tiles_w, first_image, tile
     store_4(v, t + 12 * stride, stride, r[0], r[1], r[2], r[3])
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def filter_gradient(products, grad_weight, K, C):
     """grad_weight[k, c] = G^T products[:, k, c] G: the 16 summed components back to 3x3 taps."""
     t = cuda.grid(1)

@@ -13,6 +13,7 @@ from numba import cuda, float32, int32, int64
 
 from .. import backend
 from .device import device_function
+from .jit import cached_jit
 from .launch import ceil_div, launch
 
 THREADS = 256
@@ -53,7 +54,7 @@ def forward_kernel(lanes, has_weight):
     """losses[i] and the target weight row_weights[i] (0 when ignored) of each row; error[0] = 1 on a bad class."""
     rows_per_block = THREADS // lanes
 
-    @cuda.jit
+    @cached_jit
     def kernel(logits, target, weight, losses, row_weights, error, ignore_index, target_scale, smooth_scale):
         lane = cuda.threadIdx.x
         slot = cuda.threadIdx.y
@@ -106,7 +107,7 @@ def backward_kernel(lanes, has_weight):
     """grad[i, c] = g_i (p_ic (a w_t + b W) - a w_t [c == t] - b w_c); rows with a bad class flag error."""
     rows_per_block = THREADS // lanes
 
-    @cuda.jit
+    @cached_jit
     def kernel(grad_loss, logits, target, weight, total_weight, grad, error, ignore_index, target_scale,
                smooth_scale, mode):
         lane = cuda.threadIdx.x
@@ -163,7 +164,7 @@ def backward_kernel(lanes, has_weight):
 def total_kernel(with_weights):
     """out[0] = sum(losses), divided by sum(row_weights) for 'mean' (0/0 = nan when all are ignored)."""
 
-    @cuda.jit
+    @cached_jit
     def kernel(losses, row_weights, out):
         tid = cuda.threadIdx.x
         loss_sum = float32(0.0)
@@ -185,7 +186,7 @@ def total_kernel(with_weights):
     return kernel
 
 
-@cuda.jit
+@cached_jit
 def target_weight_total_kernel(target, weight, ignore_index, out):
     """out[0] = sum of weight[target[i]] over rows not ignored (in range: the backward flags the rest)."""
     tid = cuda.threadIdx.x

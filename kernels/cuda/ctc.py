@@ -11,6 +11,7 @@ from numba import cuda, float32, int32
 
 from .. import backend
 from .device import device_function
+from .jit import cached_jit
 from .launch import launch
 
 NEG_INF = np.float32(-np.inf)
@@ -70,7 +71,7 @@ def _negative_log_likelihood(alpha, n, input_length, target_length):
     return -log_likelihood
 
 
-@cuda.jit
+@cached_jit
 def ctc_loss_kernel(log_probs, targets, target_offsets, input_lengths, target_lengths, blank, zero_infinity,
                     alpha, nll_out):
     n = cuda.blockIdx.x
@@ -85,7 +86,7 @@ def ctc_loss_kernel(log_probs, targets, target_offsets, input_lengths, target_le
         nll_out[n] = nll
 
 
-@cuda.jit
+@cached_jit
 def ctc_gradient_kernel(log_probs, targets, target_offsets, input_lengths, target_lengths, blank, zero_infinity,
                         sample_scale, alpha, beta, grad):
     n = cuda.blockIdx.x

@@ -14,6 +14,7 @@ import numpy as np
 from numba import cuda, float32, int32, int64
 
 from .. import backend
+from .jit import cached_jit
 from .launch import ceil_div, device_view, launch
 
 # name -> (BM, BN, BK, TM, TN): block tile M x N x K and each thread's micro-tile TM x TN.
@@ -62,7 +63,7 @@ def gemm_kernel(config, trans_a, trans_b):
     assert THREADS % BM == 0 and THREADS % BN == 0 and THREADS_N % WARP_COLS == 0
     assert A_ROW_THREADS * A_LOADS == BK and B_ROW_THREADS * B_LOADS == BK
 
-    @cuda.jit(**jit_options(THREADS))
+    @cached_jit(**jit_options(THREADS))
     def kernel(a, b, c, bias, workspace, counters, alpha, beta, epilogue, splits):
         # Everything is written out in the body (no device functions). Branches on trans_a/trans_b are
         # compile-time constants.

@@ -10,6 +10,7 @@ import numpy as np
 from numba import cuda, float32, int32, int64
 
 from .device import device_function
+from .jit import cached_jit
 from .launch import launch, launch_1d
 
 REDUCE_THREADS = 512   # a power of two (tree reduction); 16 warps per block to keep loads in flight
@@ -29,7 +30,7 @@ def _block_sum(values, tid):
     return values[0]
 
 
-@cuda.jit(fastmath=False)
+@cached_jit(fastmath=False)
 def batch_statistics_kernel(x, mean_out, invstd_out, running_mean, running_var, momentum, eps,
                             unbias_factor, update_running):
     c = cuda.blockIdx.x
@@ -60,7 +61,7 @@ def batch_statistics_kernel(x, mean_out, invstd_out, running_mean, running_var, 
             running_var[c] = (float32(1.0) - momentum) * running_var[c] + momentum * var * unbias_factor
 
 
-@cuda.jit(fastmath=False)
+@cached_jit(fastmath=False)
 def running_statistics_kernel(running_mean, running_var, mean_out, invstd_out, eps):
     c = cuda.grid(1)
     if c < mean_out.shape[0]:
@@ -68,7 +69,7 @@ def running_statistics_kernel(running_mean, running_var, mean_out, invstd_out, e
         invstd_out[c] = float32(1.0) / math.sqrt(running_var[c] + eps)
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def normalise_kernel(x, mean, invstd, weight, bias, y, channels, length, affine):
     i = cuda.grid(1)
     if i >= x.shape[0]:
@@ -80,7 +81,7 @@ def normalise_kernel(x, mean, invstd, weight, bias, y, channels, length, affine)
     y[i] = value
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def backward_sums_kernel(grad_out, x, mean, invstd, sum_grad_xhat, sum_grad):
     c = cuda.blockIdx.x
     tid = cuda.threadIdx.x
@@ -111,7 +112,7 @@ def backward_sums_kernel(grad_out, x, mean, invstd, sum_grad_xhat, sum_grad):
         sum_grad_xhat[c] = partial_grad_xhat[0] * invstd[c]
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def backward_input_kernel(grad_out, x, mean, invstd, weight, sum_grad_xhat, sum_grad, grad_x, channels, length,
                           inverse_count, has_weight, training):
     i = cuda.grid(1)

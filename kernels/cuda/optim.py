@@ -12,6 +12,7 @@ import numpy as np
 from numba import cuda, float32, int32
 
 from .device import device_function
+from .jit import cached_jit
 from .launch import launch_1d
 
 THREADS = 256
@@ -36,7 +37,7 @@ def _sgd_element(i, param, grad, momentum_buffer, lr, momentum, one_minus_dampen
     param[i] = p - lr * d_p
 
 
-@cuda.jit(fastmath=False)
+@cached_jit(fastmath=False)
 def sgd_kernel(param, grad, momentum_buffer, lr, momentum, one_minus_dampening, weight_decay, sign, mode,
                nesterov):
     i = cuda.grid(1)
@@ -45,7 +46,7 @@ def sgd_kernel(param, grad, momentum_buffer, lr, momentum, one_minus_dampening, 
                      mode, nesterov)
 
 
-@cuda.jit(fastmath=False)
+@cached_jit(fastmath=False)
 def sgd_kernel_device_lr(param, grad, momentum_buffer, lr, momentum, one_minus_dampening, weight_decay, sign,
                          mode, nesterov):
     i = cuda.grid(1)
@@ -72,7 +73,7 @@ def _adam_element(i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, one_minus
     param[i] = p * decay_factor - step_size * m / denom
 
 
-@cuda.jit(fastmath=False)
+@cached_jit(fastmath=False)
 def adam_kernel(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, one_minus_beta1, beta2, one_minus_beta2,
                 step_size, inverse_sqrt_bias_correction2, eps, weight_decay, decay_factor, sign, amsgrad):
     i = cuda.grid(1)
@@ -82,7 +83,7 @@ def adam_kernel(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, one_minus_beta
                       sign, amsgrad)
 
 
-@cuda.jit(fastmath=False)
+@cached_jit(fastmath=False)
 def adam_kernel_device_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, one_minus_beta1, beta2,
                             one_minus_beta2, log_beta1, log_beta2, eps, weight_decay, decoupled_weight_decay,
                             sign, amsgrad):

@@ -7,6 +7,7 @@ import math
 
 from numba import cuda, float32, int64
 
+from .jit import cached_jit
 from .launch import launch_1d
 
 THREADS = 256
@@ -14,7 +15,7 @@ THREADS = 256
 
 # ReLU without fastmath: as in torch, a NaN input gives a NaN output and passes its gradient on
 # (max.f32 and no-NaN compare folding would turn it into 0). The kernels are memory-bound anyway.
-@cuda.jit
+@cached_jit
 def relu_kernel(x, y):
     i = cuda.grid(1)
     if i < x.shape[0]:
@@ -22,14 +23,14 @@ def relu_kernel(x, y):
         y[i] = float32(0.0) if value < float32(0.0) else value
 
 
-@cuda.jit
+@cached_jit
 def relu_backward_kernel(grad_out, x, grad_in):
     i = cuda.grid(1)
     if i < x.shape[0]:
         grad_in[i] = float32(0.0) if x[i] <= float32(0.0) else grad_out[i]
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def leaky_relu_kernel(x, y, negative_slope):
     i = cuda.grid(1)
     if i < x.shape[0]:
@@ -37,14 +38,14 @@ def leaky_relu_kernel(x, y, negative_slope):
         y[i] = value if value > float32(0.0) else value * negative_slope
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def leaky_relu_backward_kernel(grad_out, x, grad_in, negative_slope):
     i = cuda.grid(1)
     if i < x.shape[0]:
         grad_in[i] = grad_out[i] if x[i] > float32(0.0) else grad_out[i] * negative_slope
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def sigmoid_kernel(x, y):
     i = cuda.grid(1)
     if i < x.shape[0]:
@@ -55,7 +56,7 @@ def sigmoid_kernel(x, y):
         y[i] = r if value >= float32(0.0) else e * r
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def sigmoid_backward_kernel(grad_out, y, grad_in):
     i = cuda.grid(1)
     if i < y.shape[0]:
@@ -63,14 +64,14 @@ def sigmoid_backward_kernel(grad_out, y, grad_in):
         grad_in[i] = grad_out[i] * value * (float32(1.0) - value)
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def tanh_kernel(x, y):
     i = cuda.grid(1)
     if i < x.shape[0]:
         y[i] = math.tanh(x[i])
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def tanh_backward_kernel(grad_out, y, grad_in):
     i = cuda.grid(1)
     if i < y.shape[0]:
@@ -78,7 +79,7 @@ def tanh_backward_kernel(grad_out, y, grad_in):
         grad_in[i] = grad_out[i] * (float32(1.0) - value * value)
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def bias_add_kernel(x, bias, y, inner, channels):
     # x is (N, C, inner) flattened; LLVM turns the 64-bit division into a 32-bit one when it fits.
     i = cuda.grid(1)

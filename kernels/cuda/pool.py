@@ -13,6 +13,7 @@ import math
 from numba import cuda, float32, int64
 
 from .device import device_function
+from .jit import cached_jit
 from .launch import ceil_div, launch, launch_1d
 
 THREADS = 256                           # threads per block (x*y*z)
@@ -75,7 +76,7 @@ def max_pool2d_kernels(window_h=0, window_w=0):
                             best_index = h * width + w
         return best, best_index
 
-    @cuda.jit
+    @cached_jit
     def plain(x, y, kh, kw, sh, sw, ph, pw, dh, dw):
         ow = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
         oh = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
@@ -84,7 +85,7 @@ def max_pool2d_kernels(window_h=0, window_w=0):
             best, _ = window_max(x, p, oh * sh - ph, ow * sw - pw, 0, kh, kw, dh, dw)
             y[p, oh, ow] = best
 
-    @cuda.jit
+    @cached_jit
     def with_indices(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw):
         ow = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
         oh = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
@@ -119,7 +120,7 @@ def _avg_count(o, size, kernel, stride, padding, count_include_pad):
 def avg_pool2d_kernel(window_h=0, window_w=0):
     """Average pooling forward for a window fixed at compile time (0: read kh/kw at run time)."""
 
-    @cuda.jit(fastmath=True)
+    @cached_jit(fastmath=True)
     def kernel(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
         ow = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
         oh = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
@@ -183,7 +184,7 @@ def _store_planes(out, h, w, p0, step, t0, t1, t2, t3):
         out[p0 + 3 * step, h, w] = t3
 
 
-@cuda.jit
+@cached_jit
 def max_pool2d_backward_kernel(grad_out, indices, grad_in, kh, kw, sh, sw, ph, pw, dh, dw):
     """Sums the grads of the windows whose argmax index is this element (dilation gaps never match)."""
     w = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
@@ -212,7 +213,7 @@ def max_pool2d_backward_kernel(grad_out, indices, grad_in, kh, kw, sh, sw, ph, p
     _store_planes(grad_in, h, w, p0, step, t0, t1, t2, t3)
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def avg_pool2d_backward_kernel(grad_out, grad_in, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
     w = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     h = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
@@ -241,14 +242,14 @@ def avg_pool2d_backward_kernel(grad_out, grad_in, kh, kw, sh, sw, ph, pw, count_
     _store_planes(grad_in, h, w, p0, step, t0, t1, t2, t3)
 
 
-@cuda.jit
+@cached_jit
 def zero_kernel(a):
     i = cuda.grid(1)
     if i < a.shape[0]:
         a[i] = float32(0.0)
 
 
-@cuda.jit
+@cached_jit
 def max_pool2d_backward_scatter_kernel(grad_out, indices, grad_in):
     """Without the window geometry: each output adds its grad at its index (grad_in zeroed first)."""
     ow = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
@@ -266,7 +267,7 @@ def _adaptive_window(o, size, out_size):
     return (o * size) // out_size, ((o + 1) * size + out_size - 1) // out_size
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def adaptive_avg_pool2d_kernel(x, y):
     ow = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     oh = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
@@ -282,7 +283,7 @@ def adaptive_avg_pool2d_kernel(x, y):
     y[p, oh, ow] = total / float32((h_end - h_first) * (w_end - w_first))
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def adaptive_avg_pool2d_reduce_kernel(x, y):
     """Large windows (global pooling): one block per output, warps reading window rows, then a
     shared-memory tree (no warp shuffles, so the simulator runs it too)."""
@@ -308,7 +309,7 @@ def adaptive_avg_pool2d_reduce_kernel(x, y):
         y[p, oh, ow] = partial[0] / float32((h_end - h_first) * (w_end - w_first))
 
 
-@cuda.jit(fastmath=True)
+@cached_jit(fastmath=True)
 def adaptive_avg_pool2d_backward_kernel(grad_out, grad_in):
     w = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     h = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y

@@ -14,6 +14,7 @@ from numba import cuda, float32, int64
 from .. import backend
 from . import cross_entropy as _ce
 from .device import device_function
+from .jit import cached_jit
 from .launch import ceil_div, launch
 
 THREADS = 256          # threads a block, a power of two (shared-memory trees)
@@ -26,7 +27,7 @@ NARROW_ROW = 256       # softmax rows up to this long get 32 lanes (8 rows a blo
 NEG_INF = np.float32(-np.inf)
 
 
-@cuda.jit
+@cached_jit
 def sum_chunks_kernel(x, partial, chunks_per_run, chunk):
     """partial[k, s] = sum of x[a, k, b] over split s of the (a, chunk of b) items, for x (A, K, B)."""
     splits = partial.shape[1]
@@ -59,7 +60,7 @@ def sum_chunks_kernel(x, partial, chunks_per_run, chunk):
         partial[k, s] = values[0]
 
 
-@cuda.jit
+@cached_jit
 def sum_columns_kernel(x, partial):
     """partial[s, j] = sum of x[a, j] over the rows a of split s, for x (A, M)."""
     lane = cuda.threadIdx.x
@@ -90,7 +91,7 @@ def sum_columns_kernel(x, partial):
         partial[s, column] = values[0, lane]
 
 
-@cuda.jit
+@cached_jit
 def sum_short_rows_kernel(x, out):
     """out[k] = sum of x[k, :] for rows shorter than SHORT_RUN: one thread a row."""
     k = cuda.grid(1)
@@ -194,7 +195,7 @@ def softmax_kernel(lanes, log):
     """Kernel for rows of `lanes` threads: y = softmax(x) (or log_softmax) of each row of x (rows, n)."""
     rows_per_block = THREADS // lanes
 
-    @cuda.jit
+    @cached_jit
     def kernel(x, y):
         lane = cuda.threadIdx.x
         slot = cuda.threadIdx.y
@@ -244,7 +245,7 @@ def softmax_backward_kernel(lanes, log):
     """softmax: g_in = y * (g - sum(g * y)); log_softmax: g_in = g - exp(y) * sum(g), per row."""
     rows_per_block = THREADS // lanes
 
-    @cuda.jit
+    @cached_jit
     def kernel(grad_out, y, grad_in):
         lane = cuda.threadIdx.x
         slot = cuda.threadIdx.y

@@ -26,6 +26,7 @@ from numba import cuda, float32
 
 from .. import backend
 from .device import device_function
+from .jit import cached_jit
 
 THREADS = 256                 # threads a block, step kernels; powers of two (the k-split tree reduction)
 PERSISTENT_THREADS = 512      # persistent kernels: <= 128 registers a thread keeps one block an SM
@@ -323,7 +324,7 @@ def kernels_for(cell):
     G = GATE_COUNT[cell]
     forward_step, backward_phase_a, backward_phase_b = device_functions(cell)
 
-    @cuda.jit
+    @cached_jit
     def step_forward(s, T, B, H, units, ksplit, w_t, gates, b_hn, states, cells, aux, y, lengths, reverse):
         """One step; w_t is W_hh^T (H, G*H) flattened, so consecutive units read consecutive words."""
         red = cuda.shared.array(REDUCE_SLOTS, float32)
@@ -332,7 +333,7 @@ def kernels_for(cell):
         forward_step(s, T, B, H, unit0, here, ksplit, False, w_t, unit0, H, 1, G * H,
                      gates, b_hn, states, cells, aux, y, lengths, reverse, red)
 
-    @cuda.jit
+    @cached_jit
     def step_backward(step_a, step_b, T, B, H, units, ksplit, w, gates, states, cells, aux, grad_y, grad_h,
                       grad_c, grad_gates, grad_hidden, lengths, reverse):
         """Phase B of step_b then phase A of step_a (-1: skip), both for this block's units, so that one

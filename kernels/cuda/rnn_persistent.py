@@ -19,6 +19,7 @@ import functools
 from numba import cuda, float32
 
 from .device import device_function
+from .jit import cached_jit
 from .rnn_kernels import GATE_COUNT, GRU, PERSISTENT_OPTIONS, REDUCE_SLOTS, device_functions, step_barrier
 
 
@@ -36,7 +37,7 @@ def persistent_kernels_for(cell):
     G = GATE_COUNT[cell]
     forward_step, backward_phase_a, backward_phase_b = device_functions(cell)
 
-    @cuda.jit(**PERSISTENT_OPTIONS)
+    @cached_jit(**PERSISTENT_OPTIONS)
     def persistent_forward(T, B, H, units, ksplit, directions_per_block, w0, w1, gates, b_hn, states, cells, aux,
                            y, y_column, lengths, reverse):
         """All T steps; each direction's rows of W_hh (G x units x H, row stride weight_stride(H)) stay in
@@ -67,7 +68,7 @@ def persistent_kernels_for(cell):
                              (reverse + d) % 2, red)
             step_barrier(units >= H)
 
-    @cuda.jit(**PERSISTENT_OPTIONS)
+    @cached_jit(**PERSISTENT_OPTIONS)
     def persistent_backward(T, B, H, units, ksplit, directions_per_block, w0, w1, gates, states, cells, aux,
                             grad_y, y_column, grad_h, grad_c, grad_gates, grad_hidden, lengths, reverse):
         """All T steps backwards; each direction's columns of W_hh, stored as rows (units x G*H, row stride

@@ -1,0 +1,198 @@
+"""The on-disk kernel cache (kernels/cuda/jit.py), without a GPU: kernels are really compiled (for sm_90,
+with numba-cuda's device queries answered by stand-ins), saved through the cache and loaded back in a
+fresh dispatcher. What only a GPU can check (a loaded kernel launches and gives the same results, in a
+new process) is tests/gpu/test_kernel_cache_gpu.py."""
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import types
+
+import pytest
+
+from kernels import backend
+
+if backend.SIMULATOR:
+    pytest.skip("numba-cuda's dispatcher, not the simulator's", allow_module_level=True)
+from numba import cuda, float32                                   # noqa: E402
+from numba.cuda.core.caching import NullCache                     # noqa: E402
+from numba.cuda import codegen, dispatcher                        # noqa: E402
+
+from kernels.cuda import jit, resources                           # noqa: E402
+from kernels.cuda.pointwise import relu_kernel                    # noqa: E402
+
+REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
+STAND_IN_CODEGEN = types.SimpleNamespace(magic_tuple=lambda: ((13, 0), (9, 0)))
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    """A fresh cache root, warnings re-armed, and numba-cuda's device queries answered for sm_90."""
+    monkeypatch.setenv("NUMBANET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("NUMBANET_KERNEL_CACHE", raising=False)
+    monkeypatch.setattr(jit, "_warned", False)
+    device = types.SimpleNamespace(compute_capability=(9, 0))
+    monkeypatch.setattr(dispatcher, "get_current_device", lambda: device)
+    monkeypatch.setattr(codegen.JITCUDACodegen, "magic_tuple", lambda self: ((13, 0), (9, 0)))
+    monkeypatch.setattr(codegen.CUDACodeLibrary, "_ensure_cc", lambda self, cc: cc or (9, 0, "a"))
+    return tmp_path / "cache"
+
+
+def _scale(x, y, factor):
+    i = cuda.grid(1)
+    if i < x.size:
+        y[i] = x[i] * factor
+
+
+def _signature(kernel_signature):
+    return tuple(kernel_signature) if isinstance(kernel_signature, tuple) else kernel_signature.args
+
+
+def _compile_and_save(kernel, argtypes):
+    compiled = dispatcher._Kernel(kernel.py_func, argtypes, **kernel.targetoptions)
+    kernel._cache.save_overload(argtypes, compiled)
+    return compiled
+
+
+def _fresh(kernel):
+    """A new dispatcher for the same function and options, as a new process would make."""
+    return jit.enable_disk_cache(type(kernel)(kernel.py_func, targetoptions=dict(kernel.targetoptions)))
+
+
+def test_every_registered_kernel_is_cached_in_this_builds_directory():
+    kernels = resources.registered_kernels()
+    assert len(kernels) > 90
+    for label, kernel, _ in kernels:
+        assert type(kernel._cache).__name__ == "KernelCache", label
+        assert kernel._cache.cache_path == jit.cache_directory(), label
+
+
+def test_the_switch_turns_the_cache_off(monkeypatch):
+    monkeypatch.setenv("NUMBANET_KERNEL_CACHE", "0")
+    assert isinstance(jit.cached_jit(_scale)._cache, NullCache)
+    monkeypatch.setenv("NUMBANET_KERNEL_CACHE", "1")
+    assert type(jit.cached_jit(fastmath=True)(_scale)._cache).__name__ == "KernelCache"
+
+
+def test_the_cache_root_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("NUMBANET_CACHE_DIR", str(tmp_path / "mine"))
+    assert jit.cache_directory() == os.path.join(tmp_path / "mine", f"kernels-{jit.build_key()}")
+    monkeypatch.delenv("NUMBANET_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert jit.cache_root() == os.path.join(tmp_path / "xdg", "numbanet")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert jit.cache_root() == os.path.join(os.path.expanduser("~"), ".cache", "numbanet")
+
+
+def test_an_edit_anywhere_in_the_kernels_package_starts_a_new_directory(tmp_path):
+    """Numba's own key sees only a kernel's file and closure; a device function lives in another file."""
+    copy = tmp_path / "kernels"
+    shutil.copytree(jit.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert jit.sources_key(copy) == jit.build_key()
+    device_file = copy / "cuda" / "device.py"
+    device_file.write_text(device_file.read_text() + "\n# an edit\n")
+    assert jit.sources_key(copy) != jit.build_key()
+
+
+def test_keys_are_unique_and_the_same_in_another_process():
+    """A key holds the pickled closure (tile sizes, device functions): it must not depend on the process
+    (hash seed, import order), or no later run would ever find an entry."""
+    script = (
+        "import hashlib, types\n"
+        "from kernels.cuda import resources\n"
+        "codegen = types.SimpleNamespace(magic_tuple=lambda: ((13, 0), (9, 0)))\n"
+        "for label, kernel, signature in resources.registered_kernels():\n"
+        "    argtypes = tuple(signature) if isinstance(signature, tuple) else signature.args\n"
+        "    key = kernel._cache._index_key(argtypes, codegen)\n"
+        "    print(label, kernel._cache._impl.filename_base, hashlib.sha256(repr(key).encode()).hexdigest())\n")
+    runs = []
+    for seed in ("1", "2"):
+        environment = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=str(REPOSITORY))
+        environment.pop("NUMBA_ENABLE_CUDASIM", None)
+        runs.append(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                                   cwd=REPOSITORY, env=environment).stdout.splitlines())
+    assert runs[0] == runs[1]
+    assert len(runs[0]) == len(resources.registered_kernels())
+    entries = [line.split()[1:] for line in runs[0]]
+    assert len(set(map(tuple, entries))) == len(entries), "two kernels would share one cache entry"
+
+
+def test_a_compiled_kernel_comes_back_from_disk(cache_dir):
+    """The real round trip: compile, save, and load in a fresh dispatcher the same code."""
+    argtypes = _signature(dict((label, s) for label, _, s in resources.registered_kernels())["pointwise.relu"])
+    compiled = _compile_and_save(_fresh(relu_kernel), argtypes)   # (relu_kernel's own cache: the real root)
+    assert sorted(p.suffix for p in pathlib.Path(jit.cache_directory()).iterdir()) == [".nbc", ".nbi"]
+    loaded = _fresh(relu_kernel)._cache.load_overload(argtypes, relu_kernel.targetctx)
+    assert type(loaded) is dispatcher._Kernel
+    assert loaded.argument_types == compiled.argument_types
+    assert loaded.library.get_asm_str() == compiled.library.get_asm_str()
+
+
+def test_other_options_or_another_closure_miss(cache_dir):
+    """Numba's key leaves out the compile options (fastmath, launch bounds); ours holds them. Kernels of
+    one factory share an index file and are told apart by their closures."""
+    precise, fast = jit.cached_jit(_scale), jit.cached_jit(fastmath=True)(_scale)
+    argtypes = (float32[::1], float32[::1], float32)
+    _compile_and_save(precise, argtypes)
+    assert _fresh(precise)._cache.load_overload(argtypes, precise.targetctx) is not None
+    assert _fresh(fast)._cache.load_overload(argtypes, fast.targetctx) is None
+
+    def scaler(factor):
+        @jit.cached_jit
+        def scale(x, y):
+            i = cuda.grid(1)
+            if i < x.size:
+                y[i] = x[i] * factor
+        return scale
+    two, three = scaler(float32(2)), scaler(float32(3))
+    _compile_and_save(two, argtypes[:2])
+    assert _fresh(two)._cache.load_overload(argtypes[:2], two.targetctx) is not None
+    assert _fresh(three)._cache.load_overload(argtypes[:2], three.targetctx) is None
+
+
+def test_an_entry_another_process_wrote_over_is_not_loaded(cache_dir):
+    """Two processes saving kernels of one factory at once can leave the index naming a data file that
+    holds the other kernel (Numba numbers the files from the index it read): each entry carries its key."""
+    def scaler(factor):
+        @jit.cached_jit
+        def scale(x, y):
+            i = cuda.grid(1)
+            if i < x.size:
+                y[i] = x[i] * factor
+        return scale
+    argtypes = (float32[::1], float32[::1])
+    two, three = scaler(float32(2)), scaler(float32(3))
+    _compile_and_save(two, argtypes)
+    _compile_and_save(three, argtypes)
+    first, second = sorted(pathlib.Path(jit.cache_directory()).glob("*.nbc"))
+    first_bytes = first.read_bytes()
+    first.write_bytes(second.read_bytes())   # what the race leaves: one key's name, the other's kernel
+    assert _fresh(two)._cache.load_overload(argtypes, two.targetctx) is None
+    second.write_bytes(first_bytes)
+    assert _fresh(three)._cache.load_overload(argtypes, three.targetctx) is None
+    first.write_bytes(first_bytes)
+    assert _fresh(two)._cache.load_overload(argtypes, two.targetctx) is not None
+
+
+def test_a_corrupt_entry_is_compiled_again_with_one_warning(cache_dir):
+    kernel = jit.cached_jit(_scale)
+    argtypes = (float32[::1], float32[::1], float32)
+    _compile_and_save(kernel, argtypes)
+    for data in pathlib.Path(jit.cache_directory()).glob("*.nbc"):
+        data.write_bytes(data.read_bytes()[:40])
+    with pytest.warns(RuntimeWarning, match="kernel cache .* cannot be used"):
+        assert _fresh(kernel)._cache.load_overload(argtypes, kernel.targetctx) is None
+    assert jit._warned
+
+
+def test_an_unwritable_cache_costs_the_save_not_the_kernel(cache_dir, monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("NUMBANET_CACHE_DIR", str(blocker))
+    kernel = jit.cached_jit(_scale)
+    argtypes = (float32[::1], float32[::1], float32)
+    with pytest.warns(RuntimeWarning, match="kernel cache .* cannot be used"):
+        compiled = _compile_and_save(kernel, argtypes)
+    assert "scale" in compiled.library.get_asm_str()
+    assert kernel._cache.load_overload(argtypes, kernel.targetctx) is None
