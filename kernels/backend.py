@@ -189,6 +189,8 @@ def describe():
         facts["multiprocessors"] = props["multiProcessorCount"]
         from .cuda import launch   # which launcher runs the kernels (direct replay, or Numba's dispatch)
         facts["launcher"] = launch.launcher_in_force()
+        from .cuda import jit      # where compiled kernels are kept between runs
+        facts["kernel cache"] = jit.cache_directory() if jit.caching_enabled() else "off (NUMBANET_KERNEL_CACHE=0)"
     else:
         facts["gpu"] = "none"
     facts["switches"] = " ".join(f"{key}={value}" for key, value in switches().items()) or "none"

@@ -335,6 +335,10 @@ class Run:
                         if self.history else None,
                         "device": self.device, "machine": backend.describe().get("gpu") if self.device == "cuda"
                         else "cpu", "epochs_run": self.epoch, "settings": self.settings})
+        if self.device == "cuda":   # how much of the start-up was compiling (kernels/cuda/jit.py)
+            from kernels.cuda import jit
+            metrics["kernels"] = {**jit.compile_counts(), "cache": jit.cache_directory()
+                                  if jit.caching_enabled() else None}
         with open(os.path.join(self.output, "metrics.json"), "w") as handle:
             json.dump(metrics, handle, indent=2)
         plot_curves(self.history, os.path.join(self.output, "curves.png"), self.task.metric)

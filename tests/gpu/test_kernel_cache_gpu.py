@@ -1,0 +1,63 @@
+"""The on-disk kernel cache (kernels/cuda/jit.py) on a real GPU: a new process with the same cache directory
+loads every kernel a CRNN training step launches (convolutions with Winograd forced, batch norm, pooling,
+the persistent bidirectional LSTM's cooperative kernels, GEMM, CTC, SGD) instead of compiling it, and its
+losses and weights are bit for bit those of the process that compiled them. Needs a GPU (skipped
+elsewhere). The unit tests without a GPU are tests/kernels/test_kernel_cache.py."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+
+REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
+STEP_SCRIPT = """
+import json, sys, time
+start = time.perf_counter()
+import cupy, numpy as np
+import nn
+from kernels.cuda import conv_winograd, jit
+from tests.gpu.test_launch_gpu import crnn_case
+conv_winograd.force_algorithm = "winograd"
+build, inputs, targets, _ = crnn_case(np.random.default_rng(3))
+nn.manual_seed(0)
+model = build().to("cuda")
+optimizer = nn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+x, y = nn.Tensor(cupy.asarray(inputs)), cupy.asarray(targets)
+losses = []
+for _ in range(2):
+    optimizer.zero_grad()
+    output = model(x)
+    lengths = cupy.full(output.shape[1], output.shape[0], dtype=np.int64)
+    loss = nn.functional.ctc_loss(output, y, lengths, cupy.full(len(y), y.shape[1], dtype=np.int64))
+    loss.backward()
+    optimizer.step()
+    losses.append(float(loss.numpy()))
+np.savez(sys.argv[1], losses=np.array(losses),
+         **{name: p.numpy() for name, p in model.named_parameters()})
+print(json.dumps({**jit.compile_counts(), "seconds": time.perf_counter() - start}))
+"""
+
+
+def run_step(tmp_path, name, cache_dir):
+    environment = dict(os.environ, NUMBANET_CACHE_DIR=str(cache_dir), NUMBANET_KERNEL_CACHE="1",
+                       PYTHONPATH=os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, "-c", STEP_SCRIPT, str(tmp_path / f"{name}.npz")], cwd=REPOSITORY,
+                            env=environment, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"{name}: {counts}")   # compile against load time, for the GPU check's log
+    return counts, np.load(tmp_path / f"{name}.npz")
+
+
+def test_a_new_process_loads_the_kernels_and_computes_the_same_bits(tmp_path):
+    cache_dir = tmp_path / "kernel-cache"
+    cold, cold_results = run_step(tmp_path, "cold", cache_dir)
+    assert cold["loaded"] == 0 and cold["compiled"] >= 15, cold
+    assert any(cache_dir.rglob("*.nbc")), "nothing was written to the cache"
+    warm, warm_results = run_step(tmp_path, "warm", cache_dir)
+    assert warm["compiled"] == 0 and warm["loaded"] == cold["compiled"], (cold, warm)
+    assert sorted(cold_results.files) == sorted(warm_results.files)
+    for name in cold_results.files:
+        np.testing.assert_array_equal(warm_results[name], cold_results[name], err_msg=name)
