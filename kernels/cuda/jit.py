@@ -9,18 +9,21 @@ Where: $NUMBANET_CACHE_DIR, else $XDG_CACHE_HOME/numbanet, else ~/.cache/numbane
 directory per build of the kernels, named by a hash of every source file of the `kernels` package and the
 Python, Numba and numba-cuda versions. Numba's cache checks only a kernel's own source file and closure;
 a kernel also inlines device functions and constants from other files, so the hash makes an edit
-anywhere in `kernels/` start a fresh directory instead of loading stale code. The key of an entry also
-holds the kernel's compile options (fastmath, launch bounds), which Numba's key leaves out.
+anywhere in `kernels/` start a fresh directory instead of loading stale code (and another checkout of
+the same sources shares the entries). The key of an entry also holds the kernel's compile options
+(fastmath, launch bounds), which Numba's key leaves out. The three last used build directories are kept.
 NUMBANET_KERNEL_CACHE=0 turns the cache off; the directory can be deleted at any time.
 
 Nothing is written until a kernel compiles for a GPU (the simulator and `cuda.compile_ptx` never use
 the cache). Any error reading or writing it is warned about once and the kernel compiles as if there
 were no cache: the cache can cost a compile, never a run.
 """
+import contextlib
 import functools
 import hashlib
 import os
 import pathlib
+import shutil
 import sys
 import warnings
 import weakref
@@ -94,6 +97,30 @@ def sources_key(package_dir):
     return digest.hexdigest()[:20]
 
 
+KEEP_BUILDS = 3   # build directories kept: each edit of the sources (or upgrade) starts a new one
+_used = set()
+
+
+def _remove_old_builds(current):
+    """Remove the build directories beside `current` but the KEEP_BUILDS - 1 last used (a full GPU test run
+    leaves some hundreds of MB in one). A process still loading from one just compiles instead."""
+    root = os.path.dirname(current)
+    others = []
+    for entry in os.scandir(root):
+        if entry.name.startswith("kernels-") and entry.path != current and entry.is_dir(follow_symlinks=False):
+            others.append((entry.stat().st_mtime, entry.path))
+    for _, path in sorted(others, reverse=True)[KEEP_BUILDS - 1:]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _mark_used(directory):
+    """Touch a build directory at its first load in a process, so that it counts as used when old ones go."""
+    if directory not in _used:
+        _used.add(directory)
+        with contextlib.suppress(OSError):
+            os.utime(directory)
+
+
 def enable_disk_cache(dispatcher):
     """Give a `cuda.jit` dispatcher the on-disk cache (what `dispatcher.enable_caching()` does, but in this
     build's directory and with the compile options in the key)."""
@@ -134,6 +161,18 @@ def _cache_class():
         def get_cache_path(self):
             return self._cache_path
 
+        def get_source_stamp(self):
+            # Freshness is the directory's business (its name hashes the sources), not the file's mtime:
+            # another checkout or a fresh clone of the same sources shares the entries instead of
+            # overwriting the index in turn.
+            return build_key()
+
+        def ensure_cache_path(self):
+            new_build = not os.path.isdir(self._cache_path)
+            super().ensure_cache_path()
+            if new_build:
+                _remove_old_builds(self._cache_path)
+
         @classmethod
         def from_function(cls, py_func, py_file):
             return cls(py_func, py_file) if os.path.exists(py_file) else None
@@ -169,6 +208,7 @@ def _cache_class():
             entry = self._cache_file.load(key)
             if not (isinstance(entry, tuple) and len(entry) == 2 and entry[0] == repr(key)):
                 return None   # none, or another kernel's: compile (and the save puts this one back)
+            _mark_used(self._cache_path)
             return self._impl.rebuild(target_context, entry[1])
 
         def load_overload(self, sig, target_context):

@@ -2,6 +2,7 @@
 with numba-cuda's device queries answered by stand-ins), saved through the cache and loaded back in a
 fresh dispatcher. What only a GPU can check (a loaded kernel launches and gives the same results, in a
 new process) is tests/gpu/test_kernel_cache_gpu.py."""
+import importlib.util
 import os
 import pathlib
 import shutil
@@ -32,6 +33,7 @@ def cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("NUMBANET_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("NUMBANET_KERNEL_CACHE", raising=False)
     monkeypatch.setattr(jit, "_warned", False)
+    monkeypatch.setattr(jit, "_used", set())
     device = types.SimpleNamespace(compute_capability=(9, 0))
     monkeypatch.setattr(dispatcher, "get_current_device", lambda: device)
     monkeypatch.setattr(codegen.JITCUDACodegen, "magic_tuple", lambda self: ((13, 0), (9, 0)))
@@ -196,3 +198,35 @@ def test_an_unwritable_cache_costs_the_save_not_the_kernel(cache_dir, monkeypatc
         compiled = _compile_and_save(kernel, argtypes)
     assert "scale" in compiled.library.get_asm_str()
     assert kernel._cache.load_overload(argtypes, kernel.targetctx) is None
+
+
+def test_a_copy_of_the_sources_with_other_times_shares_the_entries(cache_dir, tmp_path):
+    """A fresh clone or another checkout has other file times: the build directory's name, not the times,
+    says whether an entry is fresh (Numba's default stamp would have each checkout overwrite the index)."""
+    module_file = tmp_path / "scale_module.py"
+    module_file.write_text(pathlib.Path(__file__).read_text())   # this file's _scale, in a file we may touch
+    spec = importlib.util.spec_from_file_location("scale_module", module_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    kernel = jit.cached_jit(module._scale)
+    argtypes = (float32[::1], float32[::1], float32)
+    _compile_and_save(kernel, argtypes)
+    os.utime(module_file, (1e9, 1e9))
+    assert _fresh(kernel)._cache.load_overload(argtypes, kernel.targetctx) is not None
+
+
+def test_only_the_last_used_builds_are_kept(cache_dir):
+    old_builds = [cache_dir / f"kernels-old{index}" for index in range(5)]
+    for index, build in enumerate(old_builds):
+        build.mkdir(parents=True)
+        (build / "entry.nbc").write_bytes(b"x")
+        os.utime(build, (1e9 + index, 1e9 + index))   # old0 least recently used
+    (cache_dir / "unrelated").mkdir()
+    kernel = jit.cached_jit(_scale)
+    argtypes = (float32[::1], float32[::1], float32)
+    _compile_and_save(kernel, argtypes)               # makes this build's directory
+    kept = sorted(path.name for path in cache_dir.iterdir())
+    assert kept == sorted(["kernels-old3", "kernels-old4", "unrelated", os.path.basename(jit.cache_directory())])
+    os.utime(jit.cache_directory(), (1e9, 1e9))
+    assert _fresh(kernel)._cache.load_overload(argtypes, kernel.targetctx) is not None
+    assert os.stat(jit.cache_directory()).st_mtime > 1e9 + 10, "a load marks its build directory used"
