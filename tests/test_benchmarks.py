@@ -51,3 +51,17 @@ def test_only_reaches_the_train_suite_before_it_builds_models(monkeypatch):
     ran = _suites_run(monkeypatch, ["train", "--only", "cnn"])
     assert ran["train"] == ["cnn 8x8 digits, b16"]
     assert built == ["cnn 8x8 digits"]
+
+
+def test_compile_cache_compiles_saves_and_loads_kernels_without_a_gpu():
+    """benchmarks/compile_cache.py: the named kernels compile for sm_90, go through the cache and all come back
+    in a new process."""
+    import os
+    import subprocess
+    import sys
+    environment = {key: value for key, value in os.environ.items() if key != "NUMBA_ENABLE_CUDASIM"}
+    result = subprocess.run([sys.executable, "-m", "benchmarks.compile_cache", "pointwise.relu"], capture_output=True,
+                            text=True, timeout=300, env=environment)
+    assert result.returncode == 0, result.stderr[-2000:]
+    # "2 kernels: compiled in S s (...), loaded from the cache in a new process in S s; M MB on disk; 0 not found"
+    assert result.stdout.startswith("2 kernels: compiled in ") and "; 0 not found" in result.stdout

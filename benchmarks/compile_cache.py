@@ -1,0 +1,79 @@
+"""`python -m benchmarks.compile_cache [TEXT]`: what the kernel cache (kernels/cuda/jit.py) saves, without a GPU.
+
+Compiles every registered kernel (kernels/cuda/*.py PTX_SIGNATURES, or those whose label contains TEXT)
+for sm_90 as a launch would (Numba's typing and lowering, then NVVM to PTX; numba-cuda's device queries
+answered by stand-ins, as in tests/kernels/test_kernel_cache.py), saves each through the cache into an
+empty directory, then loads them all back in a fresh process. A GPU adds to both sides: the cubin link
+when compiling, the module load when loading. Prints the totals and the ten slowest compiles.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+_STAND_INS = """
+import types
+from numba.cuda import codegen, dispatcher
+device = types.SimpleNamespace(compute_capability=(9, 0))
+dispatcher.get_current_device = lambda: device
+codegen.JITCUDACodegen.magic_tuple = lambda self: ((13, 0), (9, 0))
+codegen.CUDACodeLibrary._ensure_cc = lambda self, cc: cc or (9, 0, "a")
+"""
+
+_LOAD_ALL = _STAND_INS + """
+import json, sys, time
+from kernels.cuda import resources
+text = sys.argv[1]
+times, missing = {}, []
+for label, kernel, signature in resources.registered_kernels():
+    if text in label:
+        argtypes = tuple(signature) if isinstance(signature, tuple) else signature.args
+        start = time.perf_counter()
+        loaded = kernel._cache.load_overload(argtypes, kernel.targetctx)
+        times[label] = time.perf_counter() - start
+        if loaded is None:
+            missing.append(label)
+print(json.dumps({"times": times, "missing": missing}))
+"""
+
+
+def main(argv):
+    with tempfile.TemporaryDirectory(prefix="numbanet-cache-") as directory:
+        os.environ["NUMBANET_CACHE_DIR"] = directory
+        os.environ.pop("NUMBA_ENABLE_CUDASIM", None)
+        compile_and_load(argv[0] if argv else "")
+
+
+def compile_and_load(text):
+    exec(_STAND_INS, {})
+    from numba.cuda import dispatcher
+
+    from kernels.cuda import jit, resources
+    kernels = [(label, kernel, signature) for label, kernel, signature in resources.registered_kernels()
+               if text in label]
+    if not kernels:
+        raise SystemExit(f"compile_cache: no registered kernel's label contains {text!r}")
+    compile_times = {}
+    for label, kernel, signature in kernels:
+        argtypes = tuple(signature) if isinstance(signature, tuple) else signature.args
+        start = time.perf_counter()
+        compiled = dispatcher._Kernel(kernel.py_func, argtypes, **kernel.targetoptions)
+        compiled.library.get_asm_str()   # the PTX, as the cubin link of a launch would need it
+        compile_times[label] = time.perf_counter() - start
+        kernel._cache.save_overload(argtypes, compiled)
+    size = sum(entry.stat().st_size for entry in os.scandir(jit.cache_directory()))
+    result = subprocess.run([sys.executable, "-c", _LOAD_ALL, text], capture_output=True, text=True, check=True,
+                            env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"{len(kernels)} kernels: compiled in {sum(compile_times.values()):.1f} s (the first pays Numba's "
+          f"start-up), loaded from the cache in a new process in {sum(loaded['times'].values()):.2f} s; "
+          f"{size / 1e6:.1f} MB on disk; {len(loaded['missing'])} not found {loaded['missing'] or ''}")
+    print("slowest compiles (s):")
+    for label, seconds in sorted(compile_times.items(), key=lambda item: -item[1])[:10]:
+        print(f"  {label:<44} {seconds:6.2f}   load {loaded['times'][label] * 1e3:6.1f} ms")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
