@@ -14,7 +14,7 @@ import numpy as np
 from numba import cuda, float32, int32, int64
 
 from .. import backend
-from .jit import cached_jit
+from .jit import cached_jit, specialize
 from .launch import ceil_div, device_view, launch
 
 # name -> (BM, BN, BK, TM, TN): block tile M x N x K and each thread's micro-tile TM x TN.
@@ -346,7 +346,7 @@ def _launchable(config, trans_a, trans_b, args):
     if kernel is None:
         kernel = gemm_kernel(config, trans_a, trans_b)
         if not backend.SIMULATOR:
-            kernel = kernel.specialize(*[device_view(x) for x in args])
+            kernel = specialize(kernel, *[device_view(x) for x in args])   # through the disk cache
         _specialised[key] = kernel
     return kernel
 

@@ -3,7 +3,8 @@
 A kernel compiles on its first launch for each argument signature, and Numba's typing and lowering take
 0.2-1 s a kernel (benchmarks/RESULTS.md): some 20 s of a default CRNN run on an H100, paid again by
 every new process. `@cached_jit` is `@cuda.jit` plus Numba's own CUDA disk cache (what `cache=True` turns
-on), so a later process loads each kernel's cubin instead of compiling it.
+on), so a later process loads each kernel's cubin instead of compiling it. `specialize` is
+`dispatcher.specialize` through the same cache (numba-cuda's makes its dispatcher without one).
 
 Where: $NUMBANET_CACHE_DIR, else $XDG_CACHE_HOME/numbanet, else ~/.cache/numbanet; under it one
 directory per build of the kernels, named by a hash of every source file of the `kernels` package and the
@@ -11,7 +12,8 @@ Python, Numba and numba-cuda versions. Numba's cache checks only a kernel's own 
 a kernel also inlines device functions and constants from other files, so the hash makes an edit
 anywhere in `kernels/` start a fresh directory instead of loading stale code (and another checkout of
 the same sources shares the entries). The key of an entry also holds the kernel's compile options
-(fastmath, launch bounds), which Numba's key leaves out. The three last used build directories are kept.
+(fastmath, launch bounds), which Numba's key leaves out. The three last used build directories are kept
+(other `kernels-*` directories in the root are removed when a new build starts).
 NUMBANET_KERNEL_CACHE=0 turns the cache off; the directory can be deleted at any time.
 
 Nothing is written until a kernel compiles for a GPU (the simulator and `cuda.compile_ptx` never use
@@ -48,7 +50,22 @@ def cached_jit(function=None, **options):
     return dispatcher
 
 
-_dispatchers = weakref.WeakSet()   # every kernel made by cached_jit (not under the simulator)
+_dispatchers = weakref.WeakSet()   # every kernel made by cached_jit or specialize (not under the simulator)
+
+
+def specialize(dispatcher, *args):
+    """`dispatcher.specialize(*args)` (a dispatcher compiled for these arguments' types only, which skips
+    typing them at each launch) whose kernel goes through the disk cache: numba-cuda's own makes a new
+    dispatcher without one. The same function and options, so it shares the entries of `dispatcher`."""
+    argtypes = tuple(dispatcher.typeof_pyval(a) for a in args)
+    specialised = type(dispatcher)(dispatcher.py_func, targetoptions=dict(dispatcher.targetoptions))
+    _dispatchers.add(specialised)
+    if caching_enabled():
+        enable_disk_cache(specialised)
+    specialised.compile(argtypes)
+    specialised.disable_compile()
+    specialised._specialized = True
+    return specialised
 
 
 def compile_counts():
@@ -66,12 +83,12 @@ def caching_enabled():
 
 
 def cache_root():
-    """The directory the builds' directories are made in."""
+    """The directory the builds' directories are made in (old `kernels-*` directories in it are removed)."""
     root = os.environ.get("NUMBANET_CACHE_DIR")
     if root:
-        return root
+        return os.path.abspath(root)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "numbanet")
+    return os.path.abspath(os.path.join(base, "numbanet"))
 
 
 def cache_directory():
@@ -88,8 +105,10 @@ def build_key():
 def sources_key(package_dir):
     """A hash of every .py file under `package_dir` (path and bytes) and of the compiler's versions."""
     import numba_cuda
+    from numba.cuda.core import config
     digest = hashlib.sha256()
-    for version in (sys.version, numba.__version__, numba_cuda.__version__):
+    # (and the one Numba setting that changes how kernels lower and link: NUMBA_CUDA_ENABLE_NRT)
+    for version in (sys.version, numba.__version__, numba_cuda.__version__, str(config.CUDA_ENABLE_NRT)):
         digest.update(version.encode() + b"\0")
     for path in sorted(pathlib.Path(package_dir).rglob("*.py")):
         digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")

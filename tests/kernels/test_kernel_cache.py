@@ -230,3 +230,43 @@ def test_only_the_last_used_builds_are_kept(cache_dir):
     os.utime(jit.cache_directory(), (1e9, 1e9))
     assert _fresh(kernel)._cache.load_overload(argtypes, kernel.targetctx) is not None
     assert os.stat(jit.cache_directory()).st_mtime > 1e9 + 10, "a load marks its build directory used"
+
+
+@pytest.fixture
+def unbound(cache_dir, monkeypatch):
+    """A kernel's compile path without a GPU: binding (loading the cubin into a context) is skipped."""
+    monkeypatch.setattr(dispatcher._Kernel, "bind", lambda self: None)
+    return cache_dir
+
+
+def test_compiling_through_the_dispatcher_saves_loads_and_counts(unbound):
+    argtypes = (float32[::1], float32[::1], float32)
+    before = jit.compile_counts()
+    first = jit.cached_jit(_scale)   # (counted while it lives, as kernels do: module level or factory-cached)
+    first.compile(argtypes)
+    middle = jit.compile_counts()
+    assert (middle["compiled"] - before["compiled"], middle["loaded"] - before["loaded"]) == (1, 0)
+    second = jit.cached_jit(_scale)  # another dispatcher of the same kernel, as in a new process
+    second.compile(argtypes)
+    after = jit.compile_counts()
+    assert (after["compiled"] - middle["compiled"], after["loaded"] - middle["loaded"]) == (0, 1)
+
+
+def test_the_specialised_gemm_goes_through_the_cache(unbound):
+    """gemm launches a specialised dispatcher (no argument typing per launch); numba-cuda's `specialize`
+    makes it without the cache, so every process compiled each GEMM variant again."""
+    import numpy as np
+
+    from kernels.cuda import gemm
+    x = np.ones((1, 3, 3), np.float32)
+    args = (x, x, x, np.ones(1, np.float32), np.ones(1, np.float32), np.zeros(1, np.int32), np.float32(1),
+            np.float32(0), 0, 1)
+    before = jit.compile_counts()
+    gemm._specialised.pop(("64x64", False, True), None)
+    specialised = gemm._launchable("64x64", False, True, args)
+    assert specialised.specialized and type(specialised._cache).__name__ == "KernelCache"
+    assert jit.compile_counts()["compiled"] - before["compiled"] == 1
+    again = jit.specialize(gemm.gemm_kernel("64x64", False, True), *args)
+    assert jit.compile_counts()["loaded"] - before["loaded"] == 1
+    assert again.specialized and list(again.overloads) == list(specialised.overloads)
+    gemm._specialised.pop(("64x64", False, True), None)
