@@ -1,10 +1,13 @@
-"""`python -m benchmarks.compile_cache [TEXT]`: what the kernel cache (kernels/cuda/jit.py) saves, without a GPU.
+"""`python -m benchmarks.compile_cache [TEXT] [--processes N]`: what the kernel cache (kernels/cuda/jit.py)
+saves, and what compiling in several processes (jit.compile_in_processes) takes, without a GPU.
 
 Compiles every registered kernel (kernels/cuda/*.py PTX_SIGNATURES, or those whose label contains TEXT)
 for sm_90 as a launch would (Numba's typing and lowering, then NVVM to PTX; numba-cuda's device queries
 answered by stand-ins, as in tests/kernels/test_kernel_cache.py), saves each through the cache into an
-empty directory, then loads them all back in a fresh process. A GPU adds to both sides: the cubin link
-when compiling, the module load when loading. Prints the totals and the ten slowest compiles.
+empty directory, then loads them all back in a fresh process. With --processes N, the same kernels are
+then compiled into another empty directory by N new processes, timed from the call to its return
+(processes started and their imports included). A GPU adds to both sides: the cubin link when compiling,
+the module load when loading. Prints the totals and the ten slowest compiles.
 """
 import json
 import os
@@ -39,11 +42,40 @@ print(json.dumps({"times": times, "missing": missing}))
 """
 
 
+def use_stand_ins():
+    """The stand-ins above, and no binding to a context: for compile_in_processes' new processes."""
+    exec(_STAND_INS, {})
+    from numba.cuda import dispatcher
+    dispatcher._Kernel.bind = lambda self: None
+
+
 def main(argv):
+    processes = 0
+    if "--processes" in argv:
+        at = argv.index("--processes")
+        processes = int(argv[at + 1])
+        argv = argv[:at] + argv[at + 2:]
+    text = argv[0] if argv else ""
+    os.environ.pop("NUMBA_ENABLE_CUDASIM", None)
     with tempfile.TemporaryDirectory(prefix="numbanet-cache-") as directory:
         os.environ["NUMBANET_CACHE_DIR"] = directory
-        os.environ.pop("NUMBA_ENABLE_CUDASIM", None)
-        compile_and_load(argv[0] if argv else "")
+        compile_and_load(text)
+    if processes:
+        with tempfile.TemporaryDirectory(prefix="numbanet-cache-") as directory:
+            os.environ["NUMBANET_CACHE_DIR"] = directory
+            compile_in_processes(text, processes)
+
+
+def compile_in_processes(text, processes):
+    from kernels.cuda import jit, resources
+    records = []
+    for label, kernel, signature in resources.registered_kernels():
+        if text in label:
+            jit.enable_disk_cache(kernel)   # (a cache in the new directory)
+            records.append((kernel, tuple(signature) if isinstance(signature, tuple) else signature.args))
+    start = time.perf_counter()
+    compiled = jit.compile_in_processes(records, processes=processes, initializer=f"{__name__}:use_stand_ins")
+    print(f"compiled again by {processes} new processes: {compiled} kernels in {time.perf_counter() - start:.1f} s")
 
 
 def compile_and_load(text):

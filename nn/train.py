@@ -10,12 +10,14 @@ Also runnable as `python -m nn.train MODEL ...`.
 """
 import argparse
 import contextlib
+import copy
 import glob
 import json
 import os
 import signal
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -24,7 +26,7 @@ from kernels import backend
 from . import checkpoint, data, init, layers, optim, recurrent
 from .capture import capture
 from .swa_utils import AveragedModel, get_ema_multi_avg_fn
-from .tasks import make_task
+from .tasks import EvaluationForward, make_task
 from .utils import clip_grad_norm_
 
 MODELS = ("cnn", "rnn", "crnn")
@@ -123,6 +125,47 @@ def build(settings):
     return task, model, optimizer, scheduler
 
 
+def record_kernels(model, task, settings, split, device):
+    """The (kernel, argument types) that a training step and a validation batch of `model` launch on
+    `device`, recorded, not launched (kernels/cuda/jit.py `recording`), on a twin of the model with an
+    optimizer of its own and batches from `split`. Nothing is touched: not `model`, not `task`, not the random
+    generators. A step that fails on the garbage the skipped launches leave is cut short, with a warning:
+    what it recorded so far is returned."""
+    from kernels.cuda import jit
+    cupy = backend.cupy_module()
+    saved_rng = init.rng_state()
+    saved_cupy_rng = cupy.random.get_random_state() if cupy is not None else None
+    if cupy is not None:   # (the twin's dropout masks are drawn from a generator of their own)
+        cupy.random.set_random_state(cupy.random.RandomState(0))
+    records = []
+    try:
+        twin = copy.deepcopy(model)
+        optimizer = optim.Adam(twin.parameters(), lr=settings["lr"], flat=True)
+        twin_task = copy.copy(task)
+        twin_task._evaluation_forward = EvaluationForward._forward   # eager: nothing is captured while recording
+        count = min(settings["batch_size"], len(split))
+        subset = data.Split(split.inputs[:count], split.labels[:count],
+                            None if split.label_lengths is None else split.label_lengths[:count])
+        arrays = [backend.to_device(a, device) for a in twin_task.batch_arrays(subset, np.arange(count))]
+        with jit.recording() as records, np.errstate(all="ignore"):   # (host work on garbage: overflows)
+            twin.train()
+            loss, _ = twin_task.step_loss(twin, *arrays)
+            loss.backward()
+            if settings["clip"] > 0:
+                clip_grad_norm_(twin.parameters(), settings["clip"])
+            optimizer.step()
+            twin.eval()
+            twin_task.evaluate(twin, subset, device)
+    except Exception as error:
+        warnings.warn(f"numbanet: recording the kernels of a step stopped early ({error!r}); those it did not "
+                      f"reach compile at their first launch", RuntimeWarning, stacklevel=2)
+    finally:
+        init.set_rng_state(saved_rng)
+        if cupy is not None:
+            cupy.random.set_random_state(saved_cupy_rng)
+    return records
+
+
 def _has_dropout(module):
     if isinstance(module, layers.Dropout):
         return module.p > 0
@@ -185,6 +228,7 @@ class Run:
         self.history, self.best = [], None
         self.epochs_without_improvement = 0
         self.captured_step, self.capture_failed = None, False
+        self.compiled_ahead = 0   # kernels compile_ahead had compiled in other processes
 
     @property
     def evaluated_model(self):
@@ -285,7 +329,27 @@ class Run:
         totals.read()
         return totals.as_dict(), seconds
 
+    def compile_ahead(self):
+        """On the GPU, before training: the kernels a training step and a validation batch launch (recorded
+        on a twin of the model, `record_kernels`) are compiled by several processes at once into the disk
+        cache (kernels/cuda/jit.py), where the run's launches find them. Otherwise a first run compiles each
+        kernel at its first launch, one after another (about 20 s of a first CRNN run on an H100). Returns
+        the number of kernels compiled ahead (0: nothing to do, or no GPU, or too few cores)."""
+        if self.device != "cuda":
+            return 0
+        from kernels.cuda import jit
+        if jit.processes_for_compiling() < 2:
+            return 0
+        return jit.compile_in_processes(record_kernels(self.model, self.task, self.settings,
+                                                       self.splits["validation"], self.device))
+
     def fit(self):
+        if self.device == "cuda" and self.batches_done == 0:
+            started = time.perf_counter()
+            self.compiled_ahead = self.compile_ahead()
+            if self.compiled_ahead and not self.quiet:
+                print(f"compiled {self.compiled_ahead} kernels ahead in other processes "
+                      f"({time.perf_counter() - started:.1f} s)", file=sys.stderr, flush=True)
         while self.epoch < self.settings["epochs"]:
             lr = self.optimizer.param_groups[0]["lr"]
             totals, seconds = self.train_epoch()
@@ -337,8 +401,8 @@ class Run:
                         else "cpu", "epochs_run": self.epoch, "settings": self.settings})
         if self.device == "cuda":   # how much of the start-up was compiling (kernels/cuda/jit.py)
             from kernels.cuda import jit
-            metrics["kernels"] = {**jit.compile_counts(), "cache": jit.cache_directory()
-                                  if jit.caching_enabled() else None}
+            metrics["kernels"] = {**jit.compile_counts(), "compiled_ahead": self.compiled_ahead,
+                                  "cache": jit.cache_directory() if jit.caching_enabled() else None}
         with open(os.path.join(self.output, "metrics.json"), "w") as handle:
             json.dump(metrics, handle, indent=2)
         plot_curves(self.history, os.path.join(self.output, "curves.png"), self.task.metric)

@@ -14,7 +14,7 @@ import numpy as np
 from numba import cuda, float32, int32, int64
 
 from .. import backend
-from .jit import cached_jit, specialize
+from .jit import cached_jit, is_recording, specialize
 from .launch import ceil_div, device_view, launch
 
 # name -> (BM, BN, BK, TM, TN): block tile M x N x K and each thread's micro-tile TM x TN.
@@ -346,6 +346,8 @@ def _launchable(config, trans_a, trans_b, args):
     if kernel is None:
         kernel = gemm_kernel(config, trans_a, trans_b)
         if not backend.SIMULATOR:
+            if is_recording():   # (compiling ahead: the launch only records the kernel; specialise later)
+                return kernel
             kernel = specialize(kernel, *[device_view(x) for x in args])   # through the disk cache
         _specialised[key] = kernel
     return kernel

@@ -25,12 +25,15 @@ import functools
 import hashlib
 import os
 import pathlib
+import pickle
 import shutil
 import sys
+import types
+import uuid
 import warnings
-import weakref
 
 import numba
+import numpy as np
 from numba import cuda
 
 from .. import backend
@@ -44,22 +47,26 @@ def cached_jit(function=None, **options):
         return functools.partial(cached_jit, **options)
     dispatcher = cuda.jit(**options)(function)
     if not backend.SIMULATOR:
-        _dispatchers.add(dispatcher)
+        _dispatchers.append(dispatcher)
         if caching_enabled():
             enable_disk_cache(dispatcher)
     return dispatcher
 
 
-_dispatchers = weakref.WeakSet()   # every kernel made by cached_jit or specialize (not under the simulator)
+# Every kernel made by cached_jit or specialize (not under the simulator); kept, as the factories' caches
+# keep them anyway, so that compile_counts never drops what a collected kernel had counted.
+_dispatchers = []
 
 
 def specialize(dispatcher, *args):
     """`dispatcher.specialize(*args)` (a dispatcher compiled for these arguments' types only, which skips
     typing them at each launch) whose kernel goes through the disk cache: numba-cuda's own makes a new
     dispatcher without one. The same function and options, so it shares the entries of `dispatcher`."""
+    if _recording is not None:   # (the launch records it; the caller must not keep this as specialised)
+        return dispatcher
     argtypes = tuple(dispatcher.typeof_pyval(a) for a in args)
     specialised = type(dispatcher)(dispatcher.py_func, targetoptions=dict(dispatcher.targetoptions))
-    _dispatchers.add(specialised)
+    _dispatchers.append(specialised)
     if caching_enabled():
         enable_disk_cache(specialised)
     specialised.compile(argtypes)
@@ -116,6 +123,40 @@ def sources_key(package_dir):
     return digest.hexdigest()[:20]
 
 
+def function_identity(function, _depth=0):
+    """What a kernel or device function compiles from, apart from globals (the build key covers those: they
+    are constants of the sources): its name, code, and closure, each value described by what it is, so that
+    the same function made in two processes, or sent from one to another by pickle, has one identity."""
+    if _depth > 20:
+        raise ValueError(f"function_identity: closures nested too deep at {function.__qualname__}")
+    return (function.__module__, function.__qualname__, _code_identity(function.__code__),
+            tuple(_value_identity(cell.cell_contents, _depth) for cell in function.__closure__ or ()))
+
+
+def _code_identity(code):
+    return (code.co_code, code.co_names, code.co_varnames, code.co_freevars,
+            tuple(_code_identity(c) if isinstance(c, types.CodeType) else _value_identity(c, 0) for c in code.co_consts))
+
+
+def _value_identity(value, depth):
+    if hasattr(value, "py_func") and hasattr(value, "targetoptions"):   # a kernel or device function
+        return ("dispatcher", function_identity(value.py_func, depth + 1), repr(sorted(value.targetoptions.items())))
+    if isinstance(value, types.FunctionType):
+        return ("function", function_identity(value, depth + 1))
+    if isinstance(value, (tuple, list)):
+        return (type(value).__name__,) + tuple(_value_identity(v, depth) for v in value)
+    if isinstance(value, (frozenset, set)):   # (ordered by repr: their order follows the hash seed)
+        return (type(value).__name__,) + tuple(sorted(repr(_value_identity(v, depth)) for v in value))
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes, type(Ellipsis))):
+        return (type(value).__name__, repr(value))
+    if isinstance(value, np.generic):   # a NumPy scalar (e.g. a float32 constant)
+        return (value.dtype.str, value.tobytes())
+    if type(value).__module__.partition(".")[0] == "numba" and " at 0x" not in repr(value):   # a Numba type
+        return ("numba", type(value).__qualname__, repr(value))
+    raise TypeError(f"function_identity: no stable description of a {type(value).__name__} in a kernel's "
+                    f"closure; add one")
+
+
 KEEP_BUILDS = 3   # build directories kept: each edit of the sources (or upgrade) starts a new one
 _used = set()
 
@@ -166,6 +207,7 @@ def _warn_unusable(error):
 def _cache_class():
     """Numba's CUDA cache with our locator and key; built on first use, so importing the kernels does not
     reach into numba-cuda's internals (version 0.30) until a kernel is made."""
+    from numba.cuda import serialize
     from numba.cuda.core.caching import _CacheLocator, _SourceFileBackedLocatorMixin
     from numba.cuda.dispatcher import CUDACache, CUDACacheImpl
 
@@ -207,26 +249,52 @@ def _cache_class():
             super().__init__(dispatcher.py_func)
 
         def _index_key(self, sig, codegen):
-            return super()._index_key(sig, codegen) + (("options", self._options),)
+            """Numba's key, but for the function: its code and closure described value by value (Numba
+            pickles the closure, whose device functions pickle differently once a dispatcher has been
+            through pickle, as `compile_in_processes` sends them), and with the compile options."""
+            import numba_cuda
+            function = hashlib.sha256(repr(function_identity(self._py_func)).encode()).hexdigest()
+            key = (sig, codegen.magic_tuple(), numba_cuda.__version__, function, ("options", self._options))
+            if self._launch_config_key is not None:
+                key += (("launch_config", self._launch_config_key),)
+            return key
 
-        # Each entry carries its key, checked on load. Numba numbers a function's data files from its index
-        # as it read it, so two processes saving at once (parallel tests, two runs) can leave the index
-        # naming one file for a key whose kernel the other process wrote over it: without the check, the
-        # kernels of one factory (the same signature, other tile sizes) would load each other's code.
+        # One file per entry, named by a hash of its key, instead of Numba's index of numbered data files:
+        # processes saving at once (the processes of compile_in_processes, parallel tests, two runs) then
+        # never write over each other's entries (with the index, kernels of one factory compiled at once lost
+        # entries, or the index named a file another process had written another kernel into). The file also
+        # holds its key, checked on load.
+        def _entry_path(self, key):
+            digest = hashlib.sha256(repr(key).encode()).hexdigest()[:24]
+            return os.path.join(self._cache_path, f"{self._impl.filename_base}.{digest}.nbc")
+
         def _save_overload(self, sig, data):
             if not self._enabled or not self._impl.check_cachable(data):
                 return
             self._impl.locator.ensure_cache_path()
             key = self._index_key(sig, data.codegen)
-            self._cache_file.save(key, (repr(key), self._impl.reduce(data)))
+            path = self._entry_path(key)
+            payload = serialize.dumps((repr(key), self._impl.reduce(data)))
+            temporary = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+            try:
+                with open(temporary, "wb") as handle:
+                    handle.write(payload)
+                os.replace(temporary, path)   # atomic: a reader sees the old entry or the new, never half
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
 
         def _load_overload(self, sig, target_context):
             if not self._enabled:
                 return None
             key = self._index_key(sig, target_context.codegen())
-            entry = self._cache_file.load(key)
+            try:
+                with open(self._entry_path(key), "rb") as handle:
+                    entry = pickle.loads(handle.read())
+            except FileNotFoundError:
+                return None
             if not (isinstance(entry, tuple) and len(entry) == 2 and entry[0] == repr(key)):
-                return None   # none, or another kernel's: compile (and the save puts this one back)
+                return None   # another kernel's entry (a hash collision): compile
             _mark_used(self._cache_path)
             return self._impl.rebuild(target_context, entry[1])
 
@@ -244,3 +312,112 @@ def _cache_class():
                 _warn_unusable(error)
 
     return KernelCache
+
+
+# ---- compiling ahead, in several processes ----------------------------------------------------------------
+# Numba compiles one kernel at a time, holding the GIL (typing and lowering are Python): a first CRNN run
+# compiles ~30 kernels one after another. Recorded ahead (a step run with launches recorded, not made), they
+# can be compiled at once by new processes, which write them to the disk cache; this process's launches then
+# load them.
+_recording = None   # a list while `recording()` is on: launch() appends (kernel, argument types) and returns
+
+
+@contextlib.contextmanager
+def recording():
+    """Inside the block, `launch` records each kernel and its argument types instead of launching it, and
+    `specialize` returns the kernel unspecialised (nothing compiles). Arrays keep whatever they held, so
+    only code whose results are thrown away belongs here. Yields the list of (kernel, argument types)."""
+    global _recording
+    if _recording is not None:
+        raise RuntimeError("recording: already recording")
+    _recording = records = []
+    try:
+        yield records
+    finally:
+        _recording = None
+
+
+def is_recording():
+    return _recording is not None
+
+
+def record_launch(kernel, args):
+    """Called by `launch` while recording: the types a launch with these (device) arguments compiles for
+    (as the dispatcher types them; the simulator's kernels, which compile nothing, by Numba's typeof)."""
+    typeof = getattr(kernel, "typeof_pyval", None) or _argument_typeof
+    _recording.append((kernel, tuple(typeof(a) for a in args)))
+
+
+def _argument_typeof(value):
+    from numba.cuda.typing.typeof import Purpose, typeof
+    return typeof(value, Purpose.argument)
+
+
+def processes_for_compiling():
+    """How many processes `compile_in_processes` would use here: one core is left to this process, at most 8
+    (each holds a CUDA context); under 2, compiling ahead gains nothing and is not done."""
+    return min(8, (os.cpu_count() or 1) - 1) if caching_enabled() and not backend.SIMULATOR else 0
+
+
+def compile_in_processes(records, processes=None, timeout=300, initializer=None):
+    """Compile the recorded (kernel, argument types) that neither this process nor the disk cache has, in
+    new processes (spawned, each with its own CUDA context) that save them to the disk cache. Returns how
+    many were compiled there. Anything going wrong is warned about and left to this process, which compiles
+    what it does not find on disk at its first launch, as it would have anyway. `initializer`
+    ("module:function") runs first in each process (the tests use it to compile without a GPU)."""
+    import concurrent.futures
+    import multiprocessing
+
+    from numba.cuda import serialize
+    processes = processes_for_compiling() if processes is None else processes
+    work, seen = [], set()
+    for kernel, argtypes in records:
+        if (id(kernel), argtypes) in seen or argtypes in kernel.overloads or not _has_disk_cache(kernel):
+            continue
+        seen.add((id(kernel), argtypes))
+        if kernel._cache.load_overload(argtypes, kernel.targetctx) is None:
+            work.append((serialize.dumps(kernel), argtypes))
+    if processes < 2 or not work:
+        return 0
+    work.sort(key=lambda item: -len(item[0]))   # the largest kernels (longest compiles) first
+    try:
+        context = multiprocessing.get_context("spawn")   # (a forked CUDA context is unusable)
+        pool = concurrent.futures.ProcessPoolExecutor(min(processes, len(work)), mp_context=context,
+                                                      initializer=_start_compiling_process,
+                                                      initargs=(cache_root(), initializer))
+        futures = [pool.submit(_compile_sent_kernel, blob, argtypes) for blob, argtypes in work]
+    except Exception as error:   # no processes here (a sandbox, no spawn): this process compiles
+        warnings.warn(f"numbanet: could not compile kernels in other processes ({error!r})", RuntimeWarning,
+                      stacklevel=2)
+        return 0
+    done, late = concurrent.futures.wait(futures, timeout=timeout)
+    failed = [future.exception() for future in done if future.exception() is not None]
+    if late:   # a process stuck (or far slower than expected): stop them all
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+    pool.shutdown(wait=not late, cancel_futures=True)
+    if late or failed:
+        warnings.warn(f"numbanet: compiling {len(work)} kernels in {processes} processes: {len(late)} not done in "
+                      f"{timeout} s, {len(failed)} failed{f' ({failed[0]!r} first)' if failed else ''}; this "
+                      f"process compiles them", RuntimeWarning, stacklevel=2)
+    return len(done) - len(failed)
+
+
+def _has_disk_cache(kernel):
+    return type(kernel._cache).__name__ == "KernelCache"
+
+
+def _start_compiling_process(root, initializer):
+    os.environ["NUMBANET_CACHE_DIR"] = root
+    os.environ["NUMBANET_KERNEL_CACHE"] = "1"
+    if initializer:
+        import importlib
+        module, _, function = initializer.partition(":")
+        getattr(importlib.import_module(module), function)()
+
+
+def _compile_sent_kernel(blob, argtypes):
+    import pickle
+    kernel = enable_disk_cache(pickle.loads(blob))
+    kernel.compile(argtypes)
+    return True

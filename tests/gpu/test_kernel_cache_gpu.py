@@ -71,3 +71,47 @@ def test_a_new_process_loads_the_kernels_it_needs(tmp_path):
     assert_close(warm_results["losses"], cold_results["losses"], np.float32, **LOSS_TOLERANCE, name="losses")
     for name in cold_results.files:
         assert_close(warm_results[name], cold_results[name], np.float32, **WEIGHT_TOLERANCE, name=name)
+
+
+AHEAD_SCRIPT = """
+import json, sys
+import cupy, numpy as np
+from kernels.cuda import jit
+from nn import data, init, train
+args = train.build_parser().parse_args(["crnn", "--device", "cuda", "--epochs", "1", "--seed", "5"])
+run = train.Run(train.settings_from_args(args), sys.argv[1], "cuda", quiet=True)
+full = run.splits["train"]
+count = 3 * run.settings["batch_size"]     # full batches only: a smaller last one has shapes of its own
+run.splits["train"] = data.Split(**{k: v[:count] for k, v in vars(full).items() if isinstance(v, np.ndarray)})
+weights = {k: cupy.asnumpy(v) for k, v in run.model.state_dict().items()}
+rng = init.rng_state()
+ahead = run.compile_ahead()
+misses = {id(d): sum(d._cache_misses.values()) for d in jit._dispatchers}
+unchanged = (init.rng_state() == rng and
+             all(np.array_equal(weights[k], cupy.asnumpy(v)) for k, v in run.model.state_dict().items()))
+run.train_epoch()
+run.model.eval()
+run.task.evaluate(run.evaluated_model, run.splits["validation"], "cuda")
+late = [d.py_func.__qualname__ for d in jit._dispatchers if sum(d._cache_misses.values()) > misses.get(id(d), 0)]
+print(json.dumps({"ahead": ahead, "processes": jit.processes_for_compiling(), "unchanged": unchanged,
+                  "compiled_late": late, "counts": jit.compile_counts()}))
+"""
+
+
+@pytest.mark.timeout(400)
+def test_compiling_ahead_leaves_the_run_nothing_to_compile(tmp_path):
+    """`numbanet train` on the GPU first records a twin of the model's training step and validation and
+    compiles their kernels in other processes (train.Run.compile_ahead): the run itself then compiles no
+    kernel, and its model and random generator are as they were."""
+    environment = dict(os.environ, NUMBANET_CACHE_DIR=str(tmp_path / "kernel-cache"), NUMBANET_KERNEL_CACHE="1",
+                       PYTHONPATH=os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, "-c", AHEAD_SCRIPT, str(tmp_path / "run")], cwd=REPOSITORY,
+                            env=environment, capture_output=True, text=True, timeout=360)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    print(outcome)
+    if outcome["processes"] < 2:
+        pytest.skip(f"{outcome['processes']} processes for compiling on this machine: nothing is compiled ahead")
+    assert outcome["unchanged"], "compile_ahead touched the model or the random generator"
+    assert outcome["ahead"] >= 15, outcome
+    assert outcome["compiled_late"] == [], outcome

@@ -2,6 +2,7 @@
 with numba-cuda's device queries answered by stand-ins), saved through the cache and loaded back in a
 fresh dispatcher. What only a GPU can check (a loaded kernel launches and gives the same results, in a
 new process) is tests/gpu/test_kernel_cache_gpu.py."""
+import hashlib
 import importlib.util
 import os
 import pathlib
@@ -124,7 +125,7 @@ def test_a_compiled_kernel_comes_back_from_disk(cache_dir):
     """The real round trip: compile, save, and load in a fresh dispatcher the same code."""
     argtypes = _signature(dict((label, s) for label, _, s in resources.registered_kernels())["pointwise.relu"])
     compiled = _compile_and_save(_fresh(relu_kernel), argtypes)   # (relu_kernel's own cache: the real root)
-    assert sorted(p.suffix for p in pathlib.Path(jit.cache_directory()).iterdir()) == [".nbc", ".nbi"]
+    assert [p.suffix for p in pathlib.Path(jit.cache_directory()).iterdir()] == [".nbc"]   # one file an entry
     loaded = _fresh(relu_kernel)._cache.load_overload(argtypes, relu_kernel.targetctx)
     assert type(loaded) is dispatcher._Kernel
     assert loaded.argument_types == compiled.argument_types
@@ -153,9 +154,10 @@ def test_other_options_or_another_closure_miss(cache_dir):
     assert _fresh(three)._cache.load_overload(argtypes[:2], three.targetctx) is None
 
 
-def test_an_entry_another_process_wrote_over_is_not_loaded(cache_dir):
-    """Two processes saving kernels of one factory at once can leave the index naming a data file that
-    holds the other kernel (Numba numbers the files from the index it read): each entry carries its key."""
+def test_an_entry_holding_another_kernel_is_not_loaded(cache_dir):
+    """An entry's file is named by a hash of its key and holds the key, checked on load (with Numba's index
+    of numbered files, two processes saving kernels of one factory at once could leave a name on the other
+    kernel's code)."""
     def scaler(factor):
         @jit.cached_jit
         def scale(x, y):
@@ -168,13 +170,15 @@ def test_an_entry_another_process_wrote_over_is_not_loaded(cache_dir):
     _compile_and_save(two, argtypes)
     _compile_and_save(three, argtypes)
     first, second = sorted(pathlib.Path(jit.cache_directory()).glob("*.nbc"))
-    first_bytes = first.read_bytes()
-    first.write_bytes(second.read_bytes())   # what the race leaves: one key's name, the other's kernel
-    assert _fresh(two)._cache.load_overload(argtypes, two.targetctx) is None
+    first_bytes, second_bytes = first.read_bytes(), second.read_bytes()
+    first.write_bytes(second_bytes)   # each name now holds the other kernel
     second.write_bytes(first_bytes)
+    assert _fresh(two)._cache.load_overload(argtypes, two.targetctx) is None
     assert _fresh(three)._cache.load_overload(argtypes, three.targetctx) is None
     first.write_bytes(first_bytes)
+    second.write_bytes(second_bytes)
     assert _fresh(two)._cache.load_overload(argtypes, two.targetctx) is not None
+    assert _fresh(three)._cache.load_overload(argtypes, three.targetctx) is not None
 
 
 def test_a_corrupt_entry_is_compiled_again_with_one_warning(cache_dir):
@@ -270,3 +274,87 @@ def test_the_specialised_gemm_goes_through_the_cache(unbound):
     assert jit.compile_counts()["loaded"] - before["loaded"] == 1
     assert again.specialized and list(again.overloads) == list(specialised.overloads)
     gemm._specialised.pop(("64x64", False, True), None)
+
+
+def compile_without_a_gpu():
+    """The stand-ins of the `unbound` fixture, for compile_in_processes' new processes (its initializer)."""
+    device = types.SimpleNamespace(compute_capability=(9, 0))
+    dispatcher.get_current_device = lambda: device
+    codegen.JITCUDACodegen.magic_tuple = lambda self: ((13, 0), (9, 0))
+    codegen.CUDACodeLibrary._ensure_cc = lambda self, cc: cc or (9, 0, "a")
+    dispatcher._Kernel.bind = lambda self: None
+
+
+def _scaler(factor):
+    @jit.cached_jit(fastmath=True)
+    def scale(x, y):
+        i = cuda.grid(1)
+        if i < x.size:
+            y[i] = x[i] * factor
+    return scale
+
+
+def test_keys_survive_the_pickling_that_sends_kernels_to_other_processes():
+    """compile_in_processes pickles each kernel to its processes: a kernel rebuilt there must have the key it
+    has here, or nothing they compile would ever be loaded (Numba's own key pickles the closure, whose
+    device functions pickle differently once rebuilt: 29 of the 101 registered kernels differed)."""
+    script = (
+        "import hashlib, pickle, sys, types\n"
+        "from kernels.cuda import jit\n"
+        "codegen = types.SimpleNamespace(magic_tuple=lambda: ((13, 0), (9, 0)))\n"
+        "for blob, argtypes in pickle.load(sys.stdin.buffer):\n"
+        "    kernel = jit.enable_disk_cache(pickle.loads(blob))\n"
+        "    print(hashlib.sha256(repr(kernel._cache._index_key(argtypes, codegen)).encode()).hexdigest())\n")
+    from numba.cuda import serialize
+    sent, expected = [], []
+    for _, kernel, signature in resources.registered_kernels():
+        argtypes = _signature(signature)
+        sent.append((serialize.dumps(kernel), argtypes))
+        key = kernel._cache._index_key(argtypes, STAND_IN_CODEGEN)
+        expected.append(hashlib.sha256(repr(key).encode()).hexdigest())
+    import pickle
+    environment = dict(os.environ, PYTHONHASHSEED="7", PYTHONPATH=str(REPOSITORY))
+    environment.pop("NUMBA_ENABLE_CUDASIM", None)
+    result = subprocess.run([sys.executable, "-c", script], input=pickle.dumps(sent), capture_output=True,
+                            check=True, cwd=REPOSITORY, env=environment)
+    assert result.stdout.decode().split() == expected
+
+
+def test_recorded_launches_are_compiled_in_other_processes(unbound):
+    import numpy as np
+
+    from kernels.cuda import launch
+    kernels = [jit.cached_jit(_scale), _scaler(float32(2)), _scaler(float32(3))]
+    x = np.zeros(5, np.float32)
+    y = np.full(5, 7, np.float32)
+    with jit.recording() as records:
+        launch.launch(kernels[0], 1, 32, x, y, np.float32(2))
+        launch.launch(kernels[1], 1, 32, x, y)
+        launch.launch(kernels[1], 1, 32, x, y)      # (the same twice: compiled once)
+        launch.launch(kernels[2], 1, 32, x, y)
+    assert (y == 7).all(), "a recorded launch ran"
+    vector = float32[::1]
+    assert records == [(kernels[0], (vector, vector, float32))] + [(kernels[1], (vector, vector))] * 2 + [
+        (kernels[2], (vector, vector))]
+    before = jit.compile_counts()
+    initializer = f"{__name__}:compile_without_a_gpu"
+    assert jit.compile_in_processes(records, processes=2, initializer=initializer) == 3
+    assert jit.compile_in_processes(records, processes=2, initializer=initializer) == 0   # all on disk now
+    for kernel, argtypes in records:
+        kernel.compile(argtypes)
+    after = jit.compile_counts()
+    assert (after["compiled"] - before["compiled"], after["loaded"] - before["loaded"]) == (0, 3)
+
+
+def test_a_gemm_recorded_is_not_kept_unspecialised(unbound):
+    import numpy as np
+
+    from kernels.cuda import gemm
+    x = np.ones((1, 3, 3), np.float32)
+    args = (x, x, x, np.ones(1, np.float32), np.ones(1, np.float32), np.zeros(1, np.int32), np.float32(1),
+            np.float32(0), 0, 1)
+    gemm._specialised.pop(("64x64", True, True), None)
+    with jit.recording():
+        assert not gemm._launchable("64x64", True, True, args).specialized
+    assert gemm._launchable("64x64", True, True, args).specialized
+    gemm._specialised.pop(("64x64", True, True), None)

@@ -1,0 +1,60 @@
+"""Recording the kernels a training run will launch (nn.train.record_kernels, which `numbanet train` hands
+to kernels/cuda/jit.py's compile_in_processes on a GPU), on the CUDA code path in the simulator: every
+launch of a CRNN training step and validation batch is recorded and none runs, and the run's model and
+random generators are left as they were."""
+import numpy as np
+import pytest
+
+from kernels import backend
+from nn import init, train
+
+if not backend.SIMULATOR:
+    pytest.skip("the CUDA code path of nn.train, in the simulator", allow_module_level=True)
+
+
+def _kernel_name(kernel):
+    function = getattr(kernel, "py_func", None) or kernel.fn
+    return function.__qualname__.rpartition(".")[2]
+
+
+def test_a_crnn_step_and_validation_are_recorded_and_nothing_is_touched(monkeypatch):
+    from numba.cuda.simulator.kernel import FakeCUDAKernel
+    launched = []
+    original = FakeCUDAKernel.__getitem__
+    monkeypatch.setattr(FakeCUDAKernel, "__getitem__", lambda self, config: launched.append(self) or original(self, config))
+    from kernels.cuda import jit
+    from nn import tasks
+    validation_launches, evaluate = [], tasks.StripTask.evaluate
+
+    def counted_evaluate(self, model, split, device):   # how many launches the validation recorded
+        before = len(jit._recording)
+        result = evaluate(self, model, split, device)
+        validation_launches.append(len(jit._recording) - before)
+        return result
+    monkeypatch.setattr(tasks.StripTask, "evaluate", counted_evaluate)
+    step_loss = tasks.StripTask.step_loss
+
+    def step_loss_with_dropout(self, model, *arrays):   # as a model with dropout would: draw from the generator
+        init.default_generator().random(3)
+        return step_loss(self, model, *arrays)
+    monkeypatch.setattr(tasks.StripTask, "step_loss", step_loss_with_dropout)
+    args = train.build_parser().parse_args(["crnn", "--device", "cpu", "--seed", "3"])
+    settings = train.settings_from_args(args)
+    task, model, _, _ = train.build(settings)
+    split = task.load(train=False)["validation"]
+    weights = {key: np.array(value) for key, value in model.state_dict().items()}
+    rng = init.rng_state()
+    records = train.record_kernels(model, task, settings, split, "cpu")
+    assert launched == [], "a recorded launch ran"
+    assert init.rng_state() == rng
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, weights[key], err_msg=key)
+    names = {_kernel_name(kernel) for kernel, _ in records}
+    # the step's convolutions (three directions), batch norm, pooling, the bidirectional LSTM, GEMMs, CTC and
+    # the one flat Adam launch
+    for expected in ("conv2d_forward", "conv2d_backward_data", "conv2d_weight_gradient", "batch_statistics_kernel",
+                     "backward_input_kernel", "with_indices", "persistent_forward", "persistent_backward", "kernel",
+                     "ctc_loss_kernel", "ctc_gradient_kernel", "adam_kernel_device_step"):
+        assert expected in names, (expected, sorted(names))
+    assert len(validation_launches) == 1 and validation_launches[0] > 10, validation_launches
+    assert all(isinstance(types, tuple) and types for _, types in records)
