@@ -1,5 +1,5 @@
 """`python -m benchmarks.compile_cache [TEXT] [--processes N]`: what the kernel cache (kernels/cuda/jit.py)
-saves, and what compiling in several processes (jit.compile_in_processes) takes, without a GPU.
+saves, and what compiling in several processes (compile_ahead.py) takes, without a GPU.
 
 Compiles every registered kernel (kernels/cuda/*.py PTX_SIGNATURES, or those whose label contains TEXT)
 for sm_90 as a launch would (Numba's typing and lowering, then NVVM to PTX; numba-cuda's device queries
@@ -67,14 +67,15 @@ def main(argv):
 
 
 def compile_in_processes(text, processes):
-    from kernels.cuda import jit, resources
+    from kernels.cuda import compile_ahead, jit, resources
     records = []
     for label, kernel, signature in resources.registered_kernels():
         if text in label:
             jit.enable_disk_cache(kernel)   # (a cache in the new directory)
             records.append((kernel, tuple(signature) if isinstance(signature, tuple) else signature.args))
     start = time.perf_counter()
-    compiled = jit.compile_in_processes(records, processes=processes, initializer=f"{__name__}:use_stand_ins")
+    compiled = compile_ahead.compile_in_processes(records, processes=processes,
+                                                  initializer=f"{__name__}:use_stand_ins")
     print(f"compiled again by {processes} new processes: {compiled} kernels in {time.perf_counter() - start:.1f} s")
 
 

@@ -86,14 +86,15 @@ if [ "$TRAIN_SECONDS" -gt 0 ]; then
       "$model" --device cuda --quiet --output "$WORK/train-$model" > "$WORK/train-$model.txt" 2>&1 \
       && status[-1]+=": $(grep -v -i warn "$WORK/train-$model.txt" | tail -n 1)"
     cat "$WORK/train-$model.txt" >> "$OUT/train.txt" 2>/dev/null
-    grep -A3 '"kernels"' "$WORK/train-$model/metrics.json" >> "$OUT/train.txt" 2>/dev/null   # compiled, loaded
+    # the run's kernels: compiled, loaded from the cache, compiled ahead in other processes
+    grep -A5 '"kernels"' "$WORK/train-$model/metrics.json" >> "$OUT/train.txt" 2>/dev/null
     if [ "$model" = crnn ] && [ "$WARM_CRNN" = 1 ]; then
       run_stage "train crnn, kernels from the cache" 55 env NUMBANET_CACHE_DIR="$WORK/kernel-cache-crnn" \
         python3 -m nn.train crnn --device cuda --quiet --output "$WORK/train-crnn-warm" \
         > "$WORK/train-crnn-warm.txt" 2>&1 \
         && status[-1]+=": $(grep -v -i warn "$WORK/train-crnn-warm.txt" | tail -n 1)"
       cat "$WORK/train-crnn-warm.txt" >> "$OUT/train.txt" 2>/dev/null
-      grep -A3 '"kernels"' "$WORK/train-crnn-warm/metrics.json" >> "$OUT/train.txt" 2>/dev/null
+      grep -A5 '"kernels"' "$WORK/train-crnn-warm/metrics.json" >> "$OUT/train.txt" 2>/dev/null
     fi
   done
 fi

@@ -127,11 +127,11 @@ def build(settings):
 
 def record_kernels(model, task, settings, split, device):
     """The (kernel, argument types) that a training step and a validation batch of `model` launch on
-    `device`, recorded, not launched (kernels/cuda/jit.py `recording`), on a twin of the model with an
-    optimizer of its own and batches from `split`. Nothing is touched: not `model`, not `task`, not the random
-    generators. A step that fails on the garbage the skipped launches leave is cut short, with a warning:
-    what it recorded so far is returned."""
-    from kernels.cuda import jit
+    `device`, recorded, not launched (kernels/cuda/compile_ahead.py `recording`), on a twin of the model with
+    an optimizer of its own and batches from `split`. Nothing is touched: not `model`, not `task`, not the
+    random generators. A step that fails on the garbage the skipped launches leave is cut short, with a
+    warning: what it recorded so far is returned. (Not recorded: --ema's averaging, compiled when first run.)"""
+    from kernels.cuda import compile_ahead
     cupy = backend.cupy_module()
     saved_rng = init.rng_state()
     saved_cupy_rng = cupy.random.get_random_state() if cupy is not None else None
@@ -147,7 +147,7 @@ def record_kernels(model, task, settings, split, device):
         subset = data.Split(split.inputs[:count], split.labels[:count],
                             None if split.label_lengths is None else split.label_lengths[:count])
         arrays = [backend.to_device(a, device) for a in twin_task.batch_arrays(subset, np.arange(count))]
-        with jit.recording() as records, np.errstate(all="ignore"):   # (host work on garbage: overflows)
+        with compile_ahead.recording() as records, np.errstate(all="ignore"):   # (host work on garbage: overflows)
             twin.train()
             loss, _ = twin_task.step_loss(twin, *arrays)
             loss.backward()
@@ -228,7 +228,7 @@ class Run:
         self.history, self.best = [], None
         self.epochs_without_improvement = 0
         self.captured_step, self.capture_failed = None, False
-        self.compiled_ahead = 0   # kernels compile_ahead had compiled in other processes
+        self.compiled_ahead, self.compile_ahead_seconds = 0, 0.0   # kernels compile_ahead had compiled elsewhere
 
     @property
     def evaluated_model(self):
@@ -332,24 +332,31 @@ class Run:
     def compile_ahead(self):
         """On the GPU, before training: the kernels a training step and a validation batch launch (recorded
         on a twin of the model, `record_kernels`) are compiled by several processes at once into the disk
-        cache (kernels/cuda/jit.py), where the run's launches find them. Otherwise a first run compiles each
-        kernel at its first launch, one after another (about 20 s of a first CRNN run on an H100). Returns
-        the number of kernels compiled ahead (0: nothing to do, or no GPU, or too few cores)."""
+        cache (kernels/cuda/compile_ahead.py), where the run's launches find them. Otherwise a first run
+        compiles each kernel at its first launch, one after another (about 20 s of a first CRNN run on an
+        H100). Returns the number of kernels compiled ahead (0: nothing to do, no GPU, too few cores)."""
         if self.device != "cuda":
             return 0
-        from kernels.cuda import jit
-        if jit.processes_for_compiling() < 2:
-            return 0
-        return jit.compile_in_processes(record_kernels(self.model, self.task, self.settings,
-                                                       self.splits["validation"], self.device))
+        from kernels.cuda import compile_ahead
+        with compile_ahead.CompilingProcesses() as compiling:
+            if compiling.processes < 2:
+                return 0
+            if compile_ahead.is_cold():   # a first run: the processes start up while this one records
+                compiling.start()
+            records = record_kernels(self.model, self.task, self.settings, self.splits["validation"], self.device)
+            return compiling.compile(records)
 
     def fit(self):
         if self.device == "cuda" and self.batches_done == 0:
             started = time.perf_counter()
-            self.compiled_ahead = self.compile_ahead()
+            try:
+                self.compiled_ahead = self.compile_ahead()
+            except Exception as error:   # the run compiles its kernels as it goes, as it would have anyway
+                warnings.warn(f"numbanet: compiling kernels ahead failed ({error!r})", RuntimeWarning, stacklevel=2)
+            self.compile_ahead_seconds = time.perf_counter() - started
             if self.compiled_ahead and not self.quiet:
                 print(f"compiled {self.compiled_ahead} kernels ahead in other processes "
-                      f"({time.perf_counter() - started:.1f} s)", file=sys.stderr, flush=True)
+                      f"({self.compile_ahead_seconds:.1f} s)", file=sys.stderr, flush=True)
         while self.epoch < self.settings["epochs"]:
             lr = self.optimizer.param_groups[0]["lr"]
             totals, seconds = self.train_epoch()
@@ -402,6 +409,7 @@ class Run:
         if self.device == "cuda":   # how much of the start-up was compiling (kernels/cuda/jit.py)
             from kernels.cuda import jit
             metrics["kernels"] = {**jit.compile_counts(), "compiled_ahead": self.compiled_ahead,
+                                  "compile_ahead_seconds": self.compile_ahead_seconds,
                                   "cache": jit.cache_directory() if jit.caching_enabled() else None}
         with open(os.path.join(self.output, "metrics.json"), "w") as handle:
             json.dump(metrics, handle, indent=2)

@@ -14,7 +14,8 @@ import numpy as np
 from numba import cuda, float32, int32, int64
 
 from .. import backend
-from .jit import cached_jit, is_recording, specialize
+from .compile_ahead import is_recording
+from .jit import cached_jit, specialize
 from .launch import ceil_div, device_view, launch
 
 # name -> (BM, BN, BK, TM, TN): block tile M x N x K and each thread's micro-tile TM x TN.

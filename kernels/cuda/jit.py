@@ -12,8 +12,10 @@ Python, Numba and numba-cuda versions. Numba's cache checks only a kernel's own 
 a kernel also inlines device functions and constants from other files, so the hash makes an edit
 anywhere in `kernels/` start a fresh directory instead of loading stale code (and another checkout of
 the same sources shares the entries). The key of an entry also holds the kernel's compile options
-(fastmath, launch bounds), which Numba's key leaves out. The three last used build directories are kept
-(other `kernels-*` directories in the root are removed when a new build starts).
+(fastmath, launch bounds), which Numba's key leaves out, and describes the kernel's code and closure value
+by value (Numba pickles the closure, which differs for a kernel sent to another process by pickle, as
+compile_ahead.py does). One file an entry, named by a hash of its key. The three last used build
+directories are kept (other `kernels-*` directories in the root are removed when a new build starts).
 NUMBANET_KERNEL_CACHE=0 turns the cache off; the directory can be deleted at any time.
 
 Nothing is written until a kernel compiles for a GPU (the simulator and `cuda.compile_ptx` never use
@@ -62,8 +64,6 @@ def specialize(dispatcher, *args):
     """`dispatcher.specialize(*args)` (a dispatcher compiled for these arguments' types only, which skips
     typing them at each launch) whose kernel goes through the disk cache: numba-cuda's own makes a new
     dispatcher without one. The same function and options, so it shares the entries of `dispatcher`."""
-    if _recording is not None:   # (the launch records it; the caller must not keep this as specialised)
-        return dispatcher
     argtypes = tuple(dispatcher.typeof_pyval(a) for a in args)
     specialised = type(dispatcher)(dispatcher.py_func, targetoptions=dict(dispatcher.targetoptions))
     _dispatchers.append(specialised)
@@ -99,8 +99,12 @@ def cache_root():
 
 
 def cache_directory():
-    """This build's directory: the root, then `kernels-<hash of the sources and versions>`."""
-    return os.path.join(cache_root(), f"kernels-{build_key()}")
+    """This build's directory: the root, then `kernels-<hash of the sources and versions>` (or the directory
+    a process compiling for another one was given: compile_ahead.py)."""
+    return pinned_directory or os.path.join(cache_root(), f"kernels-{build_key()}")
+
+
+pinned_directory = None
 
 
 @functools.lru_cache(maxsize=None)
@@ -125,17 +129,22 @@ def sources_key(package_dir):
 
 def function_identity(function, _depth=0):
     """What a kernel or device function compiles from, apart from globals (the build key covers those: they
-    are constants of the sources): its name, code, and closure, each value described by what it is, so that
-    the same function made in two processes, or sent from one to another by pickle, has one identity."""
+    are constants of the sources): its name, code, default arguments and closure, each value described by
+    what it is, so that the same function made in two processes, or sent from one to another by pickle, has
+    one identity."""
     if _depth > 20:
         raise ValueError(f"function_identity: closures nested too deep at {function.__qualname__}")
+    defaults = (function.__defaults__ or ()) + tuple(sorted((function.__kwdefaults__ or {}).items()))
     return (function.__module__, function.__qualname__, _code_identity(function.__code__),
+            _value_identity(defaults, _depth),
             tuple(_value_identity(cell.cell_contents, _depth) for cell in function.__closure__ or ()))
 
 
 def _code_identity(code):
-    return (code.co_code, code.co_names, code.co_varnames, code.co_freevars,
-            tuple(_code_identity(c) if isinstance(c, types.CodeType) else _value_identity(c, 0) for c in code.co_consts))
+    constants = tuple(_code_identity(c) if isinstance(c, types.CodeType) else _value_identity(c, 0)
+                      for c in code.co_consts)
+    return (code.co_code, code.co_argcount, code.co_kwonlyargcount, code.co_names, code.co_varnames,
+            code.co_freevars, constants)
 
 
 def _value_identity(value, depth):
@@ -189,6 +198,10 @@ def enable_disk_cache(dispatcher):
     except Exception as error:   # a numba-cuda whose cache differs from 0.30's: compile without one
         _warn_unusable(error)
     return dispatcher
+
+
+def has_disk_cache(kernel):
+    return type(kernel._cache).__name__ == "KernelCache"
 
 
 _warned = False
@@ -251,7 +264,7 @@ def _cache_class():
         def _index_key(self, sig, codegen):
             """Numba's key, but for the function: its code and closure described value by value (Numba
             pickles the closure, whose device functions pickle differently once a dispatcher has been
-            through pickle, as `compile_in_processes` sends them), and with the compile options."""
+            through pickle, as compile_ahead.py sends them), and with the compile options."""
             import numba_cuda
             function = hashlib.sha256(repr(function_identity(self._py_func)).encode()).hexdigest()
             key = (sig, codegen.magic_tuple(), numba_cuda.__version__, function, ("options", self._options))
@@ -298,6 +311,9 @@ def _cache_class():
             _mark_used(self._cache_path)
             return self._impl.rebuild(target_context, entry[1])
 
+        def has_entry(self, sig, target_context):
+            return os.path.exists(self._entry_path(self._index_key(sig, target_context.codegen())))
+
         def load_overload(self, sig, target_context):
             try:
                 return super().load_overload(sig, target_context)
@@ -312,112 +328,3 @@ def _cache_class():
                 _warn_unusable(error)
 
     return KernelCache
-
-
-# ---- compiling ahead, in several processes ----------------------------------------------------------------
-# Numba compiles one kernel at a time, holding the GIL (typing and lowering are Python): a first CRNN run
-# compiles ~30 kernels one after another. Recorded ahead (a step run with launches recorded, not made), they
-# can be compiled at once by new processes, which write them to the disk cache; this process's launches then
-# load them.
-_recording = None   # a list while `recording()` is on: launch() appends (kernel, argument types) and returns
-
-
-@contextlib.contextmanager
-def recording():
-    """Inside the block, `launch` records each kernel and its argument types instead of launching it, and
-    `specialize` returns the kernel unspecialised (nothing compiles). Arrays keep whatever they held, so
-    only code whose results are thrown away belongs here. Yields the list of (kernel, argument types)."""
-    global _recording
-    if _recording is not None:
-        raise RuntimeError("recording: already recording")
-    _recording = records = []
-    try:
-        yield records
-    finally:
-        _recording = None
-
-
-def is_recording():
-    return _recording is not None
-
-
-def record_launch(kernel, args):
-    """Called by `launch` while recording: the types a launch with these (device) arguments compiles for
-    (as the dispatcher types them; the simulator's kernels, which compile nothing, by Numba's typeof)."""
-    typeof = getattr(kernel, "typeof_pyval", None) or _argument_typeof
-    _recording.append((kernel, tuple(typeof(a) for a in args)))
-
-
-def _argument_typeof(value):
-    from numba.cuda.typing.typeof import Purpose, typeof
-    return typeof(value, Purpose.argument)
-
-
-def processes_for_compiling():
-    """How many processes `compile_in_processes` would use here: one core is left to this process, at most 8
-    (each holds a CUDA context); under 2, compiling ahead gains nothing and is not done."""
-    return min(8, (os.cpu_count() or 1) - 1) if caching_enabled() and not backend.SIMULATOR else 0
-
-
-def compile_in_processes(records, processes=None, timeout=300, initializer=None):
-    """Compile the recorded (kernel, argument types) that neither this process nor the disk cache has, in
-    new processes (spawned, each with its own CUDA context) that save them to the disk cache. Returns how
-    many were compiled there. Anything going wrong is warned about and left to this process, which compiles
-    what it does not find on disk at its first launch, as it would have anyway. `initializer`
-    ("module:function") runs first in each process (the tests use it to compile without a GPU)."""
-    import concurrent.futures
-    import multiprocessing
-
-    from numba.cuda import serialize
-    processes = processes_for_compiling() if processes is None else processes
-    work, seen = [], set()
-    for kernel, argtypes in records:
-        if (id(kernel), argtypes) in seen or argtypes in kernel.overloads or not _has_disk_cache(kernel):
-            continue
-        seen.add((id(kernel), argtypes))
-        if kernel._cache.load_overload(argtypes, kernel.targetctx) is None:
-            work.append((serialize.dumps(kernel), argtypes))
-    if processes < 2 or not work:
-        return 0
-    work.sort(key=lambda item: -len(item[0]))   # the largest kernels (longest compiles) first
-    try:
-        context = multiprocessing.get_context("spawn")   # (a forked CUDA context is unusable)
-        pool = concurrent.futures.ProcessPoolExecutor(min(processes, len(work)), mp_context=context,
-                                                      initializer=_start_compiling_process,
-                                                      initargs=(cache_root(), initializer))
-        futures = [pool.submit(_compile_sent_kernel, blob, argtypes) for blob, argtypes in work]
-    except Exception as error:   # no processes here (a sandbox, no spawn): this process compiles
-        warnings.warn(f"numbanet: could not compile kernels in other processes ({error!r})", RuntimeWarning,
-                      stacklevel=2)
-        return 0
-    done, late = concurrent.futures.wait(futures, timeout=timeout)
-    failed = [future.exception() for future in done if future.exception() is not None]
-    if late:   # a process stuck (or far slower than expected): stop them all
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()
-    pool.shutdown(wait=not late, cancel_futures=True)
-    if late or failed:
-        warnings.warn(f"numbanet: compiling {len(work)} kernels in {processes} processes: {len(late)} not done in "
-                      f"{timeout} s, {len(failed)} failed{f' ({failed[0]!r} first)' if failed else ''}; this "
-                      f"process compiles them", RuntimeWarning, stacklevel=2)
-    return len(done) - len(failed)
-
-
-def _has_disk_cache(kernel):
-    return type(kernel._cache).__name__ == "KernelCache"
-
-
-def _start_compiling_process(root, initializer):
-    os.environ["NUMBANET_CACHE_DIR"] = root
-    os.environ["NUMBANET_KERNEL_CACHE"] = "1"
-    if initializer:
-        import importlib
-        module, _, function = initializer.partition(":")
-        getattr(importlib.import_module(module), function)()
-
-
-def _compile_sent_kernel(blob, argtypes):
-    import pickle
-    kernel = enable_disk_cache(pickle.loads(blob))
-    kernel.compile(argtypes)
-    return True

@@ -30,7 +30,7 @@ from numba.cuda._compat import CUDA_CORE_GE_1_0
 from numba.cuda.typing.typeof import Purpose, typeof
 
 from .. import backend
-from . import jit
+from . import compile_ahead
 
 # Small grids are deliberate here (per-step recurrent kernels, tiny layers): Numba's warning about
 # them on every new launch configuration is noise to our users.
@@ -78,8 +78,8 @@ def ceil_div(a, b):
 
 def launch(kernel, grid, block, *args, shared_bytes=0):
     """Launch `kernel[grid, block]` on the current stream with arrays converted to device views."""
-    if jit._recording is not None:   # compiling ahead (jit.recording): note what would compile, launch nothing
-        jit.record_launch(kernel, [device_view(a) for a in args])
+    if compile_ahead._recording is not None:   # (compile_ahead.recording: note what would compile, launch nothing)
+        compile_ahead.record_launch(kernel, [device_view(a) for a in args])
         return
     stream = current_stream()
     if backend.SIMULATOR:

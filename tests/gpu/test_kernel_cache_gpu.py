@@ -76,7 +76,7 @@ def test_a_new_process_loads_the_kernels_it_needs(tmp_path):
 AHEAD_SCRIPT = """
 import json, sys
 import cupy, numpy as np
-from kernels.cuda import jit
+from kernels.cuda import compile_ahead, jit
 from nn import data, init, train
 args = train.build_parser().parse_args(["crnn", "--device", "cuda", "--epochs", "1", "--seed", "5"])
 run = train.Run(train.settings_from_args(args), sys.argv[1], "cuda", quiet=True)
@@ -85,15 +85,18 @@ count = 3 * run.settings["batch_size"]     # full batches only: a smaller last o
 run.splits["train"] = data.Split(**{k: v[:count] for k, v in vars(full).items() if isinstance(v, np.ndarray)})
 weights = {k: cupy.asnumpy(v) for k, v in run.model.state_dict().items()}
 rng = init.rng_state()
+cupy.random.seed(11)
 ahead = run.compile_ahead()
 misses = {id(d): sum(d._cache_misses.values()) for d in jit._dispatchers}
-unchanged = (init.rng_state() == rng and
+draws = cupy.asnumpy(cupy.random.random(4))
+cupy.random.seed(11)
+unchanged = (init.rng_state() == rng and np.array_equal(draws, cupy.asnumpy(cupy.random.random(4))) and
              all(np.array_equal(weights[k], cupy.asnumpy(v)) for k, v in run.model.state_dict().items()))
 run.train_epoch()
 run.model.eval()
 run.task.evaluate(run.evaluated_model, run.splits["validation"], "cuda")
 late = [d.py_func.__qualname__ for d in jit._dispatchers if sum(d._cache_misses.values()) > misses.get(id(d), 0)]
-print(json.dumps({"ahead": ahead, "processes": jit.processes_for_compiling(), "unchanged": unchanged,
+print(json.dumps({"ahead": ahead, "processes": compile_ahead.processes_for_compiling(), "unchanged": unchanged,
                   "compiled_late": late, "counts": jit.compile_counts()}))
 """
 
@@ -102,8 +105,10 @@ print(json.dumps({"ahead": ahead, "processes": jit.processes_for_compiling(), "u
 def test_compiling_ahead_leaves_the_run_nothing_to_compile(tmp_path):
     """`numbanet train` on the GPU first records a twin of the model's training step and validation and
     compiles their kernels in other processes (train.Run.compile_ahead): the run itself then compiles no
-    kernel, and its model and random generator are as they were."""
+    kernel, and its model and random generators (NumPy's and CuPy's) are as they were."""
+    # two processes: this test runs beside the other GPU tests (pytest-xdist), and `numbanet train` takes 8
     environment = dict(os.environ, NUMBANET_CACHE_DIR=str(tmp_path / "kernel-cache"), NUMBANET_KERNEL_CACHE="1",
+                       NUMBANET_COMPILE_PROCESSES="2",
                        PYTHONPATH=os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")])))
     result = subprocess.run([sys.executable, "-c", AHEAD_SCRIPT, str(tmp_path / "run")], cwd=REPOSITORY,
                             env=environment, capture_output=True, text=True, timeout=360)

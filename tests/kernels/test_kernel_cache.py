@@ -9,6 +9,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import threading
 import types
 
 import pytest
@@ -21,7 +22,7 @@ from numba import cuda, float32                                   # noqa: E402
 from numba.cuda.core.caching import NullCache                     # noqa: E402
 from numba.cuda import codegen, dispatcher                        # noqa: E402
 
-from kernels.cuda import jit, resources                           # noqa: E402
+from kernels.cuda import compile_ahead, jit, resources            # noqa: E402
 from kernels.cuda.pointwise import relu_kernel                    # noqa: E402
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
@@ -295,7 +296,7 @@ def _scaler(factor):
 
 
 def test_keys_survive_the_pickling_that_sends_kernels_to_other_processes():
-    """compile_in_processes pickles each kernel to its processes: a kernel rebuilt there must have the key it
+    """compile_ahead.py pickles each kernel to its processes: a kernel rebuilt there must have the key it
     has here, or nothing they compile would ever be loaded (Numba's own key pickles the closure, whose
     device functions pickle differently once rebuilt: 29 of the 101 registered kernels differed)."""
     script = (
@@ -327,7 +328,7 @@ def test_recorded_launches_are_compiled_in_other_processes(unbound):
     kernels = [jit.cached_jit(_scale), _scaler(float32(2)), _scaler(float32(3))]
     x = np.zeros(5, np.float32)
     y = np.full(5, 7, np.float32)
-    with jit.recording() as records:
+    with compile_ahead.recording() as records:
         launch.launch(kernels[0], 1, 32, x, y, np.float32(2))
         launch.launch(kernels[1], 1, 32, x, y)
         launch.launch(kernels[1], 1, 32, x, y)      # (the same twice: compiled once)
@@ -338,8 +339,8 @@ def test_recorded_launches_are_compiled_in_other_processes(unbound):
         (kernels[2], (vector, vector))]
     before = jit.compile_counts()
     initializer = f"{__name__}:compile_without_a_gpu"
-    assert jit.compile_in_processes(records, processes=2, initializer=initializer) == 3
-    assert jit.compile_in_processes(records, processes=2, initializer=initializer) == 0   # all on disk now
+    assert compile_ahead.compile_in_processes(records, processes=2, initializer=initializer) == 3
+    assert compile_ahead.compile_in_processes(records, processes=2, initializer=initializer) == 0   # all on disk
     for kernel, argtypes in records:
         kernel.compile(argtypes)
     after = jit.compile_counts()
@@ -354,7 +355,45 @@ def test_a_gemm_recorded_is_not_kept_unspecialised(unbound):
     args = (x, x, x, np.ones(1, np.float32), np.ones(1, np.float32), np.zeros(1, np.int32), np.float32(1),
             np.float32(0), 0, 1)
     gemm._specialised.pop(("64x64", True, True), None)
-    with jit.recording():
+    with compile_ahead.recording():
         assert not gemm._launchable("64x64", True, True, args).specialized
     assert gemm._launchable("64x64", True, True, args).specialized
     gemm._specialised.pop(("64x64", True, True), None)
+
+
+def compile_without_a_gpu_or_a_cache():
+    """compile_without_a_gpu, and a cache directory that cannot be made: every save fails."""
+    compile_without_a_gpu()
+    jit.pinned_directory = "/dev/null/kernels"
+
+
+_LOCK = threading.Lock()
+
+
+def _locked_kernel():
+    def locked(x, y):   # a kernel (made in a factory: pickled by value) whose globals cannot be pickled
+        with _LOCK:
+            y[0] = x[0]
+    return locked
+
+
+def test_what_cannot_be_sent_or_is_too_little_compiles_here(unbound, monkeypatch):
+    argtypes = (float32[::1], float32[::1])
+    monkeypatch.setattr(compile_ahead.CompilingProcesses, "start",
+                        lambda self, count=None: pytest.fail("processes started for too little work"))
+    with pytest.warns(RuntimeWarning, match="cannot send .*locked to another process"):
+        assert compile_ahead.compile_in_processes([(jit.cached_jit(_locked_kernel()), argtypes)], processes=2) == 0
+    two = [(_scaler(float32(index)), argtypes) for index in range(2)]
+    assert compile_ahead.compile_in_processes(two, processes=2) == 0   # two kernels: not worth two processes
+    monkeypatch.setenv("NUMBANET_COMPILE_PROCESSES", "1")
+    assert compile_ahead.processes_for_compiling() == 1
+    monkeypatch.setenv("NUMBANET_KERNEL_CACHE", "0")
+    assert compile_ahead.processes_for_compiling() == 0   # nothing to compile into
+
+
+def test_kernels_compiled_but_not_saved_are_not_counted(unbound):
+    argtypes = (float32[::1], float32[::1])
+    records = [(_scaler(float32(index)), argtypes) for index in range(3)]
+    with pytest.warns(RuntimeWarning, match="3 not saved; this process compiles them"):
+        assert compile_ahead.compile_in_processes(
+            records, processes=2, initializer=f"{__name__}:compile_without_a_gpu_or_a_cache") == 0

@@ -1,5 +1,5 @@
 """Recording the kernels a training run will launch (nn.train.record_kernels, which `numbanet train` hands
-to kernels/cuda/jit.py's compile_in_processes on a GPU), on the CUDA code path in the simulator: every
+to kernels/cuda/compile_ahead.py's processes on a GPU), on the CUDA code path in the simulator: every
 launch of a CRNN training step and validation batch is recorded and none runs, and the run's model and
 random generators are left as they were."""
 import numpy as np
@@ -22,14 +22,14 @@ def test_a_crnn_step_and_validation_are_recorded_and_nothing_is_touched(monkeypa
     launched = []
     original = FakeCUDAKernel.__getitem__
     monkeypatch.setattr(FakeCUDAKernel, "__getitem__", lambda self, config: launched.append(self) or original(self, config))
-    from kernels.cuda import jit
+    from kernels.cuda import compile_ahead
     from nn import tasks
     validation_launches, evaluate = [], tasks.StripTask.evaluate
 
     def counted_evaluate(self, model, split, device):   # how many launches the validation recorded
-        before = len(jit._recording)
+        before = len(compile_ahead._recording)
         result = evaluate(self, model, split, device)
-        validation_launches.append(len(jit._recording) - before)
+        validation_launches.append(len(compile_ahead._recording) - before)
         return result
     monkeypatch.setattr(tasks.StripTask, "evaluate", counted_evaluate)
     step_loss = tasks.StripTask.step_loss
