@@ -149,3 +149,27 @@ def test_crnn_resume_redraws_the_same_training_strips(tmp_path, capsys, monkeypa
     assert int(a["averaged_model"]["n_averaged"]) == 12   # one update a step: 3 epochs of 4 batches
     for key in a["averaged_model"]:
         np.testing.assert_array_equal(a["averaged_model"][key], b["averaged_model"][key], err_msg=key)
+
+
+def test_compiling_ahead_starts_and_stops_its_processes_and_never_stops_the_run(tmp_path, monkeypatch):
+    """Run.compile_ahead's plumbing, without a GPU: on a cold cache the compiling processes start before the
+    recording; a recording that fails (here: 'cuda' arrays cannot be made) warns, and the processes are
+    stopped with nothing to compile."""
+    from kernels import backend
+    if backend.SIMULATOR:
+        pytest.skip("the CPU path")
+    from kernels.cuda import compile_ahead
+    from nn import train
+    args = train.build_parser().parse_args(["cnn", "--device", "cpu", "--epochs", "1"])
+    run = train.Run(train.settings_from_args(args), str(tmp_path / "run"), "cpu", quiet=True)
+    assert run.compile_ahead() == 0   # the CPU: nothing to compile
+    started = []
+    monkeypatch.setattr(compile_ahead, "processes_for_compiling", lambda: 2)
+    monkeypatch.setattr(compile_ahead, "is_cold", lambda: True)
+    original_start = compile_ahead.CompilingProcesses.start
+    monkeypatch.setattr(compile_ahead.CompilingProcesses, "start",
+                        lambda self, count=None: started.append(count) or original_start(self, count))
+    run.device = "cuda"
+    with pytest.warns(RuntimeWarning, match="recording the kernels of a step stopped early"):
+        assert run.compile_ahead() == 0
+    assert started == [None]
