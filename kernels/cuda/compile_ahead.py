@@ -9,7 +9,9 @@ load them. nn.train records a twin of the model's training step and validation (
 Up to 8 processes, one core left to this one (NUMBANET_COMPILE_PROCESSES=N sets the count; 0 or 1 turns
 compiling ahead off), each with its own CUDA context; none on machines with fewer than 3 cores, nor without
 the disk cache. Anything going wrong is warned about and the kernels compile at their first launch, as
-they would have anyway.
+they would have anyway. The processes are spawned, so they import the main script: a script that calls
+this must keep its top level under `if __name__ == "__main__":`, as for any use of multiprocessing
+(`numbanet train` and `python -m nn.train` do).
 """
 import concurrent.futures
 import contextlib
@@ -104,8 +106,10 @@ class CompilingProcesses:
     def compile(self, records):
         """Compile the recorded (kernel, argument types) that neither this process nor the disk cache has.
         Returns how many were compiled and saved."""
+        if self.processes < 2:
+            return 0
         work = _missing(records)
-        if len(work) < 3 or self.processes < 2:   # too few to pay for new processes: compiled at first launch
+        if len(work) < 3:   # too few to pay for new processes: compiled at their first launch
             return 0
         if self.pool is None:
             self.start(min(self.processes, math.ceil(len(work) / 2)))   # at least two kernels a process

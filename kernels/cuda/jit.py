@@ -201,7 +201,7 @@ def enable_disk_cache(dispatcher):
 
 
 def has_disk_cache(kernel):
-    return type(kernel._cache).__name__ == "KernelCache"
+    return type(getattr(kernel, "_cache", None)).__name__ == "KernelCache"
 
 
 _warned = False
