@@ -235,12 +235,6 @@ def _cache_class():
         def get_cache_path(self):
             return self._cache_path
 
-        def get_source_stamp(self):
-            # Freshness is the directory's business (its name hashes the sources), not the file's mtime:
-            # another checkout or a fresh clone of the same sources shares the entries instead of
-            # overwriting the index in turn.
-            return build_key()
-
         def ensure_cache_path(self):
             new_build = not os.path.isdir(self._cache_path)
             super().ensure_cache_path()

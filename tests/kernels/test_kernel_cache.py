@@ -207,7 +207,8 @@ def test_an_unwritable_cache_costs_the_save_not_the_kernel(cache_dir, monkeypatc
 
 def test_a_copy_of_the_sources_with_other_times_shares_the_entries(cache_dir, tmp_path):
     """A fresh clone or another checkout has other file times: the build directory's name, not the times,
-    says whether an entry is fresh (Numba's default stamp would have each checkout overwrite the index)."""
+    says whether an entry is fresh (Numba's index, stamped with the file's time, would have each checkout
+    overwrite it in turn)."""
     module_file = tmp_path / "scale_module.py"
     module_file.write_text(pathlib.Path(__file__).read_text())   # this file's _scale, in a file we may touch
     spec = importlib.util.spec_from_file_location("scale_module", module_file)

@@ -21,7 +21,8 @@ def test_a_crnn_step_and_validation_are_recorded_and_nothing_is_touched(monkeypa
     from numba.cuda.simulator.kernel import FakeCUDAKernel
     launched = []
     original = FakeCUDAKernel.__getitem__
-    monkeypatch.setattr(FakeCUDAKernel, "__getitem__", lambda self, config: launched.append(self) or original(self, config))
+    monkeypatch.setattr(FakeCUDAKernel, "__getitem__",
+                        lambda self, config: launched.append(self) or original(self, config))
     from kernels.cuda import compile_ahead
     from nn import tasks
     validation_launches, evaluate = [], tasks.StripTask.evaluate
