@@ -65,6 +65,8 @@ def processes_for_compiling():
         return 0
     chosen = os.environ.get("NUMBANET_COMPILE_PROCESSES")
     if chosen:
+        if not chosen.isdigit():
+            raise ValueError(f"NUMBANET_COMPILE_PROCESSES must be a whole number of processes, got {chosen!r}")
         return int(chosen)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return min(MAX_PROCESSES, cores - 1)

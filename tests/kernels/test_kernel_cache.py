@@ -388,6 +388,9 @@ def test_what_cannot_be_sent_or_is_too_little_compiles_here(unbound, monkeypatch
     assert compile_ahead.compile_in_processes(two, processes=2) == 0   # two kernels: not worth two processes
     monkeypatch.setenv("NUMBANET_COMPILE_PROCESSES", "1")
     assert compile_ahead.processes_for_compiling() == 1
+    monkeypatch.setenv("NUMBANET_COMPILE_PROCESSES", "many")
+    with pytest.raises(ValueError, match="NUMBANET_COMPILE_PROCESSES must be a whole number of processes, got 'many'"):
+        compile_ahead.processes_for_compiling()
     monkeypatch.setenv("NUMBANET_KERNEL_CACHE", "0")
     assert compile_ahead.processes_for_compiling() == 0   # nothing to compile into
 
