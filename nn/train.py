@@ -451,6 +451,12 @@ def _run_training(argv):
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args)
     device = resolve_device(args.device)
+    if device == "cuda":   # a bad NUMBANET_COMPILE_PROCESSES is a usage error, not a warning at the first epoch
+        from kernels.cuda import compile_ahead
+        try:
+            compile_ahead.processes_for_compiling()
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     if args.resume:
         output = args.output or _latest_run(settings["model"])
         saved = checkpoint.load(os.path.join(output, CHECKPOINT_NAME), expected_model=settings["model"])

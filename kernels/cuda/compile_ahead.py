@@ -91,6 +91,11 @@ class CompilingProcesses:
 
     def start(self, count=None):
         """Start `count` processes (all by default) now; returns self."""
+        if getattr(multiprocessing.current_process(), "_inheriting", False):
+            # a spawned process importing a main script that starts compiling at its top level: stop it here,
+            # before it runs the rest of that script (a whole training run) instead of compiling
+            raise RuntimeError("compile_ahead: the script that compiles ahead must keep its top level under "
+                               "`if __name__ == \"__main__\":` (its compiling processes are spawned and import it)")
         count = self.processes if count is None else min(count, self.processes)
         if self.pool is None and count >= 2:
             try:
@@ -102,7 +107,7 @@ class CompilingProcesses:
                 self.started = count
             except Exception as error:   # no processes here (a sandbox, no spawn): this process compiles
                 _warn(f"could not start processes to compile kernels ({error!r})")
-                self.pool = None
+                self.close(stop=True)
         return self
 
     def compile(self, records):
@@ -118,7 +123,12 @@ class CompilingProcesses:
             if self.pool is None:
                 return 0
         work.sort(key=lambda item: -len(item[0]))   # the largest kernels (longest compiles) first
-        futures = [self.pool.submit(_compile_sent_kernel, blob, argtypes) for blob, argtypes in work]
+        try:
+            futures = [self.pool.submit(_compile_sent_kernel, blob, argtypes) for blob, argtypes in work]
+        except Exception as error:   # the pool broke meanwhile (a process failed to start): compile here
+            _warn(f"the processes to compile kernels failed ({error!r}); this process compiles them")
+            self.close(stop=True)
+            return 0
         try:
             done, late = concurrent.futures.wait(futures, timeout=self.timeout)
         except BaseException:   # Ctrl-C: stop them, do not wait for their work
@@ -165,7 +175,7 @@ def _missing(records):
             continue
         seen.add((id(kernel), argtypes))
         try:
-            if kernel._cache.load_overload(argtypes, kernel.targetctx) is None:
+            if not kernel._cache.has_entry(argtypes, kernel.targetctx):
                 work.append((serialize.dumps(kernel), argtypes))
         except Exception as error:
             _warn(f"cannot send {kernel.py_func.__qualname__} to another process ({error!r}); it compiles here")
@@ -183,6 +193,13 @@ def _warn(message):
 
 # ---- in the compiling processes ---------------------------------------------------------------------------
 def _start_compiling_process(directory, initializer):
+    import signal
+    import threading
+    from multiprocessing.connection import wait
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle: it stops these
+    parent = multiprocessing.parent_process()
+    if parent is not None:   # a parent killed without stopping these (SIGKILL, OOM): do not outlive it
+        threading.Thread(target=lambda: (wait([parent.sentinel]), os._exit(1)), daemon=True).start()
     jit.pinned_directory = directory   # this process saves where the one that sent the kernels loads
     os.environ["NUMBANET_KERNEL_CACHE"] = "1"
     if initializer:

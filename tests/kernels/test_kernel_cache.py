@@ -401,3 +401,53 @@ def test_kernels_compiled_but_not_saved_are_not_counted(unbound):
     with pytest.warns(RuntimeWarning, match="3 not saved; this process compiles them"):
         assert compile_ahead.compile_in_processes(
             records, processes=2, initializer=f"{__name__}:compile_without_a_gpu_or_a_cache") == 0
+
+
+def failing_start():
+    raise RuntimeError("this process cannot start")
+
+
+def test_processes_that_fail_to_start_leave_the_compiling_here(unbound):
+    argtypes = (float32[::1], float32[::1])
+    records = [(_scaler(float32(index)), argtypes) for index in range(3)]
+    with compile_ahead.CompilingProcesses(2, initializer=f"{__name__}:failing_start") as compiling:
+        compiling.start()
+        assert compiling.pool.submit(compile_ahead._ready).exception(timeout=60) is not None   # broken by now
+        with pytest.warns(RuntimeWarning, match="this process compiles them"):
+            assert compiling.compile(records) == 0
+
+
+def test_a_spawned_process_importing_an_unguarded_script_stops(monkeypatch):
+    """A script without the __main__ guard runs again in each spawned process as it imports it: starting to
+    compile there stops that process, with the reason, instead of running the rest of the script."""
+    import multiprocessing
+    monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
+    with pytest.raises(RuntimeError, match="must keep its top level under `if __name__ == \"__main__\":`"):
+        compile_ahead.CompilingProcesses(2).start()
+
+
+def test_the_compiling_processes_do_not_outlive_a_killed_parent(tmp_path):
+    script = ("import os, sys\n"
+              "from kernels.cuda import compile_ahead\n"
+              "compiling = compile_ahead.CompilingProcesses(2).start()\n"
+              "compiling.pool.submit(compile_ahead._ready).result()\n"
+              "print(*compiling.pool._processes, flush=True)\n"
+              "os._exit(0)   # gone without stopping them, as after SIGKILL\n")
+    environment = dict(os.environ, PYTHONPATH=str(REPOSITORY), NUMBANET_CACHE_DIR=str(tmp_path))
+    environment.pop("NUMBA_ENABLE_CUDASIM", None)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=REPOSITORY, env=environment)
+    pids = [int(word) for word in result.stdout.split()]
+    assert len(pids) == 2, result.stderr[-2000:]
+
+    def alive(pid):
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                return "\tZ" not in status.read().split("State:")[1].splitlines()[0]
+        except FileNotFoundError:
+            return False
+    import time
+    deadline = time.monotonic() + 20
+    while any(map(alive, pids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(alive, pids)), "a compiling process outlived its parent"
