@@ -3,7 +3,7 @@ saves, and what compiling in several processes (compile_ahead.py) takes, without
 
 Compiles every registered kernel (kernels/cuda/*.py PTX_SIGNATURES, or those whose label contains TEXT)
 for sm_90 as a launch would (Numba's typing and lowering, then NVVM to PTX; numba-cuda's device queries
-answered by stand-ins, as in tests/kernels/test_kernel_cache.py), saves each through the cache into an
+answered by resources.compile_without_a_gpu's stand-ins), saves each through the cache into an
 empty directory, then loads them all back in a fresh process. With --processes N, the same kernels are
 then compiled into another empty directory by N new processes, timed from the call to its return
 (processes started and their imports included). A GPU adds to both sides: the cubin link when compiling,
@@ -16,23 +16,15 @@ import sys
 import tempfile
 import time
 
-_STAND_INS = """
-import types
-from numba.cuda import codegen, dispatcher
-device = types.SimpleNamespace(compute_capability=(9, 0))
-dispatcher.get_current_device = lambda: device
-codegen.JITCUDACodegen.magic_tuple = lambda self: ((13, 0), (9, 0))
-codegen.CUDACodeLibrary._ensure_cc = lambda self, cc: cc or (9, 0, "a")
-"""
-
-_LOAD_ALL = _STAND_INS + """
+_LOAD_ALL = """
 import json, sys, time
 from kernels.cuda import resources
+resources.compile_without_a_gpu()
 text = sys.argv[1]
 times, missing = {}, []
 for label, kernel, signature in resources.registered_kernels():
     if text in label:
-        argtypes = tuple(signature) if isinstance(signature, tuple) else signature.args
+        argtypes = resources.argument_types(signature)
         start = time.perf_counter()
         loaded = kernel._cache.load_overload(argtypes, kernel.targetctx)
         times[label] = time.perf_counter() - start
@@ -40,13 +32,6 @@ for label, kernel, signature in resources.registered_kernels():
             missing.append(label)
 print(json.dumps({"times": times, "missing": missing}))
 """
-
-
-def use_stand_ins():
-    """The stand-ins above, and no binding to a context: for compile_in_processes' new processes."""
-    exec(_STAND_INS, {})
-    from numba.cuda import dispatcher
-    dispatcher._Kernel.bind = lambda self: None
 
 
 def main(argv):
@@ -72,25 +57,25 @@ def compile_in_processes(text, processes):
     for label, kernel, signature in resources.registered_kernels():
         if text in label:
             jit.enable_disk_cache(kernel)   # (a cache in the new directory)
-            records.append((kernel, tuple(signature) if isinstance(signature, tuple) else signature.args))
+            records.append((kernel, resources.argument_types(signature)))
     start = time.perf_counter()
     compiled = compile_ahead.compile_in_processes(records, processes=processes,
-                                                  initializer=f"{__name__}:use_stand_ins")
+                                                  initializer="kernels.cuda.resources:compile_without_a_gpu")
     print(f"compiled again by {processes} new processes: {compiled} kernels in {time.perf_counter() - start:.1f} s")
 
 
 def compile_and_load(text):
-    exec(_STAND_INS, {})
     from numba.cuda import dispatcher
 
     from kernels.cuda import jit, resources
+    resources.compile_without_a_gpu()
     kernels = [(label, kernel, signature) for label, kernel, signature in resources.registered_kernels()
                if text in label]
     if not kernels:
         raise SystemExit(f"compile_cache: no registered kernel's label contains {text!r}")
     compile_times = {}
     for label, kernel, signature in kernels:
-        argtypes = tuple(signature) if isinstance(signature, tuple) else signature.args
+        argtypes = resources.argument_types(signature)
         start = time.perf_counter()
         compiled = dispatcher._Kernel(kernel.py_func, argtypes, **kernel.targetoptions)
         compiled.library.get_asm_str()   # the PTX, as the cubin link of a launch would need it

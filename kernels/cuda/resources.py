@@ -35,6 +35,12 @@ def registered_kernels():
     return found
 
 
+def argument_types(signature):
+    """A PTX_SIGNATURES entry's argument types as the tuple a dispatcher compiles for (entries are tuples of
+    types or Numba signatures)."""
+    return tuple(signature) if isinstance(signature, tuple) else tuple(signature.args)
+
+
 @functools.lru_cache(maxsize=None)
 def compile_ptx(kernel, signature):
     from numba import cuda
@@ -65,6 +71,24 @@ def _device_functions_for_target():
         yield
     finally:
         dispatcher.get_current_device = saved
+
+
+def stand_ins_for_a_gpu():
+    """(owner, attribute, value) that let numba-cuda compile kernels for TARGET_CC and save them in the disk
+    cache without a GPU: its device queries answered, binding to a context skipped (tests and
+    benchmarks/compile_cache.py; apply with monkeypatch, or for good with `compile_without_a_gpu`)."""
+    from numba.cuda import codegen, dispatcher
+    device = types.SimpleNamespace(compute_capability=TARGET_CC)
+    return [(dispatcher, "get_current_device", lambda: device),
+            (codegen.JITCUDACodegen, "magic_tuple", lambda self: ((13, 0), TARGET_CC)),
+            (codegen.CUDACodeLibrary, "_ensure_cc", lambda self, cc: cc or (*TARGET_CC, "a")),
+            (dispatcher._Kernel, "bind", lambda self: None)]
+
+
+def compile_without_a_gpu():
+    """The stand-ins, for the rest of this process (one made only to compile, e.g. compile_ahead's)."""
+    for owner, attribute, value in stand_ins_for_a_gpu():
+        setattr(owner, attribute, value)
 
 
 _PTXAS_LINE = re.compile(r"Used (\d+) registers")

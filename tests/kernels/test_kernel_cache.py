@@ -20,7 +20,7 @@ if backend.SIMULATOR:
     pytest.skip("numba-cuda's dispatcher, not the simulator's", allow_module_level=True)
 from numba import cuda, float32                                   # noqa: E402
 from numba.cuda.core.caching import NullCache                     # noqa: E402
-from numba.cuda import codegen, dispatcher                        # noqa: E402
+from numba.cuda import dispatcher                                 # noqa: E402
 
 from kernels.cuda import compile_ahead, jit, resources            # noqa: E402
 from kernels.cuda.pointwise import relu_kernel                    # noqa: E402
@@ -36,10 +36,8 @@ def cache_dir(tmp_path, monkeypatch):
     monkeypatch.delenv("NUMBANET_KERNEL_CACHE", raising=False)
     monkeypatch.setattr(jit, "_warned", False)
     monkeypatch.setattr(jit, "_used", set())
-    device = types.SimpleNamespace(compute_capability=(9, 0))
-    monkeypatch.setattr(dispatcher, "get_current_device", lambda: device)
-    monkeypatch.setattr(codegen.JITCUDACodegen, "magic_tuple", lambda self: ((13, 0), (9, 0)))
-    monkeypatch.setattr(codegen.CUDACodeLibrary, "_ensure_cc", lambda self, cc: cc or (9, 0, "a"))
+    for owner, attribute, value in resources.stand_ins_for_a_gpu():   # (binding to a context skipped too)
+        monkeypatch.setattr(owner, attribute, value)
     return tmp_path / "cache"
 
 
@@ -47,10 +45,6 @@ def _scale(x, y, factor):
     i = cuda.grid(1)
     if i < x.size:
         y[i] = x[i] * factor
-
-
-def _signature(kernel_signature):
-    return tuple(kernel_signature) if isinstance(kernel_signature, tuple) else kernel_signature.args
 
 
 def _compile_and_save(kernel, argtypes):
@@ -107,7 +101,7 @@ def test_keys_are_unique_and_the_same_in_another_process():
         "from kernels.cuda import resources\n"
         "codegen = types.SimpleNamespace(magic_tuple=lambda: ((13, 0), (9, 0)))\n"
         "for label, kernel, signature in resources.registered_kernels():\n"
-        "    argtypes = tuple(signature) if isinstance(signature, tuple) else signature.args\n"
+        "    argtypes = resources.argument_types(signature)\n"
         "    key = kernel._cache._index_key(argtypes, codegen)\n"
         "    print(label, kernel._cache._impl.filename_base, hashlib.sha256(repr(key).encode()).hexdigest())\n")
     runs = []
@@ -124,7 +118,7 @@ def test_keys_are_unique_and_the_same_in_another_process():
 
 def test_a_compiled_kernel_comes_back_from_disk(cache_dir):
     """The real round trip: compile, save, and load in a fresh dispatcher the same code."""
-    argtypes = _signature(dict((label, s) for label, _, s in resources.registered_kernels())["pointwise.relu"])
+    argtypes = resources.argument_types(dict((label, s) for label, _, s in resources.registered_kernels())["pointwise.relu"])
     compiled = _compile_and_save(_fresh(relu_kernel), argtypes)   # (relu_kernel's own cache: the real root)
     assert [p.suffix for p in pathlib.Path(jit.cache_directory()).iterdir()] == [".nbc"]   # one file an entry
     loaded = _fresh(relu_kernel)._cache.load_overload(argtypes, relu_kernel.targetctx)
@@ -135,21 +129,14 @@ def test_a_compiled_kernel_comes_back_from_disk(cache_dir):
 
 def test_other_options_or_another_closure_miss(cache_dir):
     """Numba's key leaves out the compile options (fastmath, launch bounds); ours holds them. Kernels of
-    one factory share an index file and are told apart by their closures."""
+    one factory (one source line) are told apart by their closures."""
     precise, fast = jit.cached_jit(_scale), jit.cached_jit(fastmath=True)(_scale)
     argtypes = (float32[::1], float32[::1], float32)
     _compile_and_save(precise, argtypes)
     assert _fresh(precise)._cache.load_overload(argtypes, precise.targetctx) is not None
     assert _fresh(fast)._cache.load_overload(argtypes, fast.targetctx) is None
 
-    def scaler(factor):
-        @jit.cached_jit
-        def scale(x, y):
-            i = cuda.grid(1)
-            if i < x.size:
-                y[i] = x[i] * factor
-        return scale
-    two, three = scaler(float32(2)), scaler(float32(3))
+    two, three = _scaler(float32(2)), _scaler(float32(3))
     _compile_and_save(two, argtypes[:2])
     assert _fresh(two)._cache.load_overload(argtypes[:2], two.targetctx) is not None
     assert _fresh(three)._cache.load_overload(argtypes[:2], three.targetctx) is None
@@ -159,15 +146,8 @@ def test_an_entry_holding_another_kernel_is_not_loaded(cache_dir):
     """An entry's file is named by a hash of its key and holds the key, checked on load (with Numba's index
     of numbered files, two processes saving kernels of one factory at once could leave a name on the other
     kernel's code)."""
-    def scaler(factor):
-        @jit.cached_jit
-        def scale(x, y):
-            i = cuda.grid(1)
-            if i < x.size:
-                y[i] = x[i] * factor
-        return scale
     argtypes = (float32[::1], float32[::1])
-    two, three = scaler(float32(2)), scaler(float32(3))
+    two, three = _scaler(float32(2)), _scaler(float32(3))
     _compile_and_save(two, argtypes)
     _compile_and_save(three, argtypes)
     first, second = sorted(pathlib.Path(jit.cache_directory()).glob("*.nbc"))
@@ -238,14 +218,7 @@ def test_only_the_last_used_builds_are_kept(cache_dir):
     assert os.stat(jit.cache_directory()).st_mtime > 1e9 + 10, "a load marks its build directory used"
 
 
-@pytest.fixture
-def unbound(cache_dir, monkeypatch):
-    """A kernel's compile path without a GPU: binding (loading the cubin into a context) is skipped."""
-    monkeypatch.setattr(dispatcher._Kernel, "bind", lambda self: None)
-    return cache_dir
-
-
-def test_compiling_through_the_dispatcher_saves_loads_and_counts(unbound):
+def test_compiling_through_the_dispatcher_saves_loads_and_counts(cache_dir):
     argtypes = (float32[::1], float32[::1], float32)
     before = jit.compile_counts()
     first = jit.cached_jit(_scale)   # (counted while it lives, as kernels do: module level or factory-cached)
@@ -258,7 +231,7 @@ def test_compiling_through_the_dispatcher_saves_loads_and_counts(unbound):
     assert (after["compiled"] - middle["compiled"], after["loaded"] - middle["loaded"]) == (0, 1)
 
 
-def test_the_specialised_gemm_goes_through_the_cache(unbound):
+def test_the_specialised_gemm_goes_through_the_cache(cache_dir):
     """gemm launches a specialised dispatcher (no argument typing per launch); numba-cuda's `specialize`
     makes it without the cache, so every process compiled each GEMM variant again."""
     import numpy as np
@@ -278,17 +251,9 @@ def test_the_specialised_gemm_goes_through_the_cache(unbound):
     gemm._specialised.pop(("64x64", False, True), None)
 
 
-def compile_without_a_gpu():
-    """The stand-ins of the `unbound` fixture, for compile_in_processes' new processes (its initializer)."""
-    device = types.SimpleNamespace(compute_capability=(9, 0))
-    dispatcher.get_current_device = lambda: device
-    codegen.JITCUDACodegen.magic_tuple = lambda self: ((13, 0), (9, 0))
-    codegen.CUDACodeLibrary._ensure_cc = lambda self, cc: cc or (9, 0, "a")
-    dispatcher._Kernel.bind = lambda self: None
-
-
-def _scaler(factor):
-    @jit.cached_jit(fastmath=True)
+def _scaler(factor, **options):
+    """A kernel factory: kernels of one source line that differ only in a closure constant."""
+    @jit.cached_jit(**options)
     def scale(x, y):
         i = cuda.grid(1)
         if i < x.size:
@@ -310,7 +275,7 @@ def test_keys_survive_the_pickling_that_sends_kernels_to_other_processes():
     from numba.cuda import serialize
     sent, expected = [], []
     for _, kernel, signature in resources.registered_kernels():
-        argtypes = _signature(signature)
+        argtypes = resources.argument_types(signature)
         sent.append((serialize.dumps(kernel), argtypes))
         key = kernel._cache._index_key(argtypes, STAND_IN_CODEGEN)
         expected.append(hashlib.sha256(repr(key).encode()).hexdigest())
@@ -322,7 +287,7 @@ def test_keys_survive_the_pickling_that_sends_kernels_to_other_processes():
     assert result.stdout.decode().split() == expected
 
 
-def test_recorded_launches_are_compiled_in_other_processes(unbound):
+def test_recorded_launches_are_compiled_in_other_processes(cache_dir):
     import numpy as np
 
     from kernels.cuda import launch
@@ -339,7 +304,7 @@ def test_recorded_launches_are_compiled_in_other_processes(unbound):
     assert records == [(kernels[0], (vector, vector, float32))] + [(kernels[1], (vector, vector))] * 2 + [
         (kernels[2], (vector, vector))]
     before = jit.compile_counts()
-    initializer = f"{__name__}:compile_without_a_gpu"
+    initializer = "kernels.cuda.resources:compile_without_a_gpu"
     assert compile_ahead.compile_in_processes(records, processes=2, initializer=initializer) == 3
     assert compile_ahead.compile_in_processes(records, processes=2, initializer=initializer) == 0   # all on disk
     for kernel, argtypes in records:
@@ -348,7 +313,7 @@ def test_recorded_launches_are_compiled_in_other_processes(unbound):
     assert (after["compiled"] - before["compiled"], after["loaded"] - before["loaded"]) == (0, 3)
 
 
-def test_a_gemm_recorded_is_not_kept_unspecialised(unbound):
+def test_a_gemm_recorded_is_not_kept_unspecialised(cache_dir):
     import numpy as np
 
     from kernels.cuda import gemm
@@ -363,8 +328,8 @@ def test_a_gemm_recorded_is_not_kept_unspecialised(unbound):
 
 
 def compile_without_a_gpu_or_a_cache():
-    """compile_without_a_gpu, and a cache directory that cannot be made: every save fails."""
-    compile_without_a_gpu()
+    """resources.compile_without_a_gpu, and a cache directory that cannot be made: every save fails."""
+    resources.compile_without_a_gpu()
     jit.pinned_directory = "/dev/null/kernels"
 
 
@@ -378,7 +343,7 @@ def _locked_kernel():
     return locked
 
 
-def test_what_cannot_be_sent_or_is_too_little_compiles_here(unbound, monkeypatch):
+def test_what_cannot_be_sent_or_is_too_little_compiles_here(cache_dir, monkeypatch):
     argtypes = (float32[::1], float32[::1])
     monkeypatch.setattr(compile_ahead.CompilingProcesses, "start",
                         lambda self, count=None: pytest.fail("processes started for too little work"))
@@ -395,7 +360,7 @@ def test_what_cannot_be_sent_or_is_too_little_compiles_here(unbound, monkeypatch
     assert compile_ahead.processes_for_compiling() == 0   # nothing to compile into
 
 
-def test_kernels_compiled_but_not_saved_are_not_counted(unbound):
+def test_kernels_compiled_but_not_saved_are_not_counted(cache_dir):
     argtypes = (float32[::1], float32[::1])
     records = [(_scaler(float32(index)), argtypes) for index in range(3)]
     with pytest.warns(RuntimeWarning, match="3 not saved; this process compiles them"):
@@ -407,7 +372,7 @@ def failing_start():
     raise RuntimeError("this process cannot start")
 
 
-def test_processes_that_fail_to_start_leave_the_compiling_here(unbound):
+def test_processes_that_fail_to_start_leave_the_compiling_here(cache_dir):
     argtypes = (float32[::1], float32[::1])
     records = [(_scaler(float32(index)), argtypes) for index in range(3)]
     with compile_ahead.CompilingProcesses(2, initializer=f"{__name__}:failing_start") as compiling:
