@@ -125,6 +125,17 @@ def build(settings):
     return task, model, optimizer, scheduler
 
 
+def training_step(task, model, optimizer, clip, arrays):
+    """One optimisation step on one minibatch (device arrays): (loss Tensor, correct count or None)."""
+    optimizer.zero_grad()
+    loss, correct = task.step_loss(model, *arrays)
+    loss.backward()
+    if clip > 0:
+        clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    return loss, correct
+
+
 def record_kernels(model, task, settings, split, device):
     """The (kernel, argument types) that a training step and a validation batch of `model` launch on
     `device`, recorded, not launched (kernels/cuda/compile_ahead.py `recording`), on a twin of the model with
@@ -149,11 +160,7 @@ def record_kernels(model, task, settings, split, device):
         arrays = [backend.to_device(a, device) for a in twin_task.batch_arrays(subset, np.arange(count))]
         with compile_ahead.recording() as records, np.errstate(all="ignore"):   # (host work on garbage: overflows)
             twin.train()
-            loss, _ = twin_task.step_loss(twin, *arrays)
-            loss.backward()
-            if settings["clip"] > 0:
-                clip_grad_norm_(twin.parameters(), settings["clip"])
-            optimizer.step()
+            training_step(twin_task, twin, optimizer, settings["clip"], arrays)
             twin.eval()
             twin_task.evaluate(twin, subset, device)
     except Exception as error:
@@ -271,12 +278,7 @@ class Run:
         both left on the device; then the averaged weights' update, if averaging. Nothing here waits for the
         GPU (the averaged model's first update, which does, is the capture's eager warm-up), so on the GPU
         it is captured."""
-        self.optimizer.zero_grad()
-        loss, correct = self.task.step_loss(self.model, *arrays)
-        loss.backward()
-        if self.settings["clip"] > 0:
-            clip_grad_norm_(self.model.parameters(), self.settings["clip"])
-        self.optimizer.step()
+        loss, correct = training_step(self.task, self.model, self.optimizer, self.settings["clip"], arrays)
         if self.averaged is not None:
             self.averaged.update_parameters(self.model)
         return loss.data, correct
