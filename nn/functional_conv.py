@@ -32,11 +32,13 @@ class _MaxPool2d(Function):
     def forward(self, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
         y, indices = kernels.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
         self.input_shape = x.shape
+        # the window geometry lets the backward gather (one launch, no atomics) instead of zero-fill and scatter
+        self.geometry = (kernel_size, stride, padding, dilation, ceil_mode)
         self.save_for_backward(indices)
         return (y, indices) if return_indices else y
 
     def backward(self, grad, grad_indices=None):
-        return kernels.max_pool2d_backward(grad, self.saved[0], self.input_shape)
+        return kernels.max_pool2d_backward(grad, self.saved[0], self.input_shape, *self.geometry)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):

@@ -95,3 +95,17 @@ def test_sgd_steps_match_torch():
         theirs_opt.step()
     for p, q in zip(ours, theirs):
         assert_close(p.data, q.detach().numpy(), **TOLERANCE, name="parameter")
+
+
+def test_max_pool2d_gradient_with_overlapping_dilated_windows_matches_torch():
+    # nn's backward hands the kernels the window geometry, so the CUDA path gathers (one launch, no atomics):
+    # overlapping windows, dilation and ceil_mode must still route each gradient to its window's maximum
+    torch = torch_module()
+    x = random_array((1, 2, 7, 9), seed=5)
+    grad_out_shape = torch.nn.functional.max_pool2d(torch.tensor(x), 3, 2, 1, (2, 1), ceil_mode=True).shape
+    grad_out = random_array(tuple(grad_out_shape), seed=6)
+    ours = nn.Tensor(x, requires_grad=True)
+    (nn.functional.max_pool2d(ours, 3, 2, 1, (2, 1), ceil_mode=True) * nn.Tensor(grad_out)).sum().backward()
+    theirs = torch.tensor(x, requires_grad=True)
+    (torch.nn.functional.max_pool2d(theirs, 3, 2, 1, (2, 1), ceil_mode=True) * torch.tensor(grad_out)).sum().backward()
+    assert_close(ours.grad.data, theirs.grad.numpy(), **TOLERANCE)
