@@ -249,7 +249,8 @@ class _CrossEntropy(Function):
 
     def backward(self, grad):
         logits, target = self.saved
-        return kernels.cross_entropy_backward(grad, logits, target, **self.options)
+        # (forward checked these targets: no second wait for the GPU's verdict)
+        return kernels.cross_entropy_backward(grad, logits, target, **self.options, check_targets=False)
 
 
 _REDUCTIONS = ("mean", "sum", "none")

@@ -186,21 +186,27 @@ def total_kernel(with_weights):
     return kernel
 
 
-@cached_jit
-def target_weight_total_kernel(target, weight, ignore_index, out):
-    """out[0] = sum of weight[target[i]] over rows not ignored (in range: the backward flags the rest)."""
-    tid = cuda.threadIdx.x
-    total = float32(0.0)
-    for i in range(tid, target.shape[0], THREADS):
-        t = target[i]
-        if t != ignore_index and 0 <= t < weight.shape[0]:
-            total += weight[t]
-    totals = cuda.shared.array((1, THREADS), float32)
-    totals[0, tid] = total
-    cuda.syncthreads()
-    _tree_sum(totals, 0, tid, THREADS)
-    if tid == 0:
-        out[0] = totals[0, 0]
+@functools.lru_cache(maxsize=None)
+def target_weight_total_kernel(has_weight):
+    """out[0] = sum of weight[target[i]] (1 each without weights) over rows not ignored, in range [0, classes)
+    (the backward flags the rest)."""
+
+    @cached_jit
+    def kernel(target, weight, classes, ignore_index, out):
+        tid = cuda.threadIdx.x
+        total = float32(0.0)
+        for i in range(tid, target.shape[0], THREADS):
+            t = target[i]
+            if t != ignore_index and 0 <= t < classes:
+                total += weight[t] if has_weight else float32(1.0)
+        totals = cuda.shared.array((1, THREADS), float32)
+        totals[0, tid] = total
+        cuda.syncthreads()
+        _tree_sum(totals, 0, tid, THREADS)
+        if tid == 0:
+            out[0] = totals[0, 0]
+
+    return kernel
 
 
 def _lanes(classes):
@@ -219,9 +225,9 @@ def cross_entropy(logits, target, weight, ignore_index, label_smoothing, reducti
     losses = xp.empty(rows, np.float32)
     row_weights = xp.empty(rows, np.float32)
     error = xp.zeros(1, np.int32)
-    if rows:
+    if rows:   # (without weights the kernel never reads `weight`: any float32 vector stands in, no fill launched)
         launch(forward_kernel(lanes, weight is not None), ceil_div(rows, THREADS // lanes), (lanes, THREADS // lanes),
-               logits, target, weight if weight is not None else xp.ones(1, np.float32), losses, row_weights, error,
+               logits, target, weight if weight is not None else row_weights, losses, row_weights, error,
                ignore_index, *_scales(label_smoothing, classes))
     if reduction == "none":
         return losses, error
@@ -235,10 +241,11 @@ def cross_entropy_backward(grad_loss, logits, target, weight, ignore_index, labe
     xp = backend.array_module(logits)
     rows, classes = logits.shape
     lanes = _lanes(classes)
-    class_weight = weight if weight is not None else xp.ones(classes, np.float32)
-    total_weight = xp.ones(1, np.float32)
+    total_weight = xp.empty(1, np.float32)   # read only for 'mean', which writes it first
+    class_weight = weight if weight is not None else total_weight   # (a stand-in the kernels never read)
     if reduction == "mean":
-        launch(target_weight_total_kernel, 1, THREADS, target, class_weight, ignore_index, total_weight)
+        launch(target_weight_total_kernel(weight is not None), 1, THREADS, target, class_weight, classes,
+               ignore_index, total_weight)
     grad = xp.empty((rows, classes), np.float32)
     error = xp.zeros(1, np.int32)
     if rows:
@@ -261,5 +268,7 @@ PTX_SIGNATURES = [
     (f"ce_total[{name}]", total_kernel(name == "mean"), (_vector, _vector, _vector))
     for name in ("sum", "mean")
 ] + [
-    ("ce_target_weight_total", target_weight_total_kernel, (_targets, _vector, int64, _vector)),
+    (f"ce_target_weight_total[{'w' if has_weight else '-'}]", target_weight_total_kernel(has_weight),
+     (_targets, _vector, int64, int64, _vector))
+    for has_weight in (False, True)
 ]
