@@ -17,6 +17,7 @@ from numba import cuda, float32, int32, int64
 
 from .. import backend
 from ..cpu.rnn import prev_state_slice, projection_bias
+from . import compile_ahead
 from .launch import ceil_div, device_view, launch
 from .rnn_kernels import (CELLS, FORWARD_ROWS, GATE_COUNT, PERSISTENT_THREADS, PHASE_B_ROWS, REDUCE_SLOTS, THREADS,
                           kernels_for, weight_stride)
@@ -142,11 +143,14 @@ def _plan_key(kind, cell, B, H, directions):
 
 def persistent_plan(kind, cell, B, H, directions=1):
     """(blocks, units, shared bytes, directions a block) for one persistent launch running `directions`
-    directions together, or None when their weights do not fit on the chip at once."""
+    directions together, or None when their weights do not fit on the chip at once (while compile_ahead
+    records: _recording_plan's stand-in)."""
     key = _plan_key(kind, cell, B, H, directions)
     if key in _plans:
         return _plans[key]
     G = GATE_COUNT[cell]
+    if compile_ahead.is_recording():
+        return _recording_plan(kind, G, H, directions)
     plan = None
     if backend.SIMULATOR:  # one block owning every unit of every direction: the simulator's form
         plan = (1, H, persistent_shared_bytes(kind, G, H, H), directions)
@@ -168,6 +172,15 @@ def persistent_plan(kind, cell, B, H, directions=1):
             units += 1
     _plans[key] = plan
     return plan
+
+
+def _recording_plan(kind, G, H, directions):
+    """The plan while compile_ahead records (only the kernels and argument types matter): all directions in one
+    persistent launch, as the real plan gives when the weights fit on chip, made without compiling the kernel
+    for the occupancy query (here, serially, while the compiling processes wait). Not kept in _plans: the real
+    plan is made at the first launch, when the kernel loads from the disk cache those processes filled."""
+    units = min(min_units or 1, H)
+    return (directions * ceil_div(H, units), units, persistent_shared_bytes(kind, G, H, units), 1)
 
 
 def _use_persistent(kind, cell, B, H, directions=1):

@@ -327,6 +327,47 @@ def test_a_gemm_recorded_is_not_kept_unspecialised(cache_dir):
     gemm._specialised.pop(("64x64", True, True), None)
 
 
+def test_the_recorded_persistent_rnn_kernels_are_loaded_by_the_first_real_plan(cache_dir, monkeypatch):
+    """The recording takes the persistent recurrent kernels without compiling them (rnn.persistent_plan's
+    stand-in); compiling what it recorded, as a compiling process does, fills the one cache entry that the
+    real plan's occupancy query (rnn._compiled) asks for at the first launch: a load, no compile."""
+    from types import SimpleNamespace
+
+    from kernels.cuda import rnn
+    from kernels.cuda.rnn_kernels import CELLS
+    from kernels.cuda.rnn_persistent import persistent_kernels_for
+    from tests.kernels.test_rnn_plan import record_a_layer
+    cell = CELLS["lstm"]
+    kernels = {name: _fresh(kernel) for name, kernel in persistent_kernels_for(cell).items()}   # (in cache_dir)
+    monkeypatch.setattr(rnn, "persistent_kernels_for", lambda _: kernels)
+    monkeypatch.setattr(jit, "_dispatchers", [*kernels.values()])   # (counted: those, and the compiling ones)
+    for name, value in (("_plans", {}), ("_compiled_cache", {}), ("force_path", None), ("force_directions", None),
+                        ("min_units", None)):
+        monkeypatch.setattr(rnn, name, value)
+    before = jit.compile_counts()
+    records = record_a_layer("lstm", directions=2, B=2, H=5)
+    assert jit.compile_counts() == before and rnn._plans == {}, "the recording compiled or kept a plan"
+    assert records == [(kernels[f"persistent_{kind}"], rnn.persistent_signature(kind))
+                       for kind in ("forward", "backward")]
+    for kernel, argtypes in records:   # what compile_ahead's processes do, each with its own dispatcher
+        assert compile_ahead._missing([(kernel, argtypes)]), "already in the cache"
+        jit._dispatchers.append(_fresh(kernel))
+        jit._dispatchers[-1].compile(argtypes)
+    middle = jit.compile_counts()
+    assert (middle["compiled"] - before["compiled"], middle["loaded"] - before["loaded"]) == (2, 0)
+    # the first real launch: the plan's device queries answered for an H100 (132 SMs, one block an SM)
+    device = SimpleNamespace(MULTIPROCESSOR_COUNT=132, MAX_SHARED_MEMORY_PER_BLOCK_OPTIN=227 * 1024)
+    monkeypatch.setattr(rnn, "cuda", SimpleNamespace(get_current_device=lambda: device))
+    monkeypatch.setattr(dispatcher._Kernel, "max_cooperative_grid_blocks", lambda self, blockdim, dynsmemsize=0: 132)
+    for kind in ("forward", "backward"):
+        groups = rnn._launch_groups(kind, cell, 2, 5, 2)
+        assert [(first, count) for first, count, _ in groups] == [(0, 2)], "not one launch, as recorded"
+        assert rnn._plans[rnn._plan_key(kind, cell, 2, 5, 2)] == groups[0][2]
+    after = jit.compile_counts()
+    assert (after["compiled"] - middle["compiled"], after["loaded"] - middle["loaded"]) == (0, 2)
+    assert all(argtypes in kernel.overloads for kernel, argtypes in records)   # (the launches find them)
+
+
 def compile_without_a_gpu_or_a_cache():
     """resources.compile_without_a_gpu, and a cache directory that cannot be made: every save fails."""
     resources.compile_without_a_gpu()

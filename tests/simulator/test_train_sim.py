@@ -45,7 +45,10 @@ def test_a_crnn_step_and_validation_are_recorded_and_nothing_is_touched(monkeypa
     split = task.load(train=False)["validation"]
     weights = {key: np.array(value) for key, value in model.state_dict().items()}
     rng = init.rng_state()
+    from kernels.cuda import rnn
+    plans = dict(rnn._plans)
     records = train.record_kernels(model, task, settings, split, "cpu")
+    assert rnn._plans == plans, "the recording kept a plan of the persistent recurrent kernels"
     assert launched == [], "a recorded launch ran"
     assert init.rng_state() == rng
     for key, value in model.state_dict().items():
@@ -58,4 +61,12 @@ def test_a_crnn_step_and_validation_are_recorded_and_nothing_is_touched(monkeypa
                      "ctc_loss_kernel", "ctc_gradient_kernel", "adam_kernel_device_step"):
         assert expected in names, (expected, sorted(names))
     assert len(validation_launches) == 1 and validation_launches[0] > 10, validation_launches
+    # the persistent recurrent kernels with the types the real plan's occupancy query compiles them for (one
+    # cache entry for the compiling processes and that query), one combined launch per bidirectional layer
+    from nn import recurrent
+    layers = sum(m.num_layers for m in model.modules() if isinstance(m, recurrent._RecurrentBase) and m.bidirectional)
+    backward = [types for kernel, types in records if _kernel_name(kernel) == "persistent_backward"]
+    assert layers > 0 and backward == [rnn.persistent_signature("backward")] * layers
+    forward = {types for kernel, types in records if _kernel_name(kernel) == "persistent_forward"}
+    assert forward == {rnn.persistent_signature("forward")}
     assert all(isinstance(types, tuple) and types for _, types in records)
