@@ -2,8 +2,9 @@
 
 Small ops and time-stepped loops are bound by the host, not the GPU: this times the pieces of one
 launch (allocation, views, configuration, Numba's dispatch) and whole op calls on inputs small enough
-that the GPU is never the bottleneck, and a whole eager CNN training step, then prints cProfile's
-heaviest functions for a few ops and for that step. Each launch probe, op call and the CNN step is
+that the GPU is never the bottleneck, and a whole eager CNN training step, split into the step with its
+launches skipped and its launches alone, then prints cProfile's heaviest functions for a few ops and for
+that step. Each launch probe, op call and the CNN step is
 timed through both launchers (direct, the default, and Numba's dispatch), and the direct launcher's
 replay summary is printed last.
 """
@@ -85,6 +86,30 @@ def _cnn_training_step():
     return step
 
 
+def _eager_step_split(step, calls=300):
+    """Where an eager step's host time goes, in two rows that add up to about the whole step: the step with
+    its kernel launches skipped (nn, autograd, our wrappers and CuPy's own work: what launching is not), and
+    the same launches alone, replayed through launch() with the arguments one step passed."""
+    from benchmarks.host_proxy import launches_replaced
+    from kernels.cuda import launch as cuda_launch
+    launch, recorded = cuda_launch.launch, []
+
+    def record(kernel, grid, block, *args, shared_bytes=0):
+        recorded.append((kernel, grid, block, args, shared_bytes))
+        launch(kernel, grid, block, *args, shared_bytes=shared_bytes)
+
+    def launches_alone():
+        for kernel, grid, block, args, shared_bytes in recorded:
+            launch(kernel, grid, block, *args, shared_bytes=shared_bytes)
+
+    with launches_replaced(record):
+        step()
+    with launches_replaced(lambda *args, **options: None):   # (the skipped kernels leave garbage: no matter)
+        skipped = per_call_us(step, calls)
+    return [("CNN step, launches skipped", skipped),
+            (f"CNN step's {len(recorded)} launches alone", per_call_us(launches_alone, calls))]
+
+
 def main():
     import cupy
     from numba import cuda
@@ -127,6 +152,12 @@ def main():
         except Exception as error:  # a probe of Numba internals that this version lacks: say so, go on
             rows.append((f"{name} [failed: {type(error).__name__}: {error}]"[:90], float("nan")))
         print(f"measured: {rows[-1][0]:40s} {rows[-1][1]:8.1f} us", flush=True)   # kept if the run is cut
+    try:   # after the whole step's rows, so that a failure here costs none of them
+        rows += _eager_step_split(cnn_step)
+    except Exception as error:
+        rows.append((f"CNN step split [failed: {type(error).__name__}: {error}]"[:90], float("nan")))
+    for name, us in rows[-2:]:
+        print(f"measured: {name:40s} {us:8.1f} us", flush=True)
     for name, fn, calls in (("kernels.relu, numba launcher", probe["kernels.relu(x), numba"], 500),
                             ("kernels.relu, direct launcher", probe["kernels.relu(x), direct"], 500),
                             ("kernels.conv2d", probe["kernels.conv2d 16x32x12x120 k64"], 100),
