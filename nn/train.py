@@ -141,7 +141,7 @@ def record_kernels(model, task, settings, split, device):
     `device`, recorded, not launched (kernels/cuda/compile_ahead.py `recording`), on a twin of the model with
     an optimizer of its own and batches from `split`. Nothing is touched: not `model`, not `task`, not the
     random generators. A step that fails on the garbage the skipped launches leave is cut short, with a
-    warning: what it recorded so far is returned. (Not recorded: --ema's averaging, compiled when first run.)"""
+    warning: what it recorded so far is returned. With --ema, the averaging of the weights is recorded too."""
     from kernels.cuda import compile_ahead
     cupy = backend.cupy_module()
     saved_rng = init.rng_state()
@@ -161,6 +161,10 @@ def record_kernels(model, task, settings, split, device):
         with compile_ahead.recording() as records, np.errstate(all="ignore"):   # (host work on garbage: overflows)
             twin.train()
             training_step(twin_task, twin, optimizer, settings["clip"], arrays)
+            if settings.get("ema"):   # the first update copies; the second averages, as every later step
+                averaged = AveragedModel(twin, multi_avg_fn=get_ema_multi_avg_fn(settings["ema"]))
+                averaged.update_parameters(twin)
+                averaged.update_parameters(twin)
             twin.eval()
             twin_task.evaluate(twin, subset, device)
     except Exception as error:

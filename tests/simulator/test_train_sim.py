@@ -70,3 +70,15 @@ def test_a_crnn_step_and_validation_are_recorded_and_nothing_is_touched(monkeypa
     forward = {types for kernel, types in records if _kernel_name(kernel) == "persistent_forward"}
     assert forward == {rnn.persistent_signature("forward")}
     assert all(isinstance(types, tuple) and types for _, types in records)
+
+
+def test_with_ema_the_averaging_of_the_weights_is_recorded_too():
+    args = train.build_parser().parse_args(["cnn", "--device", "cpu", "--seed", "3", "--ema", "0.99"])
+    settings = train.settings_from_args(args)
+    task, model, _, _ = train.build(settings)
+    split = task.load(train=False)["validation"]
+    names = [_kernel_name(kernel) for kernel, _ in train.record_kernels(model, task, settings, split, "cpu")]
+    parameters = len(list(model.parameters()))
+    assert names.count("sgd_kernel") == parameters, (parameters, names)   # one lerp a weight (the EMA's update)
+    settings["ema"] = 0.0
+    assert "sgd_kernel" not in [_kernel_name(k) for k, _ in train.record_kernels(model, task, settings, split, "cpu")]
