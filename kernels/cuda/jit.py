@@ -30,6 +30,7 @@ import pathlib
 import pickle
 import shutil
 import sys
+import time
 import types
 import uuid
 import warnings
@@ -182,6 +183,24 @@ def _remove_old_builds(current):
         shutil.rmtree(path, ignore_errors=True)
 
 
+STALE_TEMPORARY_SECONDS = 3600   # a save's temporary lives milliseconds: one an hour old was left by a killed process
+_swept = set()
+
+
+def _remove_stale_temporaries(directory):
+    """Remove, once a process, the temporaries of saves cut short (a process killed between its write and its
+    rename) from a build directory, which nothing else removes until the whole build is pruned."""
+    if directory in _swept:
+        return
+    _swept.add(directory)
+    cutoff = time.time() - STALE_TEMPORARY_SECONDS
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            if entry.name.endswith(".tmp") and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
 def _mark_used(directory):
     """Touch a build directory at its first load in a process, so that it counts as used when old ones go."""
     if directory not in _used:
@@ -240,6 +259,7 @@ def _cache_class():
             super().ensure_cache_path()
             if new_build:
                 _remove_old_builds(self._cache_path)
+            _remove_stale_temporaries(self._cache_path)
 
         @classmethod
         def from_function(cls, py_func, py_file):

@@ -218,6 +218,20 @@ def test_only_the_last_used_builds_are_kept(cache_dir):
     assert os.stat(jit.cache_directory()).st_mtime > 1e9 + 10, "a load marks its build directory used"
 
 
+def test_a_killed_saves_temporary_is_removed_once_it_is_stale(cache_dir, monkeypatch):
+    monkeypatch.setattr(jit, "_swept", set())
+    build = pathlib.Path(jit.cache_directory())
+    build.mkdir(parents=True)
+    stale, fresh = build / "a.nbc.123.deadbeef.tmp", build / "b.nbc.456.cafecafe.tmp"
+    for path in (stale, fresh):
+        path.write_bytes(b"half an entry")
+    os.utime(stale, (1e9, 1e9))                       # left by a process killed long ago
+    _compile_and_save(jit.cached_jit(_scale), (float32[::1], float32[::1], float32))
+    assert not stale.exists()
+    assert fresh.exists(), "a temporary another process may still be writing was removed"
+    assert len(list(build.glob("*.nbc"))) == 1
+
+
 def test_compiling_through_the_dispatcher_saves_loads_and_counts(cache_dir):
     argtypes = (float32[::1], float32[::1], float32)
     before = jit.compile_counts()
