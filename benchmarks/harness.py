@@ -4,6 +4,7 @@ GPU: CUDA-event timing on the current stream after warm-up, median of repeats, w
 sets used in turn so that the L2 cache does not flatter either side. CPU: perf_counter, same rules,
 labelled as CPU figures. Each suite module (benchmarks/gemm.py, ...) returns a list of `Case`s.
 """
+import contextlib
 import json
 import math
 import os
@@ -106,6 +107,40 @@ def host_cost_us(fn, inputs, device, calls=200):
     elapsed = time.perf_counter() - begin
     _synchronize(device)
     return elapsed / calls * 1e6
+
+
+@contextlib.contextmanager
+def launches_replaced(replacement):
+    """Inside the block, every kernel launch of kernels.cuda calls `replacement` (launch's arguments) instead
+    of launching (the host profile and host proxy split or skip a step's launches)."""
+    replaced = ReplacedLaunches(replacement)
+    try:
+        yield
+    finally:
+        replaced.restore()
+
+
+class ReplacedLaunches:
+    """Make `replacement` the `launch` of every kernels.cuda module that launches through launch.py, until
+    `restore()`. Every module is imported before any is patched: one imported after launch.py's own `launch`
+    was patched would bind the replacement (`from .launch import launch`) and never be restored."""
+
+    def __init__(self, replacement):
+        import importlib
+        import pkgutil
+
+        import kernels.cuda
+        from kernels.cuda import launch
+        modules = [importlib.import_module(f"kernels.cuda.{info.name}")
+                   for info in pkgutil.iter_modules(kernels.cuda.__path__)]
+        self.original = launch.launch
+        self.patched = [module for module in modules if getattr(module, "launch", None) is self.original]
+        for module in self.patched:
+            module.launch = replacement
+
+    def restore(self):
+        for module in self.patched:
+            module.launch = self.original
 
 
 def measured_ceilings(device):

@@ -4,9 +4,8 @@ Small ops and time-stepped loops are bound by the host, not the GPU: this times 
 launch (allocation, views, configuration, Numba's dispatch) and whole op calls on inputs small enough
 that the GPU is never the bottleneck, and a whole eager CNN training step, split into the step with its
 launches skipped and its launches alone, then prints cProfile's heaviest functions for a few ops and for
-that step. Each launch probe, op call and the CNN step is
-timed through both launchers (direct, the default, and Numba's dispatch), and the direct launcher's
-replay summary is printed last.
+that step. Each launch probe, op call and the CNN step is timed through both launchers (direct, the
+default, and Numba's dispatch), and the direct launcher's replay summary is printed last.
 """
 import cProfile
 import io
@@ -90,7 +89,7 @@ def _eager_step_split(step, calls=300):
     """Where an eager step's host time goes, in two rows that add up to about the whole step: the step with
     its kernel launches skipped (nn, autograd, our wrappers and CuPy's own work: what launching is not), and
     the same launches alone, replayed through launch() with the arguments one step passed."""
-    from benchmarks.host_proxy import launches_replaced
+    from benchmarks.harness import launches_replaced
     from kernels.cuda import launch as cuda_launch
     launch, recorded = cuda_launch.launch, []
 
@@ -153,10 +152,12 @@ def main():
             rows.append((f"{name} [failed: {type(error).__name__}: {error}]"[:90], float("nan")))
         print(f"measured: {rows[-1][0]:40s} {rows[-1][1]:8.1f} us", flush=True)   # kept if the run is cut
     try:   # after the whole step's rows, so that a failure here costs none of them
-        rows += _eager_step_split(cnn_step)
+        with cuda_launch.using_launcher("direct"):   # (as the "eager, direct" row it splits)
+            split = _eager_step_split(cnn_step)
     except Exception as error:
-        rows.append((f"CNN step split [failed: {type(error).__name__}: {error}]"[:90], float("nan")))
-    for name, us in rows[-2:]:
+        split = [(f"CNN step split [failed: {type(error).__name__}: {error}]"[:90], float("nan"))]
+    rows += split
+    for name, us in split:
         print(f"measured: {name:40s} {us:8.1f} us", flush=True)
     for name, fn, calls in (("kernels.relu, numba launcher", probe["kernels.relu(x), numba"], 500),
                             ("kernels.relu, direct launcher", probe["kernels.relu(x), direct"], 500),

@@ -11,7 +11,6 @@ branch (on a GPU it runs CuPy ops instead). The arrays hold whatever the skipped
 is meaningful, only the time. Batch 64 for the CNN and LSTM (the train suite's), 32 for the default CRNN
 (with gradient clipping, as `numbanet train crnn`). It checks that no kernel reached the simulator.
 """
-import contextlib
 import os
 import sys
 import time
@@ -22,34 +21,6 @@ os.environ.pop("NUMBANET_BACKEND", None)   # =cpu would take the CPU path instea
 import numpy as np  # noqa: E402
 
 
-def _replace_launch(replacement):
-    """Make `replacement` the `launch` of every kernels.cuda module that uses the launcher; returns
-    (the launcher replaced, those modules)."""
-    import importlib
-    import pkgutil
-
-    import kernels.cuda
-    from kernels.cuda import launch
-    original, patched = launch.launch, []
-    for info in pkgutil.iter_modules(kernels.cuda.__path__):
-        module = importlib.import_module(f"kernels.cuda.{info.name}")
-        if getattr(module, "launch", None) is original:
-            module.launch = replacement
-            patched.append(module)
-    return original, patched
-
-
-@contextlib.contextmanager
-def launches_replaced(replacement):
-    """Inside the block, every kernel launch of kernels.cuda calls `replacement` (same arguments) instead."""
-    original, patched = _replace_launch(replacement)
-    try:
-        yield
-    finally:
-        for module in patched:
-            module.launch = original
-
-
 def _skip_launches():
     """Replace the launcher in every kernels.cuda module by a counter for good; returns the count (a list)."""
     launches = [0]
@@ -57,7 +28,8 @@ def _skip_launches():
     def count_only(kernel, grid, block, *args, shared_bytes=0):
         launches[0] += 1
 
-    _replace_launch(count_only)
+    from benchmarks.harness import ReplacedLaunches
+    ReplacedLaunches(count_only)
     return launches
 
 
