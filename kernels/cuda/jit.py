@@ -15,8 +15,8 @@ the same sources shares the entries). The key of an entry also holds the kernel'
 (fastmath, launch bounds), which Numba's key leaves out, and describes the kernel's code and closure value
 by value (Numba pickles the closure, which differs for a kernel sent to another process by pickle, as
 compile_ahead.py does). One file an entry, named by a hash of its key. The three last used build
-directories are kept (other `kernels-*` directories in the root are removed when a new build starts).
-NUMBANET_KERNEL_CACHE=0 turns the cache off; the directory can be deleted at any time.
+directories are kept (other `kernels-*` directories in the root are removed when a new build starts), and
+a process's first save removes the temporaries of saves cut short over an hour ago. NUMBANET_KERNEL_CACHE=0 turns the cache off; the directory can be deleted at any time.
 
 Nothing is written until a kernel compiles for a GPU (the simulator and `cuda.compile_ptx` never use
 the cache). Any error reading or writing it is warned about once and the kernel compiles as if there
@@ -196,9 +196,10 @@ def _remove_stale_temporaries(directory):
     cutoff = time.time() - STALE_TEMPORARY_SECONDS
     with contextlib.suppress(OSError):
         for entry in os.scandir(directory):
-            if entry.name.endswith(".tmp") and entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
+            if entry.name.endswith(".tmp"):
+                with contextlib.suppress(OSError):   # (renamed or removed meanwhile by its own process: go on)
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(entry.path)
 
 
 def _mark_used(directory):

@@ -232,6 +232,21 @@ def test_a_killed_saves_temporary_is_removed_once_it_is_stale(cache_dir, monkeyp
     assert len(list(build.glob("*.nbc"))) == 1
 
 
+def test_a_temporary_renamed_during_the_sweep_does_not_stop_it(cache_dir, monkeypatch):
+    monkeypatch.setattr(jit, "_swept", set())
+    build = pathlib.Path(cache_dir)
+    build.mkdir(parents=True)
+    stale = build / "c.nbc.789.feedface.tmp"
+    stale.write_bytes(b"half an entry")
+    os.utime(stale, (1e9, 1e9))
+    vanished = types.SimpleNamespace(name="a.nbc.1.0.tmp", path=str(build / "a.nbc.1.0.tmp"),
+                                     stat=lambda follow_symlinks: os.stat(build / "a.nbc.1.0.tmp"))
+    scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path: [vanished] + list(scandir(path)))   # renamed by its writer
+    jit._remove_stale_temporaries(str(build))
+    assert not stale.exists()
+
+
 def test_compiling_through_the_dispatcher_saves_loads_and_counts(cache_dir):
     argtypes = (float32[::1], float32[::1], float32)
     before = jit.compile_counts()
