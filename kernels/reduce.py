@@ -192,8 +192,9 @@ def _grad_loss(op, grad_loss, logits, reduction, device):
 def cross_entropy_backward(grad_loss, logits, target, *, weight=None, ignore_index=-100, label_smoothing=0.0,
                            reduction="mean", check_targets=True):
     """Gradient of cross_entropy w.r.t. logits (N, C); grad_loss is 0-d ('mean', 'sum') or (N,) ('none').
-    check_targets=False skips the check of the class indices, which on the GPU waits for a device-to-host
-    copy: for callers whose forward already checked the same targets (nn's backward).
+    check_targets=False skips, on the GPU, the check of the class indices, which waits for a device-to-host
+    copy: for callers whose forward already checked the same targets (nn's backward). Unchecked, a row with a
+    bad class gets a zero gradient and no weight in 'mean'. The CPU path always checks (no wait there).
 
     d loss_i / d x_ic = p_ic (a w[t_i] + b sum(w)) - a w[t_i] [c == t_i] - b w[c], a = 1 - eps, b = eps / C,
     p = softmax(x); rows with ignore_index get 0; 'mean' scales by 1 / sum of w[t_i] not ignored.
@@ -204,8 +205,7 @@ def cross_entropy_backward(grad_loss, logits, target, *, weight=None, ignore_ind
     grad_loss = _grad_loss(op, grad_loss, logits, reduction, device)
     classes = logits.shape[1]
     if device == "cpu":
-        if check_targets:
-            _check_targets_cpu(op, target, classes, ignore_index)
+        _check_targets_cpu(op, target, classes, ignore_index)
         return cpu.cross_entropy_backward(grad_loss, logits, target, weight, ignore_index, eps, reduction)
     xp = backend.array_module(logits)
     grad, bad = gpu.cross_entropy_backward(contiguous(grad_loss.reshape(-1)), contiguous(logits),

@@ -245,12 +245,15 @@ class _CrossEntropy(Function):
         self.options = dict(weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
                             reduction=reduction)
         self.save_for_backward(logits, target)
+        # a forward recorded into a CUDA graph cannot read the GPU's verdict on the targets: its backward checks
+        self.targets_checked = not backend.is_capturing()
         return kernels.cross_entropy(logits, target, **self.options)
 
     def backward(self, grad):
         logits, target = self.saved
-        # (forward checked these targets: no second wait for the GPU's verdict)
-        return kernels.cross_entropy_backward(grad, logits, target, **self.options, check_targets=False)
+        # (a forward that checked these targets spares the backward a second wait for the GPU's verdict)
+        return kernels.cross_entropy_backward(grad, logits, target, **self.options,
+                                              check_targets=not self.targets_checked)
 
 
 _REDUCTIONS = ("mean", "sum", "none")

@@ -32,8 +32,10 @@ class _MaxPool2d(Function):
     def forward(self, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
         y, indices = kernels.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
         self.input_shape = x.shape
-        # the window geometry lets the backward gather (one launch, no atomics) instead of zero-fill and scatter
-        self.geometry = (kernel_size, stride, padding, dilation, ceil_mode)
+        # with the window geometry the backward gathers on the GPU (one launch, no atomics) instead of zero-filling
+        # and scattering, and stores directly on the CPU where windows do not overlap (lists frozen: the caller's)
+        self.geometry = tuple(tuple(v) if isinstance(v, list) else v
+                              for v in (kernel_size, stride, padding, dilation)) + (ceil_mode,)
         self.save_for_backward(indices)
         return (y, indices) if return_indices else y
 

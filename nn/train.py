@@ -161,12 +161,12 @@ def record_kernels(model, task, settings, split, device):
         with compile_ahead.recording() as records, np.errstate(all="ignore"):   # (host work on garbage: overflows)
             twin.train()
             training_step(twin_task, twin, optimizer, settings["clip"], arrays)
+            twin.eval()
+            twin_task.evaluate(twin, subset, device)
             if settings.get("ema"):   # the first update copies; the second averages, as every later step
                 averaged = AveragedModel(twin, multi_avg_fn=get_ema_multi_avg_fn(settings["ema"]))
                 averaged.update_parameters(twin)
                 averaged.update_parameters(twin)
-            twin.eval()
-            twin_task.evaluate(twin, subset, device)
     except Exception as error:
         warnings.warn(f"numbanet: recording the kernels of a step stopped early ({error!r}); those it did not "
                       f"reach compile at their first launch", RuntimeWarning, stacklevel=2)

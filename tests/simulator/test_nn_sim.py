@@ -1,6 +1,8 @@
 """The nn package on the CUDA kernels, in the simulator: a tiny conv-bn-relu-pool-linear network's
-loss, gradients, Adam steps and eval-mode forward against its PyTorch twin (float32); SGD steps."""
+loss, gradients, Adam steps and eval-mode forward against its PyTorch twin (float32); SGD steps; max-pool
+gradients (one gather launch) and cross-entropy's target checks through nn."""
 import numpy as np
+import pytest
 
 import nn
 from tests.oracle import assert_close, random_array, torch_module
@@ -109,3 +111,21 @@ def test_max_pool2d_gradient_with_overlapping_dilated_windows_matches_torch():
     theirs = torch.tensor(x, requires_grad=True)
     (torch.nn.functional.max_pool2d(theirs, 3, 2, 1, (2, 1), ceil_mode=True) * torch.tensor(grad_out)).sum().backward()
     assert_close(ours.grad.data, theirs.grad.numpy(), **TOLERANCE)
+    # and the backward is that one gather launch, not a zero fill and an atomic scatter
+    from kernels.cuda import compile_ahead
+    pooled = nn.functional.max_pool2d(nn.Tensor(x, requires_grad=True), 3, 2, 1, (2, 1), ceil_mode=True)
+    with compile_ahead.recording() as records:
+        pooled.backward(nn.Tensor(grad_out))
+    assert [(getattr(kernel, "py_func", None) or kernel.fn).__name__ for kernel, _ in records] == \
+        ["max_pool2d_backward_kernel"]
+
+
+def test_cross_entropy_backward_checks_targets_a_captured_forward_could_not(monkeypatch):
+    from kernels import backend
+    logits = nn.Tensor(random_array((4, 3), seed=7), requires_grad=True)
+    target = np.array([0, 3, 1, 2])   # 3: not a class
+    monkeypatch.setattr(backend, "is_capturing", lambda: True)    # a forward recorded into a CUDA graph
+    loss = nn.functional.cross_entropy(logits, target)
+    monkeypatch.setattr(backend, "is_capturing", lambda: False)
+    with pytest.raises(ValueError, match="cross_entropy_backward: target holds a class index outside"):
+        loss.backward()
