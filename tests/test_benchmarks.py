@@ -38,6 +38,27 @@ def test_host_proxy_times_the_cuda_path_without_a_gpu():
         assert int(words[-5]) > 0 and words[-2:] == ["0", "simulated"]
 
 
+def test_launches_replaced_restores_every_module_even_one_first_imported_inside():
+    """harness.launches_replaced (the host profile's and host proxy's patcher) gives every kernels.cuda module
+    its launcher back, also a module not imported before the block (in a fresh process: rnn is not yet)."""
+    import subprocess
+    import sys
+    script = (
+        "import sys\n"
+        "from benchmarks.harness import launches_replaced\n"
+        "from kernels.cuda import launch\n"
+        "assert 'kernels.cuda.rnn' not in sys.modules\n"
+        "calls = []\n"
+        "with launches_replaced(lambda *args, **options: calls.append(args)):\n"
+        "    from kernels.cuda import rnn, pointwise\n"
+        "    rnn.launch(None, 1, 1)\n"
+        "import kernels.cuda.norm as norm\n"
+        "print(len(calls), rnn.launch is launch.launch, norm.launch is launch.launch, launch.launch.__name__)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["1", "True", "True", "launch"]
+
+
 def test_only_reaches_the_train_suite_before_it_builds_models(monkeypatch):
     """The train suite builds and runs each model while making its cases: --only skips the others there."""
     from benchmarks import train
