@@ -227,6 +227,9 @@ def test_cross_entropy_rejects_bad_input():
     bad[2] = -1
     with pytest.raises(ValueError, match="cross_entropy_backward: target holds a class index outside"):
         kernels.cross_entropy_backward(np.float32(1.0), logits, bad)
+    # check_targets=False spares only the GPU's device-to-host wait: the CPU path still checks
+    with pytest.raises(ValueError, match="cross_entropy_backward: target holds a class index outside"):
+        kernels.cross_entropy_backward(np.float32(1.0), logits, bad, check_targets=False)
     with pytest.raises(ValueError, match="cross_entropy: logits must be 2-D"):
         kernels.cross_entropy(logits[0], target[:1])
     with pytest.raises(TypeError, match="cross_entropy: target must be an integer array"):
