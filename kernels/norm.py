@@ -11,6 +11,7 @@ import numpy as np
 from . import backend
 from ._checks import check_ndim, check_shape, contiguous, empty, float_dtype
 from .cpu import norm as cpu
+from .cpu import pointwise as cpu_pointwise
 from .cuda import norm as gpu
 
 __all__ = ["batch_norm", "batch_norm_backward"]
@@ -27,13 +28,20 @@ def _check_channel_vectors(op, channels, **vectors):
             check_shape(op, name, vector, (channels,))
 
 
-def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+ACTIVATIONS = (None, "relu")
+
+
+def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5, activation=None):
     """Normalise x per channel; returns (y, saved_mean, saved_invstd).
 
     training=True uses the batch statistics and updates running_mean / running_var in place (when
     given) with PyTorch's momentum rule and the unbiased variance; eval uses the running statistics.
+    activation='relu' applies ReLU to y in the same pass (NaN kept); its backward is batch_norm_backward
+    with output=y.
     """
     op = "batch_norm"
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{op}: activation must be one of {ACTIVATIONS}, got {activation!r}")
     device = backend.device_of(op, x, weight, bias, running_mean, running_var)
     float_dtype(op, device, x=x, weight=weight, bias=bias, running_mean=running_mean, running_var=running_var)
     check_ndim(op, "x", x, 2, 3, 4)
@@ -61,6 +69,8 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
             mean = running_mean.copy()
             invstd = (1.0 / np.sqrt(running_var + eps)).astype(x.dtype)
         y = cpu.normalise(x3, mean, invstd, weight, bias)
+        if activation == "relu":
+            y = cpu_pointwise.relu(y)
         return y.reshape(x.shape), mean, invstd
     x3 = _as_ncl(contiguous(x))
     mean, invstd = empty(x, (channels,)), empty(x, (channels,))
@@ -69,7 +79,7 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
     else:
         gpu.running_statistics(contiguous(running_mean), contiguous(running_var), mean, invstd, eps)
     y = empty(x, x3.shape)
-    gpu.batch_norm_forward(x3, mean, invstd, _dense(weight), _dense(bias), y)
+    gpu.batch_norm_forward(x3, mean, invstd, _dense(weight), _dense(bias), y, relu=activation == "relu")
     return y.reshape(x.shape), mean, invstd
 
 
@@ -77,18 +87,25 @@ def _dense(vector):
     return None if vector is None else contiguous(vector)
 
 
-def batch_norm_backward(grad_out, x, weight, saved_mean, saved_invstd, training=True):
-    """Gradients (grad_x, grad_weight, grad_bias) of batch_norm; grad_weight/grad_bias are None without weight."""
+def batch_norm_backward(grad_out, x, weight, saved_mean, saved_invstd, training=True, output=None):
+    """Gradients (grad_x, grad_weight, grad_bias) of batch_norm; grad_weight/grad_bias are None without weight.
+    output: batch_norm's y when it applied activation='relu' (grad_out then goes through ReLU's gradient,
+    masked where y is not positive, in the same passes)."""
     op = "batch_norm_backward"
-    device = backend.device_of(op, grad_out, x, weight, saved_mean, saved_invstd)
-    float_dtype(op, device, grad_out=grad_out, x=x, weight=weight, saved_mean=saved_mean, saved_invstd=saved_invstd)
+    device = backend.device_of(op, grad_out, x, weight, saved_mean, saved_invstd, output)
+    float_dtype(op, device, grad_out=grad_out, x=x, weight=weight, saved_mean=saved_mean, saved_invstd=saved_invstd,
+                output=output)
     check_ndim(op, "x", x, 2, 3, 4)
     check_shape(op, "grad_out", grad_out, x.shape)
+    if output is not None:
+        check_shape(op, "output", output, x.shape)
     channels = x.shape[1]
     if saved_mean is None or saved_invstd is None:
         raise ValueError(f"{op}: saved_mean and saved_invstd are required (from batch_norm), got None")
     _check_channel_vectors(op, channels, weight=weight, saved_mean=saved_mean, saved_invstd=saved_invstd)
     if device == "cpu":
+        if output is not None:
+            grad_out = cpu_pointwise.relu_backward(grad_out, output)
         grad_x, grad_weight, grad_bias = cpu.batch_norm_backward(_as_ncl(grad_out), _as_ncl(x), weight,
                                                                  saved_mean, saved_invstd, bool(training))
         grad_x = grad_x.reshape(x.shape)
@@ -97,7 +114,8 @@ def batch_norm_backward(grad_out, x, weight, saved_mean, saved_invstd, training=
         grad_weight, grad_bias = empty(x, (channels,)), empty(x, (channels,))
         grad_x = empty(x, x3.shape)
         gpu.batch_norm_backward(grad3, x3, _dense(weight), contiguous(saved_mean), contiguous(saved_invstd),
-                                bool(training), grad_x, grad_weight, grad_bias)
+                                bool(training), grad_x, grad_weight, grad_bias,
+                                None if output is None else _as_ncl(contiguous(output)))
         grad_x = grad_x.reshape(x.shape)
     if weight is None:
         return grad_x, None, None

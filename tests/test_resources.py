@@ -25,16 +25,28 @@ def test_kernel_resources(label, kernel, signature):
 
 
 NAN_KEEPING = [k for k in KERNELS if k[0] in ("gemm.gemm_64x64_nn", "pointwise.relu", "pointwise.relu_backward",
-                                             "rnn.rnn_relu_step_forward", "rnn.rnn_relu_persistent_forward")]
+                                             "rnn.rnn_relu_step_forward", "rnn.rnn_relu_persistent_forward",
+                                             "norm.normalise")]
 
 
 @pytest.mark.parametrize("label,kernel,signature", NAN_KEEPING, ids=[k[0] for k in NAN_KEEPING])
 def test_relu_kernels_keep_nan(label, kernel, signature):
     """max.f32 returns the other operand for a NaN (and fastmath folds compare-and-select into it): the
-    ReLUs (the op, the GEMM epilogue, the ReLU RNN cell) must select, so that a NaN stays visible."""
-    assert len(NAN_KEEPING) == 5
+    ReLUs (the op, the GEMM epilogue, the ReLU RNN cell, batch norm's fused one) must select, so that a NaN
+    stays visible."""
+    assert len(NAN_KEEPING) == 6
     ptx = resources.compile_ptx(kernel, signature)
     assert not re.search(r"\bmax(\.ftz)?(\.nan)?\.f32", ptx), f"{label}: max.f32 turns a NaN into 0"
+
+
+def test_relu_masks_run_without_fastmath():
+    """Batch norm's backward kernels mask the gradient of a fused ReLU (a NaN passes it on, as in torch): without
+    fastmath, whose no-NaN assumption may fold the compare either way, and the ReLU kernels the same."""
+    masking = [k for k in KERNELS if k[0] in ("norm.normalise", "norm.backward_sums", "norm.backward_input",
+                                              "pointwise.relu", "pointwise.relu_backward")]
+    assert len(masking) == 5
+    for label, kernel, _ in masking:
+        assert not kernel.targetoptions.get("fastmath"), f"{label} is compiled with fastmath"
 
 
 def test_calls_are_found_in_ptx():

@@ -33,7 +33,8 @@ def normalise(x3, mean, invstd, weight, bias):
 
 
 def batch_norm_backward(grad3, x3, weight, mean, invstd, training):
-    """(grad_x (N, C, L), sum of grad * xhat per channel, sum of grad per channel)."""
+    """(grad_x (N, C, L), sum of grad * xhat per channel, sum of grad per channel). (A fused ReLU's mask is
+    applied to grad3 by the caller, kernels/norm.py.)"""
     xhat = (x3 - mean[None, :, None]) * invstd[None, :, None]
     sum_grad = grad3.sum(axis=(0, 2))
     sum_grad_xhat = (grad3 * xhat).sum(axis=(0, 2))

@@ -2,7 +2,9 @@
 
 Reductions: one block of REDUCE_THREADS threads per channel over the N*L values of x viewed as
 (N, C, L) (consecutive threads read consecutive l: coalesced), float32 two-pass mean/variance with a
-shared-memory tree. Elementwise kernels: `launch_1d`, one thread per value of the flat array.
+shared-memory tree. Elementwise kernels: `launch_1d`, one thread per value of the flat array. A ReLU
+after the normalisation can run inside these kernels (the forward's output clamped, the gradient masked by
+it as it is read): one pass over the activations and two launches fewer than a separate ReLU.
 """
 import math
 
@@ -69,8 +71,11 @@ def running_statistics_kernel(running_mean, running_var, mean_out, invstd_out, e
         invstd_out[c] = float32(1.0) / math.sqrt(running_var[c] + eps)
 
 
-@cached_jit(fastmath=True)
-def normalise_kernel(x, mean, invstd, weight, bias, y, channels, length, affine):
+# The normalise and backward kernels run without fastmath, as the ReLU kernels do (pointwise.py): a fused
+# ReLU keeps a NaN and passes its gradient on, as torch's does, and fastmath's no-NaN compare folding (or its
+# max.f32) would turn it into 0. They only multiply and add (FMAs are contracted either way).
+@cached_jit
+def normalise_kernel(x, mean, invstd, weight, bias, y, channels, length, affine, relu):
     i = cuda.grid(1)
     if i >= x.shape[0]:
         return
@@ -78,11 +83,13 @@ def normalise_kernel(x, mean, invstd, weight, bias, y, channels, length, affine)
     value = (x[i] - mean[c]) * invstd[c]
     if affine != 0:
         value = value * weight[c] + bias[c]
+    if relu != 0 and value < float32(0.0):   # as pointwise.relu_kernel (a NaN is not < 0: kept)
+        value = float32(0.0)
     y[i] = value
 
 
-@cached_jit(fastmath=True)
-def backward_sums_kernel(grad_out, x, mean, invstd, sum_grad_xhat, sum_grad):
+@cached_jit
+def backward_sums_kernel(grad_out, x, output, mean, invstd, sum_grad_xhat, sum_grad, relu):
     c = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     length = x.shape[2]
@@ -96,6 +103,8 @@ def backward_sums_kernel(grad_out, x, mean, invstd, sum_grad_xhat, sum_grad):
         n = i // length
         l = i - n * length
         g = grad_out[n, c, l]
+        if relu != 0 and output[n, c, l] <= float32(0.0):   # the fused ReLU's gradient (a NaN passes it on)
+            g = float32(0.0)
         total_grad += g
         total_grad_centred += g * (x[n, c, l] - mu)
     partial_grad[tid] = total_grad
@@ -112,9 +121,9 @@ def backward_sums_kernel(grad_out, x, mean, invstd, sum_grad_xhat, sum_grad):
         sum_grad_xhat[c] = partial_grad_xhat[0] * invstd[c]
 
 
-@cached_jit(fastmath=True)
-def backward_input_kernel(grad_out, x, mean, invstd, weight, sum_grad_xhat, sum_grad, grad_x, channels, length,
-                          inverse_count, has_weight, training):
+@cached_jit
+def backward_input_kernel(grad_out, x, output, mean, invstd, weight, sum_grad_xhat, sum_grad, grad_x, channels,
+                          length, inverse_count, has_weight, training, relu):
     i = cuda.grid(1)
     if i >= x.shape[0]:
         return
@@ -123,6 +132,8 @@ def backward_input_kernel(grad_out, x, mean, invstd, weight, sum_grad_xhat, sum_
     if has_weight != 0:
         scale *= weight[c]
     g = grad_out[i]
+    if relu != 0 and output[i] <= float32(0.0):
+        g = float32(0.0)
     if training != 0:
         xhat = (x[i] - mean[c]) * invstd[c]
         g = g - sum_grad[c] * inverse_count - xhat * (sum_grad_xhat[c] * inverse_count)
@@ -152,7 +163,8 @@ def running_statistics(running_mean, running_var, mean, invstd, eps):
               np.float32(eps), threads=THREADS)
 
 
-def batch_norm_forward(x3, mean, invstd, weight, bias, y3):
+def batch_norm_forward(x3, mean, invstd, weight, bias, y3, relu=False):
+    """relu: ReLU applied to the output in the same pass."""
     batch, channels, length = x3.shape
     affine = weight is not None or bias is not None
     if affine:
@@ -161,15 +173,19 @@ def batch_norm_forward(x3, mean, invstd, weight, bias, y3):
     else:
         weight, bias = mean, mean   # read-only stand-ins, never read without affine
     launch_1d(normalise_kernel, x3.size, x3.reshape(-1), mean, invstd, weight, bias, y3.reshape(-1),
-              channels, length, np.int32(affine), threads=THREADS)
+              channels, length, np.int32(affine), np.int32(relu), threads=THREADS)
 
 
-def batch_norm_backward(grad3, x3, weight, mean, invstd, training, grad_x3, sum_grad_xhat, sum_grad):
+def batch_norm_backward(grad3, x3, weight, mean, invstd, training, grad_x3, sum_grad_xhat, sum_grad, output3=None):
+    """output3: the forward's output when it applied ReLU; grad3 is then masked by output3 > 0 as it is read."""
     batch, channels, length = x3.shape
-    launch(backward_sums_kernel, channels, REDUCE_THREADS, grad3, x3, mean, invstd, sum_grad_xhat, sum_grad)
-    launch_1d(backward_input_kernel, x3.size, grad3.reshape(-1), x3.reshape(-1), mean, invstd,
+    relu = output3 is not None
+    output3 = output3 if relu else x3   # (a read-only stand-in, never read without relu)
+    launch(backward_sums_kernel, channels, REDUCE_THREADS, grad3, x3, output3, mean, invstd, sum_grad_xhat, sum_grad,
+           np.int32(relu))
+    launch_1d(backward_input_kernel, x3.size, grad3.reshape(-1), x3.reshape(-1), output3.reshape(-1), mean, invstd,
               mean if weight is None else weight, sum_grad_xhat, sum_grad, grad_x3.reshape(-1), channels, length,
-              np.float32(1.0 / (batch * length)), np.int32(weight is not None), np.int32(training),
+              np.float32(1.0 / (batch * length)), np.int32(weight is not None), np.int32(training), np.int32(relu),
               threads=THREADS)
 
 
@@ -191,7 +207,7 @@ PTX_SIGNATURES = [
     ("batch_statistics", batch_statistics_kernel, (_ncl, _vector, _vector, _vector, _vector,
                                                    float32, float32, float32, int32)),
     ("running_statistics", running_statistics_kernel, (_vector, _vector, _vector, _vector, float32)),
-    ("normalise", normalise_kernel, (_vector,) * 6 + (int64, int64, int32)),
-    ("backward_sums", backward_sums_kernel, (_ncl, _ncl, _vector, _vector, _vector, _vector)),
-    ("backward_input", backward_input_kernel, (_vector,) * 8 + (int64, int64, float32, int32, int32)),
+    ("normalise", normalise_kernel, (_vector,) * 6 + (int64, int64, int32, int32)),
+    ("backward_sums", backward_sums_kernel, (_ncl, _ncl, _ncl, _vector, _vector, _vector, _vector, int32)),
+    ("backward_input", backward_input_kernel, (_vector,) * 9 + (int64, int64, float32, int32, int32, int32)),
 ]

@@ -18,8 +18,10 @@ def _inputs(shape, dtype, affine, seed=0):
     return x, weight, bias, running_mean, running_var
 
 
-def _torch_batch_norm(x, weight, bias, running_mean, running_var, training, grad_out, momentum=0.1, eps=1e-5):
-    """torch's output, (grad_x, grad_weight, grad_bias) and updated running stats, in float64."""
+def _torch_batch_norm(x, weight, bias, running_mean, running_var, training, grad_out, momentum=0.1, eps=1e-5,
+                      relu=False):
+    """torch's output, (grad_x, grad_weight, grad_bias) and updated running stats, in float64 (relu: of
+    relu(batch_norm(...)))."""
     torch = torch_module()
 
     def tensor(a, grad=False):
@@ -27,6 +29,8 @@ def _torch_batch_norm(x, weight, bias, running_mean, running_var, training, grad
     tx, tw, tb = tensor(x, True), tensor(weight, True), tensor(bias, True)
     rm, rv = tensor(running_mean), tensor(running_var)
     y = torch.nn.functional.batch_norm(tx, rm, rv, tw, tb, training=training, momentum=momentum, eps=eps)
+    if relu:
+        y = torch.relu(y)
     y.backward(tensor(grad_out))
     grads = [tx.grad.numpy()] + ([tw.grad.numpy(), tb.grad.numpy()] if weight is not None else [None, None])
     return y.detach().numpy(), grads, rm.numpy(), rv.numpy()
@@ -53,6 +57,47 @@ def test_batch_norm_matches_torch(shape, training, affine, dtype):
             assert actual is None, name
         else:
             assert_close(actual, reference, dtype, scale=8, name=name)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(9, 5), (3, 4, 5, 7)])
+def test_batch_norm_with_relu_matches_torch(shape, training, affine):
+    # relu(batch_norm(x)) in one op; its backward takes the output for ReLU's mask (about half the values
+    # are clamped: x is centred by the normalisation)
+    x, weight, bias, running_mean, running_var = _inputs(shape, np.float32, affine, seed=5)
+    grad_out = random_array(shape, np.float32, seed=12)
+    expected, expected_grads, expected_mean, expected_var = _torch_batch_norm(
+        x, weight, bias, running_mean, running_var, training, grad_out, relu=True)
+    y, mean, invstd = kernels.batch_norm(x, weight, bias, running_mean, running_var, training, activation="relu")
+    assert_close(y, expected, np.float32, scale=4, name="y")
+    assert 0.2 < np.mean(y == 0) < 0.8
+    assert_close(running_mean, expected_mean, np.float32, name="running_mean")
+    assert_close(running_var, expected_var, np.float32, name="running_var")
+    grads = kernels.batch_norm_backward(grad_out, x, weight, mean, invstd, training=training, output=y)
+    for name, actual, reference in zip(("grad_x", "grad_weight", "grad_bias"), grads, expected_grads):
+        if reference is None:
+            assert actual is None, name
+        else:
+            assert_close(actual, reference, np.float32, scale=8, name=name)
+
+
+def test_batch_norm_with_relu_keeps_nan_and_gradients_by_finite_differences():
+    x, weight, bias, running_mean, running_var = _inputs((5, 2, 3), np.float64, True, seed=9)
+    projection = random_array(x.shape, np.float64, seed=10)
+
+    def loss():
+        y, _, _ = kernels.batch_norm(x, weight, bias, running_mean.copy(), running_var.copy(), True,
+                                     activation="relu")
+        return float((y * projection).sum())
+    y, mean, invstd = kernels.batch_norm(x, weight, bias, running_mean.copy(), running_var.copy(), True,
+                                         activation="relu")
+    grads = kernels.batch_norm_backward(projection, x, weight, mean, invstd, True, output=y)
+    for analytic, variable in zip(grads, (x, weight, bias)):
+        assert_close(analytic, finite_difference_gradient(loss, variable), rtol=1e-6, atol=1e-8)
+    x[0, 0, 0] = np.nan
+    y, _, _ = kernels.batch_norm(x, None, None, running_mean, running_var, False, activation="relu")
+    assert np.isnan(y[0, 0, 0]) and np.all(y[~np.isnan(x)] >= 0)
 
 
 def test_saved_statistics():
@@ -113,3 +158,9 @@ def test_batch_norm_rejects_bad_input():
         kernels.batch_norm_backward(np.ones((4, 3), np.float32), x, None, c, c)
     with pytest.raises(ValueError, match=r"batch_norm_backward: saved_invstd must have shape \(3,\)"):
         kernels.batch_norm_backward(x, x, None, c, np.ones(2, np.float32))
+    with pytest.raises(ValueError, match=r"batch_norm: activation must be one of \(None, 'relu'\), got 'tanh'"):
+        kernels.batch_norm(x, None, None, None, None, True, activation="tanh")
+    with pytest.raises(ValueError, match=r"batch_norm_backward: output must have shape \(4, 3, 5\), got \(4, 3\)"):
+        kernels.batch_norm_backward(x, x, None, c, c, output=x[:, :, 0])
+    with pytest.raises(TypeError, match="batch_norm_backward: all arrays must share one dtype"):
+        kernels.batch_norm_backward(x, x, None, c, c, output=x.astype(np.float64))

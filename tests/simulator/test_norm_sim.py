@@ -54,3 +54,34 @@ def test_batch_norm_kernels_more_values_than_threads_and_no_running_stats():
     assert_close(mean, mean_ref, np.float32)
     assert_close(invstd, invstd_ref, np.float32)
     assert_close(y, cpu.normalise(x, mean_ref, invstd_ref, None, np.ones(2, np.float32)), np.float32)
+
+
+@pytest.mark.parametrize("shape,training,affine", [((7, 3), True, True), ((3, 2, 5, 3), True, False),
+                                                   ((4, 3, 6), False, True)])
+def test_batch_norm_kernels_with_relu_match_cpu(shape, training, affine):
+    # the fused ReLU: the forward clamps, both backward kernels mask the gradient by the output
+    from kernels.cpu import pointwise
+    channels = shape[1]
+    x = random_array(shape, seed=8, low=-2.0, high=3.0)
+    x.reshape(-1)[3] = np.nan   # kept by the forward, and passes its gradient on (as torch's ReLU)
+    grad_out = random_array(shape, seed=9)
+    weight = random_array((channels,), seed=10) if affine else None
+    bias = random_array((channels,), seed=11) if affine else None
+    running_mean = random_array((channels,), seed=12)
+    running_var = random_array((channels,), seed=13, low=0.5, high=2.0)
+    if training:
+        x.reshape(-1)[3] = 0.5   # (a NaN would make its channel's statistics NaN)
+    x3 = x.reshape(shape[0], channels, -1)
+    y, mean, invstd = kernels.batch_norm(x, weight, bias, running_mean.copy(), running_var.copy(), training,
+                                         activation="relu")
+    y_ref = pointwise.relu(cpu.normalise(x3, mean, invstd, weight, bias)).reshape(shape)
+    assert_close(y, y_ref, np.float32, name="y")
+    assert 0 < np.mean(y == 0) < 1 and (training or np.isnan(y.reshape(-1)[3]))
+    masked = pointwise.relu_backward(grad_out, y).reshape(x3.shape)
+    gx_ref, gw_ref, gb_ref = cpu.batch_norm_backward(masked, x3, weight, mean, invstd, training)
+    grad_x, grad_weight, grad_bias = kernels.batch_norm_backward(grad_out, x, weight, mean, invstd, training,
+                                                                 output=y)
+    assert_close(grad_x, gx_ref.reshape(shape), np.float32, scale=4, name="grad_x")
+    if affine:
+        assert_close(grad_weight, gw_ref, np.float32, scale=4, name="grad_weight")
+        assert_close(grad_bias, gb_ref, np.float32, scale=4, name="grad_bias")
