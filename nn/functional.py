@@ -294,7 +294,7 @@ def mse_loss(input, target, reduction="mean"):
     return squared.sum() if reduction == "sum" else squared.mean()
 
 
-from .functional_conv import (adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d,  # noqa: E402,F401
-                              max_pool2d)
+from .functional_conv import (adaptive_avg_pool2d, avg_pool2d, batch_norm, batch_norm_relu,  # noqa: E402,F401
+                              conv2d, max_pool2d)
 
 from .ctc import ctc_loss  # noqa: E402,F401

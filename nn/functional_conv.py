@@ -88,25 +88,40 @@ def adaptive_avg_pool2d(input, output_size):
 
 
 class _BatchNorm(_Op):
-    def forward(self, x, weight, bias, running_mean, running_var, training, momentum, eps):
+    def forward(self, x, weight, bias, running_mean, running_var, training, momentum, eps, relu=False):
         self._mark_present(x, weight, bias)
-        y, mean, invstd = kernels.batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps)
+        y, mean, invstd = kernels.batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                                             activation="relu" if relu else None)
         self.training = training
-        self.save_for_backward(x, weight, mean, invstd)
+        self.save_for_backward(x, weight, mean, invstd, y if relu else None)
         return y
 
     def backward(self, grad):
-        x, weight, mean, invstd = self.saved
-        grad_x, grad_w, grad_b = kernels.batch_norm_backward(grad, x, weight, mean, invstd, self.training)
+        x, weight, mean, invstd, relu_output = self.saved
+        grad_x, grad_w, grad_b = kernels.batch_norm_backward(grad, x, weight, mean, invstd, self.training,
+                                                             output=relu_output)
         if weight is None and self.present[2]:  # a bias without a weight: its gradient is the sum
+            if relu_output is not None:
+                grad = kernels.relu_backward(grad, relu_output)
             grad_b = kernels.reduce_sum(grad, axis=(0,) + tuple(range(2, grad.ndim)))
         return self.grads(grad_x, grad_w, grad_b)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
     """torch.nn.functional.batch_norm: the running statistics (arrays) are updated in place in training."""
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+                    eps=1e-5):
+    """relu(batch_norm(...)) in the batch norm's own passes, forward and backward (no torch name: nn.Sequential
+    runs a BatchNorm followed by a ReLU this way)."""
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu=True)
+
+
+def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu=False):
     running_mean = running_mean.data if isinstance(running_mean, Tensor) else running_mean
     running_var = running_var.data if isinstance(running_var, Tensor) else running_var
     return _BatchNorm.apply(_tensor(input), _tensor(weight, "weight"), _tensor(bias, "bias"),
                             running_mean=running_mean, running_var=running_var, training=bool(training),
-                            momentum=momentum, eps=eps)
+                            momentum=momentum, eps=eps, relu=relu)

@@ -193,6 +193,13 @@ class _BatchNorm(_Layer):
                 f"track_running_stats={self.track_running_stats}")
 
     def forward(self, x):
+        return self._normalise(x, F.batch_norm)
+
+    def forward_then_relu(self, x):
+        """relu(self(x)) in batch norm's own passes (nn.Sequential's path for a BatchNorm followed by a ReLU)."""
+        return self._normalise(x, F.batch_norm_relu)
+
+    def _normalise(self, x, batch_norm):
         c = self.num_features
         x = self._input(x, self.ranks, c, self.shapes.format(c=c))
         factor = 0.0 if self.momentum is None else self.momentum
@@ -202,9 +209,9 @@ class _BatchNorm(_Layer):
                 factor = 1.0 / float(self.num_batches_tracked)
         # eval mode normalises with the running statistics, unless there are none
         use_batch_stats = self.training or self.running_mean is None
-        return F.batch_norm(x, self.running_mean if not self.training or self.track_running_stats else None,
-                            self.running_var if not self.training or self.track_running_stats else None,
-                            self.weight, self.bias, use_batch_stats, factor, self.eps)
+        return batch_norm(x, self.running_mean if not self.training or self.track_running_stats else None,
+                          self.running_var if not self.training or self.track_running_stats else None,
+                          self.weight, self.bias, use_batch_stats, factor, self.eps)
 
 
 class BatchNorm1d(_BatchNorm):

@@ -61,3 +61,75 @@ def test_train_eval_zero_grad_and_buffers():
     assert all(p.grad is None for p in model.parameters())
     model[0].count = np.full(1, 5.0, np.float32)
     assert model.state_dict()["0.count"][0] == 5.0
+
+
+
+def _run_blocks(blocks, x, training, one_at_a_time=False):
+    """Output, input gradient and parameter gradients of a Sequential called as one (batch norm and ReLU
+    fused) or module by module (not fused)."""
+    blocks.train(training)
+    inputs = output = nn.Tensor(x, requires_grad=True)
+    if one_at_a_time:
+        for index in range(len(blocks)):
+            output = blocks[index](output)
+    else:
+        output = blocks(inputs)
+    (output * nn.Tensor(np.linspace(-1, 1, output.data.size).reshape(output.shape))).sum().backward()
+    return [output.data, inputs.grad.data] + [p.grad.data.copy() for p in blocks.parameters()]
+
+
+@pytest.fixture
+def fused_calls(monkeypatch):
+    """The relu flag of every batch norm op run (True: a ReLU fused into it)."""
+    from nn import functional_conv
+    calls, original = [], functional_conv._BatchNorm.forward
+
+    def counted(self, *args, relu=False, **options):
+        calls.append(relu)
+        return original(self, *args, relu=relu, **options)
+    monkeypatch.setattr(functional_conv._BatchNorm, "forward", counted)
+    return calls
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_sequential_runs_batch_norm_then_relu_fused_with_the_same_results(training, fused_calls):
+    # nn.Sequential hands a BatchNorm followed by a ReLU to batch norm's kernels in one op (the ReLU fused):
+    # outputs, gradients and running statistics equal those of the two modules run one after the other
+    x = np.random.default_rng(0).normal(size=(4, 2, 5, 5))
+
+    def blocks():
+        nn.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64), nn.BatchNorm2d(3, dtype=np.float64),
+                             nn.ReLU(), nn.Flatten(), nn.Linear(75, 2, dtype=np.float64))
+    fused, separate = blocks(), blocks()
+    results = _run_blocks(fused, x, training)
+    expected = _run_blocks(separate, x, training, one_at_a_time=True)
+    assert fused_calls == [True, False]
+    for actual, reference in zip(results, expected):
+        np.testing.assert_array_equal(actual, reference)
+    np.testing.assert_array_equal(fused[1].running_mean, separate[1].running_mean)
+    np.testing.assert_array_equal(fused[1].running_var, separate[1].running_var)
+
+
+class _LoggingBatchNorm(nn.BatchNorm1d):
+    def forward(self, x):   # overridden: Sequential must call it
+        return super().forward(x)
+
+
+class _ReLUSubclass(nn.ReLU):
+    pass
+
+
+@pytest.mark.parametrize("modules,fused", [
+    (lambda: [nn.BatchNorm1d(3), nn.ReLU()], [True]),
+    (lambda: [nn.BatchNorm1d(3), nn.ReLU(), nn.BatchNorm1d(3)], [True, False]),
+    (lambda: [_LoggingBatchNorm(3), nn.ReLU()], [False]),
+    (lambda: [nn.BatchNorm1d(3), _ReLUSubclass()], [False]),
+    (lambda: [nn.BatchNorm1d(3), nn.LeakyReLU()], [False]),
+    (lambda: [nn.ReLU(), nn.BatchNorm1d(3)], [False]),
+], ids=["bn-relu", "bn-relu-bn", "overridden-bn", "relu-subclass", "leaky", "relu-first"])
+def test_sequential_fuses_only_a_plain_relu_right_after_an_unmodified_batch_norm(modules, fused, fused_calls):
+    x = nn.Tensor(np.random.default_rng(1).normal(size=(6, 3)).astype(np.float32))
+    output = nn.Sequential(*modules())(x)
+    assert fused_calls == fused
+    assert output.shape == (6, 3)
