@@ -40,3 +40,37 @@ def test_batch_norm_on_gpu_matches_cpu(shape, training, affine):
         else:
             # fp32 sums of `count` terms of size ~1: allow ~1e-6 * count absolute.
             assert_close(actual, expected, np.float32, rtol=1e-3, atol=max(1e-4, 1e-6 * count), name=name)
+
+
+@pytest.mark.parametrize("shape,training", [((64, 64, 56, 57), True), ((32, 128, 26), False), ((16, 256, 8, 25), True)])
+def test_batch_norm_with_fused_relu_on_gpu_matches_cpu(shape, training):
+    """activation='relu' and backward(output=y) at real sizes; both sides mask with the GPU's output (a value
+    within rounding of 0 may fall on either side of it), and a NaN stays and passes its gradient on."""
+    import cupy
+    channels = shape[1]
+    x = random_array(shape, np.float64, seed=7, low=-2.0, high=3.0)
+    x.reshape(-1)[5] = np.nan if not training else 0.5   # (in training a NaN makes its channel's statistics NaN)
+    grad_out = random_array(shape, np.float64, seed=8)
+    weight = random_array((channels,), np.float64, seed=9)
+    bias = random_array((channels,), np.float64, seed=10)
+    running_mean = random_array((channels,), np.float64, seed=11)
+    running_var = random_array((channels,), np.float64, seed=12, low=0.5, high=2.0)
+
+    def gpu(a):
+        return cupy.asarray(a, dtype=cupy.float32)
+    y, mean, invstd = kernels.batch_norm(x, weight, bias, running_mean.copy(), running_var.copy(), training,
+                                         activation="relu")
+    y_gpu, mean_gpu, invstd_gpu = kernels.batch_norm(gpu(x), gpu(weight), gpu(bias), gpu(running_mean),
+                                                     gpu(running_var), training, activation="relu")
+    assert_close(y_gpu, y, np.float32, scale=8, name="y")
+    assert 0.2 < float((y_gpu == 0).mean()) < 0.8
+    if not training:
+        assert bool(cupy.isnan(y_gpu.reshape(-1)[5]))
+    mask = cupy.asnumpy(y_gpu).astype(np.float64)
+    grads = kernels.batch_norm_backward(grad_out, x, weight, mean, invstd, training, output=mask)
+    grads_gpu = kernels.batch_norm_backward(gpu(grad_out), gpu(x), gpu(weight), mean_gpu, invstd_gpu, training,
+                                            output=y_gpu)
+    count = x.size // channels
+    assert_close(grads_gpu[0], grads[0], np.float32, scale=8, name="grad_x")
+    for name, actual, expected in zip(("grad_weight", "grad_bias"), grads_gpu[1:], grads[1:]):
+        assert_close(actual, expected, np.float32, rtol=1e-3, atol=max(1e-4, 1e-6 * count), name=name)
