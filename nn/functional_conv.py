@@ -115,7 +115,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
                     eps=1e-5):
     """relu(batch_norm(...)) in the batch norm's own passes, forward and backward (no torch name: nn.Sequential
-    runs a BatchNorm followed by a ReLU this way)."""
+    runs a BatchNorm followed by a ReLU this way). The backward reads the returned output for ReLU's mask: do
+    not change its data in place before backward."""
     return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu=True)
 
 

@@ -234,15 +234,14 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def forward(self, x):
-        from .layers import ReLU, _BatchNorm
+        from .layers import fuses_with_relu
         modules = tuple(self._modules.values())
         index = 0
         while index < len(modules):
             module = modules[index]
             # a batch norm then a ReLU: the ReLU runs inside the batch norm's kernels, forward and backward
             # (the same values; one pass over the activations and two launches fewer)
-            if (isinstance(module, _BatchNorm) and type(module).forward is _BatchNorm.forward   # (not overridden)
-                    and index + 1 < len(modules) and type(modules[index + 1]) is ReLU):
+            if index + 1 < len(modules) and fuses_with_relu(module, modules[index + 1]):
                 x = module.forward_then_relu(x)
                 index += 2
             else:

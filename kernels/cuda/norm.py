@@ -72,8 +72,9 @@ def running_statistics_kernel(running_mean, running_var, mean_out, invstd_out, e
 
 
 # The normalise and backward kernels run without fastmath, as the ReLU kernels do (pointwise.py): a fused
-# ReLU keeps a NaN and passes its gradient on, as torch's does, and fastmath's no-NaN compare folding (or its
-# max.f32) would turn it into 0. They only multiply and add (FMAs are contracted either way).
+# ReLU keeps a NaN and passes its gradient on, as torch's does, which fastmath's no-NaN assumption would let
+# the compiler fold away, and its flush-to-zero let a negative denormal escape the clamp. They only multiply
+# and add (FMAs are contracted either way): denormals are the only numerical difference.
 @cached_jit
 def normalise_kernel(x, mean, invstd, weight, bias, y, channels, length, affine, relu):
     i = cuda.grid(1)

@@ -100,6 +100,21 @@ def test_batch_norm_with_relu_keeps_nan_and_gradients_by_finite_differences():
     assert np.isnan(y[0, 0, 0]) and np.all(y[~np.isnan(x)] >= 0)
 
 
+def test_batch_norm_with_relu_passes_nan_and_inf_as_torch_in_eval():
+    x, weight, bias, running_mean, running_var = _inputs((4, 3, 5), np.float64, True, seed=13)
+    x[0, 0, 0], x[1, 1, 1], x[2, 2, 2] = np.nan, np.inf, -np.inf
+    grad_out = random_array(x.shape, np.float64, seed=14)
+    expected, expected_grads, _, _ = _torch_batch_norm(x, weight, bias, running_mean, running_var, False, grad_out,
+                                                       relu=True)
+    y, mean, invstd = kernels.batch_norm(x, weight, bias, running_mean, running_var, False, activation="relu")
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+    assert_close(y, expected, np.float64)
+    with np.errstate(invalid="ignore"):   # (inf * 0 in grad_weight's sum: NaN, as torch's)
+        grads = kernels.batch_norm_backward(grad_out, x, weight, mean, invstd, False, output=y)
+    for name, actual, reference in zip(("grad_x", "grad_weight", "grad_bias"), grads, expected_grads):
+        assert_close(actual, reference, np.float64, name=name)   # (NaN where torch has NaN: equal)
+
+
 def test_saved_statistics():
     x, _, _, running_mean, running_var = _inputs((5, 3, 4), np.float64, False)
     _, mean, invstd = kernels.batch_norm(x, None, None, None, None, True, eps=1e-4)

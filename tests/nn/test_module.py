@@ -74,7 +74,8 @@ def _run_blocks(blocks, x, training, one_at_a_time=False):
             output = blocks[index](output)
     else:
         output = blocks(inputs)
-    (output * nn.Tensor(np.linspace(-1, 1, output.data.size).reshape(output.shape))).sum().backward()
+    projection = np.linspace(-1, 1, output.data.size, dtype=output.data.dtype).reshape(output.shape)
+    (output * nn.Tensor(projection)).sum().backward()
     return [output.data, inputs.grad.data] + [p.grad.data.copy() for p in blocks.parameters()]
 
 
@@ -91,24 +92,47 @@ def fused_calls(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("training", [True, False])
-def test_sequential_runs_batch_norm_then_relu_fused_with_the_same_results(training, fused_calls):
+BATCH_NORM_CASES = {   # name: (batch norm, input shape, dtype, what else differs)
+    "2d": (lambda d: nn.BatchNorm2d(3, dtype=d), (4, 3, 5, 5), np.float64, {}),
+    "2d-float32": (lambda d: nn.BatchNorm2d(3, dtype=d), (4, 3, 5, 5), np.float32, {}),
+    "1d-nc": (lambda d: nn.BatchNorm1d(3, dtype=d), (6, 3), np.float64, {}),
+    "1d-ncl": (lambda d: nn.BatchNorm1d(3, momentum=None, dtype=d), (4, 3, 7), np.float64, {}),
+    "no-affine": (lambda d: nn.BatchNorm2d(3, affine=False, dtype=d), (4, 3, 5, 5), np.float64, {}),
+    "bias-without-weight": (lambda d: nn.BatchNorm2d(3, dtype=d), (4, 3, 5, 5), np.float64, {"weight": None}),
+    "no-running-stats": (lambda d: nn.BatchNorm2d(3, track_running_stats=False, dtype=d), (4, 3, 5, 5), np.float64,
+                         {}),
+}
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("case", BATCH_NORM_CASES)
+def test_sequential_runs_batch_norm_then_relu_fused_with_the_same_results(case, training, fused_calls):
     # nn.Sequential hands a BatchNorm followed by a ReLU to batch norm's kernels in one op (the ReLU fused):
-    # outputs, gradients and running statistics equal those of the two modules run one after the other
-    x = np.random.default_rng(0).normal(size=(4, 2, 5, 5))
+    # outputs, gradients and buffers equal those of the two modules run one after the other, bit for bit
+    make, shape, dtype, changes = BATCH_NORM_CASES[case]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=shape).astype(dtype)
 
     def blocks():
+        batch_norm = make(dtype)
+        if batch_norm.affine:   # (random, and the bias away from 0: the ReLU clamps part of the values)
+            batch_norm.weight.data[...] = np.random.default_rng(1).uniform(0.5, 1.5, 3)
+            batch_norm.bias.data[...] = np.random.default_rng(2).uniform(-0.5, 0.5, 3)
+        if batch_norm.running_mean is not None:
+            batch_norm.running_mean[...] = np.random.default_rng(3).normal(size=3)
+            batch_norm.running_var[...] = np.random.default_rng(4).uniform(0.5, 2.0, 3)
+        if "weight" in changes:
+            batch_norm.weight = None
         nn.manual_seed(0)
-        return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64), nn.BatchNorm2d(3, dtype=np.float64),
-                             nn.ReLU(), nn.Flatten(), nn.Linear(75, 2, dtype=np.float64))
+        return nn.Sequential(batch_norm, nn.ReLU(), nn.Flatten(), nn.Linear(int(np.prod(shape[1:])), 2, dtype=dtype))
     fused, separate = blocks(), blocks()
     results = _run_blocks(fused, x, training)
     expected = _run_blocks(separate, x, training, one_at_a_time=True)
     assert fused_calls == [True, False]
-    for actual, reference in zip(results, expected):
-        np.testing.assert_array_equal(actual, reference)
-    np.testing.assert_array_equal(fused[1].running_mean, separate[1].running_mean)
-    np.testing.assert_array_equal(fused[1].running_var, separate[1].running_var)
+    for index, (actual, reference) in enumerate(zip(results, expected)):
+        np.testing.assert_array_equal(actual, reference, err_msg=f"result {index}")
+    for (name, actual), reference in zip(fused[0].named_buffers(), [b for _, b in separate[0].named_buffers()]):
+        np.testing.assert_array_equal(actual, reference, err_msg=name)
 
 
 class _LoggingBatchNorm(nn.BatchNorm1d):
@@ -133,3 +157,21 @@ def test_sequential_fuses_only_a_plain_relu_right_after_an_unmodified_batch_norm
     output = nn.Sequential(*modules())(x)
     assert fused_calls == fused
     assert output.shape == (6, 3)
+
+
+@pytest.mark.parametrize("where", ["batch norm instance", "relu instance", "batch norm class", "relu class"])
+def test_a_forward_replaced_by_the_user_is_called_not_fused(where, fused_calls, monkeypatch):
+    # (as when debugging or profiling: module(x) would call the replacement, so Sequential must too)
+    from nn import layers
+    blocks = nn.Sequential(nn.BatchNorm1d(3), nn.ReLU())
+    seen = []
+    target = {"batch norm instance": blocks[0], "relu instance": blocks[1],
+              "batch norm class": layers._BatchNorm, "relu class": nn.ReLU}[where]
+    original = target.forward
+
+    def replaced(*args):
+        seen.append(where)
+        return original(*args)
+    monkeypatch.setattr(target, "forward", replaced)
+    blocks(nn.Tensor(np.random.default_rng(1).normal(size=(6, 3)).astype(np.float32)))
+    assert seen == [where] and fused_calls == [False]
