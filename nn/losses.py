@@ -1,4 +1,5 @@
-"""Loss modules with torch.nn's arguments: CrossEntropyLoss and MSELoss (CTCLoss lives in ctc.py)."""
+"""Loss modules with torch.nn's arguments: CrossEntropyLoss, NLLLoss, BCEWithLogitsLoss, MSELoss, L1Loss and
+SmoothL1Loss (CTCLoss lives in ctc.py). The deprecated size_average and reduce arguments are not taken."""
 import numpy as np
 
 from kernels import backend
@@ -15,6 +16,26 @@ def _check_reduction(loss, reduction):
         raise ValueError(f"{loss}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
+def _as_buffer(weight):
+    """A weight argument (Tensor, array, list or None) as the array kept in a buffer (lists: float32)."""
+    if isinstance(weight, Tensor):
+        weight = weight.data
+    if weight is not None and not backend.is_array(weight):
+        weight = np.asarray(weight, dtype=np.float32)
+    return weight
+
+
+def _buffer_for(loss, name, buffer, input):
+    """A weight buffer in the input's dtype; a buffer on another device than the input is an error."""
+    if buffer is None:
+        return None
+    input_data = input.data if isinstance(input, Tensor) else input
+    if backend.is_gpu_array(buffer) != backend.is_gpu_array(input_data):
+        raise ValueError(f"{loss}: {name} is on {'cuda' if backend.is_gpu_array(buffer) else 'cpu'} "
+                         f"but the input is not; move the loss with .to(device)")
+    return buffer if buffer.dtype == input_data.dtype else buffer.astype(input_data.dtype)
+
+
 class CrossEntropyLoss(Module):
     """Logits (N, C[, d...]) and class indices (N[, d...]); `weight` (C,) is kept as a buffer, as in torch."""
 
@@ -23,25 +44,14 @@ class CrossEntropyLoss(Module):
         _check_reduction("CrossEntropyLoss", reduction)
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing!r}")
-        if isinstance(weight, Tensor):
-            weight = weight.data
-        if weight is not None and not backend.is_array(weight):
-            weight = np.asarray(weight, dtype=np.float32)
-        self.register_buffer("weight", weight)
+        self.register_buffer("weight", _as_buffer(weight))
         self.ignore_index, self.reduction, self.label_smoothing = ignore_index, reduction, label_smoothing
 
     def extra_repr(self):
         return f"reduction={self.reduction!r}, ignore_index={self.ignore_index}, label_smoothing={self.label_smoothing}"
 
     def forward(self, input, target):
-        weight = self.weight
-        if weight is not None:
-            input_data = input.data if isinstance(input, Tensor) else input
-            if backend.is_gpu_array(weight) != backend.is_gpu_array(input_data):
-                raise ValueError(f"CrossEntropyLoss: weight is on {'cuda' if backend.is_gpu_array(weight) else 'cpu'} "
-                                 f"but the input is not; move the loss with .to(device)")
-            if weight.dtype != input_data.dtype:
-                weight = weight.astype(input_data.dtype)
+        weight = _buffer_for("CrossEntropyLoss", "weight", self.weight, input)
         return F.cross_entropy(input, target, weight, self.ignore_index, self.reduction, self.label_smoothing)
 
 
@@ -56,3 +66,67 @@ class MSELoss(Module):
 
     def forward(self, input, target):
         return F.mse_loss(input, target, self.reduction)
+
+
+class NLLLoss(Module):
+    """Log-probabilities (N, C[, d...]) and class indices (N[, d...]); `weight` (C,) is a buffer, as in torch."""
+
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean"):
+        super().__init__()
+        _check_reduction("NLLLoss", reduction)
+        self.register_buffer("weight", _as_buffer(weight))
+        self.ignore_index, self.reduction = ignore_index, reduction
+
+    def extra_repr(self):
+        return f"reduction={self.reduction!r}, ignore_index={self.ignore_index}"
+
+    def forward(self, input, target):
+        weight = _buffer_for("NLLLoss", "weight", self.weight, input)
+        return F.nll_loss(input, target, weight, self.ignore_index, self.reduction)
+
+
+class BCEWithLogitsLoss(Module):
+    """Logits and float targets of one shape; `weight` and `pos_weight` are buffers, as in torch."""
+
+    def __init__(self, weight=None, reduction="mean", pos_weight=None):
+        super().__init__()
+        _check_reduction("BCEWithLogitsLoss", reduction)
+        self.register_buffer("weight", _as_buffer(weight))
+        self.register_buffer("pos_weight", _as_buffer(pos_weight))
+        self.reduction = reduction
+
+    def extra_repr(self):
+        return f"reduction={self.reduction!r}"
+
+    def forward(self, input, target):
+        weight = _buffer_for("BCEWithLogitsLoss", "weight", self.weight, input)
+        pos_weight = _buffer_for("BCEWithLogitsLoss", "pos_weight", self.pos_weight, input)
+        return F.binary_cross_entropy_with_logits(input, target, weight, self.reduction, pos_weight)
+
+
+class L1Loss(Module):
+    def __init__(self, reduction="mean"):
+        super().__init__()
+        _check_reduction("L1Loss", reduction)
+        self.reduction = reduction
+
+    def extra_repr(self):
+        return f"reduction={self.reduction!r}"
+
+    def forward(self, input, target):
+        return F.l1_loss(input, target, self.reduction)
+
+
+class SmoothL1Loss(Module):
+    def __init__(self, reduction="mean", beta=1.0):
+        super().__init__()
+        _check_reduction("SmoothL1Loss", reduction)
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
+            raise ValueError(f"SmoothL1Loss: beta must be a number >= 0, got {beta!r}")
+        self.reduction, self.beta = reduction, beta
+
+    def extra_repr(self):
+        return f"reduction={self.reduction!r}, beta={self.beta}"
+
+    def forward(self, input, target):
+        return F.smooth_l1_loss(input, target, self.reduction, self.beta)
