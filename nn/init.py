@@ -4,6 +4,7 @@ Linear and Conv2d weights: kaiming_uniform_(a=sqrt(5)), i.e. U(-1/sqrt(fan_in), 
 their biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in)). Values are drawn on the CPU (so a seed gives the
 same numbers on every device) and written into the tensor where it lives.
 `nn.manual_seed(seed)` reseeds the generator used here and by dropout.
+Like torch.nn.init, these write into `tensor.data` outside autograd (torch runs them under no_grad).
 """
 import math
 
@@ -73,9 +74,16 @@ def ones_(tensor):
     return tensor
 
 
+_LINEAR = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+           "sigmoid")
+
+
 def calculate_gain(nonlinearity, param=None):
-    if nonlinearity in ("linear", "conv2d", "sigmoid"):
+    """torch.nn.init.calculate_gain: the gain that keeps activations' variance through `nonlinearity`."""
+    if nonlinearity in _LINEAR:
         return 1.0
+    if nonlinearity == "selu":
+        return 3.0 / 4
     if nonlinearity == "tanh":
         return 5.0 / 3
     if nonlinearity == "relu":
@@ -86,14 +94,81 @@ def calculate_gain(nonlinearity, param=None):
     raise ValueError(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}")
 
 
-def kaiming_uniform_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
-    """U(-bound, bound) with bound = gain * sqrt(3 / fan), as torch.nn.init.kaiming_uniform_."""
+def _kaiming_std(op, tensor, a, mode, nonlinearity):
     if mode not in ("fan_in", "fan_out"):
-        raise ValueError(f"kaiming_uniform_: mode must be 'fan_in' or 'fan_out', got {mode!r}")
+        raise ValueError(f"{op}: mode must be 'fan_in' or 'fan_out', got {mode!r}")
     fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
     fan = fan_in if mode == "fan_in" else fan_out
-    bound = calculate_gain(nonlinearity, a) * math.sqrt(3.0 / fan)
+    return calculate_gain(nonlinearity, a) / math.sqrt(fan)
+
+
+def kaiming_uniform_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
+    """U(-bound, bound) with bound = gain * sqrt(3 / fan), as torch.nn.init.kaiming_uniform_."""
+    bound = math.sqrt(3.0) * _kaiming_std("kaiming_uniform_", tensor, a, mode, nonlinearity)
     return uniform_(tensor, -bound, bound, generator)
+
+
+def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
+    """N(0, std^2) with std = gain / sqrt(fan), as torch.nn.init.kaiming_normal_."""
+    return normal_(tensor, 0.0, _kaiming_std("kaiming_normal_", tensor, a, mode, nonlinearity), generator)
+
+
+def _xavier_std(tensor, gain):
+    fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
+    return gain * math.sqrt(2.0 / (fan_in + fan_out))
+
+
+def xavier_uniform_(tensor, gain=1.0, generator=None):
+    """U(-a, a) with a = gain * sqrt(6 / (fan_in + fan_out)) (Glorot), as torch.nn.init.xavier_uniform_."""
+    bound = math.sqrt(3.0) * _xavier_std(tensor, gain)
+    return uniform_(tensor, -bound, bound, generator)
+
+
+def xavier_normal_(tensor, gain=1.0, generator=None):
+    """N(0, std^2) with std = gain * sqrt(2 / (fan_in + fan_out)), as torch.nn.init.xavier_normal_."""
+    return normal_(tensor, 0.0, _xavier_std(tensor, gain), generator)
+
+
+def constant_(tensor, val):
+    tensor.data[...] = val
+    return tensor
+
+
+def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
+    """N(mean, std^2) restricted to [a, b] (a, b are absolute bounds, as in torch), drawn as torch does: the
+    inverse normal CDF of values uniform between the CDFs of the bounds, then clamped to [a, b]."""
+    from scipy.special import erfinv   # (SciPy comes with scikit-learn, a dependency)
+    if not a < b:
+        raise ValueError(f"trunc_normal_: the lower bound a must be below b, got a={a!r}, b={b!r}")
+
+    def normal_cdf(x):
+        return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
+
+    generator = generator or _generator
+    low, high = normal_cdf((a - mean) / std), normal_cdf((b - mean) / std)
+    values = erfinv(generator.uniform(2 * low - 1, 2 * high - 1, size=tensor.shape)) * (std * math.sqrt(2.0)) + mean
+    return _fill(tensor, np.clip(values, a, b))
+
+
+def orthogonal_(tensor, gain=1.0, generator=None):
+    """A (semi-)orthogonal matrix times `gain`, as torch.nn.init.orthogonal_: the Q of the QR decomposition
+    of a Gaussian (rows, numel / rows) matrix (transposed when wider than tall), its columns' signs fixed by
+    R's diagonal so that Q is uniformly distributed; trailing dims are flattened."""
+    if tensor.ndim < 2:
+        raise ValueError(f"orthogonal_: needs a tensor with at least 2 dims, got shape {tuple(tensor.shape)}")
+    rows = tensor.shape[0]
+    if rows == 0 or tensor.data.size == 0:
+        return tensor
+    columns = tensor.data.size // rows
+    generator = generator or _generator
+    flattened = generator.normal(0.0, 1.0, size=(rows, columns))
+    if rows < columns:
+        flattened = flattened.T
+    q, r = np.linalg.qr(flattened)
+    q *= np.sign(np.diag(r))
+    if rows < columns:
+        q = q.T
+    return _fill(tensor, (gain * q).reshape(tensor.shape))
 
 
 def default_weight_and_bias_(weight, bias):

@@ -1,5 +1,6 @@
-"""Learning-rate schedules with torch.optim.lr_scheduler's rules (StepLR, CosineAnnealingLR), and
-CosineAnnealingLR with a linear warm-up over the first epoch (WarmupCosineAnnealingLR, not in torch).
+"""Learning-rate schedules with torch.optim.lr_scheduler's rules (StepLR, MultiStepLR, ExponentialLR,
+LinearLR, LambdaLR, CosineAnnealingLR, ReduceLROnPlateau), and CosineAnnealingLR with a linear warm-up over
+the first epoch (WarmupCosineAnnealingLR, not in torch). step() takes no epoch (torch's is deprecated).
 
 As in torch, a scheduler records each group's starting lr as 'initial_lr', sets the lr for epoch 0
 when it is built, and each step() moves to the next epoch, updating the lr from the current one
@@ -11,9 +12,14 @@ captured with nn.capture takes effect at the next replay. Step the scheduler out
 function: Python inside it runs only once, while capturing.
 """
 import math
+import types
+from collections import Counter
 
 
 class LRScheduler:
+    _is_initial = False                   # True during the step made by __init__ (as torch's)
+    _get_lr_called_within_step = False   # torch's flag for a warning; kept so that the state-dict keys are torch's
+
     def __init__(self, optimizer, last_epoch=-1):
         self.optimizer = optimizer
         name = type(self).__name__
@@ -27,7 +33,11 @@ class LRScheduler:
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
         self._step_count = 0
-        self.step()
+        self._is_initial = True
+        try:
+            self.step()
+        finally:
+            self._is_initial = False
 
     def get_lr(self):  # pragma: no cover - subclasses define it
         raise NotImplementedError
@@ -35,7 +45,11 @@ class LRScheduler:
     def step(self):
         self._step_count += 1
         self.last_epoch += 1
-        lrs = self.get_lr()
+        self._get_lr_called_within_step = True
+        try:
+            lrs = self.get_lr()
+        finally:
+            self._get_lr_called_within_step = False
         for group, lr in zip(self.optimizer.param_groups, lrs):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
@@ -46,11 +60,15 @@ class LRScheduler:
 
     def state_dict(self):
         """Everything but the optimizer, as torch keeps it."""
-        return {key: (list(value) if isinstance(value, list) else value)
-                for key, value in self.__dict__.items() if key != "optimizer"}
+        return {key: _copy(value) for key, value in self.__dict__.items() if key != "optimizer"}
 
     def load_state_dict(self, state_dict):
         self.__dict__.update({key: value for key, value in state_dict.items() if key != "optimizer"})
+
+
+def _copy(value):
+    """Lists and dicts (milestone counts) copied, so that a state dict does not change with the scheduler."""
+    return list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
 
 
 def _positive_int(scheduler, name, value):
@@ -58,13 +76,17 @@ def _positive_int(scheduler, name, value):
         raise ValueError(f"{scheduler}: {name} must be a positive integer, got {value!r}")
 
 
+def _check_gamma(scheduler, gamma):
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not math.isfinite(gamma) or gamma < 0:
+        raise ValueError(f"{scheduler}: gamma must be a finite number >= 0, got {gamma!r}")
+
+
 class StepLR(LRScheduler):
     """lr = initial_lr * gamma ** (epoch // step_size)."""
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
         _positive_int("StepLR", "step_size", step_size)
-        if not isinstance(gamma, (int, float)) or not math.isfinite(gamma) or gamma < 0:
-            raise ValueError(f"StepLR: gamma must be a finite number >= 0, got {gamma!r}")
+        _check_gamma("StepLR", gamma)
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer, last_epoch)
 
@@ -73,6 +95,98 @@ class StepLR(LRScheduler):
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
             return lrs
         return [lr * self.gamma for lr in lrs]
+
+
+class MultiStepLR(LRScheduler):
+    """lr multiplied by gamma at each milestone epoch (by gamma ** n at a milestone listed n times)."""
+
+    def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
+        milestones = list(milestones)
+        if not all(isinstance(m, int) and not isinstance(m, bool) for m in milestones):
+            raise ValueError(f"MultiStepLR: milestones must be integer epochs, got {milestones!r}")
+        _check_gamma("MultiStepLR", gamma)
+        self.milestones, self.gamma = Counter(milestones), gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
+        if self.last_epoch not in self.milestones:
+            return lrs
+        return [lr * self.gamma ** self.milestones[self.last_epoch] for lr in lrs]
+
+
+class ExponentialLR(LRScheduler):
+    """lr multiplied by gamma every epoch."""
+
+    def __init__(self, optimizer, gamma, last_epoch=-1):
+        _check_gamma("ExponentialLR", gamma)
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
+        if self._is_initial:  # the step made when built (or resumed) keeps the lrs as they are
+            return lrs
+        return [lr * self.gamma for lr in lrs]
+
+
+class LinearLR(LRScheduler):
+    """lr = initial_lr times a factor going linearly from start_factor (epoch 0) to end_factor (epoch
+    total_iters), then constant; each step multiplies the current lr by the ratio of successive factors."""
+
+    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1):
+        if isinstance(start_factor, bool) or not isinstance(start_factor, (int, float)) or not 0 < start_factor <= 1:
+            raise ValueError(f"LinearLR: start_factor must be in (0, 1], got {start_factor!r}")
+        if isinstance(end_factor, bool) or not isinstance(end_factor, (int, float)) or not 0 <= end_factor <= 1:
+            raise ValueError(f"LinearLR: end_factor must be in [0, 1], got {end_factor!r}")
+        if isinstance(total_iters, bool) or not isinstance(total_iters, int) or total_iters < 0:
+            raise ValueError(f"LinearLR: total_iters must be an integer >= 0, got {total_iters!r}")
+        self.start_factor, self.end_factor, self.total_iters = start_factor, end_factor, total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
+        if self.last_epoch == 0:
+            return [lr * self.start_factor for lr in lrs]
+        if self._is_initial or self.last_epoch > self.total_iters:
+            return lrs
+        change = self.end_factor - self.start_factor
+        ratio = 1.0 + change / (self.total_iters * self.start_factor + (self.last_epoch - 1) * change)
+        return [lr * ratio for lr in lrs]
+
+
+class LambdaLR(LRScheduler):
+    """lr = initial_lr * lr_lambda(epoch), one function for all groups or one per group. As in torch, the
+    state dict keeps the attributes of callable objects among them, not functions or lambdas."""
+
+    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+        groups = len(optimizer.param_groups)
+        if isinstance(lr_lambda, (list, tuple)):
+            if len(lr_lambda) != groups:
+                raise ValueError(f"LambdaLR: expected {groups} lr_lambdas (one per param group), got {len(lr_lambda)}")
+            self.lr_lambdas = list(lr_lambda)
+        else:
+            self.lr_lambdas = [lr_lambda] * groups
+        if not all(callable(fn) for fn in self.lr_lambdas):
+            raise TypeError(f"LambdaLR: lr_lambda must be a function of the epoch, got {lr_lambda!r}")
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [base * fn(self.last_epoch) for fn, base in zip(self.lr_lambdas, self.base_lrs)]
+
+    def state_dict(self):
+        state = {key: _copy(value) for key, value in self.__dict__.items() if key not in ("optimizer", "lr_lambdas")}
+        state["lr_lambdas"] = [None if isinstance(fn, types.FunctionType) else dict(fn.__dict__)
+                               for fn in self.lr_lambdas]
+        return state
+
+    def load_state_dict(self, state_dict):
+        state = dict(state_dict)
+        lr_lambdas = state.pop("lr_lambdas")
+        super().load_state_dict(state)
+        for fn, saved in zip(self.lr_lambdas, lr_lambdas):
+            if saved is not None:
+                fn.__dict__.update(saved)
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -114,3 +228,79 @@ class WarmupCosineAnnealingLR(CosineAnnealingLR):
         factor = (batch + 1) / batches
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
+
+
+class ReduceLROnPlateau(LRScheduler):
+    """Multiply each group's lr by `factor` (not below its min_lr, and only by more than eps) once the metric
+    passed to step(metric) has not improved for more than `patience` steps; then wait `cooldown` steps
+    before counting again. An improvement beats the best value by `threshold`, relative ('rel') or
+    absolute ('abs'), downwards (mode 'min') or upwards ('max'). Stepped with a metric, not per epoch."""
+
+    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
+                 cooldown=0, min_lr=0, eps=1e-8):
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor < 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor must be a number below 1.0, got {factor!r}")
+        self.factor = factor
+        self.optimizer = optimizer
+        groups = len(optimizer.param_groups)
+        if isinstance(min_lr, (list, tuple)):
+            if len(min_lr) != groups:
+                raise ValueError(f"ReduceLROnPlateau: expected {groups} min_lrs (one per param group), "
+                                 f"got {len(min_lr)}")
+            self.default_min_lr, self.min_lrs = None, list(min_lr)
+        else:
+            self.default_min_lr, self.min_lrs = min_lr, [min_lr] * groups
+        self.patience, self.cooldown, self.eps = patience, cooldown, eps
+        self.last_epoch = 0
+        self._last_lr = [group["lr"] for group in optimizer.param_groups]
+        self._init_is_better(mode, threshold, threshold_mode)
+        self.best, self.cooldown_counter, self.num_bad_epochs = self.mode_worse, 0, 0
+
+    def _init_is_better(self, mode, threshold, threshold_mode):
+        if mode not in ("min", "max"):
+            raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
+        self.mode_worse = math.inf if mode == "min" else -math.inf
+        self.mode, self.threshold, self.threshold_mode = mode, threshold, threshold_mode
+
+    def _is_better(self, value, best):
+        if self.mode == "min":
+            return value < (best * (1.0 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold)
+        return value > (best * (self.threshold + 1.0) if self.threshold_mode == "rel" else best + self.threshold)
+
+    @property
+    def in_cooldown(self):
+        return self.cooldown_counter > 0
+
+    def step(self, metrics):
+        current = float(metrics)   # a number or a 0-d Tensor (this reads a GPU value on the host)
+        self.last_epoch += 1
+        if self._is_better(current, self.best):
+            self.best, self.num_bad_epochs = current, 0
+        else:
+            self.num_bad_epochs += 1
+        if self.in_cooldown:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0   # bad epochs in the cooldown do not count
+        if self.num_bad_epochs > self.patience:
+            self._reduce_lr()
+            self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _reduce_lr(self):
+        groups = self.optimizer.param_groups
+        if len(groups) != len(self.min_lrs):
+            if self.default_min_lr is None:
+                raise RuntimeError(f"ReduceLROnPlateau: the optimizer has {len(groups)} param groups but "
+                                   f"min_lrs has {len(self.min_lrs)}; set min_lrs to one value per group")
+            self.min_lrs = [self.default_min_lr] * len(groups)
+        for group, min_lr in zip(groups, self.min_lrs):
+            old_lr = float(group["lr"])
+            new_lr = max(old_lr * self.factor, min_lr)
+            if old_lr - new_lr > self.eps:
+                group["lr"] = new_lr
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self._init_is_better(self.mode, self.threshold, self.threshold_mode)

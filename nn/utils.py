@@ -1,6 +1,7 @@
-"""Gradient utilities: clip_grad_norm_ as torch.nn.utils has it."""
+"""Gradient utilities: clip_grad_norm_ and clip_grad_value_ as torch.nn.utils has them."""
 import functools
 import math
+import numbers
 import operator
 
 import numpy as np
@@ -10,7 +11,31 @@ from kernels import backend
 from .tensor import Tensor
 
 
-def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
+def _gradient_arrays(parameters):
+    """The gradients of `parameters` (skipping those without one) as arrays to work on in place: with an
+    optimizer made with flat=True whose group is exactly these parameters, that group's one gradient buffer."""
+    grads = [p.grad.data for p in parameters if p.grad is not None]
+    slot = getattr(parameters[0], "_grad_slot", None) if parameters else None
+    packed = slot[2]() if slot is not None else None
+    if packed is not None and packed.gradients_in_place(parameters):
+        grads = [packed.grad_buffer]   # an optimizer with flat=True: all the gradients, as one array
+    return grads
+
+
+def clip_grad_value_(parameters, clip_value, foreach=None):
+    """Clamp the gradients of `parameters` in place to [-clip_value, clip_value], as torch.nn.utils does (a
+    NaN stays NaN). Returns None. With Adam/SGD(flat=True), whose gradients share one buffer, one clip runs
+    over that buffer. `foreach` is taken for torch's signature: there is one implementation here."""
+    if isinstance(clip_value, bool) or not isinstance(clip_value, numbers.Real):
+        raise TypeError(f"clip_grad_value_: clip_value must be a number, got {type(clip_value).__name__}")
+    parameters = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    clip_value = float(clip_value)
+    for g in _gradient_arrays(parameters):
+        xp = backend.array_module(g)
+        xp.clip(g, g.dtype.type(-clip_value), g.dtype.type(clip_value), out=g)
+
+
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None):
     """Scale the gradients of `parameters` in place so that their joint norm is at most `max_norm`.
 
     Returns the joint norm before clipping as a 0-d Tensor on the gradients' device, like torch. Like
@@ -19,14 +44,11 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     (nn.capture), unless error_if_nonfinite asks to look at the norm on the host. (On the GPU the
     per-parameter sums are added one by one: cupy.stack of many arrays copies a pointer table from
     the host, which a captured step refuses. With Adam(flat=True), whose gradients share one buffer,
-    the norm and the scale run once over that buffer.)
+    the norm and the scale run once over that buffer.) `foreach` is taken for torch's signature: there
+    is one implementation here.
     """
     parameters = [parameters] if isinstance(parameters, Tensor) else list(parameters)
-    grads = [p.grad.data for p in parameters if p.grad is not None]
-    slot = getattr(parameters[0], "_grad_slot", None) if parameters else None
-    packed = slot[2]() if slot is not None else None
-    if packed is not None and packed.gradients_in_place(parameters):
-        grads = [packed.grad_buffer]   # an optimizer with flat=True: all the gradients, as one array
+    grads = _gradient_arrays(parameters)
     max_norm, norm_type = float(max_norm), float(norm_type)
     if not grads:
         return Tensor(np.zeros((), np.float32))
