@@ -1,9 +1,11 @@
 """Module: parameters, buffers and submodules registered by attribute assignment, as in PyTorch.
 
 state_dict keys and shapes follow PyTorch's (`features.0.weight`, `bn.running_mean`, ...), so a
-PyTorch model's state dict loads into the matching model here and back.
+PyTorch model's state dict loads into the matching model here and back. Traversal, conversion and the
+containers (Sequential, ModuleList, ModuleDict) follow torch.nn's names, arguments and orders.
 """
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -22,6 +24,21 @@ class Parameter(Tensor):
         return "Parameter" + super().__repr__()[len("Tensor"):]
 
 
+class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
+    """load_state_dict's result, as torch's; also readable as result["missing_keys"] (it was a dict)."""
+    __slots__ = ()
+
+    def __repr__(self):
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return super().__repr__()
+
+    __str__ = __repr__
+
+    def __getitem__(self, key):
+        return getattr(self, key) if isinstance(key, str) and key in self._fields else super().__getitem__(key)
+
+
 class Module:
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -33,20 +50,24 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
-        if name in self._buffers and (value is None or backend.is_array(value)):
-            self._buffers[name] = value  # e.g. BatchNorm's running statistics
+        if isinstance(value, (Parameter, Module)):   # registers the name, in its old place if it had one
+            target = self._parameters if isinstance(value, Parameter) else self._modules
+            for table in (self._parameters, self._buffers, self._modules, self.__dict__):
+                if table is not target:
+                    table.pop(name, None)
+            target[name] = value
             return
-        if name in self._parameters and value is None:
-            self._parameters[name] = None
-            return
-        for table in (self._parameters, self._buffers, self._modules):
-            table.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._modules[name] = value
-        else:
-            object.__setattr__(self, name, value)
+        for table, kind, expected, fits in (
+                (self._parameters, "parameter", "a Parameter or None", value is None),
+                (self._buffers, "buffer", "an array or None", value is None or backend.is_array(value)),
+                (self._modules, "submodule", "a Module or None", value is None)):
+            if name in table:   # a registered name keeps its kind: None marks it absent (bias=False)
+                if not fits:
+                    raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} to {kind} "
+                                    f"{name!r} ({expected} expected)")
+                table[name] = value
+                return
+        object.__setattr__(self, name, value)
 
     def __getattr__(self, name):
         for table in ("_parameters", "_buffers", "_modules"):
@@ -62,46 +83,97 @@ class Module:
                 return
         object.__delattr__(self, name)
 
+    def _check_name(self, name, kind, table):
+        where = type(self).__name__
+        if not isinstance(name, str):
+            raise TypeError(f"{where}: {kind} name must be a string, got {type(name).__name__}")
+        if not name or "." in name:   # a '.' would make its state dict keys ambiguous
+            raise KeyError(f"{where}: {kind} name must be non-empty without '.', got {name!r}")
+        if name not in table and hasattr(self, name):
+            raise KeyError(f"{where}: attribute {name!r} already exists")
+
     def register_parameter(self, name, parameter):
         """Register a Parameter (or None, for an absent optional parameter such as bias=False)."""
+        self._check_name(name, "parameter", self._parameters)
+        if parameter is not None and not isinstance(parameter, Parameter):
+            raise TypeError(f"{type(self).__name__}: parameter {name!r} must be a Parameter or None, "
+                            f"got {type(parameter).__name__}")
         self._parameters[name] = parameter
 
     def register_buffer(self, name, array):
         """A non-trainable array saved in the state dict (running statistics), or None."""
+        self._check_name(name, "buffer", self._buffers)
+        if array is not None and not backend.is_array(array):
+            raise TypeError(f"{type(self).__name__}: buffer {name!r} must be an array or None, "
+                            f"got {type(array).__name__}")
         self._buffers[name] = array
 
     def add_module(self, name, module):
+        self._check_name(name, "module", self._modules)
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__}: module {name!r} must be a Module or None, "
+                            f"got {type(module).__name__}")
         self._modules[name] = module
 
-    # ---- traversal ---------------------------------------------------------------------------
-    def named_modules(self, prefix=""):
+    register_module = add_module
+
+    # ---- traversal (a module or array reached twice is listed once, unless remove_duplicate=False) ---
+    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+        memo = set() if memo is None else memo
+        if self in memo:
+            return
+        if remove_duplicate:
+            memo.add(self)
         yield prefix, self
         for name, module in self._modules.items():
             if module is not None:
-                yield from module.named_modules(f"{prefix}.{name}" if prefix else name)
+                yield from module.named_modules(memo, _join(prefix, name), remove_duplicate)
 
     def modules(self):
         return (module for _, module in self.named_modules())
 
+    def named_children(self):
+        seen = set()
+        for name, module in self._modules.items():
+            if module is not None and module not in seen:
+                seen.add(module)
+                yield name, module
+
     def children(self):
-        return (module for module in self._modules.values() if module is not None)
+        return (module for _, module in self.named_children())
 
-    def named_parameters(self, prefix=""):
-        for module_prefix, module in self.named_modules(prefix):
-            for name, parameter in module._parameters.items():
-                if parameter is not None:
-                    yield (f"{module_prefix}.{name}" if module_prefix else name), parameter
+    def _named_members(self, table, prefix, recurse, remove_duplicate):
+        modules = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse else [(prefix, self)]
+        seen = set()   # ids: arrays are not hashable
+        for module_prefix, module in modules:
+            for name, value in getattr(module, table).items():
+                if value is None or (remove_duplicate and id(value) in seen):
+                    continue
+                seen.add(id(value))
+                yield _join(module_prefix, name), value
 
-    def parameters(self):
-        return (parameter for _, parameter in self.named_parameters())
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+        return self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
-    def named_buffers(self, prefix=""):
-        for module_prefix, module in self.named_modules(prefix):
-            for name, buffer in module._buffers.items():
-                if buffer is not None:
-                    yield (f"{module_prefix}.{name}" if module_prefix else name), buffer
+    def parameters(self, recurse=True):
+        return (parameter for _, parameter in self.named_parameters(recurse=recurse))
 
-    # ---- modes and devices -------------------------------------------------------------------
+    def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
+        return self._named_members("_buffers", prefix, recurse, remove_duplicate)
+
+    def buffers(self, recurse=True):
+        return (buffer for _, buffer in self.named_buffers(recurse=recurse))
+
+    def apply(self, fn):
+        """fn(module) for every submodule, children first, then this module (custom initialisation); self."""
+        if not callable(fn):
+            raise TypeError(f"{type(self).__name__}.apply: fn must be callable, got {type(fn).__name__}")
+        for module in self.children():
+            module.apply(fn)
+        fn(self)
+        return self
+
+    # ---- modes, devices and dtypes -----------------------------------------------------------
     def train(self, mode=True):
         for module in self.modules():
             object.__setattr__(module, "training", mode)
@@ -110,18 +182,49 @@ class Module:
     def eval(self):
         return self.train(False)
 
-    def to(self, device):
-        """Move every parameter and buffer to 'cpu' or 'cuda' in place; returns self."""
+    def requires_grad_(self, requires_grad=True):
+        """Set requires_grad on every parameter (False freezes them); returns self."""
+        for parameter in self.parameters():
+            parameter.requires_grad_(requires_grad)
+        return self
+
+    def to(self, *args, device=None, dtype=None):
+        """to(device), to(dtype), to(device, dtype), or by keyword: move every parameter, its gradient and
+        every buffer to 'cpu' or 'cuda', and the floating ones to a floating dtype, in place; returns self.
+
+        Parameters stay the same objects (optimizers keep them) with new `.data`; an array already where
+        and as asked is kept, not copied (an optimizer's flat=True packing stays valid), and a replaced
+        one is noticed by the optimizer, which packs again."""
+        device, dtype = _device_and_dtype(type(self).__name__, args, device, dtype)
+
+        def convert(array):
+            if dtype is not None and array.dtype != dtype and np.issubdtype(array.dtype, np.floating):
+                array = array.astype(dtype)   # integer buffers (num_batches_tracked) keep theirs
+            return array if device is None else backend.to_device(array, device)
+
         for module in self.modules():
             for parameter in module._parameters.values():
                 if parameter is not None:
-                    parameter.data = backend.to_device(parameter.data, device)
+                    parameter.data = convert(parameter.data)
                     if parameter.grad is not None:
-                        parameter.grad.data = backend.to_device(parameter.grad.data, device)
+                        parameter.grad.data = convert(parameter.grad.data)
             for name, buffer in module._buffers.items():
                 if buffer is not None:
-                    module._buffers[name] = backend.to_device(buffer, device)
+                    module._buffers[name] = convert(buffer)
         return self
+
+    def float(self):
+        return self.to(dtype=np.float32)
+
+    def double(self):
+        """float64 parameters and floating buffers: the CPU path takes them, the CUDA kernels do not."""
+        return self.to(dtype=np.float64)
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
 
     @property
     def device(self):
@@ -136,11 +239,11 @@ class Module:
             else:
                 parameter.grad.data[...] = 0
 
-    # ---- state dicts -------------------------------------------------------------------------
+    # ---- state dicts (every name of a shared module or array has its entry, as in torch) -------
     def state_dict(self):
         """An ordered name -> NumPy array copy of every parameter and buffer (PyTorch's keys)."""
         state = OrderedDict()
-        for module_prefix, module in self.named_modules():
+        for module_prefix, module in self.named_modules(remove_duplicate=False):
             for name, parameter in module._parameters.items():
                 if parameter is not None:
                     state[_join(module_prefix, name)] = backend.to_numpy(parameter.data).copy()
@@ -153,10 +256,11 @@ class Module:
         """Copy arrays (NumPy, CuPy, or anything with .numpy(), e.g. torch tensors) into this module.
 
         strict: missing, unexpected or misshaped entries raise a KeyError/ValueError listing them;
-        nothing is changed unless every entry fits.
+        nothing is changed unless every entry fits. Returns (missing_keys, unexpected_keys), a named
+        tuple as torch's.
         """
         targets = {}
-        for module_prefix, module in self.named_modules():
+        for module_prefix, module in self.named_modules(remove_duplicate=False):
             for name, parameter in module._parameters.items():
                 if parameter is not None:
                     targets[_join(module_prefix, name)] = (module, "param", name, parameter.data)
@@ -182,7 +286,7 @@ class Module:
                 module._parameters[name].data = array
             else:
                 module._buffers[name] = array
-        return {"missing_keys": missing, "unexpected_keys": unexpected}
+        return _IncompatibleKeys(missing, unexpected)
 
     # ---- calling -----------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
@@ -216,22 +320,105 @@ def _as_numpy(value):
     return np.asarray(value)
 
 
-class Sequential(Module):
-    """Modules applied in order; keys are their positions ('0.weight'), as in torch.nn.Sequential."""
 
-    def __init__(self, *modules):
-        super().__init__()
-        for index, module in enumerate(modules):
-            self.add_module(str(index), module)
+def _device_and_dtype(owner, args, device, dtype):
+    """Module.to's forms: (device), (dtype), (device, dtype), or keywords; devices are 'cpu' and 'cuda'."""
+    if args and isinstance(args[0], str) and args[0] in ("cpu", "cuda") and device is None:
+        device, args = args[0], args[1:]
+    if args and dtype is None:
+        dtype, args = args[0], args[1:]
+    if args:
+        raise TypeError(f"{owner}.to: expected (device), (dtype) or (device, dtype), got {len(args)} more arguments")
+    if device is not None and device not in ("cpu", "cuda"):
+        raise ValueError(f"{owner}.to: device must be 'cpu' or 'cuda', got {device!r}")
+    if dtype is None:
+        return device, None
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{owner}.to: expected a device ('cpu' or 'cuda') or a floating dtype, got {dtype!r}") from None
+    if not np.issubdtype(dtype, np.floating):
+        raise TypeError(f"{owner}.to: dtype must be a floating dtype, got {dtype}")
+    return device, dtype
+
+
+class _ModuleSequence(Module):
+    """What Sequential and ModuleList share: modules in order, indexed like a list (negative indices,
+    slices, del, insert). Deleting or inserting renumbers the keys '0', '1', ..., as torch does."""
+
+    def _key(self, index):
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"{type(self).__name__}: indices must be integers or slices, got {type(index).__name__}")
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"{type(self).__name__}: index {index} is out of range for {len(self)} modules")
+        return list(self._modules)[index]
+
+    def _renumber(self, modules):
+        self._modules.clear()
+        self._modules.update((str(position), module) for position, module in enumerate(modules))
 
     def __getitem__(self, index):
-        return list(self._modules.values())[index]
+        return self._slice(index) if isinstance(index, slice) else self._modules[self._key(index)]
+
+    def __setitem__(self, index, module):
+        setattr(self, self._key(index), module)
+
+    def __delitem__(self, index):
+        for key in list(self._modules)[index] if isinstance(index, slice) else [self._key(index)]:
+            del self._modules[key]
+        self._renumber(list(self._modules.values()))
 
     def __len__(self):
         return len(self._modules)
 
     def __iter__(self):
         return iter(self._modules.values())
+
+    def append(self, module):
+        if str(len(self)) in self._modules:   # after a slice kept keys ('2', '3'): torch would replace '2'
+            self._renumber(list(self._modules.values()))
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules):
+        for module in modules:
+            self.append(module)
+        return self
+
+    def __iadd__(self, modules):
+        return self.extend(modules)
+
+    def insert(self, index, module):
+        if not -len(self) <= index <= len(self):
+            raise IndexError(f"{type(self).__name__}.insert: index {index} is out of range for {len(self)} modules")
+        if not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__}.insert: expected a Module, got {type(module).__name__}")
+        modules = list(self._modules.values())
+        modules.insert(index, module)
+        self._renumber(modules)
+        return self
+
+    def pop(self, index=-1):
+        module = self[index]
+        del self[index]
+        return module
+
+
+class Sequential(_ModuleSequence):
+    """Modules applied in order; keys are their positions ('0.weight'), as in torch.nn.Sequential, or the
+    names of an OrderedDict given instead. A slice is a Sequential keeping the modules' keys (as torch's)."""
+
+    def __init__(self, *modules):
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
+            for name, module in modules[0].items():
+                self.add_module(name, module)
+        else:
+            for index, module in enumerate(modules):
+                self.add_module(str(index), module)
+
+    def _slice(self, index):
+        return type(self)(OrderedDict(list(self._modules.items())[index]))
 
     def forward(self, x):
         from .layers import fuses_with_relu
@@ -250,21 +437,66 @@ class Sequential(Module):
         return x
 
 
-class ModuleList(Module):
-    def __init__(self, modules=()):
+class ModuleList(_ModuleSequence):
+    """Modules held in a list (no forward); a slice is a ModuleList numbered from '0', as torch's."""
+
+    def __init__(self, modules=None):
         super().__init__()
-        for index, module in enumerate(modules):
-            self.add_module(str(index), module)
+        self.extend(modules if modules is not None else ())
 
-    def append(self, module):
-        self.add_module(str(len(self._modules)), module)
-        return self
+    def _slice(self, index):
+        return type(self)(list(self._modules.values())[index])
 
-    def __getitem__(self, index):
-        return list(self._modules.values())[index]
+
+class ModuleDict(Module):
+    """Modules by name in insertion order, as torch.nn.ModuleDict; the names lead their state dict keys."""
+
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def __getitem__(self, key):
+        return self._modules[key]
+
+    def __setitem__(self, key, module):
+        self.add_module(key, module)
+
+    def __delitem__(self, key):
+        del self._modules[key]
 
     def __len__(self):
         return len(self._modules)
 
     def __iter__(self):
-        return iter(self._modules.values())
+        return iter(self._modules)
+
+    def __contains__(self, key):
+        return key in self._modules
+
+    def keys(self):
+        return self._modules.keys()
+
+    def values(self):
+        return self._modules.values()
+
+    def items(self):
+        return self._modules.items()
+
+    def pop(self, key):
+        return self._modules.pop(key)
+
+    def clear(self):
+        self._modules.clear()
+
+    def update(self, modules):
+        """Add or replace modules from a mapping or from (name, module) pairs."""
+        if isinstance(modules, Mapping):
+            modules = modules.items()
+        elif not hasattr(modules, "__iter__") or isinstance(modules, (str, Module)):
+            raise TypeError(f"ModuleDict.update: expected a mapping or (name, module) pairs, "
+                            f"got {type(modules).__name__}")
+        for position, pair in enumerate(modules):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ValueError(f"ModuleDict.update: element {position} must be a (name, module) pair, got {pair!r}")
+            self[pair[0]] = pair[1]
