@@ -1,5 +1,5 @@
 """Learning-rate schedules with torch.optim.lr_scheduler's rules (StepLR, MultiStepLR, ExponentialLR,
-LinearLR, LambdaLR, CosineAnnealingLR, ReduceLROnPlateau), and CosineAnnealingLR with a linear warm-up over
+LinearLR, LambdaLR, CosineAnnealingLR, OneCycleLR, ReduceLROnPlateau), and CosineAnnealingLR with a linear warm-up over
 the first epoch (WarmupCosineAnnealingLR, not in torch). step() takes no epoch (torch's is deprecated).
 
 As in torch, a scheduler records each group's starting lr as 'initial_lr', sets the lr for epoch 0
@@ -228,6 +228,108 @@ class WarmupCosineAnnealingLR(CosineAnnealingLR):
         factor = (batch + 1) / batches
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
+
+
+def _per_group(scheduler, name, optimizer, value):
+    groups = len(optimizer.param_groups)
+    if isinstance(value, (list, tuple)):
+        if len(value) != groups:
+            raise ValueError(f"{scheduler}: {name} must have one value per param group ({groups}), got {len(value)}")
+        return list(value)
+    return [value] * groups
+
+
+class OneCycleLR(LRScheduler):
+    """The 1cycle policy, stepped once per batch: lr rises from max_lr / div_factor to max_lr over the first
+    pct_start of total_steps, then falls to max_lr / div_factor / final_div_factor (three_phase: back to the
+    start, then down), by cosine or linear annealing; momentum (SGD's 'momentum', Adam's first beta) moves
+    the opposite way between max_momentum and base_momentum when cycle_momentum. Not chainable.
+    A step captured with nn.capture reads only lr from the device: its momentum stays the one it was
+    captured with, so use cycle_momentum=False for captured steps."""
+
+    def __init__(self, optimizer, max_lr, total_steps=None, epochs=None, steps_per_epoch=None, pct_start=0.3,
+                 anneal_strategy="cos", cycle_momentum=True, base_momentum=0.85, max_momentum=0.95, div_factor=25.0,
+                 final_div_factor=1e4, three_phase=False, last_epoch=-1):
+        name = "OneCycleLR"
+        self.optimizer = optimizer
+        if total_steps is not None:
+            _positive_int(name, "total_steps", total_steps)
+            self.total_steps = total_steps
+        elif epochs is not None and steps_per_epoch is not None:
+            _positive_int(name, "epochs", epochs)
+            _positive_int(name, "steps_per_epoch", steps_per_epoch)
+            self.total_steps = epochs * steps_per_epoch
+        else:
+            raise ValueError(f"{name}: give either total_steps or both epochs and steps_per_epoch")
+        if not isinstance(pct_start, float) or not 0 <= pct_start <= 1:
+            raise ValueError(f"{name}: pct_start must be a float in [0, 1], got {pct_start!r}")
+        if anneal_strategy not in ("cos", "linear"):
+            raise ValueError(f"{name}: anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
+        # (phase end steps as torch computes them, so that the lrs are its own to the last bit)
+        rise_end = float(pct_start * self.total_steps) - 1
+        if three_phase:
+            self._schedule_phases = [
+                dict(end_step=rise_end, start_lr="initial_lr", end_lr="max_lr",
+                     start_momentum="max_momentum", end_momentum="base_momentum"),
+                dict(end_step=float(2 * pct_start * self.total_steps) - 2, start_lr="max_lr", end_lr="initial_lr",
+                     start_momentum="base_momentum", end_momentum="max_momentum"),
+                dict(end_step=self.total_steps - 1, start_lr="initial_lr", end_lr="min_lr",
+                     start_momentum="max_momentum", end_momentum="max_momentum")]
+        else:
+            self._schedule_phases = [
+                dict(end_step=rise_end, start_lr="initial_lr", end_lr="max_lr",
+                     start_momentum="max_momentum", end_momentum="base_momentum"),
+                dict(end_step=self.total_steps - 1, start_lr="max_lr", end_lr="min_lr",
+                     start_momentum="base_momentum", end_momentum="max_momentum")]
+        self._anneal_func_type = anneal_strategy
+        if last_epoch == -1:
+            for group, peak in zip(optimizer.param_groups, _per_group(name, "max_lr", optimizer, max_lr)):
+                group["initial_lr"] = peak / div_factor
+                group["max_lr"] = peak
+                group["min_lr"] = group["initial_lr"] / final_div_factor
+        self.cycle_momentum = cycle_momentum
+        if cycle_momentum:
+            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+                raise ValueError(f"{name}: cycle_momentum needs an optimizer with momentum or betas, got "
+                                 f"{type(optimizer).__name__}")
+            self.use_beta1 = "betas" in optimizer.defaults
+            highs = _per_group(name, "max_momentum", optimizer, max_momentum)
+            lows = _per_group(name, "base_momentum", optimizer, base_momentum)
+            if last_epoch == -1:
+                for high, low, group in zip(highs, lows, optimizer.param_groups):
+                    if self.use_beta1:
+                        group["betas"] = (high, *group["betas"][1:])
+                    else:
+                        group["momentum"] = high
+                    group["max_momentum"], group["base_momentum"] = high, low
+        super().__init__(optimizer, last_epoch)
+
+    def _anneal(self, start, end, pct):
+        if self._anneal_func_type == "cos":
+            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (end - start) * pct + start
+
+    def get_lr(self):
+        step = self.last_epoch
+        if step > self.total_steps:
+            raise ValueError(f"OneCycleLR: stepped {step} times, past total_steps ({self.total_steps})")
+        lrs = []
+        for group in self.optimizer.param_groups:
+            start_step = 0.0
+            for i, phase in enumerate(self._schedule_phases):
+                end_step = phase["end_step"]
+                if step <= end_step or i == len(self._schedule_phases) - 1:
+                    pct = (step - start_step) / (end_step - start_step)
+                    lrs.append(self._anneal(group[phase["start_lr"]], group[phase["end_lr"]], pct))
+                    if self.cycle_momentum:
+                        momentum = self._anneal(group[phase["start_momentum"]], group[phase["end_momentum"]], pct)
+                        if self.use_beta1:
+                            group["betas"] = (momentum, *group["betas"][1:])
+                        else:
+                            group["momentum"] = momentum
+                    break
+                start_step = end_step
+        return lrs
 
 
 class ReduceLROnPlateau(LRScheduler):

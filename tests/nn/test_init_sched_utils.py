@@ -146,6 +146,10 @@ SCHEDULERS = {
     "lambda": ("LambdaLR", dict(lr_lambda=[lambda epoch: 0.95 ** epoch, Warmup(6)])),
     "linear": ("LinearLR", dict(start_factor=0.25, end_factor=0.9, total_iters=6)),
     "linear-default": ("LinearLR", dict()),
+    "onecycle": ("OneCycleLR", dict(max_lr=[0.5, 0.2], total_steps=30)),
+    "onecycle-three-phase-linear": ("OneCycleLR", dict(max_lr=0.4, epochs=3, steps_per_epoch=9, pct_start=0.25,
+                                                       anneal_strategy="linear", three_phase=True,
+                                                       base_momentum=[0.8, 0.7], max_momentum=0.9)),
 }
 
 
@@ -168,6 +172,8 @@ def test_scheduler_lrs_equal_torch(name):
     for _ in range(25):
         assert ours.get_last_lr() == theirs.get_last_lr()   # float for float
         assert _lrs(ours.optimizer) == _lrs(theirs.optimizer)
+        assert [g["momentum"] for g in ours.optimizer.param_groups] == \
+            [g["momentum"] for g in theirs.optimizer.param_groups]   # OneCycleLR cycles it
         ours.optimizer.step()
         theirs.optimizer.step()
         ours.step()
@@ -216,6 +222,38 @@ def test_scheduler_resumed_with_last_epoch_matches_torch():
         theirs.optimizer.step()
         ours.step()
         theirs.step()
+
+
+def test_one_cycle_cycles_adams_first_beta_like_torch():
+    torch = torch_module()
+    arrays = [random_array((3, 2), np.float64, seed=1)]
+    ours = nn.optim.Adam([nn.Parameter(arrays[0].copy())], lr=0.1, betas=(0.9, 0.99))
+    theirs = torch.optim.Adam([torch.nn.Parameter(torch.tensor(arrays[0]))], lr=0.1, betas=(0.9, 0.99))
+    ours_scheduler = nn.optim.lr_scheduler.OneCycleLR(ours, max_lr=0.3, total_steps=12, div_factor=10.0)
+    theirs_scheduler = torch.optim.lr_scheduler.OneCycleLR(theirs, max_lr=0.3, total_steps=12, div_factor=10.0)
+    assert list(ours_scheduler.state_dict()) == list(theirs_scheduler.state_dict())
+    for _ in range(11):
+        assert ours_scheduler.get_last_lr() == theirs_scheduler.get_last_lr()
+        assert ours.param_groups[0]["betas"] == theirs.param_groups[0]["betas"]
+        theirs.step()
+        ours_scheduler.step()
+        theirs_scheduler.step()
+    ours_scheduler.step()
+    with pytest.raises(ValueError, match=r"OneCycleLR: stepped 13 times, past total_steps \(12\)"):
+        ours_scheduler.step()
+    with pytest.raises(ValueError, match="OneCycleLR: cycle_momentum needs an optimizer with momentum or betas"):
+        nn.optim.lr_scheduler.OneCycleLR(_NoMomentum(), max_lr=0.1, total_steps=5)
+    with pytest.raises(ValueError, match="OneCycleLR: give either total_steps or both epochs and steps_per_epoch"):
+        nn.optim.lr_scheduler.OneCycleLR(ours, max_lr=0.1, epochs=3)
+    with pytest.raises(ValueError, match=r"OneCycleLR: pct_start must be a float in \[0, 1\], got 1"):
+        nn.optim.lr_scheduler.OneCycleLR(ours, max_lr=0.1, total_steps=5, pct_start=1)
+    with pytest.raises(ValueError, match=r"OneCycleLR: max_lr must have one value per param group \(1\), got 2"):
+        nn.optim.lr_scheduler.OneCycleLR(ours, max_lr=[0.1, 0.2], total_steps=5)
+
+
+class _NoMomentum:
+    defaults = {"lr": 0.1}
+    param_groups = [{"lr": 0.1}]
 
 
 PLATEAU_OPTIONS = [dict(), dict(mode="max", factor=0.5, patience=1, threshold=0.05, threshold_mode="abs", cooldown=2),
