@@ -409,3 +409,25 @@ def test_a_deep_copy_of_a_packed_model_owns_its_gradients():
     nn.utils.clip_grad_norm_(twin.parameters(), 0.1)
     assert_close(np.float32(np.linalg.norm(np.concatenate([p.grad.data.reshape(-1) for p in twin.parameters()]))),
                  np.float32(0.1), np.float32)
+
+
+def test_clipping_flat_gradients_by_value_clips_the_buffer_once(monkeypatch):
+    """clip_grad_value_ over a packed group: one clip over the gradient buffer, the gradients still its views,
+    and the same values as clipping each gradient of an unpacked model."""
+    import nn
+    model, optimizer, _ = _train(True, steps=1)
+    reference, _, _ = _train(False, steps=1)
+    for m in (model, reference):
+        m.zero_grad()
+        _loss(m, 5).backward()
+    packed = optimizer.param_groups[0].flat
+    limit = 0.5 * float(np.median(np.abs(packed.grad_buffer)))   # clips about half of the entries
+    clips, clip = [], np.clip
+    monkeypatch.setattr(np, "clip", lambda x, *a, **k: (clips.append(x.size), clip(x, *a, **k))[1])
+    nn.utils.clip_grad_value_(model.parameters(), limit)
+    assert clips == [packed.grad_buffer.size]
+    nn.utils.clip_grad_value_(reference.parameters(), limit)
+    assert np.abs(packed.grad_buffer).max() <= np.float32(limit)
+    for p, q, (_, grad, _) in zip(model.parameters(), reference.parameters(), packed.views):
+        assert p.grad.data is grad
+        np.testing.assert_array_equal(p.grad.data, q.grad.data)
