@@ -320,7 +320,6 @@ def _as_numpy(value):
     return np.asarray(value)
 
 
-
 def _device_and_dtype(owner, args, device, dtype):
     """Module.to's forms: (device), (dtype), (device, dtype), or keywords; devices are 'cpu' and 'cuda'."""
     if args and isinstance(args[0], str) and args[0] in ("cpu", "cuda") and device is None:
