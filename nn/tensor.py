@@ -4,13 +4,16 @@ The arithmetic here is broadcasting elementwise math on the array module of the 
 the CPU, CuPy on the GPU); the heavy ops (matmul, convolution, pooling, recurrences, losses) go
 through `kernels` in nn/functional.py.
 """
+import numbers
+
 import numpy as np
 
 from kernels import backend
 
 from . import autograd
-from .tensor_functions import (Abs, Add, Concat, Div, Exp, Index, Log, Max, Mul, Permute, Pow, Reshape, Stack,
-                               Sub, Sum, ToDevice, _dims)
+from .tensor_functions import (Abs, Add, Cast, Clamp, Clone, Concat, Div, Exp, Expand, Index, Log, Max, Min, Mul,
+                               Norm, Permute, Pow, PowTensor, Repeat, Reshape, Stack, Std, Sub, Sum, ToDevice, Var,
+                               _dims)
 
 
 class Tensor:
@@ -53,6 +56,9 @@ class Tensor:
     def is_leaf(self):
         return self._creator is None
 
+    def dim(self):
+        return self.ndim
+
     def size(self, dim=None):
         return self.shape if dim is None else self.shape[dim]
 
@@ -83,6 +89,36 @@ class Tensor:
         if device == self.device:
             return self
         return ToDevice.apply(self, device=device)
+
+    def tolist(self):
+        return backend.to_numpy(self.data).tolist()
+
+    def clone(self):
+        """A copy that stays in the graph: its gradient flows back to this tensor."""
+        return Clone.apply(self)
+
+    def float(self):
+        return self._cast(np.float32)
+
+    def double(self):
+        return self._cast(np.float64)
+
+    def long(self):
+        return self._cast(np.int64)
+
+    def type_as(self, other):
+        if not isinstance(other, Tensor):
+            raise TypeError(f"type_as: expected a Tensor, got {type(other).__name__}")
+        return self._cast(other.dtype)
+
+    def _cast(self, dtype):
+        """Self when already `dtype` (as torch); differentiable between floating dtypes, a plain copy otherwise."""
+        dtype = np.dtype(dtype)
+        if dtype == self.dtype:
+            return self
+        if dtype.kind == "f" and self.dtype.kind == "f":
+            return Cast.apply(self, dtype=dtype)
+        return Tensor(self.data.astype(dtype))
 
     def detach(self):
         return Tensor(self.data)
@@ -145,17 +181,26 @@ class Tensor:
         return Mul.apply(self, _as_tensor(-1.0, self))
 
     def __pow__(self, exponent):
-        if not isinstance(exponent, (int, float)):
-            raise TypeError(f"pow: only a Python number exponent is supported, got {type(exponent).__name__}")
+        if isinstance(exponent, Tensor) or backend.is_array(exponent):
+            return PowTensor.apply(self, _as_tensor(exponent, self))
+        if not isinstance(exponent, numbers.Real):
+            raise TypeError(f"pow: the exponent must be a number or a Tensor, got {type(exponent).__name__}")
         return Pow.apply(self, exponent=exponent)
+
+    def __rpow__(self, base):
+        """base ** self for a number base: its gradient is log(base) * base ** self (an integer tensor with a
+        float base gives float32, as torch)."""
+        if not (isinstance(base, numbers.Real) or backend.is_array(base)):
+            return NotImplemented
+        exponent = self.float() if self.dtype.kind != "f" and isinstance(base, (float, np.floating)) else self
+        return PowTensor.apply(_as_tensor(base, exponent), exponent)
 
     def __matmul__(self, other):
         from . import functional
         return functional.matmul(self, other)
 
     def __getitem__(self, index):
-        index = tuple(_raw(i) for i in index) if isinstance(index, tuple) else _raw(index)
-        return Index.apply(self, index=index)
+        return Index.apply(self, index=_index(index))
 
     # ---- shape -------------------------------------------------------------------------------
     def reshape(self, *shape):
@@ -195,6 +240,35 @@ class Tensor:
     def contiguous(self):
         return self
 
+    def expand(self, *sizes):
+        """Broadcast to `sizes` (-1 keeps a dim, new dims go in front), as torch; a copy here, not a view."""
+        sizes = _sizes("expand", sizes)
+        new = len(sizes) - self.ndim
+        if new < 0:
+            raise ValueError(f"expand: needs at least {self.ndim} sizes for a tensor of shape {self.shape}, got {sizes}")
+        shape = []
+        for i, size in enumerate(sizes):
+            old = self.shape[i - new] if i >= new else None
+            size = old if size == -1 and old is not None else size
+            if size < 0 or old not in (None, 1, size):
+                raise ValueError(f"expand: cannot expand shape {self.shape} to {sizes}: at dim {i} the size must "
+                                 f"be {'>= 0 (-1 only for an existing dim)' if old is None else f'{old} (or -1)'}")
+            shape.append(size)
+        return Expand.apply(self, shape=tuple(shape))
+
+    def expand_as(self, other):
+        if not isinstance(other, Tensor):
+            raise TypeError(f"expand_as: expected a Tensor, got {type(other).__name__}")
+        return self.expand(other.shape)
+
+    def repeat(self, *repeats):
+        """Tile (torch.repeat): one count per dim at least; extra leading counts add dims."""
+        repeats = _sizes("repeat", repeats)
+        if len(repeats) < self.ndim or any(r < 0 for r in repeats):
+            raise ValueError(f"repeat: needs at least {self.ndim} counts >= 0 for a tensor of shape {self.shape}, "
+                             f"got {repeats}")
+        return Repeat.apply(self, repeats=repeats)
+
     # ---- reductions and maths ----------------------------------------------------------------
     def sum(self, dim=None, keepdim=False):
         return Sum.apply(self, dim=dim, keepdim=keepdim)
@@ -217,14 +291,74 @@ class Tensor:
 
     def max(self, dim=None, keepdim=False):
         """Like torch: the maximum, or with `dim` a (values, indices) pair."""
-        values = Max.apply(self, dim=dim, keepdim=keepdim)
-        if dim is None:
-            return values
-        indices = self.xp.argmax(self.data, axis=dim)
-        return MaxResult(values, Tensor(self.xp.expand_dims(indices, dim) if keepdim else indices))
+        return self._extremum(Max, dim, keepdim)
 
-    def argmax(self, dim=None):
-        return Tensor(self.xp.argmax(self.data, axis=dim))
+    def min(self, dim=None, keepdim=False):
+        """Like torch: the minimum, or with `dim` a (values, indices) pair."""
+        return self._extremum(Min, dim, keepdim)
+
+    def argmax(self, dim=None, keepdim=False):
+        return self._pick("argmax", dim, keepdim)
+
+    def argmin(self, dim=None, keepdim=False):
+        return self._pick("argmin", dim, keepdim)
+
+    def _extremum(self, function, dim, keepdim):
+        if dim is not None and not isinstance(dim, numbers.Integral):
+            raise TypeError(f"{function.reduce}: dim must be an int or None (no elementwise form), "
+                            f"got {type(dim).__name__}")
+        values = function.apply(self, dim=dim, keepdim=keepdim)
+        return values if dim is None else MaxResult(values, self._pick(function.pick, dim, keepdim))
+
+    def _pick(self, name, dim, keepdim):
+        indices = getattr(self.xp, name)(self.data, axis=dim)
+        return Tensor(self.xp.expand_dims(indices, dim) if keepdim and dim is not None else indices)
+
+    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        """Like torch.var: divides by N - correction (1 by default; unbiased=False means 0)."""
+        return self._spread(Var, "var", dim, unbiased, keepdim, correction)
+
+    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        return self._spread(Std, "std", dim, unbiased, keepdim, correction)
+
+    def _spread(self, function, name, dim, unbiased, keepdim, correction):
+        if isinstance(dim, bool):  # torch's var(unbiased) overload: x.var(False)
+            dim, unbiased = None, dim
+        if self.dtype.kind != "f":
+            raise TypeError(f"{name}: needs a floating-point tensor, got {self.dtype}")
+        if unbiased is not None and correction is not None:
+            raise ValueError(f"{name}: give unbiased or correction, not both")
+        correction = (0 if unbiased is False else 1) if correction is None else correction
+        return function.apply(self, dim=dim, correction=correction, keepdim=keepdim)
+
+    def norm(self, p="fro", dim=None, keepdim=False):
+        """The 2-norm (p=2 or 'fro') or 1-norm over `dim` (all elements when None)."""
+        if self.dtype.kind != "f":
+            raise TypeError(f"norm: needs a floating-point tensor, got {self.dtype}")
+        if p == 1:
+            return self.abs().sum(dim, keepdim)
+        if p in (2, "fro"):
+            return Norm.apply(self, dim=dim, keepdim=keepdim)
+        raise ValueError(f"norm: p must be 1, 2 or 'fro', got {p!r}")
+
+    def clamp(self, min=None, max=None):
+        """Like torch.clamp with number bounds (NaN stays NaN); the gradient passes where min <= x <= max."""
+        for name, bound in (("min", min), ("max", max)):
+            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, numbers.Real)):
+                raise TypeError(f"clamp: {name} must be a number or None (no tensor bounds), got {type(bound).__name__}")
+        if min is None and max is None:
+            raise ValueError("clamp: at least one of min or max must be given")
+        float_bound = any(isinstance(bound, (float, np.floating)) for bound in (min, max))
+        source = self.float() if self.dtype.kind != "f" and float_bound else self  # torch: int by float is float32
+        return Clamp.apply(source, low=min, high=max)
+
+    clip = clamp
+
+    def clamp_min(self, min):
+        return self.clamp(min=min)
+
+    def clamp_max(self, max):
+        return self.clamp(max=max)
 
     def relu(self):
         from . import functional
@@ -263,7 +397,7 @@ class Tensor:
 
 
 class MaxResult(tuple):
-    """(values, indices) of Tensor.max(dim), also by name, as torch returns them."""
+    """(values, indices) of Tensor.max(dim) or min(dim), also by name, as torch returns them."""
     def __new__(cls, values, indices):
         return super().__new__(cls, (values, indices))
 
@@ -277,6 +411,19 @@ def _raise(error):
 
 def _raw(x):
     return x.data if isinstance(x, Tensor) else x
+
+
+def _index(index):
+    """An index with its Tensors (masks, positions) unwrapped to arrays."""
+    return tuple(_raw(i) for i in index) if isinstance(index, tuple) else _raw(index)
+
+
+def _sizes(op, sizes):
+    """Sizes given as ints or as one tuple/list of ints."""
+    sizes = tuple(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else sizes
+    if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in sizes):
+        raise TypeError(f"{op}: sizes must be ints, got {sizes!r}")
+    return tuple(int(n) for n in sizes)
 
 
 def _as_tensor(value, like):

@@ -70,7 +70,29 @@ class Pow(Function):
 
     def backward(self, grad):
         (a,) = self.saved
+        if self.exponent == 0:  # torch: zero, also where a ** -1 is infinite
+            return backend.array_module(grad).zeros_like(grad)
         return grad * a.dtype.type(self.exponent) * a ** a.dtype.type(self.exponent - 1)
+
+
+class PowTensor(Function):
+    """a ** b with a tensor exponent (and base ** x through Tensor.__rpow__), broadcasting. As torch, a zero
+    exponent gives a no gradient and a zero base with a non-negative exponent gives b none (not 0 * log 0)."""
+    def forward(self, a, b):
+        out = backend.array_module(a).power(a, b)
+        self.save_for_backward(a, b, out)
+        return out
+
+    def backward(self, grad):
+        a, b, out = self.saved
+        xp, zero = backend.array_module(grad), grad.dtype.type(0)
+        grad_a = grad_b = None
+        with np.errstate(divide="ignore", invalid="ignore"):  # log(0), log(negative): as torch, -inf and NaN
+            if self.needs_input_grad[0]:
+                grad_a = unbroadcast(xp.where(b == 0, zero, grad * b * xp.power(a, b - 1)), a.shape)
+            if self.needs_input_grad[1]:
+                grad_b = unbroadcast(xp.where((a == 0) & (b >= 0), zero, grad * out * xp.log(a)), b.shape)
+        return grad_a, grad_b
 
 
 class Exp(Function):
@@ -115,25 +137,35 @@ class Sum(Function):
 
 
 class Max(Function):
+    """The maximum of all elements (its gradient shared evenly by the ties, NaNs tying with a NaN result, as
+    torch's max()) or along `dim` (its gradient to the element argmax picks: the first, as torch's max(dim))."""
+    reduce, pick = "max", "argmax"
+
     def forward(self, a, dim, keepdim):
         xp = backend.array_module(a)
-        self.shape, self.dim, self.keepdim = a.shape, dim, keepdim
+        self.dim, self.keepdim = dim, keepdim
         if dim is None:
-            first = xp.zeros(a.size, dtype=bool)
-            first[int(xp.argmax(a))] = True  # the gradient goes to the first maximum, as in PyTorch
-            self.save_for_backward(first.reshape(a.shape))
-            return a.max()
+            out = getattr(a, self.reduce)()
+            self.save_for_backward((a == out) | (xp.isnan(a) & xp.isnan(out)))
+            return out
         self.dim = dim % a.ndim
+        picked = xp.expand_dims(getattr(xp, self.pick)(a, axis=self.dim), self.dim)
         positions = xp.arange(a.shape[self.dim]).reshape([-1 if d == self.dim else 1 for d in range(a.ndim)])
-        self.save_for_backward(positions == xp.expand_dims(xp.argmax(a, axis=self.dim), self.dim))
-        return a.max(axis=self.dim, keepdims=keepdim)
+        self.save_for_backward(positions == picked)
+        return getattr(a, self.reduce)(axis=self.dim, keepdims=keepdim)
 
     def backward(self, grad):
-        (first,) = self.saved
+        (chosen,) = self.saved
         xp = backend.array_module(grad)
-        if self.dim is not None and not self.keepdim:
+        if self.dim is None:
+            grad = grad / chosen.sum().astype(grad.dtype)
+        elif not self.keepdim:
             grad = xp.expand_dims(grad, self.dim)
-        return xp.where(first, grad, grad.dtype.type(0))
+        return xp.where(chosen, grad, grad.dtype.type(0))
+
+
+class Min(Max):
+    reduce, pick = "min", "argmin"
 
 
 class Reshape(Function):
@@ -203,3 +235,114 @@ class ToDevice(Function):
 
     def backward(self, grad):
         return backend.to_device(grad, self.source)
+
+
+class Clone(Function):
+    def forward(self, a):
+        return a.copy()
+
+    def backward(self, grad):
+        return grad
+
+
+class Cast(Function):
+    """A copy in another floating dtype; the gradient goes back in the source's dtype."""
+    def forward(self, a, dtype):
+        self.source = a.dtype
+        return a.astype(dtype)
+
+    def backward(self, grad):
+        return grad.astype(self.source)
+
+
+class Clamp(Function):
+    """min(max(a, low), high), NaN kept; the gradient passes where low <= a <= high (bounds included, NaN not),
+    as torch's clamp: where low > high every element is high and nothing passes."""
+    def forward(self, a, low, high):
+        xp = backend.array_module(a)
+        out, passes = a, True
+        if low is not None:
+            out, passes = xp.maximum(out, a.dtype.type(low)), a >= a.dtype.type(low)
+        if high is not None:
+            out, passes = xp.minimum(out, a.dtype.type(high)), passes & (a <= a.dtype.type(high))
+        self.save_for_backward(passes)
+        return out
+
+    def backward(self, grad):
+        return backend.array_module(grad).where(self.saved[0], grad, grad.dtype.type(0))
+
+
+class Expand(Function):
+    """Broadcast to `shape` (a contiguous copy: nn's arrays are contiguous); the gradient sums the copies."""
+    def forward(self, a, shape):
+        self.shape = a.shape
+        xp = backend.array_module(a)
+        return xp.ascontiguousarray(xp.broadcast_to(a, shape))
+
+    def backward(self, grad):
+        return unbroadcast(grad, self.shape)
+
+
+class Repeat(Function):
+    """Tile by `repeats` (at least one count per dim, leading extras add dims), as torch's repeat."""
+    def forward(self, a, repeats):
+        self.shape, self.repeats = a.shape, repeats
+        return backend.array_module(a).tile(a, repeats)
+
+    def backward(self, grad):
+        sizes = (1,) * (len(self.repeats) - len(self.shape)) + self.shape
+        split = [n for pair in zip(self.repeats, sizes) for n in pair]  # (r0, s0, r1, s1, ...)
+        summed = grad.reshape(split).sum(axis=tuple(range(0, len(split), 2)))
+        return summed.reshape(self.shape)
+
+
+class Var(Function):
+    """Sum of squared deviations from the mean over `dim`, divided by max(0, N - correction), as torch."""
+    def forward(self, a, dim, correction, keepdim):
+        self.axes = None if dim is None else tuple(d % a.ndim for d in _dims(dim))
+        self.keepdim = keepdim
+        count = a.size if dim is None else int(np.prod([a.shape[d] for d in self.axes]))
+        self.divisor = a.dtype.type(max(0, count - correction))
+        deviation = a - a.mean(axis=self.axes, keepdims=True)
+        self.save_for_backward(deviation)
+        with np.errstate(divide="ignore", invalid="ignore"):  # no degrees of freedom: NaN, as torch
+            return (deviation * deviation).sum(axis=self.axes, keepdims=keepdim) / self.divisor
+
+    def backward(self, grad):
+        deviation = self.saved[0]
+        if self.axes is not None and not self.keepdim:
+            grad = backend.array_module(grad).expand_dims(grad, self.axes)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return grad * deviation * (2 / self.divisor)
+
+
+class Std(Var):
+    """sqrt(var); as torch, no gradient where the deviation is zero (not 0 * inf)."""
+    def forward(self, a, dim, correction, keepdim):
+        out = backend.array_module(a).sqrt(super().forward(a, dim, correction, keepdim))
+        self.save_for_backward(self.saved[0], out)
+        return out
+
+    def backward(self, grad):
+        xp, out = backend.array_module(grad), self.saved[1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            grad = xp.where(out == 0, grad.dtype.type(0), grad / (2 * out))
+        return super().backward(grad)
+
+
+class Norm(Function):
+    """The 2-norm over `dim` (all elements when None); as torch, no gradient where the norm is zero."""
+    def forward(self, a, dim, keepdim):
+        self.axes = None if dim is None else tuple(d % a.ndim for d in _dims(dim))
+        self.keepdim = keepdim
+        out = backend.array_module(a).sqrt((a * a).sum(axis=self.axes, keepdims=keepdim))
+        self.save_for_backward(a, out)
+        return out
+
+    def backward(self, grad):
+        a, out = self.saved
+        xp = backend.array_module(grad)
+        if self.axes is not None and not self.keepdim:
+            grad, out = xp.expand_dims(grad, self.axes), xp.expand_dims(out, self.axes)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return a * xp.where(out == 0, grad.dtype.type(0), grad / out)

@@ -1,0 +1,243 @@
+"""The torch.Tensor methods users write without thinking (clone, casts, clamp, expand, repeat, rpow, min,
+var/std, norm) against PyTorch in float64: values, result dtypes, gradients, errors; float64
+finite differences for the non-trivial gradients."""
+import numpy as np
+import pytest
+
+import nn
+from tests.oracle import (assert_close, finite_difference_gradient, random_array, torch_module,
+                          torch_reference)
+
+
+def _compare(fn, *arrays, torch_fn=None):
+    """fn on our float64 Tensors and (torch_fn or fn) on torch's: the outputs and the gradients of
+    sum(out * g) for a random g."""
+    ours = [nn.Tensor(a.copy(), requires_grad=True) for a in arrays]
+    out = fn(*ours)
+    g = random_array(out.shape, np.float64, seed=99)
+    expected, grads = torch_reference(torch_fn or fn, *arrays, grad_output=g)
+    assert_close(out.data, expected, np.float64, name="forward")
+    assert out.dtype == np.float64
+    out.backward(g)
+    for index, (tensor, grad) in enumerate(zip(ours, grads)):
+        assert_close(tensor.grad.data, grad, np.float64, name=f"gradient {index}")
+
+
+def _check_finite_differences(fn, array):
+    x = nn.Tensor(array.copy(), requires_grad=True)
+    out = fn(x)
+    g = random_array(out.shape, np.float64, seed=7)
+    out.backward(g)
+    probe = array.copy()
+    numeric = finite_difference_gradient(lambda: float((fn(nn.Tensor(probe)).data * g).sum()), probe)
+    assert_close(x.grad.data, numeric, np.float64, rtol=1e-6, atol=1e-7, name="finite differences")
+
+
+def _leaf(shape=(3,), dtype=np.float64):
+    return nn.Tensor(random_array(shape, dtype, seed=3), requires_grad=True)
+
+
+# ---- copies and casts ------------------------------------------------------------------------------------
+def test_clone_is_a_differentiable_copy():
+    x = _leaf((2, 3))
+    y = x.clone()
+    assert not y.is_leaf and y.data is not x.data
+    y.data[0, 0] = 5.0
+    assert x.data[0, 0] != 5.0
+    _compare(lambda a: a.clone() * a, random_array((2, 3), np.float64))
+    with nn.no_grad():
+        assert not x.clone().requires_grad
+
+
+def test_dim_tolist_and_casts_as_torch():
+    torch = torch_module()
+    array = random_array((2, 3), np.float32)
+    ours, theirs = nn.Tensor(array), torch.tensor(array)
+    assert ours.dim() == theirs.dim() == 2
+    assert ours.tolist() == theirs.tolist()
+    assert ours.float() is ours  # torch returns self when the dtype already matches
+    for method in ("float", "double", "long"):
+        assert str(getattr(ours, method)().dtype) == str(getattr(theirs, method)().dtype).replace("torch.", "")
+    assert ours.type_as(nn.Tensor(np.zeros(1))).dtype == np.float64
+    x = _leaf((2, 3), np.float32)
+    y = x.double()
+    assert y.dtype == np.float64 and y.requires_grad
+    (y * y).sum().backward()
+    assert x.grad.dtype == np.float32
+    assert_close(x.grad.data, 2 * x.data, np.float32)
+    assert not x.long().requires_grad
+    with pytest.raises(TypeError, match="type_as: expected a Tensor"):
+        ours.type_as(np.float64)
+
+
+# ---- clamp -----------------------------------------------------------------------------------------------
+# Values on both bounds (0.25 and 0.75, exact in binary) and a NaN: torch passes the gradient on the bounds
+# and not through the NaN.
+CLAMP_INPUT = np.array([[-0.9, 0.25, 0.3, 0.75], [0.9, np.nan, 0.5, -0.1], [0.6, 0.1, 0.74, 0.26]])
+
+
+@pytest.mark.parametrize("bounds", [dict(min=0.25, max=0.75), dict(min=0.25), dict(max=0.75),
+                                    dict(min=0.75, max=0.25)])  # min > max: all max, no gradient
+def test_clamp_matches_torch(bounds):
+    _compare(lambda a: a.clamp(**bounds) * 2.0, CLAMP_INPUT)
+    _compare(lambda a: a.clip(**bounds), CLAMP_INPUT)
+
+
+def test_clamp_min_max_and_finite_differences():
+    x = random_array((4, 7), np.float64, seed=1)
+    _compare(lambda a: a.clamp_min(-0.3) + a.clamp_max(0.2), x)
+    _check_finite_differences(lambda a: a.clamp(-0.3, 0.2), x)
+
+
+def test_clamp_dtypes_and_errors():
+    torch = torch_module()
+    integers = np.array([-3, 0, 5])
+    assert nn.Tensor(integers).clamp(0, 2).dtype == np.int64
+    assert nn.Tensor(integers).clamp(0, 2).tolist() == torch.tensor(integers).clamp(0, 2).tolist()
+    assert nn.Tensor(integers).clamp(max=0.5).dtype == np.float32  # torch: float32
+    assert torch.tensor(integers).clamp(max=0.5).dtype == torch.float32
+    assert nn.Tensor(np.zeros(2, np.float32)).clamp(0.1).dtype == np.float32
+    with pytest.raises(ValueError, match="clamp: at least one of min or max"):
+        _leaf().clamp()
+    with pytest.raises(TypeError, match="clamp: min must be a number or None.*got Tensor"):
+        _leaf().clamp(min=_leaf())
+
+
+# ---- expand and repeat -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape, sizes", [((3, 1), (3, 5)), ((1, 3), (4, -1)), ((5,), (2, 3, 5)),
+                                          ((2, 1, 3), (7, 2, 4, -1)), ((1,), (3,))])
+def test_expand_matches_torch_and_finite_differences(shape, sizes):
+    x = random_array(shape, np.float64, seed=2)
+    _compare(lambda a: a.expand(*sizes) * 1.5, x)
+    _compare(lambda a: a.expand(sizes), x)
+    _check_finite_differences(lambda a: a.expand(sizes), x)
+
+
+def test_expand_as_and_its_errors():
+    y = nn.Tensor(np.zeros((2, 4, 3)))
+    _compare(lambda a, b: a.expand_as(b) * b, random_array((4, 1), np.float64), random_array((2, 4, 3), np.float64))
+    assert _leaf((4, 1)).expand_as(y).shape == (2, 4, 3)
+    with pytest.raises(ValueError, match=r"expand: needs at least 2 sizes for a tensor of shape \(2, 3\)"):
+        nn.Tensor(np.ones((2, 3))).expand(3)
+    with pytest.raises(ValueError, match=r"expand: cannot expand shape \(3,\) to \(2, 4\): at dim 1 .* 3"):
+        nn.Tensor(np.ones(3)).expand(2, 4)
+    with pytest.raises(ValueError, match="expand: .*-1 only for an existing dim"):
+        nn.Tensor(np.ones(3)).expand(-1, 3)
+    with pytest.raises(TypeError, match="expand: sizes must be ints"):
+        nn.Tensor(np.ones(3)).expand(3.0)
+    with pytest.raises(TypeError, match="expand_as: expected a Tensor"):
+        nn.Tensor(np.ones(3)).expand_as((2, 3))
+
+
+@pytest.mark.parametrize("shape, repeats", [((2, 3), (3, 1)), ((3,), (2, 2)), ((1, 2, 3), (2, 1, 3)), ((2,), (0,))])
+def test_repeat_matches_torch(shape, repeats):
+    x = random_array(shape, np.float64, seed=4)
+    _compare(lambda a: a.repeat(*repeats) * 2.0, x)
+    _check_finite_differences(lambda a: a.repeat(repeats), x)
+
+
+def test_repeat_errors():
+    with pytest.raises(ValueError, match=r"repeat: needs at least 2 counts >= 0 for a tensor of shape \(2, 3\)"):
+        nn.Tensor(np.ones((2, 3))).repeat(2)
+    with pytest.raises(ValueError, match="repeat: needs at least 1 counts >= 0"):
+        nn.Tensor(np.ones(3)).repeat(-1)
+
+
+# ---- powers ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("base", [2, 0.5, 3.7])
+def test_rpow_matches_torch_and_finite_differences(base):
+    x = random_array((3, 5), np.float64, seed=5)
+    _compare(lambda a: base ** a, x)
+    _check_finite_differences(lambda a: base ** a, x)
+
+
+def test_pow_with_a_tensor_exponent_broadcasts():
+    a = random_array((4, 3), np.float64, seed=6, low=0.5, high=2.0)
+    b = random_array((3,), np.float64, seed=7, low=-2.0, high=2.0)
+    _compare(lambda x, y: x ** y, a, b)
+    _compare(lambda x, y: y ** x, a, b[:1] + 3.0)
+    _check_finite_differences(lambda x: x ** nn.Tensor(b), a)
+    _check_finite_differences(lambda y: nn.Tensor(a) ** y, b)
+    assert_close((np.full(3, 2.0) ** nn.Tensor(b)).data, 2.0 ** b, np.float64)  # an array base
+
+
+def test_pow_at_zero_base_and_zero_exponent_as_torch():
+    torch = torch_module()
+    base = np.array([0.0, 2.0, 0.0, 0.0])
+    exponent = np.array([0.0, 1.0, -1.0, 2.0])
+    with np.errstate(divide="ignore"):
+        _compare(lambda x, y: x ** y, base, exponent)
+        _compare(lambda y: 0.0 ** y, exponent)
+    _compare(lambda x: x ** 0, base)  # torch: zero, not 0 * 0 ** -1
+    assert (2 ** nn.Tensor(np.array([1, 2]))).dtype == np.int64 == (2 ** torch.tensor([1, 2])).numpy().dtype
+    assert (2.5 ** nn.Tensor(np.array([1, 2]))).dtype == np.float32
+    with pytest.raises(TypeError, match="pow: the exponent must be a number or a Tensor, got str"):
+        _leaf() ** "2"
+
+
+# ---- min, max, argmin ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dim, keepdim", [(None, False), (0, False), (1, True), (-1, False)])
+def test_min_matches_torch_and_finite_differences(dim, keepdim):
+    torch = torch_module()
+    x = random_array((4, 5), np.float64, seed=8)
+    if dim is None:
+        _compare(lambda a: a.min() * 3.0, x)
+        _check_finite_differences(lambda a: a.min(), x)
+        assert int(nn.Tensor(x).argmin().data) == int(torch.tensor(x).argmin())
+        return
+    _compare(lambda a: a.min(dim, keepdim=keepdim).values * 3.0, x)
+    _check_finite_differences(lambda a: a.min(dim, keepdim)[0], x)
+    ours, theirs = nn.Tensor(x).min(dim, keepdim), torch.tensor(x).min(dim, keepdim)
+    np.testing.assert_array_equal(ours.indices.data, theirs.indices.numpy())
+    np.testing.assert_array_equal(nn.Tensor(x).argmin(dim, keepdim).data, torch.tensor(x).argmin(dim, keepdim).numpy())
+    np.testing.assert_array_equal(nn.Tensor(x).argmax(dim, keepdim).data, torch.tensor(x).argmax(dim, keepdim).numpy())
+
+
+@pytest.mark.parametrize("values", [[1.0, 3.0, 3.0, -2.0, -2.0], [1.0, np.nan, 0.5, np.nan, 2.0]])
+def test_min_and_max_share_the_gradient_of_ties_and_nans_as_torch(values):
+    x = np.array(values)
+    _compare(lambda a: a.max(), x)
+    _compare(lambda a: a.min(), x)
+    _compare(lambda a: a.reshape(1, 5).min(1)[0] + a.reshape(1, 5).max(1)[0], x)  # with dim: the first only
+
+
+def test_min_with_a_tensor_is_not_the_elementwise_minimum():
+    with pytest.raises(TypeError, match="min: dim must be an int or None.*got Tensor"):
+        _leaf().min(_leaf())
+
+
+# ---- var, std, norm --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["var", "std"])
+@pytest.mark.parametrize("kwargs", [dict(), dict(dim=1), dict(dim=(0, 2), keepdim=True), dict(dim=-1, unbiased=False),
+                                    dict(dim=0, correction=2), dict(correction=0)])
+def test_var_std_match_torch_and_finite_differences(method, kwargs):
+    x = random_array((3, 4, 5), np.float64, seed=9)
+    _compare(lambda a: getattr(a, method)(**kwargs), x)
+    _check_finite_differences(lambda a: getattr(a, method)(**kwargs), x)
+
+
+def test_var_std_edge_cases_as_torch():
+    constant = np.array([[2.0, 2.0, 2.0], [1.0, 3.0, 0.5]])
+    _compare(lambda a: a.std(1), constant)  # a zero std: no gradient (not 0 * inf), as torch
+    _compare(lambda a: a.var(False) + a.std(0, False), constant)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        assert np.isnan(nn.Tensor(np.ones(1)).var().item())  # no degrees of freedom: NaN, as torch
+        assert np.isnan(nn.Tensor(np.ones(3)).var(correction=5).item())
+    with pytest.raises(TypeError, match="var: needs a floating-point tensor, got int64"):
+        nn.Tensor(np.arange(3)).var()
+    with pytest.raises(ValueError, match="std: give unbiased or correction, not both"):
+        _leaf().std(unbiased=False, correction=0)
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(p=2, dim=1), dict(p="fro", dim=(0, 1), keepdim=True),
+                                    dict(p=1, dim=0)])
+def test_norm_matches_torch(kwargs):
+    x = random_array((4, 3), np.float64, seed=10)
+    _compare(lambda a: a.norm(**kwargs), x)
+    _check_finite_differences(lambda a: a.norm(**kwargs), x)
+
+
+def test_norm_of_zeros_has_no_gradient_and_p_is_checked():
+    _compare(lambda a: a.norm(dim=1), np.array([[0.0, 0.0], [3.0, 4.0]]))
+    with pytest.raises(ValueError, match="norm: p must be 1, 2 or 'fro', got 3"):
+        _leaf().norm(3)
