@@ -1,5 +1,5 @@
 """The torch.Tensor methods users write without thinking (clone, casts, clamp, expand, repeat, rpow, min,
-var/std, norm) against PyTorch in float64: values, result dtypes, gradients, errors; float64
+var/std, norm, in-place ops) against PyTorch in float64: values, result dtypes, gradients, errors; float64
 finite differences for the non-trivial gradients."""
 import numpy as np
 import pytest
@@ -241,3 +241,117 @@ def test_norm_of_zeros_has_no_gradient_and_p_is_checked():
     _compare(lambda a: a.norm(dim=1), np.array([[0.0, 0.0], [3.0, 4.0]]))
     with pytest.raises(ValueError, match="norm: p must be 1, 2 or 'fro', got 3"):
         _leaf().norm(3)
+
+
+# ---- in place --------------------------------------------------------------------------------------------
+def test_in_place_ops_on_plain_tensors_match_torch():
+    torch = torch_module()
+    array = random_array((3, 4), np.float64, seed=11)
+    other = random_array((4,), np.float64, seed=12)
+    ours, theirs = nn.Tensor(array.copy()), torch.tensor(array)
+    storage = ours.data
+    for step in (lambda t, o: t.add_(o, alpha=0.5), lambda t, o: t.sub_(o, alpha=2), lambda t, o: t.mul_(o),
+                 lambda t, o: t.div_(o)):
+        assert step(ours, nn.Tensor(other)) is ours
+        step(theirs, torch.tensor(other))
+        assert_close(ours.data, theirs.numpy(), np.float64)
+    ours[1, ::2] = 7.0
+    theirs[1, ::2] = 7.0
+    ours[ours > 1.0] = nn.Tensor(np.array(-1.0))
+    theirs[theirs > 1.0] = -1.0
+    assert_close(ours.data, theirs.numpy(), np.float64)
+    ours.copy_(nn.Tensor(other.astype(np.float32)))  # broadcast and cast, as torch
+    theirs.copy_(torch.tensor(other, dtype=torch.float32))
+    assert_close(ours.data, theirs.numpy(), np.float64)
+    assert ours.fill_(nn.Tensor(np.array(2.5))).data.max() == 2.5
+    assert ours.zero_().data.max() == 0.0
+    assert ours.data is storage  # all in place
+
+
+def test_in_place_on_a_leaf_that_requires_grad_raises_unless_under_no_grad():
+    for op in (lambda p: p.zero_(), lambda p: p.fill_(1.0), lambda p: p.copy_(np.ones(3)),
+               lambda p: p.__setitem__(0, 1.0), lambda p: p.add_(1.0)):
+        p = _leaf()
+        with pytest.raises(RuntimeError, match=r"^\w+_?: a leaf Variable that requires grad is being used in an in-place"):
+            op(p)
+        with nn.no_grad():
+            storage = op(p) or p
+        assert storage is p and p.requires_grad and p.is_leaf
+    with pytest.raises(RuntimeError, match="add_: a leaf Variable"):
+        p = _leaf()
+        p += 1.0
+
+
+def test_in_place_on_a_recorded_tensor_or_from_a_recorded_source_raises():
+    x = _leaf()
+    with pytest.raises(RuntimeError, match="zero_: in-place operations on a tensor of a recorded graph"):
+        (x * 2.0).zero_()
+    with pytest.raises(RuntimeError, match="copy_: the source requires grad"):
+        nn.Tensor(np.zeros(3)).copy_(x * 2.0)
+    with pytest.raises(RuntimeError, match="__setitem__: the source requires grad"):
+        nn.Tensor(np.zeros(3))[0] = x[1]
+
+
+def test_in_place_errors_name_the_op():
+    x = nn.Tensor(np.zeros(3))
+    with pytest.raises(ValueError, match=r"fill_: the value must be a number or a 0-dim tensor, got shape \(2,\)"):
+        x.fill_(nn.Tensor(np.ones(2)))
+    with pytest.raises(ValueError, match=r"copy_: .*broadcast.*\(tensor of shape \(3,\)\)"):
+        x.copy_(np.ones(2))
+    with pytest.raises(TypeError, match="copy_: src must be a Tensor or an array, got float"):
+        x.copy_(1.0)
+    with pytest.raises(TypeError, match="__setitem__: expected a Tensor, an array or a number, got str"):
+        x[0] = "a"
+    with pytest.raises(TypeError, match="add_: .*int64"):
+        nn.Tensor(np.arange(3)).add_(0.5)  # torch: a float result cannot be written into an integer tensor
+
+
+def test_augmented_assignment_in_place_or_recorded_as_torch():
+    torch = torch_module()
+    array = random_array((3,), np.float64, seed=13)
+    total, theirs_total = nn.Tensor(np.zeros(3)), torch.zeros(3, dtype=torch.float64)
+    storage = total.data
+    total += nn.Tensor(array)  # nothing recorded: in place
+    total *= 2.0
+    assert total.data is storage
+    theirs_total += torch.tensor(array)
+    theirs_total *= 2.0
+
+    def accumulate(tensor, total):
+        hidden = tensor * 3.0
+        hidden += tensor  # a recorded non-leaf: torch records in place, here a new tensor, same gradient
+        hidden /= 2.0
+        total += hidden * hidden  # a plain tensor and a source that requires grad: recorded, as torch
+        return total
+
+    x, theirs_x = nn.Tensor(array.copy(), requires_grad=True), torch.tensor(array, requires_grad=True)
+    total, theirs_total = accumulate(x, total), accumulate(theirs_x, theirs_total)
+    assert total.requires_grad
+    assert_close(total.data, theirs_total.detach().numpy(), np.float64)
+    total.sum().backward()
+    theirs_total.sum().backward()
+    assert_close(x.grad.data, theirs_x.grad.numpy(), np.float64)
+
+
+def test_manual_sgd_and_ema_updates_under_no_grad_write_the_parameters():
+    torch = torch_module()
+    torch.manual_seed(0)
+    theirs = torch.nn.Linear(5, 3).double()
+    ours = nn.Linear(5, 3, dtype=np.float64)
+    ours.load_state_dict({key: value.clone() for key, value in theirs.state_dict().items()})  # (it keeps the arrays)
+    average = [p.detach().clone() for p in ours.parameters()]
+    theirs_average = [p.detach().clone() for p in theirs.parameters()]
+    x = random_array((4, 5), np.float64, seed=14)
+    storages = [p.data for p in ours.parameters()]
+    for model, module_input, averaged in ((ours, nn.Tensor(x), average), (theirs, torch.tensor(x), theirs_average)):
+        (model(module_input) ** 2).sum().backward()
+        with (nn.no_grad() if model is ours else torch.no_grad()):
+            for p, a in zip(model.parameters(), averaged):
+                p -= 0.1 * p.grad
+                a.mul_(0.9).add_(p, alpha=0.1)
+            model.bias.zero_()
+            model.weight[0] = 1.0
+    for mine, reference in zip(list(ours.parameters()) + average, list(theirs.parameters()) + theirs_average):
+        assert_close(mine.data, reference.detach().numpy(), np.float64)
+    assert all(p.data is storage for p, storage in zip(ours.parameters(), storages))
+    assert all(p.requires_grad and p.is_leaf for p in ours.parameters())
