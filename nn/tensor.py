@@ -154,28 +154,28 @@ class Tensor:
 
     # ---- arithmetic --------------------------------------------------------------------------
     def __add__(self, other):
-        return Add.apply(self, _as_tensor(other, self))
+        return Add.apply(*_operands(self, other))
 
     def __radd__(self, other):
-        return Add.apply(_as_tensor(other, self), self)
+        return Add.apply(*_operands(self, other)[::-1])
 
     def __sub__(self, other):
-        return Sub.apply(self, _as_tensor(other, self))
+        return Sub.apply(*_operands(self, other))
 
     def __rsub__(self, other):
-        return Sub.apply(_as_tensor(other, self), self)
+        return Sub.apply(*_operands(self, other)[::-1])
 
     def __mul__(self, other):
-        return Mul.apply(self, _as_tensor(other, self))
+        return Mul.apply(*_operands(self, other))
 
     def __rmul__(self, other):
-        return Mul.apply(_as_tensor(other, self), self)
+        return Mul.apply(*_operands(self, other)[::-1])
 
     def __truediv__(self, other):
-        return Div.apply(self, _as_tensor(other, self))
+        return Div.apply(*_operands(self, other))
 
     def __rtruediv__(self, other):
-        return Div.apply(_as_tensor(other, self), self)
+        return Div.apply(*_operands(self, other)[::-1])
 
     def __neg__(self):
         return Mul.apply(self, _as_tensor(-1.0, self))
@@ -192,8 +192,7 @@ class Tensor:
         float base gives float32, as torch)."""
         if not (isinstance(base, numbers.Real) or backend.is_array(base)):
             return NotImplemented
-        exponent = self.float() if self.dtype.kind != "f" and isinstance(base, (float, np.floating)) else self
-        return PowTensor.apply(_as_tensor(base, exponent), exponent)
+        return PowTensor.apply(*_operands(self, base)[::-1])
 
     def __matmul__(self, other):
         from . import functional
@@ -519,6 +518,14 @@ def _sizes(op, sizes):
     if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in sizes):
         raise TypeError(f"{op}: sizes must be ints, got {sizes!r}")
     return tuple(int(n) for n in sizes)
+
+
+def _operands(tensor, other):
+    """(tensor, other as a Tensor); an integer or bool tensor with a float number is float32 first, as torch
+    promotes it (the number would otherwise be cast to the tensor's integer dtype)."""
+    if isinstance(other, (float, np.floating)) and tensor.dtype.kind in "biu":
+        tensor = tensor.float()
+    return tensor, _as_tensor(other, tensor)
 
 
 def _as_tensor(value, like):

@@ -70,6 +70,16 @@ def test_dim_tolist_and_casts_as_torch():
         ours.type_as(np.float64)
 
 
+def test_an_integer_tensor_with_a_float_number_is_float32_as_torch():
+    torch = torch_module()
+    integers = np.array([1, 2, 3])
+    for fn in (lambda t: t * 0.5, lambda t: 2.5 - t, lambda t: t / 0.5, lambda t: 1.5 / t, lambda t: (t > 1) + 0.5,
+               lambda t: t + 2, lambda t: 0.5 ** t):
+        ours, theirs = fn(nn.Tensor(integers)), fn(torch.tensor(integers))
+        assert str(ours.dtype) == str(theirs.dtype).replace("torch.", "")
+        assert_close(ours.data, theirs.numpy(), np.float64)
+
+
 # ---- clamp -----------------------------------------------------------------------------------------------
 # Values on both bounds (0.25 and 0.75, exact in binary) and a NaN: torch passes the gradient on the bounds
 # and not through the NaN.
