@@ -1,7 +1,8 @@
 """numbanet.nn: tensors with autograd, layers, losses, optimizers and models built on `kernels`."""
 from .autograd import enable_grad, no_grad
 from .tensor import Tensor, cat, stack, tensor
-from .module import Module, ModuleDict, ModuleList, Parameter, Sequential
+from .module import Module, Parameter
+from .containers import ModuleDict, ModuleList, Sequential
 from . import init, optim, utils
 from .init import manual_seed
 from .recurrent import GRU, LSTM, RNN  # noqa: F401

@@ -8,7 +8,8 @@ import numpy as np
 
 from . import functional as F
 from .layers import BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU
-from .module import Module, Sequential
+from .containers import Sequential
+from .module import Module
 from .recurrent import GRU, LSTM, RNN
 from .tensor import Tensor, cat
 

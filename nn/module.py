@@ -1,11 +1,10 @@
 """Module: parameters, buffers and submodules registered by attribute assignment, as in PyTorch.
 
 state_dict keys and shapes follow PyTorch's (`features.0.weight`, `bn.running_mean`, ...), so a
-PyTorch model's state dict loads into the matching model here and back. Traversal, conversion and the
-containers (Sequential, ModuleList, ModuleDict) follow torch.nn's names, arguments and orders.
+PyTorch model's state dict loads into the matching model here and back. Traversal and conversion follow
+torch.nn's names, arguments and orders; the containers live in containers.py.
 """
 from collections import OrderedDict, namedtuple
-from collections.abc import Mapping
 
 import numpy as np
 
@@ -25,7 +24,7 @@ class Parameter(Tensor):
 
 
 class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
-    """load_state_dict's result, as torch's; also readable as result["missing_keys"] (it was a dict)."""
+    """load_state_dict's result, as torch's."""
     __slots__ = ()
 
     def __repr__(self):
@@ -34,9 +33,6 @@ class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpec
         return super().__repr__()
 
     __str__ = __repr__
-
-    def __getitem__(self, key):
-        return getattr(self, key) if isinstance(key, str) and key in self._fields else super().__getitem__(key)
 
 
 class Module:
@@ -339,163 +335,3 @@ def _device_and_dtype(owner, args, device, dtype):
     if not np.issubdtype(dtype, np.floating):
         raise TypeError(f"{owner}.to: dtype must be a floating dtype, got {dtype}")
     return device, dtype
-
-
-class _ModuleSequence(Module):
-    """What Sequential and ModuleList share: modules in order, indexed like a list (negative indices,
-    slices, del, insert). Deleting or inserting renumbers the keys '0', '1', ..., as torch does."""
-
-    def _key(self, index):
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-            raise TypeError(f"{type(self).__name__}: indices must be integers or slices, got {type(index).__name__}")
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"{type(self).__name__}: index {index} is out of range for {len(self)} modules")
-        return list(self._modules)[index]
-
-    def _renumber(self, modules):
-        self._modules.clear()
-        self._modules.update((str(position), module) for position, module in enumerate(modules))
-
-    def __getitem__(self, index):
-        return self._slice(index) if isinstance(index, slice) else self._modules[self._key(index)]
-
-    def __setitem__(self, index, module):
-        setattr(self, self._key(index), module)
-
-    def __delitem__(self, index):
-        for key in list(self._modules)[index] if isinstance(index, slice) else [self._key(index)]:
-            del self._modules[key]
-        self._renumber(list(self._modules.values()))
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        if str(len(self)) in self._modules:   # after a slice kept keys ('2', '3'): torch would replace '2'
-            self._renumber(list(self._modules.values()))
-        self.add_module(str(len(self)), module)
-        return self
-
-    def extend(self, modules):
-        for module in modules:
-            self.append(module)
-        return self
-
-    def __iadd__(self, modules):
-        return self.extend(modules)
-
-    def insert(self, index, module):
-        if not -len(self) <= index <= len(self):
-            raise IndexError(f"{type(self).__name__}.insert: index {index} is out of range for {len(self)} modules")
-        if not isinstance(module, Module):
-            raise TypeError(f"{type(self).__name__}.insert: expected a Module, got {type(module).__name__}")
-        modules = list(self._modules.values())
-        modules.insert(index, module)
-        self._renumber(modules)
-        return self
-
-    def pop(self, index=-1):
-        module = self[index]
-        del self[index]
-        return module
-
-
-class Sequential(_ModuleSequence):
-    """Modules applied in order; keys are their positions ('0.weight'), as in torch.nn.Sequential, or the
-    names of an OrderedDict given instead. A slice is a Sequential keeping the modules' keys (as torch's)."""
-
-    def __init__(self, *modules):
-        super().__init__()
-        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
-            for name, module in modules[0].items():
-                self.add_module(name, module)
-        else:
-            for index, module in enumerate(modules):
-                self.add_module(str(index), module)
-
-    def _slice(self, index):
-        return type(self)(OrderedDict(list(self._modules.items())[index]))
-
-    def forward(self, x):
-        from .layers import fuses_with_relu
-        modules = tuple(self._modules.values())
-        index = 0
-        while index < len(modules):
-            module = modules[index]
-            # a batch norm then a ReLU: the ReLU runs inside the batch norm's kernels, forward and backward
-            # (the same values; one pass over the activations and two launches fewer)
-            if index + 1 < len(modules) and fuses_with_relu(module, modules[index + 1]):
-                x = module.forward_then_relu(x)
-                index += 2
-            else:
-                x = module(x)
-                index += 1
-        return x
-
-
-class ModuleList(_ModuleSequence):
-    """Modules held in a list (no forward); a slice is a ModuleList numbered from '0', as torch's."""
-
-    def __init__(self, modules=None):
-        super().__init__()
-        self.extend(modules if modules is not None else ())
-
-    def _slice(self, index):
-        return type(self)(list(self._modules.values())[index])
-
-
-class ModuleDict(Module):
-    """Modules by name in insertion order, as torch.nn.ModuleDict; the names lead their state dict keys."""
-
-    def __init__(self, modules=None):
-        super().__init__()
-        if modules is not None:
-            self.update(modules)
-
-    def __getitem__(self, key):
-        return self._modules[key]
-
-    def __setitem__(self, key, module):
-        self.add_module(key, module)
-
-    def __delitem__(self, key):
-        del self._modules[key]
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules)
-
-    def __contains__(self, key):
-        return key in self._modules
-
-    def keys(self):
-        return self._modules.keys()
-
-    def values(self):
-        return self._modules.values()
-
-    def items(self):
-        return self._modules.items()
-
-    def pop(self, key):
-        return self._modules.pop(key)
-
-    def clear(self):
-        self._modules.clear()
-
-    def update(self, modules):
-        """Add or replace modules from a mapping or from (name, module) pairs."""
-        if isinstance(modules, Mapping):
-            modules = modules.items()
-        elif not hasattr(modules, "__iter__") or isinstance(modules, (str, Module)):
-            raise TypeError(f"ModuleDict.update: expected a mapping or (name, module) pairs, "
-                            f"got {type(modules).__name__}")
-        for position, pair in enumerate(modules):
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise ValueError(f"ModuleDict.update: element {position} must be a (name, module) pair, got {pair!r}")
-            self[pair[0]] = pair[1]

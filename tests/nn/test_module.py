@@ -45,7 +45,7 @@ def test_load_state_dict_strict_errors_and_atomicity():
         model.load_state_dict({**good, "0.weight": good["0.weight"].T})
     np.testing.assert_array_equal(model[0].weight.data, before)
     result = model.load_state_dict({"0.weight": good["0.weight"] * 2}, strict=False)
-    assert result["missing_keys"] == ["0.bias", "0.count"]
+    assert result.missing_keys == ["0.bias", "0.count"]
 
 
 def test_train_eval_zero_grad_and_buffers():

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from nn import layers, swa_utils
-from nn.module import Sequential
+from nn.containers import Sequential
 from tests.oracle import assert_close, random_array, torch_module
 
 
