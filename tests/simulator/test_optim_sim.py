@@ -320,6 +320,19 @@ def test_flat_adam_repacks_after_arrays_are_replaced():
                                                 [optimizer.state[id(p)] for p in flat.parameters()])
 
 
+def test_flat_adam_repacks_after_a_round_trip_through_another_dtype():
+    """Module.double() then .float() gives every parameter (and gradient) new arrays: the next step packs
+    again instead of updating the old buffer, with the results of an optimizer that never packed."""
+    def round_trip(step, model, optimizer):
+        if step == 1:
+            model.double().float()
+    flat, optimizer, launches = _train(True, between=round_trip)
+    _assert_same_weights(flat, _train(False, between=round_trip)[0])
+    assert launches == [1, 1, 1, 1]
+    packed = optimizer.param_groups[0].flat
+    assert all(p.data is data for p, (data, _, _) in zip(flat.parameters(), packed.views))
+
+
 def test_flat_adam_steps_parameter_by_parameter_once_counts_differ():
     """A step where a parameter has no gradient advances the others' counts only: from then on one launch
     with one count cannot follow, and the group steps parameter by parameter."""
