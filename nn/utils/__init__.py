@@ -8,7 +8,7 @@ import numpy as np
 
 from kernels import backend
 
-from .tensor import Tensor
+from ..tensor import Tensor
 
 
 def _gradient_arrays(parameters):
