@@ -81,8 +81,14 @@ class Tensor:
         return self.item()
 
     def item(self):
-        return float(backend.to_numpy(self.data).reshape(-1)[0]) if self.data.size == 1 else \
+        """The one value as a Python float, int or bool (by dtype, as torch)."""
+        return backend.to_numpy(self.data).reshape(-1)[0].item() if self.data.size == 1 else \
             _raise(ValueError(f"item: tensor of shape {self.shape} has more than one element"))
+
+    def __bool__(self):  # `if loss > 10:`; without it a tensor of any value was true
+        if self.data.size != 1:
+            raise ValueError(f"bool: the truth of a tensor of shape {self.shape} is ambiguous (use .any() or .all())")
+        return bool(self.item())
 
     def to(self, device):
         """The same values on 'cpu' or 'cuda' (differentiable: gradients flow back to this device)."""
@@ -288,6 +294,8 @@ class Tensor:
     def abs(self):
         return Abs.apply(self)
 
+    __abs__ = abs
+
     def max(self, dim=None, keepdim=False):
         """Like torch: the maximum, or with `dim` a (values, indices) pair."""
         return self._extremum(Max, dim, keepdim)
@@ -486,6 +494,18 @@ class Tensor:
 
     def __gt__(self, other):
         return Tensor(self.data > _raw(other))
+
+    def __le__(self, other):
+        return Tensor(self.data <= _raw(other))
+
+    def __ge__(self, other):
+        return Tensor(self.data >= _raw(other))
+
+    def any(self, dim=None, keepdim=False):
+        return Tensor(self.xp.asarray(self.data.any(axis=dim, keepdims=keepdim)))
+
+    def all(self, dim=None, keepdim=False):
+        return Tensor(self.xp.asarray(self.data.all(axis=dim, keepdims=keepdim)))
 
     __hash__ = object.__hash__
 

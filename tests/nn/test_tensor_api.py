@@ -80,6 +80,20 @@ def test_an_integer_tensor_with_a_float_number_is_float32_as_torch():
         assert_close(ours.data, theirs.numpy(), np.float64)
 
 
+def test_comparisons_truth_and_item_as_torch():
+    torch = torch_module()
+    array = random_array((3, 4), np.float64, seed=15)
+    ours, theirs = nn.Tensor(array), torch.tensor(array)
+    for fn in (lambda t: t >= 0.1, lambda t: t <= 0.1, lambda t: (t > 0).any(), lambda t: (t > 0).all(1),
+               lambda t: (t > 0.5).any(0, keepdim=True), lambda t: abs(t)):
+        np.testing.assert_array_equal(fn(ours).data, fn(theirs).numpy())
+    for fn in (lambda t: (t > 0).sum(), lambda t: t.sum(), lambda t: (t > 0).all()):
+        assert type(fn(ours).item()) is type(fn(theirs).item()) and fn(ours).item() == pytest.approx(fn(theirs).item())
+    assert bool(ours.sum() > -100.0) and not bool(ours.sum() < -100.0)
+    with pytest.raises(ValueError, match=r"bool: the truth of a tensor of shape \(3, 4\) is ambiguous"):
+        bool(ours)
+
+
 # ---- clamp -----------------------------------------------------------------------------------------------
 # Values on both bounds (0.25 and 0.75, exact in binary) and a NaN: torch passes the gradient on the bounds
 # and not through the NaN.
@@ -285,8 +299,9 @@ def test_in_place_on_a_leaf_that_requires_grad_raises_unless_under_no_grad():
         with pytest.raises(RuntimeError, match=r"^\w+_?: a leaf Variable that requires grad is being used in an in-place"):
             op(p)
         with nn.no_grad():
-            storage = op(p) or p
-        assert storage is p and p.requires_grad and p.is_leaf
+            result = op(p)
+        assert result is None or result is p
+        assert p.requires_grad and p.is_leaf
     with pytest.raises(RuntimeError, match="add_: a leaf Variable"):
         p = _leaf()
         p += 1.0
