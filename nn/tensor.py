@@ -191,7 +191,7 @@ class Tensor:
             return PowTensor.apply(self, _as_tensor(exponent, self))
         if not isinstance(exponent, numbers.Real):
             raise TypeError(f"pow: the exponent must be a number or a Tensor, got {type(exponent).__name__}")
-        return Pow.apply(self, exponent=exponent)
+        return Pow.apply(_operands(self, exponent)[0], exponent=exponent)
 
     def __rpow__(self, base):
         """base ** self for a number base: its gradient is log(base) * base ** self (an integer tensor with a

@@ -74,7 +74,7 @@ def test_an_integer_tensor_with_a_float_number_is_float32_as_torch():
     torch = torch_module()
     integers = np.array([1, 2, 3])
     for fn in (lambda t: t * 0.5, lambda t: 2.5 - t, lambda t: t / 0.5, lambda t: 1.5 / t, lambda t: (t > 1) + 0.5,
-               lambda t: t + 2, lambda t: 0.5 ** t):
+               lambda t: t + 2, lambda t: 0.5 ** t, lambda t: t ** 0.5, lambda t: t ** 2):
         ours, theirs = fn(nn.Tensor(integers)), fn(torch.tensor(integers))
         assert str(ours.dtype) == str(theirs.dtype).replace("torch.", "")
         assert_close(ours.data, theirs.numpy(), np.float64)
