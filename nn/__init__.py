@@ -5,7 +5,7 @@ from .module import Module, Parameter
 from .containers import ModuleDict, ModuleList, Sequential
 from . import init, optim, utils
 from .init import manual_seed
-from .recurrent import GRU, LSTM, RNN  # noqa: F401
+from .recurrent import GRU, GRUCell, LSTM, LSTMCell, RNN, RNNCell  # noqa: F401
 from . import functional
 from .layers import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity,
                      LeakyReLU, Linear, LogSoftmax, MaxPool2d, ReLU, Sigmoid, Softmax, Tanh)

@@ -3,8 +3,9 @@
 Each layer is one autograd Function around a whole-sequence kernel (kernels.lstm / gru / rnn and their
 *_backward; a bidirectional layer: kernels.*_bidirectional, both directions in one op, so that the GPU
 runs them in one launch), so a layer costs one graph node, not T of them.
-Per-sample `lengths` replace PyTorch's packed sequences: outputs are zero past each sample's length
-and h_n is the state after its last valid step, as with pack_padded_sequence(enforce_sorted=False).
+Variable-length batches: per-sample `lengths` (outputs are zero past each sample's length and h_n is the
+state after its last valid step, as with pack_padded_sequence(enforce_sorted=False)), or torch's
+PackedSequence (nn.utils.rnn), which runs through the same lengths path and gives a PackedSequence back.
 """
 import math
 
@@ -17,8 +18,9 @@ from . import autograd, init
 from .autograd import Function
 from .module import Module, Parameter
 from .tensor import Tensor, cat
+from .utils import rnn as rnn_utils
 
-__all__ = ["RNN", "LSTM", "GRU"]
+__all__ = ["GRU", "LSTM", "RNN", "GRUCell", "LSTMCell", "RNNCell"]
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
@@ -217,9 +219,12 @@ class _RecurrentBase(Module):
 
     # ---- forward -----------------------------------------------------------------------------
     def forward(self, input, hx=None, lengths=None):
-        """input (T, B, I) (or (B, T, I) with batch_first, or unbatched (T, I)); hx (L*D, B, H) or
-        None for zeros (LSTM: a pair (h0, c0)); lengths: B ints, each sample's valid steps.
-        Returns output (T, B, D*H) (batch_first: (B, T, D*H)) and h_n (L*D, B, H) (LSTM: (h_n, c_n))."""
+        """input (T, B, I) (or (B, T, I) with batch_first, or unbatched (T, I)), or a PackedSequence; hx
+        (L*D, B, H) or None for zeros (LSTM: a pair (h0, c0)), samples in the original order; lengths: B ints,
+        each sample's valid steps. Returns output (T, B, D*H) (batch_first: (B, T, D*H); a PackedSequence for
+        a packed input) and h_n (L*D, B, H) (LSTM: (h_n, c_n))."""
+        if isinstance(input, rnn_utils.PackedSequence):
+            return self._forward_packed(input, hx, lengths)
         x = self._check_input(input)
         unbatched = x.ndim == 2
         if unbatched:
@@ -228,6 +233,23 @@ class _RecurrentBase(Module):
             x = x.unsqueeze(1)
         elif self.batch_first:
             x = x.transpose(0, 1)
+        output, states = self._forward_time_major(x, hx, lengths, unbatched)
+        if self.batch_first and not unbatched:
+            output = output.transpose(0, 1)
+        return output, states
+
+    def _forward_packed(self, packed, hx, lengths):
+        """A PackedSequence runs padded (time-major, original sample order) with its lengths, and its output
+        is packed like the input: as torch's, whose sorting of hx and h_n by sorted_indices cancels out."""
+        if lengths is not None:
+            raise ValueError(f"{type(self).__name__}: lengths cannot be given with a PackedSequence input "
+                             f"(it carries its own)")
+        padded, lengths = rnn_utils.pad_packed_sequence(packed)
+        output, states = self._forward_time_major(self._check_input(padded), hx, lengths.data, False)
+        order = packed.sorted_indices.data if packed.sorted_indices is not None else np.arange(padded.shape[1])
+        return rnn_utils._pack(output, packed.batch_sizes.data, order, False, packed.sorted_indices), states
+
+    def _forward_time_major(self, x, hx, lengths, unbatched):
         steps, batch = x.shape[0], x.shape[1]
         h0, c0 = self._initial_states(hx, batch, unbatched)
         lengths = self._check_lengths(lengths, steps, batch)
@@ -257,8 +279,6 @@ class _RecurrentBase(Module):
         if unbatched:
             output, h_n = output.squeeze(1), h_n.squeeze(1)
             c_n = None if c_n is None else c_n.squeeze(1)
-        elif self.batch_first:
-            output = output.transpose(0, 1)
         return (output, (h_n, c_n)) if self.mode == "LSTM" else (output, h_n)
 
     def _initial_states(self, hx, batch, unbatched):
@@ -325,3 +345,8 @@ class RNN(_RecurrentBase):
     def extra_repr(self):
         text = super().extra_repr()
         return text if self.nonlinearity == "tanh" else text + f", nonlinearity={self.nonlinearity!r}"
+
+
+# The cells (one step each) live in recurrent_cells.py, which builds on the Functions above; re-exported here
+# so that nn.recurrent holds every recurrent module, as torch.nn.modules.rnn does.
+from .recurrent_cells import GRUCell, LSTMCell, RNNCell
