@@ -12,3 +12,4 @@ from .rnn import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
 from .ctc import *  # noqa: F401,F403
+from .embedding import *  # noqa: F401,F403

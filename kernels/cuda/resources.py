@@ -16,7 +16,7 @@ import tempfile
 import types
 
 COOPERATIVE_RUNTIME = {"cudaCGGetIntrinsicHandle", "cudaCGSynchronize"}   # cuda.cg grid sync, in cudadevrt
-KERNEL_MODULES = ("gemm", "pointwise", "reduce", "norm", "optim", "conv", "pool", "rnn", "ctc")
+KERNEL_MODULES = ("gemm", "pointwise", "reduce", "norm", "optim", "conv", "pool", "rnn", "ctc", "embedding")
 TARGET_CC = (9, 0)
 
 
