@@ -244,3 +244,4 @@ from .functional_conv import (adaptive_avg_pool2d, avg_pool2d, batch_norm, batch
 from .functional_losses import (binary_cross_entropy_with_logits, cross_entropy, l1_loss,  # noqa: E402,F401
                                 mse_loss, nll_loss, smooth_l1_loss)
 from .ctc import ctc_loss  # noqa: E402,F401
+from .functional_embedding import embedding  # noqa: E402,F401
