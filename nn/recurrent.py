@@ -244,6 +244,9 @@ class _RecurrentBase(Module):
         if lengths is not None:
             raise ValueError(f"{type(self).__name__}: lengths cannot be given with a PackedSequence input "
                              f"(it carries its own)")
+        if packed.data.ndim != 2:
+            raise ValueError(f"{type(self).__name__}: a PackedSequence input must have data of shape (sum of "
+                             f"lengths, input_size), got {packed.data.shape}")
         padded, lengths = rnn_utils.pad_packed_sequence(packed)
         output, states = self._forward_time_major(self._check_input(padded), hx, lengths.data, False)
         order = packed.sorted_indices.data if packed.sorted_indices is not None else np.arange(padded.shape[1])

@@ -177,6 +177,9 @@ def test_packed_input_without_states_and_errors():
         ours(packed, lengths=[2, 4, 3])
     with pytest.raises(ValueError, match=r"GRU: hx must have shape \(1, 3, 3\)"):
         ours(packed, nn.Tensor(np.zeros((1, 2, 3))))
+    featureless = ours_rnn.pack_padded_sequence(nn.Tensor(x[:, :, 0]), [2, 4, 3], enforce_sorted=False)
+    with pytest.raises(ValueError, match=r"GRU: a PackedSequence input must have data of shape .* got \(9,\)"):
+        ours(featureless)
 
 
 # ---- cells ---------------------------------------------------------------------------------------------------
