@@ -249,7 +249,10 @@ class Module:
         return state
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy arrays (NumPy, CuPy, or anything with .numpy(), e.g. torch tensors) into this module.
+        """Copy arrays (NumPy, CuPy, or anything with .numpy(), e.g. torch tensors) into this module's own
+        arrays, in place and cast to their dtype, as torch does: nothing here aliases the caller's arrays, and
+        whatever points at the module's arrays (optimizers, a flat optimizer's buffers, captured CUDA graphs)
+        sees the new values.
 
         strict: missing, unexpected or misshaped entries raise a KeyError/ValueError listing them;
         nothing is changed unless every entry fits. Returns (missing_keys, unexpected_keys), a named
@@ -277,11 +280,13 @@ class Module:
                 continue
             module, kind, name, current = targets[key]
             device = "cuda" if backend.is_gpu_array(current) else "cpu"
-            array = backend.to_device(np.ascontiguousarray(value, dtype=current.dtype).reshape(current.shape), device)
-            if kind == "param":
-                module._parameters[name].data = array
+            value = backend.to_device(np.asarray(value).reshape(current.shape), device)
+            if getattr(current.flags, "writeable", True):
+                current[...] = value
+            elif kind == "param":   # a read-only array (e.g. memory-mapped): replaced by a copy
+                module._parameters[name].data = value.astype(current.dtype, copy=True)
             else:
-                module._buffers[name] = array
+                module._buffers[name] = value.astype(current.dtype, copy=True)
         return _IncompatibleKeys(missing, unexpected)
 
     # ---- calling -----------------------------------------------------------------------------

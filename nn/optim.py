@@ -430,7 +430,7 @@ class _FlatGroup:
     packed into one contiguous buffer each (flat=True). Each parameter's `.data`, its gradient and its
     state arrays are views of one segment of those buffers; the gradient view is also the parameter's
     `_grad_slot`, into which backward writes the first gradient (Tensor._accumulate) instead of a new
-    array. Whatever replaces one of these arrays (load_state_dict, .to(), a hand-set .grad) is noticed by
+    array. Whatever replaces one of these arrays (the optimizer's load_state_dict, .to(), a hand-set .grad) is noticed by
     identity: `holds` fails and the optimizer packs again."""
 
     def __init__(self, params, states, xp):

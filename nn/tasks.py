@@ -55,9 +55,9 @@ class EvaluationForward:
     graph (nn.capture: the first batch runs eagerly, the second is captured): every later batch is one
     graph launch instead of the forward's Python launches (about fifty for the CRNN, ~5 ms of host work
     a batch on the H100 machine, 32 batches a validation). The graph reads the model's arrays where they
-    were when it was captured, so a model whose parameters or buffers have moved since (load_state_dict,
-    .to(), a repacked optimizer) is captured again; their values may change (training steps update them
-    in place). A forward that cannot be captured runs eagerly from then on, with a warning."""
+    were when it was captured, so a model whose parameters or buffers have moved since (.to(), .double(),
+    a repacked optimizer) is captured again; their values may change (training steps and load_state_dict
+    write them in place). A forward that cannot be captured runs eagerly from then on, with a warning."""
 
     def __init__(self):
         self.graphs = {}        # (id(model), batch shape, dtype, modes) -> (array addresses, captured forward)

@@ -48,6 +48,26 @@ def test_load_state_dict_strict_errors_and_atomicity():
     assert result.missing_keys == ["0.bias", "0.count"]
 
 
+def test_load_state_dict_copies_into_the_modules_own_arrays():
+    """As torch: the values are copied (cast to the module's dtype) into the arrays the module already has, so
+    the caller's arrays are never aliased and whatever holds the module's arrays (an optimizer, a flat
+    optimizer's buffer, a captured graph) sees the loaded values."""
+    torch = torch_module()
+    ours, theirs = nn.Linear(3, 4).double(), torch.nn.Linear(3, 4).double()
+    arrays = [ours.weight.data, ours.bias.data]
+    ours.load_state_dict(theirs.state_dict())
+    assert ours.weight.data is arrays[0] and ours.bias.data is arrays[1]
+    np.testing.assert_array_equal(ours.weight.data, theirs.weight.detach().numpy())
+    with torch.no_grad():
+        theirs.weight.add_(1.0)                                    # the source changes afterwards ...
+    assert not np.array_equal(ours.weight.data, theirs.weight.detach().numpy())   # ... ours does not
+    given = {"weight": np.full((4, 3), 0.5, np.float32), "bias": np.arange(4)}
+    ours.load_state_dict(given)
+    assert ours.weight.dtype == np.float64 and ours.bias.data.tolist() == [0.0, 1.0, 2.0, 3.0]
+    ours.weight.data[0, 0] = 7.0
+    assert given["weight"][0, 0] == 0.5
+
+
 def test_train_eval_zero_grad_and_buffers():
     model = nn.Sequential(Affine(3, 4), Affine(4, 1))
     model.eval()

@@ -132,7 +132,10 @@ def test_evaluation_forward_captures_once_per_model_arrays_and_falls_back_to_eag
     assert len(made) == 1
     forward(model, nn.Tensor(batch.numpy()[:2]))                 # another batch shape: its own graph
     assert len(made) == 2
-    model.load_state_dict({k: v.copy() for k, v in model.state_dict().items()})   # arrays moved
+    model.load_state_dict({k: v.copy() for k, v in model.state_dict().items()})   # copied in place: no move
+    forward(model, batch)
+    assert len(made) == 2
+    model.double().float()                                        # arrays moved
     np.testing.assert_array_equal(forward(model, batch).numpy(), expected)
     assert len(made) == 3
     forward(model, batch)
@@ -157,7 +160,7 @@ def test_evaluation_forward_captures_once_per_model_arrays_and_falls_back_to_eag
                 raise ValueError("cudaErrorStreamCaptureInvalidated (a test)")
             return self.step_fn(*inputs)
     monkeypatch.setattr(tasks, "capture", FailingCapture)
-    model.load_state_dict({k: v.copy() for k, v in model.state_dict().items()})
+    model.double().float()                                        # arrays moved: a new capture
     np.testing.assert_array_equal(forward(model, batch).numpy(), expected)   # the eager warm-up
     with pytest.warns(RuntimeWarning, match="evaluation: the forward could not be captured"):
         np.testing.assert_array_equal(forward(model, batch).numpy(), expected)

@@ -307,7 +307,8 @@ def test_flat_gradients_are_clipped_as_one_buffer():
 
 
 def test_flat_adam_repacks_after_arrays_are_replaced():
-    """load_state_dict of the model and of the optimizer replace the arrays: the next step packs again."""
+    """The model's load_state_dict copies into its arrays (the packing holds); the optimizer's replaces its
+    state arrays: the next step packs again."""
     def reload(step, model, optimizer):
         if step == 1:
             model.load_state_dict(model.state_dict())
