@@ -2,7 +2,7 @@
 import importlib
 import inspect
 
-SUITES = ("gemm", "pointwise", "conv", "pool", "rnn", "ctc", "train")
+SUITES = ("gemm", "pointwise", "conv", "pool", "rnn", "ctc", "embedding", "train")
 
 
 def available_suites():

@@ -1,0 +1,66 @@
+"""Embedding lookup and its weight gradient against torch.nn.functional.embedding (CUDA on the GPU, PyTorch CPU
+otherwise), on the same memory. Bytes counted: forward, the rows read + the output written + the indices;
+backward, grad_output read + the (num_embeddings, D) gradient zero-filled and written + the indices. The backward
+cases replay one recorded torch forward, so only its backward runs, as ours."""
+import numpy as np
+
+import kernels
+from .harness import Case, as_torch, vendor_torch
+
+# (label, num_embeddings, embedding_dim, token shape, share of tokens that are one hot token)
+CONFIGS = [
+    ("lm", 10000, 512, (64, 35), 0.0),          # a word-level language model's batch (PTB-like)
+    ("text", 50000, 300, (128, 64), 0.0),       # a text classifier's batch over a larger vocabulary
+    ("text hot", 50000, 300, (128, 64), 0.3),   # 30% of the tokens one token (padding, 'the'): atomic contention
+]
+QUICK_CONFIGS = [("lm", 2000, 128, (32, 35), 0.0)]
+
+
+def _tokens(rng, vocabulary, shape, hot):
+    tokens = rng.integers(0, vocabulary, size=shape)
+    tokens[rng.random(shape) < hot] = 1
+    return tokens.astype(np.int64)
+
+
+def _cases_for(device, label, vocabulary, dim, shape, hot, scale_grad_by_freq=False):
+    torch = vendor_torch()
+    f = torch.nn.functional
+    lookups = int(np.prod(shape))
+    tag = f"{label} {vocabulary}x{dim} [{'x'.join(map(str, shape))}]"
+    vendor_name = "torch F.embedding (CUDA)" if device == "cuda" else "torch F.embedding (CPU)"
+
+    def make_forward(xp, seed):
+        rng = np.random.default_rng(seed)
+        weight = xp.asarray(rng.standard_normal((vocabulary, dim), dtype=np.float32))
+        tokens = xp.asarray(_tokens(rng, vocabulary, shape, hot))
+        return weight, tokens, as_torch(torch, weight), as_torch(torch, tokens)
+
+    def make_backward(xp, seed):
+        weight, tokens, weight_t, tokens_t = make_forward(xp, seed)
+        grad = xp.asarray(np.random.default_rng(seed + 1).standard_normal(shape + (dim,), dtype=np.float32))
+        weight_t.requires_grad_(True)
+        out_t = f.embedding(tokens_t, weight_t, scale_grad_by_freq=scale_grad_by_freq)
+        return grad, tokens, weight_t, out_t, as_torch(torch, grad)
+
+    def vendor_backward(grad, tokens, weight_t, out_t, grad_t):
+        return torch.autograd.grad(out_t, weight_t, grad_t, retain_graph=True)
+
+    backward_label = "bwd" + (" freq" if scale_grad_by_freq else "")
+    return [
+        Case(f"{tag} fwd", make_forward, lambda w, i, wt, it: kernels.embedding(w, i),
+             lambda w, i, wt, it: f.embedding(it, wt), vendor_name, bytes=2 * 4 * lookups * dim + 8 * lookups),
+        Case(f"{tag} {backward_label}", make_backward,
+             lambda grad, tokens, *rest: kernels.embedding_backward(grad, tokens, vocabulary,
+                                                                    scale_grad_by_freq=scale_grad_by_freq),
+             vendor_backward, vendor_name, bytes=4 * lookups * dim + 4 * vocabulary * dim + 8 * lookups,
+             note="atomic adds (GPU)" if device == "cuda" else ""),
+    ]
+
+
+def cases(device, quick=False):
+    rows = []
+    for config in QUICK_CONFIGS if quick else CONFIGS:
+        rows += _cases_for(device, *config)
+    if not quick:
+        rows += _cases_for(device, *CONFIGS[0], scale_grad_by_freq=True)[1:]
+    return rows
