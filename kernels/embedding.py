@@ -34,7 +34,8 @@ def _raise_out_of_range(op, num_embeddings):
                      f"negative indices are not allowed")
 
 
-def _check_range_cpu(op, indices, num_embeddings):
+def _check_range_on_host(op, indices, num_embeddings):
+    """The range check on the host (NumPy; on the GPU only where no kernel thread looks at the indices)."""
     if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= num_embeddings):
         _raise_out_of_range(op, num_embeddings)
 
@@ -44,7 +45,7 @@ def embedding(weight, indices, padding_idx=None):
 
     padding_idx is only checked here (the padding row is looked up as it is; embedding_backward gives it no
     gradient). An index outside [0, num_embeddings) raises IndexError; on the GPU that verdict is one small
-    device-to-host read, skipped while a CUDA graph is being captured (the row is then read as zeros).
+    device-to-host read, skipped while a CUDA graph is being captured (a bad index then gives a row of zeros).
     """
     op = "embedding"
     device = backend.device_of(op, weight, indices)
@@ -54,13 +55,16 @@ def embedding(weight, indices, padding_idx=None):
     num_embeddings = weight.shape[0]
     _padding_index(op, padding_idx, num_embeddings)
     if device == "cpu":
-        _check_range_cpu(op, indices, num_embeddings)
+        _check_range_on_host(op, indices, num_embeddings)
         return cpu.embedding(weight, indices)
     weight = contiguous(weight)
     out = empty(weight, tuple(indices.shape) + (weight.shape[1],))
-    bad = gpu.embedding(weight, contiguous(indices).reshape(-1), out.reshape(-1, weight.shape[1]))
-    if not backend.is_capturing() and int(bad[0]):
-        _raise_out_of_range(op, num_embeddings)
+    bad = gpu.embedding(weight, contiguous(indices).reshape(-1), out.reshape(indices.size, weight.shape[1]))
+    if not backend.is_capturing():
+        if out.size == 0:    # (embedding_dim 0: no thread ran)
+            _check_range_on_host(op, indices, num_embeddings)
+        elif int(bad[0]):
+            _raise_out_of_range(op, num_embeddings)
     return out
 
 
@@ -83,16 +87,20 @@ def embedding_backward(grad_output, indices, num_embeddings, padding_idx=None, s
         raise ValueError(f"{op}: num_embeddings must be a non-negative integer, got {num_embeddings!r}")
     num_embeddings = int(num_embeddings)
     if grad_output.ndim != indices.ndim + 1 or tuple(grad_output.shape[:-1]) != tuple(indices.shape):
-        raise ValueError(f"{op}: grad_output must have shape indices.shape + (embedding_dim,) = "
-                         f"{tuple(indices.shape) + ('D',)}, got {tuple(grad_output.shape)}")
+        expected = ", ".join([*map(str, indices.shape), "embedding_dim"])
+        raise ValueError(f"{op}: grad_output must have shape indices.shape + (embedding_dim,) = ({expected}), "
+                         f"got {tuple(grad_output.shape)}")
     padding = _padding_index(op, padding_idx, num_embeddings)
     scale = bool(scale_grad_by_freq)
     if device == "cpu":
-        _check_range_cpu(op, indices, num_embeddings)
+        _check_range_on_host(op, indices, num_embeddings)
         return cpu.embedding_backward(grad_output, indices, num_embeddings, padding, scale)
     dim = grad_output.shape[-1]
-    grad_weight, bad = gpu.embedding_backward(contiguous(grad_output).reshape(-1, dim),
+    grad_weight, bad = gpu.embedding_backward(contiguous(grad_output).reshape(indices.size, dim),
                                               contiguous(indices).reshape(-1), num_embeddings, padding, scale)
-    if check_indices and not backend.is_capturing() and int(bad[0]):
-        _raise_out_of_range(op, num_embeddings)
+    if check_indices and not backend.is_capturing():
+        if grad_output.size == 0:    # (embedding_dim 0: no thread ran)
+            _check_range_on_host(op, indices, num_embeddings)
+        elif int(bad[0]):
+            _raise_out_of_range(op, num_embeddings)
     return grad_weight

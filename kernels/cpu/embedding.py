@@ -30,7 +30,7 @@ def embedding_backward(grad_output, indices, num_embeddings, padding_idx, scale_
     """padding_idx is in [0, num_embeddings) or -1 (none); indices are checked to lie in [0, num_embeddings)."""
     dim = grad_output.shape[-1]
     flat_indices = np.ascontiguousarray(indices).reshape(-1).astype(np.int64, copy=False)
-    grad = np.ascontiguousarray(grad_output).reshape(-1, dim)
+    grad = np.ascontiguousarray(grad_output).reshape(flat_indices.size, dim)
     grad_weight = np.zeros((num_embeddings, dim), grad_output.dtype)
     if scale_grad_by_freq:
         counts = np.bincount(flat_indices, minlength=num_embeddings).astype(grad_output.dtype)

@@ -95,6 +95,18 @@ def test_embedding_empty_indices():
     assert grad_weight.shape == (4, 3) and not grad_weight.any()
 
 
+def test_embedding_of_zero_width_rows():
+    """embedding_dim 0: empty rows, and the index check still applies."""
+    weight = np.zeros((4, 0))
+    indices = np.array([[3, 0], [1, 1]], np.int64)
+    assert kernels.embedding(weight, indices).shape == (2, 2, 0)
+    assert kernels.embedding_backward(np.zeros((2, 2, 0)), indices, 4).shape == (4, 0)
+    with pytest.raises(IndexError, match="embedding: indices hold a value outside"):
+        kernels.embedding(weight, indices + 1)
+    with pytest.raises(IndexError, match="embedding_backward: indices hold a value outside"):
+        kernels.embedding_backward(np.zeros((2, 2, 0)), indices - 1, 4)
+
+
 def test_embedding_rejects_bad_input():
     weight = random_array((5, 3), seed=14)
     indices = np.array([0, 4, 2], np.int64)
@@ -118,7 +130,8 @@ def test_embedding_rejects_bad_input():
     with pytest.raises(TypeError, match="embedding: expected NumPy or CuPy arrays"):
         kernels.embedding(weight, [0, 1])
     grad_output = random_array((3, 3), seed=15)
-    with pytest.raises(ValueError, match="embedding_backward: grad_output must have shape"):
+    with pytest.raises(ValueError, match=r"embedding_backward: grad_output must have shape indices.shape \+ "
+                                         r"\(embedding_dim,\) = \(3, embedding_dim\), got \(2, 3\)"):
         kernels.embedding_backward(grad_output[:2], indices, 5)
     with pytest.raises(ValueError, match="embedding_backward: grad_output must have shape"):
         kernels.embedding_backward(grad_output.reshape(-1), indices, 5)

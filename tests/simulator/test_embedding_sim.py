@@ -51,6 +51,12 @@ def test_embedding_kernels_non_contiguous_and_empty():
     assert kernels.embedding(weight, empty).shape == (0, 2, 5)
     grad_weight = kernels.embedding_backward(np.zeros((0, 2, 5), np.float32), empty, 6, scale_grad_by_freq=True)
     assert grad_weight.shape == (6, 5) and not grad_weight.any()
+    zero_width = np.zeros((4, 0), np.float32)            # no thread runs: the index check is made on the host
+    assert kernels.embedding(zero_width, np.array([3, 0])).shape == (2, 0)
+    with pytest.raises(IndexError, match="embedding: indices hold a value outside"):
+        kernels.embedding(zero_width, np.array([4, 0]))
+    with pytest.raises(IndexError, match="embedding_backward: indices hold a value outside"):
+        kernels.embedding_backward(np.zeros((2, 0), np.float32), np.array([-1, 0]), 4)
 
 
 def test_embedding_kernels_flag_out_of_range_indices():
