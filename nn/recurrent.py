@@ -249,8 +249,7 @@ class _RecurrentBase(Module):
                              f"lengths, input_size), got {packed.data.shape}")
         padded, lengths = rnn_utils.pad_packed_sequence(packed)
         output, states = self._forward_time_major(self._check_input(padded), hx, lengths.data, False)
-        order = packed.sorted_indices.data if packed.sorted_indices is not None else np.arange(padded.shape[1])
-        return rnn_utils._pack(output, packed.batch_sizes.data, order, False, packed.sorted_indices), states
+        return rnn_utils._pack(output, packed.batch_sizes.data, packed.sorted_indices, False), states
 
     def _forward_time_major(self, x, hx, lengths, unbatched):
         steps, batch = x.shape[0], x.shape[1]

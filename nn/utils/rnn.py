@@ -18,7 +18,7 @@ from kernels import backend
 
 from ..tensor import Tensor, cat
 
-__all__ = ["PackedSequence", "pack_padded_sequence", "pad_packed_sequence", "pad_sequence", "pack_sequence"]
+__all__ = ["PackedSequence", "pack_padded_sequence", "pack_sequence", "pad_packed_sequence", "pad_sequence"]
 
 
 class PackedSequence(namedtuple("PackedSequence", ["data", "batch_sizes", "sorted_indices", "unsorted_indices"])):
@@ -68,9 +68,8 @@ def pack_padded_sequence(input, lengths, batch_first=False, enforce_sorted=True)
         sorted_indices = None
     else:
         sorted_indices = np.argsort(-lengths, kind="stable")
-    order = np.arange(batch) if sorted_indices is None else sorted_indices
     batch_sizes = np.count_nonzero(lengths[None, :] > np.arange(lengths.max(initial=0))[:, None], axis=1)
-    return _pack(input, batch_sizes, order, batch_first, sorted_indices)
+    return _pack(input, batch_sizes, sorted_indices, batch_first)
 
 
 def pad_packed_sequence(sequence, batch_first=False, padding_value=0.0, total_length=None):
@@ -88,10 +87,10 @@ def pad_packed_sequence(sequence, batch_first=False, padding_value=0.0, total_le
             raise ValueError(f"{op}: expected total_length to be at least the length of the longest sequence in "
                              f"input, got total_length={total_length} and max sequence length being {max_length}")
         max_length = int(total_length)
-    order = np.arange(batch) if sequence.sorted_indices is None else sequence.sorted_indices.data
     steps, slots = _positions(batch_sizes)
+    samples = slots if sequence.sorted_indices is None else sequence.sorted_indices.data[slots]
     gather = np.full((max_length, batch), len(steps), np.int64)  # the padding row by default
-    gather[steps, order[slots]] = np.arange(len(steps))
+    gather[steps, samples] = np.arange(len(steps))
     if batch_first:
         gather = gather.T
     padding = Tensor(data.xp.full((1,) + data.shape[1:], padding_value, dtype=data.dtype))
@@ -145,11 +144,11 @@ def _positions(batch_sizes):
     return np.nonzero(np.arange(batch)[None, :] < np.asarray(batch_sizes)[:, None])
 
 
-def _pack(padded, batch_sizes, order, batch_first, sorted_indices):
-    """The PackedSequence of `padded` for these batch_sizes; order[slot] is the sample in sorted slot `slot`
-    (also used by the recurrent layers to pack their outputs like their input)."""
+def _pack(padded, batch_sizes, sorted_indices, batch_first):
+    """The PackedSequence of `padded` for these batch_sizes and sorted_indices (the sample in each sorted slot;
+    None: already sorted). The recurrent layers use it too, to pack their outputs like their input."""
     steps, slots = _positions(batch_sizes)
-    samples = np.asarray(order)[slots]
+    samples = slots if sorted_indices is None else _host(sorted_indices)[slots]
     stride = padded.shape[1]  # T with batch_first, else B
     index = samples * stride + steps if batch_first else steps * stride + samples
     rows = padded.reshape((-1,) + padded.shape[2:])
@@ -162,8 +161,12 @@ def _invert(permutation):
     return inverse
 
 
+def _host(values):
+    return np.asarray(values.data if isinstance(values, Tensor) else values, dtype=np.int64)
+
+
 def _index_tensor(values):
-    return Tensor(np.asarray(values.data if isinstance(values, Tensor) else values, dtype=np.int64))
+    return Tensor(_host(values))
 
 
 def _as_tensor(op, x):
