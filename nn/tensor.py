@@ -141,6 +141,7 @@ class Tensor:
     # view, not into a new array. Never copied or pickled with the Tensor (__getstate__): a copy's
     # gradients are its own.
     _grad_slot = None
+    _copy_of_view = None   # what made this tensor a copy where torch gives a view: in-place ops refuse it
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -205,7 +206,10 @@ class Tensor:
         return functional.matmul(self, other)
 
     def __getitem__(self, index):
-        return Index.apply(self, index=_index(index))
+        result = Index.apply(self, index=_index(index))
+        if _is_basic(index):
+            result._copy_of_view = "indexing"
+        return result
 
     # ---- shape -------------------------------------------------------------------------------
     def reshape(self, *shape):
@@ -221,7 +225,9 @@ class Tensor:
 
     def permute(self, *dims):
         dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
-        return Permute.apply(self, dims=tuple(dims))
+        result = Permute.apply(self, dims=tuple(dims))
+        result._copy_of_view = "permute/transpose"
+        return result
 
     def transpose(self, dim0, dim1):
         dims = list(range(self.ndim))
@@ -259,7 +265,9 @@ class Tensor:
                 raise ValueError(f"expand: cannot expand shape {self.shape} to {sizes}: at dim {i} the size must "
                                  f"be {'>= 0 (-1 only for an existing dim)' if old is None else f'{old} (or -1)'}")
             shape.append(size)
-        return Expand.apply(self, shape=tuple(shape))
+        result = Expand.apply(self, shape=tuple(shape))
+        result._copy_of_view = "expand"
+        return result
 
     def expand_as(self, other):
         if not isinstance(other, Tensor):
@@ -441,6 +449,10 @@ class Tensor:
             not (self.requires_grad and self.is_leaf)
 
     def _check_in_place(self, op, source):
+        if self._copy_of_view is not None:   # torch would write through a view into the tensor it came from
+            raise RuntimeError(f"{op}: this tensor is a copy made by {self._copy_of_view} (a view in torch), so "
+                               f"writing into it would not change the tensor it came from; write into that tensor "
+                               f"(x[index] = value), or take .clone() to work on a copy")
         if not autograd.grad_enabled():
             return
         if self.requires_grad and self.is_leaf:
@@ -525,6 +537,13 @@ def _raise(error):
 
 def _raw(x):
     return x.data if isinstance(x, Tensor) else x
+
+
+def _is_basic(index):
+    """Whether torch's indexing gives a view: ints, slices, None and Ellipsis only (no masks or positions)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(part is None or part is Ellipsis or isinstance(part, (int, np.integer, slice))
+               and not isinstance(part, bool) for part in parts)
 
 
 def _index(index):

@@ -380,3 +380,22 @@ def test_manual_sgd_and_ema_updates_under_no_grad_write_the_parameters():
         assert_close(mine.data, reference.detach().numpy(), np.float64)
     assert all(p.data is storage for p, storage in zip(ours.parameters(), storages))
     assert all(p.requires_grad and p.is_leaf for p in ours.parameters())
+
+
+@pytest.mark.parametrize("make, what", [
+    (lambda x: x[0], "indexing"), (lambda x: x[:, 1:], "indexing"), (lambda x: x[..., None], "indexing"),
+    (lambda x: x.T, "permute"), (lambda x: x.transpose(0, 1), "permute"), (lambda x: x[:1].expand(3, 4), "expand"),
+])
+def test_in_place_ops_refuse_a_copy_that_torch_would_make_a_view(make, what):
+    """Where torch returns a view, numbanet copies: writing into that copy would silently leave the original
+    unchanged, so in-place ops refuse it; advanced indexing copies in torch too, and stays writable."""
+    x = nn.Tensor(np.arange(12, dtype=np.float32).reshape(3, 4))
+    for write in (lambda t: t.zero_(), lambda t: t.fill_(1.0), lambda t: t.add_(1.0), lambda t: t.__setitem__(0, 1.0)):
+        with pytest.raises(RuntimeError, match=f"copy made by {what}.*write into that tensor"):
+            write(make(x))
+    np.testing.assert_array_equal(x.numpy(), np.arange(12).reshape(3, 4))
+    copy = make(x).clone()
+    copy.zero_()                                  # a clone is the user's own copy
+    positions = x[np.array([0, 2])]
+    positions.zero_()                             # advanced indexing: a copy in torch as well
+    assert positions.numpy().sum() == 0 and x.numpy().sum() == 66
