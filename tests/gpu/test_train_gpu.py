@@ -44,8 +44,9 @@ def test_captured_training_epoch_matches_eager_epoch(tmp_path, model, extra):
 @pytest.mark.parametrize("model", ["cnn", "crnn"])
 def test_evaluation_replayed_from_a_graph_matches_the_eager_forward(tmp_path, model):
     """The task's evaluation forward (tasks.EvaluationForward: a CUDA graph per model and batch shape)
-    gives the eager forward's outputs; after training steps, which update the weights in place, the
-    graph follows them; after load_state_dict, which moves them, the forward is captured again."""
+    gives the eager forward's outputs; after training steps and load_state_dict, which write the weights
+    in place, the same graph follows them; after .double().float(), which gives them new arrays, the
+    forward is captured again."""
     import nn
     from kernels import backend
     from nn import tasks
@@ -70,12 +71,20 @@ def test_evaluation_replayed_from_a_graph_matches_the_eager_forward(tmp_path, mo
     compare("after one epoch")
     graphs = dict(forward.graphs)
     assert len(graphs) == 1 and next(iter(graphs.values()))[1].captured
-    before = [backend.to_numpy(p.data).copy() for p in run.model.parameters()]
+    saved = run.model.state_dict()             # host copies of the weights after one epoch
     run.epoch, run.batches_done = run.epoch + 1, 0     # as fit() moves on to the next epoch
     run.train_epoch()
-    assert any(not np.array_equal(a, backend.to_numpy(p.data)) for a, p in zip(before, run.model.parameters()))
+    assert any(not np.array_equal(saved[key], backend.to_numpy(p.data)) for key, p in run.model.named_parameters())
     compare("after another epoch")
     assert forward.graphs == graphs            # the same graph, reading the updated weights
-    run.model.load_state_dict({key: value.copy() for key, value in run.model.state_dict().items()})
+    # load_state_dict copies into the model's own arrays (as torch's does): the same graph replays the
+    # loaded values (those of one epoch ago, which the eager forward reads too)
+    run.model.load_state_dict(saved)
     compare("after load_state_dict")
+    assert forward.graphs == graphs
+    # new arrays (the old ones held, so that none of them is handed out again): captured again
+    held = [p.data for p in run.model.parameters()]
+    run.model.double().float()
+    assert all(p.data is not old for p, old in zip(run.model.parameters(), held))
+    compare("after double().float()")
     assert forward.graphs.keys() == graphs.keys() and forward.graphs != graphs   # captured again
