@@ -128,7 +128,9 @@ class Tensor(InPlaceOps):
         return Tensor(self.data.astype(dtype))
 
     def detach(self):
-        return Tensor(self.data)
+        result = Tensor(self.data)
+        result._copy_of_view = self._copy_of_view
+        return result
 
     def requires_grad_(self, flag=True):
         self.requires_grad = flag
@@ -142,7 +144,8 @@ class Tensor(InPlaceOps):
     # view, not into a new array. Never copied or pickled with the Tensor (__getstate__): a copy's
     # gradients are its own.
     _grad_slot = None
-    _copy_of_view = None   # what made this tensor a copy where torch gives a view: in-place ops refuse it
+    _copy_of_view = None   # what made this tensor a copy where torch gives a view (permute, expand): in-place
+                           # ops refuse it, since the write would not reach the tensor it came from
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -207,15 +210,18 @@ class Tensor(InPlaceOps):
         return functional.matmul(self, other)
 
     def __getitem__(self, index):
+        """Ints and slices give a view (in-place ops on it reach this tensor, as torch's); masks and position
+        arrays a copy (as torch's)."""
         result = Index.apply(self, index=_index(index))
-        if _is_basic(index):
-            result._copy_of_view = "indexing"
+        result._copy_of_view = self._copy_of_view
         return result
 
     # ---- shape -------------------------------------------------------------------------------
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return Reshape.apply(self, shape=tuple(shape))
+        result = Reshape.apply(self, shape=tuple(shape))
+        result._copy_of_view = self._copy_of_view   # a view of the copy: still not the original's memory
+        return result
 
     view = reshape
 
@@ -250,7 +256,9 @@ class Tensor(InPlaceOps):
         return self.reshape(self.shape[:dim] + self.shape[dim + 1:])
 
     def contiguous(self):
-        return self
+        """Self; a copy that permute or expand made (torch's contiguous() copies there) is cloned, so that it
+        may be written into."""
+        return self if self._copy_of_view is None else self.clone()
 
     def expand(self, *sizes):
         """Broadcast to `sizes` (-1 keeps a dim, new dims go in front), as torch; a copy here, not a view."""
@@ -439,13 +447,6 @@ def _raise(error):
 
 def _raw(x):
     return x.data if isinstance(x, Tensor) else x
-
-
-def _is_basic(index):
-    """Whether torch's indexing gives a view: ints, slices, None and Ellipsis only (no masks or positions)."""
-    parts = index if isinstance(index, tuple) else (index,)
-    return all(part is None or part is Ellipsis or isinstance(part, (int, np.integer, slice))
-               and not isinstance(part, bool) for part in parts)
 
 
 def _index(index):

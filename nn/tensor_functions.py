@@ -191,8 +191,8 @@ class Index(Function):
     def forward(self, a, index):
         self.shape, self.dtype = a.shape, a.dtype
         self.index = index  # Tensors in it were unwrapped by Tensor.__getitem__
-        out = a[self.index]
-        return backend.array_module(a).ascontiguousarray(out)
+        out = a[self.index]   # ints and slices: a view, as torch's; masks and positions: a copy
+        return out if backend.is_array(out) else backend.array_module(a).asarray(out)   # (NumPy's scalars: 0-d)
 
     def backward(self, grad):
         xp = backend.array_module(grad)

@@ -2,9 +2,9 @@
 
 torch's rule: no in-place op on a leaf that requires grad (nor, here, on any tensor autograd records, nor
 from a source that requires grad) while grad is enabled; under no_grad they write into the array, which is
-how initialisation, EMA and hand-written updates change parameters. A tensor that is a copy where torch
-would give a view (indexing with ints and slices, permute, expand) refuses them: the write would not reach
-the tensor it came from.
+how initialisation, EMA and hand-written updates change parameters. Indexing with ints and slices gives
+views, so `x[i] += v` and `x[0].zero_()` reach x; a tensor that is a copy where torch would give a view
+(permute, expand, and reshapes of those) refuses them: the write would not reach the tensor it came from.
 """
 import numbers
 
@@ -66,8 +66,8 @@ class InPlaceOps:
     def _check_in_place(self, op, source):
         if self._copy_of_view is not None:   # torch would write through a view into the tensor it came from
             raise RuntimeError(f"{op}: this tensor is a copy made by {self._copy_of_view} (a view in torch), so "
-                               f"writing into it would not change the tensor it came from; write into that tensor "
-                               f"(x[index] = value), or take .clone() to work on a copy")
+                               f"writing into it would not change the tensor it came from; write into that tensor, "
+                               f"or take .clone() to work on a copy")
         if not autograd.grad_enabled():
             return
         if self.requires_grad and self.is_leaf:

@@ -383,19 +383,44 @@ def test_manual_sgd_and_ema_updates_under_no_grad_write_the_parameters():
 
 
 @pytest.mark.parametrize("make, what", [
-    (lambda x: x[0], "indexing"), (lambda x: x[:, 1:], "indexing"), (lambda x: x[..., None], "indexing"),
     (lambda x: x.T, "permute"), (lambda x: x.transpose(0, 1), "permute"), (lambda x: x[:1].expand(3, 4), "expand"),
+    (lambda x: x.T.reshape(-1), "permute"), (lambda x: x.T[0], "permute"), (lambda x: x.T.detach(), "permute"),
 ])
 def test_in_place_ops_refuse_a_copy_that_torch_would_make_a_view(make, what):
-    """Where torch returns a view, numbanet copies: writing into that copy would silently leave the original
-    unchanged, so in-place ops refuse it; advanced indexing copies in torch too, and stays writable."""
+    """permute and expand copy here where torch returns a view: writing into that copy (or a view of it) would
+    silently leave the original unchanged, so in-place ops refuse it; contiguous() and clone() give a copy of
+    one's own, as torch's contiguous() does for a permuted tensor."""
     x = nn.Tensor(np.arange(12, dtype=np.float32).reshape(3, 4))
     for write in (lambda t: t.zero_(), lambda t: t.fill_(1.0), lambda t: t.add_(1.0), lambda t: t.__setitem__(0, 1.0)):
         with pytest.raises(RuntimeError, match=f"copy made by {what}.*write into that tensor"):
             write(make(x))
     np.testing.assert_array_equal(x.numpy(), np.arange(12).reshape(3, 4))
-    copy = make(x).clone()
-    copy.zero_()                                  # a clone is the user's own copy
-    positions = x[np.array([0, 2])]
-    positions.zero_()                             # advanced indexing: a copy in torch as well
-    assert positions.numpy().sum() == 0 and x.numpy().sum() == 66
+    for own in (make(x).clone(), make(x).contiguous()):
+        own.zero_()
+    assert x.numpy().sum() == 66
+
+
+def test_indexing_with_ints_and_slices_gives_views_that_in_place_ops_write_through():
+    """As torch: x[i] op= v, a row zeroed through x[0], a column filled through a reshape of it, a parameter
+    edited under no_grad; a mask or position array gives a copy (in torch too). A single element is 0-d."""
+    torch = torch_module()
+    ours = nn.Tensor(np.arange(12, dtype=np.float32).reshape(3, 4))
+    theirs = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    for edit in (lambda t: t.__setitem__(1, t[1].__iadd__(5.0)),           # x[1] += 5
+                 lambda t: t[:, 2].__imul__(2.0),                          # col = x[:, 2]; col *= 2
+                 lambda t: t[0].zero_(),
+                 lambda t: t[:, 0].reshape(-1).fill_(-1.0),
+                 lambda t: t[..., 3].unsqueeze(0).add_(1.0)):
+        edit(ours)
+        edit(theirs)
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    chosen = ours[np.array([0, 2])]
+    chosen.zero_()
+    assert ours.numpy()[2].sum() != 0
+    assert ours[1, 2].shape == () and ours[1, 2].item() == theirs[1, 2].item()
+    weight = nn.Parameter(np.ones((2, 3), np.float32))
+    with nn.no_grad():
+        weight[0] += 1.0
+    np.testing.assert_array_equal(weight.numpy(), [[2, 2, 2], [1, 1, 1]])
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        weight[0] += 1.0
