@@ -6,8 +6,50 @@ A Function subclass implements `forward(ctx, *arrays, **options) -> array or tup
 """
 import contextlib
 import threading
+import weakref
+
+from kernels import backend
 
 _state = threading.local()
+
+# torch's version counters, in the small: every in-place write (Tensor's in-place ops, load_state_dict,
+# nn.init, an embedding's max_norm; not the optimizers' steps) is numbered and remembered per underlying
+# array; a Function recorded before a write checks, at its backward, that none of the arrays it saved for
+# its gradient was written since. Nothing is checked when nothing was written since the forward (one
+# integer compare a node).
+_writes = [0]
+_written = {}   # id(the array that owns the memory) -> (weak reference to it, number of its last write)
+
+
+def note_in_place(array):
+    """Record that `array`'s memory (so every view of it) was just written in place."""
+    root = _memory_owner(array)
+    try:
+        reference = weakref.ref(root)
+    except TypeError:   # an owner without weak references: not tracked
+        return
+    _writes[0] += 1
+    if len(_written) > 4096:   # forget arrays that are gone
+        for key in [key for key, (ref, _) in _written.items() if ref() is None]:
+            del _written[key]
+    _written[id(root)] = (reference, _writes[0])
+
+
+def _memory_owner(array):
+    while type(getattr(array, "base", None)) is type(array):   # a view's base is the array it was made from
+        array = array.base
+    return array
+
+
+def _check_saved_arrays_unwritten(ctx):
+    for array in getattr(ctx, "saved", None) or ():
+        if not backend.is_array(array):
+            continue
+        entry = _written.get(id(_memory_owner(array)))
+        if entry is not None and entry[0]() is _memory_owner(array) and entry[1] > ctx.version:
+            raise RuntimeError(f"backward: an array that {type(ctx).__name__} saved for its gradient was modified "
+                               f"by an in-place operation after the forward (as torch, this is an error): modify "
+                               f"a clone, or make the change after backward")
 
 
 def grad_enabled():
@@ -65,6 +107,7 @@ class Function:
                 tensor._creator = (ctx, index)
             wrapped.append(tensor)
         if record:
+            ctx.version = _writes[0]
             ctx.inputs = tensors
             ctx.needs_input_grad = tuple(t.requires_grad for t in tensors)
             ctx.output_count = len(outputs)
@@ -128,6 +171,8 @@ def backward(tensor, grad=None, retain_graph=False):
         if ctx.freed:
             raise RuntimeError(f"backward: trying to backward through the graph of {type(ctx).__name__} a second "
                                f"time; its saved arrays were freed (use backward(retain_graph=True))")
+        if ctx.version != _writes[0]:
+            _check_saved_arrays_unwritten(ctx)
         grads_in = ctx.backward(*grads_out)
         if not isinstance(grads_in, tuple):
             grads_in = (grads_in,)

@@ -8,7 +8,7 @@ import kernels
 from kernels import backend
 from kernels.embedding import INDEX_DTYPES
 
-from .autograd import Function
+from .autograd import Function, note_in_place
 from .functional import _tensor
 from .tensor import Tensor
 
@@ -59,6 +59,7 @@ def _renorm_rows(weight, indices, max_norm, norm_type):
     if bool(over.any()):
         scale = max_norm / (norms[over] + 1e-7)
         weight.data[rows[over]] *= scale[:, None].astype(weight.dtype)   # (the array itself: outside autograd)
+        note_in_place(weight.data)   # a backward recorded before this (the weight saved) then raises, as torch's
 
 
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,

@@ -12,6 +12,8 @@ import numpy as np
 
 from kernels import backend
 
+from .autograd import note_in_place
+
 _generator = np.random.default_rng()
 
 
@@ -50,6 +52,7 @@ def calculate_fan_in_and_fan_out(tensor):
 def _fill(tensor, values):
     values = values.astype(tensor.dtype, copy=False)
     tensor.data[...] = backend.to_device(values, tensor.device)
+    note_in_place(tensor.data)
     return tensor
 
 
@@ -66,11 +69,13 @@ def normal_(tensor, mean=0.0, std=1.0, generator=None):
 
 def zeros_(tensor):
     tensor.data[...] = 0
+    note_in_place(tensor.data)
     return tensor
 
 
 def ones_(tensor):
     tensor.data[...] = 1
+    note_in_place(tensor.data)
     return tensor
 
 
@@ -131,6 +136,7 @@ def xavier_normal_(tensor, gain=1.0, generator=None):
 
 def constant_(tensor, val):
     tensor.data[...] = val
+    note_in_place(tensor.data)
     return tensor
 
 

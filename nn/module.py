@@ -10,6 +10,7 @@ import numpy as np
 
 from kernels import backend
 
+from .autograd import note_in_place
 from .tensor import Tensor
 
 
@@ -283,6 +284,7 @@ class Module:
             value = backend.to_device(np.asarray(value).reshape(current.shape), device)
             if getattr(current.flags, "writeable", True):
                 current[...] = value
+                note_in_place(current)   # a graph recorded before the load cannot backward through it
             elif kind == "param":   # a read-only array (e.g. memory-mapped): replaced by a copy
                 module._parameters[name].data = value.astype(current.dtype, copy=True)
             else:

@@ -96,6 +96,7 @@ class InPlaceOps:
             self.data[index] = value
         except ValueError as error:  # shapes that do not broadcast, a read-only array
             raise ValueError(f"{op}: {error} (tensor of shape {self.shape})") from None
+        autograd.note_in_place(self.data)
         return self
 
     def _update(self, op, ufunc, other, alpha=1):
@@ -107,4 +108,5 @@ class InPlaceOps:
         except (TypeError, ValueError) as error:  # a result that does not fit self's shape or dtype
             kind = ValueError if isinstance(error, ValueError) else TypeError
             raise kind(f"{op}: {error} (tensor of shape {self.shape}, dtype {self.dtype})") from None
+        autograd.note_in_place(self.data)
         return self

@@ -424,3 +424,37 @@ def test_indexing_with_ints_and_slices_gives_views_that_in_place_ops_write_throu
     np.testing.assert_array_equal(weight.numpy(), [[2, 2, 2], [1, 1, 1]])
     with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
         weight[0] += 1.0
+
+
+def test_backward_refuses_an_array_written_in_place_after_the_forward_saved_it():
+    """torch's version counters: a Function whose saved array was written in place since its forward (through the
+    tensor itself or a view of it, by +=, an in-place method, load_state_dict or nn.init) raises at backward
+    instead of giving a gradient computed from the new values; writes to arrays it did not save are fine."""
+    torch = torch_module()
+    for write in (lambda x: x.__iadd__(10.0), lambda x: x[1:].mul_(2.0), lambda x: nn.init.zeros_(x)):
+        x = nn.Tensor(np.array([1.0, 2.0, 3.0], np.float32))
+        w = nn.Tensor(np.array([1.0, 1.0, 1.0], np.float32), requires_grad=True)
+        loss = (x * w).sum()
+        with nn.no_grad():
+            write(x)
+        with pytest.raises(RuntimeError, match="Mul saved for its gradient was modified by an in-place operation"):
+            loss.backward()
+    x_t = torch.tensor([1.0, 2.0, 3.0])
+    loss_t = (x_t * torch.ones(3, requires_grad=True)).sum()
+    x_t += 10
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss_t.backward()
+    layer = nn.Linear(3, 2)
+    state = {k: v + 1 for k, v in layer.state_dict().items()}
+    out = layer(nn.Tensor(np.ones((4, 3), np.float32))).sum()
+    layer.load_state_dict(state)
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        out.backward()
+    x = nn.Tensor(np.array([1.0, 2.0], np.float32))
+    w = nn.Tensor(np.array([3.0, 4.0], np.float32), requires_grad=True)
+    other = nn.Tensor(np.zeros(2, np.float32))
+    loss = (x + w).sum()              # Add saves nothing: writing x afterwards does not change its gradient
+    x += 1.0
+    other += 1.0
+    loss.backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [1.0, 1.0])
