@@ -44,10 +44,14 @@ def _raise(error):
     raise error
 
 
-def _dtype(dtype):
-    dtype = np.dtype(np.float32 if dtype is None else dtype)
+def _dtype(dtype, owner="layers"):
+    """The parameters' dtype: float32 when None, else float32 or float64 (a TypeError naming `owner` otherwise)."""
+    try:
+        dtype = np.dtype(np.float32 if dtype is None else dtype)
+    except TypeError:
+        raise TypeError(f"{owner}: dtype must be float32 or float64, got {dtype!r}") from None
     if dtype not in (np.float32, np.float64):
-        raise TypeError(f"layers: dtype must be float32 or float64, got {dtype}")
+        raise TypeError(f"{owner}: dtype must be float32 or float64, got {dtype}")
     return dtype
 
 

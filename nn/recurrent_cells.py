@@ -10,6 +10,7 @@ import numpy as np
 from kernels import backend
 
 from . import autograd, init
+from .layers import _dtype
 from .module import Module, Parameter
 from .recurrent import GATES, GRULayer, LSTMLayer, RNNLayer
 from .tensor import Tensor
@@ -26,6 +27,7 @@ class _CellBase(Module):
         for arg, value in (("input_size", input_size), ("hidden_size", hidden_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name}: {arg} must be a positive integer, got {value!r}")
+        dtype = _dtype(dtype, name)   # float32 by default, as the other layers
         self.mode = mode
         self.input_size, self.hidden_size, self.bias = int(input_size), int(hidden_size), bool(bias)
         rows = GATES[mode] * self.hidden_size
@@ -96,7 +98,7 @@ class _CellBase(Module):
 class LSTMCell(_CellBase):
     """torch.nn.LSTMCell, gates i, f, g, o: forward(input, (h, c)=None) -> (h', c')."""
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, device="cpu"):
+    def __init__(self, input_size, hidden_size, bias=True, dtype=None, device="cpu"):
         super().__init__("LSTM", input_size, hidden_size, bias, dtype, device)
 
     def forward(self, input, hx=None):
@@ -110,7 +112,7 @@ class LSTMCell(_CellBase):
 class GRUCell(_CellBase):
     """torch.nn.GRUCell, gates r, z, n: forward(input, h=None) -> h'."""
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, device="cpu"):
+    def __init__(self, input_size, hidden_size, bias=True, dtype=None, device="cpu"):
         super().__init__("GRU", input_size, hidden_size, bias, dtype, device)
 
     def forward(self, input, hx=None):
@@ -120,7 +122,7 @@ class GRUCell(_CellBase):
 class RNNCell(_CellBase):
     """torch.nn.RNNCell (Elman): h' = tanh or relu(W_ih x + b_ih + W_hh h + b_hh); forward(input, h=None) -> h'."""
 
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=np.float32, device="cpu"):
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=None, device="cpu"):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         super().__init__("RNN", input_size, hidden_size, bias, dtype, device)

@@ -289,3 +289,15 @@ def test_cell_bad_input(kind):
     if kind == "RNNCell":
         with pytest.raises(ValueError, match="RNNCell: nonlinearity must be 'tanh' or 'relu'"):
             nn.RNNCell(3, 4, nonlinearity="sigmoid")
+
+
+@pytest.mark.parametrize("kind", ["LSTMCell", "GRUCell", "RNNCell"])
+def test_cell_dtype_rule(kind):
+    """The layers' dtype rule: None is float32 (torch's default dtype), float64 allowed, integer dtypes refused."""
+    cls = getattr(nn, kind)
+    assert all(p.dtype == np.float32 for p in cls(3, 4, dtype=None).parameters())
+    assert all(p.dtype == np.float32 for p in cls(3, 4).parameters())
+    assert all(p.dtype == np.float64 for p in cls(3, 4, dtype=np.float64).parameters())
+    for bad in (np.int64, "not a dtype"):
+        with pytest.raises(TypeError, match=f"{kind}: dtype must be float32 or float64, got"):
+            cls(3, 4, dtype=bad)
