@@ -183,10 +183,10 @@ class Tensor(InPlaceOps):
         return Mul.apply(*_operands(self, other)[::-1])
 
     def __truediv__(self, other):
-        return Div.apply(*_operands(self, other))
+        return Div.apply(*_true_division(*_operands(self, other)))
 
     def __rtruediv__(self, other):
-        return Div.apply(*_operands(self, other)[::-1])
+        return Div.apply(*_true_division(*_operands(self, other)[::-1]))
 
     def __neg__(self):
         return Mul.apply(self, _as_tensor(-1.0, self))
@@ -463,11 +463,22 @@ def _sizes(op, sizes):
 
 
 def _operands(tensor, other):
-    """(tensor, other as a Tensor); an integer or bool tensor with a float number is float32 first, as torch
-    promotes it (the number would otherwise be cast to the tensor's integer dtype)."""
+    """(tensor, other as a Tensor); an integer or bool tensor with a float number is float32 first, and a bool
+    tensor with an int number int64, as torch promotes them (the number would otherwise be cast to the
+    tensor's dtype)."""
     if isinstance(other, (float, np.floating)) and tensor.dtype.kind in "biu":
         tensor = tensor.float()
+    elif isinstance(other, (int, np.integer)) and not isinstance(other, (bool, np.bool_)) and tensor.dtype.kind == "b":
+        tensor = tensor.long()   # torch: bool with an int number is int64 (not the number cast to bool)
     return tensor, _as_tensor(other, tensor)
+
+
+def _true_division(a, b):
+    """a / b as torch divides: an integer or bool operand becomes the other's floating dtype, or float32 (torch's
+    default dtype) when both are integers (NumPy would give float64)."""
+    floating = [t.dtype for t in (a, b) if t.dtype.kind == "f"]
+    dtype = floating[0] if len(floating) == 1 else np.float32
+    return tuple(t._cast(dtype) if t.dtype.kind in "biu" else t for t in (a, b))
 
 
 def _as_tensor(value, like):

@@ -80,6 +80,23 @@ def test_an_integer_tensor_with_a_float_number_is_float32_as_torch():
         assert_close(ours.data, theirs.numpy(), np.float64)
 
 
+@pytest.mark.filterwarnings("ignore:divide by zero")   # 3 / False is inf, as torch's
+def test_true_division_of_integer_tensors_is_float32_as_torch():
+    """int / number and int / int tensor give torch's default dtype (float32), not NumPy's float64; an integer
+    tensor with a floating one takes the floating dtype; + - * between integers stay integers."""
+    torch = torch_module()
+    a, b = np.array([7, -3, 4]), np.array([2, 5, -8])
+    ints = [(a, np.int64), (a.astype(np.int32), np.int32), (a.astype(np.uint8) % 5 + 1, np.uint8), (a > 0, bool)]
+    for array, _ in ints:
+        for fn in (lambda t, u: t / 2, lambda t, u: 3 / t, lambda t, u: t / u, lambda t, u: u / t,
+                   lambda t, u: t / u.double(), lambda t, u: t / u.float(), lambda t, u: u.double() / t,
+                   lambda t, u: t + u, lambda t, u: t * 3, lambda t, u: u - t * 1, lambda t, u: t + 2):
+            ours = fn(nn.Tensor(array), nn.Tensor(b))
+            theirs = fn(torch.tensor(array), torch.tensor(b))
+            assert str(ours.dtype) == str(theirs.dtype).replace("torch.", ""), (array.dtype, ours.dtype, theirs.dtype)
+            assert_close(ours.data, theirs.numpy(), ours.dtype if ours.dtype.kind == "f" else np.float64)
+
+
 def test_comparisons_truth_and_item_as_torch():
     torch = torch_module()
     array = random_array((3, 4), np.float64, seed=15)
