@@ -11,6 +11,7 @@ param groups do that where the kernels run on the GPU), so a step() here between
 captured with nn.capture takes effect at the next replay. Step the scheduler outside the captured
 function: Python inside it runs only once, while capturing.
 """
+import copy
 import math
 import types
 from collections import Counter
@@ -67,8 +68,9 @@ class LRScheduler:
 
 
 def _copy(value):
-    """Lists and dicts (milestone counts) copied, so that a state dict does not change with the scheduler."""
-    return list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
+    """Lists and dicts copied (shallow), so that a state dict does not change with the scheduler; of their own
+    type: MultiStepLR's milestones stay a Counter, which torch's MultiStepLR needs when it loads them."""
+    return copy.copy(value) if isinstance(value, (list, dict)) else value
 
 
 def _positive_int(scheduler, name, value):

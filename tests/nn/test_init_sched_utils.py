@@ -209,6 +209,29 @@ def test_scheduler_state_dict_round_trip_mid_run(name):
         assert saved["lr_lambdas"] == [None, {"epochs": 6}]
 
 
+@pytest.mark.parametrize("name", [name for name in SCHEDULERS if name != "lambda"])
+def test_scheduler_state_dict_loads_into_torchs_scheduler(name):
+    """Our state dict, taken mid-run, loads into torch's scheduler (MultiStepLR's milestones stay a Counter,
+    which torch's needs), and both step on with the same lrs."""
+    torch = torch_module()
+    ours, _ = _scheduler_pair(name, torch)
+    for _ in range(5):
+        ours.optimizer.step()
+        ours.step()
+    saved = ours.state_dict()
+    assert type(saved.get("milestones", {})) is type(getattr(ours, "milestones", {}))
+    _, theirs = _scheduler_pair(name, torch)
+    theirs.load_state_dict(saved)
+    for group, lr in zip(theirs.optimizer.param_groups, _lrs(ours.optimizer)):
+        group["lr"] = lr
+    for _ in range(10):
+        ours.optimizer.step()
+        theirs.optimizer.step()
+        ours.step()
+        theirs.step()
+        assert ours.get_last_lr() == theirs.get_last_lr()
+
+
 def test_scheduler_resumed_with_last_epoch_matches_torch():
     torch = torch_module()
     ours_optimizer, theirs_optimizer = _optimizers(torch)
