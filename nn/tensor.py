@@ -296,8 +296,9 @@ class Tensor(InPlaceOps):
         return Sum.apply(self, dim=dim, keepdim=keepdim)
 
     def mean(self, dim=None, keepdim=False):
+        """The sum divided by the count; nan over no elements (an empty tensor or dim), as torch."""
         count = self.data.size if dim is None else int(np.prod([self.shape[d] for d in _dims(dim)]))
-        return self.sum(dim, keepdim) * (1.0 / count)
+        return self.sum(dim, keepdim) * (1.0 / count if count else float("nan"))
 
     def exp(self):
         return Exp.apply(self)

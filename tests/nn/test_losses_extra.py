@@ -227,3 +227,17 @@ def test_l1_losses_bad_arguments():
         F.smooth_l1_loss(x, np.zeros(4))
     with pytest.raises(ValueError, match="smooth_l1_loss: reduction must be one of"):
         F.smooth_l1_loss(x, np.zeros((3, 4)), reduction="avg")
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "smooth_l1_loss", "binary_cross_entropy_with_logits"])
+def test_mean_losses_of_empty_inputs_are_nan_as_torch(name):
+    """The 'mean' reduction over no elements is nan (torch's), not a ZeroDivisionError; 'sum' is 0."""
+    torch = torch_module()
+    for reduction in ("mean", "sum"):
+        x = nn.Tensor(np.zeros((0, 3)), requires_grad=True)
+        ours = getattr(F, name)(x, np.zeros((0, 3)), reduction=reduction)
+        theirs = getattr(torch.nn.functional, name)(torch.zeros((0, 3), dtype=torch.float64),
+                                                    torch.zeros((0, 3), dtype=torch.float64), reduction=reduction)
+        np.testing.assert_array_equal(ours.data, theirs.numpy())
+        ours.backward()
+        assert x.grad.shape == (0, 3)

@@ -247,6 +247,21 @@ def test_min_with_a_tensor_is_not_the_elementwise_minimum():
         _leaf().min(_leaf())
 
 
+@pytest.mark.parametrize("shape, kwargs", [((0,), {}), ((0, 3), {}), ((3, 0), dict(dim=1)), ((0, 3), dict(dim=0)),
+                                           ((3, 0), dict(dim=(0, 1), keepdim=True)), ((2, 0, 4), dict(dim=-2))])
+def test_mean_over_no_elements_is_nan_as_torch(shape, kwargs):
+    """An empty tensor's mean (or the mean over an empty dim) is nan, not a ZeroDivisionError; the gradient
+    (empty) has the input's shape."""
+    torch = torch_module()
+    x = nn.Tensor(np.zeros(shape), requires_grad=True)
+    out = x.mean(**kwargs)
+    expected = torch.zeros(shape, dtype=torch.float64).mean(**kwargs)
+    assert out.shape == tuple(expected.shape) and out.dtype == np.float64
+    assert np.isnan(out.data).all() and torch.isnan(expected).all()
+    out.sum().backward()
+    assert x.grad.shape == shape
+
+
 # ---- var, std, norm --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["var", "std"])
 @pytest.mark.parametrize("kwargs", [dict(), dict(dim=1), dict(dim=(0, 2), keepdim=True), dict(dim=-1, unbiased=False),
