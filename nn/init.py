@@ -7,6 +7,7 @@ same numbers on every device) and written into the tensor where it lives.
 Like torch.nn.init, these write into `tensor.data` outside autograd (torch runs them under no_grad).
 """
 import math
+import warnings
 
 import numpy as np
 
@@ -107,19 +108,34 @@ def _kaiming_std(op, tensor, a, mode, nonlinearity):
     return calculate_gain(nonlinearity, a) / math.sqrt(fan)
 
 
+def _no_op_for_no_elements(tensor):
+    """torch's kaiming_* on a tensor with no elements: a warning, and the tensor unchanged (its fan may be 0)."""
+    if 0 in tuple(tensor.shape):
+        warnings.warn("Initializing zero-element tensors is a no-op", UserWarning, stacklevel=3)
+        return True
+    return False
+
+
 def kaiming_uniform_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
     """U(-bound, bound) with bound = gain * sqrt(3 / fan), as torch.nn.init.kaiming_uniform_."""
+    if _no_op_for_no_elements(tensor):
+        return tensor
     bound = math.sqrt(3.0) * _kaiming_std("kaiming_uniform_", tensor, a, mode, nonlinearity)
     return uniform_(tensor, -bound, bound, generator)
 
 
 def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
     """N(0, std^2) with std = gain / sqrt(fan), as torch.nn.init.kaiming_normal_."""
+    if _no_op_for_no_elements(tensor):
+        return tensor
     return normal_(tensor, 0.0, _kaiming_std("kaiming_normal_", tensor, a, mode, nonlinearity), generator)
 
 
 def _xavier_std(tensor, gain):
+    """The std; 0 for a tensor with no elements whose fans are both 0 (nothing to fill: torch divides by zero)."""
     fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
+    if fan_in + fan_out == 0:
+        return 0.0
     return gain * math.sqrt(2.0 / (fan_in + fan_out))
 
 

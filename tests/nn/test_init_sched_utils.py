@@ -36,6 +36,29 @@ def test_initialisers_refuse_fewer_than_two_dims_like_torch(name, shape):
         getattr(init, name)(_parameter(shape))
 
 
+@pytest.mark.parametrize("name", ["kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_"])
+@pytest.mark.parametrize("shape", [(0,), (0, 3), (3, 0), (0, 0), (4, 0, 3, 3), (4, 3, 0, 0)])
+def test_initialisers_of_zero_element_tensors_return_them_unchanged_like_torch(name, shape):
+    """kaiming_*: torch's warning and the tensor back (a zero fan divided by zero here before); xavier_*: the
+    tensor back, also where both fans are 0 (torch divides by zero there)."""
+    torch = torch_module()
+    ours = _parameter(shape)
+    kaiming = name.startswith("kaiming")
+    if kaiming:
+        with pytest.warns(UserWarning, match="Initializing zero-element tensors is a no-op"):
+            torch_result = getattr(torch.nn.init, name)(torch.empty(shape))
+        assert tuple(torch_result.shape) == shape
+        with pytest.warns(UserWarning, match="Initializing zero-element tensors is a no-op"):
+            result = getattr(init, name)(ours)
+    elif shape in ((0,),):
+        with pytest.raises(ValueError, match="init: .*at least 2 dims"):   # torch: ValueError too
+            getattr(init, name)(ours)
+        return
+    else:
+        result = getattr(init, name)(ours)
+    assert result is ours and ours.shape == shape
+
+
 @pytest.mark.parametrize("nonlinearity, param", [("linear", None), ("conv1d", None), ("conv_transpose3d", None),
                                                  ("sigmoid", None), ("tanh", None), ("relu", None),
                                                  ("leaky_relu", None), ("leaky_relu", 0.2), ("selu", None)])
