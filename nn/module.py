@@ -323,8 +323,9 @@ def _as_numpy(value):
     return np.asarray(value)
 
 
-def _device_and_dtype(owner, args, device, dtype):
-    """Module.to's forms: (device), (dtype), (device, dtype), or keywords; devices are 'cpu' and 'cuda'."""
+def _device_and_dtype(owner, args, device, dtype, floating_only=True):
+    """Module.to's (and Tensor.to's) forms: (device), (dtype), (device, dtype), or keywords; devices are 'cpu'
+    and 'cuda'; dtypes floating ones unless floating_only is False (Tensor.to takes integer dtypes too)."""
     if args and isinstance(args[0], str) and args[0] in ("cpu", "cuda") and device is None:
         device, args = args[0], args[1:]
     if args and dtype is None:
@@ -338,7 +339,8 @@ def _device_and_dtype(owner, args, device, dtype):
     try:
         dtype = np.dtype(dtype)
     except TypeError:
-        raise TypeError(f"{owner}.to: expected a device ('cpu' or 'cuda') or a floating dtype, got {dtype!r}") from None
-    if not np.issubdtype(dtype, np.floating):
+        kind = "a floating dtype" if floating_only else "a dtype"
+        raise TypeError(f"{owner}.to: expected a device ('cpu' or 'cuda') or {kind}, got {dtype!r}") from None
+    if floating_only and not np.issubdtype(dtype, np.floating):
         raise TypeError(f"{owner}.to: dtype must be a floating dtype, got {dtype}")
     return device, dtype

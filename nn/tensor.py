@@ -91,11 +91,21 @@ class Tensor(InPlaceOps):
             raise ValueError(f"bool: the truth of a tensor of shape {self.shape} is ambiguous (use .any() or .all())")
         return bool(self.item())
 
-    def to(self, device):
-        """The same values on 'cpu' or 'cuda' (differentiable: gradients flow back to this device)."""
-        if device == self.device:
-            return self
-        return ToDevice.apply(self, device=device)
+    def to(self, *args, device=None, dtype=None, non_blocking=False, copy=False):
+        """to(device), to(dtype), to(device, dtype), to(other Tensor) or by keyword, as torch.Tensor.to: self
+        when already there and so (unless copy=True), else a new tensor, differentiable (gradients flow back
+        to this device and dtype) between floating dtypes. Copies are synchronous: non_blocking is accepted
+        and changes nothing."""
+        from .module import _device_and_dtype
+        if len(args) == 1 and isinstance(args[0], Tensor) and device is None and dtype is None:
+            device, dtype, args = args[0].device, args[0].dtype, ()
+        device, dtype = _device_and_dtype("Tensor", args, device, dtype, floating_only=False)
+        result = self
+        if device is not None and device != self.device:
+            result = ToDevice.apply(result, device=device)
+        if dtype is not None:
+            result = result._cast(dtype)
+        return result.clone() if copy and result is self else result
 
     def tolist(self):
         return backend.to_numpy(self.data).tolist()

@@ -70,6 +70,42 @@ def test_dim_tolist_and_casts_as_torch():
         ours.type_as(np.float64)
 
 
+def test_to_takes_torchs_forms_and_names_itself_in_errors():
+    """Tensor.to(dtype), (device, dtype), (other tensor) and keywords, as torch.Tensor.to: self when nothing
+    changes (unless copy=True); a floating cast is differentiable, its gradient in the source dtype."""
+    torch = torch_module()
+    array = random_array((2, 3), np.float32, seed=4)
+    ours, theirs = nn.Tensor(array), torch.tensor(array)
+    forms = [((np.float64,), (torch.float64,), {}), (("cpu", np.float64), ("cpu", torch.float64), {}),
+             ((), (), dict(dtype=np.int64)), (("cpu",), ("cpu",), dict(dtype=np.float64)),
+             ((), (), dict(device="cpu", dtype=np.float64)), ((np.float32,), (torch.float32,), {}),
+             (("cpu",), ("cpu",), {}), ((np.float64,), (torch.float64,), dict(non_blocking=True)),
+             ((np.float32,), (torch.float32,), dict(copy=True)),
+             ((nn.Tensor(np.zeros(1)),), (torch.zeros(1, dtype=torch.float64),), {})]
+    for our_args, their_args, kwargs in forms:
+        their_kwargs = dict(kwargs)
+        if "dtype" in kwargs:
+            their_kwargs["dtype"] = getattr(torch, np.dtype(kwargs["dtype"]).name)
+        got, expected = ours.to(*our_args, **kwargs), theirs.to(*their_args, **their_kwargs)
+        assert str(got.dtype) == str(expected.dtype).replace("torch.", ""), (our_args, kwargs)
+        assert (got is ours) == (expected is theirs), (our_args, kwargs)
+        assert_close(got.data, expected.numpy(), np.float64)
+    x = _leaf((2, 3), np.float32)
+    y = x.to(np.float64)
+    assert y.requires_grad and not x.to(np.int64).requires_grad
+    (y * y).sum().backward()
+    assert x.grad.dtype == np.float32
+    assert_close(x.grad.data, 2 * x.data, np.float32)
+    copied = x.to("cpu", copy=True)
+    assert copied is not x and copied.requires_grad
+    with pytest.raises(ValueError, match="Tensor.to: device must be 'cpu' or 'cuda', got 'tpu'"):
+        ours.to(device="tpu")
+    with pytest.raises(TypeError, match="Tensor.to: expected a device .* or a dtype, got 'gpu'"):
+        ours.to("gpu")
+    with pytest.raises(TypeError, match="Tensor.to: expected \\(device\\), \\(dtype\\) or \\(device, dtype\\)"):
+        ours.to("cpu", np.float64, 5)
+
+
 def test_an_integer_tensor_with_a_float_number_is_float32_as_torch():
     torch = torch_module()
     integers = np.array([1, 2, 3])
