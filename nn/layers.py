@@ -341,7 +341,15 @@ class Embedding(_Layer):
                  scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False, dtype=None):
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        for name, value in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{self.label()}: {name} must be an integer >= 0, got {type(value).__name__} {value!r}")
+            if value < 0:
+                raise ValueError(f"{self.label()}: {name} must be an integer >= 0, got {value}")
         if padding_idx is not None:
+            if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
+                raise TypeError(f"{self.label()}: padding_idx must be an integer row index or None, got "
+                                f"{type(padding_idx).__name__} {padding_idx!r}")
             if not -num_embeddings <= padding_idx < num_embeddings:
                 raise ValueError(f"{self.label()}: padding_idx must be within [-{num_embeddings}, {num_embeddings}) "
                                  f"(num_embeddings), got {padding_idx}")

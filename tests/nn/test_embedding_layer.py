@@ -151,6 +151,24 @@ def test_functional_embedding_options_and_errors():
         nn.Embedding(6, 3, _weight=np.zeros((3, 6)))
 
 
+def test_embedding_constructor_errors_name_the_layer():
+    """Negative or non-integer sizes and a non-integer padding_idx: errors naming the layer (a bare NumPy
+    'negative dimensions' or IndexError before); zero sizes are allowed, as torch's."""
+    torch = torch_module()
+    with pytest.raises(ValueError, match=r"Embedding\(-1, 3\): num_embeddings must be an integer >= 0, got -1"):
+        nn.Embedding(-1, 3)
+    with pytest.raises(ValueError, match=r"Embedding\(3, -2\): embedding_dim must be an integer >= 0, got -2"):
+        nn.Embedding(3, -2)
+    with pytest.raises(TypeError, match=r"Embedding\(3.0, 2\): num_embeddings must be an integer >= 0, got float"):
+        nn.Embedding(3.0, 2)
+    with pytest.raises(TypeError, match=r"Embedding\(3, 2\): padding_idx must be an integer row index or None, "
+                                        r"got float 1.5"):
+        nn.Embedding(3, 2, padding_idx=1.5)
+    for rows, columns in ((0, 2), (3, 0)):
+        assert nn.Embedding(rows, columns).weight.shape == tuple(torch.nn.Embedding(rows, columns).weight.shape)
+    assert nn.Embedding(np.int64(4), 2, padding_idx=np.int64(-1)).padding_idx == 3
+
+
 def _models(vocabulary, embedding_dim, hidden_size, classes):
     """The same Embedding -> LSTM -> Linear text classifier in numbanet and in torch, weights copied from torch."""
     torch = torch_module()
