@@ -143,7 +143,10 @@ class Tensor(InPlaceOps):
         return result
 
     def requires_grad_(self, flag=True):
-        self.requires_grad = flag
+        """Set requires_grad (in place); only floating-point tensors can require gradients, as in torch."""
+        if flag:
+            _check_can_require_grad("requires_grad_", self.dtype)
+        self.requires_grad = bool(flag)
         return self
 
     def backward(self, grad=None, retain_graph=False):
@@ -454,6 +457,13 @@ class MaxResult(tuple):
 
 def _raise(error):
     raise error
+
+
+def _check_can_require_grad(op, dtype):
+    """torch's rule: only floating-point (and complex) tensors can require gradients."""
+    if dtype.kind not in "fc":
+        raise RuntimeError(f"{op}: only Tensors of floating point dtype can require gradients, got {dtype} "
+                           f"(cast first, e.g. .float())")
 
 
 def _raw(x):

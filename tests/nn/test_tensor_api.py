@@ -106,6 +106,25 @@ def test_to_takes_torchs_forms_and_names_itself_in_errors():
         ours.to("cpu", np.float64, 5)
 
 
+def test_only_floating_tensors_can_require_grad_as_torch():
+    """requires_grad_() and Parameter(...) on an integer or bool tensor raise torch's error; turning it off, and
+    integer tensors that do not require grad, stay fine."""
+    torch = torch_module()
+    for array in (np.array([1, 2]), np.array([True, False]), np.array([1, 2], np.uint8)):
+        with pytest.raises(RuntimeError, match="only Tensors of floating point dtype can require gradients"):
+            torch.from_numpy(array).requires_grad_()
+        with pytest.raises(RuntimeError, match=f"requires_grad_: only Tensors of floating point dtype can require "
+                                               f"gradients, got {array.dtype}"):
+            nn.Tensor(array).requires_grad_()
+        with pytest.raises(RuntimeError, match="Only Tensors of floating point and complex dtype"):
+            torch.nn.Parameter(torch.from_numpy(array))
+        with pytest.raises(RuntimeError, match="Parameter: only Tensors of floating point dtype"):
+            nn.Parameter(array)
+        assert not nn.Tensor(array).requires_grad_(False).requires_grad
+        assert not nn.Parameter(array, requires_grad=False).requires_grad
+    assert nn.Tensor(np.ones(2, np.float32)).requires_grad_().requires_grad
+
+
 def test_an_integer_tensor_with_a_float_number_is_float32_as_torch():
     torch = torch_module()
     integers = np.array([1, 2, 3])
