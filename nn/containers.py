@@ -1,7 +1,7 @@
 """The containers, as torch.nn's: Sequential (modules applied in order), ModuleList and ModuleDict. Their keys
 lead the state dict keys ('0.weight', 'features.conv.weight'), so torch's state dicts carry over."""
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -27,6 +27,12 @@ class _ModuleSequence(Module):
         return self._slice(index) if isinstance(index, slice) else self._modules[self._key(index)]
 
     def __setitem__(self, index, module):
+        name = type(self).__name__
+        if isinstance(index, slice):   # torch's containers take none either
+            raise TypeError(f"{name}: slice assignment is not supported (nor by torch's {name}); assign one "
+                            f"index at a time (m[i] = module), or del the slice and insert")
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"{name}: assignment indices must be integers, got {type(index).__name__}")
         setattr(self, self._key(index), module)
 
     def __delitem__(self, index):
@@ -47,6 +53,9 @@ class _ModuleSequence(Module):
         return self
 
     def extend(self, modules):
+        if isinstance(modules, (str, bytes)) or not isinstance(modules, Iterable):
+            raise TypeError(f"{type(self).__name__}.extend: expected an iterable of Modules, got "
+                            f"{type(modules).__name__}")
         for module in modules:
             self.append(module)
         return self
@@ -55,6 +64,8 @@ class _ModuleSequence(Module):
         return self.extend(modules)
 
     def insert(self, index, module):
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"{type(self).__name__}.insert: index must be an integer, got {type(index).__name__}")
         if not -len(self) <= index <= len(self):
             raise IndexError(f"{type(self).__name__}.insert: index {index} is out of range for {len(self)} modules")
         if not isinstance(module, Module):

@@ -292,11 +292,32 @@ def test_a_slice_shares_modules_and_runs():
     (lambda m: m.insert(0, "relu"), TypeError, "{name}.insert: expected a Module, got str"),
     (lambda m: m.append(np.ones(2)), TypeError, "{name}: module '2' must be a Module or None, got ndarray"),
     (lambda m: m.extend([nn.ReLU(), 3]), TypeError, "{name}: module '3' must be a Module or None, got int"),
+    (lambda m: m.extend(5), TypeError, "{name}.extend: expected an iterable of Modules, got int"),
+    (lambda m: m.extend("relu"), TypeError, "{name}.extend: expected an iterable of Modules, got str"),
+    (lambda m: m.insert("a", nn.ReLU()), TypeError, "{name}.insert: index must be an integer, got str"),
+    (lambda m: m.insert(1.0, nn.ReLU()), TypeError, "{name}.insert: index must be an integer, got float"),
+    (lambda m: m.__setitem__(slice(0, 1), [nn.ReLU()]), TypeError,
+     r"{name}: slice assignment is not supported \(nor by torch's {name}\)"),
+    (lambda m: m.__setitem__("0", nn.ReLU()), TypeError, "{name}: assignment indices must be integers, got str"),
 ])
 def test_sequence_errors_name_the_class_and_what_was_expected(container, action, error, message):
     model = container(nn.Linear(1, 1), nn.ReLU())
     with pytest.raises(error, match=message.format(name=type(model).__name__)):
         action(model)
+
+
+@pytest.mark.parametrize("container", ["Sequential", "ModuleList"])
+def test_slice_assignment_and_bad_extend_insert_are_refused_as_torch(container):
+    """torch's containers refuse the same calls (TypeError), and a refused call leaves the container as it was."""
+    torch = torch_module()
+    for library in (nn, torch.nn):
+        children = [library.Linear(1, 1), library.ReLU()]
+        model = library.Sequential(*children) if container == "Sequential" else library.ModuleList(children)
+        for action in (lambda: model.__setitem__(slice(0, 1), [library.ReLU()]), lambda: model.extend(5),
+                       lambda: model.insert("a", library.ReLU())):
+            with pytest.raises(TypeError):
+                action()
+        assert [type(m).__name__ for m in model] == ["Linear", "ReLU"]
 
 
 # ---- ModuleDict ----------------------------------------------------------------------------------
