@@ -388,6 +388,10 @@ class Tensor(InPlaceOps):
             raise ValueError("clamp: at least one of min or max must be given")
         float_bound = any(isinstance(bound, (float, np.floating)) for bound in (min, max))
         source = self.float() if self.dtype.kind != "f" and float_bound else self  # torch: int by float is float32
+        source = source.long() if source.dtype.kind == "b" else source            # torch: bool by int is int64
+        if source.dtype.kind in "iu":
+            min, max = (None if bound is None else _integer_bound("clamp", name, bound, source.dtype)
+                        for name, bound in (("min", min), ("max", max)))
         return Clamp.apply(source, low=min, high=max)
 
     clip = clamp
@@ -464,6 +468,18 @@ def _check_can_require_grad(op, dtype):
     if dtype.kind not in "fc":
         raise RuntimeError(f"{op}: only Tensors of floating point dtype can require gradients, got {dtype} "
                            f"(cast first, e.g. .float())")
+
+
+def _integer_bound(op, name, bound, dtype):
+    """An int bound in an integer tensor's dtype, as torch converts it: out of the dtype's range is an error,
+    except that an unsigned dtype takes a negative bound down to -max in two's complement (uint8: -1 is 255)."""
+    info, value = np.iinfo(dtype), int(bound)
+    if info.min == 0 and -int(info.max) <= value < 0:
+        return value + int(info.max) + 1
+    if not info.min <= value <= info.max:
+        raise ValueError(f"{op}: {name}={bound} cannot be converted to the tensor's dtype {dtype} without overflow "
+                         f"(torch raises too); cast the tensor first, e.g. .long()")
+    return value
 
 
 def _raw(x):

@@ -199,6 +199,33 @@ def test_clamp_dtypes_and_errors():
         _leaf().clamp(min=_leaf())
 
 
+@pytest.mark.parametrize("array, bounds", [
+    (np.array([0, 5, 200], np.uint8), dict(min=-1)), (np.array([0, 5, 200], np.uint8), dict(min=-255)),
+    (np.array([0, 5, 200], np.uint8), dict(max=-1)), (np.array([0, 5, 200], np.uint8), dict(max=255)),
+    (np.array([0, 5, 200], np.uint8), dict(min=3, max=-56)), (np.array([0, 5, 200], np.uint8), dict(min=-256)),
+    (np.array([0, 5, 200], np.uint8), dict(max=256)), (np.array([-100, 5, 100], np.int8), dict(min=-128, max=127)),
+    (np.array([-100, 5, 100], np.int8), dict(min=-1000)), (np.array([-100, 5, 100], np.int8), dict(max=128)),
+    (np.array([-100, 5, 100], np.int32), dict(max=2 ** 40)), (np.array([True, False]), dict(min=0)),
+    (np.array([True, False]), dict(min=2)), (np.array([True, False]), dict(max=0)),
+])
+def test_clamp_of_small_integer_dtypes_as_torch(array, bounds):
+    """An int bound converts to the tensor's dtype as torch converts it: an unsigned dtype takes a negative bound
+    in two's complement (uint8: -1 is 255), beyond the range is an error (an OverflowError before); bool is
+    promoted to int64."""
+    torch = torch_module()
+    try:
+        expected = torch.from_numpy(array).clamp(**bounds)
+    except RuntimeError as error:
+        assert "without overflow" in str(error)
+        with pytest.raises(ValueError, match=f"clamp: {list(bounds)[-1]}=.* cannot be converted to the tensor's "
+                                             f"dtype {array.dtype} without overflow"):
+            nn.Tensor(array).clamp(**bounds)
+        return
+    ours = nn.Tensor(array).clamp(**bounds)
+    assert str(ours.dtype) == str(expected.dtype).replace("torch.", "")
+    assert ours.tolist() == expected.tolist()
+
+
 # ---- expand and repeat -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("shape, sizes", [((3, 1), (3, 5)), ((1, 3), (4, -1)), ((5,), (2, 3, 5)),
                                           ((2, 1, 3), (7, 2, 4, -1)), ((1,), (3,))])
