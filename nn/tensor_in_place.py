@@ -101,6 +101,12 @@ class InPlaceOps:
 
     def _update(self, op, ufunc, other, alpha=1):
         self._check_in_place(op, other)
+        raw = tensor._raw(other)
+        if backend.is_array(raw) and backend.is_gpu_array(raw) != backend.is_gpu_array(self.data):
+            # as the out-of-place ops (and torch's in-place ones): no silent copy across devices; copy_ copies
+            other_device = "cuda" if backend.is_gpu_array(raw) else "cpu"
+            raise ValueError(f"{op}: the other operand is on {other_device} but this tensor is on {self.device}; "
+                             f"move it with .to({self.device!r}) first")
         other = self._source(op, other)
         other = other if alpha == 1 else other * alpha
         try:

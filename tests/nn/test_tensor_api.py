@@ -445,6 +445,37 @@ def test_in_place_errors_name_the_op():
         nn.Tensor(np.arange(3)).add_(0.5)  # torch: a float result cannot be written into an integer tensor
 
 
+class _OnTheGpu(np.ndarray):
+    """A NumPy array that backend.is_gpu_array takes for a CuPy one (it goes by the type's module), so that the
+    device checks run here without a GPU; get() copies it to the host, as CuPy's."""
+    __module__ = "cupy.stand_in"
+
+    def get(self):
+        return np.asarray(self).copy()
+
+
+def test_in_place_arithmetic_across_devices_raises_as_out_of_place_and_copy_crosses():
+    """add_/sub_/mul_/div_ (and +=) with an operand on the other device raise, as x + y does (and torch's in-place
+    ops); they used to copy it across silently. copy_ copies across devices, as torch's."""
+    host = np.arange(1.0, 4.0)
+    for ours, other in ((nn.Tensor(host.copy()), nn.Tensor(host.copy().view(_OnTheGpu))),
+                        (nn.Tensor(host.copy()), host.copy().view(_OnTheGpu)),
+                        (nn.Tensor(host.copy().view(_OnTheGpu)), nn.Tensor(host.copy()))):
+        assert ours.device != nn.Tensor(other).device   # the stand-in is taken for a GPU array
+        with pytest.raises(ValueError):
+            ours + other   # out of place: the device error
+        for op in ("add_", "sub_", "mul_", "div_"):
+            with pytest.raises(ValueError, match=f"{op}: the other operand is on (cuda|cpu) but this tensor is on "
+                                                 f"(cpu|cuda); move it with .to"):
+                getattr(ours, op)(other)
+        with pytest.raises(ValueError, match="add_: the other operand is on"):
+            ours += other
+        np.testing.assert_array_equal(np.asarray(ours.data), host)   # nothing written
+    target = nn.Tensor(np.zeros(3))
+    target.copy_(nn.Tensor(host.copy().view(_OnTheGpu)))
+    np.testing.assert_array_equal(target.data, host)
+
+
 def test_augmented_assignment_in_place_or_recorded_as_torch():
     torch = torch_module()
     array = random_array((3,), np.float64, seed=13)
