@@ -508,7 +508,8 @@ def test_manual_sgd_and_ema_updates_under_no_grad_write_the_parameters():
     torch.manual_seed(0)
     theirs = torch.nn.Linear(5, 3).double()
     ours = nn.Linear(5, 3, dtype=np.float64)
-    ours.load_state_dict({key: value.clone() for key, value in theirs.state_dict().items()})  # (it keeps the arrays)
+    ours.load_state_dict(theirs.state_dict())   # copied into our arrays: the updates below do not reach torch's
+    assert not any(np.shares_memory(p.data, t.detach().numpy()) for p, t in zip(ours.parameters(), theirs.parameters()))
     average = [p.detach().clone() for p in ours.parameters()]
     theirs_average = [p.detach().clone() for p in theirs.parameters()]
     x = random_array((4, 5), np.float64, seed=14)
