@@ -30,13 +30,24 @@ class _CrossEntropy(Function):
 _REDUCTIONS = ("mean", "sum", "none")
 
 
+def _check_reduction(op, reduction):
+    """One of torch's reductions; `op` names the function or loss module (losses.py uses this one too)."""
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _check_beta(op, beta):
+    """smooth_l1_loss's beta (also SmoothL1Loss's): a number >= 0."""
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
+        raise ValueError(f"{op}: beta must be a number >= 0, got {beta!r}")
+
+
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
     """Logits (N, C) or (N, C, d1, ...) and class indices (N,) or (N, d1, ...); torch's options."""
     input = _tensor(input)
     target = target.data if isinstance(target, Tensor) else target
     weight = weight.data if isinstance(weight, Tensor) else weight
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"cross_entropy: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    _check_reduction("cross_entropy", reduction)
     if not backend.is_array(target):
         raise TypeError(f"cross_entropy: target must be an integer Tensor or array, got {type(target).__name__}")
     if input.ndim < 2 or tuple(target.shape) != input.shape[:1] + input.shape[2:]:
@@ -54,8 +65,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 def mse_loss(input, target, reduction="mean"):
     """Mean (or sum, or elementwise) squared difference; input and target must have one shape."""
     input, target = _tensor(input), _tensor(target, "target")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"mse_loss: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    _check_reduction("mse_loss", reduction)
     if input.shape != target.shape:
         raise ValueError(f"mse_loss: input and target must have the same shape, got {input.shape} and {target.shape}")
     difference = input - target
@@ -84,28 +94,26 @@ def _reduce(loss, reduction):
     return loss.sum() if reduction == "sum" else loss.mean()
 
 
-def _check_reduction(op, reduction):
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-
-
-def _constant(op, name, array, input, shape=None):
-    """An optional weight (Tensor or array; not differentiated, as in torch) in the input's dtype, on its
-    device, whose shape is `shape` or broadcasts to the input's."""
+def _constant(op, name, array, input, shape=None, check_shape=True, hint=""):
+    """An optional weight (Tensor or array; not differentiated, as in torch) in the input's (a Tensor's or an
+    array's) dtype, on its device (else an error, ending with `hint`), whose shape is `shape` or broadcasts to
+    the input's (unless check_shape is False: the loss modules leave the shapes to these functions)."""
     if array is None:
         return None
+    data = input.data if isinstance(input, Tensor) else input
     array = array.data if isinstance(array, Tensor) else array
     if not backend.is_array(array):
-        array = np.asarray(array, dtype=input.dtype)
-    if backend.is_gpu_array(array) != backend.is_gpu_array(input.data):
-        raise ValueError(f"{op}: {name} is on {'cuda' if backend.is_gpu_array(array) else 'cpu'}, the input "
-                         f"on {input.device}")
-    if shape is not None and tuple(array.shape) != shape:
+        array = np.asarray(array, dtype=data.dtype)
+    if backend.is_gpu_array(array) != backend.is_gpu_array(data):
+        where = {True: "cuda", False: "cpu"}
+        raise ValueError(f"{op}: {name} is on {where[backend.is_gpu_array(array)]} but the input is on "
+                         f"{where[backend.is_gpu_array(data)]}{hint}")
+    if check_shape and shape is not None and tuple(array.shape) != shape:
         raise ValueError(f"{op}: {name} must have shape {shape}, got {tuple(array.shape)}")
-    if shape is None and not _broadcasts_to(tuple(array.shape), input.shape):
+    if check_shape and shape is None and not _broadcasts_to(tuple(array.shape), tuple(data.shape)):
         raise ValueError(f"{op}: {name} of shape {tuple(array.shape)} does not broadcast to the input's "
-                         f"shape {input.shape}")
-    return array.astype(input.dtype, copy=False)
+                         f"shape {tuple(data.shape)}")
+    return array.astype(data.dtype, copy=False)
 
 
 def _broadcasts_to(shape, target_shape):
@@ -270,8 +278,7 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
     op = "smooth_l1_loss"
     input = _tensor(input)
     _check_reduction(op, reduction)
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
-        raise ValueError(f"{op}: beta must be a number >= 0, got {beta!r}")
+    _check_beta(op, beta)
     target = _loss_target(op, target, input)
     if target.shape != input.shape:
         raise ValueError(f"{op}: target must have the input's shape {input.shape}, got {target.shape}")

@@ -5,15 +5,9 @@ import numpy as np
 from kernels import backend
 
 from . import functional as F
+from .functional_losses import _check_beta, _check_reduction, _constant
 from .module import Module
 from .tensor import Tensor
-
-_REDUCTIONS = ("mean", "sum", "none")
-
-
-def _check_reduction(loss, reduction):
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{loss}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
 def _as_buffer(weight):
@@ -26,14 +20,9 @@ def _as_buffer(weight):
 
 
 def _buffer_for(loss, name, buffer, input):
-    """A weight buffer in the input's dtype; a buffer on another device than the input is an error."""
-    if buffer is None:
-        return None
-    input_data = input.data if isinstance(input, Tensor) else input
-    if backend.is_gpu_array(buffer) != backend.is_gpu_array(input_data):
-        raise ValueError(f"{loss}: {name} is on {'cuda' if backend.is_gpu_array(buffer) else 'cpu'} "
-                         f"but the input is not; move the loss with .to(device)")
-    return buffer if buffer.dtype == input_data.dtype else buffer.astype(input_data.dtype)
+    """A weight buffer in the input's dtype; a buffer on another device than the input is an error (the shapes
+    are left to the functional losses)."""
+    return _constant(loss, name, buffer, input, check_shape=False, hint="; move the loss with .to(device)")
 
 
 class CrossEntropyLoss(Module):
@@ -121,8 +110,7 @@ class SmoothL1Loss(Module):
     def __init__(self, reduction="mean", beta=1.0):
         super().__init__()
         _check_reduction("SmoothL1Loss", reduction)
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
-            raise ValueError(f"SmoothL1Loss: beta must be a number >= 0, got {beta!r}")
+        _check_beta("SmoothL1Loss", beta)
         self.reduction, self.beta = reduction, beta
 
     def extra_repr(self):

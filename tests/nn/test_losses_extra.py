@@ -241,3 +241,32 @@ def test_mean_losses_of_empty_inputs_are_nan_as_torch(name):
         np.testing.assert_array_equal(ours.data, theirs.numpy())
         ours.backward()
         assert x.grad.shape == (0, 3)
+
+
+@pytest.mark.parametrize("make", [
+    lambda w: (nn.CrossEntropyLoss(weight=w), "CrossEntropyLoss"), lambda w: (nn.NLLLoss(weight=w), "NLLLoss"),
+    lambda w: (nn.BCEWithLogitsLoss(weight=w), "BCEWithLogitsLoss"),
+    lambda w: (nn.BCEWithLogitsLoss(pos_weight=w), "BCEWithLogitsLoss"),
+    lambda w: (lambda x, t: F.nll_loss(x, t, weight=w), "nll_loss"),
+    lambda w: (lambda x, t: F.binary_cross_entropy_with_logits(x, t, weight=w), "binary_cross_entropy_with_logits"),
+])
+def test_a_weight_on_another_device_than_the_input_is_named(make):
+    """The loss modules' buffers and the functional losses' weights go through one device/dtype check."""
+    from tests.nn.test_tensor_api import _OnTheGpu   # a NumPy array that backend takes for a CuPy one
+    loss, name = make(np.ones(3).view(_OnTheGpu))
+    x = nn.Tensor(random_array((2, 3), np.float64, seed=3))
+    target = np.array([0, 2]) if "nll" in name.lower() or "CrossEntropy" in name else np.ones((2, 3))
+    with pytest.raises(ValueError, match=f"{name}: (pos_)?weight is on cuda but the input is on cpu"):
+        loss(x, target)
+
+
+def test_loss_modules_and_functions_share_the_reduction_and_beta_checks():
+    for make, message in ((lambda: nn.MSELoss("avg"), "MSELoss: reduction must be one of"),
+                          (lambda: F.mse_loss(np.ones(2), np.ones(2), reduction="avg"), "mse_loss: reduction must"),
+                          (lambda: F.cross_entropy(np.ones((2, 3)), np.zeros(2, np.int64), reduction="avg"),
+                           "cross_entropy: reduction must be one of"),
+                          (lambda: nn.SmoothL1Loss(beta=True), "SmoothL1Loss: beta must be a number >= 0"),
+                          (lambda: F.smooth_l1_loss(np.ones(2), np.ones(2), beta=-0.5),
+                           "smooth_l1_loss: beta must be a number >= 0, got -0.5")):
+        with pytest.raises(ValueError, match=message):
+            make()
