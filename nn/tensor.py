@@ -530,8 +530,10 @@ def _as_tensor(value, like):
 
 
 def tensor(data, requires_grad=False, dtype=np.float32, device="cpu"):
-    """Build a Tensor from a Python/NumPy value on a device."""
+    """Build a Tensor from a Python/NumPy value on a device; only a floating one may require grad (as torch)."""
     array = np.asarray(data, dtype=dtype) if not backend.is_array(data) else data
+    if requires_grad:
+        _check_can_require_grad("tensor", array.dtype)
     return Tensor(backend.to_device(array, device), requires_grad=requires_grad)
 
 

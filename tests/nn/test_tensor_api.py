@@ -107,8 +107,9 @@ def test_to_takes_torchs_forms_and_names_itself_in_errors():
 
 
 def test_only_floating_tensors_can_require_grad_as_torch():
-    """requires_grad_() and Parameter(...) on an integer or bool tensor raise torch's error; turning it off, and
-    integer tensors that do not require grad, stay fine."""
+    """requires_grad_(), Parameter(...) and nn.tensor(..., requires_grad=True) on an integer or bool tensor raise
+    torch's error; turning it off, and integer tensors that do not require grad, stay fine. (nn.Tensor(...,
+    requires_grad=True) does not check: autograd builds a Function's integer outputs through it.)"""
     torch = torch_module()
     for array in (np.array([1, 2]), np.array([True, False]), np.array([1, 2], np.uint8)):
         with pytest.raises(RuntimeError, match="only Tensors of floating point dtype can require gradients"):
@@ -120,6 +121,10 @@ def test_only_floating_tensors_can_require_grad_as_torch():
             torch.nn.Parameter(torch.from_numpy(array))
         with pytest.raises(RuntimeError, match="Parameter: only Tensors of floating point dtype"):
             nn.Parameter(array)
+        with pytest.raises(RuntimeError, match="Only Tensors of floating point and complex dtype"):
+            torch.tensor(array, requires_grad=True)
+        with pytest.raises(RuntimeError, match="tensor: only Tensors of floating point dtype"):
+            nn.tensor(array, requires_grad=True)
         assert not nn.Tensor(array).requires_grad_(False).requires_grad
         assert not nn.Parameter(array, requires_grad=False).requires_grad
     assert nn.Tensor(np.ones(2, np.float32)).requires_grad_().requires_grad
