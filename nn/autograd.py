@@ -102,8 +102,10 @@ class Function:
         record = grad_enabled() and any(t.requires_grad for t in tensors)
         wrapped = []
         for index, array in enumerate(outputs):
-            tensor = Tensor(array, requires_grad=record and array is not None)
-            if record:
+            # (integer outputs, such as pooling indices, need no gradient: torch's rule)
+            needs_grad = record and array is not None and array.dtype.kind in "fc"
+            tensor = Tensor(array, requires_grad=needs_grad)
+            if needs_grad:
                 tensor._creator = (ctx, index)
             wrapped.append(tensor)
         if record:

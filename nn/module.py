@@ -11,16 +11,15 @@ import numpy as np
 from kernels import backend
 
 from .autograd import note_in_place
-from .tensor import Tensor, _check_can_require_grad
+from .tensor import Tensor
 
 
 class Parameter(Tensor):
     """A Tensor that a Module registers as trainable (requires_grad=True by default)."""
 
     def __init__(self, data, requires_grad=True):
+        # (as torch.nn.Parameter: an integer one must be made with requires_grad=False; Tensor checks)
         super().__init__(data, requires_grad=requires_grad)
-        if self.requires_grad:   # as torch.nn.Parameter: an integer one must be made with requires_grad=False
-            _check_can_require_grad("Parameter", self.dtype)
 
     def __repr__(self):
         return "Parameter" + super().__repr__()[len("Tensor"):]

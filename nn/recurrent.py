@@ -16,6 +16,7 @@ from kernels import backend
 
 from . import autograd, init
 from .autograd import Function
+from .layers import _dtype
 from .module import Module, Parameter
 from .tensor import Tensor, cat
 from .utils import rnn as rnn_utils
@@ -112,6 +113,7 @@ class _RecurrentBase(Module):
                  bidirectional=False, dtype=np.float32, device="cpu"):
         super().__init__()
         name = type(self).__name__
+        dtype = _dtype(dtype, name)
         for arg, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name}: {arg} must be a positive integer, got {value!r}")

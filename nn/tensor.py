@@ -28,6 +28,8 @@ class Tensor(InPlaceOps):
         elif not backend.is_array(data):
             data = np.asarray(data, dtype=np.float32)
         self.data = data
+        if requires_grad:
+            _check_can_require_grad(type(self).__name__, data.dtype)
         self.requires_grad = bool(requires_grad)
         self.grad = None
         self._creator = None  # (Function instance, output index) for non-leaves

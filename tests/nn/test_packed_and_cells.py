@@ -301,3 +301,12 @@ def test_cell_dtype_rule(kind):
     for bad in (np.int64, "not a dtype"):
         with pytest.raises(TypeError, match=f"{kind}: dtype must be float32 or float64, got"):
             cls(3, 4, dtype=bad)
+
+
+@pytest.mark.parametrize("layer", ["LSTM", "GRU", "RNN"])
+def test_recurrent_layers_take_the_layers_dtype_rule(layer):
+    """dtype=None is float32 (torch's default), float64 is kept, anything else is an error naming the layer."""
+    assert getattr(nn, layer)(3, 4, dtype=None).weight_ih_l0.dtype == np.float32
+    assert getattr(nn, layer)(3, 4, dtype=np.float64).weight_hh_l0.dtype == np.float64
+    with pytest.raises(TypeError, match=f"{layer}: dtype must be float32 or float64, got int64"):
+        getattr(nn, layer)(3, 4, dtype=np.int64)

@@ -609,3 +609,15 @@ def test_backward_refuses_an_array_written_in_place_after_the_forward_saved_it()
     other += 1.0
     loss.backward()
     np.testing.assert_array_equal(w.grad.numpy(), [1.0, 1.0])
+
+
+def test_integer_outputs_of_a_recorded_op_need_no_gradient_and_int_tensors_cannot_require_one():
+    """torch's rule: max_pool2d's indices of an input that requires grad are a plain integer tensor, and an
+    integer Tensor made with requires_grad=True is refused, by Tensor and Parameter alike."""
+    x = nn.Tensor(random_array((1, 2, 4, 4), np.float32, seed=3), requires_grad=True)
+    values, indices = nn.functional.max_pool2d(x, 2, return_indices=True)
+    assert values.requires_grad and not indices.requires_grad and indices.is_leaf
+    for make in (lambda: nn.Tensor(np.arange(3), requires_grad=True), lambda: nn.Parameter(np.arange(3))):
+        with pytest.raises(RuntimeError, match="only Tensors of floating point dtype can require gradients"):
+            make()
+    assert not nn.Parameter(np.arange(3), requires_grad=False).requires_grad
