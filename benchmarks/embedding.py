@@ -50,8 +50,9 @@ def _cases_for(device, label, vocabulary, dim, shape, hot, scale_grad_by_freq=Fa
         Case(f"{tag} fwd", make_forward, lambda w, i, wt, it: kernels.embedding(w, i),
              lambda w, i, wt, it: f.embedding(it, wt), vendor_name, bytes=2 * 4 * lookups * dim + 8 * lookups),
         Case(f"{tag} {backward_label}", make_backward,
-             lambda grad, tokens, *rest: kernels.embedding_backward(grad, tokens, vocabulary,
-                                                                    scale_grad_by_freq=scale_grad_by_freq),
+             lambda grad, tokens, *rest: kernels.embedding_backward(grad, tokens, vocabulary,   # (checked by
+                                                                    scale_grad_by_freq=scale_grad_by_freq,  # the forward,
+                                                                    check_indices=False),   # as nn's backward)
              vendor_backward, vendor_name, bytes=4 * lookups * dim + 4 * vocabulary * dim + 8 * lookups,
              note="atomic adds (GPU)" if device == "cuda" else ""),
     ]

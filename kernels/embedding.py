@@ -9,11 +9,13 @@ from .cuda import embedding as gpu
 
 __all__ = ["embedding", "embedding_backward"]
 
-INDEX_DTYPES = (np.int32, np.int64)   # torch's embedding takes Int and Long indices only
+def is_index_dtype(dtype):
+    """torch's embedding takes Int and Long indices only (by kind and size: NumPy's longlong is int64 too)."""
+    return dtype.kind == "i" and dtype.itemsize in (4, 8)
 
 
 def _check_indices(op, indices):
-    if indices.dtype.type not in INDEX_DTYPES:
+    if not is_index_dtype(indices.dtype):
         raise TypeError(f"{op}: indices must be int32 or int64, got {indices.dtype}")
 
 

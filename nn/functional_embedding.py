@@ -6,7 +6,7 @@ import numpy as np
 
 import kernels
 from kernels import backend
-from kernels.embedding import INDEX_DTYPES
+from kernels.embedding import is_index_dtype
 
 from .autograd import Function, note_in_place
 from .functional import _tensor
@@ -48,7 +48,7 @@ def _renorm_rows(weight, indices, max_norm, norm_type):
     by max_norm / (norm + 1e-7). Out-of-range indices change nothing here (the lookup then raises). It reads the
     unique indices on the host: not for use while a CUDA graph is being captured."""
     backend.device_of("embedding", weight.data, indices)   # (raises for arrays on two devices)
-    if indices.dtype.type not in INDEX_DTYPES:
+    if not is_index_dtype(indices.dtype):
         return
     xp = backend.array_module(indices)
     rows = xp.unique(indices.reshape(-1))

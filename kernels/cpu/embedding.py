@@ -9,7 +9,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(nogil=True)
+@numba.njit(nogil=True, cache=True)
 def _scatter_rows(grad, indices, counts, padding_idx, scale_by_frequency, grad_weight):
     """grad_weight[k] += grad[i] / (counts[k] if scale_by_frequency else 1) for k = indices[i] != padding_idx."""
     for i in range(indices.shape[0]):

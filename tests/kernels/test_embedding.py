@@ -145,3 +145,12 @@ def test_embedding_rejects_bad_input():
         kernels.embedding_backward(grad_output, indices, 5.0)
     with pytest.raises(ValueError, match=r"embedding_backward: padding_idx must be within \[-5, 5\)"):
         kernels.embedding_backward(grad_output, indices, 5, padding_idx=-6)
+
+
+def test_longlong_indices_count_as_int64():
+    """NumPy's longlong ('q') is a type of its own next to int64 ('l') on Linux; torch's Long covers both."""
+    weight = random_array((7, 3), np.float32, seed=1)
+    indices = np.array([[0, 6], [3, 3]], dtype=np.longlong)
+    np.testing.assert_array_equal(kernels.embedding(weight, indices), weight[indices.astype(np.int64)])
+    grad = kernels.embedding_backward(random_array((2, 2, 3), np.float32, seed=2), indices, 7)
+    assert grad.shape == (7, 3)
