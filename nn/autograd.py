@@ -8,31 +8,43 @@ import contextlib
 import threading
 import weakref
 
+import numpy as np
+
 from kernels import backend
 
 _state = threading.local()
 
 # torch's version counters, in the small: every in-place write (Tensor's in-place ops, load_state_dict,
-# nn.init, an embedding's max_norm; not the optimizers' steps) is numbered and remembered per underlying
-# array; a Function recorded before a write checks, at its backward, that none of the arrays it saved for
-# its gradient was written since. Nothing is checked when nothing was written since the forward (one
-# integer compare a node).
+# nn.init, an embedding's max_norm; not the optimizers' steps) is numbered and remembered with the bytes it
+# reached; a Function recorded before a write checks, at its backward, that no array it saved for its gradient
+# overlaps a write made since. Bytes, not whole buffers: a flat optimizer's parameters are views of one buffer,
+# and writing one of them must not count as writing the others. Nothing is checked when nothing was written
+# since the forward (one integer compare a node).
 _writes = [0]
-_written = {}   # id(the array that owns the memory) -> (weak reference to it, number of its last write)
+_written = {}   # id(the array that owns the memory) -> (weak reference to it, [(first byte, end, write number)])
+RANGES_KEPT = 64           # per owner: the latest writes (older ones are forgotten: a missed error, never a false one)
+_sweep_at = [4096]         # owners noted before dead ones are swept out (doubles when most are alive)
 
 
 def note_in_place(array):
-    """Record that `array`'s memory (so every view of it) was just written in place."""
-    root = _memory_owner(array)
+    """Record that the memory `array` reaches (so every view overlapping it) was just written in place."""
+    owner, first, end = _span(array)
     try:
-        reference = weakref.ref(root)
+        reference = weakref.ref(owner)
     except TypeError:   # an owner without weak references: not tracked
         return
     _writes[0] += 1
-    if len(_written) > 4096:   # forget arrays that are gone
-        for key in [key for key, (ref, _) in _written.items() if ref() is None]:
-            del _written[key]
-    _written[id(root)] = (reference, _writes[0])
+    entry = _written.get(id(owner))
+    if entry is None or entry[0]() is not owner:
+        if len(_written) >= _sweep_at[0]:
+            for key in [key for key, (ref, _) in _written.items() if ref() is None]:
+                del _written[key]
+            _sweep_at[0] = max(4096, 2 * len(_written))
+        entry = _written[id(owner)] = (reference, [])
+    ranges = entry[1]
+    ranges.append((first, end, _writes[0]))
+    if len(ranges) > RANGES_KEPT:
+        del ranges[0]
 
 
 def _memory_owner(array):
@@ -41,15 +53,43 @@ def _memory_owner(array):
     return array
 
 
+def _span(array):
+    """(owner, first byte, one past the last byte) of the memory that `array`'s elements occupy."""
+    first = end = backend.data_address(array)
+    if array.size:
+        for size, stride in zip(array.shape, array.strides):
+            if stride < 0:
+                first += (size - 1) * stride
+            else:
+                end += (size - 1) * stride
+        end += array.itemsize
+    return _memory_owner(array), first, end
+
+
+def _saved_arrays(saved, depth=0):
+    """The arrays in what a Function saved: a tuple of arrays, or an object holding them (the recurrent
+    layers' RecurrentSaved), searched two levels deep."""
+    if backend.is_array(saved):
+        yield saved
+    elif depth < 3 and isinstance(saved, (tuple, list)):
+        for item in saved:
+            yield from _saved_arrays(item, depth + 1)
+    elif depth < 2 and hasattr(saved, "__dict__"):
+        for item in vars(saved).values():
+            yield from _saved_arrays(item, depth + 1)
+
+
 def _check_saved_arrays_unwritten(ctx):
-    for array in getattr(ctx, "saved", None) or ():
-        if not backend.is_array(array):
+    for array in _saved_arrays(getattr(ctx, "saved", None)):
+        owner, first, end = _span(array)
+        entry = _written.get(id(owner))
+        if entry is None or entry[0]() is not owner:
             continue
-        entry = _written.get(id(_memory_owner(array)))
-        if entry is not None and entry[0]() is _memory_owner(array) and entry[1] > ctx.version:
-            raise RuntimeError(f"backward: an array that {type(ctx).__name__} saved for its gradient was modified "
-                               f"by an in-place operation after the forward (as torch, this is an error): modify "
-                               f"a clone, or make the change after backward")
+        for written_first, written_end, number in entry[1]:
+            if number > ctx.version and written_first < end and first < written_end:
+                raise RuntimeError(f"backward: an array that {type(ctx).__name__} saved for its gradient was "
+                                   f"modified by an in-place operation after the forward (as torch, this is an "
+                                   f"error): modify a clone, or make the change after backward")
 
 
 def grad_enabled():
@@ -187,6 +227,8 @@ def backward(tensor, grad=None, retain_graph=False):
         for tensor_in, grad_in, needed in zip(ctx.inputs, grads_in, ctx.needs_input_grad):
             if not needed or grad_in is None:
                 continue
+            if isinstance(grad_in, np.generic):   # NumPy's arithmetic on 0-d arrays gives scalars: keep arrays
+                grad_in = np.asarray(grad_in)
             if grad_in.shape != tensor_in.shape:
                 raise RuntimeError(f"{type(ctx).__name__}.backward gave a gradient of shape {grad_in.shape} "
                                    f"for an input of shape {tensor_in.shape}")

@@ -192,7 +192,9 @@ class Index(Function):
         self.shape, self.dtype = a.shape, a.dtype
         self.index = index  # Tensors in it were unwrapped by Tensor.__getitem__
         out = a[self.index]   # ints and slices: a view, as torch's; masks and positions: a copy
-        return out if backend.is_array(out) else backend.array_module(a).asarray(out)   # (NumPy's scalars: 0-d)
+        if not backend.is_array(out):   # NumPy gives a scalar for one element: a[i, j, ...] is its 0-d view
+            out = a[(self.index if isinstance(self.index, tuple) else (self.index,)) + (Ellipsis,)]
+        return out
 
     def backward(self, grad):
         xp = backend.array_module(grad)

@@ -621,3 +621,44 @@ def test_integer_outputs_of_a_recorded_op_need_no_gradient_and_int_tensors_canno
         with pytest.raises(RuntimeError, match="only Tensors of floating point dtype can require gradients"):
             make()
     assert not nn.Parameter(np.arange(3), requires_grad=False).requires_grad
+
+
+def test_version_check_reaches_the_recurrent_layers_and_ignores_unrelated_writes():
+    """A recurrent layer saves an object holding its arrays: a write to an unrelated tensor leaves its backward
+    alone, a write to its weight after the forward raises (as torch)."""
+    lstm = nn.LSTM(3, 4)
+    out, _ = lstm(nn.Tensor(random_array((2, 1, 3), np.float32, seed=4)))
+    other = nn.Tensor(np.zeros(2, np.float32))
+    other += 1.0
+    out.sum().backward()
+    out, _ = lstm(nn.Tensor(random_array((2, 1, 3), np.float32, seed=5)))
+    with nn.no_grad():
+        lstm.weight_hh_l0.mul_(2.0)
+    with pytest.raises(RuntimeError, match="LSTMLayer saved for its gradient was modified"):
+        out.sum().backward()
+
+
+def test_one_element_of_a_tensor_is_a_view_that_writes_through():
+    torch = torch_module()
+    ours, theirs = nn.Tensor(np.arange(3, dtype=np.float32)), torch.arange(3, dtype=torch.float32)
+    for t in (ours, theirs):
+        element = t[0]
+        element += 100.0
+        t[2].zero_()
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    assert ours[1].shape == () and ours.numpy().tolist() == [100.0, 1.0, 0.0]
+
+
+def test_a_loss_scaled_by_a_number_backpropagates_a_0d_array():
+    """NumPy's arithmetic on 0-d arrays gives scalars; autograd hands the next backward 0-d arrays (CTC's
+    backward refused a NumPy scalar: (ctc_loss(...) / 4).backward() raised)."""
+    torch = torch_module()
+    log_probs = random_array((6, 2, 4), np.float64, seed=6)
+    log_probs = log_probs - np.log(np.exp(log_probs).sum(-1, keepdims=True))
+    targets, input_lengths, target_lengths = np.array([[1, 2], [3, 3]]), np.array([6, 5]), np.array([2, 2])
+    ours = nn.Tensor(log_probs.copy(), requires_grad=True)
+    (nn.functional.ctc_loss(ours, targets, input_lengths, target_lengths) / 4 * 0.5).backward()
+    theirs = torch.tensor(log_probs, requires_grad=True)
+    (torch.nn.functional.ctc_loss(theirs, torch.tensor(targets), torch.tensor(input_lengths),
+                                  torch.tensor(target_lengths)) / 4 * 0.5).backward()
+    assert_close(ours.grad.numpy(), theirs.grad.numpy(), np.float64)

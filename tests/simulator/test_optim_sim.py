@@ -445,3 +445,26 @@ def test_clipping_flat_gradients_by_value_clips_the_buffer_once(monkeypatch):
     for p, q, (_, grad, _) in zip(model.parameters(), reference.parameters(), packed.views):
         assert p.grad.data is grad
         np.testing.assert_array_equal(p.grad.data, q.grad.data)
+
+
+def test_writing_one_flat_parameter_leaves_the_others_backward_alone():
+    """The parameters of a packed group are views of one buffer: an in-place write to one of them (under no_grad,
+    between forward and backward) must not count as a write to the arrays the others' ops saved, as torch keeps a
+    counter per parameter; writing a saved one still raises."""
+    import nn
+    rng = np.random.default_rng(0)
+    a, b = nn.Linear(4, 3), nn.Linear(3, 2)
+    optimizer = nn.optim.Adam(list(a.parameters()) + list(b.parameters()), lr=0.1, flat=True)
+    for step in range(3):
+        loss = b(a(nn.Tensor(rng.normal(size=(5, 4)).astype(np.float32)))).sum()
+        with nn.no_grad():
+            b.bias.zero_()                      # saved by no op: the bias gradient needs no input
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert optimizer.param_groups[0].flat and np.shares_memory(a.weight.data, b.bias.data) is False
+    loss = b(a(nn.Tensor(rng.normal(size=(5, 4)).astype(np.float32)))).sum()
+    with nn.no_grad():
+        a.weight.mul_(2.0)                      # saved by a's linear op for its input gradient
+    with pytest.raises(RuntimeError, match="saved for its gradient was modified by an in-place operation"):
+        loss.backward()
