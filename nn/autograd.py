@@ -237,4 +237,8 @@ def backward(tensor, grad=None, retain_graph=False):
             else:
                 parent, index = tensor_in._creator
                 slots = pending.setdefault(id(parent), [None] * parent.output_count)
-                slots[index] = grad_in if slots[index] is None else slots[index] + grad_in
+                if slots[index] is None:
+                    slots[index] = grad_in
+                else:
+                    total = slots[index] + grad_in
+                    slots[index] = np.asarray(total) if isinstance(total, np.generic) else total   # (0-d + 0-d)

@@ -489,8 +489,16 @@ def _raw(x):
 
 
 def _index(index):
-    """An index with its Tensors (masks, positions) unwrapped to arrays."""
-    return tuple(_raw(i) for i in index) if isinstance(index, tuple) else _raw(index)
+    """An index with its Tensors (masks, positions) unwrapped to arrays; a 0-d integer NumPy array is an int, as
+    torch takes a 0-d integer tensor (a view, not advanced indexing's copy)."""
+    return tuple(_index_part(i) for i in index) if isinstance(index, tuple) else _index_part(index)
+
+
+def _index_part(part):
+    part = _raw(part)
+    if isinstance(part, np.ndarray) and part.ndim == 0 and part.dtype.kind in "iu":
+        return int(part)
+    return part
 
 
 def _sizes(op, sizes):

@@ -662,3 +662,24 @@ def test_a_loss_scaled_by_a_number_backpropagates_a_0d_array():
     (torch.nn.functional.ctc_loss(theirs, torch.tensor(targets), torch.tensor(input_lengths),
                                   torch.tensor(target_lengths)) / 4 * 0.5).backward()
     assert_close(ours.grad.numpy(), theirs.grad.numpy(), np.float64)
+
+
+def test_a_0d_result_used_twice_backpropagates_a_0d_array():
+    """Two gradients of a 0-d output are summed; NumPy makes that sum a scalar, which kernels' backward refuse."""
+    torch = torch_module()
+    ours = nn.Tensor(np.array([1.0, -2.0, 3.0], np.float32), requires_grad=True)
+    s = nn.functional.relu(ours.sum())
+    (s + s).backward()
+    theirs = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    s_t = torch.relu(theirs.sum())
+    (s_t + s_t).backward()
+    np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
+
+
+def test_a_0d_integer_index_gives_a_view_as_torch():
+    torch = torch_module()
+    ours, theirs = nn.Tensor(np.arange(4, dtype=np.float32)), torch.arange(4, dtype=torch.float32)
+    view, view_t = ours[nn.Tensor(np.array(2))], theirs[torch.tensor(2)]
+    view += 10.0
+    view_t += 10.0
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
