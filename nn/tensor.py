@@ -510,14 +510,20 @@ def _sizes(op, sizes):
 
 
 def _operands(tensor, other):
-    """(tensor, other as a Tensor); an integer or bool tensor with a float number is float32 first, and a bool
-    tensor with an int number int64, as torch promotes them (the number would otherwise be cast to the
-    tensor's dtype)."""
+    """(tensor, other as a Tensor), promoted as torch promotes them: an integer or bool tensor with a float number
+    is float32 first, a bool tensor with an int number int64 (the number would otherwise be cast to the tensor's
+    dtype), an integer tensor with a floating tensor takes that tensor's dtype."""
     if isinstance(other, (float, np.floating)) and tensor.dtype.kind in "biu":
         tensor = tensor.float()
     elif isinstance(other, (int, np.integer)) and not isinstance(other, (bool, np.bool_)) and tensor.dtype.kind == "b":
         tensor = tensor.long()   # torch: bool with an int number is int64 (not the number cast to bool)
-    return tensor, _as_tensor(other, tensor)
+    other = _as_tensor(other, tensor)
+    # an integer tensor with a floating one takes its dtype (NumPy would give float64 for int32 + float32)
+    if tensor.dtype.kind in "biu" and other.dtype.kind == "f":
+        tensor = tensor._cast(other.dtype)
+    elif other.dtype.kind in "biu" and tensor.dtype.kind == "f":
+        other = other._cast(tensor.dtype)
+    return tensor, other
 
 
 def _true_division(a, b):

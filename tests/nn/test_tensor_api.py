@@ -683,3 +683,16 @@ def test_a_0d_integer_index_gives_a_view_as_torch():
     view += 10.0
     view_t += 10.0
     np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+@pytest.mark.parametrize("int_dtype", [np.int32, np.int64, np.uint8, np.bool_])
+@pytest.mark.parametrize("float_dtype", [np.float32, np.float64])
+def test_integer_and_floating_tensors_promote_as_torch(int_dtype, float_dtype):
+    torch = torch_module()
+    a = np.array([1, 0, 1], dtype=int_dtype)
+    b = np.array([0.5, -1.5, 2.0], dtype=float_dtype)
+    for op in (lambda x, y: x + y, lambda x, y: y * x - y, lambda x, y: x * y):
+        ours = op(nn.Tensor(a), nn.Tensor(b))
+        theirs = op(torch.from_numpy(a), torch.from_numpy(b))
+        assert ours.dtype == theirs.numpy().dtype
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
