@@ -12,12 +12,12 @@ from kernels import backend
 
 from . import autograd
 from .tensor_in_place import InPlaceOps
-from .tensor_functions import (Abs, Add, Cast, Clamp, Clone, Concat, Div, Exp, Expand, Index, Log, Max, Min, Mul,
-                               Norm, Permute, Pow, PowTensor, Repeat, Reshape, Stack, Std, Sub, Sum, ToDevice, Var,
-                               _dims)
+from .tensor_maths import MathOps, MaxResult  # noqa: F401  (MaxResult: torch's name, importable here)
+from .tensor_functions import (Add, Cast, Clone, Concat, Div, Expand, Index, Mul, Permute, Pow, PowTensor, Repeat,
+                               Reshape, Stack, Sub, ToDevice)
 
 
-class Tensor(InPlaceOps):
+class Tensor(MathOps, InPlaceOps):
     __array_priority__ = 1000  # so that ndarray + Tensor defers to Tensor.__radd__
 
     def __init__(self, data, requires_grad=False):
@@ -306,124 +306,6 @@ class Tensor(InPlaceOps):
                              f"got {repeats}")
         return Repeat.apply(self, repeats=repeats)
 
-    # ---- reductions and maths ----------------------------------------------------------------
-    def sum(self, dim=None, keepdim=False):
-        return Sum.apply(self, dim=dim, keepdim=keepdim)
-
-    def mean(self, dim=None, keepdim=False):
-        """The sum divided by the count; nan over no elements (an empty tensor or dim), as torch."""
-        count = self.data.size if dim is None else int(np.prod([self.shape[d] for d in _dims(dim)]))
-        return self.sum(dim, keepdim) * (1.0 / count if count else float("nan"))
-
-    def exp(self):
-        return Exp.apply(self)
-
-    def log(self):
-        return Log.apply(self)
-
-    def sqrt(self):
-        return self ** 0.5
-
-    def abs(self):
-        return Abs.apply(self)
-
-    __abs__ = abs
-
-    def max(self, dim=None, keepdim=False):
-        """Like torch: the maximum, or with `dim` a (values, indices) pair."""
-        return self._extremum(Max, dim, keepdim)
-
-    def min(self, dim=None, keepdim=False):
-        """Like torch: the minimum, or with `dim` a (values, indices) pair."""
-        return self._extremum(Min, dim, keepdim)
-
-    def argmax(self, dim=None, keepdim=False):
-        return self._pick("argmax", dim, keepdim)
-
-    def argmin(self, dim=None, keepdim=False):
-        return self._pick("argmin", dim, keepdim)
-
-    def _extremum(self, function, dim, keepdim):
-        if dim is not None and not isinstance(dim, numbers.Integral):
-            raise TypeError(f"{function.reduce}: dim must be an int or None (no elementwise form), "
-                            f"got {type(dim).__name__}")
-        values = function.apply(self, dim=dim, keepdim=keepdim)
-        return values if dim is None else MaxResult(values, self._pick(function.pick, dim, keepdim))
-
-    def _pick(self, name, dim, keepdim):
-        indices = getattr(self.xp, name)(self.data, axis=dim)
-        return Tensor(self.xp.expand_dims(indices, dim) if keepdim and dim is not None else indices)
-
-    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
-        """Like torch.var: divides by N - correction (1 by default; unbiased=False means 0)."""
-        return self._spread(Var, "var", dim, unbiased, keepdim, correction)
-
-    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
-        return self._spread(Std, "std", dim, unbiased, keepdim, correction)
-
-    def _spread(self, function, name, dim, unbiased, keepdim, correction):
-        if isinstance(dim, bool):  # torch's var(unbiased) overload: x.var(False)
-            dim, unbiased = None, dim
-        if self.dtype.kind != "f":
-            raise TypeError(f"{name}: needs a floating-point tensor, got {self.dtype}")
-        if unbiased is not None and correction is not None:
-            raise ValueError(f"{name}: give unbiased or correction, not both")
-        correction = (0 if unbiased is False else 1) if correction is None else correction
-        return function.apply(self, dim=dim, correction=correction, keepdim=keepdim)
-
-    def norm(self, p="fro", dim=None, keepdim=False):
-        """The 2-norm (p=2 or 'fro') or 1-norm over `dim` (all elements when None)."""
-        if self.dtype.kind != "f":
-            raise TypeError(f"norm: needs a floating-point tensor, got {self.dtype}")
-        if p == 1:
-            return self.abs().sum(dim, keepdim)
-        if p in (2, "fro"):
-            return Norm.apply(self, dim=dim, keepdim=keepdim)
-        raise ValueError(f"norm: p must be 1, 2 or 'fro', got {p!r}")
-
-    def clamp(self, min=None, max=None):
-        """Like torch.clamp with number bounds (NaN stays NaN); the gradient passes where min <= x <= max."""
-        for name, bound in (("min", min), ("max", max)):
-            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, numbers.Real)):
-                raise TypeError(f"clamp: {name} must be a number or None (no tensor bounds), got {type(bound).__name__}")
-        if min is None and max is None:
-            raise ValueError("clamp: at least one of min or max must be given")
-        float_bound = any(isinstance(bound, (float, np.floating)) for bound in (min, max))
-        source = self.float() if self.dtype.kind != "f" and float_bound else self  # torch: int by float is float32
-        source = source.long() if source.dtype.kind == "b" else source            # torch: bool by int is int64
-        if source.dtype.kind in "iu":
-            min, max = (None if bound is None else _integer_bound("clamp", name, bound, source.dtype)
-                        for name, bound in (("min", min), ("max", max)))
-        return Clamp.apply(source, low=min, high=max)
-
-    clip = clamp
-
-    def clamp_min(self, min):
-        return self.clamp(min=min)
-
-    def clamp_max(self, max):
-        return self.clamp(max=max)
-
-    def relu(self):
-        from . import functional
-        return functional.relu(self)
-
-    def sigmoid(self):
-        from . import functional
-        return functional.sigmoid(self)
-
-    def tanh(self):
-        from . import functional
-        return functional.tanh(self)
-
-    def softmax(self, dim=-1):
-        from . import functional
-        return functional.softmax(self, dim)
-
-    def log_softmax(self, dim=-1):
-        from . import functional
-        return functional.log_softmax(self, dim)
-
     # comparisons give plain (non-differentiable) tensors
     def __eq__(self, other):
         return Tensor(self.data == _raw(other))
@@ -452,15 +334,6 @@ class Tensor(InPlaceOps):
     __hash__ = object.__hash__
 
 
-class MaxResult(tuple):
-    """(values, indices) of Tensor.max(dim) or min(dim), also by name, as torch returns them."""
-    def __new__(cls, values, indices):
-        return super().__new__(cls, (values, indices))
-
-    values = property(lambda self: self[0])
-    indices = property(lambda self: self[1])
-
-
 def _raise(error):
     raise error
 
@@ -470,18 +343,6 @@ def _check_can_require_grad(op, dtype):
     if dtype.kind not in "fc":
         raise RuntimeError(f"{op}: only Tensors of floating point dtype can require gradients, got {dtype} "
                            f"(cast first, e.g. .float())")
-
-
-def _integer_bound(op, name, bound, dtype):
-    """An int bound in an integer tensor's dtype, as torch converts it: out of the dtype's range is an error,
-    except that an unsigned dtype takes a negative bound down to -max in two's complement (uint8: -1 is 255)."""
-    info, value = np.iinfo(dtype), int(bound)
-    if info.min == 0 and -int(info.max) <= value < 0:
-        return value + int(info.max) + 1
-    if not info.min <= value <= info.max:
-        raise ValueError(f"{op}: {name}={bound} cannot be converted to the tensor's dtype {dtype} without overflow "
-                         f"(torch raises too); cast the tensor first, e.g. .long()")
-    return value
 
 
 def _raw(x):
