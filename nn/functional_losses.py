@@ -76,6 +76,17 @@ def mse_loss(input, target, reduction="mean"):
 
 
 
+def _elementwise_operands(op, input, target, reduction):
+    """(input, target) as Tensors of one shape and dtype for a loss computed element by element; the reduction
+    checked."""
+    input = _tensor(input)
+    _check_reduction(op, reduction)
+    target = _loss_target(op, target, input)
+    if target.shape != input.shape:
+        raise ValueError(f"{op}: target must have the input's shape {input.shape}, got {target.shape}")
+    return input, target
+
+
 def _loss_target(op, target, input):
     """A float target as a Tensor of the input's dtype: raw arrays are cast, Tensors must already match."""
     if isinstance(target, Tensor):
@@ -230,11 +241,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     broadcasts to the input, pos_weight (the weight of positives, usually (C,)) too. Differentiable in
     input and target, not in the weights (as torch)."""
     op = "binary_cross_entropy_with_logits"
-    input = _tensor(input)
-    _check_reduction(op, reduction)
-    target = _loss_target(op, target, input)
-    if target.shape != input.shape:
-        raise ValueError(f"{op}: target must have the input's shape {input.shape}, got {target.shape}")
+    input, target = _elementwise_operands(op, input, target, reduction)
     weight = _constant(op, "weight", weight, input)
     pos_weight = _constant(op, "pos_weight", pos_weight, input)
     loss = _BCEWithLogits.apply(input, target, weight=weight, pos_weight=pos_weight)
@@ -243,12 +250,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
 
 def l1_loss(input, target, reduction="mean"):
     """Mean (or sum, or elementwise) absolute difference; input and target must have one shape."""
-    op = "l1_loss"
-    input = _tensor(input)
-    _check_reduction(op, reduction)
-    target = _loss_target(op, target, input)
-    if target.shape != input.shape:
-        raise ValueError(f"{op}: target must have the input's shape {input.shape}, got {target.shape}")
+    input, target = _elementwise_operands("l1_loss", input, target, reduction)
     return _reduce((input - target).abs(), reduction)
 
 
@@ -275,11 +277,6 @@ class _SmoothL1(Function):
 
 def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
     """torch.nn.functional.smooth_l1_loss (Huber loss divided by beta); beta >= 0."""
-    op = "smooth_l1_loss"
-    input = _tensor(input)
-    _check_reduction(op, reduction)
-    _check_beta(op, beta)
-    target = _loss_target(op, target, input)
-    if target.shape != input.shape:
-        raise ValueError(f"{op}: target must have the input's shape {input.shape}, got {target.shape}")
+    _check_beta("smooth_l1_loss", beta)
+    input, target = _elementwise_operands("smooth_l1_loss", input, target, reduction)
     return _reduce(_SmoothL1.apply(input - target, beta=float(beta)), reduction)

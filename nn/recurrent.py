@@ -104,6 +104,22 @@ class BidirectionalLayer(_RecurrentLayer):
         return self._keep(grads)
 
 
+def check_sizes(name, **sizes):
+    """Each size a positive integer (a ValueError naming the layer or cell otherwise)."""
+    for arg, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name}: {arg} must be a positive integer, got {value!r}")
+
+
+def reset_uniformly(module):
+    """PyTorch's default for recurrent layers and cells: every weight and bias from U(-1/sqrt(H), 1/sqrt(H)), in
+    registration order."""
+    bound = 1.0 / math.sqrt(module.hidden_size)
+    for parameter in module._parameters.values():
+        if parameter is not None:
+            init.uniform_(parameter, -bound, bound)
+
+
 class _RecurrentBase(Module):
     """torch.nn.RNNBase without proj_size: the parameters of layer k, direction d are
     weight_ih_l{k}[_reverse] (G*H, in), weight_hh_l{k}[_reverse] (G*H, H), bias_ih_l{k}[_reverse] and
@@ -114,9 +130,7 @@ class _RecurrentBase(Module):
         super().__init__()
         name = type(self).__name__
         dtype = _dtype(dtype, name)
-        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name}: {arg} must be a positive integer, got {value!r}")
+        check_sizes(name, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
             raise ValueError(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
         self.mode = mode
@@ -139,10 +153,7 @@ class _RecurrentBase(Module):
             self.to(device)
 
     def reset_parameters(self):
-        """PyTorch's default: every weight and bias from U(-1/sqrt(H), 1/sqrt(H)), in registration order."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for parameter in self._parameters.values():
-            init.uniform_(parameter, -bound, bound)
+        reset_uniformly(self)
 
     def flatten_parameters(self):
         """Nothing to do (PyTorch packs cuDNN's weight buffer here); kept so PyTorch code runs unchanged."""

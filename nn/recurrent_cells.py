@@ -3,16 +3,14 @@ and init: one time step, run as a sequence of T = 1 through the layer kernels' a
 nn/recurrent.py. A cell returns the layer's h_n (and c_n), whose gradients those Functions' backward takes,
 so a Python loop over the steps, as users write it, differentiates through every state.
 """
-import math
-
 import numpy as np
 
 from kernels import backend
 
-from . import autograd, init
+from . import autograd
 from .layers import _dtype
 from .module import Module, Parameter
-from .recurrent import GATES, GRULayer, LSTMLayer, RNNLayer
+from .recurrent import GATES, GRULayer, LSTMLayer, RNNLayer, check_sizes, reset_uniformly
 from .tensor import Tensor
 
 __all__ = ["GRUCell", "LSTMCell", "RNNCell"]
@@ -24,9 +22,7 @@ class _CellBase(Module):
     def __init__(self, mode, input_size, hidden_size, bias, dtype, device):
         super().__init__()
         name = type(self).__name__
-        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name}: {arg} must be a positive integer, got {value!r}")
+        check_sizes(name, input_size=input_size, hidden_size=hidden_size)
         dtype = _dtype(dtype, name)   # float32 by default, as the other layers
         self.mode = mode
         self.input_size, self.hidden_size, self.bias = int(input_size), int(hidden_size), bool(bias)
@@ -40,11 +36,7 @@ class _CellBase(Module):
             self.to(device)
 
     def reset_parameters(self):
-        """PyTorch's default: every weight and bias from U(-1/sqrt(H), 1/sqrt(H)), in registration order."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for parameter in self._parameters.values():
-            if parameter is not None:
-                init.uniform_(parameter, -bound, bound)
+        reset_uniformly(self)
 
     def extra_repr(self):
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
