@@ -16,6 +16,8 @@ import math
 import types
 from collections import Counter
 
+from kernels._checks import positive_int
+
 
 class LRScheduler:
     _is_initial = False                   # True during the step made by __init__ (as torch's)
@@ -73,11 +75,6 @@ def _copy(value):
     return copy.copy(value) if isinstance(value, (list, dict)) else value
 
 
-def _positive_int(scheduler, name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{scheduler}: {name} must be a positive integer, got {value!r}")
-
-
 def _check_gamma(scheduler, gamma):
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not math.isfinite(gamma) or gamma < 0:
         raise ValueError(f"{scheduler}: gamma must be a finite number >= 0, got {gamma!r}")
@@ -87,7 +84,7 @@ class StepLR(LRScheduler):
     """lr = initial_lr * gamma ** (epoch // step_size)."""
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        _positive_int("StepLR", "step_size", step_size)
+        positive_int("StepLR", "step_size", step_size)
         _check_gamma("StepLR", gamma)
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer, last_epoch)
@@ -195,7 +192,7 @@ class CosineAnnealingLR(LRScheduler):
     """lr = eta_min + (initial_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2, continued periodically."""
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
-        _positive_int("CosineAnnealingLR", "T_max", T_max)
+        positive_int("CosineAnnealingLR", "T_max", T_max)
         if not isinstance(eta_min, (int, float)) or not math.isfinite(eta_min) or eta_min < 0:
             raise ValueError(f"CosineAnnealingLR: eta_min must be a finite number >= 0, got {eta_min!r}")
         self.T_max, self.eta_min = T_max, eta_min
@@ -255,11 +252,11 @@ class OneCycleLR(LRScheduler):
         name = "OneCycleLR"
         self.optimizer = optimizer
         if total_steps is not None:
-            _positive_int(name, "total_steps", total_steps)
+            positive_int(name, "total_steps", total_steps)
             self.total_steps = total_steps
         elif epochs is not None and steps_per_epoch is not None:
-            _positive_int(name, "epochs", epochs)
-            _positive_int(name, "steps_per_epoch", steps_per_epoch)
+            positive_int(name, "epochs", epochs)
+            positive_int(name, "steps_per_epoch", steps_per_epoch)
             self.total_steps = epochs * steps_per_epoch
         else:
             raise ValueError(f"{name}: give either total_steps or both epochs and steps_per_epoch")

@@ -6,6 +6,8 @@ way (same attribute names, same Sequential positions) exchanges state dicts with
 """
 import numpy as np
 
+from kernels._checks import positive_int
+
 from . import functional as F
 from .layers import BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU
 from .containers import Sequential
@@ -14,12 +16,6 @@ from .recurrent import GRU, LSTM, RNN
 from .tensor import Tensor, cat
 
 __all__ = ["CNN", "RNNClassifier", "CRNN", "ctc_greedy_decode", "ctc_beam_search"]
-
-
-def _positive(model, name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{model}: {name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _as_tensor(model, x):
@@ -39,11 +35,11 @@ class CNN(Module):
 
     def __init__(self, in_channels=1, num_classes=10, channels=(32, 64), image_size=8, hidden=128, dtype=None):
         super().__init__()
-        self.in_channels = _positive("CNN", "in_channels", in_channels)
-        self.num_classes = _positive("CNN", "num_classes", num_classes)
-        self.image_size = _positive("CNN", "image_size", image_size)
-        hidden = _positive("CNN", "hidden", hidden)
-        channels = tuple(_positive("CNN", "channels", c) for c in channels)
+        self.in_channels = positive_int("CNN", "in_channels", in_channels)
+        self.num_classes = positive_int("CNN", "num_classes", num_classes)
+        self.image_size = positive_int("CNN", "image_size", image_size)
+        hidden = positive_int("CNN", "hidden", hidden)
+        channels = tuple(positive_int("CNN", "channels", c) for c in channels)
         if not channels:
             raise ValueError("CNN: channels must name at least one block")
         if self.image_size >> len(channels) < 1:
@@ -82,7 +78,7 @@ class RNNClassifier(Module):
         if cell not in CELLS:
             raise ValueError(f"RNNClassifier: cell must be one of {tuple(CELLS)}, got {cell!r}")
         self.cell, self.per_step = cell, bool(per_step)
-        self.num_classes = _positive("RNNClassifier", "num_classes", num_classes)
+        self.num_classes = positive_int("RNNClassifier", "num_classes", num_classes)
         self.rnn = CELLS[cell](input_size, hidden_size, num_layers=num_layers, batch_first=True, dropout=dropout,
                                bidirectional=bidirectional, dtype=np.float32 if dtype is None else dtype)
         self.fc = Linear(hidden_size * self.rnn.num_directions, self.num_classes, dtype=dtype)
@@ -122,11 +118,11 @@ class CRNN(Module):
     def __init__(self, image_height=32, in_channels=1, num_classes=36, channels=PAPER_CHANNELS, hidden_size=256,
                  dtype=None):
         super().__init__()
-        self.image_height = _positive("CRNN", "image_height", image_height)
-        self.in_channels = _positive("CRNN", "in_channels", in_channels)
-        self.num_classes = _positive("CRNN", "num_classes", num_classes)
-        self.hidden_size = _positive("CRNN", "hidden_size", hidden_size)
-        channels = tuple(_positive("CRNN", "channels", c) for c in channels)
+        self.image_height = positive_int("CRNN", "image_height", image_height)
+        self.in_channels = positive_int("CRNN", "in_channels", in_channels)
+        self.num_classes = positive_int("CRNN", "num_classes", num_classes)
+        self.hidden_size = positive_int("CRNN", "hidden_size", hidden_size)
+        channels = tuple(positive_int("CRNN", "channels", c) for c in channels)
         if len(channels) != 7:
             raise ValueError(f"CRNN: channels must give the 7 convolutions' widths, got {channels}")
         if self.image_height < 4:

@@ -13,6 +13,7 @@ import numpy as np
 
 import kernels
 from kernels import backend
+from kernels._checks import positive_int
 
 from . import autograd, init
 from .autograd import Function
@@ -107,8 +108,7 @@ class BidirectionalLayer(_RecurrentLayer):
 def check_sizes(name, **sizes):
     """Each size a positive integer (a ValueError naming the layer or cell otherwise)."""
     for arg, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name}: {arg} must be a positive integer, got {value!r}")
+        positive_int(name, arg, value)
 
 
 def reset_uniformly(module):
