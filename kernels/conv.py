@@ -37,8 +37,29 @@ def _non_negative_int(op, name, value):
     return int(value)
 
 
+_geometries = {}   # (shapes, arguments) -> Geometry: every training step asks again for the same layers
+GEOMETRIES_KEPT = 1024
+
+
 def _geometry(op, input_shape, weight_shape, stride, padding, dilation, groups):
-    """Check shapes and arguments together; every message names the op and both shapes."""
+    """Check shapes and arguments together; every message names the op and both shapes. A result is
+    remembered by its arguments (the op's name only matters to the errors, which are never remembered)."""
+    arguments = (stride, padding, dilation, groups)
+    # Only plain ints, tuples of ints and strings are remembered: True or 1.0 equal 1 as keys, yet are errors.
+    key = geometry = None
+    if all(type(v) in (int, str) or (type(v) is tuple and all(type(i) is int for i in v)) for v in arguments):
+        key = (tuple(input_shape), tuple(weight_shape)) + arguments
+        geometry = _geometries.get(key)
+    if geometry is None:
+        geometry = _checked_geometry(op, input_shape, weight_shape, stride, padding, dilation, groups)
+        if key is not None:
+            if len(_geometries) >= GEOMETRIES_KEPT:
+                _geometries.clear()
+            _geometries[key] = geometry
+    return geometry
+
+
+def _checked_geometry(op, input_shape, weight_shape, stride, padding, dilation, groups):
     shapes = f"input {tuple(input_shape)}, weight {tuple(weight_shape)}"
     groups = positive_int(op, "groups", groups)
     stride = _pair(op, "stride", stride, positive_int)
@@ -139,6 +160,10 @@ def conv2d_backward_input(grad_out, weight, input_shape, stride=1, padding=0, di
     input_shape = _check_input_shape(op, input_shape)
     geometry = _geometry(op, input_shape, weight.shape, stride, padding, dilation, groups)
     _check_grad_out(op, grad_out, (input_shape[0], weight.shape[0]) + geometry.out_hw)
+    return _input_gradient(device, grad_out, weight, input_shape, geometry)
+
+
+def _input_gradient(device, grad_out, weight, input_shape, geometry):
     if input_shape[0] == 0:
         return _zeros(grad_out, input_shape)
     if device == "cpu":
@@ -163,6 +188,10 @@ def conv2d_backward_weight(grad_out, x, weight_shape, stride=1, padding=0, dilat
     weight_shape = _check_input_shape(op, weight_shape, "weight_shape", first_may_be_zero=False)
     geometry = _geometry(op, x.shape, weight_shape, stride, padding, dilation, groups)
     _check_grad_out(op, grad_out, (x.shape[0], weight_shape[0]) + geometry.out_hw)
+    return _weight_gradient(device, grad_out, x, weight_shape, geometry)
+
+
+def _weight_gradient(device, grad_out, x, weight_shape, geometry):
     if x.shape[0] == 0:
         return _zeros(x, weight_shape)
     if device == "cpu":
@@ -179,6 +208,10 @@ def conv2d_backward_bias(grad_out):
     device = backend.device_of(op, grad_out)
     float_dtype(op, device, grad_out=grad_out)
     check_ndim(op, "grad_out", grad_out, 4)
+    return _bias_gradient(device, grad_out)
+
+
+def _bias_gradient(device, grad_out):
     if grad_out.size == 0:
         return _zeros(grad_out, (grad_out.shape[1],))
     if device == "cpu":
@@ -191,16 +224,17 @@ def conv2d_backward_bias(grad_out):
 
 def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1, *,
                     need_input=True, need_weight=True, need_bias=True):
-    """(grad_x, grad_weight, grad_bias) of conv2d; each is None when not asked for."""
+    """(grad_x, grad_weight, grad_bias) of conv2d; each is None when not asked for. Checked once here
+    (each training step's call), not again by each of the three gradients."""
     op = "conv2d_backward"
     device = backend.device_of(op, grad_out, x, weight)
     float_dtype(op, device, grad_out=grad_out, x=x, weight=weight)
     check_ndim(op, "x", x, 4)
     check_ndim(op, "weight", weight, 4)
+    _check_input_shape(op, weight.shape, "weight's shape", first_may_be_zero=False)
     geometry = _geometry(op, x.shape, weight.shape, stride, padding, dilation, groups)
     _check_grad_out(op, grad_out, (x.shape[0], weight.shape[0]) + geometry.out_hw)
-    arguments = (stride, padding, dilation, groups)
-    grad_x = conv2d_backward_input(grad_out, weight, x.shape, *arguments) if need_input else None
-    grad_weight = conv2d_backward_weight(grad_out, x, weight.shape, *arguments) if need_weight else None
-    grad_bias = conv2d_backward_bias(grad_out) if need_bias else None
+    grad_x = _input_gradient(device, grad_out, weight, x.shape, geometry) if need_input else None
+    grad_weight = _weight_gradient(device, grad_out, x, weight.shape, geometry) if need_weight else None
+    grad_bias = _bias_gradient(device, grad_out) if need_bias else None
     return grad_x, grad_weight, grad_bias

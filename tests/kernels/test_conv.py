@@ -162,6 +162,26 @@ def test_conv2d_rejects_bad_input(call, error, message):
         call(x, weight)
 
 
+@pytest.mark.parametrize("arguments, message", [
+    (dict(stride=True), "stride must be a positive integer"),
+    (dict(stride=1.0), "stride must be a positive integer"),
+    (dict(stride=(1, True)), "stride must be a positive integer"),
+    (dict(dilation=np.float64(1)), "dilation must be a positive integer"),
+    (dict(groups=True), "groups must be a positive integer"),
+    (dict(padding=1.0), "padding must be a non-negative integer"),
+])
+def test_conv2d_remembered_geometry_never_admits_a_bad_argument(arguments, message):
+    """Each step's geometry is remembered by its arguments; True and 1.0 hash as 1 but stay errors."""
+    x, weight = random_array((2, 3, 6, 7), seed=43), random_array((4, 3, 3, 3), seed=44)
+    good = dict(stride=1, padding=1, dilation=1, groups=1)
+    expected = kernels.conv2d(x, weight, **good)
+    assert kernels.conv2d(x, weight, **good).shape == expected.shape   # the remembered geometry
+    with pytest.raises(ValueError, match=message):
+        kernels.conv2d(x, weight, **{**good, **arguments})
+    # lists are not hashable: checked each time, same result
+    np.testing.assert_array_equal(kernels.conv2d(x, weight, stride=[1, 1], padding=[1, 1]), expected)
+
+
 def test_conv2d_empty_batch():
     x = np.ones((0, 3, 8, 8), np.float32)
     weight = random_array((4, 3, 3, 3), seed=41)
