@@ -5,7 +5,8 @@ import os
 import numpy as np
 
 from . import checkpoint
-from .train import MODELS, UsageError, _cli, _Parser, build, resolve_device
+from .train import build
+from .train_cli import MODELS, UsageError, _cli, _Parser, resolve_device
 
 
 def _load_for_inference(path, device):

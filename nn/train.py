@@ -29,8 +29,8 @@ from . import checkpoint, data, init, layers, optim, recurrent
 from .capture import capture
 from .swa_utils import AveragedModel, get_ema_multi_avg_fn
 from .tasks import EvaluationForward, make_task
-from .train_cli import (DEFAULTS, MODELS, UsageError, _cli, _Parser, blas_threads, build_parser,  # noqa: F401
-                        resolve_device, settings_from_args)   # (MODELS, _Parser: nn.inference imports them here)
+from .train_cli import (DEFAULTS, UsageError, _cli, blas_threads, build_parser, resolve_device,
+                        settings_from_args)
 from .train_curves import plot_curves
 from .utils import clip_grad_norm_
 
