@@ -20,14 +20,16 @@ REDUCTIONS = ("none", "mean", "sum")
 
 class CTCLossFunction(Function):
     def forward(self, log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity):
-        self.arguments = (targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
-        self.save_for_backward(log_probs)
+        # the targets are saved (torch's ctc_loss saves them: writing them in place raises at backward), the
+        # lengths are not (torch keeps them as host integers)
+        self.save_for_backward(log_probs, targets)
+        self.arguments = (input_lengths, target_lengths, blank, reduction, zero_infinity)
         return kernels.ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=blank,
                                 reduction=reduction, zero_infinity=zero_infinity)
 
     def backward(self, grad_loss):
-        (log_probs,) = self.saved
-        return kernels.ctc_loss_backward(grad_loss, log_probs, *self.arguments)
+        log_probs, targets = self.saved
+        return kernels.ctc_loss_backward(grad_loss, log_probs, targets, *self.arguments)
 
 
 def _raw_integers(op, name, value):

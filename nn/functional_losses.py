@@ -15,13 +15,13 @@ class _CrossEntropy(Function):
     def forward(self, logits, target, weight, ignore_index, label_smoothing, reduction):
         self.options = dict(weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
                             reduction=reduction)
-        self.save_for_backward(logits, target)
+        self.save_for_backward(logits, target, weight)   # (the weight too: as torch, writing it raises at backward)
         # a forward recorded into a CUDA graph cannot read the GPU's verdict on the targets: its backward checks
         self.targets_checked = not backend.is_capturing()
         return kernels.cross_entropy(logits, target, **self.options)
 
     def backward(self, grad):
-        logits, target = self.saved
+        logits, target, _ = self.saved
         # (a forward that checked these targets spares the backward a second wait for the GPU's verdict)
         return kernels.cross_entropy_backward(grad, logits, target, **self.options,
                                               check_targets=not self.targets_checked)
@@ -149,6 +149,8 @@ class _NLLLoss(Function):
             row_weight = xp.where(kept, weight[classes], log_probs.dtype.type(0))
         rows = xp.arange(len(target))
         self.rows, self.classes, self.shape, self.reduction = rows, classes, log_probs.shape, reduction
+        # the backward reads copies, but torch's nll_loss saves these: writing them in place raises at backward
+        self.save_for_backward(target, weight)
         losses = -row_weight * log_probs[rows, classes]
         if reduction == "none":
             self.row_scale = row_weight
@@ -213,25 +215,24 @@ class _BCEWithLogits(Function):
         one = x.dtype.type(1)
         softplus_negative = xp.maximum(-x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
         log_weight = one if pos_weight is None else one + (pos_weight - one) * y
-        self.save_for_backward(x, y, softplus_negative)
-        self.weight, self.pos_weight = weight, pos_weight
+        self.save_for_backward(x, y, softplus_negative, weight, pos_weight)
         loss = (one - y) * x + log_weight * softplus_negative
         return loss if weight is None else loss * weight
 
     def backward(self, grad):
-        x, y, softplus_negative = self.saved
+        x, y, softplus_negative, weight, pos_weight = self.saved
         xp = backend.array_module(x)
         one = x.dtype.type(1)
-        if self.weight is not None:
-            grad = grad * self.weight
+        if weight is not None:
+            grad = grad * weight
         need_x, need_y = self.needs_input_grad
         grad_x = grad_y = None
         if need_x:  # d/dx = (1 - y) - (1 + (p - 1) y) sigmoid(-x), sigmoid(-x) = exp(-softplus(x))
             sigmoid_negative = xp.exp(-(x + softplus_negative))
-            log_weight = one if self.pos_weight is None else one + (self.pos_weight - one) * y
+            log_weight = one if pos_weight is None else one + (pos_weight - one) * y
             grad_x = grad * ((one - y) - log_weight * sigmoid_negative)
         if need_y:  # d/dy = -x + (p - 1) softplus(-x)
-            grad_y = -x if self.pos_weight is None else -x + (self.pos_weight - one) * softplus_negative
+            grad_y = -x if pos_weight is None else -x + (pos_weight - one) * softplus_negative
             grad_y = grad * grad_y
         return grad_x, grad_y
 
