@@ -254,9 +254,7 @@ def forward_directions(mode, x, h0, c0, weights, host_lengths, reverse=0):
             if weight[3] is not None:
                 b_hn[d] = weight[3][2 * H:]
     states = xp.empty((D, T + 1, B, H), xp.float32)
-    cells = xp.zeros((D, 1, 1, 1), xp.float32)
-    if mode == "lstm":
-        cells = xp.empty((D, T + 1, B, H), xp.float32)
+    cells = xp.empty((D, T + 1, B, H), xp.float32) if mode == "lstm" else xp.zeros((D, 1, 1, 1), xp.float32)
     for d in range(D):
         start = T if _reversed(reverse, d) else 0
         states[d, start] = 0 if h0 is None else h0[d]
@@ -303,9 +301,10 @@ def backward_directions(mode, x, weights, has_b_ih, has_b_hh, buffers, reverse, 
     G = GATE_COUNT[cell]
     grad_y = xp.zeros((T, B, D * H), xp.float32) if grad_y is None else grad_y
     grad_h = xp.zeros((D, B, H), xp.float32) if grad_h_n is None else grad_h_n.copy()
-    grad_c = xp.zeros((D, 1, 1), xp.float32)
     if mode == "lstm":
         grad_c = xp.zeros((D, B, H), xp.float32) if grad_c_n is None else grad_c_n.copy()
+    else:
+        grad_c = xp.zeros((D, 1, 1), xp.float32)   # (a stand-in for cells without a cell state)
     grad_gates = xp.empty((D, T, B, G * H), xp.float32)
     grad_hidden = xp.empty((D, T, B, G * H), xp.float32) if mode == "gru" else xp.zeros((D, 1, 1, 1), xp.float32)
     states, cells, gates, aux, lengths = (buffers[k] for k in ("states", "cells", "gates", "aux", "lengths"))
