@@ -13,3 +13,4 @@ from .norm import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
 from .ctc import *  # noqa: F401,F403
 from .embedding import *  # noqa: F401,F403
+from .layer_norm import *  # noqa: F401,F403
