@@ -16,7 +16,8 @@ import tempfile
 import types
 
 COOPERATIVE_RUNTIME = {"cudaCGGetIntrinsicHandle", "cudaCGSynchronize"}   # cuda.cg grid sync, in cudadevrt
-KERNEL_MODULES = ("gemm", "pointwise", "reduce", "norm", "optim", "conv", "pool", "rnn", "ctc", "embedding")
+KERNEL_MODULES = ("gemm", "pointwise", "reduce", "norm", "optim", "conv", "pool", "rnn", "ctc", "embedding",
+                  "layer_norm")
 TARGET_CC = (9, 0)
 
 

@@ -1,0 +1,71 @@
+"""CUDA layer-norm kernels in the simulator against the CPU path (tiny shapes, every kernel, both the
+shared-memory row and the re-read from global memory)."""
+import numpy as np
+import pytest
+
+import kernels
+from kernels.cpu import layer_norm as cpu
+from kernels.cuda import layer_norm as gpu
+from tests.oracle import assert_close, random_array
+
+
+def _reference(x, normalized_shape, weight, bias, grad_out, eps=1e-5):
+    features = int(np.prod(normalized_shape))
+    x2, grad2 = x.reshape(-1, features), grad_out.reshape(-1, features)
+    w = None if weight is None else weight.reshape(-1)
+    y, mean, rstd = cpu.layer_norm_forward(x2, w, None if bias is None else bias.reshape(-1), eps)
+    y = y.reshape(x.shape)
+    grad_x, grad_weight, grad_bias = cpu.layer_norm_backward(grad2, x2, w, mean, rstd)
+    return y, mean, rstd, grad_x.reshape(x.shape), grad_weight, grad_bias
+
+
+# rows shorter than a block (5 values, 64 threads), longer (300 values, 128 threads: 2-3 each), two normalised
+# dims; 10 and 3 rows: one and two row chunks in the column sums (8 rows a chunk at least)
+@pytest.mark.parametrize("shape,normalized_shape,with_weight,with_bias,cache_row", [
+    ((3, 5), (5,), True, True, True),
+    ((10, 300), (300,), True, False, True),
+    ((2, 5, 3, 4), (3, 4), False, True, True),
+    ((10, 300), (300,), True, True, False),
+    ((3, 7), (7,), False, False, False),
+])
+def test_layer_norm_kernels_match_cpu(monkeypatch, shape, normalized_shape, with_weight, with_bias, cache_row):
+    if not cache_row:   # every row re-read from global memory instead of kept in shared memory
+        monkeypatch.setattr(gpu, "SHARED_ROW_FLOATS", 0)
+    x = random_array(shape, seed=1, low=2.0, high=5.0)   # |mean| > std: the two-pass variance matters
+    grad_out = random_array(shape, seed=2)
+    weight = random_array(normalized_shape, seed=3, low=0.5, high=1.5) if with_weight else None
+    bias = random_array(normalized_shape, seed=4) if with_bias else None
+    y_ref, mean_ref, rstd_ref, gx_ref, gw_ref, gb_ref = _reference(x, normalized_shape, weight, bias, grad_out)
+    y, mean, rstd = kernels.layer_norm(x, normalized_shape, weight, bias)
+    assert_close(y, y_ref, np.float32, scale=4, name="y")
+    assert_close(mean.reshape(-1), mean_ref, np.float32, name="mean")
+    assert_close(rstd.reshape(-1), rstd_ref, np.float32, name="rstd")
+    grad_x, grad_weight, grad_bias = kernels.layer_norm_backward(grad_out, x, normalized_shape, mean, rstd, weight,
+                                                                 bias)
+    assert_close(grad_x, gx_ref, np.float32, scale=8, name="grad_x")
+    for name, actual, expected, present in (("grad_weight", grad_weight, gw_ref, with_weight),
+                                            ("grad_bias", grad_bias, gb_ref, with_bias)):
+        if present:
+            assert_close(actual, expected.reshape(normalized_shape), np.float32, scale=4, name=name)
+        else:
+            assert actual is None, name
+
+
+def test_layer_norm_kernels_of_a_row_with_a_large_mean():
+    """1000 + noise of 1e-2: the float32 kernel's shifted two-pass statistics against the float64 CPU path (of
+    the same float32 values)."""
+    rng = np.random.default_rng(5)
+    x = (1000.0 + 1e-2 * rng.standard_normal((2, 70))).astype(np.float32).astype(np.float64)
+    y_ref, mean_ref, rstd_ref, *_ = _reference(x, (70,), None, None, np.zeros_like(x))
+    y, mean, rstd = kernels.layer_norm(x.astype(np.float32), 70)
+    assert_close(mean.reshape(-1), mean_ref, np.float32, name="mean")
+    assert_close(rstd.reshape(-1), rstd_ref, np.float32, scale=4, name="rstd")
+    assert_close(y, y_ref, np.float32, scale=4, name="y")
+
+
+def test_layer_norm_kernels_choose_blocks_and_row_chunks():
+    assert [gpu.block_threads(n) for n in (1, 128, 257, 1024, 2048, 100000)] == [64, 64, 128, 256, 512, 512]
+    for rows, features in ((1, 5), (10, 300), (8192, 1024), (2880, 128), (10**7, 4)):
+        rows_per_part, parts = gpu.row_chunks(rows, features)
+        assert parts * rows_per_part >= rows > (parts - 1) * rows_per_part
+        assert rows_per_part >= gpu.MIN_ROWS_PER_PART and parts <= gpu.MAX_GRID_Y
