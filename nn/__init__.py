@@ -11,5 +11,6 @@ from .layers import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Con
                      Identity, LeakyReLU, Linear, LogSoftmax, MaxPool2d, ReLU, Sigmoid, Softmax, Tanh)
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss
 from .ctc import CTCLoss  # noqa: F401
+from .layer_norm import LayerNorm  # noqa: F401
 from .capture import capture  # noqa: F401
 from . import models  # noqa: F401

@@ -245,3 +245,4 @@ from .functional_losses import (binary_cross_entropy_with_logits, cross_entropy,
                                 mse_loss, nll_loss, smooth_l1_loss)
 from .ctc import ctc_loss  # noqa: E402,F401
 from .functional_embedding import embedding  # noqa: E402,F401
+from .functional_layer_norm import layer_norm  # noqa: E402,F401
