@@ -14,12 +14,21 @@ from kernels import backend
 
 _state = threading.local()
 
-# torch's version counters, in the small: every in-place write (Tensor's in-place ops, load_state_dict,
-# nn.init, an embedding's max_norm; not the optimizers' steps) is numbered and remembered with the bytes it
+# torch's version counters, in the small: every in-place write is numbered and remembered with the bytes it
 # reached; a Function recorded before a write checks, at its backward, that no array it saved for its gradient
-# overlaps a write made since. Bytes, not whole buffers: a flat optimizer's parameters are views of one buffer,
-# and writing one of them must not count as writing the others. Nothing is checked when nothing was written
-# since the forward (one integer compare a node).
+# (`saved`: the losses also save their class weights and targets there, as torch's do) overlaps a write made
+# since. What counts as a write: Tensor's in-place ops, Module.load_state_dict, nn.init, an embedding's
+# max_norm, every optimizer step (one note per parameter stepped, or one per flat buffer of a group stepped in
+# one launch; packing a flat group notes the arrays its parameters leave), zero_grad(set_to_none=False) and
+# AveragedModel.update_parameters. Notes are host bookkeeping only: a step recorded into a CUDA graph notes
+# once, at capture, and replays note nothing (no Python runs). Bytes, not whole buffers: a flat optimizer's
+# parameters are views of one buffer, and writing one of them must not count as writing the others. Nothing is
+# checked when nothing was written since the forward (one integer compare a node): a forward after the step
+# records the new count, so a usual loop (zero_grad, forward, backward, step) never checks.
+# Unlike torch, a Function saves what any of its input gradients needs, wanted or not: torch's linear, matmul,
+# mul and div save an operand only when the other one requires grad (conv and batch norm always save the
+# weight), so writing a first Linear's weight (a step) between a retained backward and the next raises here,
+# not in torch.
 _writes = [0]
 _written = {}   # id(the array that owns the memory) -> (weak reference to it, [(first byte, end, write number)])
 RANGES_KEPT = 64           # per owner: the latest writes (older ones are forgotten: a missed error, never a false one)

@@ -7,6 +7,8 @@ the group (_FlatGroup, nn/optim_flat.py). The per-parameter state (momentum buff
 exp_avg_sq, max_exp_avg_sq) lives on the parameter's device.
 state_dict() follows PyTorch: {'state': {index: {...}}, 'param_groups': [{..., 'params': [indices]}]}
 with parameters numbered in group order, arrays as NumPy copies and 'step' as a number.
+Every step notes the arrays it writes (nn/autograd.py's version check, as torch's version counters): a graph
+recorded before a step that saved a parameter raises at its backward instead of using the new values.
 
 Capture-safe on the GPU (nn.capture replays step() from a CUDA graph, where no Python runs): wherever
 the kernels run on the device (CuPy parameters, or the simulator), the values that change from step to
@@ -29,6 +31,7 @@ import numpy as np
 import kernels
 from kernels import backend
 
+from .autograd import note_in_place
 from .module import _as_numpy
 from .optim_flat import _FlatGroup
 from .tensor import Tensor
@@ -173,6 +176,7 @@ class Optimizer:
                 p.grad = None
             else:
                 p.grad.data[...] = 0
+                note_in_place(p.grad.data)   # torch's zero_() counts as a write too
 
     # ---- state dicts ---------------------------------------------------------------------------
     def state_dict(self):
@@ -280,6 +284,7 @@ class SGD(Optimizer):
                            lr=self._lr_argument(group, params[0], True), momentum=momentum,
                            dampening=group["dampening"], weight_decay=group["weight_decay"],
                            nesterov=group["nesterov"], maximize=group["maximize"])
+        note_in_place(packed.param_buffer)   # one note: every parameter of the group is a view of it
         return True
 
     def _validate(self, group):
@@ -311,6 +316,7 @@ class SGD(Optimizer):
                 kernels.sgd_update(p.data, p.grad.data, buffer, lr=lr, momentum=momentum,
                                    dampening=group["dampening"], weight_decay=group["weight_decay"],
                                    nesterov=group["nesterov"], maximize=group["maximize"], first_step=first_step)
+                note_in_place(p.data)   # a graph that saved p's old values must not backward through the new ones
             if self.flat and not backend.is_capturing():
                 # pack now that the buffers exist, so that the next step, perhaps captured, is one launch
                 self._packed(group, [(p, self._uses_device_scalars(p)) for p in group["params"] if p.grad is not None],
@@ -364,6 +370,7 @@ class Adam(Optimizer):
                                     decoupled_weight_decay=self.decoupled_weight_decay, amsgrad=group["amsgrad"],
                                     max_exp_avg_sq=packed.moments.get("max_exp_avg_sq"),
                                     maximize=group["maximize"])
+                note_in_place(packed.param_buffer)   # as SGD's: one note for the group
                 continue
             for p, on_device in stepping:
                 state = self.state[id(p)]
@@ -372,6 +379,7 @@ class Adam(Optimizer):
                                     eps=group["eps"], weight_decay=group["weight_decay"],
                                     decoupled_weight_decay=self.decoupled_weight_decay, amsgrad=group["amsgrad"],
                                     max_exp_avg_sq=state.get("max_exp_avg_sq"), maximize=group["maximize"])
+                note_in_place(p.data)
 
     def _prepare_state(self, group, p, on_device):
         state = self.state.setdefault(id(p), {})

@@ -6,6 +6,7 @@ import numpy as np
 
 from kernels import backend
 
+from .autograd import note_in_place
 from .tensor import Tensor
 
 
@@ -39,6 +40,7 @@ class _FlatGroup:
                 moments[key] = buffer[start:stop].reshape(p.data.shape)
                 moments[key][...] = state[key]
                 state[key] = moments[key]
+            note_in_place(p.data)   # packing is part of a step: the array left behind counts as stepped
             p.data = data
             p._grad_slot = (data, grad, owner)   # weak: a dropped optimizer frees its buffers
             self.views.append((data, grad, moments))

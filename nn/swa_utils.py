@@ -23,6 +23,7 @@ import numpy as np
 
 from kernels import backend, sgd_update
 
+from .autograd import note_in_place
 from .module import Module
 
 
@@ -155,4 +156,6 @@ class AveragedModel(Module):
                 target[...] = self.avg_fn(target, source, self.n_averaged)
         for _, target, source in copied:
             target[...] = source
+        for target in averaged + [target for _, target, _ in copied]:
+            note_in_place(target)   # as torch: a graph that saved the averaged copy's arrays cannot backward now
         self.n_averaged += 1   # in place on its device (a captured step replays the add)
