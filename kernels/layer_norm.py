@@ -18,7 +18,7 @@ from .cuda import layer_norm as gpu
 __all__ = ["layer_norm", "layer_norm_backward"]
 
 
-def _normalized_shape(op, normalized_shape):
+def normalized_shape_tuple(op, normalized_shape):
     """normalized_shape as a tuple of positive ints (an int is a 1-tuple, as torch)."""
     if isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape, bool):
         normalized_shape = (normalized_shape,)
@@ -49,7 +49,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     op = "layer_norm"
     device = backend.device_of(op, x, weight, bias)
     float_dtype(op, device, x=x, weight=weight, bias=bias)
-    shape = _normalized_shape(op, normalized_shape)
+    shape = normalized_shape_tuple(op, normalized_shape)
     rows, features = _check_x(op, "x", x, shape)
     for name, vector in (("weight", weight), ("bias", bias)):
         if vector is not None:
@@ -76,7 +76,7 @@ def layer_norm_backward(grad_out, x, normalized_shape, mean, rstd, weight=None, 
     op = "layer_norm_backward"
     device = backend.device_of(op, grad_out, x, mean, rstd, weight, bias)
     float_dtype(op, device, grad_out=grad_out, x=x, mean=mean, rstd=rstd, weight=weight, bias=bias)
-    shape = _normalized_shape(op, normalized_shape)
+    shape = normalized_shape_tuple(op, normalized_shape)
     rows, features = _check_x(op, "x", x, shape)
     check_shape(op, "grad_out", grad_out, x.shape)
     if mean is None or rstd is None:

@@ -11,20 +11,21 @@ def layer_norm_forward(x2, weight, bias, eps):
 
     As the CUDA kernel, the row's first value is subtracted before anything is summed: the differences are
     exact (values within a factor 2 of each other) for a row whose mean is large against its spread, where
-    x - mean with a rounded mean is not.
+    x - mean with a rounded mean is not. One temporary, updated in place (the passes are memory-bound).
     """
-    shift = x2[:, :1]
-    shifted = x2 - shift
-    offset = shifted.mean(axis=1, keepdims=True)
-    centred = shifted - offset
-    var = (centred * centred).mean(axis=1)
+    features = x2.shape[1]
+    centred = x2 - x2[:, :1]
+    offset = centred.mean(axis=1)
+    mean = x2[:, 0] + offset
+    centred -= offset[:, None]
+    var = np.einsum("ij,ij->i", centred, centred) / features
     rstd = (1.0 / np.sqrt(var + eps)).astype(x2.dtype)
-    y = centred * rstd[:, None]
+    centred *= rstd[:, None]
     if weight is not None:
-        y *= weight[None, :]
+        centred *= weight[None, :]
     if bias is not None:
-        y += bias[None, :]
-    return y, (shift + offset)[:, 0], rstd
+        centred += bias[None, :]
+    return centred, mean, rstd
 
 
 def layer_norm_backward(grad2, x2, weight, mean, rstd):
@@ -34,10 +35,14 @@ def layer_norm_backward(grad2, x2, weight, mean, rstd):
     rstd * (gw - mean(gw) - xhat * mean(gw * xhat)): only two row sums depend on the whole row.
     """
     features = x2.shape[1]
-    xhat = (x2 - mean[:, None]) * rstd[:, None]
-    grad_weighted = grad2 if weight is None else grad2 * weight[None, :]
-    sum_grad = grad_weighted.sum(axis=1)
-    sum_grad_xhat = (grad_weighted * xhat).sum(axis=1)
-    grad_x = rstd[:, None] * (grad_weighted - (sum_grad / features)[:, None]
-                              - xhat * (sum_grad_xhat / features)[:, None])
-    return grad_x, (grad2 * xhat).sum(axis=0), grad2.sum(axis=0)
+    xhat = x2 - mean[:, None]
+    xhat *= rstd[:, None]
+    grad_weight, grad_bias = np.einsum("ij,ij->j", grad2, xhat), grad2.sum(axis=0)
+    grad_x = grad2 * weight[None, :] if weight is not None else grad2.copy()   # gw, becoming grad_x in place
+    mean_grad = grad_x.sum(axis=1) / features
+    mean_grad_xhat = np.einsum("ij,ij->i", grad_x, xhat) / features
+    grad_x -= mean_grad[:, None]
+    xhat *= mean_grad_xhat[:, None]
+    grad_x -= xhat
+    grad_x *= rstd[:, None]
+    return grad_x, grad_weight, grad_bias

@@ -94,16 +94,17 @@ def test_in_place_write_to_a_saved_parameter_raises_at_backward():
             out.sum().backward()
 
 
-def _models(input_size, hidden_size, classes):
-    """The same LSTM -> LayerNorm -> Linear sequence classifier in numbanet and in torch, weights copied."""
+def lstm_layer_norm_models(input_size, hidden_size, classes, dtype=np.float64):
+    """The same LSTM -> LayerNorm -> Linear sequence classifier in numbanet (parameters of `dtype`) and in torch
+    (float64), weights copied from torch's (tests/gpu uses it too)."""
     torch = torch_module()
 
     class Ours(nn.Module):
         def __init__(self):
             super().__init__()
-            self.rnn = nn.LSTM(input_size, hidden_size, batch_first=True, dtype=np.float64)
-            self.norm = nn.LayerNorm(hidden_size, dtype=np.float64)
-            self.head = nn.Linear(hidden_size, classes, dtype=np.float64)
+            self.rnn = nn.LSTM(input_size, hidden_size, batch_first=True, dtype=dtype)
+            self.norm = nn.LayerNorm(hidden_size, dtype=dtype)
+            self.head = nn.Linear(hidden_size, classes, dtype=dtype)
 
         def forward(self, x):
             output, _ = self.rnn(x)
@@ -132,7 +133,7 @@ def _models(input_size, hidden_size, classes):
 
 def test_lstm_layer_norm_linear_model_matches_torch():
     torch = torch_module()
-    ours, theirs = _models(input_size=6, hidden_size=8, classes=5)
+    ours, theirs = lstm_layer_norm_models(input_size=6, hidden_size=8, classes=5)
     x = random_array((3, 7, 6), np.float64, seed=8)        # (batch, time, features): every step normalised
     labels = np.random.default_rng(9).integers(0, 5, size=(3 * 7,))
     logits_ours, logits_theirs = ours(nn.tensor(x)), theirs(torch.from_numpy(x))
