@@ -2,7 +2,7 @@
 import importlib
 import inspect
 
-SUITES = ("gemm", "pointwise", "conv", "pool", "rnn", "ctc", "embedding", "train")
+SUITES = ("gemm", "pointwise", "conv", "pool", "rnn", "ctc", "embedding", "layer_norm", "train")
 
 
 def available_suites():

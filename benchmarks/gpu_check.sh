@@ -43,7 +43,7 @@ TEST_SECONDS=${TEST_SECONDS:-190}
 SUITE_SECONDS=${SUITE_SECONDS:-25}
 TRAIN_SECONDS=${TRAIN_SECONDS:-80}
 TRAIN_MODELS=${TRAIN_MODELS-crnn cnn rnn}
-SUITES=${SUITES-conv rnn train gemm pointwise pool ctc embedding}
+SUITES=${SUITES-conv rnn train gemm pointwise pool ctc embedding layer_norm}
 TESTS=${TESTS:-tests/gpu}
 status=()
 

@@ -34,7 +34,7 @@ def build_parser():
 
     bench = commands.add_parser("bench", help="our kernels against the vendor libraries, same process")
     bench.add_argument("suites", nargs="*",
-                       help="gemm, pointwise, conv, pool, rnn, ctc, embedding, train (default: all)")
+                       help="gemm, pointwise, conv, pool, rnn, ctc, embedding, layer_norm, train (default: all)")
     bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     bench.add_argument("--output", default="bench-results", help="folder for the JSON (and PNG) reports")
     bench.add_argument("--plot", action="store_true", help="draw the speed ratios as a PNG")
