@@ -25,10 +25,9 @@ _state = threading.local()
 # parameters are views of one buffer, and writing one of them must not count as writing the others. Nothing is
 # checked when nothing was written since the forward (one integer compare a node): a forward after the step
 # records the new count, so a usual loop (zero_grad, forward, backward, step) never checks.
-# Unlike torch, a Function saves what any of its input gradients needs, wanted or not: torch's linear, matmul,
-# mul and div save an operand only when the other one requires grad (conv and batch norm always save the
-# weight), so writing a first Linear's weight (a step) between a retained backward and the next raises here,
-# not in torch.
+# As torch's, linear, matmul, * and / save an operand only for a gradient that reads it (needs_input_grad is
+# known before forward), so a first Linear fed a plain input keeps no weight and an optimizer step between a
+# retained backward and the next is fine there; conv and batch norm always save the weight, as torch's do.
 _writes = [0]
 _written = {}   # id(the array that owns the memory) -> (weak reference to it, [(first byte, end, write number)])
 RANGES_KEPT = 64           # per owner: the latest writes (older ones are forgotten: a missed error, never a false one)
@@ -145,10 +144,13 @@ class Function:
         tensors = tuple(a for a in args if isinstance(a, Tensor))
         raw = tuple(a.data if isinstance(a, Tensor) else a for a in args)
         _check_same_device(cls.__name__, tensors)
+        record = grad_enabled() and any(t.requires_grad for t in tensors)
+        # Known before forward, so that it saves only what the wanted gradients read (as torch does: a weight
+        # is not kept for the gradient of an input that needs none, and so cannot trip the version check).
+        ctx.needs_input_grad = tuple(record and t.requires_grad for t in tensors)
         outputs = ctx.forward(*raw, **options)
         single = not isinstance(outputs, tuple)
         outputs = (outputs,) if single else outputs
-        record = grad_enabled() and any(t.requires_grad for t in tensors)
         wrapped = []
         for index, array in enumerate(outputs):
             # (integer outputs, such as pooling indices, need no gradient: torch's rule)
@@ -160,7 +162,6 @@ class Function:
         if record:
             ctx.version = _writes[0]
             ctx.inputs = tensors
-            ctx.needs_input_grad = tuple(t.requires_grad for t in tensors)
             ctx.output_count = len(outputs)
             ctx.output_shapes = [None if o is None else (o.shape, o.dtype) for o in outputs]
         return wrapped[0] if single else tuple(wrapped)

@@ -154,7 +154,8 @@ class _Linear(_Op):
 
     def forward(self, x, weight, bias):
         self._mark_present(x, weight, bias)
-        self.save_for_backward(x, weight)
+        need_x, need_w, _ = self.needs()
+        self.save_for_backward(x if need_w else None, weight if need_x else None)
         return kernels.matmul(x, weight, trans_b=True, bias=bias)
 
     def backward(self, grad):
@@ -182,7 +183,9 @@ class _MatMul(Function):
     """The kernel's forms: 2-D @ 2-D, 3-D @ 3-D (same batch), 3-D @ 2-D and 2-D @ 3-D."""
 
     def forward(self, a, b):
-        self.save_for_backward(a, b)
+        need_a, need_b = self.needs_input_grad
+        self.ndims = (a.ndim, b.ndim)
+        self.save_for_backward(a if need_b else None, b if need_a else None)
         return kernels.matmul(a, b)
 
     def backward(self, grad):
@@ -191,10 +194,10 @@ class _MatMul(Function):
         grad_a = grad_b = None
         if need_a:
             grad_a = kernels.matmul(grad, b, trans_b=True)
-            if a.ndim == 2 and grad_a.ndim == 3:  # a was shared by every batch entry
+            if self.ndims[0] == 2 and grad_a.ndim == 3:  # a was shared by every batch entry
                 grad_a = kernels.reduce_sum(grad_a, axis=0)
         if need_b:
-            if b.ndim == 2 and a.ndim == 3:  # b was shared: one GEMM over all batch rows
+            if self.ndims == (3, 2):  # b was shared: one GEMM over all batch rows
                 grad_b = kernels.matmul(a.reshape(-1, a.shape[-1]), grad.reshape(-1, grad.shape[-1]), trans_a=True)
             else:
                 grad_b = kernels.matmul(a, grad, trans_a=True)

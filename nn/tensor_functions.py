@@ -43,23 +43,31 @@ class Sub(Function):
 
 
 class Mul(Function):
+    """Each operand is kept only for the other's gradient, as torch keeps them."""
+
     def forward(self, a, b):
-        self.save_for_backward(a, b)
+        need_a, need_b = self.needs_input_grad
+        self.shapes = (a.shape, b.shape)
+        self.save_for_backward(a if need_b else None, b if need_a else None)
         return a * b
 
     def backward(self, grad):
-        a, b = self.saved
-        return unbroadcast(grad * b, a.shape), unbroadcast(grad * a, b.shape)
+        (a, b), (need_a, need_b) = self.saved, self.needs_input_grad
+        return (unbroadcast(grad * b, self.shapes[0]) if need_a else None,
+                unbroadcast(grad * a, self.shapes[1]) if need_b else None)
 
 
 class Div(Function):
     def forward(self, a, b):
-        self.save_for_backward(a, b)
+        need_a, need_b = self.needs_input_grad
+        self.shapes = (a.shape, b.shape)
+        self.save_for_backward(a if need_b else None, b if need_a or need_b else None)
         return a / b
 
     def backward(self, grad):
-        a, b = self.saved
-        return unbroadcast(grad / b, a.shape), unbroadcast(-grad * a / (b * b), b.shape)
+        (a, b), (need_a, need_b) = self.saved, self.needs_input_grad
+        return (unbroadcast(grad / b, self.shapes[0]) if need_a else None,
+                unbroadcast(-grad * a / (b * b), self.shapes[1]) if need_b else None)
 
 
 class Pow(Function):

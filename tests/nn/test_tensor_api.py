@@ -597,7 +597,7 @@ def test_backward_refuses_an_array_written_in_place_after_the_forward_saved_it()
         loss_t.backward()
     layer = nn.Linear(3, 2)
     state = {k: v + 1 for k, v in layer.state_dict().items()}
-    out = layer(nn.Tensor(np.ones((4, 3), np.float32))).sum()
+    out = layer(nn.Tensor(np.ones((4, 3), np.float32), requires_grad=True)).sum()
     layer.load_state_dict(state)
     with pytest.raises(RuntimeError, match="modified by an in-place operation"):
         out.backward()
@@ -609,6 +609,37 @@ def test_backward_refuses_an_array_written_in_place_after_the_forward_saved_it()
     other += 1.0
     loss.backward()
     np.testing.assert_array_equal(w.grad.numpy(), [1.0, 1.0])
+
+
+def test_an_operand_is_saved_only_for_a_gradient_that_needs_it():
+    """As torch: linear, matmul, * and / keep an operand only for a gradient that reads it, so writing weights in
+    place (an optimizer step, load_state_dict) between the forward and backward of ops fed plain inputs is fine
+    and gives torch's gradients; with an input that needs its gradient, the weight is kept, and both raise."""
+    torch = torch_module()
+    x_array, c_array = random_array((4, 3), np.float32, seed=5), random_array((4, 2), np.float32, seed=6) + 1.0
+    u_array, w_array = random_array((3, 2), np.float32, seed=7), random_array((4, 2), np.float32, seed=8)
+    for input_requires_grad in (False, True):
+        layer, twin = nn.Linear(3, 2), torch.nn.Linear(3, 2)
+        twin.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in layer.state_dict().items()})
+        u, w = nn.Parameter(u_array.copy()), nn.Parameter(w_array.copy())
+        u_t, w_t = torch.tensor(u_array, requires_grad=True), torch.tensor(w_array, requires_grad=True)
+        x, c = nn.Tensor(x_array, requires_grad=input_requires_grad), nn.Tensor(c_array)
+        x_t, c_t = torch.tensor(x_array, requires_grad=input_requires_grad), torch.tensor(c_array)
+        loss = ((layer(x) + nn.functional.matmul(x, u)) * c + w * c + w / c).sum()
+        loss_t = ((twin(x_t) + x_t @ u_t) * c_t + w_t * c_t + w_t / c_t).sum()
+        with nn.no_grad(), torch.no_grad():
+            for written in (layer.weight, u, w, twin.weight, u_t, w_t):
+                written.mul_(2.0)
+        if input_requires_grad:   # the weight was kept for x's gradient
+            with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+                loss_t.backward()
+            with pytest.raises(RuntimeError, match="Linear saved for its gradient was modified by an in-place"):
+                loss.backward()
+            continue
+        loss.backward()
+        loss_t.backward()
+        for ours, theirs in ((layer.weight, twin.weight), (layer.bias, twin.bias), (u, u_t), (w, w_t)):
+            np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_integer_outputs_of_a_recorded_op_need_no_gradient_and_int_tensors_cannot_require_one():
