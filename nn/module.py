@@ -236,6 +236,7 @@ class Module:
                 parameter.grad = None
             else:
                 parameter.grad.data[...] = 0
+                note_in_place(parameter.grad.data)   # as the optimizers' zero_grad: torch's zero_() is a write
 
     # ---- state dicts (every name of a shared module or array has its entry, as in torch) -------
     def state_dict(self):

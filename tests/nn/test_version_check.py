@@ -105,6 +105,19 @@ def test_zero_grad_keeping_the_gradients_counts_as_a_write():
         loss.backward()
 
 
+def test_module_zero_grad_keeping_the_gradients_counts_as_a_write():
+    """Module.zero_grad(set_to_none=False) too, as torch's."""
+    torch = torch_module()
+    layer, twin = nn.Linear(3, 1).double(), torch.nn.Linear(3, 1).double()
+    for model, make in ((layer, lambda a: nn.Tensor(a, requires_grad=True)),
+                        (twin, lambda a: torch.tensor(a, requires_grad=True))):
+        model(make(np.ones((2, 3)))).sum().backward()
+        loss = (make(np.ones((1, 3))) * model.weight.grad).sum()
+        model.zero_grad(set_to_none=False)
+        with pytest.raises(RuntimeError, match=THEIRS if model is twin else OURS):
+            loss.backward()
+
+
 def test_averaging_into_a_saved_weight_raises_as_in_torch():
     """AveragedModel.update_parameters writes the averaged copy in place: a graph through that copy recorded
     before the update raises, in torch as here."""
