@@ -6,7 +6,7 @@ import pytest
 
 import kernels
 import nn
-from tests.nn.test_layer_norm_layer import lstm_layer_norm_models
+from tests.nn.test_layer_norm_layer import compare_float32_step, lstm_layer_norm_models, twins
 from tests.oracle import assert_close, random_array, torch_module
 
 
@@ -108,38 +108,20 @@ def test_layer_norm_on_gpu_takes_non_contiguous_input():
 def test_layer_norm_layer_on_gpu_matches_torch():
     """nn.LayerNorm on the GPU (over two dims) against torch's float64 layer with the same parameters: output and
     the gradients of input, weight and bias."""
-    torch = torch_module()
-    torch.manual_seed(4)
-    theirs = torch.nn.LayerNorm((4, 64)).double()
-    with torch.no_grad():
-        theirs.weight.uniform_(0.5, 1.5)
-        theirs.bias.uniform_(-0.5, 0.5)
-    ours = nn.LayerNorm((4, 64))
-    ours.load_state_dict(theirs.state_dict())
+    ours, theirs = twins((4, 64), dtype=np.float32)
     ours.to("cuda")
-    x = random_array((16, 45, 4, 64), seed=14, low=-2.0, high=3.0)
-    x_ours = nn.Tensor(_gpu(x), requires_grad=True)
-    x_theirs = torch.tensor(x, dtype=torch.float64, requires_grad=True)
-    out, out_theirs = ours(x_ours), theirs(x_theirs)
-    assert out.device == "cuda"
-    grad = random_array(out.shape, seed=15)
-    out.backward(_gpu(grad))
-    out_theirs.backward(torch.tensor(grad, dtype=torch.float64))
-    assert_close(out.data, out_theirs.detach().numpy(), np.float32, scale=8, name="output")
-    assert_close(x_ours.grad.data, x_theirs.grad.numpy(), np.float32, scale=16, name="grad of input")
-    rows = 16 * 45
-    for name in ("weight", "bias"):
-        assert_close(getattr(ours, name).grad.data, getattr(theirs, name).grad.numpy(), np.float32, rtol=1e-3,
-                     atol=max(1e-4, 1e-6 * rows), name=f"grad of {name}")
+    x, grad = random_array((16, 45, 4, 64), seed=14, low=-2.0, high=3.0), random_array((16, 45, 4, 64), seed=15)
+    compare_float32_step(ours, theirs, x, grad, to_device=_gpu)
 
 
 def test_lstm_layer_norm_linear_model_on_gpu_matches_torch():
+    import cupy
     torch = torch_module()
     ours, theirs = lstm_layer_norm_models(input_size=32, hidden_size=256, classes=10, dtype=np.float32)
     ours.to("cuda")
     x = random_array((16, 45, 32), seed=16)
     labels = np.random.default_rng(17).integers(0, 10, size=(16 * 45,))
-    loss = nn.functional.cross_entropy(ours(nn.Tensor(_gpu(x))).reshape(-1, 10), _gpu(labels).astype(np.int64))
+    loss = nn.functional.cross_entropy(ours(nn.Tensor(_gpu(x))).reshape(-1, 10), cupy.asarray(labels))
     expected = torch.nn.functional.cross_entropy(theirs(torch.from_numpy(x.astype(np.float64))).reshape(-1, 10),
                                                  torch.from_numpy(labels))
     assert loss.device == "cuda"
@@ -148,5 +130,6 @@ def test_lstm_layer_norm_linear_model_on_gpu_matches_torch():
     expected.backward()
     theirs_params = dict(theirs.named_parameters())
     for name, parameter in ours.named_parameters():
-        assert_close(parameter.grad.data, theirs_params[name].grad.numpy(), np.float32, rtol=2e-3, atol=2e-4,
+        # (fp32 through 45 LSTM steps against float64: the tolerance of tests/gpu/test_models_gpu.py's LSTMs)
+        assert_close(parameter.grad.data, theirs_params[name].grad.numpy(), np.float32, rtol=5e-3, atol=5e-4,
                      name=f"grad of {name}")

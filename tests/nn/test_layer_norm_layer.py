@@ -10,17 +10,36 @@ from tests.nn.test_layers import compare_step
 from tests.oracle import assert_close, random_array, torch_module
 
 
-def twins(*args, **options):
-    """(ours, torch's) LayerNorm in float64, torch's parameters randomised and copied into ours."""
+def twins(*args, dtype=np.float64, **options):
+    """(ours with `dtype` parameters, torch's float64) LayerNorm, torch's parameters randomised and copied into
+    ours (tests/simulator and tests/gpu use it too)."""
     torch = torch_module()
     torch.manual_seed(3)
     theirs = torch.nn.LayerNorm(*args, **options).double()
     with torch.no_grad():
         for parameter in theirs.parameters():   # (not ones and zeros: a swapped weight and bias would show)
             parameter.uniform_(0.5, 1.5)
-    ours = nn.LayerNorm(*args, **options, dtype=np.float64)
+    ours = nn.LayerNorm(*args, **options, dtype=dtype)
     ours.load_state_dict(theirs.state_dict())
     return ours, theirs
+
+
+def compare_float32_step(ours, theirs, x, grad, to_device=lambda array: array):
+    """One forward and backward of float32 `x` through ours (its arrays made by `to_device`: CuPy for tests/gpu)
+    and through torch's float64 layer; output and gradients of input, weight and bias compared with float32
+    tolerances (the parameters' as float32 sums over the rows)."""
+    torch = torch_module()
+    x_ours = nn.Tensor(to_device(x), requires_grad=True)
+    x_theirs = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    out, out_theirs = ours(x_ours), theirs(x_theirs)
+    out.backward(to_device(grad))
+    out_theirs.backward(torch.tensor(grad, dtype=torch.float64))
+    assert_close(out.data, out_theirs.detach().numpy(), np.float32, scale=8, name="output")
+    assert_close(x_ours.grad.data, x_theirs.grad.numpy(), np.float32, scale=16, name="grad of input")
+    rows = x.size // int(np.prod(ours.normalized_shape))
+    for name, parameter in ours.named_parameters():
+        assert_close(parameter.grad.data, getattr(theirs, name).grad.numpy(), np.float32, rtol=1e-3,
+                     atol=max(1e-4, 1e-6 * rows), name=f"grad of {name}")
 
 
 @pytest.mark.parametrize("shape,normalized_shape,options", [

@@ -1,11 +1,12 @@
 """CUDA layer-norm kernels in the simulator against the CPU path (tiny shapes, every kernel, both the
-shared-memory row and the re-read from global memory)."""
+shared-memory row and the re-read from global memory), and nn.LayerNorm over them against torch."""
 import numpy as np
 import pytest
 
 import kernels
 from kernels.cpu import layer_norm as cpu
 from kernels.cuda import layer_norm as gpu
+from tests.nn.test_layer_norm_layer import compare_float32_step, twins
 from tests.oracle import assert_close, random_array
 
 
@@ -19,13 +20,13 @@ def _reference(x, normalized_shape, weight, bias, grad_out, eps=1e-5):
     return y, mean, rstd, grad_x.reshape(x.shape), grad_weight, grad_bias
 
 
-# rows shorter than a block (5 values, 64 threads), longer (300 values, 128 threads: 2-3 each), two normalised
-# dims; 10 and 3 rows: one and two row chunks in the column sums (8 rows a chunk at least)
+# rows shorter than a block (5 values, 64 threads), longer (150 values, 64 threads: 2-3 each), two normalised
+# dims; 9 or 10 rows and 3: two row chunks and one in the column sums (8 rows a chunk at least), two column blocks
 @pytest.mark.parametrize("shape,normalized_shape,with_weight,with_bias,cache_row", [
     ((3, 5), (5,), True, True, True),
-    ((10, 300), (300,), True, False, True),
+    ((9, 150), (150,), True, False, True),
     ((2, 5, 3, 4), (3, 4), False, True, True),
-    ((10, 300), (300,), True, True, False),
+    ((9, 150), (150,), True, True, False),
     ((3, 7), (7,), False, False, False),
 ])
 def test_layer_norm_kernels_match_cpu(monkeypatch, shape, normalized_shape, with_weight, with_bias, cache_row):
@@ -65,7 +66,14 @@ def test_layer_norm_kernels_of_a_row_with_a_large_mean():
 
 def test_layer_norm_kernels_choose_blocks_and_row_chunks():
     assert [gpu.block_threads(n) for n in (1, 128, 257, 1024, 2048, 100000)] == [64, 64, 128, 256, 512, 512]
-    for rows, features in ((1, 5), (10, 300), (8192, 1024), (2880, 128), (10**7, 4)):
+    for rows, features in ((1, 5), (9, 150), (8192, 1024), (2880, 128), (10**7, 4)):
         rows_per_part, parts = gpu.row_chunks(rows, features)
         assert parts * rows_per_part >= rows > (parts - 1) * rows_per_part
         assert rows_per_part >= gpu.MIN_ROWS_PER_PART and parts <= gpu.MAX_GRID_Y
+
+
+def test_layer_norm_layer_runs_the_kernels():
+    """nn.LayerNorm over the CUDA kernels (the simulator runs them for NumPy arrays) against torch in float64: the
+    Function's glue (statistics shaped as torch's, gradients of input, weight and bias)."""
+    ours, theirs = twins((2, 5), dtype=np.float32)
+    compare_float32_step(ours, theirs, random_array((3, 2, 2, 5), seed=6), random_array((3, 2, 2, 5), seed=7))
