@@ -5,6 +5,7 @@ import numpy as np
 from kernels.layer_norm import normalized_shape_tuple
 
 from . import functional as F
+from . import init
 from .layers import _dtype, _Layer
 from .module import Parameter
 
@@ -27,9 +28,9 @@ class LayerNorm(_Layer):
 
     def reset_parameters(self):
         if self.weight is not None:
-            self.weight.data[...] = 1
+            init.ones_(self.weight)
         if self.bias is not None:
-            self.bias.data[...] = 0
+            init.zeros_(self.bias)
 
     def label(self):
         return "LayerNorm"
