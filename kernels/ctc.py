@@ -28,8 +28,8 @@ def _lengths(op, name, value, batch):
     return array.astype(np.int64)
 
 
-def _check_arguments(op, log_probs, targets, blank, reduction):
-    """Checks of what the host already knows (shapes, dtypes, scalars); returns the device."""
+def _check_log_probs(op, log_probs, blank, reduction):
+    """Checks of log_probs and the scalars; returns the device."""
     device = backend.device_of(op, log_probs)
     float_dtype(op, device, log_probs=log_probs)
     check_ndim(op, "log_probs", log_probs, 3)
@@ -38,6 +38,11 @@ def _check_arguments(op, log_probs, targets, blank, reduction):
         raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if isinstance(blank, bool) or not isinstance(blank, (int, np.integer)) or not 0 <= blank < classes:
         raise ValueError(f"{op}: blank must be an integer in [0, {classes}), got {blank!r}")
+    return device
+
+
+def _check_targets(op, log_probs, targets):
+    """Checks of what the host already knows of the targets (type, dtype, shape)."""
     if not backend.is_array(targets):
         raise TypeError(f"{op}: targets must be a NumPy or CuPy integer array, got {type(targets).__name__}")
     if targets.dtype.kind not in "iu":
@@ -48,7 +53,6 @@ def _check_arguments(op, log_probs, targets, blank, reduction):
     if targets.ndim == 2 and targets.shape[0] != log_probs.shape[1]:
         raise ValueError(f"{op}: padded targets must have shape ({log_probs.shape[1]}, S), got "
                          f"{tuple(targets.shape)}")
-    return device
 
 
 def _host_indices(op, log_probs, targets, input_lengths, target_lengths, blank):
@@ -126,27 +130,62 @@ def _sample_scale(xp, reduction, target_lengths, batch, dtype):
     return xp.ones(batch, dtype=dtype)
 
 
+class PreparedTargets:
+    """Targets and lengths checked and laid out for the kernels (host int64 arrays on the CPU, int32 arrays
+    on the GPU), for log_probs of one shape: made once by prepare_targets, read by a forward and its
+    backward (nn's CTC loss), so the checks, the read-back of device targets and the upload happen once a
+    step. The layout is a copy: writing the caller's lengths afterwards changes nothing."""
+
+    def __init__(self, device, shape, blank, indices, width, target_lengths):
+        self.device, self.shape, self.blank = device, shape, blank
+        self.indices, self.width, self.target_lengths = indices, width, target_lengths
+
+
+def prepare_targets(log_probs, targets, input_lengths, target_lengths, blank=0, op="ctc_loss"):
+    """The PreparedTargets of these arguments for log_probs (T, N, C); raises as ctc_loss does."""
+    device = _check_log_probs(op, log_probs, blank, "mean")
+    _check_targets(op, log_probs, targets)
+    if device == "cpu":
+        indices, width = _host_indices(op, log_probs, targets, input_lengths, target_lengths, blank)
+        lengths = indices[3]
+    else:
+        indices, width, lengths = _device_indices(op, log_probs, targets, input_lengths, target_lengths, blank)
+    return PreparedTargets(device, tuple(log_probs.shape), int(blank), indices, width, lengths)
+
+
+def _check_prepared(op, log_probs, prepared, reduction):
+    if not isinstance(prepared, PreparedTargets):
+        raise TypeError(f"{op}: prepared must come from prepare_targets, got {type(prepared).__name__}")
+    device = _check_log_probs(op, log_probs, prepared.blank, reduction)
+    if (device, tuple(log_probs.shape)) != (prepared.device, prepared.shape):
+        raise ValueError(f"{op}: the targets were prepared for log_probs {prepared.shape} on {prepared.device}, "
+                         f"got {tuple(log_probs.shape)} on {device}")
+
+
 def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean", zero_infinity=False):
     """Connectionist temporal classification loss, as torch.nn.functional.ctc_loss.
 
     Impossible alignments give inf (0 with zero_infinity). 'mean' divides each loss by its target
     length (at least 1) and averages over the batch.
     """
+    _check_log_probs("ctc_loss", log_probs, blank, reduction)
+    prepared = prepare_targets(log_probs, targets, input_lengths, target_lengths, blank)
+    return ctc_loss_prepared(log_probs, prepared, reduction, zero_infinity)
+
+
+def ctc_loss_prepared(log_probs, prepared, reduction="mean", zero_infinity=False):
+    """ctc_loss with its targets and lengths given as prepare_targets' result."""
     op = "ctc_loss"
-    device = _check_arguments(op, log_probs, targets, blank, reduction)
-    batch = log_probs.shape[1]
-    if device == "cpu":
-        indices, _ = _host_indices(op, log_probs, targets, input_lengths, target_lengths, blank)
-        nll = cpu.ctc_loss(np.ascontiguousarray(log_probs), *indices, int(blank))
+    _check_prepared(op, log_probs, prepared, reduction)
+    indices, blank = prepared.indices, prepared.blank
+    if prepared.device == "cpu":
+        nll = cpu.ctc_loss(np.ascontiguousarray(log_probs), *indices, blank)
         if zero_infinity:
             nll = np.where(np.isinf(nll), nll.dtype.type(0), nll)
-        target_lengths = indices[3]
     else:
-        indices, width, target_lengths = _device_indices(op, log_probs, targets, input_lengths, target_lengths,
-                                                         blank)
-        nll = empty(log_probs, (batch,))
-        gpu.ctc_loss(contiguous(log_probs), indices, width, blank, bool(zero_infinity), nll)
-    return _reduce(nll, target_lengths, reduction)
+        nll = empty(log_probs, (log_probs.shape[1],))
+        gpu.ctc_loss(contiguous(log_probs), indices, prepared.width, blank, bool(zero_infinity), nll)
+    return _reduce(nll, prepared.target_lengths, reduction)
 
 
 def _reduce(nll, target_lengths, reduction):
@@ -167,7 +206,15 @@ def ctc_loss_backward(grad_loss, log_probs, targets, input_lengths, target_lengt
     Time steps at or beyond a sample's input length get zero gradient.
     """
     op = "ctc_loss_backward"
-    device = _check_arguments(op, log_probs, targets, blank, reduction)
+    _check_log_probs(op, log_probs, blank, reduction)
+    prepared = prepare_targets(log_probs, targets, input_lengths, target_lengths, blank, op=op)
+    return ctc_loss_backward_prepared(grad_loss, log_probs, prepared, reduction, zero_infinity)
+
+
+def ctc_loss_backward_prepared(grad_loss, log_probs, prepared, reduction="mean", zero_infinity=False):
+    """ctc_loss_backward with its targets and lengths given as prepare_targets' result."""
+    op = "ctc_loss_backward"
+    _check_prepared(op, log_probs, prepared, reduction)
     batch = log_probs.shape[1]
     if backend.is_array(grad_loss):
         if backend.is_gpu_array(grad_loss) != backend.is_gpu_array(log_probs):
@@ -182,14 +229,13 @@ def ctc_loss_backward(grad_loss, log_probs, targets, input_lengths, target_lengt
                         f"got {type(grad_loss).__name__}")
     xp = backend.array_module(log_probs)
     dtype = log_probs.dtype
-    if device == "cpu":
-        indices, _ = _host_indices(op, log_probs, targets, input_lengths, target_lengths, blank)
-        sample_scale = (_sample_scale(xp, reduction, indices[3], batch, dtype) * grad_loss).astype(dtype)
-        return cpu.ctc_loss_backward(np.ascontiguousarray(log_probs), *indices, int(blank), sample_scale,
-                                     bool(zero_infinity))
-    indices, width, target_lengths = _device_indices(op, log_probs, targets, input_lengths, target_lengths, blank)
+    indices, blank = prepared.indices, prepared.blank
     # A Python number multiplies on the device without a host copy (capturable).
-    sample_scale = (_sample_scale(xp, reduction, target_lengths, batch, dtype) * grad_loss).astype(dtype)
+    sample_scale = (_sample_scale(xp, reduction, prepared.target_lengths, batch, dtype) * grad_loss).astype(dtype)
+    if prepared.device == "cpu":
+        return cpu.ctc_loss_backward(np.ascontiguousarray(log_probs), *indices, blank, sample_scale,
+                                     bool(zero_infinity))
     grad = empty(log_probs, log_probs.shape)
-    gpu.ctc_loss_backward(contiguous(log_probs), indices, width, blank, bool(zero_infinity), sample_scale, grad)
+    gpu.ctc_loss_backward(contiguous(log_probs), indices, prepared.width, blank, bool(zero_infinity), sample_scale,
+                          grad)
     return grad

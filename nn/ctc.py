@@ -1,7 +1,8 @@
 """Connectionist temporal classification loss (Graves et al. 2006) as an autograd Function and a module.
 
 The forward-backward recursion runs in log space in kernels.ctc_loss (a CUDA kernel on the GPU, NumPy on
-the CPU); its gradient with respect to the log-probabilities comes from kernels.ctc_loss_backward.
+the CPU); its gradient with respect to the log-probabilities comes from kernels.ctc_loss_backward (the Function calls their
+`_prepared` forms, with the targets laid out once by kernels.ctc.prepare_targets).
 Arguments and results follow torch.nn.functional.ctc_loss and torch.nn.CTCLoss.
 """
 import numpy as np
@@ -20,16 +21,18 @@ REDUCTIONS = ("none", "mean", "sum")
 
 class CTCLossFunction(Function):
     def forward(self, log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity):
-        # the targets are saved (torch's ctc_loss saves them: writing them in place raises at backward), the
-        # lengths are not (torch keeps them as host integers)
+        # The targets and lengths are checked and laid out once, for the forward and its backward (on the GPU:
+        # one read-back of device targets and one upload a step, not two). The targets are saved too, for the
+        # version check (torch's ctc_loss saves them: writing them in place raises at backward); the lengths
+        # are not (torch keeps them as host integers, and so does the prepared copy here).
         self.save_for_backward(log_probs, targets)
-        self.arguments = (input_lengths, target_lengths, blank, reduction, zero_infinity)
-        return kernels.ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=blank,
-                                reduction=reduction, zero_infinity=zero_infinity)
+        self.prepared = kernels.ctc.prepare_targets(log_probs, targets, input_lengths, target_lengths, blank)
+        self.options = (reduction, zero_infinity)
+        return kernels.ctc.ctc_loss_prepared(log_probs, self.prepared, *self.options)
 
     def backward(self, grad_loss):
-        log_probs, targets = self.saved
-        return kernels.ctc_loss_backward(grad_loss, log_probs, targets, *self.arguments)
+        log_probs, _ = self.saved
+        return kernels.ctc.ctc_loss_backward_prepared(grad_loss, log_probs, self.prepared, *self.options)
 
 
 def _raw_integers(op, name, value):

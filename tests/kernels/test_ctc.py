@@ -157,3 +157,29 @@ def test_lengths_may_be_sequences():
     targets = np.array([[1, 2], [3, 1]])
     expected, _ = _torch_ctc(log_probs, targets, np.array([6, 5]), np.array([2, 1]), np.array(1.0))
     assert_close(kernels.ctc_loss(log_probs, targets, [6, 5], (2, 1)), expected, np.float64)
+
+
+@pytest.mark.parametrize("padded", [True, False])
+def test_prepared_targets_give_the_same_loss_and_gradient(padded):
+    """prepare_targets lays the targets out once for a forward and its backward (nn's CTC loss): the
+    `_prepared` forms give ctc_loss's and ctc_loss_backward's results, and refuse other log_probs."""
+    from kernels import ctc
+    log_probs = _log_probs(7, 3, 5, seed=11)
+    targets = np.array([[1, 1, 4], [2, 3, 2], [3, 4, 4]]) if padded else np.array([1, 1, 4, 3, 4])
+    input_lengths, target_lengths = np.array([7, 5, 6]), np.array([3, 0, 2])
+    prepared = ctc.prepare_targets(log_probs, targets, input_lengths, target_lengths, blank=0)
+    input_lengths[:] = 1   # the layout is a copy: the caller's arrays may change afterwards
+    for reduction in ("none", "mean", "sum"):
+        grad_loss = np.linspace(0.5, 2.0, 3) if reduction == "none" else 1.5
+        expected, expected_grad = _torch_ctc(log_probs, targets, np.array([7, 5, 6]), target_lengths,
+                                             np.asarray(grad_loss), reduction=reduction)
+        assert_close(ctc.ctc_loss_prepared(log_probs, prepared, reduction), expected, np.float64)
+        assert_close(ctc.ctc_loss_backward_prepared(grad_loss, log_probs, prepared, reduction), expected_grad,
+                     np.float64)
+    with pytest.raises(ValueError, match=r"ctc_loss: the targets were prepared for log_probs \(7, 3, 5\) on cpu, "
+                                         r"got \(6, 3, 5\) on cpu"):
+        ctc.ctc_loss_prepared(log_probs[:6], prepared)
+    with pytest.raises(TypeError, match="ctc_loss_backward: prepared must come from prepare_targets, got tuple"):
+        ctc.ctc_loss_backward_prepared(1.0, log_probs, (targets, input_lengths))
+    with pytest.raises(ValueError, match="ctc_loss: target labels must lie in"):
+        ctc.prepare_targets(log_probs, targets * 0, input_lengths, target_lengths)

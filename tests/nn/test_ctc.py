@@ -102,3 +102,22 @@ def test_backward_through_freed_graph_raises():
     loss.backward()
     with pytest.raises(RuntimeError, match="second time"):
         loss.backward()
+
+
+def test_lengths_written_after_the_forward_leave_the_gradient_as_torch():
+    """The forward lays the targets and lengths out once for its backward: writing the caller's length arrays in
+    between changes nothing, as in torch (which keeps them as host integers and does not raise)."""
+    torch = torch_module()
+    logits = random_array((8, 3, 5), np.float64, seed=4, low=-2, high=2)
+    targets, input_lengths, target_lengths = np.array([[1, 2, 2], [3, 4, 1], [2, 1, 1]]), np.array([8, 6, 7]), \
+        np.array([3, 2, 1])
+    x = nn.Tensor(logits.copy(), requires_grad=True)
+    loss = ctc_loss(nn.functional.log_softmax(x, dim=2), targets, input_lengths, target_lengths)
+    x_t = torch.tensor(logits, requires_grad=True)
+    lengths_t = torch.tensor(input_lengths), torch.tensor(target_lengths)
+    loss_t = torch.nn.functional.ctc_loss(x_t.log_softmax(2), torch.tensor(targets), *lengths_t)
+    for lengths in (input_lengths, target_lengths, *lengths_t):
+        lengths[:] = 1
+    loss.backward()
+    loss_t.backward()
+    assert_close(x.grad.numpy(), x_t.grad.numpy(), np.float64, **TOLERANCE)

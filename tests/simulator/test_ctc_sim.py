@@ -107,3 +107,30 @@ def test_ctc_capture_path_matches_eager(monkeypatch, padded):
                  expected_mean_grad, np.float32)
     with pytest.raises(ValueError, match="ctc_loss: while capturing a CUDA graph, input_lengths must be a CuPy"):
         kernels.ctc_loss(log_probs, targets, [7, 5, 6], target_lengths)
+
+
+def test_nn_ctc_lays_the_targets_out_once_and_matches_the_cpu_path(monkeypatch):
+    """nn's CTC loss on the CUDA path: the targets checked and uploaded once, in the forward, and read again by
+    the backward (prepare_targets), give the CPU path's loss and gradient."""
+    import nn
+    from kernels import ctc
+    steps, batch, classes = 6, 2, 4
+    log_probs = _log_probs(steps, batch, classes, seed=9)
+    targets, input_lengths, target_lengths = np.array([[1, 3], [2, 2]]), np.array([6, 5]), np.array([2, 2])
+    prepared_calls = []
+    original = ctc.prepare_targets
+
+    def counting(*args, **options):
+        prepared_calls.append(1)
+        return original(*args, **options)
+
+    monkeypatch.setattr(ctc, "prepare_targets", counting)
+    x = nn.Tensor(log_probs.copy(), requires_grad=True)
+    loss = nn.functional.ctc_loss(x, targets, input_lengths, target_lengths, reduction="sum")
+    loss.backward()
+    assert len(prepared_calls) == 1
+    flat, offsets = targets.reshape(-1), np.array([0, 2])
+    expected, expected_grad = _cpu_reference(log_probs, flat, offsets, input_lengths, target_lengths, 0,
+                                             np.ones(batch), False)
+    assert_close(loss.numpy(), expected.sum(), np.float32)
+    assert_close(x.grad.numpy(), expected_grad, np.float32)
