@@ -7,7 +7,8 @@ from .cpu import pointwise as cpu
 from .cuda import pointwise as gpu
 
 __all__ = ["relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "sigmoid", "sigmoid_backward",
-           "tanh", "tanh_backward", "bias_add"]
+           "tanh", "tanh_backward", "gelu", "gelu_backward", "silu", "silu_backward", "elu", "elu_backward",
+           "bias_add"]
 
 
 def relu(x):
@@ -35,17 +36,17 @@ def relu_backward(grad_out, x):
     return grad_in
 
 
-def _slope(op, negative_slope):
-    if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real):
-        raise TypeError(f"{op}: negative_slope must be a real number, got {negative_slope!r}")
-    return float(negative_slope)
+def _real(op, name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a real number, got {value!r}")
+    return float(value)
 
 
 def leaky_relu(x, negative_slope=0.01):
     """x where x > 0, else negative_slope * x, elementwise."""
     device = backend.device_of("leaky_relu", x)
     float_dtype("leaky_relu", device, x=x)
-    slope = _slope("leaky_relu", negative_slope)
+    slope = _real("leaky_relu", "negative_slope", negative_slope)
     if device == "cpu":
         return cpu.leaky_relu(x, slope)
     x = contiguous(x)
@@ -59,7 +60,7 @@ def leaky_relu_backward(grad_out, x, negative_slope=0.01):
     device = backend.device_of("leaky_relu_backward", grad_out, x)
     float_dtype("leaky_relu_backward", device, grad_out=grad_out, x=x)
     check_shape("leaky_relu_backward", "grad_out", grad_out, x.shape)
-    slope = _slope("leaky_relu_backward", negative_slope)
+    slope = _real("leaky_relu_backward", "negative_slope", negative_slope)
     if device == "cpu":
         return cpu.leaky_relu_backward(grad_out, x, slope)
     grad_out, x = contiguous(grad_out), contiguous(x)
@@ -68,26 +69,28 @@ def leaky_relu_backward(grad_out, x, negative_slope=0.01):
     return grad_in
 
 
-def _unary(op, cpu_fn, gpu_fn, x):
+def _unary(op, cpu_fn, gpu_fn, x, *options):
+    """An elementwise op of `x`; `options` (checked scalars) follow the arrays in both paths' calls."""
     device = backend.device_of(op, x)
     float_dtype(op, device, x=x)
     if device == "cpu":
-        return cpu_fn(x)
+        return cpu_fn(x, *options)
     x = contiguous(x)
     out = empty(x, x.shape)
-    gpu_fn(x, out)
+    gpu_fn(x, out, *options)
     return out
 
 
-def _unary_backward(op, cpu_fn, gpu_fn, grad_out, y):
+def _unary_backward(op, cpu_fn, gpu_fn, grad_out, y, *options, saved="y"):
+    """The gradient of an elementwise op from what its forward saved (`saved` names it in errors: y or x)."""
     device = backend.device_of(op, grad_out, y)
-    float_dtype(op, device, grad_out=grad_out, y=y)
+    float_dtype(op, device, grad_out=grad_out, **{saved: y})
     check_shape(op, "grad_out", grad_out, y.shape)
     if device == "cpu":
-        return cpu_fn(grad_out, y)
+        return cpu_fn(grad_out, y, *options)
     grad_out, y = contiguous(grad_out), contiguous(y)
     grad_in = empty(y, y.shape)
-    gpu_fn(grad_out, y, grad_in)
+    gpu_fn(grad_out, y, grad_in, *options)
     return grad_in
 
 
@@ -109,6 +112,49 @@ def tanh(x):
 def tanh_backward(grad_out, y):
     """Gradient of tanh from its output `y = tanh(x)`: grad_out * (1 - y * y)."""
     return _unary_backward("tanh_backward", cpu.tanh_backward, gpu.tanh_backward, grad_out, y)
+
+
+GELU_APPROXIMATIONS = ("none", "tanh")
+
+
+def _approximate(op, approximate):
+    if not isinstance(approximate, str) or approximate not in GELU_APPROXIMATIONS:
+        raise ValueError(f"{op}: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return approximate
+
+
+def gelu(x, approximate="none"):
+    """x * Phi(x), Phi the standard normal CDF, elementwise; approximate='tanh' uses
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as torch."""
+    approximate = _approximate("gelu", approximate)
+    return _unary("gelu", cpu.gelu, gpu.gelu, x, approximate)
+
+
+def gelu_backward(grad_out, x, approximate="none"):
+    """Gradient of gelu at `x`: grad_out * (Phi(x) + x phi(x)), or the tanh form's derivative."""
+    approximate = _approximate("gelu_backward", approximate)
+    return _unary_backward("gelu_backward", cpu.gelu_backward, gpu.gelu_backward, grad_out, x, approximate, saved="x")
+
+
+def silu(x):
+    """x * sigmoid(x), elementwise (no overflow for large |x|)."""
+    return _unary("silu", cpu.silu, gpu.silu, x)
+
+
+def silu_backward(grad_out, x):
+    """Gradient of silu at `x`: grad_out * s (1 + x (1 - s)), s = sigmoid(x)."""
+    return _unary_backward("silu_backward", cpu.silu_backward, gpu.silu_backward, grad_out, x, saved="x")
+
+
+def elu(x, alpha=1.0):
+    """x where x > 0, else alpha * (exp(x) - 1) (computed as expm1: accurate near 0), elementwise."""
+    return _unary("elu", cpu.elu, gpu.elu, x, _real("elu", "alpha", alpha))
+
+
+def elu_backward(grad_out, x, alpha=1.0):
+    """Gradient of elu at `x`: grad_out where x > 0 (or x is NaN, as torch), else grad_out * alpha * exp(x)."""
+    alpha = _real("elu_backward", "alpha", alpha)
+    return _unary_backward("elu_backward", cpu.elu_backward, gpu.elu_backward, grad_out, x, alpha, saved="x")
 
 
 def bias_add(x, bias):
