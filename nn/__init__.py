@@ -15,3 +15,4 @@ from .layer_norm import LayerNorm  # noqa: F401
 from .capture import capture  # noqa: F401
 from . import models  # noqa: F401
 from .layers_1d import AdaptiveAvgPool1d, AvgPool1d, Conv1d, MaxPool1d  # noqa: F401
+from .activations import ELU, GELU, SiLU  # noqa: F401
