@@ -22,34 +22,40 @@ def _float_outputs(result):
     return [o for o, f in zip(outputs, floating) if f], [o for o, f in zip(outputs, floating) if not f]
 
 
-def compare_with_torch(ours, theirs, arrays, dtype=np.float64, parameters=(), seed=40):
-    """ours(*Tensors) in `dtype` against theirs(*torch tensors) in float64 on the same values: outputs (integer
-    outputs exactly), the gradients of sum(output * w) for a random w with respect to every array, and those
-    of the (our parameter, their parameter) pairs in `parameters`."""
+def compare_with_torch(ours, theirs, arrays, dtype=np.float64, parameters=(), seed=40, device="cpu", close=None):
+    """ours(*Tensors) in `dtype` on `device` against theirs(*torch tensors) in float64 on the CPU, on the same
+    values: outputs (integer outputs exactly), the gradients of sum(output * w) for a random w with respect to
+    every array, and those of the (our parameter, their parameter) pairs in `parameters`. `close(actual,
+    expected, name)` compares; by default with the tolerances of `dtype`."""
     torch = torch_module()
+    if close is None:
+        rtol, atol = TOLERANCE[np.dtype(dtype)]
+        scale = 1.0 if dtype == np.float64 else 4.0   # float32 sums over a window or a kernel
+
+        def close(actual, expected, name):
+            assert_close(actual, expected, rtol=rtol * scale, atol=atol * scale, name=name)
     arrays = [a.astype(dtype) for a in arrays]
     leaves = [nn.Tensor(a.copy(), requires_grad=True) for a in arrays]
+    inputs = leaves if device == "cpu" else [leaf.to(device) for leaf in leaves]   # .to is differentiable
     their_leaves = [torch.tensor(a.astype(np.float64), requires_grad=True) for a in arrays]
-    ours_values, ours_integers = _float_outputs(ours(*leaves))
+    ours_values, ours_integers = _float_outputs(ours(*inputs))
     their_values, their_integers = _float_outputs(theirs(*their_leaves))
-    rtol, atol = TOLERANCE[np.dtype(dtype)]
-    scale = 1.0 if dtype == np.float64 else 4.0   # float32 sums over a window or a kernel
     for got, expected in zip(ours_integers, their_integers, strict=True):
-        assert got.dtype == np.int64
-        np.testing.assert_array_equal(got.data, expected.numpy(), err_msg="indices")
+        assert got.dtype == np.int64 and got.device == device
+        np.testing.assert_array_equal(got.numpy(), expected.numpy(), err_msg="indices")
     total, their_total = 0.0, 0.0
     for i, (got, expected) in enumerate(zip(ours_values, their_values, strict=True)):
-        assert got.dtype == dtype
-        assert_close(got.data, expected.detach().numpy(), dtype, scale=scale, name=f"output {i}")
+        assert got.dtype == dtype and got.device == device
+        close(got.data, expected.detach().numpy(), f"output {i}")
         weight = random_array(got.shape, np.float64, seed=seed + i)
-        total = total + (got * nn.Tensor(weight.astype(dtype))).sum()
+        total = total + (got * nn.Tensor(weight.astype(dtype)).to(device)).sum()
         their_total = their_total + (expected * torch.tensor(weight)).sum()
     total.backward()
     their_total.backward()
     pairs = list(zip(leaves, their_leaves)) + list(parameters)
     for i, (mine, theirs_leaf) in enumerate(pairs):
         assert mine.grad.dtype == dtype
-        assert_close(mine.grad.data, theirs_leaf.grad.numpy(), dtype, scale=scale * 4, name=f"gradient {i}")
+        close(mine.grad.data, theirs_leaf.grad.numpy(), f"gradient {i}")
     return ours_values
 
 
@@ -328,17 +334,17 @@ def test_bad_input_names_the_1d_op_and_what_it_expected(call, error, message):
 
 # ---- a small CRNN -------------------------------------------------------------------------------
 
-def _crnn(lib):
+def conv_lstm_model(lib, channels=3, features=8, hidden=6, classes=4):
     class SequenceClassifier(lib.Module):
         """Conv1d -> BatchNorm1d -> ReLU -> MaxPool1d over (N, C, L), an LSTM over the pooled time axis,
         a Linear classifier at every step."""
 
         def __init__(self):
             super().__init__()
-            self.features = lib.Sequential(lib.Conv1d(3, 8, 5, padding=2, bias=False), lib.BatchNorm1d(8),
-                                           lib.ReLU(), lib.MaxPool1d(2))
-            self.lstm = lib.LSTM(8, 6, batch_first=True)
-            self.classifier = lib.Linear(6, 4)
+            self.features = lib.Sequential(lib.Conv1d(channels, features, 5, padding=2, bias=False),
+                                           lib.BatchNorm1d(features), lib.ReLU(), lib.MaxPool1d(2))
+            self.lstm = lib.LSTM(features, hidden, batch_first=True)
+            self.classifier = lib.Linear(hidden, classes)
 
         def forward(self, x):
             output, _ = self.lstm(self.features(x).permute(0, 2, 1))
@@ -350,8 +356,8 @@ def _crnn(lib):
 def test_conv_lstm_model_loss_and_gradients_match_torch():
     torch = torch_module()
     torch.manual_seed(0)
-    theirs = _crnn(torch.nn).double()
-    ours = _crnn(nn).to(dtype=np.float64)
+    theirs = conv_lstm_model(torch.nn).double()
+    ours = conv_lstm_model(nn).to(dtype=np.float64)
     ours.load_state_dict(theirs.state_dict())
     x = random_array((3, 3, 15), np.float64, seed=13)
     targets = np.random.default_rng(14).integers(0, 4, size=(3, 7))
