@@ -117,13 +117,21 @@ def _model(lib, dtype=None):
                           lib.ELU(alpha=0.8), lib.Linear(7, 5, **kw))
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_model_loss_and_gradients_match_torch(dtype):
+def activation_models(dtype):
+    """(ours with `dtype` parameters, torch's float64) Conv2d-GELU-...-ELU-Linear models, torch's state dict
+    copied into ours; inputs (N, 2, 8, 9), 5 classes (tests/gpu uses it too)."""
     torch = torch_module()
     torch.manual_seed(0)
     theirs = _model(torch.nn).double()
     ours = _model(nn, dtype)
     ours.load_state_dict(theirs.state_dict())
+    return ours, theirs
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_model_loss_and_gradients_match_torch(dtype):
+    torch = torch_module()
+    ours, theirs = activation_models(dtype)
     x = random_array((3, 2, 8, 9), dtype, seed=66, low=-2, high=2)
     target = np.random.default_rng(0).integers(0, 5, size=3)
     loss = nn.CrossEntropyLoss()(ours(nn.Tensor(x)), target)
