@@ -1,7 +1,8 @@
 """Elementwise ops, reductions, softmax and cross-entropy: bandwidth against the vendor libraries.
 
-GPU: CuPy's own kernels (maximum, broadcast add, sum) and PyTorch/CUDA (sigmoid, softmax,
-cross_entropy) on the same memory (torch.as_tensor of the CuPy arrays). CPU: NumPy / PyTorch CPU.
+GPU: CuPy's own kernels (maximum, broadcast add, sum) and PyTorch/CUDA (sigmoid, gelu, silu, elu, the gelu and
+silu backwards, softmax, cross_entropy) on the same memory (torch.as_tensor of the CuPy arrays). CPU: NumPy /
+PyTorch CPU.
 `bytes` counts the compulsory traffic: every input read once and every output written once.
 """
 import numpy as np
@@ -52,6 +53,38 @@ def _activation_cases(device, shape):
         Case(label=_label("bias_add", shape), make_inputs=make_bias, ours=kernels.bias_add, vendor=vendor_bias_add,
              vendor_name="cupy broadcast add" if on_gpu else "numpy broadcast add", bytes=2 * 4 * count + 4 * shape[1]),
     ]
+
+
+def _gelu_silu_elu_cases(device, shape):
+    """GELU (both forms), SiLU and ELU forward against torch.nn.functional's, and the backwards of GELU and SiLU
+    against torch's own (aten's gelu_backward, silu_backward), on the same memory."""
+    import torch
+    functional = torch.nn.functional
+    count = int(np.prod(shape))
+
+    def make(xp, seed):
+        rng = np.random.default_rng(seed)
+        x = xp.asarray(rng.standard_normal(shape, dtype=np.float32) * 2)
+        grad = xp.asarray(rng.standard_normal(shape, dtype=np.float32))
+        return x, grad, _torch_view(xp, x), _torch_view(xp, grad)
+
+    forwards = [("gelu", lambda x: kernels.gelu(x), lambda t: functional.gelu(t), "F.gelu"),
+                ("gelu tanh", lambda x: kernels.gelu(x, approximate="tanh"),
+                 lambda t: functional.gelu(t, approximate="tanh"), "F.gelu tanh"),
+                ("silu", kernels.silu, functional.silu, "F.silu"),
+                ("elu", kernels.elu, functional.elu, "F.elu")]
+    rows = [Case(label=_label(name, shape), make_inputs=make,
+                 ours=lambda x, g, t, tg, ours=ours: ours(x), vendor=lambda x, g, t, tg, vendor=vendor: vendor(t),
+                 vendor_name=f"torch {vendor_name} ({device})", bytes=2 * 4 * count)
+            for name, ours, vendor, vendor_name in forwards]
+    backwards = [("gelu_backward", kernels.gelu_backward,
+                  lambda tg, t: torch.ops.aten.gelu_backward(tg, t, approximate="none"), "aten.gelu_backward"),
+                 ("silu_backward", kernels.silu_backward, torch.ops.aten.silu_backward, "aten.silu_backward")]
+    rows += [Case(label=_label(name, shape), make_inputs=make,
+                  ours=lambda x, g, t, tg, ours=ours: ours(g, x), vendor=lambda x, g, t, tg, vendor=vendor: vendor(tg, t),
+                  vendor_name=f"torch {vendor_name} ({device})", bytes=3 * 4 * count)
+             for name, ours, vendor, vendor_name in backwards]
+    return rows
 
 
 def _reduce_sum_case(device, shape, axis):
@@ -115,6 +148,7 @@ def cases(device, quick=False):
     for shape in activation_shapes:
         cases_here = _activation_cases(device, shape)
         rows += cases_here if shape == activation_shapes[0] else cases_here[:1]
+    rows += _gelu_silu_elu_cases(device, activation_shapes[0])
     rows.append(_reduce_sum_case(device, activation_shapes[0], (0, 2, 3)))
     if not quick:
         rows.append(_reduce_sum_case(device, activation_shapes[0], (0, 1, 2, 3)))
