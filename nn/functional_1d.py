@@ -1,7 +1,8 @@
 """1-D convolution and pooling (torch.nn.functional's conv1d, max_pool1d, avg_pool1d, adaptive_avg_pool1d)
-for sequence CNNs and CRNNs over audio or text: each is the 2-D op of functional_conv.py on a map of height 1,
-input (N, C, L) viewed as (N, C, 1, L) and the result viewed back, so autograd, the CPU path, the simulator
-and the GPU come with the 2-D op (both reshapes are views: a unit axis never needs a copy).
+for sequence CNNs and CRNNs over audio or text: each is the 2-D op's Function of functional_conv.py (under a 1-D
+name) on a map of height 1, input (N, C, L) viewed as (N, C, 1, L) and the result viewed back, so the gradients,
+the CPU path, the simulator and the GPU come with the 2-D op (both reshapes are views: a unit axis never needs
+a copy).
 
 The arguments are checked here, as torch checks them, so that an error names the 1-D op and the 1-D shapes,
 never the 2-D op it runs on. Inputs may be batched (N, C, L) or unbatched (C, L), as in torch.
@@ -12,8 +13,26 @@ from kernels import backend
 from kernels._checks import float_dtype, positive_int
 from kernels.pool import pooled_size
 
-from .functional_conv import adaptive_avg_pool2d, avg_pool2d, conv2d, max_pool2d
+from .functional_conv import _AdaptiveAvgPool2d, _AvgPool2d, _Conv2d, _MaxPool2d
 from .tensor import Tensor
+
+
+# The 2-D Functions under the 1-D ops' names: autograd's messages (an input written in place before backward,
+# a second backward) name the Function, and a user of conv1d should read conv1d there.
+class Conv1dFunction(_Conv2d):
+    pass
+
+
+class MaxPool1dFunction(_MaxPool2d):
+    pass
+
+
+class AvgPool1dFunction(_AvgPool2d):
+    pass
+
+
+class AdaptiveAvgPool1dFunction(_AdaptiveAvgPool2d):
+    pass
 
 
 def _is_int(value):
@@ -112,8 +131,8 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         raise ValueError(f"{op}: kernel size {kernel} (dilated {extent}) is larger than the padded input length "
                          f"{length + left + right} ({shapes}, padding ({left}, {right}))")
     padding_2d = padding if isinstance(padding, str) else (0, left)
-    y = conv2d(_as_map(input), weight.reshape(out_channels, group_channels, 1, kernel), bias, (1, stride),
-               padding_2d, (1, dilation), groups)
+    y = Conv1dFunction.apply(_as_map(input), weight.reshape(out_channels, group_channels, 1, kernel), bias,
+                             stride=(1, stride), padding=padding_2d, dilation=(1, dilation), groups=groups)
     return _as_sequence(y, unbatched)
 
 
@@ -141,12 +160,13 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     input, unbatched = _sequence(op, input)
     _checked_arrays(op, input=input)
     kernel, stride, padding, dilation = _window(op, input, kernel_size, stride, padding, dilation, ceil_mode)
-    result = max_pool2d(_as_map(input), (1, kernel), (1, stride), (0, padding), (1, dilation), bool(ceil_mode),
-                        bool(return_indices))
+    result = MaxPool1dFunction.apply(_as_map(input), kernel_size=(1, kernel), stride=(1, stride), padding=(0, padding),
+                                     dilation=(1, dilation), ceil_mode=bool(ceil_mode),
+                                     return_indices=bool(return_indices))
     if not return_indices:
         return _as_sequence(result, unbatched)
     values, indices = result   # on a map of height 1 the 2-D flat index h*L+l is l
-    return _as_sequence(values, unbatched), Tensor(_as_sequence(indices, unbatched).data)
+    return _as_sequence(values, unbatched), Tensor(_as_sequence(indices, unbatched).data)   # not in the graph
 
 
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
@@ -155,7 +175,9 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     input, unbatched = _sequence(op, input)
     _checked_arrays(op, input=input)
     kernel, stride, padding, _ = _window(op, input, kernel_size, stride, padding, 1, ceil_mode)
-    y = avg_pool2d(_as_map(input), (1, kernel), (1, stride), (0, padding), bool(ceil_mode), bool(count_include_pad))
+    y = AvgPool1dFunction.apply(_as_map(input), kernel_size=(1, kernel), stride=(1, stride), padding=(0, padding),
+                                ceil_mode=bool(ceil_mode), count_include_pad=bool(count_include_pad),
+                                divisor_override=None)
     return _as_sequence(y, unbatched)
 
 
@@ -168,4 +190,4 @@ def adaptive_avg_pool1d(input, output_size):
     size = single(op, "output_size", output_size, 1)
     if input.shape[0] == 0 and not unbatched:   # kernels.adaptive_avg_pool2d fails on an empty batch
         raise ValueError(f"{op}: an empty batch is not supported, got shape {input.shape}")
-    return _as_sequence(adaptive_avg_pool2d(_as_map(input), (1, size)), unbatched)
+    return _as_sequence(AdaptiveAvgPool1dFunction.apply(_as_map(input), output_size=(1, size)), unbatched)

@@ -174,6 +174,21 @@ def test_empty_batch_gives_empty_results_and_gradients():
                            lambda t: getattr(torch.nn.functional, name)(t, *args), [x])
 
 
+def test_input_written_in_place_before_backward_raises_as_in_torch_naming_the_1d_op():
+    torch = torch_module()
+    x, w = random_array((2, 3, 9), np.float64, seed=16), random_array((4, 3, 3), np.float64, seed=17)
+    ours, theirs = nn.Tensor(x.copy()), torch.tensor(x)
+    y = F.conv1d(ours, nn.Tensor(w, requires_grad=True))
+    expected = torch.nn.functional.conv1d(theirs, torch.tensor(w, requires_grad=True))
+    ours.add_(1.0)
+    theirs.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        expected.sum().backward()
+    with pytest.raises(RuntimeError, match="Conv1dFunction saved for its gradient was modified") as raised:
+        y.sum().backward()
+    assert "2d" not in str(raised.value).lower()
+
+
 def test_arrays_are_accepted_and_weight_alone_gets_a_gradient():
     torch = torch_module()
     x, w = random_array((2, 3, 8), np.float64, seed=10), random_array((2, 3, 3), np.float64, seed=11)
