@@ -51,3 +51,29 @@ def test_kernels_handle_nan_inf_and_large_inputs_as_the_cpu_path(name):
     assert_close(y, cpu_forward(x), np.float32)
     assert_close(grad_in, cpu_backward(grad_out, x), np.float32)
     assert np.all(np.isfinite(y[5:])) and np.all(np.isfinite(grad_in[5:]))
+
+
+def _mlp(lib):
+    return lib.Sequential(lib.Linear(5, 6), lib.GELU(), lib.SiLU(), lib.ELU(alpha=0.6), lib.GELU(approximate="tanh"),
+                          lib.Linear(6, 3))
+
+
+def test_layers_run_the_kernels_through_nn():
+    """Linear-GELU-SiLU-ELU-GELU(tanh)-Linear on the CUDA kernels: output and gradients against its torch twin
+    (float64) with the state dict copied."""
+    import nn
+    from tests.oracle import torch_module
+    torch = torch_module()
+    torch.manual_seed(0)
+    theirs = _mlp(torch.nn).double()
+    ours = _mlp(nn)
+    ours.load_state_dict(theirs.state_dict())
+    x, grad = random_array((4, 5), seed=56, low=-2, high=2), random_array((4, 3), seed=57)
+    x_ours, x_theirs = nn.Tensor(x, requires_grad=True), torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    out, expected = ours(x_ours), theirs(x_theirs)
+    assert_close(out.data, expected.detach().numpy(), np.float32, name="output")
+    out.backward(grad)
+    expected.backward(torch.tensor(grad, dtype=torch.float64))
+    assert_close(x_ours.grad.data, x_theirs.grad.numpy(), np.float32, name="grad of input")
+    for (key, parameter), reference in zip(ours.named_parameters(), theirs.parameters()):
+        assert_close(parameter.grad.data, reference.grad.numpy(), np.float32, name=f"grad of {key}")
