@@ -81,7 +81,8 @@ def _gelu_silu_elu_cases(device, shape):
                   lambda tg, t: torch.ops.aten.gelu_backward(tg, t, approximate="none"), "aten.gelu_backward"),
                  ("silu_backward", kernels.silu_backward, torch.ops.aten.silu_backward, "aten.silu_backward")]
     rows += [Case(label=_label(name, shape), make_inputs=make,
-                  ours=lambda x, g, t, tg, ours=ours: ours(g, x), vendor=lambda x, g, t, tg, vendor=vendor: vendor(tg, t),
+                  ours=lambda x, g, t, tg, ours=ours: ours(g, x),
+                  vendor=lambda x, g, t, tg, vendor=vendor: vendor(tg, t),
                   vendor_name=f"torch {vendor_name} ({device})", bytes=3 * 4 * count)
              for name, ours, vendor, vendor_name in backwards]
     return rows
