@@ -43,15 +43,15 @@ def compare_with_torch(ours, theirs, arrays, dtype=np.float64, parameters=(), se
     for got, expected in zip(ours_integers, their_integers, strict=True):
         assert got.dtype == np.int64 and got.device == device
         np.testing.assert_array_equal(got.numpy(), expected.numpy(), err_msg="indices")
-    total, their_total = 0.0, 0.0
+    terms, their_terms = [], []
     for i, (got, expected) in enumerate(zip(ours_values, their_values, strict=True)):
         assert got.dtype == dtype and got.device == device
         close(got.data, expected.detach().numpy(), f"output {i}")
         weight = random_array(got.shape, np.float64, seed=seed + i)
-        total = total + (got * nn.Tensor(weight.astype(dtype)).to(device)).sum()
-        their_total = their_total + (expected * torch.tensor(weight)).sum()
-    total.backward()
-    their_total.backward()
+        terms.append((got * nn.Tensor(weight.astype(dtype)).to(device)).sum())
+        their_terms.append((expected * torch.tensor(weight)).sum())
+    sum(terms[1:], terms[0]).backward()
+    sum(their_terms[1:], their_terms[0]).backward()
     pairs = list(zip(leaves, their_leaves)) + list(parameters)
     for i, (mine, theirs_leaf) in enumerate(pairs):
         assert mine.grad.dtype == dtype
