@@ -3,12 +3,11 @@ modules Conv1d, MaxPool1d, AvgPool1d, AdaptiveAvgPool1d) against PyTorch on the 
 gradients of input, weight and bias in float64 and float32, max_pool1d's indices, torch's attributes, repr,
 state dict and initialisation, bad-input messages that name the 1-D op, and a Conv1d -> BatchNorm1d -> ReLU ->
 MaxPool1d -> LSTM -> Linear model's loss and gradients."""
-import math
-
 import numpy as np
 import pytest
 
 import nn
+from tests.nn.test_layers import test_default_initialisation_is_pytorchs as check_default_initialisation
 from tests.oracle import TOLERANCE, assert_close, random_array, torch_module
 
 F = nn.functional
@@ -170,8 +169,8 @@ def test_empty_batch_gives_empty_results_and_gradients():
     compare_with_torch(lambda t, v: F.conv1d(t, v, padding=1), lambda t, v: torch.nn.functional.conv1d(t, v, padding=1),
                        [x, w])
     for name, args in (("max_pool1d", (2,)), ("avg_pool1d", (3, 2, 1))):
-        compare_with_torch(lambda t: getattr(F, name)(t, *args),
-                           lambda t: getattr(torch.nn.functional, name)(t, *args), [x])
+        compare_with_torch(lambda t, name=name, args=args: getattr(F, name)(t, *args),
+                           lambda t, name=name, args=args: getattr(torch.nn.functional, name)(t, *args), [x])
 
 
 def test_input_written_in_place_before_backward_raises_as_in_torch_naming_the_1d_op():
@@ -261,15 +260,7 @@ def test_attributes_repr_and_state_dict_are_torchs():
 @pytest.mark.parametrize("make, fan_in", [(lambda: nn.Conv1d(8, 64, 5), 40),
                                           (lambda: nn.Conv1d(8, 64, 3, groups=4), 6)])
 def test_default_initialisation_is_pytorchs(make, fan_in):
-    nn.manual_seed(0)
-    layer = make()
-    bound = 1 / math.sqrt(fan_in)
-    for values in (layer.weight.data, layer.bias.data):
-        assert np.abs(values).max() <= bound and np.abs(values).max() > 0.8 * bound
-    assert abs(layer.weight.data.std() - bound / math.sqrt(3)) < 0.05 * bound
-    assert layer.weight.dtype == np.float32
-    nn.manual_seed(0)
-    np.testing.assert_array_equal(make().weight.data, layer.weight.data)
+    check_default_initialisation(make, fan_in)   # bounds, spread, dtype and seeding, as for Linear and Conv2d
 
 
 def test_dtype_and_device_arguments():
