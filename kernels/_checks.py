@@ -35,15 +35,15 @@ def check_shape(op, name, x, expected):
         raise ValueError(f"{op}: {name} must have shape {tuple(expected)}, got {tuple(x.shape)}")
 
 
-def check_out(op, out, shape, dtype, like):
+def check_out(op, out, shape, dtype, like, name="out"):
     """Validate a caller-provided `out` array (shape, dtype, device, contiguity)."""
     if backend.is_gpu_array(out) != backend.is_gpu_array(like):
-        raise ValueError(f"{op}: out lives on a different device than the inputs")
+        raise ValueError(f"{op}: {name} lives on a different device than the inputs")
     if tuple(out.shape) != tuple(shape) or out.dtype != dtype:
-        raise ValueError(f"{op}: out must be {tuple(shape)} {np.dtype(dtype).name}, "
+        raise ValueError(f"{op}: {name} must be {tuple(shape)} {np.dtype(dtype).name}, "
                          f"got {tuple(out.shape)} {out.dtype}")
     if not out.flags.c_contiguous:
-        raise ValueError(f"{op}: out must be C-contiguous")
+        raise ValueError(f"{op}: {name} must be C-contiguous")
 
 
 def positive_int(op, name, value):

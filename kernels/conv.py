@@ -6,7 +6,7 @@ Geometry is resolved here once: stride/dilation to (h, w) pairs, padding to (top
 from collections import namedtuple
 
 from . import backend
-from ._checks import check_ndim, check_shape, contiguous, empty, float_dtype, positive_int
+from ._checks import check_ndim, check_out, check_shape, contiguous, empty, float_dtype, positive_int
 from .cpu import conv as cpu
 from .cuda import conv as gpu
 from .gemm import matmul
@@ -191,15 +191,20 @@ def conv2d_backward_weight(grad_out, x, weight_shape, stride=1, padding=0, dilat
     return _weight_gradient(device, grad_out, x, weight_shape, geometry)
 
 
-def _weight_gradient(device, grad_out, x, weight_shape, geometry):
-    if x.shape[0] == 0:
-        return _zeros(x, weight_shape)
-    if device == "cpu":
-        return cpu.conv2d_backward_weight(grad_out, x, weight_shape, *geometry[:4])
+def _weight_gradient(device, grad_out, x, weight_shape, geometry, out=None):
+    if x.shape[0] == 0 or device == "cpu":
+        result = _zeros(x, weight_shape) if x.shape[0] == 0 else \
+            cpu.conv2d_backward_weight(grad_out, x, weight_shape, *geometry[:4])
+        return result if out is None else _copied_into(out, result)
     grad_out, x = contiguous(grad_out), contiguous(x)
-    grad_weight = empty(x, weight_shape)
+    grad_weight = empty(x, weight_shape) if out is None else out
     gpu.conv2d_backward_weight(grad_out, x, grad_weight, *geometry[:4])
     return grad_weight
+
+
+def _copied_into(out, result):
+    out[...] = result
+    return out
 
 
 def conv2d_backward_bias(grad_out):
@@ -211,30 +216,36 @@ def conv2d_backward_bias(grad_out):
     return _bias_gradient(device, grad_out)
 
 
-def _bias_gradient(device, grad_out):
-    if grad_out.size == 0:
-        return _zeros(grad_out, (grad_out.shape[1],))
-    if device == "cpu":
-        return cpu.conv2d_backward_bias(grad_out)
+def _bias_gradient(device, grad_out, out=None):
+    if grad_out.size == 0 or device == "cpu":
+        result = _zeros(grad_out, (grad_out.shape[1],)) if grad_out.size == 0 else cpu.conv2d_backward_bias(grad_out)
+        return result if out is None else _copied_into(out, result)
     grad_out = contiguous(grad_out)
-    grad_bias = empty(grad_out, (grad_out.shape[1],))
+    grad_bias = empty(grad_out, (grad_out.shape[1],)) if out is None else out
     gpu.conv2d_backward_bias(grad_out, grad_bias)
     return grad_bias
 
 
 def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1, *,
-                    need_input=True, need_weight=True, need_bias=True):
+                    need_input=True, need_weight=True, need_bias=True, grad_weight_out=None, grad_bias_out=None):
     """(grad_x, grad_weight, grad_bias) of conv2d; each is None when not asked for. Checked once here
-    (each training step's call), not again by each of the three gradients."""
+    (each training step's call), not again by each of the three gradients. grad_weight_out / grad_bias_out
+    (C-contiguous, on x's device): arrays that receive those gradients and are returned (on the GPU the
+    kernels write them: nn puts a gradient straight into an optimizer's flat gradient buffer this way)."""
     op = "conv2d_backward"
-    device = backend.device_of(op, grad_out, x, weight)
+    device = backend.device_of(op, grad_out, x, weight, grad_weight_out, grad_bias_out)
     float_dtype(op, device, grad_out=grad_out, x=x, weight=weight)
     check_ndim(op, "x", x, 4)
     check_ndim(op, "weight", weight, 4)
     _check_input_shape(op, weight.shape, "weight's shape", first_may_be_zero=False)
     geometry = _geometry(op, x.shape, weight.shape, stride, padding, dilation, groups)
     _check_grad_out(op, grad_out, (x.shape[0], weight.shape[0]) + geometry.out_hw)
+    if grad_weight_out is not None:
+        check_out(op, grad_weight_out, weight.shape, weight.dtype, x, "grad_weight_out")
+    if grad_bias_out is not None:
+        check_out(op, grad_bias_out, (weight.shape[0],), weight.dtype, x, "grad_bias_out")
     grad_x = _input_gradient(device, grad_out, weight, x.shape, geometry) if need_input else None
-    grad_weight = _weight_gradient(device, grad_out, x, weight.shape, geometry) if need_weight else None
-    grad_bias = _bias_gradient(device, grad_out) if need_bias else None
+    grad_weight = _weight_gradient(device, grad_out, x, weight.shape, geometry, grad_weight_out) if need_weight \
+        else None
+    grad_bias = _bias_gradient(device, grad_out, grad_bias_out) if need_bias else None
     return grad_x, grad_weight, grad_bias

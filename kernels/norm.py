@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from . import backend
-from ._checks import check_ndim, check_shape, contiguous, empty, float_dtype
+from ._checks import check_ndim, check_out, check_shape, contiguous, empty, float_dtype
 from .cpu import norm as cpu
 from .cpu import pointwise as cpu_pointwise
 from .cuda import norm as gpu
@@ -87,12 +87,16 @@ def _dense(vector):
     return None if vector is None else contiguous(vector)
 
 
-def batch_norm_backward(grad_out, x, weight, saved_mean, saved_invstd, training=True, output=None):
+def batch_norm_backward(grad_out, x, weight, saved_mean, saved_invstd, training=True, output=None, *,
+                        grad_weight_out=None, grad_bias_out=None):
     """Gradients (grad_x, grad_weight, grad_bias) of batch_norm; grad_weight/grad_bias are None without weight.
     output: batch_norm's y when it applied activation='relu' (grad_out then goes through ReLU's gradient,
-    masked where y is not positive, in the same passes)."""
+    masked where y is not positive, in the same passes). grad_weight_out / grad_bias_out (C-contiguous (C,)
+    arrays, with a weight): they receive those gradients and are returned (on the GPU the kernels write them:
+    nn puts a gradient straight into an optimizer's flat gradient buffer this way)."""
     op = "batch_norm_backward"
-    device = backend.device_of(op, grad_out, x, weight, saved_mean, saved_invstd, output)
+    device = backend.device_of(op, grad_out, x, weight, saved_mean, saved_invstd, output, grad_weight_out,
+                               grad_bias_out)
     float_dtype(op, device, grad_out=grad_out, x=x, weight=weight, saved_mean=saved_mean, saved_invstd=saved_invstd,
                 output=output)
     check_ndim(op, "x", x, 2, 3, 4)
@@ -103,15 +107,26 @@ def batch_norm_backward(grad_out, x, weight, saved_mean, saved_invstd, training=
     if saved_mean is None or saved_invstd is None:
         raise ValueError(f"{op}: saved_mean and saved_invstd are required (from batch_norm), got None")
     _check_channel_vectors(op, channels, weight=weight, saved_mean=saved_mean, saved_invstd=saved_invstd)
+    for name, out in (("grad_weight_out", grad_weight_out), ("grad_bias_out", grad_bias_out)):
+        if out is not None:
+            if weight is None:
+                raise ValueError(f"{op}: {name} was given, but without a weight there is no such gradient")
+            check_out(op, out, (channels,), x.dtype, x, name)
     if device == "cpu":
         if output is not None:
             grad_out = cpu_pointwise.relu_backward(grad_out, output)
         grad_x, grad_weight, grad_bias = cpu.batch_norm_backward(_as_ncl(grad_out), _as_ncl(x), weight,
                                                                  saved_mean, saved_invstd, bool(training))
         grad_x = grad_x.reshape(x.shape)
+        for out, result in ((grad_weight_out, grad_weight), (grad_bias_out, grad_bias)):
+            if out is not None:
+                out[...] = result
+        grad_weight = grad_weight if grad_weight_out is None else grad_weight_out
+        grad_bias = grad_bias if grad_bias_out is None else grad_bias_out
     else:
         x3, grad3 = _as_ncl(contiguous(x)), _as_ncl(contiguous(grad_out))
-        grad_weight, grad_bias = empty(x, (channels,)), empty(x, (channels,))
+        grad_weight = empty(x, (channels,)) if grad_weight_out is None else grad_weight_out
+        grad_bias = empty(x, (channels,)) if grad_bias_out is None else grad_bias_out
         grad_x = empty(x, x3.shape)
         gpu.batch_norm_backward(grad3, x3, _dense(weight), contiguous(saved_mean), contiguous(saved_invstd),
                                 bool(training), grad_x, grad_weight, grad_bias,

@@ -6,7 +6,7 @@ import operator
 import numpy as np
 
 from . import backend
-from ._checks import check_ndim, check_shape, contiguous, float_dtype
+from ._checks import check_ndim, check_out, check_shape, contiguous, float_dtype
 from .cpu import reduce as cpu
 from .cuda import reduce as gpu
 
@@ -33,20 +33,29 @@ def _axes(op, axis, ndim):
     return tuple(sorted(axes))
 
 
-def reduce_sum(x, axis=None, keepdims=False):
+def reduce_sum(x, axis=None, keepdims=False, *, out=None):
     """Sum of `x` over `axis` (None: all axes; an int or a tuple, negative allowed), like numpy.sum.
 
     A full reduction returns a 0-d array. CUDA sums in float32 along a tree (each thread adds a
-    short run, then the block and the partial sums are combined pairwise) for accuracy.
+    short run, then the block and the partial sums are combined pairwise) for accuracy. `out` (C-contiguous,
+    the result's shape and dtype, on x's device) receives the sum and is returned; on the GPU the last kernel
+    writes it (nn sums a bias gradient straight into an optimizer's flat gradient buffer this way).
     """
-    device = backend.device_of("reduce_sum", x)
+    device = backend.device_of("reduce_sum", x, out)
     float_dtype("reduce_sum", device, x=x)
     axes = _axes("reduce_sum", axis, x.ndim)
-    if device == "cpu":
-        return cpu.reduce_sum(x, axes, keepdims)
     kept_shape = tuple(1 if d in axes else n for d, n in enumerate(x.shape)) if keepdims else \
         tuple(n for d, n in enumerate(x.shape) if d not in axes)
-    return gpu.reduce_sum(x, axes).reshape(kept_shape)
+    if out is not None:
+        check_out("reduce_sum", out, kept_shape, x.dtype, x)
+    if device == "cpu":
+        result = cpu.reduce_sum(x, axes, keepdims)
+        if out is None:
+            return result
+        out[...] = result
+        return out
+    result = gpu.reduce_sum(x, axes, out)
+    return out if out is not None else result.reshape(kept_shape)
 
 
 def _dim(op, dim, x):

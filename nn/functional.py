@@ -40,6 +40,12 @@ class _Op(Function):
         """Drop the gradients of absent inputs, as the engine expects."""
         return tuple(g for g, present in zip(grads, self.present) if present)
 
+    def out_for(self, position, needed=True):
+        """gradient_out of the input at `position` (absent inputs counted), or None when absent or not needed."""
+        if not needed or not self.present[position]:
+            return None
+        return self.gradient_out(sum(self.present[:position]))
+
 
 # ---- activations --------------------------------------------------------------------------------
 
@@ -162,8 +168,9 @@ class _Linear(_Op):
         x, weight = self.saved
         need_x, need_w, need_b = self.needs()
         grad_x = kernels.matmul(grad, weight) if need_x else None
-        grad_w = kernels.matmul(grad, x, trans_a=True) if need_w else None
-        grad_b = kernels.reduce_sum(grad, axis=0) if need_b else None
+        # (the parameters' gradients go straight into a flat optimizer's buffer where it has one: no copy)
+        grad_w = kernels.matmul(grad, x, trans_a=True, out=self.out_for(1)) if need_w else None
+        grad_b = kernels.reduce_sum(grad, axis=0, out=self.out_for(2)) if need_b else None
         return self.grads(grad_x, grad_w, grad_b)
 
 

@@ -18,7 +18,8 @@ class _Conv2d(_Op):
         x, weight = self.saved
         need_x, need_w, need_b = self.needs()
         grads = kernels.conv2d_backward(grad, x, weight, *self.geometry, need_input=need_x, need_weight=need_w,
-                                        need_bias=need_b)
+                                        need_bias=need_b, grad_weight_out=self.out_for(1, need_w),
+                                        grad_bias_out=self.out_for(2, need_b))
         return self.grads(*grads)
 
 
@@ -98,12 +99,14 @@ class _BatchNorm(_Op):
 
     def backward(self, grad):
         x, weight, mean, invstd, relu_output = self.saved
-        grad_x, grad_w, grad_b = kernels.batch_norm_backward(grad, x, weight, mean, invstd, self.training,
-                                                             output=relu_output)
+        _, need_w, need_b = self.needs()
+        grad_x, grad_w, grad_b = kernels.batch_norm_backward(
+            grad, x, weight, mean, invstd, self.training, output=relu_output,
+            grad_weight_out=self.out_for(1, need_w), grad_bias_out=self.out_for(2, need_b and weight is not None))
         if weight is None and self.present[2]:  # a bias without a weight: its gradient is the sum
             if relu_output is not None:
                 grad = kernels.relu_backward(grad, relu_output)
-            grad_b = kernels.reduce_sum(grad, axis=(0,) + tuple(range(2, grad.ndim)))
+            grad_b = kernels.reduce_sum(grad, axis=(0,) + tuple(range(2, grad.ndim)), out=self.out_for(2, need_b))
         return self.grads(grad_x, grad_w, grad_b)
 
 

@@ -173,7 +173,8 @@ class Tensor(MathOps, InPlaceOps):
             return
         slot = self._grad_slot
         if slot is not None and slot[0] is self.data and slot[1].dtype == grad.dtype and slot[1].shape == grad.shape:
-            slot[1][...] = grad
+            if grad is not slot[1]:   # (a Function's gradient_out: written there already)
+                slot[1][...] = grad
             self.grad = Tensor(slot[1])
         else:
             self.grad = Tensor(grad.copy())

@@ -130,36 +130,44 @@ def _column_splits(rows, columns):
     return max(1, min(TARGET_BLOCKS // column_blocks, rows // (COLUMN_ROWS * MIN_PER_THREAD), 65535))
 
 
-def _sum_3d(x, xp):
-    """Sum of the contiguous (A, K, B) array x over A and B: a (K,) array."""
+def _sum_3d(x, xp, out=None):
+    """Sum of the contiguous (A, K, B) array x over A and B: a (K,) array (`out`, when given: (K,) contiguous,
+    written by the last kernel, so no copy follows)."""
     outer, kept, run = x.shape
     if run >= THREADS or (outer == 1 and run >= SHORT_RUN):
         splits, chunks_per_run, chunk = _chunk_plan(outer, kept, run)
-        partial = xp.empty((kept, splits), np.float32)
+        partial = out.reshape(kept, 1) if splits == 1 and out is not None else xp.empty((kept, splits), np.float32)
         launch(sum_chunks_kernel, kept * splits, THREADS, x, partial, chunks_per_run, chunk)
-        return partial.reshape(kept) if splits == 1 else _sum_3d(partial.reshape(1, kept, splits), xp)
+        return partial.reshape(kept) if splits == 1 else _sum_3d(partial.reshape(1, kept, splits), xp, out)
     if outer > 1:
         columns = x.reshape(outer, kept * run)
         while columns.shape[0] > 1:
             splits = _column_splits(columns.shape[0], columns.shape[1])
-            partial = xp.empty((splits, columns.shape[1]), np.float32)
+            last = splits == 1 and run == 1 and out is not None
+            partial = out.reshape(1, kept) if last else xp.empty((splits, columns.shape[1]), np.float32)
             launch(sum_columns_kernel, (ceil_div(columns.shape[1], COLUMN_LANES), splits),
                    (COLUMN_LANES, COLUMN_ROWS), columns, partial)
             columns = partial
         if run == 1:
             return columns.reshape(kept)
-        return _sum_3d(columns.reshape(1, kept, run), xp)
-    out = xp.empty(kept, np.float32)
+        return _sum_3d(columns.reshape(1, kept, run), xp, out)
+    if out is None:
+        out = xp.empty(kept, np.float32)
     launch(sum_short_rows_kernel, ceil_div(kept, THREADS), THREADS, x.reshape(kept, run), out)
     return out
 
 
-def reduce_sum(x, axes):
-    """Sum of float32 x over the sorted tuple `axes`; returns the kept dims' shape (keepdims off)."""
+def reduce_sum(x, axes, out=None):
+    """Sum of float32 x over the sorted tuple `axes`; returns the kept dims' shape (keepdims off). `out`: a
+    contiguous array of the kept dims' size that receives the sum (and is returned, reshaped)."""
     xp = backend.array_module(x)
     kept_shape = tuple(n for d, n in enumerate(x.shape) if d not in axes)
+    flat_out = None if out is None else out.reshape(-1)
     if x.size == 0:
-        return xp.zeros(kept_shape, np.float32)
+        if flat_out is None:
+            return xp.zeros(kept_shape, np.float32)
+        flat_out[...] = 0
+        return flat_out.reshape(kept_shape)
     groups = _groups(x.shape, axes)
     kinds = tuple(reduced for _, reduced in groups)
     if kinds in ((), (True,), (False,), (False, True), (True, False), (True, False, True)):
@@ -176,7 +184,7 @@ def reduce_sum(x, axes):
         kept_axes = [d for d in range(x.ndim) if d not in axes]
         moved = xp.ascontiguousarray(x.transpose(kept_axes + list(axes)))
         x3 = moved.reshape(1, int(np.prod(kept_shape)), -1)
-    return _sum_3d(x3, xp).reshape(kept_shape)
+    return _sum_3d(x3, xp, flat_out).reshape(kept_shape)
 
 
 # ---- softmax / log_softmax -------------------------------------------------------------------------

@@ -182,6 +182,20 @@ def test_conv2d_remembered_geometry_never_admits_a_bad_argument(arguments, messa
     np.testing.assert_array_equal(kernels.conv2d(x, weight, stride=[1, 1], padding=[1, 1]), expected)
 
 
+def test_conv2d_backward_into_given_gradient_arrays():
+    x, weight = random_array((2, 3, 6, 7), np.float64, seed=45), random_array((4, 3, 3, 3), np.float64, seed=46)
+    grad_out = random_array((2, 4, 3, 4), np.float64, seed=47)
+    expected = kernels.conv2d_backward(grad_out, x, weight, stride=2, padding=1)
+    outs = np.full(weight.shape, np.nan), np.full(4, np.nan)
+    given = kernels.conv2d_backward(grad_out, x, weight, stride=2, padding=1, grad_weight_out=outs[0],
+                                    grad_bias_out=outs[1])
+    assert given[1] is outs[0] and given[2] is outs[1]
+    for actual, wanted in zip(given, expected):
+        np.testing.assert_array_equal(actual, wanted)
+    with pytest.raises(ValueError, match=r"conv2d_backward: grad_bias_out must be \(4,\) float64, got \(3,\) float64"):
+        kernels.conv2d_backward(grad_out, x, weight, stride=2, padding=1, grad_bias_out=np.zeros(3))
+
+
 def test_conv2d_empty_batch():
     x = np.ones((0, 3, 8, 8), np.float32)
     weight = random_array((4, 3, 3, 3), seed=41)

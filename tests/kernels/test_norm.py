@@ -150,6 +150,23 @@ def test_batch_norm_gradients_by_finite_differences(shape, training):
         assert_close(analytic, finite_difference_gradient(loss, variable), rtol=1e-6, atol=1e-8)
 
 
+def test_batch_norm_backward_into_given_gradient_arrays():
+    x, grad_out = random_array((4, 3, 5), np.float64, seed=7), random_array((4, 3, 5), np.float64, seed=8)
+    weight, bias = random_array((3,), np.float64, seed=9), random_array((3,), np.float64, seed=10)
+    _, mean, invstd = kernels.batch_norm(x, weight, bias, None, None, True)
+    expected = kernels.batch_norm_backward(grad_out, x, weight, mean, invstd)
+    outs = np.full(3, np.nan), np.full(3, np.nan)
+    given = kernels.batch_norm_backward(grad_out, x, weight, mean, invstd, grad_weight_out=outs[0],
+                                        grad_bias_out=outs[1])
+    assert given[1] is outs[0] and given[2] is outs[1]
+    for actual, wanted in zip(given, expected):
+        np.testing.assert_array_equal(actual, wanted)
+    with pytest.raises(ValueError, match="batch_norm_backward: grad_weight_out was given, but without a weight"):
+        kernels.batch_norm_backward(grad_out, x, None, mean, invstd, grad_weight_out=outs[0])
+    with pytest.raises(ValueError, match=r"batch_norm_backward: grad_bias_out must be \(3,\) float64, got \(3,\) float32"):
+        kernels.batch_norm_backward(grad_out, x, weight, mean, invstd, grad_bias_out=np.zeros(3, np.float32))
+
+
 def test_batch_norm_rejects_bad_input():
     x = random_array((4, 3, 5))
     c = np.ones(3, np.float32)

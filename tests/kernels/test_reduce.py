@@ -42,8 +42,21 @@ def test_reduce_sum_handles_non_contiguous_input():
     assert_close(kernels.reduce_sum(x, axis=(0, 2)), x.astype(np.float64).sum(axis=(0, 2)), np.float32)
 
 
+@pytest.mark.parametrize("axis, keepdims", [(0, False), ((0, 2), True), (None, False)])
+def test_reduce_sum_into_out(axis, keepdims):
+    x = random_array((4, 3, 5), np.float64, seed=24)
+    expected = x.sum(axis=axis, keepdims=keepdims)
+    out = np.full(np.shape(expected), np.nan)
+    assert kernels.reduce_sum(x, axis=axis, keepdims=keepdims, out=out) is out
+    assert_close(out, expected, np.float64)
+
+
 def test_reduce_sum_rejects_bad_input():
     x = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"reduce_sum: out must be \(3,\) float32, got \(2,\) float32"):
+        kernels.reduce_sum(x, axis=0, out=np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match="reduce_sum: out must be C-contiguous"):
+        kernels.reduce_sum(x, axis=0, out=np.zeros((3, 2), np.float32)[:, 0])
     with pytest.raises(ValueError, match="reduce_sum: axis 2 is out of range for an array of 2 dims"):
         kernels.reduce_sum(x, axis=2)
     with pytest.raises(ValueError, match="reduce_sum: axis has repeated entries"):

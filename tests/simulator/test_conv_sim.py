@@ -45,6 +45,12 @@ def test_conv2d_kernels_match_cpu(input_shape, weight_shape, kwargs):
     ours = (y,) + kernels.conv2d_backward(grad_out, x, weight, **kwargs)
     for name, actual, wanted in zip(("y", "grad_x", "grad_weight", "grad_bias"), ours, expected):
         assert_close(actual, wanted, np.float32, name=name)
+    outs = np.full(weight.shape, np.nan, np.float32), np.full(bias.shape, np.nan, np.float32)
+    given = kernels.conv2d_backward(grad_out, x, weight, **kwargs, need_input=False, grad_weight_out=outs[0],
+                                    grad_bias_out=outs[1])
+    assert given[1] is outs[0] and given[2] is outs[1]   # written by the kernels
+    assert_close(outs[0], expected[2], np.float32, name="grad_weight_out")
+    assert_close(outs[1], expected[3], np.float32, name="grad_bias_out")
 
 
 @pytest.mark.parametrize("through_gemm", [True, False], ids=["matmul", "implicit-gemm"])

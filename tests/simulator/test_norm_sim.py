@@ -43,6 +43,12 @@ def test_batch_norm_kernels_match_cpu(shape, training, affine):
     if affine:
         assert_close(grad_weight, gw_ref, np.float32, scale=4, name="grad_weight")
         assert_close(grad_bias, gb_ref, np.float32, scale=4, name="grad_bias")
+        outs = np.full(channels, np.nan, np.float32), np.full(channels, np.nan, np.float32)
+        given = kernels.batch_norm_backward(grad_out, x, weight, mean, invstd, training, grad_weight_out=outs[0],
+                                            grad_bias_out=outs[1])
+        assert given[1] is outs[0] and given[2] is outs[1]   # written by the kernels
+        assert_close(outs[0], gw_ref, np.float32, scale=4, name="grad_weight_out")
+        assert_close(outs[1], gb_ref, np.float32, scale=4, name="grad_bias_out")
     else:
         assert grad_weight is None and grad_bias is None
 

@@ -465,6 +465,45 @@ def test_writing_one_flat_parameter_leaves_the_others_backward_alone():
     assert optimizer.param_groups[0].flat and np.shares_memory(a.weight.data, b.bias.data) is False
     loss = b(a(nn.Tensor(rng.normal(size=(5, 4)).astype(np.float32)))).sum()
     with nn.no_grad():
-        a.weight.mul_(2.0)                      # saved by a's linear op for its input gradient
+        b.weight.mul_(2.0)                      # saved by b's linear op for its input's gradient (a's output)
     with pytest.raises(RuntimeError, match="saved for its gradient was modified by an in-place operation"):
         loss.backward()
+
+
+def test_layer_gradients_are_written_straight_into_the_flat_buffer(monkeypatch):
+    """With flat=True, conv2d, batch norm and linear write their parameters' first gradients into the group's
+    gradient buffer (Function.gradient_out) instead of a new array that is then copied there; the weights equal
+    those of an optimizer stepping parameter by parameter."""
+    import nn
+    from nn.tensor import Tensor
+    arrived_in_place = []
+    accumulate = Tensor._accumulate
+
+    def spy(tensor, grad):
+        slot = tensor._grad_slot
+        arrived_in_place.append(slot is not None and grad is slot[1])
+        accumulate(tensor, grad)
+
+    monkeypatch.setattr(Tensor, "_accumulate", spy)
+    x = nn.Tensor(random_array((2, 1, 4, 4), seed=3))
+    labels = np.array([0, 2])
+
+    def train(flat):
+        nn.manual_seed(1)
+        model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(),
+                              nn.Linear(32, 3))
+        # (SGD: Adam would turn the rounding noise of the conv bias's near-zero gradient, ahead of batch norm,
+        # into whole steps)
+        optimizer = nn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, flat=flat)
+        for _ in range(2):   # the first step packs the buffers; the second backward writes into them
+            arrived_in_place.clear()
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), labels).backward()
+            optimizer.step()
+        return model, list(arrived_in_place)
+
+    flat, arrivals = train(True)
+    assert arrivals == [True] * 6
+    monkeypatch.setenv("NUMBANET_BACKEND", "cpu")   # the reference: NumPy, parameter by parameter
+    reference, _ = train(False)
+    _assert_same_weights(flat, reference, exact=False)

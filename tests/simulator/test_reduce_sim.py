@@ -34,6 +34,9 @@ def test_reduce_sum_kernels_match_cpu(shape, axis, monkeypatch):
     axes = kernels.reduce._axes("reduce_sum", axis, x.ndim)
     expected = cpu.reduce_sum(x.astype(np.float64), axes, True)
     assert_close(kernels.reduce_sum(x, axis=axis, keepdims=True), expected, np.float32, scale=4)
+    out = np.full(expected.shape, np.nan, np.float32)   # written by the last kernel of each path
+    assert kernels.reduce_sum(x, axis=axis, keepdims=True, out=out) is out
+    assert_close(out, expected, np.float32, scale=4)
 
 
 def _random_sum_cases(count, seed=60):
