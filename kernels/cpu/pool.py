@@ -157,7 +157,7 @@ def _separable(x, rows, cols):
     """rows @ x[n, c] @ cols.T for every plane, as two large matrix products."""
     n, c, height, width = x.shape
     t = x.reshape(-1, width) @ cols.T                          # (n*c*height, out_w)
-    t = t.reshape(n * c, height, -1)
+    t = t.reshape(n * c, height, cols.shape[0])   # (explicit: -1 cannot be inferred for an empty batch)
     y = np.tensordot(rows, t, axes=([1], [1]))                 # (out_h, n*c, out_w)
     return np.ascontiguousarray(y.transpose(1, 0, 2)).reshape(n, c, rows.shape[0], cols.shape[0])
 

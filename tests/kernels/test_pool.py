@@ -110,6 +110,20 @@ def test_adaptive_avg_pool2d_matches_torch(shape, output_size, dtype):
     _check_adaptive(shape, output_size, dtype)
 
 
+def test_pooling_an_empty_batch():
+    """N = 0, as torch: empty outputs of the right shape, and empty gradients (adaptive pooling's CPU path once
+    failed on it)."""
+    x = np.ones((0, 3, 5, 6), np.float32)
+    y, indices = kernels.max_pool2d(x, 2, return_indices=True)
+    assert y.shape == indices.shape == (0, 3, 2, 3)
+    assert kernels.max_pool2d_backward(y, indices, x.shape).shape == x.shape
+    assert kernels.avg_pool2d(x, 2).shape == (0, 3, 2, 3)
+    assert kernels.avg_pool2d_backward(kernels.avg_pool2d(x, 2), x.shape, 2).shape == x.shape
+    y = kernels.adaptive_avg_pool2d(x, (2, 4))
+    assert y.shape == (0, 3, 2, 4)
+    assert kernels.adaptive_avg_pool2d_backward(y, x.shape).shape == x.shape
+
+
 @pytest.mark.parametrize("args", [dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=2, padding=1),
                                   dict(kernel_size=3, stride=1, dilation=2, padding=1)])
 def test_max_pool2d_ties_go_to_the_first_maximum(args):
