@@ -188,6 +188,4 @@ def adaptive_avg_pool1d(input, output_size):
     input, unbatched = _sequence(op, input)
     _checked_arrays(op, input=input)
     size = single(op, "output_size", output_size, 1)
-    if input.shape[0] == 0 and not unbatched:   # kernels.adaptive_avg_pool2d fails on an empty batch
-        raise ValueError(f"{op}: an empty batch is not supported, got shape {input.shape}")
     return _as_sequence(AdaptiveAvgPool1dFunction.apply(_as_map(input), output_size=(1, size)), unbatched)
