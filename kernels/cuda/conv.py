@@ -106,9 +106,8 @@ def conv2d_backward_weight(grad_out, x, grad_weight, stride, padding, dilation, 
 
 
 def conv2d_backward_bias(grad_out, grad_bias):
-    grad_bias[...] = 0
     n, k, p, q = grad_out.shape
-    launch(conv2d_bias_gradient, (k, n), BIAS_THREADS, _flat(grad_out), grad_bias, k, p * q)
+    launch(conv2d_bias_gradient, k, BIAS_THREADS, _flat(grad_out), grad_bias, n, k, p * q)
 
 
 _vector = float32[::1]
@@ -120,6 +119,6 @@ PTX_SIGNATURES = (
        for _, c in CONFIGS]
     + [(f"backward_weight_{c.block_rows}x{c.block_cols}", weight_gradient_kernel(c),
         (_vector,) * 3 + _geometry_types + (int64,)) for _, _, c in WEIGHT_CONFIGS]
-    + [("backward_bias", conv2d_bias_gradient, (_vector, _vector, int64, int64))]
+    + [("backward_bias", conv2d_bias_gradient, (_vector, _vector, int64, int64, int64))]
     + winograd.PTX_SIGNATURES
 )

@@ -158,3 +158,13 @@ def test_a_misspelt_algorithm_switch_is_an_error(monkeypatch):
         importlib.reload(winograd)
     monkeypatch.delenv("NUMBANET_CONV_ALGORITHM")
     importlib.reload(winograd)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 7, 11), (4, 3, 9, 10), (2, 2, 1, 1)])
+def test_bias_gradient_kernel_sums_every_image_in_one_block(shape):
+    """A block per channel over all images and pixels (fewer and more values than its threads): no zero fill,
+    no atomics, so two runs give the same bits."""
+    grad_out = random_array(shape, seed=9)
+    first = kernels.conv2d_backward_bias(grad_out)
+    assert_close(first, cpu.conv2d_backward_bias(grad_out.astype(np.float64)), np.float32, scale=4)
+    np.testing.assert_array_equal(kernels.conv2d_backward_bias(grad_out), first)
