@@ -44,11 +44,13 @@ GEOMETRIES_KEPT = 1024
 def _geometry(op, input_shape, weight_shape, stride, padding, dilation, groups):
     """Check shapes and arguments together; every message names the op and both shapes. A result is
     remembered by its arguments (the op's name only matters to the errors, which are never remembered)."""
-    arguments = (stride, padding, dilation, groups)
-    # Only plain ints, tuples of ints and strings are remembered: True or 1.0 equal 1 as keys, yet are errors.
+    input_shape, weight_shape = tuple(input_shape), tuple(weight_shape)
+    arguments = (input_shape, weight_shape, stride, padding, dilation, groups)
+    # Only plain ints, tuples of ints and strings are remembered: True or 1.0 equal 1 as keys, yet are errors (or,
+    # in a shape, would leave floats in the remembered output size).
     key = geometry = None
     if all(type(v) in (int, str) or (type(v) is tuple and all(type(i) is int for i in v)) for v in arguments):
-        key = (tuple(input_shape), tuple(weight_shape)) + arguments
+        key = arguments
         geometry = _geometries.get(key)
     if geometry is None:
         geometry = _checked_geometry(op, input_shape, weight_shape, stride, padding, dilation, groups)

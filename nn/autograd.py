@@ -140,16 +140,15 @@ class Function:
     def gradient_out(self, index):
         """Where backward may write the gradient of Tensor input `index`, or None (make a new array): the
         parameter's view of a flat optimizer's gradient buffer (its `_grad_slot`) when that gradient will be
-        its first since zero_grad, so no copy follows (Tensor._accumulate keeps the view as .grad). Handed out
-        once per backward call: an input given twice (x * x) gets a new array for its second gradient."""
+        its first since zero_grad, so no copy follows (Tensor._accumulate keeps the view as .grad). Never for an
+        input given more than once (linear(w, w), w * w): the engine adds the inputs' gradients in order, so the
+        gradient of another position could land in the slot before this one is added. Ask once per input."""
         tensor = self.inputs[index]
         slot = tensor._grad_slot
         if slot is None or tensor.grad is not None or tensor._creator is not None or slot[0] is not tensor.data:
             return None
-        handed = self.__dict__.setdefault("_slots_handed", set())
-        if id(tensor) in handed:
+        if sum(t is tensor for t in self.inputs) > 1:
             return None
-        handed.add(id(tensor))
         return slot[1]
 
     @classmethod

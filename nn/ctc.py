@@ -25,14 +25,14 @@ class CTCLossFunction(Function):
         # one read-back of device targets and one upload a step, not two). The targets are saved too, for the
         # version check (torch's ctc_loss saves them: writing them in place raises at backward); the lengths
         # are not (torch keeps them as host integers, and so does the prepared copy here).
-        self.save_for_backward(log_probs, targets)
-        self.prepared = kernels.ctc.prepare_targets(log_probs, targets, input_lengths, target_lengths, blank)
+        prepared = kernels.ctc.prepare_targets(log_probs, targets, input_lengths, target_lengths, blank)
+        self.save_for_backward(log_probs, targets, prepared)   # (freed with the graph, as saved arrays are)
         self.options = (reduction, zero_infinity)
-        return kernels.ctc.ctc_loss_prepared(log_probs, self.prepared, *self.options)
+        return kernels.ctc.ctc_loss_prepared(log_probs, prepared, *self.options)
 
     def backward(self, grad_loss):
-        log_probs, _ = self.saved
-        return kernels.ctc.ctc_loss_backward_prepared(grad_loss, log_probs, self.prepared, *self.options)
+        log_probs, _, prepared = self.saved
+        return kernels.ctc.ctc_loss_backward_prepared(grad_loss, log_probs, prepared, *self.options)
 
 
 def _raw_integers(op, name, value):

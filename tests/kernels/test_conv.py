@@ -180,6 +180,10 @@ def test_conv2d_remembered_geometry_never_admits_a_bad_argument(arguments, messa
         kernels.conv2d(x, weight, **{**good, **arguments})
     # lists are not hashable: checked each time, same result
     np.testing.assert_array_equal(kernels.conv2d(x, weight, stride=[1, 1], padding=[1, 1]), expected)
+    # a float in a shape is not remembered for the int shape (its output size would hold floats)
+    assert kernels.conv2d_output_shape((2, 3, 6.0, 7), weight.shape, padding=1)[2] == 6.0
+    assert kernels.conv2d_output_shape((2, 3, 6, 7), weight.shape, padding=1) == (2, 4, 6, 7)
+    assert all(type(n) is int for n in kernels.conv2d_output_shape((2, 3, 6, 7), weight.shape, padding=1))
 
 
 def test_conv2d_backward_into_given_gradient_arrays():

@@ -45,12 +45,6 @@ def test_conv2d_kernels_match_cpu(input_shape, weight_shape, kwargs):
     ours = (y,) + kernels.conv2d_backward(grad_out, x, weight, **kwargs)
     for name, actual, wanted in zip(("y", "grad_x", "grad_weight", "grad_bias"), ours, expected):
         assert_close(actual, wanted, np.float32, name=name)
-    outs = np.full(weight.shape, np.nan, np.float32), np.full(bias.shape, np.nan, np.float32)
-    given = kernels.conv2d_backward(grad_out, x, weight, **kwargs, need_input=False, grad_weight_out=outs[0],
-                                    grad_bias_out=outs[1])
-    assert given[1] is outs[0] and given[2] is outs[1]   # written by the kernels
-    assert_close(outs[0], expected[2], np.float32, name="grad_weight_out")
-    assert_close(outs[1], expected[3], np.float32, name="grad_bias_out")
 
 
 @pytest.mark.parametrize("through_gemm", [True, False], ids=["matmul", "implicit-gemm"])
@@ -168,3 +162,19 @@ def test_bias_gradient_kernel_sums_every_image_in_one_block(shape):
     first = kernels.conv2d_backward_bias(grad_out)
     assert_close(first, cpu.conv2d_backward_bias(grad_out.astype(np.float64)), np.float32, scale=4)
     np.testing.assert_array_equal(kernels.conv2d_backward_bias(grad_out), first)
+
+
+@pytest.mark.parametrize("kwargs", [dict(padding=1), dict(stride=2, groups=2)])
+def test_weight_and_bias_gradients_written_into_given_arrays(kwargs):
+    """conv2d_backward(grad_weight_out=, grad_bias_out=): the kernels write the given arrays (nn's flat
+    optimizer buffers), which start as NaN here."""
+    x, weight, bias = random_array((2, 4, 5, 6), seed=11), random_array((6, 2 if "groups" in kwargs else 4, 3, 3),
+                                                                         seed=12), random_array((6,), seed=13)
+    grad_out = random_array(kernels.conv2d(x, weight, bias, **kwargs).shape, seed=14)
+    expected = _reference(x, weight, bias, grad_out, kwargs)
+    outs = np.full(weight.shape, np.nan, np.float32), np.full(bias.shape, np.nan, np.float32)
+    given = kernels.conv2d_backward(grad_out, x, weight, **kwargs, need_input=False, grad_weight_out=outs[0],
+                                    grad_bias_out=outs[1])
+    assert given[1] is outs[0] and given[2] is outs[1]
+    assert_close(outs[0], expected[2], np.float32, name="grad_weight_out")
+    assert_close(outs[1], expected[3], np.float32, name="grad_bias_out")

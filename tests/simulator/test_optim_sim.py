@@ -4,7 +4,7 @@ import pytest
 
 import kernels
 from kernels.cpu import optim as cpu
-from tests.oracle import assert_close, random_array
+from tests.oracle import assert_close, random_array, torch_module
 
 SHAPE = (3, 43)   # 129 elements: not a multiple of the block size
 
@@ -507,3 +507,24 @@ def test_layer_gradients_are_written_straight_into_the_flat_buffer(monkeypatch):
     monkeypatch.setenv("NUMBANET_BACKEND", "cpu")   # the reference: NumPy, parameter by parameter
     reference, _ = train(False)
     _assert_same_weights(flat, reference, exact=False)
+
+
+def test_a_parameter_given_twice_to_one_op_keeps_its_gradient_out_of_the_flat_buffer():
+    """linear(w, w) and conv2d(w, w): the engine adds the input's gradient before the weight's, so neither may be
+    written into w's slot first (that gave 2 x grad_x instead of grad_x + grad_w); torch's gradients, step after
+    step."""
+    import nn
+    torch = torch_module()
+    c_linear, c_conv = random_array((3, 3), seed=21), random_array((2, 2, 1, 1), seed=22)
+    for op, torch_op, shape, c in ((nn.functional.linear, torch.nn.functional.linear, (3, 3), c_linear),
+                                   (nn.functional.conv2d, torch.nn.functional.conv2d, (2, 2, 3, 3), c_conv)):
+        w0 = random_array(shape, seed=23)
+        w_t = torch.tensor(w0, requires_grad=True)
+        (torch_op(w_t, w_t) * torch.tensor(c)).sum().backward()
+        w = nn.Parameter(w0.copy())
+        optimizer = nn.optim.SGD([w], lr=0.0, flat=True)
+        for _ in range(3):   # the first step packs the buffer; the later backwards could write into it
+            optimizer.zero_grad()
+            (op(w, w) * nn.Tensor(c)).sum().backward()
+            assert_close(w.grad.numpy(), w_t.grad.numpy(), np.float32, scale=4)
+            optimizer.step()
