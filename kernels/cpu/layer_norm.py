@@ -18,7 +18,7 @@ def layer_norm_forward(x2, weight, bias, eps):
     offset = centred.mean(axis=1)
     mean = x2[:, 0] + offset
     centred -= offset[:, None]
-    var = np.einsum("ij,ij->i", centred, centred) / features
+    var = np.einsum("ij,ij->i", centred, centred, dtype=np.float64) / features   # (einsum sums serially: in float64)
     rstd = (1.0 / np.sqrt(var + eps)).astype(x2.dtype)
     centred *= rstd[:, None]
     if weight is not None:

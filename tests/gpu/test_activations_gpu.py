@@ -37,21 +37,24 @@ def test_kernels_on_gpu_match_cpu_in_float64(name):
 
 
 def test_gelu_on_gpu_is_within_a_few_ulps():
-    """erfcf (4 ulps, CUDA's figure) of an argument whose rounding is put back: 8 ulps at most from x = -9
-    (output ~1e-18) to 6; 1 + erf in float32 would be 85 ulps out at -10 and far worse beyond."""
+    """erfcf (4 ulps, CUDA's figure) of an argument whose rounding is put back: 12 ulps at most from x = -9
+    (output ~1e-18) to 6 (about 2 in a float32 emulation with an exact erfc, 10 with erfcf and expf at their
+    documented worst); 1 + erf in float32 would be 85 ulps out at -10 and far worse beyond."""
     import cupy
     x = np.linspace(-9, 6, 1 << 21, dtype=np.float32)
     ulps = _ulps(kernels.gelu(cupy.asarray(x)), cpu.gelu(x.astype(np.float64), "none"))
-    assert ulps.max() <= 8, f"gelu: {ulps.max():.1f} ulps at x = {x[np.argmax(ulps)]}"
+    assert ulps.max() <= 12, f"gelu: {ulps.max():.1f} ulps at x = {x[np.argmax(ulps)]}"
     grad = kernels.gelu_backward(cupy.ones(x.shape, cupy.float32), cupy.asarray(x))
-    assert_close(grad, cpu.gelu_backward(np.ones(x.shape), x.astype(np.float64), "none"), rtol=2e-5, atol=1e-7)
+    # (atol: near x = -0.75, where the derivative crosses 0, the documented worst cases reach about 1.1e-7)
+    assert_close(grad, cpu.gelu_backward(np.ones(x.shape), x.astype(np.float64), "none"), rtol=2e-5, atol=2e-7)
 
 
 def test_elu_on_gpu_is_accurate_near_zero():
+    """expm1f (1 ulp) times alpha: 3 ulps at most (about 1.2 with an exact expm1, 2.7 at its documented worst)."""
     import cupy
     x = -np.logspace(-20, 1, 211).astype(np.float32)
     ulps = _ulps(kernels.elu(cupy.asarray(x), alpha=0.7), cpu.elu(x.astype(np.float64), 0.7))
-    assert ulps.max() <= 2, f"elu: {ulps.max():.1f} ulps at x = {x[np.argmax(ulps)]}"
+    assert ulps.max() <= 3, f"elu: {ulps.max():.1f} ulps at x = {x[np.argmax(ulps)]}"
 
 
 @pytest.mark.parametrize("name", sorted(KERNELS))

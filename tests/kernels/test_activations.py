@@ -90,16 +90,20 @@ SPECIAL = [np.nan, np.inf, -np.inf, 0.0, -0.0, -100.0, 100.0, -1e-3, 1e-3, -30.0
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_nan_and_inf_as_torch(name, dtype):
     """NaN where torch gives NaN (a NaN input: NaN out, NaN gradient, but for ELU's gradient, which passes
-    grad_out on as torch's does), the same infinities, and no overflow to NaN at |x| = 100."""
+    grad_out on as torch's scalar path does), the same infinities, and no overflow to NaN at |x| = 100. (Torch's
+    ELU gradient at a NaN input depends on its vector width: NaN in vectorised chunks, grad_out in the scalar
+    tail, so there the comparison leaves NaN inputs out.)"""
     forward, backward, torch_fn = ACTIVATIONS[name]
     x = np.array(SPECIAL, dtype)
     grad_out = random_array(x.shape, dtype, seed=29)
     expected, (expected_grad,) = torch_reference(torch_fn, x, grad_output=grad_out)
     y, grad_in = forward(x), backward(grad_out, x)
+    compared = ~np.isnan(x) if name.startswith("elu") else np.ones(x.shape, bool)
     np.testing.assert_array_equal(np.isnan(y), np.isnan(expected), err_msg=f"{name}: NaN positions")
-    np.testing.assert_array_equal(np.isnan(grad_in), np.isnan(expected_grad), err_msg=f"{name}: gradient NaNs")
+    np.testing.assert_array_equal(np.isnan(grad_in[compared]), np.isnan(expected_grad[compared]),
+                                  err_msg=f"{name}: gradient NaNs")
     assert_close(y, expected, dtype)   # (equal NaNs and infinities, finite values within tolerance)
-    assert_close(grad_in, expected_grad, dtype)
+    assert_close(grad_in[compared], expected_grad[compared], dtype)
     assert np.isnan(y[0])
     if name.startswith("elu"):
         assert grad_in[0] == grad_out[0]
