@@ -14,7 +14,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import backend
-from ._checks import check_ndim, check_shape, contiguous, float_dtype
+from ._checks import check_ndim, check_out, check_shape, contiguous, float_dtype
 from .cpu import rnn as cpu
 
 __all__ = ["lstm", "lstm_backward", "gru", "gru_backward", "rnn", "rnn_backward", "RecurrentSaved",
@@ -111,7 +111,7 @@ def _forward(op, mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, trai
     return outputs + (saved,)
 
 
-def _backward(op, mode, saved, grad_y, grad_h_n, grad_c_n):
+def _backward(op, mode, saved, grad_y, grad_h_n, grad_c_n, weight_grad_outs=None):
     if not isinstance(saved, RecurrentSaved) or saved.mode != mode:
         got = saved.mode if isinstance(saved, RecurrentSaved) else type(saved).__name__
         raise TypeError(f"{op}: saved must come from the matching forward with training=True ({mode}), got {got}")
@@ -126,17 +126,53 @@ def _backward(op, mode, saved, grad_y, grad_h_n, grad_c_n):
     for name, grad in (("grad_h_n", grad_h_n), ("grad_c_n", grad_c_n)):
         if grad is not None:
             check_shape(op, name, grad, (B, H))
+    (outs,) = _weight_grad_outs(op, None if weight_grad_outs is None else (weight_grad_outs,),
+                                [(saved.w_ih, saved.w_hh, saved.has_b_ih, saved.has_b_hh)], saved.x)
     if device == "cpu":
         grads = cpu.backward(mode, saved.x, saved.w_ih, saved.w_hh, saved.has_b_ih, saved.has_b_hh,
                              saved.lengths, saved.reverse, saved.states, saved.cells, saved.gates,
                              saved.aux, grad_y, grad_h_n, grad_c_n)
+        grads = grads[:3] + _into(outs, grads[3:])
     else:
         from .cuda import rnn as gpu
-        grads = gpu.backward(saved, *[None if g is None else contiguous(g) for g in (grad_y, grad_h_n, grad_c_n)])
+        grads = gpu.backward(saved, *[None if g is None else contiguous(g) for g in (grad_y, grad_h_n, grad_c_n)],
+                             outs)
     grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh = grads
     if mode == "lstm":
         return grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
     return grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
+
+
+def _weight_grad_outs(op, outs, directions, like):
+    """Checked `weight_grad_outs`: per direction (w_ih, w_hh, b_ih, b_hh) arrays (or None) that receive those
+    gradients; None or a tuple of None for none. directions: per direction (w_ih, w_hh, has_b_ih, has_b_hh)."""
+    if outs is None:
+        return [(None,) * 4 for _ in directions]
+    if not isinstance(outs, (tuple, list)) or len(outs) != len(directions) or \
+            any(not isinstance(o, (tuple, list)) or len(o) != 4 for o in outs):
+        raise TypeError(f"{op}: weight_grad_outs must be {len(directions)} (w_ih, w_hh, b_ih, b_hh) tuple(s) of "
+                        f"arrays or None, got {outs!r}")
+    for d, ((w_ih, w_hh, has_b_ih, has_b_hh), direction_outs) in enumerate(zip(directions, outs)):
+        shapes = (w_ih.shape, w_hh.shape, (w_ih.shape[0],) if has_b_ih else None,
+                  (w_ih.shape[0],) if has_b_hh else None)
+        for name, out, shape in zip(("w_ih", "w_hh", "b_ih", "b_hh"), direction_outs, shapes):
+            if out is None:
+                continue
+            if shape is None:
+                raise ValueError(f"{op}: an out for grad_{name} was given, but the layer has no {name}")
+            check_out(op, out, shape, w_ih.dtype, like, f"weight_grad_outs[{d}] ({name})")
+    return [tuple(o) for o in outs]
+
+
+def _into(outs, grads):
+    """The gradients, each copied into its out where one is given (the CPU path)."""
+    filled = []
+    for out, grad in zip(outs, grads):
+        if out is not None and grad is not None:
+            out[...] = grad
+            grad = out
+        filled.append(grad)
+    return tuple(filled)
 
 
 def lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False, training=False):
@@ -144,9 +180,11 @@ def lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False, trainin
     return _forward("lstm", "lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training)
 
 
-def lstm_backward(saved, grad_y, grad_h_n=None, grad_c_n=None):
-    """(grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh); bias entries None without biases."""
-    return _backward("lstm_backward", "lstm", saved, grad_y, grad_h_n, grad_c_n)
+def lstm_backward(saved, grad_y, grad_h_n=None, grad_c_n=None, *, weight_grad_outs=None):
+    """(grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh); bias entries None without biases.
+    weight_grad_outs: (w_ih, w_hh, b_ih, b_hh) arrays or None that receive those four gradients and are returned
+    (on the GPU the GEMMs write them: nn puts them straight into a flat optimizer's gradient buffer)."""
+    return _backward("lstm_backward", "lstm", saved, grad_y, grad_h_n, grad_c_n, weight_grad_outs)
 
 
 def gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False, training=False):
@@ -154,9 +192,9 @@ def gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False, training=Fal
     return _forward("gru", "gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training)
 
 
-def gru_backward(saved, grad_y, grad_h_n=None):
-    """(grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh)."""
-    return _backward("gru_backward", "gru", saved, grad_y, grad_h_n, None)
+def gru_backward(saved, grad_y, grad_h_n=None, *, weight_grad_outs=None):
+    """(grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh); weight_grad_outs as lstm_backward's."""
+    return _backward("gru_backward", "gru", saved, grad_y, grad_h_n, None, weight_grad_outs)
 
 
 def rnn(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", lengths=None, reverse=False, training=False):
@@ -166,10 +204,10 @@ def rnn(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", lengths=None, revers
     return _forward("rnn", f"rnn_{nonlinearity}", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training)
 
 
-def rnn_backward(saved, grad_y, grad_h_n=None):
-    """(grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh)."""
+def rnn_backward(saved, grad_y, grad_h_n=None, *, weight_grad_outs=None):
+    """(grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh); weight_grad_outs as lstm_backward's."""
     mode = saved.mode if isinstance(saved, RecurrentSaved) and saved.mode.startswith("rnn_") else "rnn_tanh"
-    return _backward("rnn_backward", mode, saved, grad_y, grad_h_n, None)
+    return _backward("rnn_backward", mode, saved, grad_y, grad_h_n, None, weight_grad_outs)
 
 
 @dataclass
@@ -234,7 +272,7 @@ def _bidirectional(op, mode, x, h0, c0, weights, lengths, training):
     return outputs + (saved,)
 
 
-def _bidirectional_backward(op, mode, saved, grad_y, grad_h_n, grad_c_n):
+def _bidirectional_backward(op, mode, saved, grad_y, grad_h_n, grad_c_n, weight_grad_outs=None):
     if not isinstance(saved, BidirectionalSaved) or saved.mode != mode:
         got = saved.mode if isinstance(saved, BidirectionalSaved) else type(saved).__name__
         raise TypeError(f"{op}: saved must come from the matching bidirectional forward with training=True "
@@ -250,6 +288,8 @@ def _bidirectional_backward(op, mode, saved, grad_y, grad_h_n, grad_c_n):
     for name, grad in (("grad_h_n", grad_h_n), ("grad_c_n", grad_c_n)):
         if grad is not None:
             check_shape(op, name, grad, (2, B, H))
+    outs = _weight_grad_outs(op, weight_grad_outs, [(w_ih, w_hh, saved.has_b_ih[d], saved.has_b_hh[d])
+                                                    for d, (w_ih, w_hh) in enumerate(saved.weights)], saved.x)
     if device == "cpu":
         runs = []
         for d, ((w_ih, w_hh), buffers) in enumerate(zip(saved.weights, saved.buffers)):
@@ -262,12 +302,12 @@ def _bidirectional_backward(op, mode, saved, grad_y, grad_h_n, grad_c_n):
         grad_x = runs[0][0] + runs[1][0]
         grad_h0 = np.stack([run[1] for run in runs])
         grad_c0 = np.stack([run[2] for run in runs]) if mode == "lstm" else None
-        per_direction = [run[3:] for run in runs]
+        per_direction = [_into(direction_outs, run[3:]) for run, direction_outs in zip(runs, outs)]
     else:
         from .cuda import rnn as gpu
         grad_x, grad_h0, grad_c0, per_direction = gpu.backward_directions(
             mode, saved.x, saved.weights, saved.has_b_ih, saved.has_b_hh, saved.buffers, 0,
-            *[None if g is None else contiguous(g) for g in (grad_y, grad_h_n, grad_c_n)])
+            *[None if g is None else contiguous(g) for g in (grad_y, grad_h_n, grad_c_n)], outs)
     states = (grad_x, grad_h0, grad_c0) if mode == "lstm" else (grad_x, grad_h0)
     return states + tuple(per_direction[0]) + tuple(per_direction[1])
 
@@ -278,10 +318,12 @@ def lstm_bidirectional(x, h0, c0, weights, lengths=None, training=False):
     return _bidirectional("lstm_bidirectional", "lstm", x, h0, c0, weights, lengths, training)
 
 
-def lstm_bidirectional_backward(saved, grad_y, grad_h_n=None, grad_c_n=None):
+def lstm_bidirectional_backward(saved, grad_y, grad_h_n=None, grad_c_n=None, *, weight_grad_outs=None):
     """(grad_x, grad_h0, grad_c0, then grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh of the forward direction
-    and the same four of the reverse one); bias entries None without biases."""
-    return _bidirectional_backward("lstm_bidirectional_backward", "lstm", saved, grad_y, grad_h_n, grad_c_n)
+    and the same four of the reverse one); bias entries None without biases. weight_grad_outs: a (w_ih, w_hh,
+    b_ih, b_hh) tuple of arrays or None per direction, as lstm_backward's."""
+    return _bidirectional_backward("lstm_bidirectional_backward", "lstm", saved, grad_y, grad_h_n, grad_c_n,
+                                   weight_grad_outs)
 
 
 def gru_bidirectional(x, h0, weights, lengths=None, training=False):
@@ -289,9 +331,10 @@ def gru_bidirectional(x, h0, weights, lengths=None, training=False):
     return _bidirectional("gru_bidirectional", "gru", x, h0, None, weights, lengths, training)
 
 
-def gru_bidirectional_backward(saved, grad_y, grad_h_n=None):
+def gru_bidirectional_backward(saved, grad_y, grad_h_n=None, *, weight_grad_outs=None):
     """(grad_x, grad_h0, then 4 weight gradients per direction, forward direction first)."""
-    return _bidirectional_backward("gru_bidirectional_backward", "gru", saved, grad_y, grad_h_n, None)
+    return _bidirectional_backward("gru_bidirectional_backward", "gru", saved, grad_y, grad_h_n, None,
+                                   weight_grad_outs)
 
 
 def rnn_bidirectional(x, h0, weights, nonlinearity="tanh", lengths=None, training=False):
@@ -301,7 +344,8 @@ def rnn_bidirectional(x, h0, weights, nonlinearity="tanh", lengths=None, trainin
     return _bidirectional("rnn_bidirectional", f"rnn_{nonlinearity}", x, h0, None, weights, lengths, training)
 
 
-def rnn_bidirectional_backward(saved, grad_y, grad_h_n=None):
+def rnn_bidirectional_backward(saved, grad_y, grad_h_n=None, *, weight_grad_outs=None):
     """(grad_x, grad_h0, then 4 weight gradients per direction, forward direction first)."""
     mode = saved.mode if isinstance(saved, BidirectionalSaved) and saved.mode.startswith("rnn_") else "rnn_tanh"
-    return _bidirectional_backward("rnn_bidirectional_backward", mode, saved, grad_y, grad_h_n, None)
+    return _bidirectional_backward("rnn_bidirectional_backward", mode, saved, grad_y, grad_h_n, None,
+                                   weight_grad_outs)

@@ -16,7 +16,7 @@ from kernels import backend
 from kernels._checks import positive_int
 
 from . import autograd, init
-from .autograd import Function
+from .functional import _Op
 from .layers import _dtype
 from .module import Module, Parameter
 from .tensor import Tensor, cat
@@ -27,12 +27,15 @@ __all__ = ["GRU", "LSTM", "RNN", "GRUCell", "LSTMCell", "RNNCell"]
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
 
-class _RecurrentLayer(Function):
+class _RecurrentLayer(_Op):
     """Shared plumbing: optional arguments given as None are not graph inputs, so their gradients are
     dropped; grad_outputs of unused outputs arrive as None and are passed on as None."""
 
-    def _keep(self, grads):
-        return tuple(grad for grad, present in zip(grads, self.present) if present)
+    def _weight_outs(self, first):
+        """gradient_out of the four weights from input position `first` (w_ih, w_hh, b_ih, b_hh): where the
+        backward writes their gradients (a flat optimizer's buffer) instead of new arrays."""
+        needs = self.needs()
+        return tuple(self.out_for(position, needs[position]) for position in range(first, first + 4))
 
 
 class LSTMLayer(_RecurrentLayer):
@@ -45,7 +48,8 @@ class LSTMLayer(_RecurrentLayer):
         return result[:3]
 
     def backward(self, grad_y, grad_h_n, grad_c_n):
-        return self._keep(kernels.lstm_backward(self.saved, grad_y, grad_h_n, grad_c_n))
+        return self.grads(*kernels.lstm_backward(self.saved, grad_y, grad_h_n, grad_c_n,
+                                                weight_grad_outs=self._weight_outs(3)))
 
 
 class GRULayer(_RecurrentLayer):
@@ -57,7 +61,7 @@ class GRULayer(_RecurrentLayer):
         return result[:2]
 
     def backward(self, grad_y, grad_h_n):
-        return self._keep(kernels.gru_backward(self.saved, grad_y, grad_h_n))
+        return self.grads(*kernels.gru_backward(self.saved, grad_y, grad_h_n, weight_grad_outs=self._weight_outs(2)))
 
 
 class RNNLayer(_RecurrentLayer):
@@ -71,7 +75,7 @@ class RNNLayer(_RecurrentLayer):
         return result[:2]
 
     def backward(self, grad_y, grad_h_n):
-        return self._keep(kernels.rnn_backward(self.saved, grad_y, grad_h_n))
+        return self.grads(*kernels.rnn_backward(self.saved, grad_y, grad_h_n, weight_grad_outs=self._weight_outs(2)))
 
 
 class BidirectionalLayer(_RecurrentLayer):
@@ -96,13 +100,14 @@ class BidirectionalLayer(_RecurrentLayer):
         return result
 
     def backward(self, grad_y, grad_h_n, grad_c_n=None):
+        outs = (self._weight_outs(3), self._weight_outs(7))
         if self.mode == "lstm":
-            grads = kernels.lstm_bidirectional_backward(self.saved, grad_y, grad_h_n, grad_c_n)
+            grads = kernels.lstm_bidirectional_backward(self.saved, grad_y, grad_h_n, grad_c_n, weight_grad_outs=outs)
         else:
             backward = kernels.gru_bidirectional_backward if self.mode == "gru" else kernels.rnn_bidirectional_backward
-            grads = backward(self.saved, grad_y, grad_h_n)
+            grads = backward(self.saved, grad_y, grad_h_n, weight_grad_outs=outs)
             grads = grads[:2] + (None,) + grads[2:]
-        return self._keep(grads)
+        return self.grads(*grads)
 
 
 def check_sizes(name, **sizes):

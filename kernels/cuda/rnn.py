@@ -288,10 +288,12 @@ def forward_directions(mode, x, h0, c0, weights, host_lengths, reverse=0):
     return y, {"states": states, "cells": cells, "gates": gates, "aux": aux, "lengths": lengths}
 
 
-def backward_directions(mode, x, weights, has_b_ih, has_b_hh, buffers, reverse, grad_y, grad_h_n, grad_c_n):
+def backward_directions(mode, x, weights, has_b_ih, has_b_hh, buffers, reverse, grad_y, grad_h_n, grad_c_n,
+                        outs=None):
     """Gradients of forward_directions' layer: weights[d] = (w_ih, w_hh); grad_y (T, B, D*H), grad_h_n and
     grad_c_n (D, B, H), each or None. Returns (grad_x, grad_h0 (D, B, H), grad_c0 or None, per direction
-    (grad_w_ih, grad_w_hh, grad_b_ih or None, grad_b_hh or None))."""
+    (grad_w_ih, grad_w_hh, grad_b_ih or None, grad_b_hh or None)). outs: per direction four arrays or None
+    (checked by the caller) that the weight gradients are written into."""
     from ..gemm import matmul
     xp = backend.array_module(x)
     T, B, I = x.shape
@@ -334,24 +336,38 @@ def backward_directions(mode, x, weights, has_b_ih, has_b_hh, buffers, reverse, 
     ones = xp.ones((1, T * B), xp.float32)
     per_direction = []
     for d, (w_ih, _) in enumerate(weights):
+        out_w_ih, out_w_hh, out_b_ih, out_b_hh = (None,) * 4 if outs is None else outs[d]
         flat = grad_gates[d].reshape(T * B, G * H)
         hidden_flat = grad_hidden[d].reshape(T * B, G * H) if mode == "gru" else flat
         if grad_x is None:
             grad_x = matmul(flat, w_ih)
         else:
             matmul(flat, w_ih, beta=1.0, out=grad_x)
-        grad_w_ih = matmul(flat, x_flat, trans_a=True)
+        grad_w_ih = matmul(flat, x_flat, trans_a=True, out=out_w_ih)
         prev = states[d][prev_state_slice(T, _reversed(reverse, d))].reshape(T * B, H)
-        grad_w_hh = matmul(hidden_flat, prev, trans_a=True)
-        grad_b_ih = matmul(ones, flat).reshape(G * H) if has_b_ih[d] else None
+        grad_w_hh = matmul(hidden_flat, prev, trans_a=True, out=out_w_hh)
+        grad_b_ih = _column_sums(matmul, ones, flat, out_b_ih) if has_b_ih[d] else None
         grad_b_hh = None
         if has_b_hh[d]:
-            if grad_b_ih is not None and mode != "gru":
-                grad_b_hh = grad_b_ih.copy()
+            if grad_b_ih is not None and mode != "gru":   # (the same sums: copied)
+                grad_b_hh = grad_b_ih.copy() if out_b_hh is None else _copied_into(out_b_hh, grad_b_ih)
             else:
-                grad_b_hh = matmul(ones, hidden_flat).reshape(G * H)
+                grad_b_hh = _column_sums(matmul, ones, hidden_flat, out_b_hh)
         per_direction.append((grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh))
     return grad_x.reshape(T, B, I), grad_h, (grad_c if mode == "lstm" else None), per_direction
+
+
+def _column_sums(matmul, ones, matrix, out):
+    """ones (1, rows) @ matrix (rows, n) as an (n,) vector: `out` itself when given."""
+    if out is None:
+        return matmul(ones, matrix).reshape(matrix.shape[1])
+    matmul(ones, matrix, out=out.reshape(1, -1))
+    return out
+
+
+def _copied_into(out, values):
+    out[...] = values
+    return out
 
 
 def forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, host_lengths, reverse):
@@ -364,12 +380,13 @@ def forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, host_lengths, reverse):
     return y, buffers["states"][0], cells, buffers["gates"][0], aux, buffers
 
 
-def backward(saved, grad_y, grad_h_n, grad_c_n):
-    """(grad_x, grad_h0, grad_c0 or None, grad_w_ih, grad_w_hh, grad_b_ih or None, grad_b_hh or None)."""
+def backward(saved, grad_y, grad_h_n, grad_c_n, outs=None):
+    """(grad_x, grad_h0, grad_c0 or None, grad_w_ih, grad_w_hh, grad_b_ih or None, grad_b_hh or None); outs: the
+    four weight gradients' arrays or None."""
     grad_x, grad_h, grad_c, per_direction = backward_directions(
         saved.mode, saved.x, [(saved.w_ih, saved.w_hh)], (saved.has_b_ih,), (saved.has_b_hh,), saved.extra,
         int(saved.reverse), grad_y, None if grad_h_n is None else grad_h_n[None],
-        None if grad_c_n is None else grad_c_n[None])
+        None if grad_c_n is None else grad_c_n[None], None if outs is None else [outs])
     return (grad_x, grad_h[0], None if grad_c is None else grad_c[0]) + per_direction[0]
 
 

@@ -38,15 +38,15 @@ def ours_forward(mode, a, lengths=None, reverse=False, training=False):
                        lengths=lengths, reverse=reverse, training=training)
 
 
-def ours_backward(mode, saved, grad_y, grad_h, grad_c):
+def ours_backward(mode, saved, grad_y, grad_h, grad_c, weight_grad_outs=None):
     """Gradients as a dict keyed like the inputs of make_layer."""
     if mode == "lstm":
         names = ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh")
-        grads = kernels.lstm_backward(saved, grad_y, grad_h, grad_c)
+        grads = kernels.lstm_backward(saved, grad_y, grad_h, grad_c, weight_grad_outs=weight_grad_outs)
     else:
         names = ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh")
         backward = kernels.gru_backward if mode == "gru" else kernels.rnn_backward
-        grads = backward(saved, grad_y, grad_h)
+        grads = backward(saved, grad_y, grad_h, weight_grad_outs=weight_grad_outs)
     return dict(zip(names, grads))
 
 
@@ -334,3 +334,39 @@ def test_bidirectional_bad_input():
         kernels.lstm_bidirectional_backward(saved, np.zeros((3, 2, 5), np.float32))
     with pytest.raises(TypeError, match="gru_bidirectional_backward: saved must come from the matching"):
         kernels.gru_bidirectional_backward(saved, None)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_weight_gradients_into_given_arrays(mode):
+    """weight_grad_outs: the four weight gradients (per direction) land in the given arrays, which are returned;
+    an out for a missing bias, a wrong shape or a wrong structure is an error naming the op."""
+    T, B, I, H = 4, 3, 5, 6
+    names = ("w_ih", "w_hh", "b_ih", "b_hh")
+    a = make_layer(mode, T, B, I, H, seed=60)
+    saved = ours_forward(mode, a, training=True)[-1]
+    grad_y = random_array((T, B, H), np.float64, 61)
+    expected = ours_backward(mode, saved, grad_y, None, None)
+    outs = tuple(np.full(a[k].shape, np.nan) for k in names)
+    given = ours_backward(mode, saved, grad_y, None, None, weight_grad_outs=outs)
+    assert all(given[k] is out for k, out in zip(names, outs))
+    for key, wanted in expected.items():
+        np.testing.assert_array_equal(given[key], wanted, err_msg=key)
+    weights = [tuple(a[k] for k in names)] * 2
+    grad_y2 = random_array((T, B, 2 * H), np.float64, 62)
+    _, expected, _ = run_bidirectional(mode, a["x"], None, None, weights, None, grad_y2, None, None)
+    reverse_outs = tuple(np.full(a[k].shape, np.nan) for k in names)
+    _, given, _ = run_bidirectional(mode, a["x"], None, None, weights, None, grad_y2, None, None,
+                                    weight_grad_outs=((None,) * 4, reverse_outs))
+    assert all(g is out for g, out in zip(given[-4:], reverse_outs))
+    for value, wanted in zip(given, expected):
+        np.testing.assert_array_equal(value, wanted)
+    op = f"{mode[:3]}_backward" if mode != "lstm" else "lstm_backward"
+    wrong_shape = rf"{op}: weight_grad_outs\[0\] \(w_hh\) must be \(\d+, 6\) float64, got"
+    with pytest.raises(ValueError, match=wrong_shape):
+        ours_backward(mode, saved, grad_y, None, None, weight_grad_outs=(None, np.zeros((2, 6)), None, None))
+    unbiased = ours_forward(mode, {**a, "b_ih": None, "b_hh": None}, training=True)[-1]
+    bias_out = (None, None, np.zeros(a["b_ih"].shape), None)
+    with pytest.raises(ValueError, match=rf"{op}: an out for grad_b_ih was given, but the layer has no b_ih"):
+        ours_backward(mode, unbiased, grad_y, None, None, weight_grad_outs=bias_out)
+    with pytest.raises(TypeError, match=rf"{op}: weight_grad_outs must be 1 \(w_ih, w_hh, b_ih, b_hh\)"):
+        ours_backward(mode, saved, grad_y, None, None, weight_grad_outs=(None, None))

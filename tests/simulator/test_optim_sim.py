@@ -528,3 +528,39 @@ def test_a_parameter_given_twice_to_one_op_keeps_its_gradient_out_of_the_flat_bu
             (op(w, w) * nn.Tensor(c)).sum().backward()
             assert_close(w.grad.numpy(), w_t.grad.numpy(), np.float32, scale=4)
             optimizer.step()
+
+
+def test_recurrent_gradients_are_written_straight_into_the_flat_buffer(monkeypatch):
+    """The same for a bidirectional LSTM and a single-direction GRU: their weight gradients (the LSTM's second
+    bias copied, the same sums) go into the flat buffer, and the weights equal those of a per-parameter SGD."""
+    import nn
+    from nn.tensor import Tensor
+    arrived_in_place = []
+    accumulate = Tensor._accumulate
+
+    def spy(tensor, grad):
+        slot = tensor._grad_slot
+        arrived_in_place.append(slot is not None and grad is slot[1])
+        accumulate(tensor, grad)
+
+    monkeypatch.setattr(Tensor, "_accumulate", spy)
+    x = nn.Tensor(random_array((3, 2, 2), seed=31))
+
+    def train(flat):
+        nn.manual_seed(2)
+        lstm, gru = nn.LSTM(2, 3, bidirectional=True), nn.GRU(6, 2)
+        parameters = list(lstm.parameters()) + list(gru.parameters())
+        optimizer = nn.optim.SGD(parameters, lr=0.1, momentum=0.9, flat=flat)
+        for _ in range(2):
+            arrived_in_place.clear()
+            optimizer.zero_grad()
+            (gru(lstm(x)[0])[0] ** 2).sum().backward()
+            optimizer.step()
+        return parameters, list(arrived_in_place)
+
+    flat, arrivals = train(True)
+    assert arrivals == [True] * 12
+    monkeypatch.setenv("NUMBANET_BACKEND", "cpu")
+    reference, _ = train(False)
+    for p, q in zip(flat, reference):
+        assert_close(p.data, q.data, np.float32)

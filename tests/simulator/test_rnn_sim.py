@@ -273,3 +273,23 @@ def test_the_units_switch_is_read_and_checked(monkeypatch):
     automatic = gpu._plan_key("forward", CELLS["lstm"], 4, 64, 2)
     monkeypatch.setattr(gpu, "min_units", 16)
     assert gpu._plan_key("forward", CELLS["lstm"], 4, 64, 2) == automatic + (16,)
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_weight_gradients_written_into_given_arrays(mode):
+    """weight_grad_outs on the CUDA path: the GEMMs write the weight gradients into the given arrays (NaN here to
+    begin with), with the values of a backward that makes its own; for the LSTM the second bias's gradient (the
+    same sums) is copied into its array."""
+    T, B, I, H = 3, 2, 3, 4
+    names = ("w_ih", "w_hh", "b_ih", "b_hh")
+    pair = (layer(mode, T, B, I, H, seed=100), layer(mode, T, B, I, H, seed=110))
+    weights = [tuple(a[k] for k in names) for a in pair]
+    grad_y = random_array((T, B, 2 * H), seed=46)
+    _, expected, _ = shared_run_bidirectional(mode, pair[0]["x"], None, None, weights, None, grad_y, None, None)
+    outs = [tuple(np.full(a[k].shape, np.nan, np.float32) for k in names) for a in pair]
+    _, given, saved = shared_run_bidirectional(mode, pair[0]["x"], None, None, weights, None, grad_y, None, None,
+                                               weight_grad_outs=outs)
+    assert saved.device == "cuda"
+    assert all(g is out for g, out in zip(given[-8:], outs[0] + outs[1]))
+    for value, wanted in zip(given, expected):
+        np.testing.assert_array_equal(value, wanted)
