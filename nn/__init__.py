@@ -1,6 +1,7 @@
 """numbanet.nn: tensors with autograd, layers, losses, optimizers and models built on `kernels`."""
 from .autograd import enable_grad, no_grad
 from .tensor import Tensor, cat, stack, tensor
+from .tensor_methods import where  # noqa: F401
 from .module import Module, Parameter
 from .containers import ModuleDict, ModuleList, Sequential
 from . import init, optim, utils

@@ -13,11 +13,13 @@ from kernels import backend
 from . import autograd
 from .tensor_in_place import InPlaceOps
 from .tensor_maths import MathOps, MaxResult  # noqa: F401  (MaxResult: torch's name, importable here)
+from .tensor_methods import TensorMethods
+from .tensor_shape import ShapeOps
 from .tensor_functions import (Add, Cast, Clone, Concat, Div, Expand, Index, Mul, Permute, Pow, PowTensor, Repeat,
                                Reshape, Stack, Sub, ToDevice)
 
 
-class Tensor(MathOps, InPlaceOps):
+class Tensor(MathOps, TensorMethods, ShapeOps, InPlaceOps):
     __array_priority__ = 1000  # so that ndarray + Tensor defers to Tensor.__radd__
 
     def __init__(self, data, requires_grad=False):
@@ -205,6 +207,8 @@ class Tensor(MathOps, InPlaceOps):
         return Div.apply(*_true_division(*_operands(self, other)[::-1]))
 
     def __neg__(self):
+        if self.dtype.kind == "b":   # -1 cast to bool is True: x * True would silently be x
+            raise TypeError("neg: negation of a bool tensor is not supported (as in torch)")
         return Mul.apply(self, _as_tensor(-1.0, self))
 
     def __pow__(self, exponent):

@@ -11,6 +11,26 @@ def _dims(dim):
     return (dim,) if isinstance(dim, int) else tuple(dim)
 
 
+def check_dim(op, dim, ndim):
+    """`dim` as a non-negative int for a tensor of `ndim` dims (a 0-dim tensor takes 0 and -1, as torch)."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{op}: dim must be an int, got {type(dim).__name__}")
+    bound = max(ndim, 1)
+    if not -bound <= dim < bound:
+        raise IndexError(f"{op}: dim {dim} is out of range for a tensor of {ndim} dims "
+                         f"(expected in [{-bound}, {bound - 1}])")
+    return int(dim) % bound
+
+
+def scatter_add(full, index, values):
+    """full[index] += values, with repeated positions adding up (NumPy's add.at, CuPy's scatter_add)."""
+    if backend.is_gpu_array(full):
+        import cupyx
+        cupyx.scatter_add(full, index, values)
+    else:
+        np.add.at(full, index, values)
+
+
 def unbroadcast(grad, shape):
     """Sum `grad` down to `shape`, undoing NumPy broadcasting."""
     if grad.shape == tuple(shape):
@@ -205,13 +225,13 @@ class Index(Function):
         return out
 
     def backward(self, grad):
-        xp = backend.array_module(grad)
-        full = xp.zeros(self.shape, dtype=self.dtype)
-        if xp is np:
-            np.add.at(full, self.index, grad)  # repeated indices accumulate
+        full = backend.array_module(grad).zeros(self.shape, dtype=self.dtype)
+        parts = self.index if isinstance(self.index, tuple) else (self.index,)
+        if all(isinstance(p, (slice, type(None), type(Ellipsis))) or
+               isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in parts):
+            full[self.index] = grad   # ints and slices reach each element once: no scatter needed
         else:
-            import cupyx
-            cupyx.scatter_add(full, self.index, grad)
+            scatter_add(full, self.index, grad)
         return full
 
 

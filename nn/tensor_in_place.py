@@ -27,6 +27,19 @@ class InPlaceOps:
             raise TypeError(f"copy_: src must be a Tensor or an array, got {type(src).__name__}")
         return self._write("copy_", Ellipsis, src)
 
+    def masked_fill_(self, mask, value):
+        """Write `value` (a number or a 0-dim tensor) where the bool `mask`, broadcast to self's shape, is true."""
+        from .tensor_methods import _condition
+        mask = _condition("masked_fill_", "mask", mask, self)
+        if isinstance(value, tensor.Tensor) and value.ndim != 0:
+            raise ValueError(f"masked_fill_: the value must be a number or a 0-dim tensor, got shape {value.shape}")
+        try:
+            mask = self.xp.broadcast_to(mask, self.shape)
+        except ValueError:
+            raise ValueError(f"masked_fill_: a mask of shape {tuple(mask.shape)} does not broadcast to the tensor's "
+                             f"shape {self.shape}") from None
+        return self._write("masked_fill_", mask, value)
+
     def __setitem__(self, index, value):
         self._write("__setitem__", tensor._index(index), value)
 

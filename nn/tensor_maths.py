@@ -5,7 +5,8 @@ import numbers
 import numpy as np
 
 from . import tensor
-from .tensor_functions import Abs, Clamp, Exp, Log, Max, Min, Norm, Std, Sum, Var, _dims
+from .tensor_functions import Abs, Clamp, Exp, Log, Max, Min, Norm, Std, Sum, Var, _dims, check_dim
+from .tensor_functions_maths import Amax, Amin, Cos, Cumsum, Expm1, Log1p, Prod, Rounding, Sin
 
 
 class MathOps:
@@ -30,6 +31,91 @@ class MathOps:
         return Abs.apply(self)
 
     __abs__ = abs
+
+    def square(self):
+        return self ** 2
+
+    def rsqrt(self):
+        return self ** -0.5
+
+    def reciprocal(self):
+        return 1 / self
+
+    # integer inputs give float32, as torch's
+    def sin(self):
+        return Sin.apply(_floating(self))
+
+    def cos(self):
+        return Cos.apply(_floating(self))
+
+    def log1p(self):
+        return Log1p.apply(_floating(self))
+
+    def expm1(self):
+        return Expm1.apply(_floating(self))
+
+    def isnan(self):
+        return tensor.Tensor(self.xp.isnan(self.data))
+
+    # piecewise constant: a zero gradient, as torch's
+    def sign(self):
+        return tensor.Tensor(self.data.copy()) if self.dtype.kind == "b" else Rounding.apply(self, how="sign")
+
+    def floor(self):
+        return self._rounded("floor")
+
+    def ceil(self):
+        return self._rounded("ceil")
+
+    def trunc(self):
+        return self._rounded("trunc")
+
+    def round(self, *, decimals=0):
+        """Half to even, as torch (and to `decimals` places: x * 10**decimals rounded, divided back)."""
+        return self._rounded("round", decimals)
+
+    def _rounded(self, how, decimals=0):
+        if self.dtype.kind == "b":
+            raise TypeError(f"{how}: not supported for bool tensors (as in torch)")
+        if self.dtype.kind in "iu":   # already whole: a copy, as torch (which has no integer round to decimals)
+            if decimals:
+                raise TypeError(f"round: decimals={decimals} needs a floating-point tensor, got {self.dtype}")
+            return tensor.Tensor(self.data.copy())
+        return Rounding.apply(self, how=how, decimals=decimals)
+
+    def prod(self, dim=None, keepdim=False):
+        """The product of all elements, or over one int `dim`; integer and bool tensors give int64, as torch."""
+        if dim is not None:
+            dim = check_dim("prod", dim, self.ndim)
+            if self.ndim == 0:
+                return self.clone() if self.dtype.kind == "f" else tensor.Tensor(self.data.astype(np.int64))
+        return Prod.apply(self, dim=dim, keepdim=keepdim)
+
+    def cumsum(self, dim):
+        """Running sums along `dim` (integer and bool tensors give int64, as torch)."""
+        dim = check_dim("cumsum", dim, self.ndim)
+        if self.ndim == 0:
+            return self.reshape(1).cumsum(0).reshape(())
+        return Cumsum.apply(self, dim=dim)
+
+    def amax(self, dim=(), keepdim=False):
+        """The maximum over `dim` (an int or a tuple; () for all), the gradient shared evenly by the ties."""
+        return self._amax(Amax, "amax", dim, keepdim)
+
+    def amin(self, dim=(), keepdim=False):
+        return self._amax(Amin, "amin", dim, keepdim)
+
+    def _amax(self, function, name, dim, keepdim):
+        axes = tuple(check_dim(name, d, self.ndim) for d in _dims(dim))
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"{name}: a dim appears more than once in {dim!r}")
+        if self.ndim == 0:
+            return function.apply(self, axes=None, keepdim=False)
+        empty = [d for d in (axes or range(self.ndim)) if self.shape[d] == 0]
+        if empty:
+            raise ValueError(f"{name}: cannot reduce over dim {empty[0]} of size 0 (shape {self.shape}); "
+                             f"there is no maximum or minimum of no elements")
+        return function.apply(self, axes=axes or None, keepdim=keepdim)
 
     def max(self, dim=None, keepdim=False):
         """Like torch: the maximum, or with `dim` a (values, indices) pair."""
@@ -125,6 +211,10 @@ class MathOps:
     def log_softmax(self, dim=-1):
         from . import functional
         return functional.log_softmax(self, dim)
+
+
+def _floating(x):
+    return x.float() if x.dtype.kind in "biu" else x
 
 
 class MaxResult(tuple):
