@@ -65,6 +65,31 @@ TENSOR_CASES = {
     "var/std": (lambda x: (x.var(dim=1), x.std(dim=0, keepdim=True), x.var(correction=0)), [X]),
     "norm": (lambda x: (x.norm(), x.norm(p=1, dim=1)), [X]),
     "clone/casts": (lambda x: (x.clone() * 2, x.double().float()), [X]),
+    # tests/nn/test_tensor_methods.py's methods (CuPy's where/take_along_axis/scatter_add/argsort/cumprod)
+    "add/sub/mul/div methods": (lambda x, y: (x.add(y, alpha=2.0), x.sub(y, alpha=0.5), x.mul(y).div(y.abs() + 1.0),
+                                              x.neg().pow(2), x.matmul(y.t())), [X, Y]),
+    "maximum/minimum with ties": (lambda x, y: (x.maximum(y.clamp(max=0.2)), x.clamp(min=0).minimum(y.clamp(min=0))),
+                                  [X, Y]),
+    "where/masked_fill": (lambda x, y: (nn.where(x > y, x, y), x.where(x > 0, 0.5), x.masked_fill(y > 0, -1.0),
+                                        x.masked_fill(y[0] > 0, y.sum())), [X, Y]),
+    "comparisons/isnan": (lambda x, y: (x.eq(y[0]), x.lt(y), x.ge(0.1), x.ne(x), x.isnan()), [X, Y]),
+    "unary maths": (lambda x: (x.square(), x.abs().rsqrt(), x.sin(), x.cos(), x.log1p(), x.expm1(), x.reciprocal(),
+                               x.sign(), (x * 3).round(), x.round(decimals=1), (x * 2).floor()), [X]),
+    "prod/cumsum": (lambda x: (x.prod(1), (x + 1).prod(), x.clamp(min=0).prod(0), x.cumsum(0), x.cumsum(-1)), [X]),
+    "amax/amin with ties": (lambda x: (x.clamp(max=0.2).amax(1), x.amin((0, 1)),
+                                       x.clamp(min=-0.3).amin(0, keepdim=True)), [X]),
+    "flip/roll/chunk/split/unbind": (lambda x: (x.flip(0, 1), x.roll(2, 1), x.roll(-3), *x.chunk(3, 1),
+                                                *x.split([2, 3]), *x.unbind(1)), [X]),
+    "gather/index_select repeats": (lambda x: (
+        x.gather(1, nn.Tensor(_like(x, np.array([[0, 0, 6], [3, 3, 3], [1, 2, 1], [6, 5, 4], [0, 1, 0]])))),
+        x.index_select(0, nn.Tensor(_like(x, np.array([4, 0, 4, 4]))))), [X]),
+    "sort/argsort/topk": (lambda x: (x.sort(1).values, x.sort(0, descending=True).indices, x.argsort(1),
+                                     *x.topk(3), *x.topk(2, dim=0, largest=False)), [X]),
+    "sort with nans and ties": (lambda x: (*x.masked_fill(x > 0.5, float("nan")).clamp(min=-0.2).sort(1, stable=True),
+                                           *x.masked_fill(x < -0.5, float("nan")).sort(0, descending=True, stable=True),
+                                           x.masked_fill(x > 0.5, float("nan")).topk(2).values), [X]),
+    "new_*/int/bool": (lambda x: (x.new_zeros(2, 3), x.new_full((7,), 1.5) * x[0], x.new_tensor([1, 2]), x.int(),
+                                  x.bool(), x.new_ones(3, dtype=np.int64)), [X]),
 }
 
 
@@ -89,6 +114,25 @@ def test_in_place_ops_under_no_grad_write_into_gpu_arrays():
     assert_close(cupy.asnumpy(x.data), expected * 3.0, np.float32, **GPU_TOLERANCE)
     with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
         x.zero_()
+
+
+def test_tensor_methods_keep_data_on_the_gpu():
+    import cupy
+    x = nn.Tensor(cupy.asarray(X))
+    assert x.is_cuda and x.cuda() is x and not x.cpu().is_cuda and x.cpu().cuda().is_cuda
+    for made in (x.new_zeros(2), x.new_tensor([1.0]), x.new_full((1,), 2), x.int(), x.sort().indices, x.isnan(),
+                 x.topk(1).indices, x.masked_fill(x > 0, 0.0), nn.where(x > 0, 1.0, 0.0)):
+        assert isinstance(made.data, cupy.ndarray)
+    assert isinstance(nn.Tensor(X).new_zeros(2, device="cuda").data, cupy.ndarray)
+    data = x.data
+    expected = np.where(Y > 0, -1.0, X).astype(np.float32)
+    x.masked_fill_(nn.Tensor(cupy.asarray(Y > 0)), -1.0)
+    assert x.data is data
+    assert_close(cupy.asnumpy(x.data), expected, np.float32, **GPU_TOLERANCE)
+    with pytest.raises(IndexError, match="gather: index 7 is out of bounds"):
+        x.gather(1, nn.Tensor(cupy.asarray(np.full((5, 1), 7))))
+    with pytest.raises(ValueError, match="where: condition is on cpu but the tensor is on cuda"):
+        nn.where(nn.Tensor(X > 0), x, x)
 
 
 LOGITS = random_array((6, 4, 3), seed=3)
