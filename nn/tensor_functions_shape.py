@@ -1,5 +1,5 @@
-"""The Functions behind Tensor's flip, roll, gather and index_select (nn/tensor_shape.py; sort and topk read
-their values with Gather): forward on the raw arrays of either device, backward moving the gradient back to
+"""The Functions behind Tensor's flip, roll, chunk/split/unbind, gather and index_select (nn/tensor_shape.py;
+sort and topk read their values with Gather): forward on the raw arrays of either device, backward moving the gradient back to
 where each value came from, repeated positions adding up."""
 from kernels import backend
 
@@ -27,6 +27,23 @@ class Roll(Function):
     def backward(self, grad):
         back = -self.shifts if isinstance(self.shifts, int) else tuple(-s for s in self.shifts)
         return backend.array_module(grad).roll(grad, back, axis=self.dims)
+
+
+class Split(Function):
+    """Views of `a` along `dim` at each of `positions` (slices for chunk and split, ints for unbind), as torch's:
+    in-place writes into one reach a. One node for all the parts, so the backward fills one gradient array (a
+    node per part would each make an array of a's size)."""
+    def forward(self, a, dim, positions):
+        self.shape, self.dtype, self.dim, self.positions = a.shape, a.dtype, dim, positions
+        return tuple(a[(slice(None),) * dim + (position, Ellipsis)] for position in positions)
+
+    def backward(self, *grads):
+        xp = backend.array_module(next(g for g in grads if g is not None))
+        full = xp.zeros(self.shape, dtype=self.dtype)
+        for position, grad in zip(self.positions, grads):
+            if grad is not None:
+                full[(slice(None),) * self.dim + (position,)] = grad
+        return full
 
 
 class Gather(Function):

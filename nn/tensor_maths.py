@@ -19,10 +19,10 @@ class MathOps:
         return self.sum(dim, keepdim) * (1.0 / count if count else float("nan"))
 
     def exp(self):
-        return Exp.apply(self)
+        return Exp.apply(_floating(self))
 
     def log(self):
-        return Log.apply(self)
+        return Log.apply(_floating(self))
 
     def sqrt(self):
         return self ** 0.5

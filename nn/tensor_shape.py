@@ -11,7 +11,7 @@ from kernels import backend
 
 from . import tensor
 from .tensor_functions import check_dim
-from .tensor_functions_shape import Flip, Gather, IndexSelect, Roll
+from .tensor_functions_shape import Flip, Gather, IndexSelect, Roll, Split
 from .tensor_maths import MaxResult
 
 
@@ -59,7 +59,7 @@ class ShapeOps:
         dim = self._split_dim("chunk", dim)
         size = self.shape[dim]
         if size == 0:
-            return tuple(self._slice(dim, 0, 0) for _ in range(chunks))
+            return self._parts(dim, [slice(0, 0)] * chunks)
         return self.split(math.ceil(size / chunks), dim)
 
     def split(self, split_size_or_sections, dim=0):
@@ -77,20 +77,23 @@ class ShapeOps:
             raise ValueError(f"split: the sizes {list(sections)} must add up to {size}, the size of dim {dim} "
                              f"(shape {self.shape})")
         starts = np.cumsum([0] + list(sections[:-1]))
-        return tuple(self._slice(dim, int(start), int(start + n)) for start, n in zip(starts, sections))
+        return self._parts(dim, [slice(int(start), int(start + n)) for start, n in zip(starts, sections)])
 
     def unbind(self, dim=0):
         """The slices at each position of `dim`, that dim removed (views, as torch's)."""
         dim = self._split_dim("unbind", dim)
-        return tuple(self[(slice(None),) * dim + (i,)] for i in range(self.shape[dim]))
+        return self._parts(dim, list(range(self.shape[dim])))
 
     def _split_dim(self, op, dim):
         if self.ndim == 0:
             raise ValueError(f"{op}: needs a tensor with at least 1 dim, got a 0-dim tensor")
         return check_dim(op, dim, self.ndim)
 
-    def _slice(self, dim, start, stop):
-        return self[(slice(None),) * dim + (slice(start, stop),)]
+    def _parts(self, dim, positions):
+        parts = Split.apply(self, dim=dim, positions=positions)
+        for part in parts:
+            part._copy_of_view = self._copy_of_view   # a view of a copy is still not the original's memory
+        return parts
 
     def gather(self, dim, index):
         """Values along `dim` at the positions `index` holds (torch.gather): index is an int64 or int32 tensor with

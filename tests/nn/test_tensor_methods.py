@@ -71,6 +71,8 @@ DIFFERENTIABLE = {
                            nn.stack(a.unbind(1)[::-1], 1),
                            [A], lambda a: torch.cat(a.chunk(3, 1)[::-1], 1) + torch.cat(a.split([1, 2], 0)[::-1], 0) +
                            torch.stack(a.unbind(1)[::-1], 1)),
+    "some parts used": (lambda a: a.chunk(3, 1)[1] * a.unbind(0)[2][:2] + a[0].unbind()[3] + a.split(2, 1)[1],
+                        [A], None),
     "view_as t mT": (lambda a, b: a.view_as(b.t()) * b.t() + a.t().mT.t() + a.reshape(2, 2, 3).mT.reshape(4, 3),
                      [A, B], None),
     "gather repeats": (lambda a: a.gather(1, nn.Tensor(np.array([[0, 0, 3], [2, 1, 2]]))),
@@ -170,10 +172,10 @@ def test_comparison_methods_are_elementwise_bool_without_gradient(other):
         np.testing.assert_array_equal(got.data, getattr(reference, method)(their_other).numpy(), err_msg=method)
 
 
-@pytest.mark.filterwarnings("ignore:divide by zero")   # rsqrt(0), 1 / 0: inf, as torch's
+@pytest.mark.filterwarnings("ignore:divide by zero")   # rsqrt(0), 1 / 0, log(0): infinite, as torch's
 def test_result_dtypes_of_integer_and_bool_inputs_as_torch():
     integers, flags = np.array([[3, 1, 2], [0, 4, 1]], np.int32), np.array([True, False, True])
-    cases = [lambda t: t.sin(), lambda t: t.cos(), lambda t: t.log1p(), lambda t: t.expm1(), lambda t: t.rsqrt(),
+    cases = [lambda t: t.exp(), lambda t: t.log(), lambda t: t.sin(), lambda t: t.cos(), lambda t: t.log1p(), lambda t: t.expm1(), lambda t: t.rsqrt(),
              lambda t: t.reciprocal(), lambda t: t.square(), lambda t: t.sqrt(), lambda t: t.isnan(),
              lambda t: t.sign(), lambda t: t.floor(), lambda t: t.round(), lambda t: t.prod(), lambda t: t.prod(1),
              lambda t: t.cumsum(1), lambda t: t.amax(1), lambda t: t.flip(0), lambda t: t.add(t, alpha=2),
