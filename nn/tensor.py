@@ -208,7 +208,7 @@ class Tensor(MathOps, TensorMethods, ShapeOps, InPlaceOps):
 
     def __neg__(self):
         if self.dtype.kind == "b":   # -1 cast to bool is True: x * True would silently be x
-            raise TypeError("neg: negation of a bool tensor is not supported (as in torch)")
+            raise TypeError("neg: negation of a bool tensor is not supported (as in torch): use ~x or x.logical_not()")
         return Mul.apply(self, _as_tensor(-1.0, self))
 
     def __pow__(self, exponent):

@@ -103,10 +103,19 @@ class Expm1(Function):
 
 class Rounding(Function):
     """sign, floor, ceil, trunc, round (half to even, optionally to `decimals`) of a floating array: piecewise
-    constant, so the gradient is zero everywhere, as torch's (not None: the result still requires grad)."""
+    constant, so the gradient is zero everywhere, as torch's (not None: the result still requires grad).
+    round(decimals) scales in the array's own dtype, as torch and NumPy do (CuPy's round scales float32 in
+    float64, which rounds 0.35 to 0.3 where torch gives 0.4); sign of NaN is 0, as torch's."""
     def forward(self, a, how, decimals=0):
         xp = backend.array_module(a)
-        return xp.round(a, decimals) if how == "round" else getattr(xp, how)(a)
+        if how == "round":
+            if decimals == 0:
+                return xp.rint(a)
+            scale = a.dtype.type(10.0 ** abs(decimals))
+            return xp.rint(a * scale) / scale if decimals > 0 else xp.rint(a / scale) * scale
+        if how == "sign" and a.dtype.kind == "f":
+            return xp.where(xp.isnan(a), a.dtype.type(0), xp.sign(a))
+        return getattr(xp, how)(a)
 
     def backward(self, grad):
         return backend.array_module(grad).zeros_like(grad)

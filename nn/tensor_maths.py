@@ -57,6 +57,15 @@ class MathOps:
     def isnan(self):
         return tensor.Tensor(self.xp.isnan(self.data))
 
+    def __invert__(self):
+        """~x: logical not of a bool tensor, bitwise not of an integer one (no gradient), as torch."""
+        if self.dtype.kind not in "biu":
+            raise TypeError(f"invert: ~ takes bool or integer tensors, got {self.dtype}")
+        return tensor.Tensor(self.xp.invert(self.data))
+
+    def logical_not(self):
+        return tensor.Tensor(self.xp.logical_not(self.data))
+
     # piecewise constant: a zero gradient, as torch's
     def sign(self):
         return tensor.Tensor(self.data.copy()) if self.dtype.kind == "b" else Rounding.apply(self, how="sign")
@@ -106,6 +115,11 @@ class MathOps:
         return self._amax(Amin, "amin", dim, keepdim)
 
     def _amax(self, function, name, dim, keepdim):
+        if dim is None:   # (torch: every dim)
+            dim = ()
+        if not isinstance(dim, (int, np.integer, tuple, list)) or isinstance(dim, bool):
+            raise TypeError(f"{name}: dim must be an int or a tuple of ints, got {dim!r}")
+        dim = int(dim) if isinstance(dim, np.integer) else dim
         axes = tuple(check_dim(name, d, self.ndim) for d in _dims(dim))
         if len(set(axes)) != len(axes):
             raise ValueError(f"{name}: a dim appears more than once in {dim!r}")

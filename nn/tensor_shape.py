@@ -42,6 +42,9 @@ class ShapeOps:
     def roll(self, shifts, dims=None):
         """Elements shifted by `shifts` along `dims`, wrapping round; with dims None along the flattened tensor."""
         single = isinstance(shifts, numbers.Integral)
+        if not single and not (isinstance(shifts, (tuple, list)) and
+                               all(isinstance(s, numbers.Integral) for s in shifts)):
+            raise TypeError(f"roll: shifts must be an int or a tuple of ints, got {shifts!r}")
         shifts = (int(shifts),) if single else tuple(int(s) for s in shifts)
         if dims is None:
             if len(shifts) != 1:
@@ -181,6 +184,10 @@ def _argsort(array, dim, descending):
     ascending and reading it backwards. NaNs sort last ascending (NumPy's and CuPy's rule), so first descending."""
     xp = backend.array_module(array)
     kind = {"kind": "stable"} if xp is np else {}   # CuPy's sort is always stable
+    if xp is not np and array.ndim == 1:
+        # (CuPy sorts a 1-D array by bits, radix-style: a NaN with its sign bit set, as x86's 0/0 makes, would come
+        # first; its multi-dimensional sort compares with NaNs last, like NumPy)
+        return _argsort(array.reshape(1, -1), 1, descending).reshape(-1)
     if not descending:
         return xp.argsort(array, axis=dim, **kind)
     order = xp.argsort(xp.flip(array, dim), axis=dim, **kind)

@@ -55,6 +55,9 @@ def _assert_gpu_matches_cpu(fn, arrays, name):
 
 X = random_array((5, 7), seed=1)
 Y = random_array((5, 7), seed=2)
+X_TIED, Y_TIED = np.round(X * 4) / 4, np.round(Y * 4) / 4   # leaves with exact ties (clamp's ties pass no gradient)
+HALVES = np.array([0.35, 2.35, -7.45, 1.45, 0.15, 123.456, 0.55], np.float32)   # round(decimals=1): torch's 0.4 ...
+SIGNED_NAN = np.array([0.5, -np.nan, -np.inf, 2.0, np.nan, -1.0], np.float32)   # -nan: the sign bit set, as x86's 0/0
 TENSOR_CASES = {
     "clamp": (lambda x: x.clamp(min=-0.3, max=0.5), [X]),
     "clamp_min/clamp_max": (lambda x: (x.clamp_min(0.1), x.clamp_max(-0.1)), [X]),
@@ -68,16 +71,18 @@ TENSOR_CASES = {
     # tests/nn/test_tensor_methods.py's methods (CuPy's where/take_along_axis/scatter_add/argsort/cumprod)
     "add/sub/mul/div methods": (lambda x, y: (x.add(y, alpha=2.0), x.sub(y, alpha=0.5), x.mul(y).div(y.abs() + 1.0),
                                               x.neg().pow(2), x.matmul(y.t())), [X, Y]),
-    "maximum/minimum with ties": (lambda x, y: (x.maximum(y.clamp(max=0.2)), x.clamp(min=0).minimum(y.clamp(min=0))),
-                                  [X, Y]),
+    "maximum/minimum with ties": (lambda x, y: (x.maximum(y), x.minimum(y)), [X_TIED, Y_TIED]),
     "where/masked_fill": (lambda x, y: (nn.where(x > y, x, y), x.where(x > 0, 0.5), x.masked_fill(y > 0, -1.0),
                                         x.masked_fill(y[0] > 0, y.sum())), [X, Y]),
     "comparisons/isnan": (lambda x, y: (x.eq(y[0]), x.lt(y), x.ge(0.1), x.ne(x), x.isnan()), [X, Y]),
     "unary maths": (lambda x: (x.square(), x.abs().rsqrt(), x.sin(), x.cos(), x.log1p(), x.expm1(), x.reciprocal(),
                                x.sign(), (x * 3).round(), x.round(decimals=1), (x * 2).floor()), [X]),
     "prod/cumsum": (lambda x: (x.prod(1), (x + 1).prod(), x.clamp(min=0).prod(0), x.cumsum(0), x.cumsum(-1)), [X]),
-    "amax/amin with ties": (lambda x: (x.clamp(max=0.2).amax(1), x.amin((0, 1)),
-                                       x.clamp(min=-0.3).amin(0, keepdim=True)), [X]),
+    "amax/amin with ties": (lambda x: (x.amax(1), x.amin((0, 1)), x.amin(0, keepdim=True)), [X_TIED]),
+    "round(decimals) in float32, sign of NaN": (lambda x, y: (x.round(decimals=1), x.round(decimals=-1), y.sign()),
+                                                [HALVES, SIGNED_NAN]),
+    "1-D sort/topk with signed NaNs": (lambda y: (*y.sort(), *y.sort(descending=True), *y.topk(2), y.argsort()),
+                                       [SIGNED_NAN]),
     "flip/roll/chunk/split/unbind": (lambda x: (x.flip(0, 1), x.roll(2, 1), x.roll(-3), *x.chunk(3, 1),
                                                 *x.split([2, 3]), *x.unbind(1)), [X]),
     "gather/index_select repeats": (lambda x: (

@@ -342,3 +342,29 @@ def test_errors_name_the_method_and_what_was_expected(index):
     fn, kind, message = ERRORS[index]
     with pytest.raises(kind, match=message):
         fn(nn.Tensor(A.copy()))
+
+
+def test_review_fixes_round_decimals_sign_nan_amax_none_invert_and_roll_errors():
+    """round(decimals) scales in float32 as torch (0.35 -> 0.4; CuPy's own round scales in float64: 0.3), sign of
+    NaN is 0, amax(dim=None) reduces everything, ~ and logical_not invert masks, a float shift is an error."""
+    torch = torch_module()
+    halves = np.array([0.35, 2.35, -7.45, 1.45, 0.15, 123.456, 0.55, np.nan], np.float32)
+    for decimals in (1, 2, -1, 0):
+        np.testing.assert_array_equal(nn.Tensor(halves).round(decimals=decimals).numpy(),
+                                      torch.tensor(halves).round(decimals=decimals).numpy())
+    np.testing.assert_array_equal(nn.Tensor(halves).sign().numpy(), torch.tensor(halves).sign().numpy())
+    x = random_array((3, 4), np.float64, seed=70)
+    assert float(nn.Tensor(x).amax(None).numpy()) == float(torch.tensor(x).amax())
+    np.testing.assert_array_equal(nn.Tensor(x).amin(np.int64(1)).numpy(), torch.tensor(x).amin(1).numpy())
+    mask, ints = np.array([True, False, True]), np.array([0, 5, -3])
+    np.testing.assert_array_equal((~nn.Tensor(mask)).numpy(), (~torch.tensor(mask)).numpy())
+    np.testing.assert_array_equal(nn.Tensor(mask).logical_not().numpy(), torch.tensor(mask).logical_not().numpy())
+    np.testing.assert_array_equal((~nn.Tensor(ints)).numpy(), (~torch.tensor(ints)).numpy())
+    with pytest.raises(TypeError, match="invert: ~ takes bool or integer tensors, got float64"):
+        ~nn.Tensor(x)
+    with pytest.raises(TypeError, match=r"neg: negation of a bool tensor .* use ~x"):
+        -nn.Tensor(mask)
+    with pytest.raises(TypeError, match="roll: shifts must be an int or a tuple of ints, got 1.5"):
+        nn.Tensor(x).roll(1.5)
+    with pytest.raises(TypeError, match="amax: dim must be an int or a tuple of ints, got 'a'"):
+        nn.Tensor(x).amax("a")
