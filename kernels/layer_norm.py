@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from . import backend
-from ._checks import check_shape, contiguous, empty, float_dtype, positive_int
+from ._checks import check_out, check_shape, contiguous, empty, float_dtype, positive_int
 from .cpu import layer_norm as cpu
 from .cuda import layer_norm as gpu
 
@@ -67,14 +67,17 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     return y.reshape(x.shape), mean.reshape(statistics_shape), rstd.reshape(statistics_shape)
 
 
-def layer_norm_backward(grad_out, x, normalized_shape, mean, rstd, weight=None, bias=None):
+def layer_norm_backward(grad_out, x, normalized_shape, mean, rstd, weight=None, bias=None, *, grad_weight_out=None,
+                        grad_bias_out=None):
     """Gradients (grad_x, grad_weight, grad_bias) of layer_norm from its saved mean and rstd.
 
     grad_weight is None without weight, grad_bias None without bias (bias itself is not read: as in
-    torch.native_layer_norm_backward, it says whether its gradient is wanted).
+    torch.native_layer_norm_backward, it says whether its gradient is wanted). grad_weight_out / grad_bias_out
+    (C-contiguous, normalized_shape): arrays that receive those gradients and are returned (on the GPU the
+    kernel writes them: nn puts them straight into a flat optimizer's gradient buffer).
     """
     op = "layer_norm_backward"
-    device = backend.device_of(op, grad_out, x, mean, rstd, weight, bias)
+    device = backend.device_of(op, grad_out, x, mean, rstd, weight, bias, grad_weight_out, grad_bias_out)
     float_dtype(op, device, grad_out=grad_out, x=x, mean=mean, rstd=rstd, weight=weight, bias=bias)
     shape = normalized_shape_tuple(op, normalized_shape)
     rows, features = _check_x(op, "x", x, shape)
@@ -84,20 +87,36 @@ def layer_norm_backward(grad_out, x, normalized_shape, mean, rstd, weight=None, 
     statistics_shape = _statistics_shape(x, shape)
     check_shape(op, "mean", mean, statistics_shape)
     check_shape(op, "rstd", rstd, statistics_shape)
-    for name, vector in (("weight", weight), ("bias", bias)):
+    for name, vector, out in (("weight", weight, grad_weight_out), ("bias", bias, grad_bias_out)):
         if vector is not None:
             check_shape(op, name, vector, shape)
+        if out is not None:
+            if vector is None:
+                raise ValueError(f"{op}: grad_{name}_out was given, but without a {name} there is no such gradient")
+            check_out(op, out, shape, x.dtype, x, f"grad_{name}_out")
     if device == "cpu":
         grad_x, grad_weight, grad_bias = cpu.layer_norm_backward(
             grad_out.reshape(rows, features), x.reshape(rows, features), _flat(weight), mean.reshape(rows),
             rstd.reshape(rows))
+        for out, values in ((grad_weight_out, grad_weight), (grad_bias_out, grad_bias)):
+            if out is not None:
+                out.reshape(features)[...] = values
     else:
         grad_x = empty(x, (rows, features))
-        grad_weight = empty(x, (features,)) if weight is not None else None
-        grad_bias = empty(x, (features,)) if bias is not None else None
+        grad_weight = _flat_out(grad_weight_out, x, features) if weight is not None else None
+        grad_bias = _flat_out(grad_bias_out, x, features) if bias is not None else None
         gpu.layer_norm_backward(contiguous(grad_out).reshape(rows, features), contiguous(x).reshape(rows, features),
                                 _flat(weight), _flat(mean), _flat(rstd), grad_x, grad_weight, grad_bias)
-    grad_x = grad_x.reshape(x.shape)
-    grad_weight = None if weight is None else grad_weight.reshape(shape)
-    grad_bias = None if bias is None else grad_bias.reshape(shape)
-    return grad_x, grad_weight, grad_bias
+    grad_weight = None if weight is None else _shaped(grad_weight, grad_weight_out, shape)
+    grad_bias = None if bias is None else _shaped(grad_bias, grad_bias_out, shape)
+    return grad_x.reshape(x.shape), grad_weight, grad_bias
+
+
+def _shaped(gradient, out, shape):
+    """The gradient as normalized_shape: `out` itself where it was given (it holds the values already)."""
+    return gradient.reshape(shape) if out is None else out
+
+
+def _flat_out(out, like, features):
+    """A (features,) array for the kernel to write: a view of `out` (C-contiguous), or a new one."""
+    return empty(like, (features,)) if out is None else out.reshape(features)

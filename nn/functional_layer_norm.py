@@ -19,7 +19,10 @@ class _LayerNorm(_Op):
 
     def backward(self, grad):
         x, weight, bias, mean, rstd = self.saved
-        grads = kernels.layer_norm_backward(grad, x, self.normalized_shape, mean, rstd, weight, bias)
+        _, need_w, need_b = self.needs()
+        grads = kernels.layer_norm_backward(grad, x, self.normalized_shape, mean, rstd, weight, bias,
+                                            grad_weight_out=self.out_for(1, need_w),
+                                            grad_bias_out=self.out_for(2, need_b))
         return self.grads(*grads)
 
 

@@ -153,3 +153,21 @@ def test_layer_norm_backward_rejects_bad_input():
         kernels.layer_norm_backward(x, x, 3, mean, rstd)
     with pytest.raises(ValueError, match=r"^layer_norm_backward: weight must have shape \(5,\)"):
         kernels.layer_norm_backward(x, x, 5, mean, rstd, random_array((3,)))
+
+
+def test_layer_norm_backward_into_given_gradient_arrays():
+    """grad_weight_out / grad_bias_out receive those gradients and are returned; refused without the vector."""
+    x, grad_out = random_array((5, 2, 3), np.float64, seed=80), random_array((5, 2, 3), np.float64, seed=81)
+    weight, bias = random_array((2, 3), np.float64, seed=82), random_array((2, 3), np.float64, seed=83)
+    _, mean, rstd = kernels.layer_norm(x, (2, 3), weight, bias)
+    expected = kernels.layer_norm_backward(grad_out, x, (2, 3), mean, rstd, weight, bias)
+    outs = np.full((2, 3), np.nan), np.full((2, 3), np.nan)
+    given = kernels.layer_norm_backward(grad_out, x, (2, 3), mean, rstd, weight, bias, grad_weight_out=outs[0],
+                                        grad_bias_out=outs[1])
+    assert given[1] is outs[0] and given[2] is outs[1]
+    for value, wanted in zip(given, expected):
+        np.testing.assert_array_equal(value, wanted)
+    with pytest.raises(ValueError, match="layer_norm_backward: grad_bias_out was given, but without a bias"):
+        kernels.layer_norm_backward(grad_out, x, (2, 3), mean, rstd, weight, None, grad_bias_out=outs[1])
+    with pytest.raises(ValueError, match=r"layer_norm_backward: grad_weight_out must be \(2, 3\) float64, got \(6,\)"):
+        kernels.layer_norm_backward(grad_out, x, (2, 3), mean, rstd, weight, bias, grad_weight_out=np.zeros(6))

@@ -77,3 +77,17 @@ def test_layer_norm_layer_runs_the_kernels():
     Function's glue (statistics shaped as torch's, gradients of input, weight and bias)."""
     ours, theirs = twins((2, 5), dtype=np.float32)
     compare_float32_step(ours, theirs, random_array((3, 2, 2, 5), seed=6), random_array((3, 2, 2, 5), seed=7))
+
+
+def test_layer_norm_backward_kernels_write_given_gradient_arrays():
+    """grad_weight_out / grad_bias_out on the CUDA path: the column-sum kernel writes them (NaN to begin with)."""
+    x, grad_out = random_array((6, 2, 5), seed=11), random_array((6, 2, 5), seed=12)
+    weight, bias = random_array((2, 5), seed=13), random_array((2, 5), seed=14)
+    _, mean, rstd = kernels.layer_norm(x, (2, 5), weight, bias)
+    expected = kernels.layer_norm_backward(grad_out, x, (2, 5), mean, rstd, weight, bias)
+    outs = np.full((2, 5), np.nan, np.float32), np.full((2, 5), np.nan, np.float32)
+    given = kernels.layer_norm_backward(grad_out, x, (2, 5), mean, rstd, weight, bias, grad_weight_out=outs[0],
+                                        grad_bias_out=outs[1])
+    assert given[1] is outs[0] and given[2] is outs[1]
+    for value, wanted in zip(given, expected):
+        np.testing.assert_array_equal(value, wanted)

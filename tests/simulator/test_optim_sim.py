@@ -531,8 +531,9 @@ def test_a_parameter_given_twice_to_one_op_keeps_its_gradient_out_of_the_flat_bu
 
 
 def test_recurrent_gradients_are_written_straight_into_the_flat_buffer(monkeypatch):
-    """The same for a bidirectional LSTM and a single-direction GRU: their weight gradients (the LSTM's second
-    bias copied, the same sums) go into the flat buffer, and the weights equal those of a per-parameter SGD."""
+    """The same for a bidirectional LSTM, a LayerNorm and a single-direction GRU: their weight gradients (the
+    LSTM's second bias copied, the same sums) go into the flat buffer, and the weights equal those of a
+    per-parameter SGD."""
     import nn
     from nn.tensor import Tensor
     arrived_in_place = []
@@ -548,18 +549,18 @@ def test_recurrent_gradients_are_written_straight_into_the_flat_buffer(monkeypat
 
     def train(flat):
         nn.manual_seed(2)
-        lstm, gru = nn.LSTM(2, 3, bidirectional=True), nn.GRU(6, 2)
-        parameters = list(lstm.parameters()) + list(gru.parameters())
+        lstm, norm, gru = nn.LSTM(2, 3, bidirectional=True), nn.LayerNorm(6), nn.GRU(6, 2)
+        parameters = list(lstm.parameters()) + list(norm.parameters()) + list(gru.parameters())
         optimizer = nn.optim.SGD(parameters, lr=0.1, momentum=0.9, flat=flat)
         for _ in range(2):
             arrived_in_place.clear()
             optimizer.zero_grad()
-            (gru(lstm(x)[0])[0] ** 2).sum().backward()
+            (gru(norm(lstm(x)[0]))[0] ** 2).sum().backward()
             optimizer.step()
         return parameters, list(arrived_in_place)
 
     flat, arrivals = train(True)
-    assert arrivals == [True] * 12
+    assert arrivals == [True] * 14
     monkeypatch.setenv("NUMBANET_BACKEND", "cpu")
     reference, _ = train(False)
     for p, q in zip(flat, reference):
