@@ -3,7 +3,7 @@ validate, then run where the arrays live. CUDA runs float32; the CPU path float3
 import numpy as np
 
 from . import backend
-from ._checks import check_ndim, contiguous, empty, float_dtype
+from ._checks import check_ndim, check_out, contiguous, empty, float_dtype
 from .cpu import embedding as cpu
 from .cuda import embedding as gpu
 
@@ -71,7 +71,7 @@ def embedding(weight, indices, padding_idx=None):
 
 
 def embedding_backward(grad_output, indices, num_embeddings, padding_idx=None, scale_grad_by_freq=False,
-                       check_indices=True):
+                       check_indices=True, *, grad_weight_out=None):
     """Gradient of embedding w.r.t. weight: grad_output (indices.shape + (D,)) summed into the rows its indices
     name -> (num_embeddings, D). The padding_idx row gets zero; scale_grad_by_freq divides each contribution by
     how often its index occurs in `indices`. On the GPU the sum uses float32 atomics (the order of the additions,
@@ -79,10 +79,12 @@ def embedding_backward(grad_output, indices, num_embeddings, padding_idx=None, s
 
     check_indices=False skips, on the GPU, the range check that waits for a device-to-host read: for callers
     whose forward already checked the same indices. Unchecked, an out-of-range index adds nothing. The CPU path
-    always checks.
+    always checks. grad_weight_out (C-contiguous (num_embeddings, D)): the array that receives the gradient and is
+    returned (on the GPU the kernel adds into it after zeroing it: nn puts it straight into a flat optimizer's
+    gradient buffer).
     """
     op = "embedding_backward"
-    device = backend.device_of(op, grad_output, indices)
+    device = backend.device_of(op, grad_output, indices, grad_weight_out)
     float_dtype(op, device, grad_output=grad_output)
     _check_indices(op, indices)
     if isinstance(num_embeddings, bool) or not isinstance(num_embeddings, (int, np.integer)) or num_embeddings < 0:
@@ -94,12 +96,19 @@ def embedding_backward(grad_output, indices, num_embeddings, padding_idx=None, s
                          f"got {tuple(grad_output.shape)}")
     padding = _padding_index(op, padding_idx, num_embeddings)
     scale = bool(scale_grad_by_freq)
+    dim = grad_output.shape[-1]
+    if grad_weight_out is not None:
+        check_out(op, grad_weight_out, (num_embeddings, dim), grad_output.dtype, grad_output, "grad_weight_out")
     if device == "cpu":
         _check_range_on_host(op, indices, num_embeddings)
-        return cpu.embedding_backward(grad_output, indices, num_embeddings, padding, scale)
-    dim = grad_output.shape[-1]
+        grad_weight = cpu.embedding_backward(grad_output, indices, num_embeddings, padding, scale)
+        if grad_weight_out is None:
+            return grad_weight
+        grad_weight_out[...] = grad_weight
+        return grad_weight_out
     grad_weight, bad = gpu.embedding_backward(contiguous(grad_output).reshape(indices.size, dim),
-                                              contiguous(indices).reshape(-1), num_embeddings, padding, scale)
+                                              contiguous(indices).reshape(-1), num_embeddings, padding, scale,
+                                              grad_weight_out)
     if check_indices and not backend.is_capturing():
         if grad_output.size == 0:    # (embedding_dim 0: no thread ran)
             _check_range_on_host(op, indices, num_embeddings)

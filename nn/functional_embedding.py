@@ -24,8 +24,10 @@ class _Embedding(Function):
 
     def backward(self, grad):
         # (a forward that checked these indices spares the backward a second wait for the GPU's verdict)
+        # (the weight's gradient goes straight into a flat optimizer's buffer where it has one: no copy)
         return kernels.embedding_backward(grad, self.saved[0], self.num_embeddings, **self.options,
-                                          check_indices=not self.indices_checked)
+                                          check_indices=not self.indices_checked,
+                                          grad_weight_out=self.gradient_out(0) if self.needs_input_grad[0] else None)
 
 
 def _row_norms(rows, norm_type):

@@ -74,11 +74,15 @@ def embedding(weight, indices, out):
     return error
 
 
-def embedding_backward(grad, indices, num_embeddings, padding_idx, scale_grad_by_freq):
-    """grad (M, D) and flat indices (M,), contiguous; padding_idx in [0, N) or -1.
-    Returns (grad_weight (N, D), error flag array (1,))."""
+def embedding_backward(grad, indices, num_embeddings, padding_idx, scale_grad_by_freq, out=None):
+    """grad (M, D) and flat indices (M,), contiguous; padding_idx in [0, N) or -1; out: a contiguous (N, D) array
+    to add into (zeroed first), or None. Returns (grad_weight (N, D), error flag array (1,))."""
     xp = backend.array_module(grad)
-    grad_weight = xp.zeros((num_embeddings, grad.shape[1]), np.float32)
+    if out is None:
+        grad_weight = xp.zeros((num_embeddings, grad.shape[1]), np.float32)
+    else:
+        grad_weight = out
+        grad_weight[...] = 0
     error = xp.zeros(1, np.int32)
     counts = xp.zeros(num_embeddings if scale_grad_by_freq else 1, np.int32)   # (a stand-in, never read, without)
     if scale_grad_by_freq:

@@ -154,3 +154,14 @@ def test_longlong_indices_count_as_int64():
     np.testing.assert_array_equal(kernels.embedding(weight, indices), weight[indices.astype(np.int64)])
     grad = kernels.embedding_backward(random_array((2, 2, 3), np.float32, seed=2), indices, 7)
     assert grad.shape == (7, 3)
+
+
+def test_embedding_backward_into_a_given_array():
+    indices = np.array([[1, 4, 1], [0, 4, 4]])
+    grad_output = random_array((2, 3, 5), np.float64, seed=90)
+    expected = kernels.embedding_backward(grad_output, indices, 6, padding_idx=0)
+    out = np.full((6, 5), np.nan)
+    assert kernels.embedding_backward(grad_output, indices, 6, padding_idx=0, grad_weight_out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    with pytest.raises(ValueError, match=r"embedding_backward: grad_weight_out must be \(6, 5\) float64, got \(5, 5\)"):
+        kernels.embedding_backward(grad_output, indices, 6, grad_weight_out=np.zeros((5, 5)))

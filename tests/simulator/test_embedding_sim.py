@@ -38,6 +38,10 @@ def test_embedding_backward_kernels_match_cpu(index_dtype, padding_idx, scale_gr
     assert_close(grad_weight, expected, np.float32)
     if padding_idx is not None:
         assert not grad_weight[padding].any()
+    out = np.full((9, 5), np.nan, np.float32)   # grad_weight_out: zeroed, then added into by the kernel
+    assert kernels.embedding_backward(grad_output, indices, 9, padding_idx=padding_idx,
+                                      scale_grad_by_freq=scale_grad_by_freq, grad_weight_out=out) is out
+    assert_close(out, expected, np.float32)
 
 
 def test_embedding_kernels_non_contiguous_and_empty():

@@ -386,7 +386,6 @@ def test_flat_sgd_is_one_launch_after_the_buffers_are_made(options):
 
 
 def test_backward_writes_first_gradients_into_the_flat_buffer():
-    import nn
     model, optimizer, _ = _train(True, steps=1)
     packed = optimizer.param_groups[0].flat
     optimizer.zero_grad()
@@ -530,10 +529,10 @@ def test_a_parameter_given_twice_to_one_op_keeps_its_gradient_out_of_the_flat_bu
             optimizer.step()
 
 
-def test_recurrent_gradients_are_written_straight_into_the_flat_buffer(monkeypatch):
-    """The same for a bidirectional LSTM, a LayerNorm and a single-direction GRU: their weight gradients (the
-    LSTM's second bias copied, the same sums) go into the flat buffer, and the weights equal those of a
-    per-parameter SGD."""
+def test_embedding_recurrent_and_layer_norm_gradients_are_written_straight_into_the_flat_buffer(monkeypatch):
+    """The same for an Embedding, a bidirectional LSTM, a LayerNorm and a single-direction GRU: their weight
+    gradients (the LSTM's second bias copied, the same sums) go into the flat buffer, and the weights equal those
+    of a per-parameter SGD."""
     import nn
     from nn.tensor import Tensor
     arrived_in_place = []
@@ -545,22 +544,22 @@ def test_recurrent_gradients_are_written_straight_into_the_flat_buffer(monkeypat
         accumulate(tensor, grad)
 
     monkeypatch.setattr(Tensor, "_accumulate", spy)
-    x = nn.Tensor(random_array((3, 2, 2), seed=31))
+    tokens = np.array([[1, 4], [4, 0], [2, 4]])   # (T, B), a token repeated: the embedding's atomics add up
 
     def train(flat):
         nn.manual_seed(2)
-        lstm, norm, gru = nn.LSTM(2, 3, bidirectional=True), nn.LayerNorm(6), nn.GRU(6, 2)
-        parameters = list(lstm.parameters()) + list(norm.parameters()) + list(gru.parameters())
+        embed, lstm, norm, gru = nn.Embedding(5, 2), nn.LSTM(2, 3, bidirectional=True), nn.LayerNorm(6), nn.GRU(6, 2)
+        parameters = [p for m in (embed, lstm, norm, gru) for p in m.parameters()]
         optimizer = nn.optim.SGD(parameters, lr=0.1, momentum=0.9, flat=flat)
         for _ in range(2):
             arrived_in_place.clear()
             optimizer.zero_grad()
-            (gru(norm(lstm(x)[0]))[0] ** 2).sum().backward()
+            (gru(norm(lstm(embed(tokens))[0]))[0] ** 2).sum().backward()
             optimizer.step()
         return parameters, list(arrived_in_place)
 
     flat, arrivals = train(True)
-    assert arrivals == [True] * 14
+    assert arrivals == [True] * 15
     monkeypatch.setenv("NUMBANET_BACKEND", "cpu")
     reference, _ = train(False)
     for p, q in zip(flat, reference):
