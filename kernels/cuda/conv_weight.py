@@ -15,6 +15,7 @@ from numba import cuda, float32, int32
 
 from .conv_forward import (K_UNROLL, SHARED_ALIGNMENT, THREADS, WARP_COLS, WARP_ROWS, TileConfig, jit_options,
                            tile_layout, tile_steps)
+from .device import block_sum
 from .jit import cached_jit
 
 
@@ -164,12 +165,6 @@ def conv2d_bias_gradient(grad_out, grad_bias, batch, channels, plane):
         image = index // plane
         total += grad_out[(image * channels + channel) * plane + index - image * plane]
     partial[tid] = total
-    cuda.syncthreads()
-    width = BIAS_THREADS // 2
-    while width > 0:
-        if tid < width:
-            partial[tid] += partial[tid + width]
-        cuda.syncthreads()
-        width //= 2
+    total = block_sum(partial, tid, BIAS_THREADS)
     if tid == 0:
-        grad_bias[channel] = partial[0]
+        grad_bias[channel] = total

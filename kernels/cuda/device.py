@@ -22,3 +22,20 @@ def device_function(function):
     if backend.SIMULATOR:
         return cuda.jit(device=True)(function)
     return cuda.jit(device=True, forceinline=True)(function)
+
+
+@device_function
+def block_sum(values, tid, threads):
+    """Tree sum of values[0:threads] (shared memory; threads a power of two, every thread of the block calling):
+    pairs added at halving strides, so rounding grows with log2(threads). Every thread gets the total, and a
+    barrier follows its read, so `values` may be written again at once."""
+    stride = threads // 2
+    while stride > 0:
+        cuda.syncthreads()
+        if tid < stride:
+            values[tid] += values[tid + stride]
+        stride //= 2
+    cuda.syncthreads()
+    total = values[0]
+    cuda.syncthreads()
+    return total

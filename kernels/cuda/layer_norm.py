@@ -12,7 +12,7 @@ import numpy as np
 from numba import cuda, float32, int32, int64
 
 from .. import backend
-from .device import device_function
+from .device import block_sum
 from .jit import cached_jit
 from .launch import ceil_div, launch, launch_1d
 
@@ -24,21 +24,6 @@ COLUMN_THREADS = 128           # weight/bias gradients: one thread per column, c
 TARGET_COLUMN_BLOCKS = 1024    # row chunks per column block: enough blocks to fill 132 SMs a few times over
 MIN_ROWS_PER_PART = 8
 MAX_GRID_Y = 65535
-
-
-@device_function
-def _block_sum(values, tid, threads):
-    """Tree-sum of values[0:threads] (a power of two) in shared memory; every thread gets the total."""
-    stride = threads // 2
-    while stride > 0:
-        cuda.syncthreads()
-        if tid < stride:
-            values[tid] += values[tid + stride]
-        stride //= 2
-    cuda.syncthreads()
-    total = values[0]
-    cuda.syncthreads()   # everyone has read values[0] before the next sum overwrites it
-    return total
 
 
 @cached_jit
@@ -59,7 +44,7 @@ def forward_kernel(x, weight, bias, y, mean_out, rstd_out, eps, has_weight, has_
             row[j] = value
         total += value
     partial[tid] = total
-    offset = _block_sum(partial, tid, threads) / float32(features)
+    offset = block_sum(partial, tid, threads) / float32(features)
     # Second pass over the centred values (two-pass variance). Each thread reads back only the entries of the
     # row it wrote itself: no barrier needed before it.
     total = float32(0.0)
@@ -67,7 +52,7 @@ def forward_kernel(x, weight, bias, y, mean_out, rstd_out, eps, has_weight, has_
         d = (row[j] if cache_row != 0 else x[r, j] - shift) - offset
         total += d * d
     partial[tid] = total
-    rstd = float32(1.0) / math.sqrt(_block_sum(partial, tid, threads) / float32(features) + eps)
+    rstd = float32(1.0) / math.sqrt(block_sum(partial, tid, threads) / float32(features) + eps)
     for j in range(tid, features, threads):
         value = ((row[j] if cache_row != 0 else x[r, j] - shift) - offset) * rstd
         if has_weight != 0:
@@ -107,8 +92,8 @@ def backward_input_kernel(grad, x, weight, mean, rstd, grad_x, has_weight, cache
     partial_grad[tid] = total_grad
     partial_grad_xhat[tid] = total_grad_xhat
     inverse_features = float32(1.0) / float32(features)
-    mean_grad = _block_sum(partial_grad, tid, threads) * inverse_features
-    mean_grad_xhat = _block_sum(partial_grad_xhat, tid, threads) * inverse_features
+    mean_grad = block_sum(partial_grad, tid, threads) * inverse_features
+    mean_grad_xhat = block_sum(partial_grad_xhat, tid, threads) * inverse_features
     for j in range(tid, features, threads):
         if cache_row != 0:
             g = row[j]

@@ -11,25 +11,12 @@ import math
 import numpy as np
 from numba import cuda, float32, int32, int64
 
-from .device import device_function
+from .device import block_sum
 from .jit import cached_jit
 from .launch import launch, launch_1d
 
 REDUCE_THREADS = 512   # a power of two (tree reduction); 16 warps per block to keep loads in flight
 THREADS = 256
-
-
-@device_function
-def _block_sum(values, tid):
-    """Tree-sum of values[0:REDUCE_THREADS] in shared memory; the result is in values[0] for all."""
-    stride = REDUCE_THREADS // 2
-    while stride > 0:
-        cuda.syncthreads()
-        if tid < stride:
-            values[tid] += values[tid + stride]
-        stride //= 2
-    cuda.syncthreads()
-    return values[0]
 
 
 @cached_jit(fastmath=False)
@@ -45,8 +32,7 @@ def batch_statistics_kernel(x, mean_out, invstd_out, running_mean, running_var, 
         n = i // length
         total += x[n, c, i - n * length]
     partial[tid] = total
-    mean = _block_sum(partial, tid) / float32(count)
-    cuda.syncthreads()   # everyone has read partial[0] before it is overwritten
+    mean = block_sum(partial, tid, REDUCE_THREADS) / float32(count)
     # Second pass over centred values: no cancellation when |mean| >> std.
     total = float32(0.0)
     for i in range(tid, count, REDUCE_THREADS):
@@ -54,7 +40,7 @@ def batch_statistics_kernel(x, mean_out, invstd_out, running_mean, running_var, 
         d = x[n, c, i - n * length] - mean
         total += d * d
     partial[tid] = total
-    var = _block_sum(partial, tid) / float32(count)
+    var = block_sum(partial, tid, REDUCE_THREADS) / float32(count)
     if tid == 0:
         mean_out[c] = mean
         invstd_out[c] = float32(1.0) / math.sqrt(var + eps)

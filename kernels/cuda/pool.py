@@ -12,7 +12,7 @@ import math
 
 from numba import cuda, float32, int64
 
-from .device import device_function
+from .device import block_sum, device_function
 from .jit import cached_jit
 from .launch import ceil_div, launch, launch_1d
 
@@ -299,14 +299,9 @@ def adaptive_avg_pool2d_reduce_kernel(x, y):
         for w in range(w_first + cuda.threadIdx.x, w_end, WARP_COLUMNS):
             total += x[p, h, w]
     partial[tid] = total
-    stride = REDUCE_THREADS // 2
-    while stride > 0:
-        cuda.syncthreads()
-        if tid < stride:
-            partial[tid] += partial[tid + stride]
-        stride //= 2
+    total = block_sum(partial, tid, REDUCE_THREADS)
     if tid == 0:
-        y[p, oh, ow] = partial[0] / float32((h_end - h_first) * (w_end - w_first))
+        y[p, oh, ow] = total / float32((h_end - h_first) * (w_end - w_first))
 
 
 @cached_jit(fastmath=True)
