@@ -61,21 +61,31 @@ def _geometry(op, input_shape, weight_shape, stride, padding, dilation, groups):
     return geometry
 
 
-def _checked_geometry(op, input_shape, weight_shape, stride, padding, dilation, groups):
+def check_channels(op, input_shape, weight_shape, groups, channel_axis=1):
+    """The channel and kernel checks every convolution shares, for any number of spatial dims (nn's conv1d
+    calls it with its 1-D shapes, unbatched too: channel_axis=-2): input channels at channel_axis, weight
+    (K, C/groups, ...); returns groups as an int."""
     shapes = f"input {tuple(input_shape)}, weight {tuple(weight_shape)}"
     groups = positive_int(op, "groups", groups)
-    stride = _pair(op, "stride", stride, positive_int)
-    dilation = _pair(op, "dilation", dilation, positive_int)
-    n, c, h, w = input_shape
-    k, c_group, r, s = weight_shape
+    c, (k, c_group) = input_shape[channel_axis], weight_shape[:2]
     if c % groups or k % groups:
         raise ValueError(f"{op}: groups={groups} must divide both the input channels and the output "
                          f"channels ({shapes})")
     if c_group * groups != c:
         raise ValueError(f"{op}: input has {c} channels but weight expects {c_group} x groups={groups} "
                          f"= {c_group * groups} ({shapes})")
-    if min(r, s) < 1:
+    if min(weight_shape[2:]) < 1:
         raise ValueError(f"{op}: weight must have a non-empty kernel ({shapes})")
+    return groups
+
+
+def _checked_geometry(op, input_shape, weight_shape, stride, padding, dilation, groups):
+    shapes = f"input {tuple(input_shape)}, weight {tuple(weight_shape)}"
+    groups = check_channels(op, input_shape, weight_shape, groups)
+    stride = _pair(op, "stride", stride, positive_int)
+    dilation = _pair(op, "dilation", dilation, positive_int)
+    n, c, h, w = input_shape
+    k, c_group, r, s = weight_shape
     if isinstance(padding, str):
         if padding == "valid":
             pads = (0, 0, 0, 0)

@@ -10,7 +10,8 @@ never the 2-D op it runs on. Inputs may be batched (N, C, L) or unbatched (C, L)
 import numpy as np
 
 from kernels import backend
-from kernels._checks import float_dtype, positive_int
+from kernels._checks import float_dtype
+from kernels.conv import check_channels
 from kernels.pool import pooled_size
 
 from .functional_conv import _AdaptiveAvgPool2d, _AvgPool2d, _Conv2d, _MaxPool2d
@@ -113,18 +114,10 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     out_channels, group_channels, kernel = weight.shape
     if bias is not None and bias.shape != (out_channels,):
         raise ValueError(f"{op}: bias must have shape ({out_channels},), got {bias.shape}")
-    groups = positive_int(op, "groups", groups)
+    groups = check_channels(op, input.shape, weight.shape, groups, channel_axis=-2)
     stride = single(op, "stride", stride, 1)
     dilation = single(op, "dilation", dilation, 1)
-    channels, length = input.shape[-2:]
-    if kernel < 1:
-        raise ValueError(f"{op}: weight must have a non-empty kernel ({shapes})")
-    if out_channels % groups or channels % groups:
-        raise ValueError(f"{op}: groups={groups} must divide both the input channels and the output channels "
-                         f"({shapes})")
-    if group_channels * groups != channels:
-        raise ValueError(f"{op}: input has {channels} channels but weight expects {group_channels} x groups={groups} "
-                         f"= {group_channels * groups} ({shapes})")
+    length = input.shape[-1]
     extent = dilation * (kernel - 1) + 1
     left, right = conv_padding(op, padding, stride, extent)
     if extent > length + left + right:
