@@ -119,15 +119,23 @@ class _Pool(_Layer):
         return self._input(x, (4,), None, "(N, C, H, W)")
 
 
-class MaxPool2d(_Pool):
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
-        super().__init__()
-        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride or kernel_size, padding, dilation
+class _MaxPoolArguments:
+    """torch's MaxPool1d / MaxPool2d arguments, kept as given (stride defaults to kernel_size), and their repr."""
+
+    def _keep_arguments(self, kernel_size, stride, padding, dilation, return_indices, ceil_mode):
+        self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
+        self.padding, self.dilation = padding, dilation
         self.return_indices, self.ceil_mode = return_indices, ceil_mode
 
     def extra_repr(self):
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+class MaxPool2d(_MaxPoolArguments, _Pool):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
+        super().__init__()
+        self._keep_arguments(kernel_size, stride, padding, dilation, return_indices, ceil_mode)
 
     def forward(self, x):
         return F.max_pool2d(self._check(x), self.kernel_size, self.stride, self.padding, self.dilation,

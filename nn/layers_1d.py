@@ -10,7 +10,7 @@ from kernels._checks import positive_int
 from . import functional as F
 from . import init
 from .functional_1d import conv_padding, single
-from .layers import _dtype, _Layer
+from .layers import _dtype, _Layer, _MaxPoolArguments
 from .module import Parameter
 
 
@@ -85,18 +85,12 @@ class Conv1d(_Sequence1d):
         return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
-class MaxPool1d(_Sequence1d):
+class MaxPool1d(_MaxPoolArguments, _Sequence1d):
     """torch.nn.MaxPool1d: arguments kept as given (stride defaults to kernel_size)."""
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
         super().__init__()
-        self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
-        self.padding, self.dilation = padding, dilation
-        self.return_indices, self.ceil_mode = return_indices, ceil_mode
-
-    def extra_repr(self):
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+        self._keep_arguments(kernel_size, stride, padding, dilation, return_indices, ceil_mode)
 
     def forward(self, x):
         return F.max_pool1d(self._sequence(x), self.kernel_size, self.stride, self.padding, self.dilation,
