@@ -16,9 +16,10 @@ from .autograd import Function
 from .tensor import Tensor
 
 
-def _tensor(x, name="input"):
-    """Tensors pass through; NumPy/CuPy arrays become constant Tensors; None stays None."""
-    if x is None or isinstance(x, Tensor):
+def _tensor(x, name="input", optional=True):
+    """Tensors pass through; NumPy/CuPy arrays become constant Tensors; None stays None where optional (else a
+    TypeError naming `name`, which callers prefix with their op or layer: 'LSTM: input')."""
+    if (x is None and optional) or isinstance(x, Tensor):
         return x
     if backend.is_array(x):
         return Tensor(x)

@@ -14,6 +14,7 @@ from kernels._checks import float_dtype
 from kernels.conv import check_channels
 from kernels.pool import pooled_size
 
+from .functional import _tensor
 from .functional_conv import _AdaptiveAvgPool2d, _AvgPool2d, _Conv2d, _MaxPool2d
 from .tensor import Tensor
 
@@ -53,19 +54,10 @@ def single(op, name, value, minimum):
 
 def _sequence(op, input, name="input"):
     """input as a Tensor of shape (N, C, L) or (C, L) with C, L >= 1, and whether it was unbatched."""
-    input = _as_tensor(op, name, input)
+    input = _tensor(input, f"{op}: {name}", optional=False)
     if input.ndim not in (2, 3) or input.shape[-1] < 1 or input.shape[-2] < 1:
         raise ValueError(f"{op}: {name} must be 2-D (C, L) or 3-D (N, C, L) with C, L >= 1, got shape {input.shape}")
     return input, input.ndim == 2
-
-
-def _as_tensor(op, name, value, optional=False):
-    """Tensors pass through, NumPy/CuPy arrays become constant Tensors, None stays None where optional."""
-    if (value is None and optional) or isinstance(value, Tensor):
-        return value
-    if backend.is_array(value):
-        return Tensor(value)
-    raise TypeError(f"{op}: {name} must be a Tensor or an array, got {type(value).__name__}")
 
 
 def _as_map(x):
@@ -105,7 +97,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     (N, K, L') or (K, L'). padding: an int, 'valid' or 'same' (stride 1)."""
     op = "conv1d"
     input, unbatched = _sequence(op, input)
-    weight, bias = _as_tensor(op, "weight", weight), _as_tensor(op, "bias", bias, optional=True)
+    weight, bias = _tensor(weight, f"{op}: weight", optional=False), _tensor(bias, f"{op}: bias")
     if weight.ndim != 3:
         raise ValueError(f"{op}: weight must be 3-D (out_channels, in_channels / groups, kernel_size), "
                          f"got shape {weight.shape}")

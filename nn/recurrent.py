@@ -16,7 +16,7 @@ from kernels import backend
 from kernels._checks import positive_int
 
 from . import autograd, init
-from .functional import _Op
+from .functional import _Op, _tensor
 from .layers import _dtype
 from .module import Module, Parameter
 from .tensor import Tensor, cat
@@ -186,10 +186,7 @@ class _RecurrentBase(Module):
     # ---- checks ------------------------------------------------------------------------------
     def _check_input(self, x):
         name = type(self).__name__
-        if not isinstance(x, Tensor):
-            if not backend.is_array(x):
-                raise TypeError(f"{name}: input must be a Tensor or an array, got {type(x).__name__}")
-            x = Tensor(x)
+        x = _tensor(x, f"{name}: input", optional=False)
         if x.ndim not in (2, 3):
             raise ValueError(f"{name}: input must be 2-D (unbatched: T, input_size) or 3-D "
                              f"({'B, T' if self.batch_first else 'T, B'}, input_size), got shape {x.shape}")
@@ -206,10 +203,7 @@ class _RecurrentBase(Module):
 
     def _check_state(self, state, label, batch, unbatched):
         name = type(self).__name__
-        if not isinstance(state, Tensor):
-            if not backend.is_array(state):
-                raise TypeError(f"{name}: {label} must be a Tensor or an array, got {type(state).__name__}")
-            state = Tensor(state)
+        state = _tensor(state, f"{name}: {label}", optional=False)
         layers = self.num_layers * self.num_directions
         expected = (layers, self.hidden_size) if unbatched else (layers, batch, self.hidden_size)
         if state.shape != expected:

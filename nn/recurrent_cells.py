@@ -5,13 +5,12 @@ so a Python loop over the steps, as users write it, differentiates through every
 """
 import numpy as np
 
-from kernels import backend
 
 from . import autograd
+from .functional import _tensor
 from .layers import _dtype
 from .module import Module, Parameter
 from .recurrent import GATES, GRULayer, LSTMLayer, RNNLayer, check_sizes, reset_uniformly
-from .tensor import Tensor
 
 __all__ = ["GRUCell", "LSTMCell", "RNNCell"]
 
@@ -43,10 +42,7 @@ class _CellBase(Module):
 
     def _check_input(self, x):
         name = type(self).__name__
-        if not isinstance(x, Tensor):
-            if not backend.is_array(x):
-                raise TypeError(f"{name}: input must be a Tensor or an array, got {type(x).__name__}")
-            x = Tensor(x)
+        x = _tensor(x, f"{name}: input", optional=False)
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
             raise ValueError(f"{name}: input must be (batch, input_size) or unbatched (input_size,) with "
                              f"input_size={self.input_size}, got shape {x.shape}")
@@ -60,10 +56,7 @@ class _CellBase(Module):
     def _check_state(self, state, label, x):
         """`state` as (B, H) for input x (batch, I); unbatched input takes an (H,) state."""
         name = type(self).__name__
-        if not isinstance(state, Tensor):
-            if not backend.is_array(state):
-                raise TypeError(f"{name}: {label} must be a Tensor or an array, got {type(state).__name__}")
-            state = Tensor(state)
+        state = _tensor(state, f"{name}: {label}", optional=False)
         expected = (self.hidden_size,) if x.ndim == 1 else (x.shape[0], self.hidden_size)
         if state.shape != expected:
             raise ValueError(f"{name}: {label} must have shape {expected} ({'' if x.ndim == 1 else 'batch, '}"
