@@ -469,10 +469,12 @@ def test_writing_one_flat_parameter_leaves_the_others_backward_alone():
         loss.backward()
 
 
-def test_layer_gradients_are_written_straight_into_the_flat_buffer(monkeypatch):
-    """With flat=True, conv2d, batch norm and linear write their parameters' first gradients into the group's
-    gradient buffer (Function.gradient_out) instead of a new array that is then copied there; the weights equal
-    those of an optimizer stepping parameter by parameter."""
+def _flat_gradient_arrivals(monkeypatch, make_modules, loss_of):
+    """Two SGD steps (momentum) of the modules make_modules() returns, flat=True on the CUDA path: whether each
+    parameter gradient of the second step arrived as its view of the flat buffer (Tensor._accumulate watched);
+    then the same steps parameter by parameter on the CPU path. Returns (arrivals, flat parameters, reference
+    parameters). (SGD: Adam would turn the rounding noise of a near-zero gradient, such as a conv bias's ahead of
+    batch norm, into whole steps.)"""
     import nn
     from nn.tensor import Tensor
     arrived_in_place = []
@@ -484,28 +486,38 @@ def test_layer_gradients_are_written_straight_into_the_flat_buffer(monkeypatch):
         accumulate(tensor, grad)
 
     monkeypatch.setattr(Tensor, "_accumulate", spy)
-    x = nn.Tensor(random_array((2, 1, 4, 4), seed=3))
-    labels = np.array([0, 2])
 
     def train(flat):
         nn.manual_seed(1)
-        model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(),
-                              nn.Linear(32, 3))
-        # (SGD: Adam would turn the rounding noise of the conv bias's near-zero gradient, ahead of batch norm,
-        # into whole steps)
-        optimizer = nn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, flat=flat)
+        modules = make_modules()
+        parameters = [p for module in modules for p in module.parameters()]
+        optimizer = nn.optim.SGD(parameters, lr=0.1, momentum=0.9, flat=flat)
         for _ in range(2):   # the first step packs the buffers; the second backward writes into them
             arrived_in_place.clear()
             optimizer.zero_grad()
-            nn.functional.cross_entropy(model(x), labels).backward()
+            loss_of(*modules).backward()
             optimizer.step()
-        return model, list(arrived_in_place)
+        return parameters, list(arrived_in_place)
 
     flat, arrivals = train(True)
-    assert arrivals == [True] * 6
     monkeypatch.setenv("NUMBANET_BACKEND", "cpu")   # the reference: NumPy, parameter by parameter
     reference, _ = train(False)
-    _assert_same_weights(flat, reference, exact=False)
+    return arrivals, flat, reference
+
+
+def test_layer_gradients_are_written_straight_into_the_flat_buffer(monkeypatch):
+    """With flat=True, conv2d, batch norm and linear write their parameters' first gradients into the group's
+    gradient buffer (Function.gradient_out) instead of a new array that is then copied there; the weights equal
+    those of an optimizer stepping parameter by parameter."""
+    import nn
+    x, labels = nn.Tensor(random_array((2, 1, 4, 4), seed=3)), np.array([0, 2])
+    arrivals, flat, reference = _flat_gradient_arrivals(
+        monkeypatch, lambda: [nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(),
+                                            nn.Flatten(), nn.Linear(32, 3))],
+        lambda model: nn.functional.cross_entropy(model(x), labels))
+    assert arrivals == [True] * 6
+    for p, q in zip(flat, reference):
+        assert_close(p.data, q.data, np.float32)
 
 
 def test_a_parameter_given_twice_to_one_op_keeps_its_gradient_out_of_the_flat_buffer():
@@ -534,33 +546,10 @@ def test_embedding_recurrent_and_layer_norm_gradients_are_written_straight_into_
     gradients (the LSTM's second bias copied, the same sums) go into the flat buffer, and the weights equal those
     of a per-parameter SGD."""
     import nn
-    from nn.tensor import Tensor
-    arrived_in_place = []
-    accumulate = Tensor._accumulate
-
-    def spy(tensor, grad):
-        slot = tensor._grad_slot
-        arrived_in_place.append(slot is not None and grad is slot[1])
-        accumulate(tensor, grad)
-
-    monkeypatch.setattr(Tensor, "_accumulate", spy)
     tokens = np.array([[1, 4], [4, 0], [2, 4]])   # (T, B), a token repeated: the embedding's atomics add up
-
-    def train(flat):
-        nn.manual_seed(2)
-        embed, lstm, norm, gru = nn.Embedding(5, 2), nn.LSTM(2, 3, bidirectional=True), nn.LayerNorm(6), nn.GRU(6, 2)
-        parameters = [p for m in (embed, lstm, norm, gru) for p in m.parameters()]
-        optimizer = nn.optim.SGD(parameters, lr=0.1, momentum=0.9, flat=flat)
-        for _ in range(2):
-            arrived_in_place.clear()
-            optimizer.zero_grad()
-            (gru(norm(lstm(embed(tokens))[0]))[0] ** 2).sum().backward()
-            optimizer.step()
-        return parameters, list(arrived_in_place)
-
-    flat, arrivals = train(True)
+    arrivals, flat, reference = _flat_gradient_arrivals(
+        monkeypatch, lambda: [nn.Embedding(5, 2), nn.LSTM(2, 3, bidirectional=True), nn.LayerNorm(6), nn.GRU(6, 2)],
+        lambda embed, lstm, norm, gru: (gru(norm(lstm(embed(tokens))[0]))[0] ** 2).sum())
     assert arrivals == [True] * 15
-    monkeypatch.setenv("NUMBANET_BACKEND", "cpu")
-    reference, _ = train(False)
     for p, q in zip(flat, reference):
         assert_close(p.data, q.data, np.float32)
