@@ -14,3 +14,4 @@ from .reduce import *  # noqa: F401,F403
 from .ctc import *  # noqa: F401,F403
 from .embedding import *  # noqa: F401,F403
 from .layer_norm import *  # noqa: F401,F403
+from .conv_transpose import *  # noqa: F401,F403
