@@ -1,11 +1,11 @@
-"""Public fused optimizer updates (torch.optim.SGD and Adam/AdamW rules), applied in place.
+"""Public fused optimizer updates (torch.optim.SGD, Adam/AdamW, RMSprop and Adagrad rules), applied in place.
 
 All arrays share one shape, dtype and device; the hyper-parameters are Python scalars. The learning
-rate (and Adam's step count) may instead be 1-element arrays on the arrays' device: the CUDA kernels
-then read them from device memory, so that a CUDA graph replaying the update (nn.capture) uses their
-current values, and compute Adam's bias corrections themselves in float32. With host scalars the bias
-corrections depend only on the step, so they are computed here once, in float64. On the CPU an array
-value is simply read on the host.
+rate (and Adam's and Adagrad's step count) may instead be 1-element arrays on the arrays' device: the CUDA
+kernels then read them from device memory, so that a CUDA graph replaying the update (nn.capture) uses
+their current values, and compute Adam's bias corrections (Adagrad's decayed rate) themselves in float32.
+With host scalars those depend only on the step and lr, so they are computed here once, in float64. On
+the CPU an array value is simply read on the host.
 """
 import math
 
@@ -16,7 +16,7 @@ from ._checks import check_shape, float_dtype, positive_int
 from .cpu import optim as cpu
 from .cuda import optim as gpu
 
-__all__ = ["sgd_update", "adam_update"]
+__all__ = ["sgd_update", "adam_update", "rmsprop_update", "adagrad_update"]
 
 
 def _scalar(op, name, value, minimum=None, below=None):
@@ -52,6 +52,31 @@ def _as_device_scalar(param, value):
     captured graph records the fill rather than a host-to-device copy; the value is frozen, as a host
     scalar is)."""
     return backend.array_module(param).full((1,), value, dtype=np.float32)
+
+
+def _step_and_lr(op, param, step, lr):
+    """(device, on_device, step, lr) of a step-counted update (Adam, Adagrad). On the CUDA path with either
+    given as a device array, both as 1-element float32 device arrays (a host number made into one); else a
+    positive int step and a number lr (an array read on the host)."""
+    device = backend.device_of(op, param)
+    on_device = device == "cuda" and (backend.is_array(step) or backend.is_array(lr))
+    if backend.is_array(step):
+        step = _device_scalar(op, "step", step, param)
+    if backend.is_array(lr):
+        lr = _device_scalar(op, "lr", lr, param)
+    if not on_device:
+        if isinstance(step, float) and step.is_integer():
+            step = int(step)   # read from a CPU array
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
+            raise ValueError(f"{op}: step must be a positive integer (1-based), got {step!r}")
+        lr = _scalar(op, "lr", lr, minimum=0.0)
+    else:
+        if not backend.is_array(step):
+            positive_int(op, "step", step)
+            step = _as_device_scalar(param, step)
+        if not backend.is_array(lr):
+            lr = _as_device_scalar(param, _scalar(op, "lr", lr, minimum=0.0))
+    return device, on_device, step, lr
 
 
 def _check_arrays(op, param, **others):
@@ -115,24 +140,7 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, b
     update replayable from a CUDA graph while they change (the caller increments the step array).
     """
     op = "adam_update"
-    device = backend.device_of(op, param)
-    on_device = device == "cuda" and (backend.is_array(step) or backend.is_array(lr))
-    if backend.is_array(step):
-        step = _device_scalar(op, "step", step, param)
-    if backend.is_array(lr):
-        lr = _device_scalar(op, "lr", lr, param)
-    if not on_device:
-        if isinstance(step, float) and step.is_integer():
-            step = int(step)   # read from a CPU array
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
-            raise ValueError(f"{op}: step must be a positive integer (1-based), got {step!r}")
-        lr = _scalar(op, "lr", lr, minimum=0.0)
-    else:
-        if not backend.is_array(step):
-            positive_int(op, "step", step)
-            step = _as_device_scalar(param, step)
-        if not backend.is_array(lr):
-            lr = _as_device_scalar(param, _scalar(op, "lr", lr, minimum=0.0))
+    device, on_device, step, lr = _step_and_lr(op, param, step, lr)
     beta1 = _scalar(op, "beta1", beta1, minimum=0.0, below=1.0)
     beta2 = _scalar(op, "beta2", beta2, minimum=0.0, below=1.0)
     eps = _scalar(op, "eps", eps, minimum=0.0)
@@ -151,4 +159,54 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, b
     implementation = cpu if device == "cpu" else gpu
     _run_in_place(lambda p, g, m, v, vmax: implementation.adam_update(p, g, m, v, vmax, **hyper),
                   param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
+    return param
+
+
+def rmsprop_update(param, grad, square_avg, grad_avg=None, momentum_buffer=None, *, lr=1e-2, alpha=0.99, eps=1e-8,
+                   weight_decay=0.0, momentum=0.0, centered=False, maximize=False):
+    """One torch.optim.RMSprop step in place on `param`, `square_avg` and, where used, `grad_avg` (centered)
+    and `momentum_buffer` (momentum > 0; torch starts both at zeros). The step count does not enter the
+    update, so only `lr` may be a 1-element array on param's device (float32 on cuda, read by the kernel)."""
+    op = "rmsprop_update"
+    if backend.is_array(lr):
+        lr = _device_scalar(op, "lr", lr, param)
+    if not backend.is_array(lr):
+        lr = _scalar(op, "lr", lr, minimum=0.0)
+    alpha = _scalar(op, "alpha", alpha, minimum=0.0)
+    eps = _scalar(op, "eps", eps, minimum=0.0)
+    weight_decay = _scalar(op, "weight_decay", weight_decay, minimum=0.0)
+    momentum = _scalar(op, "momentum", momentum, minimum=0.0)
+    if centered and grad_avg is None:
+        raise ValueError(f"{op}: grad_avg is required when centered=True")
+    if momentum > 0.0 and momentum_buffer is None:
+        raise ValueError(f"{op}: momentum_buffer is required when momentum > 0 (momentum={momentum})")
+    grad_avg = grad_avg if centered else None
+    momentum_buffer = momentum_buffer if momentum > 0.0 else None
+    device = _check_arrays(op, param, grad=grad, square_avg=square_avg, grad_avg=grad_avg,
+                           momentum_buffer=momentum_buffer)
+    hyper = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, maximize=bool(maximize))
+    implementation = cpu if device == "cpu" else gpu
+    _run_in_place(lambda p, g, v, a, b: implementation.rmsprop_update(p, g, v, a, b, **hyper),
+                  param, grad, square_avg, grad_avg, momentum_buffer)
+    return param
+
+
+def adagrad_update(param, grad, state_sum, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
+                   maximize=False):
+    """One torch.optim.Adagrad (dense) step in place on `param` and `state_sum`, at the decayed rate
+    lr / (1 + (step - 1) * lr_decay). `step` is the 1-based count after incrementing, as torch keeps it;
+    `step` and `lr` may each be a 1-element array on param's device (float32 on cuda), as adam_update's."""
+    op = "adagrad_update"
+    device, on_device, step, lr = _step_and_lr(op, param, step, lr)
+    lr_decay = _scalar(op, "lr_decay", lr_decay, minimum=0.0)
+    weight_decay = _scalar(op, "weight_decay", weight_decay, minimum=0.0)
+    eps = _scalar(op, "eps", eps, minimum=0.0)
+    _check_arrays(op, param, grad=grad, state_sum=state_sum)
+    hyper = dict(eps=eps, weight_decay=weight_decay, maximize=bool(maximize))
+    if on_device:
+        hyper.update(step=step, lr=lr, lr_decay=lr_decay)
+    else:
+        hyper["clr"] = lr / (1.0 + (int(step) - 1) * lr_decay)   # torch's rate, in float64 on the host
+    implementation = cpu if device == "cpu" else gpu
+    _run_in_place(lambda p, g, s: implementation.adagrad_update(p, g, s, **hyper), param, grad, state_sum)
     return param

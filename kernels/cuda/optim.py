@@ -1,10 +1,12 @@
-"""Fused SGD and Adam/AdamW updates: one thread per parameter, each array read once and written once.
+"""Fused SGD, Adam/AdamW, RMSprop and Adagrad updates: one thread per parameter, each array read once and
+written once.
 
 Launch: `launch_1d` with THREADS threads a block over the flattened (contiguous) arrays. Purely
 memory-bound. Two forms of each kernel share one inlined element update: the scalar form takes lr and
 Adam's step factors as float32 host scalars (computed in float64 on the host); the array form reads lr
 and the step count from 1-element device arrays, so that a CUDA graph replay uses their current values,
-and computes the bias corrections 1 - beta**step = -expm1(step * log(beta)) itself in float32.
+and computes the bias corrections 1 - beta**step = -expm1(step * log(beta)) itself in float32 (Adagrad:
+its decayed rate lr / (1 + (step - 1) * lr_decay)). RMSprop's update does not depend on the step: only lr.
 """
 import math
 
@@ -101,6 +103,74 @@ def adam_kernel_device_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, st
                   float32(1.0) - rate * decoupled_weight_decay, sign, amsgrad)
 
 
+# RMSprop in torch's single-tensor order (kernels/cpu/optim.py's loop); fastmath off as Adam's.
+@device_function
+def _rmsprop_element(i, param, grad, square_avg, grad_avg, momentum_buffer, negative_lr, sign, weight_decay, alpha,
+                     one_minus_alpha, eps, momentum, centered, use_momentum):
+    p = param[i]
+    g = sign * grad[i] + weight_decay * p
+    v = square_avg[i] * alpha + one_minus_alpha * g * g
+    square_avg[i] = v
+    if centered != 0:
+        a = grad_avg[i]
+        if one_minus_alpha < float32(0.5):          # torch's lerp(a, g, 1 - alpha): exact at either end
+            a = a + one_minus_alpha * (g - a)
+        else:
+            a = g - (g - a) * alpha
+        grad_avg[i] = a
+        v = v - a * a
+    denom = math.sqrt(v) + eps
+    if use_momentum != 0:
+        buf = momentum_buffer[i] * momentum + g / denom
+        momentum_buffer[i] = buf
+        param[i] = p + negative_lr * buf
+    else:
+        param[i] = p + negative_lr * g / denom
+
+
+@cached_jit(fastmath=False)
+def rmsprop_kernel(param, grad, square_avg, grad_avg, momentum_buffer, negative_lr, sign, weight_decay, alpha,
+                   one_minus_alpha, eps, momentum, centered, use_momentum):
+    i = cuda.grid(1)
+    if i < param.shape[0]:
+        _rmsprop_element(i, param, grad, square_avg, grad_avg, momentum_buffer, negative_lr, sign, weight_decay,
+                         alpha, one_minus_alpha, eps, momentum, centered, use_momentum)
+
+
+@cached_jit(fastmath=False)
+def rmsprop_kernel_device_lr(param, grad, square_avg, grad_avg, momentum_buffer, lr, sign, weight_decay, alpha,
+                             one_minus_alpha, eps, momentum, centered, use_momentum):
+    i = cuda.grid(1)
+    if i < param.shape[0]:
+        _rmsprop_element(i, param, grad, square_avg, grad_avg, momentum_buffer, -lr[0], sign, weight_decay, alpha,
+                         one_minus_alpha, eps, momentum, centered, use_momentum)
+
+
+@device_function
+def _adagrad_element(i, param, grad, state_sum, negative_clr, sign, weight_decay, eps):
+    p = param[i]
+    g = sign * grad[i] + weight_decay * p
+    s = state_sum[i] + g * g
+    state_sum[i] = s
+    param[i] = p + negative_clr * g / (math.sqrt(s) + eps)
+
+
+@cached_jit(fastmath=False)
+def adagrad_kernel(param, grad, state_sum, negative_clr, sign, weight_decay, eps):
+    i = cuda.grid(1)
+    if i < param.shape[0]:
+        _adagrad_element(i, param, grad, state_sum, negative_clr, sign, weight_decay, eps)
+
+
+@cached_jit(fastmath=False)
+def adagrad_kernel_device_step(param, grad, state_sum, step, lr, lr_decay, sign, weight_decay, eps):
+    i = cuda.grid(1)
+    if i < param.shape[0]:
+        # the decayed rate from the two device scalars in every thread, as Adam's bias corrections
+        clr = lr[0] / (float32(1.0) + (step[0] - float32(1.0)) * lr_decay)
+        _adagrad_element(i, param, grad, state_sum, -clr, sign, weight_decay, eps)
+
+
 def _log(beta):
     return math.log(beta) if beta > 0.0 else -math.inf   # beta 0: beta**step is 0 from step 1 on
 
@@ -146,10 +216,41 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, lr, beta1, 
               sign, np.int32(amsgrad), threads=THREADS)
 
 
+def rmsprop_update(param, grad, square_avg, grad_avg, momentum_buffer, *, lr, alpha, eps, weight_decay, momentum,
+                   maximize):
+    """`lr` is a number or a 1-element float32 device array (read by the kernel); grad_avg and momentum_buffer
+    may be None (then never touched: grad stands in, which the kernel only reads)."""
+    centered, use_momentum = grad_avg is not None, momentum_buffer is not None
+    on_device = not isinstance(lr, float)
+    launch_1d(rmsprop_kernel_device_lr if on_device else rmsprop_kernel, param.size, param.reshape(-1),
+              grad.reshape(-1), square_avg.reshape(-1), (grad_avg if centered else grad).reshape(-1),
+              (momentum_buffer if use_momentum else grad).reshape(-1), lr if on_device else np.float32(-lr),
+              np.float32(-1.0 if maximize else 1.0), np.float32(weight_decay), np.float32(alpha),
+              np.float32(1.0 - alpha), np.float32(eps), np.float32(momentum), np.int32(centered),
+              np.int32(use_momentum), threads=THREADS)
+
+
+def adagrad_update(param, grad, state_sum, *, eps, weight_decay, maximize, clr=None, step=None, lr=None,
+                   lr_decay=None):
+    """Either the decayed rate `clr` as a host number, or `step` and `lr` 1-element float32 device arrays with
+    `lr_decay` (the kernel computes the rate)."""
+    arrays = (param.reshape(-1), grad.reshape(-1), state_sum.reshape(-1))
+    tail = (np.float32(-1.0 if maximize else 1.0), np.float32(weight_decay), np.float32(eps))
+    if step is not None:
+        launch_1d(adagrad_kernel_device_step, param.size, *arrays, step, lr, np.float32(lr_decay), *tail,
+                  threads=THREADS)
+    else:
+        launch_1d(adagrad_kernel, param.size, *arrays, np.float32(-clr), *tail, threads=THREADS)
+
+
 _vector = float32[::1]
 PTX_SIGNATURES = [
     ("sgd", sgd_kernel, (_vector, _vector, _vector) + (float32,) * 5 + (int32, int32)),
     ("sgd_device_lr", sgd_kernel_device_lr, (_vector,) * 4 + (float32,) * 4 + (int32, int32)),
     ("adam", adam_kernel, (_vector,) * 5 + (float32,) * 9 + (int32,)),
     ("adam_device_step", adam_kernel_device_step, (_vector,) * 7 + (float32,) * 9 + (int32,)),
+    ("rmsprop", rmsprop_kernel, (_vector,) * 5 + (float32,) * 7 + (int32, int32)),
+    ("rmsprop_device_lr", rmsprop_kernel_device_lr, (_vector,) * 6 + (float32,) * 6 + (int32, int32)),
+    ("adagrad", adagrad_kernel, (_vector,) * 3 + (float32,) * 4),
+    ("adagrad_device_step", adagrad_kernel_device_step, (_vector,) * 5 + (float32,) * 4),
 ]
