@@ -34,46 +34,8 @@ from kernels import backend
 from .autograd import note_in_place
 from .module import _as_numpy
 from .optim_flat import _FlatGroup
+from .optim_group import _ParamGroup  # noqa: F401  (also imported from here by tests)
 from .tensor import Tensor
-
-
-class _ParamGroup(dict):
-    """One entry of param_groups: a dict of torch's keys to its users, which also holds the device arrays
-    read by the update kernels and writes a newly set lr through to its device copy."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.lr_array = None        # 1-element array on the parameters' device holding lr (GPU, simulator)
-        self.lr_array_value = None  # the lr last written into it
-        self.step_counts = None     # Adam: one step count per parameter, on the device
-        self.flat = None            # Adam(flat=True): the _FlatGroup; False where it cannot be used
-
-    def __setitem__(self, key, value):
-        super().__setitem__(key, value)
-        if key == "lr" and getattr(self, "lr_array", None) is not None:   # (unpickling sets items first)
-            self.write_lr()
-
-    def update(self, *args, **kwargs):
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
-
-    def setdefault(self, key, default=None):
-        if key not in self:
-            self[key] = default
-        return self[key]
-
-    def write_lr(self):
-        """Copy the host lr into lr_array if it changed: a fill kernel on the current stream, ordered after
-        the graph replays launched before it and before those launched after it."""
-        value = self["lr"]
-        if value == self.lr_array_value:
-            return
-        if backend.is_capturing():
-            raise RuntimeError(f"optimizer: lr set to {value!r} while a CUDA graph is being captured: the graph "
-                               f"would reset it at every replay; set it (step the scheduler) outside the "
-                               f"captured step")
-        self.lr_array.fill(value)
-        self.lr_array_value = value
 
 
 def _refuse_while_capturing(optimizer, what):
@@ -139,6 +101,32 @@ class Optimizer:
             group.lr_array_value = None
         group.write_lr()
         return group.lr_array
+
+    def _device_step(self, group, p, value):
+        """p's slot of the group's step counts (made on first use), set to `value`, as a 1-element view."""
+        _refuse_while_capturing(self, "the device step count")
+        if group.step_counts is None:
+            group.step_counts = backend.array_module(p.data).zeros(len(group["params"]), dtype=p.data.dtype)
+        index = next(i for i, q in enumerate(group["params"]) if q is p)
+        view = group.step_counts[index:index + 1]
+        view.fill(value)
+        return view
+
+    @staticmethod
+    def _count_steps(group, states):
+        """Add 1 to the step of each parameter that steps: on the device one in-place add over the whole
+        group when all its parameters step (the usual case), else one per parameter."""
+        device_steps = []
+        for state in states:
+            if backend.is_array(state["step"]):
+                device_steps.append(state["step"])
+            else:
+                state["step"] += 1
+        if device_steps and len(device_steps) == len(group["params"]):
+            _add_one(group.step_counts)
+        else:
+            for count in device_steps:
+                _add_one(count)   # a view: writes into group.step_counts
 
     def _packed(self, group, stepping, states):
         """The group's _FlatGroup (flat=True), packed again if something replaced one of its arrays, when
@@ -392,32 +380,6 @@ class Adam(Optimizer):
             state["max_exp_avg_sq"] = backend.array_module(p.data).zeros_like(p.data)
         if on_device and not backend.is_array(state["step"]):   # new, or loaded from a state dict
             state["step"] = self._device_step(group, p, state["step"])
-
-    def _device_step(self, group, p, value):
-        """p's slot of the group's step counts (made on first use), set to `value`, as a 1-element view."""
-        _refuse_while_capturing(self, "the device step count")
-        if group.step_counts is None:
-            group.step_counts = backend.array_module(p.data).zeros(len(group["params"]), dtype=p.data.dtype)
-        index = next(i for i, q in enumerate(group["params"]) if q is p)
-        view = group.step_counts[index:index + 1]
-        view.fill(value)
-        return view
-
-    @staticmethod
-    def _count_steps(group, states):
-        """Add 1 to the step of each parameter that steps: on the device one in-place add over the whole
-        group when all its parameters step (the usual case), else one per parameter."""
-        device_steps = []
-        for state in states:
-            if backend.is_array(state["step"]):
-                device_steps.append(state["step"])
-            else:
-                state["step"] += 1
-        if device_steps and len(device_steps) == len(group["params"]):
-            _add_one(group.step_counts)
-        else:
-            for count in device_steps:
-                _add_one(count)   # a view: writes into group.step_counts
 
 
 class AdamW(Adam):
