@@ -17,3 +17,4 @@ from .capture import capture  # noqa: F401
 from . import models  # noqa: F401
 from .layers_1d import AdaptiveAvgPool1d, AvgPool1d, Conv1d, MaxPool1d  # noqa: F401
 from .activations import ELU, GELU, SiLU  # noqa: F401
+from .layers_conv_transpose import ConvTranspose2d  # noqa: F401

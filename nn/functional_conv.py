@@ -29,6 +29,37 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                          padding=padding, dilation=dilation, groups=groups)
 
 
+class _ConvTranspose2d(_Op):
+    def forward(self, x, weight, bias, stride, padding, output_padding, groups, dilation):
+        self._mark_present(x, weight, bias)
+        self.geometry = (stride, padding, output_padding, groups, dilation)
+        self.save_for_backward(x, weight)
+        return kernels.conv_transpose2d(x, weight, bias, *self.geometry)
+
+    def backward(self, grad):
+        x, weight = self.saved
+        need_x, need_w, need_b = self.needs()
+        grads = kernels.conv_transpose2d_backward(grad, x, weight, *self.geometry, need_input=need_x,
+                                                  need_weight=need_w, need_bias=need_b,
+                                                  grad_weight_out=self.out_for(1, need_w),
+                                                  grad_bias_out=self.out_for(2, need_b))
+        return self.grads(*grads)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """Transposed convolution of input (N, C_in, H, W) or unbatched (C_in, H, W) with weight
+    (C_in, C_out/groups, kH, kW): torch's conv_transpose2d, the gradient of conv2d with respect to its input."""
+    input = _tensor(input, "conv_transpose2d: input", optional=False)
+    if input.ndim not in (3, 4):
+        raise ValueError(f"conv_transpose2d: input must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape "
+                         f"{input.shape}")
+    batched = input if input.ndim == 4 else input.reshape((1,) + input.shape)
+    y = _ConvTranspose2d.apply(batched, _tensor(weight, "conv_transpose2d: weight"),
+                               _tensor(bias, "conv_transpose2d: bias"), stride=stride, padding=padding,
+                               output_padding=output_padding, groups=groups, dilation=dilation)
+    return y if input.ndim == 4 else y.reshape(y.shape[1:])
+
+
 class _MaxPool2d(Function):
     def forward(self, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
         y, indices = kernels.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
