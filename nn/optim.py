@@ -394,3 +394,4 @@ class AdamW(Adam):
 
 from . import lr_scheduler  # noqa: E402,F401  (torch.optim.lr_scheduler's place)
 from .lr_scheduler import CosineAnnealingLR, StepLR, WarmupCosineAnnealingLR  # noqa: E402,F401
+from .optim_adaptive import Adagrad, RMSprop  # noqa: E402,F401  (they extend Optimizer, above)

@@ -10,7 +10,8 @@ from .autograd import note_in_place
 from .tensor import Tensor
 
 
-_MOMENTS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer")   # per-parameter state arrays
+_MOMENTS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer", "square_avg", "grad_avg",
+            "sum")   # per-parameter state arrays (Adam, SGD, RMSprop, Adagrad)
 
 
 class _FlatGroup:

@@ -11,7 +11,7 @@ class _ParamGroup(dict):
         super().__init__(*args, **kwargs)
         self.lr_array = None        # 1-element array on the parameters' device holding lr (GPU, simulator)
         self.lr_array_value = None  # the lr last written into it
-        self.step_counts = None     # Adam: one step count per parameter, on the device
+        self.step_counts = None     # Adam, RMSprop, Adagrad: one step count per parameter, on the device
         self.flat = None            # flat=True: the _FlatGroup; False where it cannot be used
 
     def __setitem__(self, key, value):
