@@ -1,5 +1,5 @@
-"""`python -m benchmarks.host_proxy [cnn|lstm|crnn] [--profile]`: the host work of one eager training step
-on the CUDA path, measured without a GPU.
+"""`python -m benchmarks.host_proxy [cnn|lstm|crnn] [--profile] [--array-ops]`: the host work of one eager
+training step on the CUDA path, measured without a GPU.
 
 It runs the simulator's code path (NUMBA_ENABLE_CUDASIM=1: NumPy arrays go through kernels/cuda's
 wrappers, nn, autograd and the optimizers as CuPy arrays do on a GPU) with every kernel launch replaced by a
@@ -10,6 +10,8 @@ array operations nn does outside kernels (copies of permuted activations and of 
 branch (on a GPU it runs CuPy ops instead). The arrays hold whatever the skipped kernels left, so no value
 is meaningful, only the time. Batch 64 for the CNN and LSTM (the train suite's), 32 for the default CRNN
 (with gradient clipping, as `numbanet train crnn`). It checks that no kernel reached the simulator.
+`--array-ops` also counts the array operations of a step that would each be a CuPy kernel or a read-back on
+a GPU, by the line of ours that asks for them (benchmarks/array_ops.py).
 """
 import os
 import sys
@@ -45,7 +47,7 @@ def _count_simulated_launches():
     return reached
 
 
-def _training_step(model_name):
+def _training_step(model_name, count_array_ops=False):
     import nn
     from nn import models
     nn.manual_seed(0)
@@ -62,14 +64,18 @@ def _training_step(model_name):
         x, clip = rng.random((32, 1, 12, 90), dtype=np.float32), 5.0
     else:
         raise SystemExit(f"host_proxy: expected cnn, lstm or crnn, got {model_name!r}")
-    inputs = nn.Tensor(x)
     labels = rng.integers(0, 10, len(x))
+    if count_array_ops:   # the model's arrays and the inputs (device arrays on a GPU) become CountedArrays
+        from benchmarks import array_ops
+        x, labels = array_ops.install(model, x, labels)
+    inputs = nn.Tensor(x)
     if model_name == "crnn":
         steps = model.output_length(x.shape[3])
-        targets, lengths = rng.integers(1, 11, (len(x), 8)), np.full(len(x), 8)
+        targets, lengths = rng.integers(1, 11, (len(x), 8)), np.full(len(x), 8)   # host arrays, as in training
+        input_lengths = np.full(len(x), steps)
 
         def loss_of(output):
-            return nn.functional.ctc_loss(output, targets, np.full(len(x), steps), lengths)
+            return nn.functional.ctc_loss(output, targets, input_lengths, lengths)
     else:
         def loss_of(output):
             return nn.functional.cross_entropy(output, labels)
@@ -90,7 +96,7 @@ def main(argv):
     warnings.simplefilter("ignore", RuntimeWarning)   # the skipped kernels leave garbage: overflows
     model_name = argv[0] if argv and not argv[0].startswith("-") else "cnn"
     launches, simulated = _skip_launches(), _count_simulated_launches()
-    step = _training_step(model_name)
+    step = _training_step(model_name, "--array-ops" in argv)
     for _ in range(5):
         step()
     launches[0], count = 0, 200
@@ -102,6 +108,13 @@ def main(argv):
           f"{simulated[0]} simulated")
     if simulated[0]:
         raise SystemExit(f"host_proxy: {simulated[0]} kernel launches reached the simulator (not skipped)")
+    if "--array-ops" in argv:
+        from benchmarks import array_ops
+        array_ops.counting(True)
+        for _ in range(10):
+            step()
+        array_ops.counting(False)
+        array_ops.report(10, top=40)
     if "--profile" in argv:
         import cProfile
         import io

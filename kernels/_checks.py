@@ -60,3 +60,19 @@ def contiguous(x):
 def empty(like, shape, dtype=None):
     """An uninitialised array on the same device as `like`."""
     return backend.array_module(like).empty(shape, dtype=like.dtype if dtype is None else dtype)
+
+
+_constants = {}   # (device, shape, dtype, value) -> an array that ops only read
+
+
+def constant(like, shape, dtype, value):
+    """An array full of `value` on `like`'s device, made once and then reused, so that an op which only reads
+    it launches no fill a call (on a GPU each fill is a kernel launch). Callers must never write to it. Not
+    kept while a CUDA graph is being captured: there the fill would run only when the graph does."""
+    key = (getattr(getattr(like, "device", None), "id", None), tuple(shape), np.dtype(dtype), value)
+    array = _constants.get(key)
+    if array is None:
+        array = backend.array_module(like).full(shape, value, dtype)
+        if not backend.is_capturing():
+            _constants[key] = array
+    return array

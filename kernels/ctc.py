@@ -8,7 +8,7 @@ The gradient matches PyTorch's: d/d log_probs = exp(log_probs) - occupancy / p, 
 import numpy as np
 
 from . import backend
-from ._checks import check_ndim, contiguous, empty, float_dtype
+from ._checks import check_ndim, constant, contiguous, empty, float_dtype
 from .cpu import ctc as cpu
 from .cuda import ctc as gpu
 
@@ -122,23 +122,23 @@ def _device_indices(op, log_probs, targets, input_lengths, target_lengths, blank
     return gpu.upload_indices(host), width, host[3]
 
 
-def _sample_scale(xp, reduction, target_lengths, batch, dtype):
-    """d reduced loss / d per-sample loss, on the device of xp."""
+def _sample_scale(reduction, divisors, batch, dtype):
+    """d reduced loss / d per-sample loss, on the device of divisors (prepared.divisors); never written."""
     if reduction == "mean":
-        lengths = xp.maximum(xp.asarray(target_lengths), 1).astype(dtype)
-        return (dtype.type(1.0) / (lengths * dtype.type(batch))).astype(dtype)
-    return xp.ones(batch, dtype=dtype)
+        return dtype.type(1.0) / (divisors * dtype.type(batch))
+    return constant(divisors, (batch,), dtype, 1)
 
 
 class PreparedTargets:
     """Targets and lengths checked and laid out for the kernels (host int64 arrays on the CPU, int32 arrays
     on the GPU), for log_probs of one shape: made once by prepare_targets, read by a forward and its
     backward (nn's CTC loss), so the checks, the read-back of device targets and the upload happen once a
-    step. The layout is a copy: writing the caller's lengths afterwards changes nothing."""
+    step. The layout is a copy: writing the caller's lengths afterwards changes nothing. `divisors`:
+    max(target_lengths, 1) in log_probs' dtype on its device, what reduction='mean' divides by."""
 
-    def __init__(self, device, shape, blank, indices, width, target_lengths):
+    def __init__(self, device, shape, blank, indices, width, divisors):
         self.device, self.shape, self.blank = device, shape, blank
-        self.indices, self.width, self.target_lengths = indices, width, target_lengths
+        self.indices, self.width, self.divisors = indices, width, divisors
 
 
 def prepare_targets(log_probs, targets, input_lengths, target_lengths, blank=0, op="ctc_loss"):
@@ -150,7 +150,11 @@ def prepare_targets(log_probs, targets, input_lengths, target_lengths, blank=0, 
         lengths = indices[3]
     else:
         indices, width, lengths = _device_indices(op, log_probs, targets, input_lengths, target_lengths, blank)
-    return PreparedTargets(device, tuple(log_probs.shape), int(blank), indices, width, lengths)
+    # Made here once a step (on the host, then one upload, unless capturing), not in the forward and again in
+    # the backward: on a GPU each step of it is a kernel launch or a copy.
+    divisors = backend.array_module(lengths).maximum(lengths, 1).astype(log_probs.dtype)
+    divisors = backend.array_module(log_probs).asarray(divisors)
+    return PreparedTargets(device, tuple(log_probs.shape), int(blank), indices, width, divisors)
 
 
 def _check_prepared(op, log_probs, prepared, reduction):
@@ -185,16 +189,15 @@ def ctc_loss_prepared(log_probs, prepared, reduction="mean", zero_infinity=False
     else:
         nll = empty(log_probs, (log_probs.shape[1],))
         gpu.ctc_loss(contiguous(log_probs), indices, prepared.width, blank, bool(zero_infinity), nll)
-    return _reduce(nll, prepared.target_lengths, reduction)
+    return _reduce(nll, prepared.divisors, reduction)
 
 
-def _reduce(nll, target_lengths, reduction):
+def _reduce(nll, divisors, reduction):
     if reduction == "none":
         return nll
     xp = backend.array_module(nll)
     if reduction == "sum":
         return xp.asarray(nll.sum())
-    divisors = xp.maximum(xp.asarray(target_lengths), 1).astype(nll.dtype)
     return xp.asarray((nll / divisors).mean())
 
 
@@ -227,11 +230,10 @@ def ctc_loss_backward_prepared(grad_loss, log_probs, prepared, reduction="mean",
     elif reduction == "none" or isinstance(grad_loss, bool) or not isinstance(grad_loss, (int, float)):
         raise TypeError(f"{op}: grad_loss must be an array of shape (N,) for reduction='none' or a number, "
                         f"got {type(grad_loss).__name__}")
-    xp = backend.array_module(log_probs)
     dtype = log_probs.dtype
     indices, blank = prepared.indices, prepared.blank
     # A Python number multiplies on the device without a host copy (capturable).
-    sample_scale = (_sample_scale(xp, reduction, prepared.target_lengths, batch, dtype) * grad_loss).astype(dtype)
+    sample_scale = (_sample_scale(reduction, prepared.divisors, batch, dtype) * grad_loss).astype(dtype, copy=False)
     if prepared.device == "cpu":
         return cpu.ctc_loss_backward(np.ascontiguousarray(log_probs), *indices, blank, sample_scale,
                                      bool(zero_infinity))

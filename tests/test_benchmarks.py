@@ -38,6 +38,27 @@ def test_host_proxy_times_the_cuda_path_without_a_gpu():
         assert int(words[-5]) > 0 and words[-2:] == ["0", "simulated"]
 
 
+def test_host_proxy_counts_the_array_operations_a_gpu_step_would_launch():
+    """`host_proxy crnn --array-ops` counts, by calling line, the array operations that would each be a CuPy
+    kernel on a GPU: it sees the ones that remain (the recurrent layers' input projection bias sums), and none
+    of those this project removed (fills of the recurrent stand-ins and of the backward's ones vector, CTC's
+    divisors remade in the forward and again in the backward)."""
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-m", "benchmarks.host_proxy", "crnn", "--array-ops"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    summary = next(line for line in lines if line.startswith("array operations a step"))
+    totals = dict(part.rsplit(" ", 1) for part in summary.split(": ", 1)[1].split(", "))
+    assert float(totals["kernel"]) > 0 and float(totals["fill"]) > 0
+    sites = [line.split() for line in lines if line.startswith("  ")]   # calls, kind, name, file:line, function
+    assert any(site[2] == "add" and site[4] == "projection_bias" for site in sites)
+    assert not [site for site in sites if site[3].startswith("kernels/cuda/rnn.py") and site[2] in ("ones", "full")]
+    assert not [site for site in sites if site[3].startswith("kernels/ctc.py") and site[2] in ("maximum", "upload")
+                and site[4] != "prepare_targets"]
+
+
 def test_launches_replaced_restores_every_module_even_one_first_imported_inside():
     """harness.launches_replaced (the host profile's and host proxy's patcher) gives every kernels.cuda module
     its launcher back, also a module not imported before the block (in a fresh process: rnn is not yet)."""

@@ -16,6 +16,7 @@ import warnings
 from numba import cuda, float32, int32, int64
 
 from .. import backend
+from .._checks import constant
 from ..cpu.rnn import prev_state_slice, projection_bias
 from . import compile_ahead
 from .launch import ceil_div, device_view, launch
@@ -248,23 +249,27 @@ def forward_directions(mode, x, h0, c0, weights, host_lengths, reverse=0):
     for d, (w_ih, _, b_ih, b_hh) in enumerate(weights):
         matmul(x.reshape(T * B, I), w_ih, trans_b=True, bias=projection_bias(mode, b_ih, b_hh, H),
                out=gates[d].reshape(T * B, G * H))
-    b_hn = xp.zeros((D, H if mode == "gru" else 1), xp.float32)
+    # Stand-ins for another cell's buffers (b_hn, cells, aux here; grad_c, grad_hidden in the backward) are
+    # left empty: `cell` compiles their uses out of the kernels, so no fill is launched for them.
+    b_hn = xp.zeros((D, H), xp.float32) if mode == "gru" else xp.empty((D, 1), xp.float32)
     if mode == "gru":  # device-side copies, safe inside a captured step
         for d, weight in enumerate(weights):
             if weight[3] is not None:
                 b_hn[d] = weight[3][2 * H:]
     states = xp.empty((D, T + 1, B, H), xp.float32)
-    cells = xp.empty((D, T + 1, B, H), xp.float32) if mode == "lstm" else xp.zeros((D, 1, 1, 1), xp.float32)
-    for d in range(D):
-        start = T if _reversed(reverse, d) else 0
-        states[d, start] = 0 if h0 is None else h0[d]
-        if mode == "lstm":
-            cells[d, start] = 0 if c0 is None else c0[d]
-    aux = xp.empty((D, T, B, H), xp.float32) if mode == "gru" else xp.zeros((D, 1, 1, 1), xp.float32)
+    cells = xp.empty((D, T + 1, B, H) if mode == "lstm" else (D, 1, 1, 1), xp.float32)
+    for buffer, initial in ((states, h0), (cells, c0) if mode == "lstm" else (None, None)):
+        if buffer is not None and initial is None:   # one fill zeroes both ends of every direction: the
+            buffer[:, ::max(T, 1)] = 0                # recurrence starts from one and overwrites the other
+        elif buffer is not None:
+            for d in range(D):
+                buffer[d, T if _reversed(reverse, d) else 0] = initial[d]
+    aux = xp.empty((D, T, B, H) if mode == "gru" else (D, 1, 1, 1), xp.float32)
     y = xp.empty((T, B, D * H), xp.float32)
-    # All samples full length: fill on the device (no host-to-device copy, so the call stays asynchronous
-    # and can be captured in a CUDA graph).
-    lengths = xp.full(B, T, xp.int32) if host_lengths is None else xp.asarray(host_lengths, dtype=xp.int32)
+    # All samples full length: a device array kept from an earlier call (no host-to-device copy, so the
+    # call stays asynchronous and can be captured in a CUDA graph).
+    lengths = (constant(x, (B,), xp.int32, T) if host_lengths is None
+               else xp.asarray(host_lengths, dtype=xp.int32))
     kernels = _kernels(cell)
     w = [weight[1].reshape(-1) for weight in weights]
     for first, count, plan in _launch_groups("forward", cell, B, H, D):
@@ -302,13 +307,14 @@ def backward_directions(mode, x, weights, has_b_ih, has_b_hh, buffers, reverse, 
     cell = CELLS[mode]
     G = GATE_COUNT[cell]
     grad_y = xp.zeros((T, B, D * H), xp.float32) if grad_y is None else grad_y
-    grad_h = xp.zeros((D, B, H), xp.float32) if grad_h_n is None else grad_h_n.copy()
-    if mode == "lstm":
-        grad_c = xp.zeros((D, B, H), xp.float32) if grad_c_n is None else grad_c_n.copy()
+    if mode == "lstm" and grad_h_n is None and grad_c_n is None:   # both zero: one fill
+        grad_h, grad_c = xp.zeros((2, D, B, H), xp.float32)
     else:
-        grad_c = xp.zeros((D, 1, 1), xp.float32)   # (a stand-in for cells without a cell state)
+        grad_h = xp.zeros((D, B, H), xp.float32) if grad_h_n is None else grad_h_n.copy()
+        grad_c = ((xp.zeros((D, B, H), xp.float32) if grad_c_n is None else grad_c_n.copy()) if mode == "lstm"
+                  else xp.empty((D, 1, 1), xp.float32))   # (a stand-in: see forward_directions)
     grad_gates = xp.empty((D, T, B, G * H), xp.float32)
-    grad_hidden = xp.empty((D, T, B, G * H), xp.float32) if mode == "gru" else xp.zeros((D, 1, 1, 1), xp.float32)
+    grad_hidden = xp.empty((D, T, B, G * H) if mode == "gru" else (D, 1, 1, 1), xp.float32)
     states, cells, gates, aux, lengths = (buffers[k] for k in ("states", "cells", "gates", "aux", "lengths"))
     kernels = _kernels(cell)
     w = [weight[1].reshape(-1) for weight in weights]
@@ -333,7 +339,7 @@ def backward_directions(mode, x, weights, has_b_ih, has_b_hh, buffers, reverse, 
                    *views, _reversed(reverse, d))
     x_flat = x.reshape(T * B, I)
     grad_x = None
-    ones = xp.ones((1, T * B), xp.float32)
+    ones = constant(x, (1, T * B), xp.float32, 1)
     per_direction = []
     for d, (w_ih, _) in enumerate(weights):
         out_w_ih, out_w_hh, out_b_ih, out_b_hh = (None,) * 4 if outs is None else outs[d]

@@ -55,3 +55,20 @@ def test_info_and_benchmark_reports_name_the_switches_in_force(monkeypatch):
     monkeypatch.setenv("NUMBANET_CONV_ALGORITHM", "implicit")
     assert backend.switches() == {"NUMBANET_CONV_ALGORITHM": "implicit", "NUMBANET_LAUNCHER": "direct"}
     assert backend.describe()["switches"] == "NUMBANET_CONV_ALGORITHM=implicit NUMBANET_LAUNCHER=direct"
+
+
+def test_constant_arrays_are_made_once_per_value_and_never_kept_while_capturing(monkeypatch):
+    """_checks.constant: the arrays ops only read (the recurrent backward's ones, full-length lengths, CTC's
+    'sum' scale) are reused, so a call launches no fill on a GPU; one made during a CUDA graph capture is not
+    kept, since its fill would run only when the graph is replayed."""
+    from kernels import _checks
+    like = np.ones(3, np.float32)
+    first = _checks.constant(like, (2, 5), np.float32, 1)
+    assert first.shape == (2, 5) and first.dtype == np.float32 and (first == 1).all()
+    assert _checks.constant(like, (2, 5), np.float32, 1) is first
+    assert _checks.constant(like, [2, 5], "float32", 1) is first   # the same key however the shape is spelled
+    assert _checks.constant(like, (2, 5), np.float32, 7) is not first
+    assert _checks.constant(like, (2, 5), np.int32, 1).dtype == np.int32
+    monkeypatch.setattr(backend, "is_capturing", lambda: True)
+    made = _checks.constant(like, (4,), np.float32, 3)
+    assert (made == 3).all() and _checks.constant(like, (4,), np.float32, 3) is not made
