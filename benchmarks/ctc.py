@@ -1,5 +1,6 @@
 """CTC loss forward+backward against torch.nn.functional.ctc_loss (cuDNN or native on the GPU, CPU
-otherwise), and the fused Adam update against torch.optim.Adam (fused, else foreach) in the same suite.
+otherwise), and the fused Adam, RMSprop and Adagrad updates against torch.optim's (fused, else foreach) in the
+same suite.
 
 CTC inputs use full-length inputs and int32 targets, all on the device of the log-probabilities.
 """
@@ -74,7 +75,41 @@ def _adam_case(device, count):
                 note="reads param, grad, exp_avg, exp_avg_sq; writes three")
 
 
+def _adaptive_case(device, count, name):
+    """RMSprop (default options: square_avg) or Adagrad: reads param, grad and one state array, writes two."""
+    torch = vendor_torch()
+    vendor_class = getattr(torch.optim, name)
+
+    def make(xp, seed):
+        rng = np.random.default_rng(seed)
+        param, grad = (xp.asarray(rng.standard_normal(count, dtype=np.float32)) for _ in range(2))
+        state = xp.asarray(rng.random(count, dtype=np.float32))   # square_avg or sum, as after some steps
+        torch_param = as_torch(torch, param).requires_grad_()
+        torch_param.grad = as_torch(torch, grad)
+        try:
+            optimizer = vendor_class([torch_param], lr=1e-3, fused=True)   # RMSprop has no fused kernel
+            optimizer.step()
+        except (RuntimeError, ValueError, TypeError):
+            optimizer = vendor_class([torch_param], lr=1e-3, foreach=True)
+        return param, grad, state, optimizer
+
+    def ours(param, grad, state, _):
+        if name == "RMSprop":
+            kernels.rmsprop_update(param, grad, state, lr=1e-3)
+        else:
+            kernels.adagrad_update(param, grad, state, step=10, lr=1e-3)
+
+    def vendor(*arguments):
+        arguments[-1].step()
+
+    return Case(label=f"{name.lower()} update {count / 1e6:g}M params", make_inputs=make, ours=ours, vendor=vendor,
+                vendor_name=f"torch.optim.{name} (fused, else foreach)", bytes=5 * 4 * count,
+                note="reads param, grad, " + ("square_avg" if name == "RMSprop" else "sum") + "; writes two")
+
+
 def cases(device, quick=False):
     rows = [_ctc_case(device, *shape) for shape in CTC_SHAPES]
-    rows.append(_adam_case(device, 1_000_000 if quick else 10_000_000))
+    count = 1_000_000 if quick else 10_000_000
+    rows.append(_adam_case(device, count))
+    rows += [_adaptive_case(device, count, name) for name in ("RMSprop", "Adagrad")]
     return rows
