@@ -1,5 +1,6 @@
 """conv2d forward and backward (data + weight) against PyTorch: cuDNN on the GPU (TF32 off, cudnn.benchmark
-on), PyTorch's own CPU convolution on the CPU. Both sides read the same memory."""
+on), PyTorch's own CPU convolution on the CPU. Both sides read the same memory. The "transpose" rows time
+conv_transpose2d (DCGAN's 4x4 stride-2 and U-Net's 2x2 stride-2 up-sampling) against torch's."""
 import contextlib
 
 import numpy as np
@@ -118,6 +119,56 @@ def _cases_for(shape, device, algorithm=None):
                  vendor_name=vendor, flops=2 * flops, note="data + weight gradients" + note)]
 
 
+# transposed convolutions: (label, N, C_in, H, W, C_out, kernel, stride, padding)
+TRANSPOSED = [
+    ("transpose dcgan 64x512x4x4 k256 4x4/2", 64, 512, 4, 4, 256, 4, 2, 1),
+    ("transpose dcgan 64x256x8x8 k128 4x4/2", 64, 256, 8, 8, 128, 4, 2, 1),
+    ("transpose unet 8x256x32x32 k128 2x2/2", 8, 256, 32, 32, 128, 2, 2, 0),
+    ("transpose unet 8x128x64x64 k64 2x2/2", 8, 128, 64, 64, 64, 2, 2, 0),
+]
+TRANSPOSED_CPU = [
+    ("transpose dcgan 16x256x8x8 k128 4x4/2", 16, 256, 8, 8, 128, 4, 2, 1),
+    ("transpose unet 4x128x32x32 k64 2x2/2", 4, 128, 32, 32, 64, 2, 2, 0),
+]
+
+
+def _transposed_cases_for(shape, device):
+    """conv_transpose2d forward, and forward + backward (data and weight gradients), against torch's."""
+    label, n, c, h, w, k, size, stride, padding = shape
+    torch = vendor_torch()
+    out_h, out_w = (h - 1) * stride - 2 * padding + size, (w - 1) * stride - 2 * padding + size
+    flops = 2.0 * n * c * h * w * k * size * size
+    arguments = dict(stride=stride, padding=padding)
+
+    def make(xp, seed):
+        rng = np.random.default_rng(seed)
+        x = xp.asarray(rng.standard_normal((n, c, h, w), dtype=np.float32))
+        weight = xp.asarray(rng.standard_normal((c, k, size, size), dtype=np.float32) * 0.1)
+        grad_out = xp.asarray(rng.standard_normal((n, k, out_h, out_w), dtype=np.float32))
+        return (x, weight, grad_out) + tuple(as_torch(torch, a) for a in (x, weight, grad_out))
+
+    def forward(x, weight, grad_out, *tensors):
+        return kernels.conv_transpose2d(x, weight, **arguments)
+
+    def forward_vendor(x, weight, grad_out, x_t, weight_t, grad_out_t):
+        return torch.nn.functional.conv_transpose2d(x_t, weight_t, **arguments)
+
+    def both(x, weight, grad_out, *tensors):
+        return (kernels.conv_transpose2d(x, weight, **arguments),
+                kernels.conv_transpose2d_backward(grad_out, x, weight, need_bias=False, **arguments))
+
+    def both_vendor(x, weight, grad_out, x_t, weight_t, grad_out_t):
+        return (torch.nn.functional.conv_transpose2d(x_t, weight_t, **arguments),
+                torch.ops.aten.convolution_backward(grad_out_t, x_t, weight_t, None, [stride] * 2, [padding] * 2,
+                                                    [1, 1], True, [0, 0], 1, [True, True, False]))
+
+    vendor = "cuDNN (torch)" if device == "cuda" else "torch CPU"
+    return [Case(label=f"fwd {label}", make_inputs=make, ours=forward, vendor=forward_vendor, vendor_name=vendor,
+                 flops=flops),
+            Case(label=f"fwd+bwd {label}", make_inputs=make, ours=both, vendor=both_vendor, vendor_name=vendor,
+                 flops=3 * flops, note="output, data + weight gradients")]
+
+
 def cases(device, quick=False):
     if device == "cuda":
         shapes = ANCHORS[-1:] + OCR[:1] if quick else TRAIN_CRNN + ANCHORS + OCR
@@ -129,4 +180,10 @@ def cases(device, quick=False):
             rows.extend(_cases_for(shape, device, "winograd") + _cases_for(shape, device, "implicit"))
         else:
             rows.extend(_cases_for(shape, device))
+    if device == "cuda":
+        transposed = TRANSPOSED[::2] if quick else TRANSPOSED
+    else:
+        transposed = TRANSPOSED_CPU
+    for shape in transposed:
+        rows.extend(_transposed_cases_for(shape, device))
     return rows
