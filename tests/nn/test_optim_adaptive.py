@@ -314,3 +314,29 @@ def test_no_state_created_while_capturing(cls, monkeypatch):
     monkeypatch.setattr(backend, "is_capturing", lambda: True)
     optimizer.step()   # everything exists: a capture records the same work as an eager step
     assert [int(c) for c in optimizer.param_groups[0].step_counts] == [2, 2, 2]
+
+
+@pytest.mark.parametrize("cls, options", STATE_CASES, ids=[c[0] for c in STATE_CASES])
+@pytest.mark.parametrize("flat", [False, True])
+def test_loaded_torch_state_continues_with_device_steps(cls, options, flat, monkeypatch):
+    """A torch state dict loaded where lr and the steps live in arrays (the GPU path; flat=True packs the loaded
+    state): torch's next steps, and counts that went on from the loaded ones."""
+    monkeypatch.setattr(nn.optim.Optimizer, "_uses_device_scalars", lambda self, p: True)
+    torch = torch_module()
+    arrays = _params()
+    theirs = _theirs(arrays)
+    reference = getattr(torch.optim, cls)(theirs, **options)
+    _run(reference, theirs, 3, set_grad=_set_theirs)
+    ours = _ours([t.detach().numpy() for t in theirs])
+    optimizer = getattr(nn.optim, cls)(ours, lr=0.5, flat=flat)
+    _run(optimizer, ours, 1, set_grad=_set_ours)   # device counts and lr (flat=True: the packing) exist before
+    for p, t in zip(ours, theirs):
+        p.data[...] = t.detach().numpy()           # torch's weights, copied into ours in place
+    optimizer.load_state_dict(reference.state_dict())
+    _run(reference, theirs, 2, first=3, set_grad=_set_theirs)
+    _run(optimizer, ours, 2, first=3, set_grad=_set_ours)
+    _assert_same(ours, theirs)
+    assert optimizer.param_groups[0].lr_array[0] == options["lr"]
+    assert [int(c) for c in optimizer.param_groups[0].step_counts] == [5, 5, 5]
+    assert bool(optimizer.param_groups[0].flat) == flat
+    _assert_same_state(optimizer.state_dict(), reference.state_dict())
