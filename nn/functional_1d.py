@@ -22,7 +22,27 @@ from .tensor import Tensor
 # The 2-D Functions under the 1-D ops' names: autograd's messages (an input written in place before backward,
 # a second backward) name the Function, and a user of conv1d should read conv1d there.
 class Conv1dFunction(_Conv2d):
-    pass
+    """Takes the 3-D weight (K, C/groups, R) itself and views it as (K, C/groups, 1, R) inside, rather than
+    through a reshape Function before it: so its gradient is written straight into a flat optimizer's buffer
+    (a view of it, as conv2d's), not made as a new array and then copied there."""
+
+    def forward(self, x, weight, bias, stride, padding, dilation, groups):
+        return super().forward(x, weight[:, :, None, :], bias, stride, padding, dilation, groups)
+
+    def out_for(self, position, needed=True):
+        out = super().out_for(position, needed)
+        if position != 1 or out is None:
+            return out
+        self.weight_slot = out, out[:, :, None, :]   # the 3-D slot, and the 4-D view the kernels write
+        return self.weight_slot[1]
+
+    def grads(self, grad_x, grad_weight, grad_bias):
+        slot = getattr(self, "weight_slot", None)
+        if slot is not None and grad_weight is slot[1]:
+            grad_weight = slot[0]   # the slot itself: Tensor._accumulate then keeps it, no copy
+        elif grad_weight is not None:
+            grad_weight = grad_weight.reshape(grad_weight.shape[0], grad_weight.shape[1], grad_weight.shape[3])
+        return super().grads(grad_x, grad_weight, grad_bias)
 
 
 class MaxPool1dFunction(_MaxPool2d):
@@ -116,7 +136,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         raise ValueError(f"{op}: kernel size {kernel} (dilated {extent}) is larger than the padded input length "
                          f"{length + left + right} ({shapes}, padding ({left}, {right}))")
     padding_2d = padding if isinstance(padding, str) else (0, left)
-    y = Conv1dFunction.apply(_as_map(input), weight.reshape(out_channels, group_channels, 1, kernel), bias,
+    y = Conv1dFunction.apply(_as_map(input), weight, bias,
                              stride=(1, stride), padding=padding_2d, dilation=(1, dilation), groups=groups)
     return _as_sequence(y, unbatched)
 

@@ -82,3 +82,18 @@ def test_layers_on_cuda_kernels_match_cpu(monkeypatch):
     expected = _layers_run(monkeypatch, "cpu", x)
     for i, (got, want) in enumerate(zip(_layers_run(monkeypatch, "auto", x), expected, strict=True)):
         assert_close(got, want, np.float32, name=f"result {i}", **TOLERANCE)
+
+
+def test_conv1d_gradients_are_written_straight_into_the_flat_buffer(monkeypatch):
+    """Conv1d's 3-D weight is viewed as the 2-D op's 4-D weight inside its Function (not through a reshape before
+    it), so with flat=True its weight and bias gradients arrive as their views of the flat buffer, no copy; the
+    weights equal those of an SGD stepping parameter by parameter on the CPU."""
+    from tests.simulator.test_optim_sim import _flat_gradient_arrivals
+    x = nn.Tensor(random_array((2, 4, 7), seed=8))
+    arrivals, flat, reference = _flat_gradient_arrivals(
+        monkeypatch, lambda: [nn.Sequential(nn.Conv1d(4, 4, 3, padding=1, groups=2), nn.ReLU(),
+                                            nn.Conv1d(4, 2, 2, stride=2, dilation=2))],
+        lambda model: (model(x) ** 2).sum())
+    assert arrivals == [True] * 4
+    for p, q in zip(flat, reference):
+        assert_close(p.data, q.data, np.float32)
