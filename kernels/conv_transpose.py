@@ -54,7 +54,7 @@ def _checked_geometry(op, input_shape, weight_shape, stride, padding, output_pad
                          f"out_channels / groups, kH, kW); {shapes})")
     if c_in % groups:
         raise ValueError(f"{op}: groups={groups} must divide the input channels ({shapes})")
-    if min(c_out_group, kernel_h, kernel_w, h, w) < 1:
+    if min(c_in, c_out_group, kernel_h, kernel_w, h, w) < 1:
         raise ValueError(f"{op}: input and weight must have non-empty channels and spatial dims ({shapes})")
     if isinstance(padding, str):
         raise ValueError(f"{op}: padding must be an int or a pair of ints, got {padding!r}")

@@ -1,4 +1,4 @@
-"""Convolution, pooling and batch normalisation as autograd Functions over the kernels of the
+"""Convolution (also transposed), pooling and batch normalisation as autograd Functions over the kernels of the
 conv, pool and norm families (torch.nn.functional's names and defaults; re-exported by functional)."""
 import kernels
 

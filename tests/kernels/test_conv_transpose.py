@@ -148,6 +148,8 @@ X, W = (2, 4, 5, 5), (4, 3, 3, 3)
     (X, W, dict(stride=(1, 2, 3)), r"conv_transpose2d: stride must be an int or a pair of ints"),
     (X, W, dict(padding=4), r"conv_transpose2d: output size -1x-1 is too small"),
     (X, (4, 0, 3, 3), {}, r"conv_transpose2d: input and weight must have non-empty"),
+    ((2, 0, 5, 5), (0, 3, 3, 3), {}, r"conv_transpose2d: input and weight must have non-empty"),
+    ((2, 4, 0, 5), W, {}, r"conv_transpose2d: input and weight must have non-empty"),
 ])
 def test_bad_arguments(x_shape, w_shape, kwargs, message):
     x, weight = random_array(x_shape, np.float32, seed=1), random_array(w_shape, np.float32, seed=2)
