@@ -67,14 +67,15 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     return y.reshape(x.shape), mean.reshape(statistics_shape), rstd.reshape(statistics_shape)
 
 
-def layer_norm_backward(grad_out, x, normalized_shape, mean, rstd, weight=None, bias=None, *, grad_weight_out=None,
-                        grad_bias_out=None):
+def layer_norm_backward(grad_out, x, normalized_shape, mean, rstd, weight=None, bias=None, *, need_input=True,
+                        need_weight=True, need_bias=True, grad_weight_out=None, grad_bias_out=None):
     """Gradients (grad_x, grad_weight, grad_bias) of layer_norm from its saved mean and rstd.
 
     grad_weight is None without weight, grad_bias None without bias (bias itself is not read: as in
-    torch.native_layer_norm_backward, it says whether its gradient is wanted). grad_weight_out / grad_bias_out
-    (C-contiguous, normalized_shape): arrays that receive those gradients and are returned (on the GPU the
-    kernel writes them: nn puts them straight into a flat optimizer's gradient buffer).
+    torch.native_layer_norm_backward, it says whether its gradient is wanted); need_*=False skips that
+    gradient (None in its place, as conv2d_backward's: a frozen layer or an input that needs none).
+    grad_weight_out / grad_bias_out (C-contiguous, normalized_shape): arrays that receive those gradients and
+    are returned (on the GPU the kernel writes them: nn puts them straight into a flat optimizer's buffer).
     """
     op = "layer_norm_backward"
     device = backend.device_of(op, grad_out, x, mean, rstd, weight, bias, grad_weight_out, grad_bias_out)
@@ -94,22 +95,24 @@ def layer_norm_backward(grad_out, x, normalized_shape, mean, rstd, weight=None, 
             if vector is None:
                 raise ValueError(f"{op}: grad_{name}_out was given, but without a {name} there is no such gradient")
             check_out(op, out, shape, x.dtype, x, f"grad_{name}_out")
+    need_weight = need_weight and weight is not None
+    need_bias = need_bias and bias is not None
     if device == "cpu":
         grad_x, grad_weight, grad_bias = cpu.layer_norm_backward(
             grad_out.reshape(rows, features), x.reshape(rows, features), _flat(weight), mean.reshape(rows),
-            rstd.reshape(rows))
+            rstd.reshape(rows), need_input, need_weight or need_bias)
         for out, values in ((grad_weight_out, grad_weight), (grad_bias_out, grad_bias)):
             if out is not None:
                 out.reshape(features)[...] = values
     else:
-        grad_x = empty(x, (rows, features))
-        grad_weight = _flat_out(grad_weight_out, x, features) if weight is not None else None
-        grad_bias = _flat_out(grad_bias_out, x, features) if bias is not None else None
+        grad_x = empty(x, (rows, features)) if need_input else None
+        grad_weight = _flat_out(grad_weight_out, x, features) if need_weight else None
+        grad_bias = _flat_out(grad_bias_out, x, features) if need_bias else None
         gpu.layer_norm_backward(contiguous(grad_out).reshape(rows, features), contiguous(x).reshape(rows, features),
                                 _flat(weight), _flat(mean), _flat(rstd), grad_x, grad_weight, grad_bias)
-    grad_weight = None if weight is None else _shaped(grad_weight, grad_weight_out, shape)
-    grad_bias = None if bias is None else _shaped(grad_bias, grad_bias_out, shape)
-    return grad_x.reshape(x.shape), grad_weight, grad_bias
+    grad_weight = _shaped(grad_weight, grad_weight_out, shape) if need_weight else None
+    grad_bias = _shaped(grad_bias, grad_bias_out, shape) if need_bias else None
+    return grad_x.reshape(x.shape) if need_input else None, grad_weight, grad_bias
 
 
 def _shaped(gradient, out, shape):

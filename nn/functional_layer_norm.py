@@ -19,8 +19,9 @@ class _LayerNorm(_Op):
 
     def backward(self, grad):
         x, weight, bias, mean, rstd = self.saved
-        _, need_w, need_b = self.needs()
+        need_x, need_w, need_b = self.needs()
         grads = kernels.layer_norm_backward(grad, x, self.normalized_shape, mean, rstd, weight, bias,
+                                            need_input=need_x, need_weight=need_w, need_bias=need_b,
                                             grad_weight_out=self.out_for(1, need_w),
                                             grad_bias_out=self.out_for(2, need_b))
         return self.grads(*grads)

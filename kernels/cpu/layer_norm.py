@@ -28,8 +28,9 @@ def layer_norm_forward(x2, weight, bias, eps):
     return centred, mean, rstd
 
 
-def layer_norm_backward(grad2, x2, weight, mean, rstd):
-    """(grad_x (rows, features), column sums of grad * xhat, column sums of grad).
+def layer_norm_backward(grad2, x2, weight, mean, rstd, need_input=True, need_columns=True):
+    """(grad_x (rows, features), column sums of grad * xhat, column sums of grad); None for grad_x without
+    need_input, and for both sums without need_columns.
 
     With xhat = (x - mean) * rstd and gw = grad * weight, the input gradient of each row is
     rstd * (gw - mean(gw) - xhat * mean(gw * xhat)): only two row sums depend on the whole row.
@@ -37,7 +38,9 @@ def layer_norm_backward(grad2, x2, weight, mean, rstd):
     features = x2.shape[1]
     xhat = x2 - mean[:, None]
     xhat *= rstd[:, None]
-    grad_weight, grad_bias = np.einsum("ij,ij->j", grad2, xhat), grad2.sum(axis=0)
+    grad_weight, grad_bias = (np.einsum("ij,ij->j", grad2, xhat), grad2.sum(axis=0)) if need_columns else (None, None)
+    if not need_input:
+        return None, grad_weight, grad_bias
     grad_x = grad2 * weight[None, :] if weight is not None else grad2.copy()   # gw, becoming grad_x in place
     mean_grad = grad_x.sum(axis=1) / features
     mean_grad_xhat = np.einsum("ij,ij->i", grad_x, xhat) / features

@@ -173,7 +173,7 @@ def layer_norm_forward(x2, weight, bias, y2, mean, rstd, eps):
 
 
 def layer_norm_backward(grad2, x2, weight, mean, rstd, grad_x2, grad_weight, grad_bias):
-    """grad_x2 (rows, features) always; grad_weight / grad_bias (features,) when not None."""
+    """grad_x2 (rows, features), grad_weight / grad_bias (features,): each written when not None."""
     rows, features = x2.shape
     if rows == 0:
         for out in (grad_weight, grad_bias):
@@ -181,9 +181,10 @@ def layer_norm_backward(grad2, x2, weight, mean, rstd, grad_x2, grad_weight, gra
                 out[...] = 0
         return
     cache_row = 2 * features <= SHARED_ROW_FLOATS
-    launch(backward_input_kernel, rows, block_threads(features), grad2, x2, mean if weight is None else weight,
-           mean, rstd, grad_x2, np.int32(weight is not None), np.int32(cache_row),
-           shared_bytes=8 * features if cache_row else 0)
+    if grad_x2 is not None:
+        launch(backward_input_kernel, rows, block_threads(features), grad2, x2, mean if weight is None else weight,
+               mean, rstd, grad_x2, np.int32(weight is not None), np.int32(cache_row),
+               shared_bytes=8 * features if cache_row else 0)
     if grad_weight is None and grad_bias is None:
         return
     rows_per_part, parts = row_chunks(rows, features)

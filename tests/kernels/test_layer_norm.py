@@ -104,6 +104,24 @@ def test_layer_norm_takes_non_contiguous_inputs():
         assert_close(actual, reference, np.float64, name=name)
 
 
+@pytest.mark.parametrize("need_input,need_weight,need_bias",
+                         [(False, True, True), (True, False, False), (True, False, True), (False, False, True)])
+def test_layer_norm_backward_computes_only_the_gradients_asked_for(need_input, need_weight, need_bias):
+    """need_*=False (a frozen layer, or an input that needs no gradient) gives None in that place; the others
+    are those of the full backward."""
+    x, weight, bias, grad_out = _inputs((4, 2, 3), (2, 3), np.float64, True, True, seed=6)
+    _, mean, rstd = kernels.layer_norm(x, (2, 3), weight, bias)
+    full = kernels.layer_norm_backward(grad_out, x, (2, 3), mean, rstd, weight, bias)
+    some = kernels.layer_norm_backward(grad_out, x, (2, 3), mean, rstd, weight, bias, need_input=need_input,
+                                       need_weight=need_weight, need_bias=need_bias)
+    for name, wanted, expected, actual in zip(("grad_x", "grad_weight", "grad_bias"),
+                                              (need_input, need_weight, need_bias), full, some):
+        if wanted:
+            assert np.array_equal(actual, expected), name
+        else:
+            assert actual is None, name
+
+
 def test_layer_norm_of_no_rows():
     x = np.ones((0, 4), np.float32)
     weight, bias = np.ones(4, np.float32), np.zeros(4, np.float32)

@@ -165,3 +165,33 @@ def test_lstm_layer_norm_linear_model_matches_torch():
     assert [name for name, _ in ours.named_parameters()] == list(theirs_params)
     for name, parameter in ours.named_parameters():
         assert_close(parameter.grad.data, theirs_params[name].grad.numpy(), np.float64, name=f"grad of {name}")
+
+
+def test_a_frozen_layer_and_a_plain_input_get_only_the_gradients_torch_gives(monkeypatch):
+    """A frozen LayerNorm (weight and bias not requiring grad) gives its input's gradient only, and one fed a
+    plain input its weight's and bias's only (the backward is asked for no more): values as torch's."""
+    import kernels
+    torch = torch_module()
+    asked = []
+    backward = kernels.layer_norm_backward
+    monkeypatch.setattr(kernels, "layer_norm_backward", lambda *args, **options: (
+        asked.append((options["need_input"], options["need_weight"], options["need_bias"])),
+        backward(*args, **options))[1])
+    x = random_array((3, 4, 5), np.float64, seed=31)
+    grad = random_array((3, 4, 5), np.float64, seed=32)
+    for frozen in (True, False):
+        ours, theirs = twins(5)
+        ours.requires_grad_(not frozen)
+        theirs.requires_grad_(not frozen)
+        x_ours, x_theirs = nn.Tensor(x, requires_grad=frozen), torch.tensor(x, requires_grad=frozen)
+        (ours(x_ours) * nn.Tensor(grad)).sum().backward()
+        (theirs(x_theirs) * torch.tensor(grad)).sum().backward()
+        assert asked[-1] == (frozen, not frozen, not frozen)
+        if frozen:
+            assert_close(x_ours.grad.numpy(), x_theirs.grad.numpy(), np.float64, name="input")
+            assert ours.weight.grad is None and ours.bias.grad is None
+        else:
+            assert x_ours.grad is None
+            for name in ("weight", "bias"):
+                assert_close(getattr(ours, name).grad.numpy(), getattr(theirs, name).grad.numpy(), np.float64,
+                             name=name)

@@ -91,3 +91,30 @@ def test_layer_norm_backward_kernels_write_given_gradient_arrays():
     assert given[1] is outs[0] and given[2] is outs[1]
     for value, wanted in zip(given, expected):
         np.testing.assert_array_equal(value, wanted)
+
+
+@pytest.mark.parametrize("need_input,need_weight,need_bias", [(False, True, True), (True, False, False),
+                                                              (False, False, True)])
+def test_layer_norm_backward_kernels_skip_the_gradients_not_asked_for(monkeypatch, need_input, need_weight,
+                                                                      need_bias):
+    """need_input=False launches no input-gradient kernel, neither weight nor bias gradient no column sums; what
+    is computed equals the full backward's."""
+    from kernels.cuda import layer_norm as gpu_module
+    x, grad_out = random_array((9, 6), seed=11), random_array((9, 6), seed=12)
+    weight, bias = random_array((6,), seed=13), random_array((6,), seed=14)
+    _, mean, rstd = kernels.layer_norm(x, 6, weight, bias)
+    full = kernels.layer_norm_backward(grad_out, x, 6, mean, rstd, weight, bias)
+    launched = []
+    original = gpu_module.launch
+    monkeypatch.setattr(gpu_module, "launch", lambda kernel, *args, **options: (launched.append(kernel),
+                                                                                 original(kernel, *args, **options)))
+    some = kernels.layer_norm_backward(grad_out, x, 6, mean, rstd, weight, bias, need_input=need_input,
+                                       need_weight=need_weight, need_bias=need_bias)
+    assert (gpu_module.backward_input_kernel in launched) == need_input
+    assert (gpu_module.column_partials_kernel in launched) == (need_weight or need_bias)
+    for name, wanted, expected, actual in zip(("grad_x", "grad_weight", "grad_bias"),
+                                              (need_input, need_weight, need_bias), full, some):
+        if wanted:
+            assert_close(actual, expected, np.float32, name=name)
+        else:
+            assert actual is None, name
