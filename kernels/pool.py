@@ -225,8 +225,8 @@ def _adaptive_size(op, output_size, shape):
             not all(s is None or _is_int(s) for s in sizes):
         raise ValueError(f"{op}: output_size must be an int, None or a pair of them, got {output_size!r}")
     out = tuple(int(shape[i]) if s is None else int(s) for i, s in zip((-2, -1), sizes))
-    if out[0] < 1 or out[1] < 1:
-        raise ValueError(f"{op}: output_size must be positive, got {output_size!r}")
+    if out[0] < 0 or out[1] < 0:   # 0 is allowed, as in torch: an empty output
+        raise ValueError(f"{op}: output_size must be non-negative, got {output_size!r}")
     return out
 
 
@@ -237,7 +237,9 @@ def adaptive_avg_pool2d(x, output_size):
     float_dtype(op, device, x=x)
     x4, squeeze = _spatial_input(op, x)
     out_hw = _adaptive_size(op, output_size, x4.shape)
-    if device == "cpu":
+    if 0 in out_hw:
+        y = empty(x4, x4.shape[:2] + out_hw)
+    elif device == "cpu":
         y = cpu.adaptive_avg_pool2d(x4, out_hw)
     else:
         x4 = contiguous(x4)
@@ -253,11 +255,13 @@ def adaptive_avg_pool2d_backward(grad_out, input_shape):
     float_dtype(op, device, grad_out=grad_out)
     shape = _input_shape(op, input_shape)
     check_ndim(op, "grad_out", grad_out, len(shape))
-    if tuple(grad_out.shape[:-2]) != shape[:-2] or any(d < 1 for d in grad_out.shape[-2:]):
+    if tuple(grad_out.shape[:-2]) != shape[:-2]:
         raise ValueError(f"{op}: grad_out of shape {tuple(grad_out.shape)} does not match input_shape {shape}")
     shape4 = _as_4d(shape)
     grad4 = grad_out.reshape(shape4[:2] + tuple(grad_out.shape[-2:]))
-    if device == "cpu":
+    if grad4.size == 0:   # an empty output (or batch): no window reads anything
+        grad_in = backend.array_module(grad4).zeros(shape4, grad4.dtype)
+    elif device == "cpu":
         grad_in = cpu.adaptive_avg_pool2d_backward(grad4, shape4)
     else:
         grad4 = contiguous(grad4)

@@ -192,5 +192,5 @@ def adaptive_avg_pool1d(input, output_size):
     op = "adaptive_avg_pool1d"
     input, unbatched = _sequence(op, input)
     _checked_arrays(op, input=input)
-    size = single(op, "output_size", output_size, 1)
+    size = single(op, "output_size", output_size, 0)
     return _as_sequence(AdaptiveAvgPool1dFunction.apply(_as_map(input), output_size=(1, size)), unbatched)

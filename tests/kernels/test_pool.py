@@ -124,6 +124,18 @@ def test_pooling_an_empty_batch():
     assert kernels.adaptive_avg_pool2d_backward(y, x.shape).shape == x.shape
 
 
+@pytest.mark.parametrize("output_size", [(0, 2), (3, 0), 0])
+def test_adaptive_avg_pool2d_to_an_empty_output_as_torch(output_size):
+    """An output size of 0: an empty output of torch's shape (torch's forward accepts it), and a zero input
+    gradient, as no window reads anything (torch's backward raises there instead)."""
+    x = random_array((2, 3, 5, 4), np.float64, seed=9)
+    y = kernels.adaptive_avg_pool2d(x, output_size)
+    expected, _ = torch_reference(lambda t: F.adaptive_avg_pool2d(t, output_size), x)
+    assert y.shape == tuple(expected.shape) and y.size == 0
+    grad = kernels.adaptive_avg_pool2d_backward(np.ones(y.shape), x.shape)
+    assert grad.shape == x.shape and grad.dtype == x.dtype and not grad.any()
+
+
 @pytest.mark.parametrize("args", [dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=2, padding=1),
                                   dict(kernel_size=3, stride=1, dilation=2, padding=1)])
 def test_max_pool2d_ties_go_to_the_first_maximum(args):
@@ -243,8 +255,8 @@ def test_pooling_rejects_bad_input():
         kernels.avg_pool2d(x, (2, 2, 2))
     with pytest.raises(ValueError, match="max_pool2d: kernel_size must be an int or a pair"):
         kernels.max_pool2d(x, np.array([2, 2]))
-    with pytest.raises(ValueError, match="adaptive_avg_pool2d: output_size must be positive"):
-        kernels.adaptive_avg_pool2d(x, (0, 2))
+    with pytest.raises(ValueError, match="adaptive_avg_pool2d: output_size must be non-negative"):
+        kernels.adaptive_avg_pool2d(x, (-1, 2))
     y, indices = kernels.max_pool2d(x, 2, return_indices=True)
     with pytest.raises(TypeError, match="max_pool2d_backward: indices must be int64"):
         kernels.max_pool2d_backward(y, indices.astype(np.int32), x.shape)

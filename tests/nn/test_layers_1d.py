@@ -148,6 +148,16 @@ def test_adaptive_avg_pool1d_matches_torch(shape, output_size, dtype):
                        [random_array(shape, np.float64, seed=7)], dtype)
 
 
+def test_adaptive_avg_pool1d_to_length_0_as_torch_with_a_zero_gradient():
+    """output_size 0: torch's empty output; the input's gradient is zero (torch's backward raises there)."""
+    torch = torch_module()
+    x = nn.Tensor(random_array((2, 3, 5), np.float64, seed=8), requires_grad=True)
+    y = F.adaptive_avg_pool1d(x, 0)
+    assert y.shape == tuple(torch.nn.functional.adaptive_avg_pool1d(torch.tensor(x.numpy()), 0).shape) == (2, 3, 0)
+    y.sum().backward()
+    assert x.grad.shape == x.shape and not x.grad.numpy().any()
+
+
 def test_non_contiguous_input_is_viewed_not_copied_and_its_base_gets_the_gradient():
     """The (N, C, L) -> (N, C, 1, L) reshape is a view even of a strided slice (a unit axis needs no copy)."""
     torch = torch_module()
@@ -316,7 +326,8 @@ BAD_CALLS = [
     (lambda: F.avg_pool1d(_ones(1, 2, 3, 9), 2), ValueError, r"avg_pool1d: input must be 2-D .* \(1, 2, 3, 9\)"),
     (lambda: F.avg_pool1d(_ones(2, 3, 9), 2, padding=2), ValueError, r"avg_pool1d: padding must be at most half"),
     (lambda: F.avg_pool1d(_ones(2, 3, 9, dtype=np.int32), 2), TypeError, r"avg_pool1d: input must be float32"),
-    (lambda: F.adaptive_avg_pool1d(_ones(2, 3, 9), 0), ValueError, r"adaptive_avg_pool1d: output_size must be positive"),
+    (lambda: F.adaptive_avg_pool1d(_ones(2, 3, 9), -1), ValueError,
+     r"adaptive_avg_pool1d: output_size must be non-negative"),
     (lambda: F.adaptive_avg_pool1d(_ones(2, 3, 9), (2, 3)), ValueError,
      r"adaptive_avg_pool1d: output_size must be an int or a 1-tuple of ints, got \(2, 3\)"),
     (lambda: F.adaptive_avg_pool1d(_ones(2, 3, 9), None), ValueError,
