@@ -114,12 +114,15 @@ def _captured_indices(op, log_probs, targets, input_lengths, target_lengths):
 
 
 def _device_indices(op, log_probs, targets, input_lengths, target_lengths, blank):
-    """(int32 index arrays on the GPU, width, target_lengths for the reduction)."""
+    """(int32 index arrays on the GPU, width, the divisors of reduction='mean': max(target_lengths, 1) as
+    float32 on the GPU). Uploaded as one copy: the divisors travel as their int32 bits beside the indices."""
     if backend.is_capturing():
         indices, width = _captured_indices(op, log_probs, targets, input_lengths, target_lengths)
-        return indices, width, indices[3]
+        return indices, width, backend.array_module(log_probs).maximum(indices[3], 1).astype(np.float32)
     host, width = _host_indices(op, log_probs, targets, input_lengths, target_lengths, blank)
-    return gpu.upload_indices(host), width, host[3]
+    divisor_bits = np.maximum(host[3], 1).astype(np.float32).view(np.int32)
+    *indices, divisors = gpu.upload_indices(host + (divisor_bits,), log_probs)
+    return indices, width, divisors.view(np.float32)
 
 
 def _sample_scale(reduction, divisors, batch, dtype):
@@ -145,15 +148,13 @@ def prepare_targets(log_probs, targets, input_lengths, target_lengths, blank=0, 
     """The PreparedTargets of these arguments for log_probs (T, N, C); raises as ctc_loss does."""
     device = _check_log_probs(op, log_probs, blank, "mean")
     _check_targets(op, log_probs, targets)
+    # The divisors are made here once a step, not in the forward and again in the backward (on a GPU each
+    # operation is a launch or a copy).
     if device == "cpu":
         indices, width = _host_indices(op, log_probs, targets, input_lengths, target_lengths, blank)
-        lengths = indices[3]
+        divisors = np.maximum(indices[3], 1).astype(log_probs.dtype)
     else:
-        indices, width, lengths = _device_indices(op, log_probs, targets, input_lengths, target_lengths, blank)
-    # Made here once a step (on the host, then one upload, unless capturing), not in the forward and again in
-    # the backward: on a GPU each step of it is a kernel launch or a copy.
-    divisors = backend.array_module(lengths).maximum(lengths, 1).astype(log_probs.dtype)
-    divisors = backend.array_module(log_probs).asarray(divisors)
+        indices, width, divisors = _device_indices(op, log_probs, targets, input_lengths, target_lengths, blank)
     return PreparedTargets(device, tuple(log_probs.shape), int(blank), indices, width, divisors)
 
 

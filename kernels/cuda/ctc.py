@@ -152,13 +152,13 @@ def ctc_gradient_kernel(log_probs, targets, target_offsets, input_lengths, targe
         grad[t, n, c] = g
 
 
-def upload_indices(host_arrays):
-    """The host index arrays (targets, offsets, lengths) as int32 device views: one copy for all."""
+def upload_indices(host_arrays, like):
+    """The host index arrays (targets, offsets, lengths, and any more int32 arrays) as int32 views on the device
+    of `like`: one copy for all."""
     parts = [np.asarray(a) for a in host_arrays]
     if len(parts[0]) == 0:
-        parts[0] = np.zeros(1)   # every target empty: never read, but the kernel needs an array
-    xp = backend.cupy_module() or np   # NumPy under the simulator
-    packed = xp.asarray(np.concatenate(parts).astype(np.int32))
+        parts[0] = np.zeros(1, np.int32)   # every target empty: never read, but the kernel needs an array
+    packed = backend.array_module(like).asarray(np.concatenate(parts).astype(np.int32))
     bounds = np.cumsum([0] + [len(a) for a in parts])
     return [packed[bounds[i]:bounds[i + 1]] for i in range(len(parts))]
 
