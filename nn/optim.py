@@ -1,6 +1,7 @@
 """Optimizers with torch.optim's rules, hyper-parameters and state-dict layout.
 
-step() hands each parameter to one fused in-place kernel (kernels.sgd_update / adam_update): a
+step() hands each parameter to one fused in-place kernel (kernels.sgd_update / adam_update; RMSprop and
+Adagrad, in nn/optim_adaptive.py, kernels.rmsprop_update / adagrad_update): a
 single CUDA kernel per parameter on the GPU, the NumPy reference on the CPU; with flat=True, one kernel
 for a whole param group on the GPU, over buffers that hold every parameter, gradient and state array of
 the group (_FlatGroup, nn/optim_flat.py). The per-parameter state (momentum buffer; step, exp_avg,
