@@ -12,7 +12,12 @@ import numpy as np
 
 from kernels import backend
 
-_state = threading.local()
+class _State(threading.local):
+    enabled = True     # grad mode (no_grad sets it False)
+    collecting = 0     # > 0 while autograd.grad runs: no gradient may land in a flat optimizer's buffer
+
+
+_state = _State()
 
 # torch's version counters, in the small: every in-place write is numbered and remembered with the bytes it
 # reached; a Function recorded before a write checks, at its backward, that no array it saved for its gradient
@@ -101,7 +106,7 @@ def _check_saved_arrays_unwritten(ctx):
 
 
 def grad_enabled():
-    return getattr(_state, "enabled", True)
+    return _state.enabled
 
 
 @contextlib.contextmanager
@@ -127,6 +132,7 @@ def enable_grad():
 
 class Function:
     """One differentiable op. `ctx` is the Function instance: forward stores what backward needs on it."""
+    _output_hooks = None   # {output index: that output's nn.hooks.GradientHooks}, once an output has hooks
 
     def __init__(self):
         self.inputs = ()          # the Tensor inputs, in order (non-Tensor arguments excluded)
@@ -142,10 +148,14 @@ class Function:
         parameter's view of a flat optimizer's gradient buffer (its `_grad_slot`) when that gradient will be
         its first since zero_grad, so no copy follows (Tensor._accumulate keeps the view as .grad). Never for an
         input given more than once (linear(w, w), w * w): the engine adds the inputs' gradients in order, so the
-        gradient of another position could land in the slot before this one is added. Ask once per input."""
+        gradient of another position could land in the slot before this one is added. Never for a tensor with
+        hooks (they must see the gradient before it lands, and what they return is what lands) nor inside
+        autograd.grad (which lands nothing). Ask once per input."""
         tensor = self.inputs[index]
         slot = tensor._grad_slot
         if slot is None or tensor.grad is not None or tensor._creator is not None or slot[0] is not tensor.data:
+            return None
+        if tensor._hooks is not None or _state.collecting:
             return None
         if sum(t is tensor for t in self.inputs) > 1:
             return None
@@ -172,6 +182,7 @@ class Function:
             tensor = Tensor(array, requires_grad=needs_grad)
             if needs_grad:
                 tensor._creator = (ctx, index)
+                del tensor.grad   # a non-leaf has no .grad unless retained: reading it warns, as torch (nn/hooks.py)
             wrapped.append(tensor)
         if record:
             ctx.version = _writes[0]
@@ -194,9 +205,9 @@ def _check_same_device(op, tensors):
                          f"move them with .to(device) first")
 
 
-def _topological_order(root_ctx):
+def _topological_order(root_contexts):
     order, seen = [], set()
-    stack = [(root_ctx, False)]
+    stack = [(ctx, False) for ctx in reversed(root_contexts)]
     while stack:
         ctx, expanded = stack.pop()
         if expanded:
@@ -212,28 +223,65 @@ def _topological_order(root_ctx):
     return order[::-1]  # outputs before inputs
 
 
-def backward(tensor, grad=None, retain_graph=False):
-    """Accumulate d(tensor)/d(leaf) * grad into every leaf's `.grad`."""
-    from .tensor import Tensor
+def backward(tensor, gradient=None, retain_graph=False):
+    """Accumulate d(tensor)/d(leaf) * gradient into every leaf's `.grad`."""
     if not tensor.requires_grad:
         raise RuntimeError("backward: this tensor does not require grad (no graph was recorded for it)")
-    xp = tensor.xp
-    if grad is None:
-        if tensor.data.size != 1:
-            raise RuntimeError(f"backward: grad must be given for a non-scalar output of shape {tensor.shape}")
-        grad = xp.ones_like(tensor.data)
-    else:
-        grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=tensor.dtype)
+    gradient = _output_gradient("backward", tensor, gradient)
     if tensor._creator is None:  # a leaf
-        tensor._accumulate(grad)
+        if tensor._hooks is not None:
+            from .hooks import run_hooks
+            gradient = run_hooks(tensor._hooks, gradient)
+        tensor._accumulate(gradient)
         return
-    root, root_index = tensor._creator
-    pending = {id(root): [None] * root.output_count}
-    pending[id(root)][root_index] = grad
-    for ctx in _topological_order(root):
+    _run_graph(((tensor, gradient),), retain_graph)
+
+
+def _output_gradient(op, tensor, gradient, position=None):
+    """The gradient of an output to start from, as an array of its dtype: ones for a one-element output."""
+    from .tensor import Tensor
+    xp = tensor.xp
+    if gradient is None:
+        if tensor.data.size != 1:
+            which = "" if position is None else f" (outputs[{position}])"
+            raise RuntimeError(f"{op}: grad must be given for a non-scalar output{which} of shape {tensor.shape} "
+                               f"(grad can be implicitly created only for scalar outputs)")
+        return xp.ones_like(tensor.data)
+    gradient = gradient.data if isinstance(gradient, Tensor) else xp.asarray(gradient, dtype=tensor.dtype)
+    if position is not None and tuple(gradient.shape) != tensor.shape:   # (backward broadcasts, as it always did)
+        raise RuntimeError(f"{op}: grad_outputs[{position}] has shape {tuple(gradient.shape)}, but outputs[{position}] "
+                           f"has shape {tensor.shape}")
+    return gradient
+
+
+def _run_graph(roots, retain_graph, wanted=None):
+    """Send each root's (non-leaf tensor, gradient) back through the graph. wanted None: backward, gradients
+    accumulate into the leaves' .grad. wanted {id: tensor}: autograd.grad, only the nodes that lead to those
+    tensors run, nothing lands in a .grad (nor a flat buffer), and their gradients are returned by id."""
+    pending = {}
+    for tensor, gradient in roots:
+        ctx, index = tensor._creator
+        slots = pending.setdefault(id(ctx), [None] * ctx.output_count)
+        slots[index] = gradient if slots[index] is None else _sum(slots[index], gradient)
+    order = _topological_order([tensor._creator[0] for tensor, _ in roots])
+    collected = runs = captured = leaves = None
+    if wanted is not None:
+        collected = {}
+        from .gradients import prune
+        order, runs, captured = prune(order, wanted)
+    for position, ctx in enumerate(order):
         grads_out = pending.pop(id(ctx), None)
         if grads_out is None:
             continue
+        if ctx._output_hooks is not None:
+            from .hooks import run_output_hooks
+            run_output_hooks(ctx, grads_out)
+        if collected is not None:
+            for index, key in captured.get(id(ctx), ()):
+                if grads_out[index] is not None:
+                    collected[key] = grads_out[index]
+            if id(ctx) not in runs:
+                continue
         if ctx.freed:
             raise RuntimeError(f"backward: trying to backward through the graph of {type(ctx).__name__} a second "
                                f"time; its saved arrays were freed (use backward(retain_graph=True))")
@@ -257,12 +305,29 @@ def backward(tensor, grad=None, retain_graph=False):
                 raise RuntimeError(f"{type(ctx).__name__}.backward gave a gradient of shape {grad_in.shape} "
                                    f"for an input of shape {tensor_in.shape}")
             if tensor_in._creator is None:
-                tensor_in._accumulate(grad_in)
+                if tensor_in._hooks is None and collected is None:
+                    tensor_in._accumulate(grad_in)
+                else:   # its hooks (or autograd.grad) need the leaf's whole gradient: summed, landed when complete
+                    if leaves is None:
+                        from .hooks import LeafGradients
+                        leaves = LeafGradients(order, wanted)
+                    leaves.add(tensor_in, grad_in)
             else:
                 parent, index = tensor_in._creator
                 slots = pending.setdefault(id(parent), [None] * parent.output_count)
-                if slots[index] is None:
-                    slots[index] = grad_in
-                else:
-                    total = slots[index] + grad_in
-                    slots[index] = np.asarray(total) if isinstance(total, np.generic) else total   # (0-d + 0-d)
+                slots[index] = grad_in if slots[index] is None else _sum(slots[index], grad_in)
+        if leaves is not None:
+            leaves.land(position)
+    if leaves is not None:
+        leaves.land()
+        if collected is not None:
+            collected.update(leaves.collected)
+    return collected
+
+
+def _sum(a, b):
+    total = a + b
+    return np.asarray(total) if isinstance(total, np.generic) else total   # (0-d + 0-d)
+
+
+from .gradients import grad  # noqa: E402,F401  (nn.autograd.grad, as torch.autograd.grad; it uses the above)

@@ -11,6 +11,7 @@ import numpy as np
 from kernels import backend
 
 from .autograd import note_in_place
+from .hooks import ForwardHooks, RemovableHandle
 from .tensor import Tensor
 
 
@@ -38,6 +39,8 @@ class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpec
 
 
 class Module:
+    _call_hooks = None   # _ForwardHooks once a forward (pre-)hook is registered: __call__ checks only this
+
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
@@ -293,9 +296,55 @@ class Module:
                 module._buffers[name] = value.astype(current.dtype, copy=True)
         return _IncompatibleKeys(missing, unexpected)
 
-    # ---- calling -----------------------------------------------------------------------------
+    # ---- calling and forward hooks ----------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        if self._call_hooks is None:
+            return self.forward(*args, **kwargs)
+        return self._call_hooks.call(self, args, kwargs)
+
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """hook(module, args) before each forward: None keeps the arguments, a tuple replaces them (anything else
+        is wrapped in a 1-tuple); with_kwargs=True: hook(module, args, kwargs) -> None or (args, kwargs).
+        Hooks run in registration order (prepend=True: first). Returns a handle whose remove() unregisters it.
+        Hooks are not part of the state dict. In a step captured by nn.capture they run at capture only
+        (nn/hooks.py)."""
+        return self._register_call_hook("register_forward_pre_hook", "pre", hook, prepend, with_kwargs, False)
+
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False, always_call=False):
+        """hook(module, args, output) after each forward: None keeps the output, anything else replaces it;
+        with_kwargs=True: hook(module, args, kwargs, output). always_call=True: also called (its result
+        ignored) when forward raises, before the error goes on. Order, handle, state dict and capture: as
+        register_forward_pre_hook."""
+        return self._register_call_hook("register_forward_hook", "post", hook, prepend, with_kwargs, always_call)
+
+    def _register_call_hook(self, method, kind, hook, prepend, with_kwargs, always_call):
+        if not callable(hook):
+            raise TypeError(f"{type(self).__name__}.{method}: hook must be callable, got {type(hook).__name__}")
+        hooks = self._forward_hook_record()
+        table = hooks.pre if kind == "pre" else hooks.post
+        handle = RemovableHandle((table, hooks.with_kwargs, hooks.always_call))
+        table[handle.id] = hook
+        if prepend:
+            table.move_to_end(handle.id, last=False)
+        if with_kwargs:
+            hooks.with_kwargs.add(handle.id)
+        if always_call:
+            hooks.always_call.add(handle.id)
+        return handle
+
+    def _forward_hook_record(self):
+        if self._call_hooks is None:
+            object.__setattr__(self, "_call_hooks", ForwardHooks())
+        return self._call_hooks
+
+    @property
+    def _forward_pre_hooks(self):
+        """torch's names: the forward pre-hooks and forward hooks by handle id, in calling order (clear() works)."""
+        return self._forward_hook_record().pre
+
+    @property
+    def _forward_hooks(self):
+        return self._forward_hook_record().post
 
     def forward(self, *args, **kwargs):  # pragma: no cover - every subclass defines it
         raise NotImplementedError(f"{type(self).__name__} defines no forward")

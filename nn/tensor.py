@@ -11,6 +11,7 @@ import numpy as np
 from kernels import backend
 
 from . import autograd
+from .hooks import TensorHooks
 from .tensor_in_place import InPlaceOps
 from .tensor_maths import MathOps, MaxResult  # noqa: F401  (MaxResult: torch's name, importable here)
 from .tensor_methods import TensorMethods
@@ -19,7 +20,7 @@ from .tensor_functions import (Add, Cast, Clone, Concat, Div, Expand, Index, Mul
                                Reshape, Stack, Sub, ToDevice)
 
 
-class Tensor(MathOps, TensorMethods, ShapeOps, InPlaceOps):
+class Tensor(MathOps, TensorMethods, ShapeOps, InPlaceOps, TensorHooks):
     __array_priority__ = 1000  # so that ndarray + Tensor defers to Tensor.__radd__
 
     def __init__(self, data, requires_grad=False):
