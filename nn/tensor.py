@@ -160,7 +160,7 @@ class Tensor(MathOps, TensorMethods, ShapeOps, InPlaceOps, TensorHooks):
     # (data, gradient view, weak reference to the owner): set by an optimizer with flat=True on its parameters
     # (nn/optim.py, _FlatGroup). While `data` is still this Tensor's, a first gradient is copied into the
     # view, not into a new array. Never copied or pickled with the Tensor (__getstate__): a copy's
-    # gradients are its own.
+    # gradients are its own (nor are its hooks copied, as torch's).
     _grad_slot = None
     _copy_of_view = None   # what made this tensor a copy where torch gives a view (permute, expand): in-place
                            # ops refuse it, since the write would not reach the tensor it came from
@@ -168,6 +168,7 @@ class Tensor(MathOps, TensorMethods, ShapeOps, InPlaceOps, TensorHooks):
     def __getstate__(self):
         state = dict(self.__dict__)
         state.pop("_grad_slot", None)
+        state.pop("_hooks", None)   # as torch: a copied or pickled tensor has no gradient hooks (nn/hooks.py)
         return state
 
     def _accumulate(self, grad):

@@ -125,6 +125,21 @@ def test_a_tensor_whose_hooks_are_all_removed_is_a_plain_tensor_again():
     np.testing.assert_allclose(p.grad.numpy(), np.full((2, 2), 2.0))
 
 
+def test_a_copied_or_pickled_tensor_has_no_hooks_as_torch():
+    import pickle
+    torch = torch_module()
+    p0 = random_array((2,), np.float64)
+    p, p_t = nn.Parameter(p0.copy()), torch.nn.Parameter(torch.from_numpy(p0.copy()))
+    for parameter in (p, p_t):
+        parameter.register_hook(lambda g: g * 2.0)
+    copies = [copy.deepcopy(p), pickle.loads(pickle.dumps(p)), copy.deepcopy(p_t)]
+    for copied in copies:
+        (copied * 1.0).sum().backward()
+        np.testing.assert_array_equal(_as_numpy(copied.grad), np.ones(2))
+    (p * 1.0).sum().backward()
+    np.testing.assert_array_equal(p.grad.numpy(), np.full(2, 2.0))   # the original keeps its hook
+
+
 def test_hook_errors_as_torch():
     torch = torch_module()
     with pytest.raises(TypeError, match="register_hook: hook must be callable, got int"):
