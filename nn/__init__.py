@@ -18,3 +18,4 @@ from . import models  # noqa: F401
 from .layers_1d import AdaptiveAvgPool1d, AvgPool1d, Conv1d, MaxPool1d  # noqa: F401
 from .activations import ELU, GELU, SiLU  # noqa: F401
 from .layers_conv_transpose import ConvTranspose2d  # noqa: F401
+from .group_norm import GroupNorm  # noqa: F401
