@@ -248,9 +248,14 @@ def _output_gradient(op, tensor, gradient, position=None):
                                f"(grad can be implicitly created only for scalar outputs)")
         return xp.ones_like(tensor.data)
     gradient = gradient.data if isinstance(gradient, Tensor) else xp.asarray(gradient, dtype=tensor.dtype)
-    if position is not None and tuple(gradient.shape) != tensor.shape:   # (backward broadcasts, as it always did)
-        raise RuntimeError(f"{op}: grad_outputs[{position}] has shape {tuple(gradient.shape)}, but outputs[{position}] "
-                           f"has shape {tensor.shape}")
+    if position is not None:   # autograd.grad's checks (backward broadcasts a gradient, as it always did)
+        if tuple(gradient.shape) != tensor.shape:
+            raise RuntimeError(f"{op}: grad_outputs[{position}] has shape {tuple(gradient.shape)}, but "
+                               f"outputs[{position}] has shape {tensor.shape}")
+        if backend.is_gpu_array(gradient) != backend.is_gpu_array(tensor.data):
+            raise ValueError(f"{op}: grad_outputs[{position}] is on another device than outputs[{position}] "
+                             f"({tensor.device})")
+        gradient = gradient.astype(tensor.dtype, copy=False)
     return gradient
 
 

@@ -468,3 +468,7 @@ def test_autograd_grad_of_a_leaf_output_and_of_a_sum_over_outputs():
     ours = nn.autograd.grad([(x * 2.0).sum(), (x * x).sum()], x)[0]
     theirs = torch.autograd.grad([(x_t * 2.0).sum(), (x_t * x_t).sum()], x_t)[0]
     assert_close(ours.numpy(), theirs.numpy(), np.float64)
+    single = nn.Tensor(x0.astype(np.float32), requires_grad=True)   # grad_outputs cast to the output's dtype
+    (result,) = nn.autograd.grad(single * 3.0, single, grad_outputs=nn.Tensor(np.full(3, 2.0)))
+    assert result.dtype == np.float32
+    np.testing.assert_array_equal(result.numpy(), np.full(3, 6.0, np.float32))
