@@ -19,3 +19,4 @@ from .layers_1d import AdaptiveAvgPool1d, AvgPool1d, Conv1d, MaxPool1d  # noqa: 
 from .activations import ELU, GELU, SiLU  # noqa: F401
 from .layers_conv_transpose import ConvTranspose2d  # noqa: F401
 from .group_norm import GroupNorm  # noqa: F401
+from .layers_cnn_blocks import ConstantPad2d, Dropout2d, Upsample, ZeroPad2d  # noqa: F401

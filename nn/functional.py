@@ -261,3 +261,4 @@ from .functional_1d import adaptive_avg_pool1d, avg_pool1d, conv1d, max_pool1d  
 from .functional_activations import elu, gelu, silu  # noqa: E402,F401
 from .functional_conv import conv_transpose2d  # noqa: E402,F401
 from .functional_group_norm import group_norm  # noqa: E402,F401
+from .functional_shape_ops import dropout2d, interpolate, pad  # noqa: E402,F401

@@ -1,6 +1,9 @@
 """CNN building blocks against torch (CPU path, float64 unless said): F.group_norm / nn.GroupNorm (values and
 gradients of input, weight and bias, twins with copied state dicts, repr, state-dict keys, initialisation, bad
-inputs), and a small conv -> GroupNorm -> ReLU model trained three SGD steps beside torch's twin."""
+inputs); F.dropout2d / nn.Dropout2d (whole channels, scaling, the mask as gradient, seeds, eval, torch's rank
+warnings); F.pad (constant, negative pads) / nn.ZeroPad2d / nn.ConstantPad2d; F.interpolate / nn.Upsample (nearest:
+torch's indices for integer and fractional factors and sizes, gradients); and a small conv -> GroupNorm -> ReLU ->
+Upsample -> ZeroPad2d -> conv model trained three SGD steps beside torch's twin."""
 import numpy as np
 import pytest
 
@@ -152,13 +155,250 @@ def test_in_place_write_to_the_saved_input_raises_at_backward():
         out.sum().backward()
 
 
+# ---- dropout2d ----------------------------------------------------------------------------------
+
+def _channel_dropout(x, p, seed, **kwargs):
+    """F.dropout2d of x (float64) under nn.manual_seed(seed): (output, input gradient of the sum of the output)."""
+    nn.manual_seed(seed)
+    leaf = nn.Tensor(x, requires_grad=True)
+    out = F.dropout2d(leaf, p, **kwargs)
+    out.sum().backward()
+    return out.data, leaf.grad.data
+
+
+@pytest.mark.filterwarnings("ignore:dropout2d. Received a 3D input")
+@pytest.mark.parametrize("shape", [(64, 96, 3, 5), (50, 40, 7)])
+def test_dropout2d_zeroes_whole_channels_and_scales_the_rest(shape):
+    p = 0.3
+    x = random_array(shape, np.float64, seed=30, low=0.5, high=1.5)
+    out, grad = _channel_dropout(x, p, seed=4)
+    kept = out.reshape(shape[:2] + (-1,)) != 0
+    assert np.all(kept.all(axis=2) | ~kept.any(axis=2)), "a channel is either kept whole or zeroed whole"
+    channel_kept = kept[:, :, 0]
+    assert abs(channel_kept.mean() - (1 - p)) < 0.02   # 6144 / 2000 channels: within ~4-6 standard deviations
+    mask = np.where(channel_kept, 1 / (1 - p), 0.0).reshape(shape[:2] + (1,) * (len(shape) - 2))
+    assert_close(out, x * mask, np.float64, name="kept values scaled by 1/(1-p)")
+    assert_close(grad, np.broadcast_to(mask, shape), np.float64, name="the gradient is the mask")
+    again, _ = _channel_dropout(x, p, seed=4)
+    other, _ = _channel_dropout(x, p, seed=5)
+    assert np.array_equal(again, out) and not np.array_equal(other, out), "nn.manual_seed sets the masks"
+
+
+def test_dropout2d_identity_when_not_training_or_p_zero_and_zero_at_p_one():
+    x = nn.Tensor(random_array((2, 3, 4, 4), np.float64, seed=31))
+    assert F.dropout2d(x, 0.5, training=False) is x and F.dropout2d(x, 0.0) is x
+    assert np.array_equal(F.dropout2d(x, 1.0).data, np.zeros(x.shape))
+    layer = nn.Dropout2d(0.4)
+    assert layer(x) is not x
+    layer.eval()
+    assert np.array_equal(layer(x).data, x.data)
+
+
+def test_dropout2d_layer_as_torch():
+    torch = torch_module()
+    for args in ((), (0.25,), (0.1, True)):
+        ours, theirs = nn.Dropout2d(*args), torch.nn.Dropout2d(*args)
+        assert repr(ours) == repr(theirs) and (ours.p, ours.inplace) == (theirs.p, theirs.inplace)
+        assert ours.state_dict() == {} and list(theirs.state_dict()) == []
+    # the trainer runs a model with dropout eagerly: no CUDA graph freezes its mask
+    from nn.train import _has_dropout
+    assert _has_dropout(nn.Dropout2d(0.2)) and not _has_dropout(nn.Dropout2d(0.0))
+
+
+def test_dropout2d_rank_rules_and_errors_as_torch():
+    torch = torch_module()
+    for shape, message in (((4, 6), "Received a 2-D input to dropout2d"), ((2, 3, 2, 2, 2), "Received a 5-D input"),
+                           ((2, 3, 5), "Received a 3D input to dropout2d and assuming that channel-wise 1D")):
+        with pytest.warns(UserWarning, match=message):
+            out = F.dropout2d(np.ones(shape), 0.5)
+        with pytest.warns(UserWarning, match=message):
+            torch.nn.functional.dropout2d(torch.ones(shape), 0.5)
+        assert out.shape == shape
+    with pytest.raises(ValueError, match=r"^dropout2d: expected an input of at least 2 dims \(N, C, \*\), got shape "
+                                         r"\(5,\)"):
+        F.dropout2d(np.ones(5), 0.5)
+    with pytest.raises(ValueError, match=r"^dropout2d: p must be a probability in \[0, 1\], got 1.5"):
+        F.dropout2d(np.ones((2, 3, 4, 4)), 1.5)
+    with pytest.raises(ValueError, match=r"^Dropout2d: p must be a probability in \[0, 1\], got -0.1"):
+        nn.Dropout2d(-0.1)
+
+
+# ---- pad ----------------------------------------------------------------------------------------
+
+PAD_CASES = {   # input shape, pad, value
+    "last dim": ((2, 3, 5), (1, 2), None),
+    "2-D image": ((2, 3, 4, 5), (1, 2, 3, 0), 0.0),
+    "3 dims, a value": ((2, 3, 4, 2, 3), (2, 1, 0, 3, 1, 1), 2.5),
+    "negative pads crop": ((2, 3, 6, 7), (-1, 2, 0, -2), -1.0),
+    "crop to nothing": ((2, 3, 4), (-2, -2), 0.0),
+    "every dim of a 2-D input": ((3, 4), (1, -1, 2, 1), 0.5),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", PAD_CASES)
+def test_pad_matches_torch(name, dtype):
+    torch = torch_module()
+    shape, padding, value = PAD_CASES[name]
+    compare_with_torch(lambda x: F.pad(x, padding, value=value),
+                       lambda x: torch.nn.functional.pad(x, padding, value=value),
+                       [random_array(shape, np.float64, seed=40)], dtype)
+
+
+def test_pad_of_a_strided_input_matches_torch():
+    torch = torch_module()
+    compare_with_torch(lambda x: F.pad(x[:, ::2, 1:], (2, 1, -1, 1)),
+                       lambda x: torch.nn.functional.pad(x[:, ::2, 1:], (2, 1, -1, 1)),
+                       [random_array((2, 5, 6, 7), np.float64, seed=41)])
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda lib: lib.ZeroPad2d(2), (2, 3, 4, 5)),
+    (lambda lib: lib.ZeroPad2d((1, 0, 3, 2)), (3, 5, 4)),
+    (lambda lib: lib.ConstantPad2d((2, -1, 0, 1), 3.5), (2, 3, 4, 5)),
+    (lambda lib: lib.ConstantPad2d(1, -2), (3, 4)),
+])
+def test_pad_layers_match_torch(make, shape):
+    torch = torch_module()
+    ours, theirs = make(nn), make(torch.nn)
+    assert repr(ours) == repr(theirs) and ours.padding == theirs.padding and ours.value == theirs.value
+    assert ours.state_dict() == {}
+    compare_step(ours, theirs, shape, seed=42)
+
+
+def test_pad_errors_say_expected_and_given():
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"^pad: padding length must be divisible by 2, got 3 values \(1, 2, 3\)"):
+        F.pad(x, (1, 2, 3))
+    with pytest.raises(ValueError, match=r"^pad: padding length must be at most twice the input's dims, got 6 values "
+                                         r"for an input of 2 dims"):
+        F.pad(x, (1, 2, 3, 4, 5, 6))
+    with pytest.raises(ValueError, match=r"^pad: padding \(-2, -2\) of dim 1 \(size 3\) gives a negative size -1"):
+        F.pad(x, (-2, -2))
+    with pytest.raises(TypeError, match=r"^pad: pad must be a tuple of ints, got \(1.5, 1\)"):
+        F.pad(x, (1.5, 1))
+    with pytest.raises(ValueError, match=r"^pad: mode 'reflect' is not implemented here \(only 'constant' is\)"):
+        F.pad(x, (1, 1), mode="reflect")
+    with pytest.raises(ValueError, match=r"^pad: mode must be one of \('constant', 'reflect', 'replicate', "
+                                         r"'circular'\), got 'foo'"):
+        F.pad(x, (1, 1), mode="foo")
+    with pytest.raises(TypeError, match=r"^pad: value must be a real number, got 'a'"):
+        F.pad(x, (1, 1), value="a")
+    with pytest.raises(ValueError, match=r"^ZeroPad2d: padding must be an int or a tuple of 4 ints \(left, right, "
+                                         r"top, bottom\), got \(1, 2\)"):
+        nn.ZeroPad2d((1, 2))
+    with pytest.raises(ValueError, match=r"^ConstantPad2d\(\(1, 1, 1, 1\)\): expected input of shape \(N, C, H, W\) "
+                                         r"or \(C, H, W\), got \(3,\)"):
+        nn.ConstantPad2d(1, 0.5)(np.ones(3, np.float32))
+
+
+# ---- interpolate (nearest) ----------------------------------------------------------------------
+
+INTERPOLATE_CASES = {   # input shape, keyword arguments
+    "size up, not integer factors": ((2, 3, 5, 4), {"size": (7, 11)}),
+    "size down": ((2, 3, 7, 5), {"size": (3, 2)}),
+    "size as one int": ((1, 2, 4, 6), {"size": 5}),
+    "size equal to the input's": ((2, 2, 3, 4), {"size": (3, 4)}),
+    "scale 2 (repeat path)": ((2, 3, 4, 5), {"scale_factor": 2}),
+    "scales 3 and 2 (repeat path)": ((2, 3, 3, 4), {"scale_factor": (3, 2)}),
+    "scale 1.5": ((2, 3, 5, 7), {"scale_factor": 1.5}),
+    "scales 0.5 and 1.7": ((2, 3, 9, 5), {"scale_factor": (0.5, 1.7)}),
+    "scale 2.5 recomputed": ((1, 2, 5, 3), {"scale_factor": 2.5, "recompute_scale_factor": True}),
+    "scale 1/3 up to a third": ((1, 2, 9, 10), {"scale_factor": 1 / 3}),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", INTERPOLATE_CASES)
+def test_interpolate_nearest_matches_torch(name, dtype):
+    torch = torch_module()
+    shape, kwargs = INTERPOLATE_CASES[name]
+    compare_with_torch(lambda x: F.interpolate(x, **kwargs), lambda x: torch.nn.functional.interpolate(x, **kwargs),
+                       [random_array(shape, np.float64, seed=50)], dtype)
+
+
+def test_interpolate_nearest_indices_are_torchs_over_many_sizes():
+    """Outputs for every input size 1..9 to every output size 1..25, for fractional scale factors (1/3, 2/3, 0.7,
+    1.1, ...), and for sizes and factors where float64 index arithmetic would pick another row than torch's
+    float32."""
+    torch = torch_module()
+    for height in range(1, 10):
+        x = random_array((1, 1, height, 3), np.float64, seed=height)
+        ours = [F.interpolate(x, size=(out, 3)).data for out in range(1, 26)]
+        theirs = [torch.nn.functional.interpolate(torch.from_numpy(x), size=(out, 3)).numpy() for out in range(1, 26)]
+        for out, (got, expected) in enumerate(zip(ours, theirs, strict=True), start=1):
+            assert np.array_equal(got, expected), (height, out)
+        for factor in (1 / 3, 2 / 3, 0.7, 1.1, 1.3, 1.7, 2.2, 3.3, 4.5, 7.0):
+            if int(height * factor) < 1:
+                continue
+            got = F.interpolate(x, scale_factor=(factor, 1.0)).data
+            expected = torch.nn.functional.interpolate(torch.from_numpy(x), scale_factor=(factor, 1.0)).numpy()
+            assert got.shape == expected.shape and np.array_equal(got, expected), (height, factor)
+    # where float32 index products round differently from float64 ones (torch computes in float32)
+    for height, kwargs in ((14, {"size": (46, 3)}), (6, {"size": (74, 3)}), (2, {"size": (82, 3)}),
+                           (11, {"scale_factor": (3.7, 1.0)}), (16, {"scale_factor": (2.6, 1.0)})):
+        x = random_array((1, 1, height, 3), np.float64, seed=height)
+        expected = torch.nn.functional.interpolate(torch.from_numpy(x), **kwargs).numpy()
+        assert np.array_equal(F.interpolate(x, **kwargs).data, expected), (height, kwargs)
+
+
+@pytest.mark.parametrize("args,shape", [
+    ({"scale_factor": 2}, (2, 3, 4, 5)),
+    ({"size": (7, 3)}, (2, 3, 4, 5)),
+    ({"scale_factor": (1.5, 0.5)}, (1, 2, 5, 6)),
+    ({"size": 6, "mode": "nearest"}, (1, 2, 4, 3)),
+])
+def test_upsample_layer_matches_torch(args, shape):
+    torch = torch_module()
+    ours, theirs = nn.Upsample(**args), torch.nn.Upsample(**args)
+    assert repr(ours) == repr(theirs)
+    assert (ours.size, ours.scale_factor, ours.mode) == (theirs.size, theirs.scale_factor, theirs.mode)
+    assert ours.state_dict() == {}
+    compare_step(ours, theirs, shape, seed=51)
+
+
+def test_interpolate_errors_say_expected_and_given():
+    x = np.ones((1, 2, 3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"^interpolate: mode 'bilinear' is not implemented here \(only 'nearest' "
+                                         r"is\)"):
+        F.interpolate(x, scale_factor=2, mode="bilinear")
+    with pytest.raises(ValueError, match=r"^interpolate: mode must be one of .*, got 'foo'"):
+        F.interpolate(x, scale_factor=2, mode="foo")
+    with pytest.raises(ValueError, match=r"^interpolate: exactly one of size and scale_factor must be given, got "
+                                         r"size=None and scale_factor=None"):
+        F.interpolate(x)
+    with pytest.raises(ValueError, match=r"^interpolate: exactly one of size and scale_factor must be given, got "
+                                         r"size=3 and scale_factor=2"):
+        F.interpolate(x, size=3, scale_factor=2)
+    with pytest.raises(ValueError, match=r"^interpolate: size must have one value per spatial dim of the 4-D input "
+                                         r"\(2\), got \(3, 4, 5\)"):
+        F.interpolate(x, size=(3, 4, 5))
+    with pytest.raises(TypeError, match=r"^interpolate: size must be an int or a pair of them, got \(2.5, 3\)"):
+        F.interpolate(x, size=(2.5, 3))
+    with pytest.raises(ValueError, match=r"^interpolate: input and output sizes must be greater than 0, got input "
+                                         r"\(H: 3, W: 4\) and output \(H: 0, W: 0\)"):
+        F.interpolate(x, scale_factor=0.1)
+    with pytest.raises(ValueError, match=r"^interpolate: expected a 4-D input \(N, C, H, W\) for mode 'nearest', got "
+                                         r"shape \(2, 3, 4\)"):
+        F.interpolate(np.ones((2, 3, 4), np.float32), scale_factor=2)
+    with pytest.raises(ValueError, match=r"^interpolate: align_corners can only be set with the interpolating modes"):
+        F.interpolate(x, size=(5, 7), align_corners=True)
+    with pytest.raises(ValueError, match=r"^Upsample: mode 'bicubic' is not implemented here"):
+        nn.Upsample(scale_factor=2, mode="bicubic")
+    with pytest.raises(ValueError, match=r"^Upsample\(scale_factor=2.0, mode='nearest'\): expected input of shape "
+                                         r"\(N, C, H, W\), got \(2, 3\)"):
+        nn.Upsample(scale_factor=2)(np.ones((2, 3), np.float32))
+
+
 # ---- a small model trained beside torch's twin --------------------------------------------------
 
 def cnn_block_model(lib, dtype=None):
-    """conv -> GroupNorm -> ReLU -> conv, in numbanet (parameters of `dtype`) or torch (tests/gpu uses it too)."""
+    """conv -> GroupNorm -> ReLU -> Upsample x2 -> ZeroPad2d -> conv, in numbanet (parameters of `dtype`) or torch
+    (tests/simulator and tests/gpu use it too): (N, 3, H, W) -> (N, 2, 2H - 1, 2W - 1)."""
     options = {} if dtype is None else {"dtype": dtype}
     return lib.Sequential(lib.Conv2d(3, 8, 3, padding=1, **options), lib.GroupNorm(4, 8, **options), lib.ReLU(),
-                          lib.Conv2d(8, 2, 3, padding=1, **options))
+                          lib.Upsample(scale_factor=2), lib.ZeroPad2d((1, 0, 0, 1)),
+                          lib.Conv2d(8, 2, 3, **options))
 
 
 def train_beside_torch(make_model, x, target, steps=3):
@@ -190,6 +430,6 @@ def train_beside_torch(make_model, x, target, steps=3):
     assert losses[-1] < losses[0]
 
 
-def test_conv_group_norm_model_trains_as_torch():
+def test_conv_group_norm_upsample_model_trains_as_torch():
     train_beside_torch(cnn_block_model, random_array((4, 3, 6, 5), np.float64, seed=20),
-                       random_array((4, 2, 6, 5), np.float64, seed=21))
+                       random_array((4, 2, 11, 9), np.float64, seed=21))
