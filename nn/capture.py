@@ -29,7 +29,9 @@ What a captured step must respect (the graph replays fixed kernels on fixed addr
   inside step_fn would be frozen: setting a different lr while capturing raises;
 - optimizer state (moments, momentum buffers, step counts, the lr arrays) is created by the eager
   warm-up; a step that would create state while capturing raises, as a replay would re-initialise it;
-- the outputs are the same static Tensors/arrays after every replay: copy them to keep a value.
+- the outputs are the same static Tensors/arrays after every replay: copy them to keep a value;
+- hooks (Tensor.register_hook, Module forward hooks) are Python: they run in the warm-up and at capture,
+  never at a replay; their device work is replayed, their host effects are not (nn/hooks.py).
 Allocations made while capturing come from a private CuPy memory pool kept with the graph, so no
 array created outside the graph can be handed memory that a replay writes. While capturing, CuPy's
 pinned-memory allocator is swapped for one that raises (and afterwards set back to CuPy's default

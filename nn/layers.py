@@ -264,8 +264,10 @@ _LIBRARY_FORWARDS = (_BatchNorm.forward, ReLU.forward)   # as defined here (a pa
 def fuses_with_relu(module, following):
     """Whether nn.Sequential may run `module` and then `following` as one op, the ReLU inside batch norm's
     kernels: a batch norm and a plain ReLU whose calls and forwards are this library's own, not overridden
-    in a subclass, nor replaced on the class or the instance (as a user debugging or profiling may do)."""
+    in a subclass, nor replaced on the class or the instance (as a user debugging or profiling may do), and
+    neither with forward hooks (they would not be called)."""
     return (isinstance(module, _BatchNorm) and type(following) is ReLU
+            and module._call_hooks is None and following._call_hooks is None
             and type(module).forward is _LIBRARY_FORWARDS[0] and ReLU.forward is _LIBRARY_FORWARDS[1]
             and type(module).__call__ is Module.__call__ and ReLU.__call__ is Module.__call__
             and not any(name in vars(m) for m in (module, following) for name in ("forward", "__call__")))
