@@ -77,6 +77,32 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     return tuple(result)
 
 
+def backward(tensor, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+    """Tensor.backward, as torch's: accumulate d(tensor)/d(leaf) * gradient into the leaves' .grad, or only into
+    the .grad of `inputs` (Tensors, leaves or not; one that no gradient reaches is left as it is). First order
+    only: create_graph=True is refused."""
+    from .tensor import Tensor
+    if create_graph:
+        raise NotImplementedError("backward: create_graph=True is not supported: the backward here is not "
+                                  "differentiable (no double backward)")
+    if inputs is None:
+        autograd.backward(tensor, gradient, retain_graph=bool(retain_graph))
+        return
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if not inputs:
+        raise RuntimeError("backward: the `inputs` argument cannot be empty")
+    if not tensor.requires_grad:
+        raise RuntimeError("backward: this tensor does not require grad (no graph was recorded for it)")
+    for position, item in enumerate(inputs):
+        if not isinstance(item, Tensor):
+            raise TypeError(f"backward: inputs must be Tensors, but inputs[{position}] is {type(item).__name__}")
+    for target, gradient_in in zip(inputs, grad(tensor, inputs, gradient, bool(retain_graph), allow_unused=True)):
+        if gradient_in is not None:
+            if "grad" not in target.__dict__:   # a non-leaf: its .grad is populated, as torch's (no warning)
+                target.grad = None
+            target._accumulate(gradient_in.data)
+
+
 def _tensors(name, value, tensor_type):
     values = [value] if isinstance(value, tensor_type) else list(value) if isinstance(value, (tuple, list)) else None
     if values is None:

@@ -10,7 +10,6 @@ import numpy as np
 
 from kernels import backend
 
-from . import autograd
 from .hooks import TensorHooks
 from .tensor_in_place import InPlaceOps
 from .tensor_maths import MathOps, MaxResult  # noqa: F401  (MaxResult: torch's name, importable here)
@@ -154,8 +153,10 @@ class Tensor(MathOps, TensorMethods, ShapeOps, InPlaceOps, TensorHooks):
         self.requires_grad = bool(flag)
         return self
 
-    def backward(self, grad=None, retain_graph=False):
-        autograd.backward(self, grad, retain_graph=retain_graph)
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """torch's Tensor.backward (nn/gradients.py's backward)."""
+        from .gradients import backward
+        backward(self, gradient, retain_graph, create_graph, inputs)
 
     # (data, gradient view, weak reference to the owner): set by an optimizer with flat=True on its parameters
     # (nn/optim.py, _FlatGroup). While `data` is still this Tensor's, a first gradient is copied into the

@@ -474,3 +474,25 @@ def test_autograd_grad_of_a_leaf_output_and_of_a_sum_over_outputs():
     (result,) = nn.autograd.grad(single * 3.0, single, grad_outputs=nn.Tensor(np.full(3, 2.0)))
     assert result.dtype == np.float32
     np.testing.assert_array_equal(result.numpy(), np.full(3, 6.0, np.float32))
+
+
+# ---- Tensor.backward's torch arguments ----------------------------------------------------------------------
+def test_backward_takes_torchs_arguments_gradient_and_inputs():
+    """backward(gradient=...) by keyword, and backward(inputs=[...]): only those tensors' .grad (a leaf, a
+    non-leaf, one no gradient reaches) change, as torch's; create_graph=True and empty inputs are refused."""
+    torch = torch_module()
+    values = [random_array((3,), seed=40 + i) for i in range(3)]
+    ours = [nn.Tensor(v.copy(), requires_grad=True) for v in values]
+    theirs = [torch.tensor(v, requires_grad=True) for v in values]
+    for (w, b, c), lib in ((ours, nn), (theirs, torch)):
+        h = w * 2 + b
+        (h * 3).sum().backward(inputs=[w, c, h])
+        (w * b).sum().backward(gradient=lib.tensor(np.array(2.0)), inputs=w)
+        assert b.grad is None and c.grad is None
+        assert_close(h.grad.numpy() if lib is nn else h.grad.detach().numpy(), np.full(3, 3.0), np.float64)
+    assert_close(ours[0].grad.numpy(), theirs[0].grad.numpy(), np.float64)
+    w = ours[0]
+    with pytest.raises(RuntimeError, match="backward: the `inputs` argument cannot be empty"):
+        (w * 2).sum().backward(inputs=[])
+    with pytest.raises(NotImplementedError, match="backward: create_graph=True is not supported"):
+        (w * 2).sum().backward(create_graph=True)
