@@ -1,4 +1,6 @@
 """Argument checks shared by the public ops: every message names the op, what it expected, what it got."""
+import contextlib
+
 import numpy as np
 
 from . import backend
@@ -62,17 +64,24 @@ def empty(like, shape, dtype=None):
     return backend.array_module(like).empty(shape, dtype=like.dtype if dtype is None else dtype)
 
 
-_constants = {}   # (device, shape, dtype, value) -> an array that ops only read
+_constants = {}   # (device, dtype, value) -> the longest 1-D array of that value made so far
 
 
 def constant(like, shape, dtype, value):
-    """An array full of `value` on `like`'s device, made once and then reused, so that an op which only reads
-    it launches no fill a call (on a GPU each fill is a kernel launch). Callers must never write to it. Not
-    kept while a CUDA graph is being captured: there the fill would run only when the graph does."""
-    key = (getattr(getattr(like, "device", None), "id", None), tuple(shape), np.dtype(dtype), value)
-    array = _constants.get(key)
-    if array is None:
-        array = backend.array_module(like).full(shape, value, dtype)
+    """An array full of `value` on `like`'s device, a view of one kept 1-D array per device, dtype and value
+    (grown by doubling), so that an op which only reads it launches no fill a call (on a GPU each fill is a
+    kernel launch) and sizes that vary (sequence lengths) keep one array, not one each. Callers must never
+    write to it. Not kept while a CUDA graph is being captured: there the fill would run only when the graph
+    does."""
+    device = getattr(like, "device", None)
+    key = (getattr(device, "id", None), np.dtype(dtype), value)
+    size = int(np.prod(shape, dtype=np.int64))
+    kept = _constants.get(key)
+    if kept is None or kept.size < size:
+        length = max(size, 2 * kept.size if kept is not None else 0, 1)
+        with device if hasattr(device, "__enter__") else contextlib.nullcontext():   # CuPy: like's device
+            kept = backend.array_module(like).full(length, value, dtype)
         if not backend.is_capturing():
-            _constants[key] = array
-    return array
+            _constants[key] = kept
+    return kept[:size].reshape(shape)
+

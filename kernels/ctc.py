@@ -199,7 +199,7 @@ def _reduce(nll, divisors, reduction):
     xp = backend.array_module(nll)
     if reduction == "sum":
         return xp.asarray(nll.sum())
-    return xp.asarray((nll / divisors).mean())
+    return xp.asarray((nll / divisors.astype(nll.dtype, copy=False)).mean())   # (prepared for another dtype)
 
 
 def ctc_loss_backward(grad_loss, log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean",

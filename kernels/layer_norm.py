@@ -101,8 +101,8 @@ def layer_norm_backward(grad_out, x, normalized_shape, mean, rstd, weight=None, 
         grad_x, grad_weight, grad_bias = cpu.layer_norm_backward(
             grad_out.reshape(rows, features), x.reshape(rows, features), _flat(weight), mean.reshape(rows),
             rstd.reshape(rows), need_input, need_weight or need_bias)
-        for out, values in ((grad_weight_out, grad_weight), (grad_bias_out, grad_bias)):
-            if out is not None:
+        for out, values, needed in ((grad_weight_out, grad_weight, need_weight), (grad_bias_out, grad_bias, need_bias)):
+            if out is not None and needed:   # (an out of a gradient not asked for is left as it is, as on the GPU)
                 out.reshape(features)[...] = values
     else:
         grad_x = empty(x, (rows, features)) if need_input else None

@@ -59,16 +59,27 @@ def test_info_and_benchmark_reports_name_the_switches_in_force(monkeypatch):
 
 def test_constant_arrays_are_made_once_per_value_and_never_kept_while_capturing(monkeypatch):
     """_checks.constant: the arrays ops only read (the recurrent backward's ones, full-length lengths, CTC's
-    'sum' scale) are reused, so a call launches no fill on a GPU; one made during a CUDA graph capture is not
-    kept, since its fill would run only when the graph is replayed."""
+    'sum' scale) are views of one kept array per dtype and value, so a call launches no fill on a GPU and
+    varying sizes (sequence lengths) share it; one made during a CUDA graph capture is not kept, since its fill
+    would run only when the graph is replayed."""
     from kernels import _checks
+    monkeypatch.setattr(_checks, "_constants", {})
     like = np.ones(3, np.float32)
     first = _checks.constant(like, (2, 5), np.float32, 1)
-    assert first.shape == (2, 5) and first.dtype == np.float32 and (first == 1).all()
-    assert _checks.constant(like, (2, 5), np.float32, 1) is first
-    assert _checks.constant(like, [2, 5], "float32", 1) is first   # the same key however the shape is spelled
-    assert _checks.constant(like, (2, 5), np.float32, 7) is not first
-    assert _checks.constant(like, (2, 5), np.int32, 1).dtype == np.int32
+    assert first.shape == (2, 5) and first.dtype == np.float32 and (first == 1).all() and first.flags.c_contiguous
+    again = _checks.constant(like, [2, 5], "float32", 1)   # the same memory however the shape is spelled
+    assert again.shape == (2, 5) and np.shares_memory(again, first)
+    smaller = _checks.constant(like, (1, 7), np.float32, 1)
+    assert smaller.shape == (1, 7) and np.shares_memory(smaller, first)
+    larger = _checks.constant(like, (3, 30), np.float32, 1)
+    assert larger.shape == (3, 30) and (larger == 1).all() and not np.shares_memory(larger, first)
+    for size in range(1, 90):   # sizes up to the kept one: no new array
+        assert np.shares_memory(_checks.constant(like, (size,), np.float32, 1), larger)
+    assert len(_checks._constants) == 1
+    sevens = _checks.constant(like, (2, 5), np.float32, 7)
+    assert (sevens == 7).all() and not np.shares_memory(sevens, larger)
+    assert _checks.constant(like, (4,), np.int32, 1).dtype == np.int32
+    assert len(_checks._constants) == 3
     monkeypatch.setattr(backend, "is_capturing", lambda: True)
-    made = _checks.constant(like, (4,), np.float32, 3)
-    assert (made == 3).all() and _checks.constant(like, (4,), np.float32, 3) is not made
+    made = _checks.constant(like, (400,), np.float32, 3)
+    assert (made == 3).all() and not np.shares_memory(_checks.constant(like, (400,), np.float32, 3), made)

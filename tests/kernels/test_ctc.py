@@ -176,6 +176,11 @@ def test_prepared_targets_give_the_same_loss_and_gradient(padded):
         assert_close(ctc.ctc_loss_prepared(log_probs, prepared, reduction), expected, np.float64)
         assert_close(ctc.ctc_loss_backward_prepared(grad_loss, log_probs, prepared, reduction), expected_grad,
                      np.float64)
+    single = log_probs.astype(np.float32)   # prepared for float64 log_probs, used with float32: float32 results
+    for reduction in ("none", "mean", "sum"):
+        assert ctc.ctc_loss_prepared(single, prepared, reduction).dtype == np.float32, reduction
+        grad_loss = np.ones(3, np.float32) if reduction == "none" else 1.0
+        assert ctc.ctc_loss_backward_prepared(grad_loss, single, prepared, reduction).dtype == np.float32, reduction
     with pytest.raises(ValueError, match=r"ctc_loss: the targets were prepared for log_probs \(7, 3, 5\) on cpu, "
                                          r"got \(6, 3, 5\) on cpu"):
         ctc.ctc_loss_prepared(log_probs[:6], prepared)

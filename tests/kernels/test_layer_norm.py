@@ -112,8 +112,12 @@ def test_layer_norm_backward_computes_only_the_gradients_asked_for(need_input, n
     x, weight, bias, grad_out = _inputs((4, 2, 3), (2, 3), np.float64, True, True, seed=6)
     _, mean, rstd = kernels.layer_norm(x, (2, 3), weight, bias)
     full = kernels.layer_norm_backward(grad_out, x, (2, 3), mean, rstd, weight, bias)
+    outs = [np.full((2, 3), 7.0), np.full((2, 3), 7.0)]   # an out of a gradient not asked for is left as it is
     some = kernels.layer_norm_backward(grad_out, x, (2, 3), mean, rstd, weight, bias, need_input=need_input,
-                                       need_weight=need_weight, need_bias=need_bias)
+                                       need_weight=need_weight, need_bias=need_bias, grad_weight_out=outs[0],
+                                       grad_bias_out=outs[1])
+    for out, wanted in zip(outs, (need_weight, need_bias)):
+        assert wanted or (out == 7.0).all()
     for name, wanted, expected, actual in zip(("grad_x", "grad_weight", "grad_bias"),
                                               (need_input, need_weight, need_bias), full, some):
         if wanted:
