@@ -145,6 +145,8 @@ class _CountingNumpy:
     host targets) is not counted, as it runs on the host on a GPU too."""
 
     def __getattr__(self, name):
+        if name == "random":
+            return _CountingRandom()
         original = getattr(np, name)
         if name not in _CREATORS:
             return original
@@ -162,6 +164,17 @@ class _CountingNumpy:
             finally:
                 _enabled[0] = was
         return creator
+
+
+class _CountingRandom:
+    """`xp.random` for CountedArrays: CuPy's draws take a dtype (dropout's masks), NumPy's do not."""
+
+    def __getattr__(self, name):
+        def draw(*args, dtype=None, **kwargs):
+            _note("kernel", f"random.{name}")
+            values = getattr(np.random, name)(*args, **kwargs)
+            return _counted(values if dtype is None else np.asarray(values).astype(dtype))
+        return draw
 
 
 def install(model, *arrays):

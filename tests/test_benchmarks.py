@@ -55,8 +55,35 @@ def test_host_proxy_counts_the_array_operations_a_gpu_step_would_launch():
     sites = [line.split() for line in lines if line.startswith("  ")]   # calls, kind, name, file:line, function
     assert any(site[2] == "add" and site[4] == "projection_bias" for site in sites)
     assert not [site for site in sites if site[3].startswith("kernels/cuda/rnn.py") and site[2] in ("ones", "full")]
+    assert not [site for site in sites if site[4] == "forward_directions" and site[2] == "zeros"]   # stand-ins
+    backward_zeros = [site for site in sites if site[4] == "backward_directions" and site[2] == "zeros"]
+    assert [float(site[0]) for site in backward_zeros] == [2.0]   # grad_h and grad_c: one fill a layer
     assert not [site for site in sites if site[3].startswith("kernels/ctc.py") and site[2] in ("maximum", "upload")
                 and site[4] != "prepare_targets"]
+
+
+def test_array_op_counting_runs_a_model_with_dropout():
+    """benchmarks/array_ops.py stands in for CuPy's random draws too (dropout draws its mask with a dtype, which
+    NumPy's draws do not take): counted, not a crash."""
+    import subprocess
+    import sys
+    script = (
+        "import os\n"
+        "os.environ['NUMBA_ENABLE_CUDASIM'] = '1'\n"
+        "os.environ.pop('NUMBANET_BACKEND', None)\n"
+        "import numpy as np\n"
+        "from benchmarks import array_ops, host_proxy\n"
+        "host_proxy._skip_launches()\n"
+        "import nn\n"
+        "model = nn.Sequential(nn.Linear(4, 5), nn.Dropout(0.3), nn.ReLU(), nn.Linear(5, 2))\n"
+        "x, = array_ops.install(model, np.random.rand(3, 4).astype(np.float32))\n"
+        "array_ops.counting(True)\n"
+        "model(nn.Tensor(x)).sum().backward()\n"
+        "array_ops.counting(False)\n"
+        "array_ops.report(1)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "random.random" in result.stdout
 
 
 def test_launches_replaced_restores_every_module_even_one_first_imported_inside():
