@@ -293,3 +293,64 @@ def test_weight_gradients_written_into_given_arrays(mode):
     assert all(g is out for g, out in zip(given[-8:], outs[0] + outs[1]))
     for value, wanted in zip(given, expected):
         np.testing.assert_array_equal(value, wanted)
+
+
+class _NaNEmptyNumpy:
+    """numpy, whose empty() is filled with NaN (-7 for integers): a buffer the kernels read before writing it
+    shows up in the results."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def empty(shape, dtype=float):
+        array = np.empty(shape, dtype)
+        array.fill(np.nan if np.dtype(dtype).kind == "f" else -7)
+        return array
+
+
+class _NaNEmptyBackend:
+    def __init__(self, real):
+        self.real = real
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    @staticmethod
+    def array_module(x):
+        return _NaNEmptyNumpy()
+
+
+@pytest.mark.parametrize("path", ["step", "persistent"])
+@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_relu"])
+def test_zero_initial_states_and_no_fill_for_buffers_the_kernels_never_read(mode, path, monkeypatch):
+    """Every buffer kernels/cuda/rnn.py leaves empty (another cell's stand-ins, the states but for their zeroed
+    ends) filled with NaN: with h0, c0, grad_h_n and grad_c_n absent, one direction reversed with lengths and a
+    bidirectional layer give the CPU path's values with zero initial states, so nothing unwritten is read."""
+    monkeypatch.setattr(gpu, "force_path", path)
+    monkeypatch.setattr(gpu, "backend", _NaNEmptyBackend(gpu.backend))
+    T, B, I, H = 3, 2, 3, 4
+    a = layer(mode, T, B, I, H, seed=61)
+    lengths = np.array([3, 2])
+    grad_y = random_array((T, B, H), seed=62)
+    ours = dict(a, h0=None, c0=None)
+    outputs, grads = run(mode, ours, lengths, True, grad_y, None, None)
+    zeros = dict(a, h0=np.zeros((B, H), np.float32), c0=np.zeros((B, H), np.float32) if mode == "lstm" else None)
+    expected_outputs, expected_grads = reference(mode, zeros, lengths, True, grad_y, None, None)
+    for index, (value, expected) in enumerate(zip(outputs, expected_outputs)):
+        assert_close(value, expected, np.float32, name=f"{mode} output {index}")
+    assert len(grads) == len(expected_grads)
+    for index, (value, expected) in enumerate(zip(grads, expected_grads)):
+        assert_close(value, expected, np.float32, scale=4, name=f"{mode} gradient {index}")
+    pair = (a, dict(layer(mode, T, B, I, H, seed=71), x=a["x"]))
+    grad_y2 = random_array((T, B, 2 * H), seed=63)
+    outputs, grads = run_bidirectional(mode, pair, None, None, lengths, grad_y2, None, None)
+    zero_pair = tuple(dict(p, h0=zeros["h0"], c0=zeros["c0"]) for p in pair)
+    grad_h = np.zeros((2, B, H), np.float32)
+    expected_outputs, expected_grads = reference_bidirectional(mode, zero_pair, lengths, grad_y2, grad_h,
+                                                               grad_h if mode == "lstm" else None)
+    for index, (value, expected) in enumerate(zip(outputs, expected_outputs)):
+        assert_close(value, expected, np.float32, name=f"{mode} bidirectional output {index}")
+    assert len(grads) == len(expected_grads)
+    for index, (value, expected) in enumerate(zip(grads, expected_grads)):
+        assert_close(value, expected, np.float32, scale=4, name=f"{mode} bidirectional gradient {index}")
