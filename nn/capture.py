@@ -16,8 +16,8 @@ What a captured step must respect (the graph replays fixed kernels on fixed addr
   that check their arguments on the host skip those checks when kernels.backend.is_capturing();
 - shapes and dtypes of the inputs never change (a call with other shapes raises ValueError);
 - parameters, buffers and optimizer state are updated in place (the optimizers here do); replacing
-  their arrays afterwards (.to(device), .double()) needs a new capture (load_state_dict copies into
-  them in place: a captured step sees the loaded values);
+  their arrays afterwards (.to(device), .double()) needs a new capture (a module's load_state_dict, and
+  an optimizer's, copy into them in place: a captured step sees the loaded values);
 - Python-side values are frozen at capture time: a number computed in step_fn and passed to a kernel is
   replayed as captured, and dropout masks are replayed as captured. The optimizers of nn.optim keep what
   changes between steps on the device instead: Adam's step counts are advanced by an in-place add inside

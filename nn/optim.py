@@ -198,8 +198,13 @@ class Optimizer:
             by_index.update(zip(saved["params"], group["params"]))
         new_state = {}
         for key, entry in state_dict["state"].items():
-            p = by_index[int(key)]
-            new_state[id(p)] = {k: self._load_value(k, v, p) for k, v in entry.items()}
+            p = by_index.get(int(key))
+            if p is None:
+                raise ValueError(f"{name}.load_state_dict: state for parameter {key}, but the param groups number "
+                                 f"parameters 0 to {len(by_index) - 1}")
+            current = self.state.get(id(p), {})
+            new_state[id(p)] = {k: _loaded_into(current.get(k), self._load_value(k, v, p, name, key))
+                                for k, v in entry.items()}
         for saved, group in zip(saved_groups, self.param_groups):
             for key, value in saved.items():
                 if key in self.defaults or key == "initial_lr":
@@ -209,12 +214,15 @@ class Optimizer:
         self.state = new_state
 
     @staticmethod
-    def _load_value(key, value, param):
+    def _load_value(key, value, param, name="load_state_dict", index=None):
         if key == "step":
             return int(round(float(_as_numpy(value))))
         if value is None:
             return None
-        array = np.array(_as_numpy(value), dtype=param.dtype, order="C").reshape(param.shape)  # a copy, never a view
+        array = np.array(_as_numpy(value), dtype=param.dtype, order="C")  # a copy, never a view
+        if array.shape != param.shape:   # (torch takes it and fails at the next step)
+            raise ValueError(f"{name}.load_state_dict: state {key!r} of parameter {index} must have the parameter's "
+                             f"shape {param.shape}, got {array.shape}")
         return backend.to_device(array, param.device)
 
     def __repr__(self):
@@ -223,6 +231,23 @@ class Optimizer:
             lines.append(f"Parameter Group {i}")
             lines += [f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params"]
         return "\n".join(lines) + "\n)"
+
+
+def _loaded_into(current, loaded):
+    """A loaded state value written into the array the optimizer already holds for it, where that array has its
+    shape, dtype and device (a device step count: filled), so that a flat group's buffers and a captured step
+    (nn.capture), which keep updating the arrays they hold, go on from the loaded values; else the new value."""
+    if not backend.is_array(current) or backend.is_capturing():
+        return loaded
+    if backend.is_array(loaded) and (loaded.shape, loaded.dtype, backend.is_gpu_array(loaded)) == \
+            (current.shape, current.dtype, backend.is_gpu_array(current)):
+        current[...] = loaded
+    elif isinstance(loaded, int) and current.size == 1:   # a step count kept on the device
+        current.fill(loaded)
+    else:
+        return loaded
+    note_in_place(current)
+    return current
 
 
 def _add_one(counts):

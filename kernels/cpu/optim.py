@@ -46,7 +46,9 @@ def _adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, amsgrad, sign, 
     # param (* (1 - lr * wd) for AdamW) - step_size * m / (sqrt(v) / sqrt(bc2) + eps)
     for i in range(param.shape[0]):
         p = param[i]
-        g = sign * grad[i] + weight_decay * p
+        g = sign * grad[i]
+        if weight_decay != 0.0:   # (skipped at 0, as torch: an infinite p stays inf, not 0 * inf = NaN)
+            g = g + weight_decay * p
         m = exp_avg[i]
         m = m + one_minus_beta1 * (g - m)
         v = beta2 * exp_avg_sq[i] + one_minus_beta2 * g * g

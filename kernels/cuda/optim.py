@@ -25,7 +25,9 @@ SGD_PLAIN, SGD_FIRST_STEP, SGD_MOMENTUM = 0, 1, 2   # no buffer / buffer := d_p 
 def _sgd_element(i, param, grad, momentum_buffer, lr, momentum, one_minus_dampening, weight_decay, sign, mode,
                  nesterov):
     p = param[i]
-    d_p = sign * grad[i] + weight_decay * p
+    d_p = sign * grad[i]
+    if weight_decay != float32(0.0):   # (skipped at 0, as torch: an infinite p stays inf, not 0 * inf = NaN)
+        d_p = d_p + weight_decay * p
     if mode != SGD_PLAIN:
         if mode == SGD_FIRST_STEP:
             buf = d_p
@@ -62,7 +64,9 @@ def sgd_kernel_device_lr(param, grad, momentum_buffer, lr, momentum, one_minus_d
 def _adam_element(i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, one_minus_beta1, beta2, one_minus_beta2,
                   step_size, inverse_sqrt_bias_correction2, eps, weight_decay, decay_factor, sign, amsgrad):
     p = param[i]
-    g = sign * grad[i] + weight_decay * p          # weight_decay is 0 for AdamW (decoupled)
+    g = sign * grad[i]
+    if weight_decay != float32(0.0):   # 0 for AdamW (decoupled); skipped at 0 as torch (no 0 * inf = NaN)
+        g = g + weight_decay * p
     m = exp_avg[i]
     m = m + one_minus_beta1 * (g - m)
     v = beta2 * exp_avg_sq[i] + one_minus_beta2 * g * g
@@ -108,7 +112,9 @@ def adam_kernel_device_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, st
 def _rmsprop_element(i, param, grad, square_avg, grad_avg, momentum_buffer, negative_lr, sign, weight_decay, alpha,
                      one_minus_alpha, eps, momentum, centered, use_momentum):
     p = param[i]
-    g = sign * grad[i] + weight_decay * p
+    g = sign * grad[i]
+    if weight_decay != float32(0.0):   # (skipped at 0, as torch)
+        g = g + weight_decay * p
     v = square_avg[i] * alpha + one_minus_alpha * g * g
     square_avg[i] = v
     if centered != 0:
@@ -149,7 +155,9 @@ def rmsprop_kernel_device_lr(param, grad, square_avg, grad_avg, momentum_buffer,
 @device_function
 def _adagrad_element(i, param, grad, state_sum, negative_clr, sign, weight_decay, eps):
     p = param[i]
-    g = sign * grad[i] + weight_decay * p
+    g = sign * grad[i]
+    if weight_decay != float32(0.0):   # (skipped at 0, as torch)
+        g = g + weight_decay * p
     s = state_sum[i] + g * g
     state_sum[i] = s
     param[i] = p + negative_clr * g / (math.sqrt(s) + eps)

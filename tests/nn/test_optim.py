@@ -1,5 +1,6 @@
 """Optimizers, schedulers and clip_grad_norm_ against torch.optim / torch.nn.utils (float64 on the CPU)."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -410,3 +411,21 @@ def test_flat_adam_on_the_cpu_steps_parameter_by_parameter():
     _assert_same(ours, theirs)
     assert all(p.data is array for p, array in zip(ours, before))
     assert optimizer.param_groups[0].flat is None
+
+
+@pytest.mark.parametrize("cls, key, options", [("SGD", "momentum_buffer", dict(lr=0.1, momentum=0.9)),
+                                               ("Adam", "exp_avg", {}), ("RMSprop", "square_avg", {}),
+                                               ("Adagrad", "sum", {})])
+def test_a_loaded_state_of_another_shape_or_parameter_is_refused_clearly(cls, key, options):
+    """A state array of the wrong shape (torch takes it, then fails at the next step; a silent reshape here would
+    scramble it) or a state for a parameter the groups do not number: errors naming the optimizer and the key."""
+    p = nn.Parameter(np.ones((3, 4)))
+    optimizer = getattr(nn.optim, cls)([p], **options)
+    groups = optimizer.state_dict()["param_groups"]
+    for shape in ((4, 3), (7,)):
+        with pytest.raises(ValueError, match=rf"^{cls}.load_state_dict: state '{key}' of parameter 0 must have the "
+                                             rf"parameter's shape \(3, 4\), got {re.escape(str(shape))}"):
+            optimizer.load_state_dict({"state": {0: {"step": 3, key: np.ones(shape)}}, "param_groups": groups})
+    with pytest.raises(ValueError, match=rf"^{cls}.load_state_dict: state for parameter 5, but the param groups "
+                                         rf"number parameters 0 to 0"):
+        optimizer.load_state_dict({"state": {5: {"step": 3, key: np.ones((3, 4))}}, "param_groups": groups})

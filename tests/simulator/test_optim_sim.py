@@ -553,3 +553,67 @@ def test_embedding_recurrent_and_layer_norm_gradients_are_written_straight_into_
     assert arrivals == [True] * 15
     for p, q in zip(flat, reference):
         assert_close(p.data, q.data, np.float32)
+
+
+@pytest.mark.parametrize("cls, options", [("RMSprop", dict(lr=0.01, momentum=0.9, centered=True)),
+                                          ("Adagrad", dict(lr=0.05, lr_decay=0.2)),
+                                          ("Adam", dict(lr=0.01))])
+@pytest.mark.parametrize("flat", [False, True])
+def test_a_state_loaded_between_replays_is_what_the_next_replay_steps_from(cls, options, flat, monkeypatch):
+    """optimizer.load_state_dict writes the loaded moments and step counts into the arrays the optimizer holds
+    (a flat group's buffers, the device counts), so a captured step replayed after it goes on from the loaded
+    state, as an eager optimizer that loads it, and state_dict() reports the replayed step."""
+    import nn
+
+    def make():
+        params = [nn.Parameter(random_array(s, seed=90 + i)) for i, s in enumerate([(6, 5), (7,)])]
+        for i, p in enumerate(params):
+            p.grad = nn.Tensor(random_array(p.shape, seed=95 + i))
+        return params, getattr(nn.optim, cls)(params, flat=flat, **options)
+
+    replayed, optimizer = make()
+    optimizer.step()                       # eager warm-up
+    saved = optimizer.state_dict()         # a checkpoint after one step
+    graph = _RecordedGraph(monkeypatch)
+    graph.capture(optimizer.step)
+    graph.replay(); graph.replay()         # steps 2 and 3
+    before = [p.data.copy() for p in replayed]
+    optimizer.load_state_dict(saved)       # resume the optimizer from step 1's state, keep the graph
+    graph.replay()                          # should be step 2 from the loaded state
+    moved = [p.data - b for p, b in zip(replayed, before)]
+
+    eager, reference = make()
+    reference.step()
+    reference.load_state_dict(saved)
+    for p, b in zip(eager, before):
+        p.data[...] = b
+    reference.step()
+    expected = [p.data - b for p, b in zip(eager, before)]
+    for m, e in zip(moved, expected):
+        np.testing.assert_allclose(m, e, rtol=1e-4, atol=1e-7)
+    # and the state dict then reports what the replay used
+    after = optimizer.state_dict()["state"][0]
+    assert after["step"] == reference.state_dict()["state"][0]["step"]
+
+
+@pytest.mark.parametrize("backend_name", ["cpu", "simulator"])
+@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop", "adagrad"])
+def test_an_infinite_parameter_stays_infinite_and_its_state_finite_without_weight_decay(name, backend_name,
+                                                                                          monkeypatch):
+    """weight_decay=0 (the default) adds no 0 * param, as torch skips the decay: an infinite entry stays inf and
+    the other state stays finite (0 * inf would make them NaN), in the CUDA kernels and on the CPU path."""
+    if backend_name == "cpu":
+        monkeypatch.setenv("NUMBANET_BACKEND", "cpu")
+    p = np.array([np.inf, 1.0, -np.inf, 2.0], np.float32)
+    g = np.full(4, 0.5, np.float32)
+    state, second = np.zeros(4, np.float32), np.zeros(4, np.float32)
+    if name == "sgd":
+        kernels.sgd_update(p, g, state, lr=0.1, momentum=0.9, first_step=True)
+    elif name == "adam":
+        kernels.adam_update(p, g, state, second, step=1, lr=0.01)
+    elif name == "rmsprop":
+        kernels.rmsprop_update(p, g, state, lr=0.01)
+    else:
+        kernels.adagrad_update(p, g, state, step=1, lr=0.01)
+    assert np.isfinite(state).all() and np.isfinite(second).all(), (state, second)
+    assert (p[[0, 2]] == [np.inf, -np.inf]).all() and np.isfinite(p[[1, 3]]).all(), p
