@@ -36,6 +36,7 @@ from .autograd import note_in_place
 from .module import _as_numpy
 from .optim_flat import _FlatGroup
 from .optim_group import _ParamGroup  # noqa: F401  (also imported from here by tests)
+from .optim_state import _loaded_into, _saved_value
 from .tensor import Tensor
 
 
@@ -233,33 +234,10 @@ class Optimizer:
         return "\n".join(lines) + "\n)"
 
 
-def _loaded_into(current, loaded):
-    """A loaded state value written into the array the optimizer already holds for it, where that array has its
-    shape, dtype and device (a device step count: filled), so that a flat group's buffers and a captured step
-    (nn.capture), which keep updating the arrays they hold, go on from the loaded values; else the new value."""
-    if not backend.is_array(current) or backend.is_capturing():
-        return loaded
-    if backend.is_array(loaded) and (loaded.shape, loaded.dtype, backend.is_gpu_array(loaded)) == \
-            (current.shape, current.dtype, backend.is_gpu_array(current)):
-        current[...] = loaded
-    elif isinstance(loaded, int) and current.size == 1:   # a step count kept on the device
-        current.fill(loaded)
-    else:
-        return loaded
-    note_in_place(current)
-    return current
-
-
 def _add_one(counts):
     """counts += 1 in place on its device: on the GPU a CuPy kernel on the current stream, which a graph
     capture records, so that every replay advances the counts."""
     counts += 1
-
-
-def _saved_value(key, value):
-    if key == "step" and backend.is_array(value):   # a device count: a number, as in torch's state dicts
-        return int(round(float(backend.to_numpy(value).reshape(-1)[0])))
-    return backend.to_numpy(value).copy() if backend.is_array(value) else value
 
 
 def _check_number(optimizer, name, value, minimum=0.0, below=None):
