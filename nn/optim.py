@@ -36,7 +36,7 @@ from .autograd import note_in_place
 from .module import _as_numpy
 from .optim_flat import _FlatGroup
 from .optim_group import _ParamGroup  # noqa: F401  (also imported from here by tests)
-from .optim_state import _loaded_into, _saved_value
+from .optim_state import _loaded_into, _saved_value, copied_state, restore_copied_state
 from .tensor import Tensor
 
 
@@ -85,6 +85,13 @@ class Optimizer:
 
     def _parameters(self):
         return [p for group in self.param_groups for p in group["params"]]
+
+    # copy.deepcopy and pickle: the state by position (a copy's parameter ids differ); nn/optim_state.py
+    def __getstate__(self):
+        return copied_state(self)
+
+    def __setstate__(self, state):
+        restore_copied_state(self, state)
 
     def _uses_device_scalars(self, p):
         """Whether p's update reads lr (and Adam's step) from device arrays: wherever the CUDA kernels run."""

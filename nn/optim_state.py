@@ -1,5 +1,5 @@
 """nn.optim's state-dict values: what state_dict() saves of a state entry and how load_state_dict() puts a loaded
-one in place (nn/optim.py's Optimizer)."""
+one in place; and an optimizer's state through copy.deepcopy and pickle (nn/optim.py's Optimizer)."""
 from kernels import backend
 
 from .autograd import note_in_place
@@ -26,3 +26,29 @@ def _saved_value(key, value):
     if key == "step" and backend.is_array(value):   # a device count: a number, as in torch's state dicts
         return int(round(float(backend.to_numpy(value).reshape(-1)[0])))
     return backend.to_numpy(value).copy() if backend.is_array(value) else value
+
+
+def copied_state(optimizer):
+    """Optimizer.__getstate__: its attributes, the per-parameter state listed by position (a copy's parameters
+    are new objects with new ids)."""
+    state = dict(optimizer.__dict__)
+    state["state"] = [optimizer.state.get(id(p)) for p in optimizer._parameters()]
+    return state
+
+
+def restore_copied_state(optimizer, state):
+    """Optimizer.__setstate__. The copy's arrays are copies: a flat group's buffers no longer hold its
+    parameters, nor are its step counts views of the group's device counts; both are made again at its next
+    step (the step counts read back as numbers meanwhile)."""
+    entries = state.pop("state")
+    optimizer.__dict__.update(state)
+    optimizer.state = {id(p): entry for p, entry in zip(optimizer._parameters(), entries) if entry is not None}
+    for group in optimizer.param_groups:
+        if group.flat:
+            group.flat = None
+        if group.step_counts is not None:
+            for p in group["params"]:
+                entry = optimizer.state.get(id(p))
+                if entry is not None and backend.is_array(entry.get("step")):
+                    entry["step"] = _saved_value("step", entry["step"])
+            group.step_counts = None

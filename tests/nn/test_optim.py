@@ -429,3 +429,42 @@ def test_a_loaded_state_of_another_shape_or_parameter_is_refused_clearly(cls, ke
     with pytest.raises(ValueError, match=rf"^{cls}.load_state_dict: state for parameter 5, but the param groups "
                                          rf"number parameters 0 to 0"):
         optimizer.load_state_dict({"state": {5: {"step": 3, key: np.ones((3, 4))}}, "param_groups": groups})
+
+
+def _continue_after_deepcopy(cls, options, flat):
+    """Two steps of a small model, a deepcopy of (model, optimizer), two more steps of each: the copy's
+    parameters and state dict against the original's."""
+    import copy
+
+    def step(model, optimizer, seed):
+        optimizer.zero_grad()
+        (model(nn.Tensor(random_array((4, 3), seed=seed))) ** 2).sum().backward()
+        optimizer.step()
+    nn.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2))
+    optimizer = getattr(nn.optim, cls)(model.parameters(), flat=flat, **options)
+    for seed in range(2):
+        step(model, optimizer, seed)
+    model_copy, optimizer_copy = copy.deepcopy((model, optimizer))
+    for seed in range(2, 4):
+        step(model, optimizer, seed)
+        step(model_copy, optimizer_copy, seed)
+    for p, q in zip(model.parameters(), model_copy.parameters()):
+        assert_close(q.data, p.data, np.float32)
+    original, copied = optimizer.state_dict()["state"], optimizer_copy.state_dict()["state"]
+    assert original.keys() == copied.keys() and len(original) == 4
+    for index, entry in original.items():
+        for key, value in entry.items():
+            if key == "step":
+                assert copied[index][key] == value
+            else:
+                assert_close(copied[index][key], value, np.float32)
+
+
+@pytest.mark.parametrize("cls, options", [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(lr=0.01)),
+                                          ("RMSprop", dict(lr=0.01, centered=True)), ("Adagrad", dict(lr=0.05))])
+@pytest.mark.parametrize("flat", [False, True])
+def test_a_deep_copy_of_an_optimizer_keeps_its_state_and_goes_on_as_the_original(cls, options, flat):
+    """copy.deepcopy((model, optimizer)), as torch allows: the state was keyed by the parameters' ids, which a
+    copy changes (its state was lost); the copy then steps exactly as the original does."""
+    _continue_after_deepcopy(cls, options, flat)

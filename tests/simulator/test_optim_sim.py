@@ -617,3 +617,12 @@ def test_an_infinite_parameter_stays_infinite_and_its_state_finite_without_weigh
         kernels.adagrad_update(p, g, state, step=1, lr=0.01)
     assert np.isfinite(state).all() and np.isfinite(second).all(), (state, second)
     assert (p[[0, 2]] == [np.inf, -np.inf]).all() and np.isfinite(p[[1, 3]]).all(), p
+
+
+@pytest.mark.parametrize("cls", ["Adam", "RMSprop"])
+def test_a_deep_copy_of_a_flat_optimizer_repacks_its_own_buffers_and_counts(cls):
+    """On the CUDA path a flat group's parameters are views of its buffers and Adam's step counts views of the
+    group's device counts; a deep copy's are copies, so it packs and counts anew: the copy steps as the
+    original does (its parameters would otherwise stop moving)."""
+    from tests.nn.test_optim import _continue_after_deepcopy
+    _continue_after_deepcopy(cls, dict(lr=0.01), True)
