@@ -259,7 +259,7 @@ def _output_gradient(op, tensor, gradient, position=None):
     return gradient
 
 
-def _run_graph(roots, retain_graph, wanted=None):
+def _run_graph(roots, retain_graph, wanted=None, leaf_roots=()):
     """Send each root's (non-leaf tensor, gradient) back through the graph. wanted None: backward, gradients
     accumulate into the leaves' .grad. wanted {id: tensor}: autograd.grad, only the nodes that lead to those
     tensors run, nothing lands in a .grad (nor a flat buffer), and their gradients are returned by id."""
@@ -274,6 +274,11 @@ def _run_graph(roots, retain_graph, wanted=None):
         collected = {}
         from .gradients import prune
         order, runs, captured = prune(order, wanted)
+    if leaf_roots:   # outputs that are leaves: their given gradient is summed with what the graph sends them
+        from .hooks import LeafGradients
+        leaves = LeafGradients(order, wanted)
+        for tensor, gradient in leaf_roots:
+            leaves.add(tensor, gradient)
     for position, ctx in enumerate(order):
         grads_out = pending.pop(id(ctx), None)
         if grads_out is None:

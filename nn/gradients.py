@@ -54,15 +54,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     retain_graph = create_graph if retain_graph is None else retain_graph
     autograd._state.collecting += 1
     try:
-        collected = autograd._run_graph(roots, retain_graph, wanted) if roots else {}
-        if leaf_roots:   # an output that is itself a leaf: its gradient is the one given
-            from .hooks import LeafGradients
-            leaves = LeafGradients([], wanted)
-            for output, gradient in leaf_roots:
-                leaves.add(output, gradient)
-            leaves.land()
-            for key, gradient in leaves.collected.items():
-                collected[key] = gradient if key not in collected else autograd._sum(collected[key], gradient)
+        collected = autograd._run_graph(roots, retain_graph, wanted, leaf_roots)
     finally:
         autograd._state.collecting -= 1
     result = []
@@ -96,10 +88,12 @@ def backward(tensor, gradient=None, retain_graph=None, create_graph=False, input
     for position, item in enumerate(inputs):
         if not isinstance(item, Tensor):
             raise TypeError(f"backward: inputs must be Tensors, but inputs[{position}] is {type(item).__name__}")
-    for target, gradient_in in zip(inputs, grad(tensor, inputs, gradient, bool(retain_graph), allow_unused=True)):
-        if gradient_in is not None:
-            if "grad" not in target.__dict__:   # a non-leaf: its .grad is populated, as torch's (no warning)
-                target.grad = None
+    unique = list({id(target): target for target in inputs}.values())   # each tensor once, as torch
+    for target in unique:
+        if target._creator is not None:   # as torch: a non-leaf input retains its gradient (run_hooks sets it)
+            target.retain_grad()
+    for target, gradient_in in zip(unique, grad(tensor, unique, gradient, bool(retain_graph), allow_unused=True)):
+        if gradient_in is not None and target._creator is None:
             target._accumulate(gradient_in.data)
 
 

@@ -7,7 +7,10 @@ tensor's gradient is complete (the sum of every contribution of one backward, on
 it into .grad (so a replaced gradient is what lands, in a flat optimizer's buffer too: a leaf with hooks never
 gets Function.gradient_out's shortcut) or a non-leaf passes it on; a non-leaf's retained .grad is set after its
 hooks, whatever the order of registration. autograd.grad runs the hooks of the non-leaves it goes through and
-of the inputs it returns, not those of other leaves (they get nothing), as torch's.
+of the inputs it returns, not those of other leaves (they get nothing), as torch's. Not as torch's: a hook
+registered on a leaf while a backward runs (from another hook) sees only the contributions that reach the leaf
+after it (torch's sees the whole gradient); one that autograd.grad returns for a hooked non-leaf input is the
+gradient after its hooks (torch 2.13 returns the one before when other inputs make its node run).
 
 Hooks are Python, module and tensor hooks alike: in a step captured by nn.capture they run in the eager warm-up
 steps and once while capturing, never at a replay. What they compute on the device (a gradient scaled, clipped
@@ -159,20 +162,20 @@ class ForwardHooks:
         if not self.pre and not self.post:   # every hook was removed: back to the plain call
             object.__setattr__(module, "_call_hooks", None)
             return module.forward(*args, **kwargs)
-        for key, hook in list(self.pre.items()):
-            if key in self.with_kwargs:
-                result = hook(module, args, kwargs)
-                if result is not None:
-                    if not (isinstance(result, tuple) and len(result) == 2):
-                        raise RuntimeError(f"forward pre-hook must return None or a tuple of (new_args, new_kwargs), "
-                                           f"but got {result!r}")
-                    args, kwargs = result
-            else:
-                result = hook(module, args)
-                if result is not None:
-                    args = result if isinstance(result, tuple) else (result,)
         called, output = set(), None
-        try:
+        try:   # (a pre-hook that raises also gets the always_call hooks run, as torch)
+            for key, hook in list(self.pre.items()):
+                if key in self.with_kwargs:
+                    result = hook(module, args, kwargs)
+                    if result is not None:
+                        if not (isinstance(result, tuple) and len(result) == 2):
+                            raise RuntimeError(f"forward pre-hook must return None or a tuple of (new_args, "
+                                               f"new_kwargs), but got {result!r}")
+                        args, kwargs = result
+                else:
+                    result = hook(module, args)
+                    if result is not None:
+                        args = result if isinstance(result, tuple) else (result,)
             output = module.forward(*args, **kwargs)
             for key, hook in list(self.post.items()):
                 called.add(key)
@@ -184,8 +187,9 @@ class ForwardHooks:
                 if key in self.always_call and key not in called:
                     try:
                         hook(module, args, kwargs, output) if key in self.with_kwargs else hook(module, args, output)
-                    except Exception:   # the first error is the one to see
-                        pass
+                    except Exception as error:   # the first error is the one raised; this one is warned of, as torch
+                        warnings.warn(f"module forward hook with ``always_call=True`` raised an exception that was "
+                                      f"silenced as another error was raised in forward: {error!r}", stacklevel=2)
             raise
         return output
 

@@ -496,3 +496,70 @@ def test_backward_takes_torchs_arguments_gradient_and_inputs():
         (w * 2).sum().backward(inputs=[])
     with pytest.raises(NotImplementedError, match="backward: create_graph=True is not supported"):
         (w * 2).sum().backward(create_graph=True)
+
+
+def test_backward_inputs_count_each_gradient_once_as_torch():
+    """backward(inputs=...) with a retained non-leaf among them, or a tensor listed twice: its gradient once
+    (both were counted twice), and a non-leaf input retains its gradient, as torch's."""
+    torch = torch_module()
+    value = random_array((3,), seed=50)
+    results = []
+    for lib in (nn, torch):
+        w = (torch.tensor(value.copy(), requires_grad=True) if lib is torch
+             else nn.Tensor(value.copy(), requires_grad=True))
+        y = w * 2
+        y.retain_grad()
+        (y * y).sum().backward(inputs=[y], retain_graph=True)
+        first = y.grad.detach().numpy().copy() if lib is torch else y.grad.numpy().copy()
+        z = w * 3
+        (z * w).sum().backward(inputs=[w, w, z])
+        results.append((first, (w.grad.detach() if lib is torch else w.grad).numpy().copy(), z.retains_grad,
+                        (z.grad.detach() if lib is torch else z.grad).numpy().copy()))
+    (ours_y, ours_w, ours_retains, ours_z), (their_y, their_w, their_retains, their_z) = results
+    assert_close(ours_y, their_y, np.float64, name="y.grad")
+    assert_close(ours_w, their_w, np.float64, name="w.grad")
+    assert_close(ours_z, their_z, np.float64, name="z.grad")
+    assert ours_retains and their_retains
+
+
+def test_grad_of_a_leaf_that_is_also_an_output_runs_its_hook_once_on_the_whole_gradient():
+    """nn.autograd.grad([x, f(x)], x): the leaf's gradient given as an output and the one reaching it through the
+    graph are summed before its hook sees them (the hook ran twice, on each part), as torch's."""
+    torch = torch_module()
+    value = random_array((3,), seed=51)
+    found = []
+    for lib, grad in ((nn, nn.autograd.grad), (torch, torch.autograd.grad)):
+        x = nn.Tensor(value.copy(), requires_grad=True) if lib is nn else torch.tensor(value, requires_grad=True)
+        calls = []
+        x.register_hook(lambda g, calls=calls: (calls.append(1), g.clamp(max=2))[1])
+        ones = nn.Tensor(np.ones(3)) if lib is nn else torch.ones(3, dtype=torch.float64)
+        (result,) = grad([x, (x * x).sum()], x, grad_outputs=[ones, None])
+        found.append((result.detach().numpy() if lib is torch else result.numpy(), len(calls)))
+    assert found[0][1] == found[1][1] == 1
+    assert_close(found[0][0], found[1][0], np.float64)
+
+
+def test_always_call_forward_hooks_run_when_a_pre_hook_raises_and_warn_of_their_own_errors():
+    """always_call=True: the hook runs when a forward pre-hook raised too, and an error of its own after the
+    forward raised is warned of (not silenced), as torch's."""
+    layer, calls = nn.Identity(), []
+
+    def failing_pre_hook(module, args):
+        raise KeyError("pre")
+    layer.register_forward_pre_hook(failing_pre_hook)
+    layer.register_forward_hook(lambda module, args, output: calls.append("always"), always_call=True)
+    with pytest.raises(KeyError):
+        layer(nn.Tensor(np.ones(3)))
+    assert calls == ["always"]
+
+    class Failing(nn.Module):
+        def forward(self, x):
+            raise ValueError("forward")
+
+    def failing_hook(module, args, output):
+        raise RuntimeError("hook")
+    failing = Failing()
+    failing.register_forward_hook(failing_hook, always_call=True)
+    with pytest.warns(UserWarning, match="always_call=True.*raised an exception that was silenced"):
+        with pytest.raises(ValueError, match="forward"):
+            failing(nn.Tensor(np.ones(3)))
