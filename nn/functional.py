@@ -127,14 +127,20 @@ def log_softmax(input, dim=-1):
 
 # ---- dropout ------------------------------------------------------------------------------------
 
+def dropout_mask(x, shape, p):
+    """A mask of `shape` on x's device in x's dtype: 0 with probability p, else 1/(1-p) (F.dropout's per
+    element, F.dropout2d's per channel). On the CPU and in the simulator from nn.manual_seed's generator."""
+    xp = backend.array_module(x)
+    if xp is np:  # the seedable generator of nn.manual_seed
+        keep = init.default_generator().random(shape, dtype=x.dtype) >= p
+    else:
+        keep = xp.random.random(shape, dtype=x.dtype) >= p
+    return keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))  # kept values scaled by 1/(1-p)
+
+
 class _Dropout(Function):
     def forward(self, x, p):
-        xp = backend.array_module(x)
-        if xp is np:  # the seedable generator of nn.manual_seed
-            keep = init.default_generator().random(x.shape, dtype=x.dtype) >= p
-        else:
-            keep = xp.random.random(x.shape, dtype=x.dtype) >= p
-        mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))  # kept values scaled by 1/(1-p)
+        mask = dropout_mask(x, x.shape, p)
         self.save_for_backward(mask)
         return x * mask
 

@@ -19,9 +19,8 @@ import numpy as np
 from kernels import backend
 from kernels._checks import float_dtype
 
-from . import init
 from .autograd import Function
-from .functional import _tensor
+from .functional import _tensor, dropout_mask
 
 
 def _probability(op, p):
@@ -34,14 +33,7 @@ def _probability(op, p):
 
 class _FeatureDropout(Function):
     def forward(self, x, p):
-        xp = backend.array_module(x)
-        shape = x.shape[:2]
-        if xp is np:   # the seedable generator of nn.manual_seed, as F.dropout's
-            keep = init.default_generator().random(shape, dtype=x.dtype) >= p
-        else:
-            keep = xp.random.random(shape, dtype=x.dtype) >= p
-        mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))   # kept channels scaled by 1/(1-p)
-        mask = mask.reshape(shape + (1,) * (x.ndim - 2))
+        mask = dropout_mask(x, x.shape[:2], p).reshape(x.shape[:2] + (1,) * (x.ndim - 2))   # a draw a channel
         self.save_for_backward(mask)
         return x * mask
 
