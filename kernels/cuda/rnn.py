@@ -9,6 +9,7 @@ all steps at once. Buffers are those of kernels/cpu/rnn.py, stacked along a lead
 Both directions of a bidirectional layer run in ONE persistent launch (kernels/cuda/rnn_persistent.py:
 twice the blocks, one barrier a step for both) when their blocks fit on the GPU together; otherwise
 each direction has its own launches (persistent or per step), as a single-direction layer does.
+A block's threads, dot-product split and shared memory: kernels/cuda/rnn_block_sizes.py.
 """
 import os
 import warnings
@@ -20,12 +21,11 @@ from .._checks import constant
 from ..cpu.rnn import prev_state_slice, projection_bias
 from . import compile_ahead
 from .launch import ceil_div, device_view, launch
-from .rnn_kernels import (CELLS, FORWARD_ROWS, GATE_COUNT, PERSISTENT_THREADS, PHASE_B_ROWS, REDUCE_SLOTS, THREADS,
-                          kernels_for, weight_stride)
+from .rnn_block_sizes import _allow_shared, _shared_limit, _threads, ksplit_for, persistent_shared_bytes
+from .rnn_kernels import CELLS, FORWARD_ROWS, GATE_COUNT, PHASE_B_ROWS, kernels_for
 from .rnn_persistent import persistent_kernels_for
 
 STEP_UNITS = 32     # units a block in the step kernels: a warp of consecutive units reads W_hh^T coalesced
-SHARED_DEFAULT = 48 * 1024   # dynamic shared memory a block may use without opting in
 # The persistent kernels give each dot product at least this many neighbouring lanes (consecutive k):
 # a warp then reads one or two rows of h instead of eight, even when the batch fills the block.
 PERSISTENT_MIN_KSPLIT = 8
@@ -54,22 +54,6 @@ def units_from_environment():
 min_units = units_from_environment()
 
 
-def _threads(persistent=False):
-    # The simulator runs one OS thread per CUDA thread: a warp is plenty for its tiny shapes.
-    if backend.SIMULATOR:
-        return 32
-    return PERSISTENT_THREADS if persistent else THREADS
-
-
-def ksplit_for(pairs, length, threads, minimum=1):
-    """How many threads share one dot product: the largest power of two s <= length with s * pairs <=
-    threads, or at least `minimum` (then the pairs take several rounds)."""
-    split = 1
-    while split * 2 <= length and (split * 2 * pairs <= threads or split * 2 <= minimum):
-        split *= 2
-    return split
-
-
 _compiled_cache = {}
 
 
@@ -79,44 +63,6 @@ def _compiled(kernel, signature):
     if key not in _compiled_cache:
         _compiled_cache[key] = kernel.compile(signature)
     return _compiled_cache[key]
-
-
-def _shared_limit():
-    """Dynamic shared memory a block can opt in to (minus our static reduction buffer)."""
-    if backend.SIMULATOR:
-        return 1 << 30
-    try:
-        limit = cuda.get_current_device().MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
-    except Exception:  # attribute missing in this driver binding: stay within the default
-        limit = SHARED_DEFAULT
-    return limit - REDUCE_SLOTS * 4
-
-
-_opted_in = {}  # id(compiled kernel) -> the dynamic shared memory it is allowed
-
-
-def _allow_shared(compiled, nbytes):
-    """Opt the kernel in to `nbytes` of dynamic shared memory (needed above 48 KiB); False if refused.
-    The allowance only grows: plans of one kernel (one direction, both, other sizes) differ in bytes,
-    and a later, smaller plan must not take the room of an earlier, larger one."""
-    if backend.SIMULATOR or nbytes + REDUCE_SLOTS * 4 <= SHARED_DEFAULT or nbytes <= _opted_in.get(id(compiled), 0):
-        return True
-    try:
-        from numba.cuda.cudadrv.driver import binding, driver
-        cufunc = compiled._codelibrary.get_cufunc()
-        attribute = binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
-        driver.cuKernelSetAttribute(attribute, nbytes, cufunc.handle, cufunc.device.id)
-    except Exception:
-        return False
-    _opted_in[id(compiled)] = nbytes
-    return True
-
-
-def persistent_shared_bytes(kind, G, H, units):
-    """Dynamic shared memory of one direction's weight slice in a persistent block."""
-    if kind == "forward":
-        return 4 * G * units * weight_stride(H)
-    return 4 * units * weight_stride(G * H)
 
 
 def persistent_signature(kind):
