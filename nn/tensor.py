@@ -14,12 +14,12 @@ from .hooks import TensorHooks
 from .tensor_in_place import InPlaceOps
 from .tensor_maths import MathOps, MaxResult  # noqa: F401  (MaxResult: torch's name, importable here)
 from .tensor_methods import TensorMethods
+from .tensor_reshape import ReshapeOps, _sizes  # noqa: F401  (_sizes: tensor_methods uses tensor._sizes)
 from .tensor_shape import ShapeOps
-from .tensor_functions import (Add, Cast, Clone, Concat, Div, Expand, Index, Mul, Permute, Pow, PowTensor, Repeat,
-                               Reshape, Stack, Sub, ToDevice)
+from .tensor_functions import Add, Cast, Clone, Concat, Div, Index, Mul, Pow, PowTensor, Stack, Sub, ToDevice
 
 
-class Tensor(MathOps, TensorMethods, ShapeOps, InPlaceOps, TensorHooks):
+class Tensor(ReshapeOps, MathOps, TensorMethods, ShapeOps, InPlaceOps, TensorHooks):
     __array_priority__ = 1000  # so that ndarray + Tensor defers to Tensor.__radd__
 
     def __init__(self, data, requires_grad=False):
@@ -239,81 +239,6 @@ class Tensor(MathOps, TensorMethods, ShapeOps, InPlaceOps, TensorHooks):
         result._copy_of_view = self._copy_of_view
         return result
 
-    # ---- shape -------------------------------------------------------------------------------
-    def reshape(self, *shape):
-        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        result = Reshape.apply(self, shape=tuple(shape))
-        result._copy_of_view = self._copy_of_view   # a view of the copy: still not the original's memory
-        return result
-
-    view = reshape
-
-    def flatten(self, start_dim=0, end_dim=-1):
-        end = end_dim % self.ndim
-        shape = self.shape[:start_dim] + (-1,) + self.shape[end + 1:]
-        return self.reshape(shape)
-
-    def permute(self, *dims):
-        dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
-        result = Permute.apply(self, dims=tuple(dims))
-        result._copy_of_view = "permute/transpose"
-        return result
-
-    def transpose(self, dim0, dim1):
-        dims = list(range(self.ndim))
-        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
-        return self.permute(dims)
-
-    @property
-    def T(self):
-        return self.permute(tuple(reversed(range(self.ndim))))
-
-    def unsqueeze(self, dim):
-        dim = dim % (self.ndim + 1)
-        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
-
-    def squeeze(self, dim):
-        if self.shape[dim] != 1:
-            return self
-        dim = dim % self.ndim
-        return self.reshape(self.shape[:dim] + self.shape[dim + 1:])
-
-    def contiguous(self):
-        """Self; a copy that permute or expand made (torch's contiguous() copies there) is cloned, so that it
-        may be written into."""
-        return self if self._copy_of_view is None else self.clone()
-
-    def expand(self, *sizes):
-        """Broadcast to `sizes` (-1 keeps a dim, new dims go in front), as torch; a copy here, not a view."""
-        sizes = _sizes("expand", sizes)
-        new = len(sizes) - self.ndim
-        if new < 0:
-            raise ValueError(f"expand: needs at least {self.ndim} sizes for a tensor of shape {self.shape}, got {sizes}")
-        shape = []
-        for i, size in enumerate(sizes):
-            old = self.shape[i - new] if i >= new else None
-            size = old if size == -1 and old is not None else size
-            if size < 0 or old not in (None, 1, size):
-                raise ValueError(f"expand: cannot expand shape {self.shape} to {sizes}: at dim {i} the size must "
-                                 f"be {'>= 0 (-1 only for an existing dim)' if old is None else f'{old} (or -1)'}")
-            shape.append(size)
-        result = Expand.apply(self, shape=tuple(shape))
-        result._copy_of_view = "expand"
-        return result
-
-    def expand_as(self, other):
-        if not isinstance(other, Tensor):
-            raise TypeError(f"expand_as: expected a Tensor, got {type(other).__name__}")
-        return self.expand(other.shape)
-
-    def repeat(self, *repeats):
-        """Tile (torch.repeat): one count per dim at least; extra leading counts add dims."""
-        repeats = _sizes("repeat", repeats)
-        if len(repeats) < self.ndim or any(r < 0 for r in repeats):
-            raise ValueError(f"repeat: needs at least {self.ndim} counts >= 0 for a tensor of shape {self.shape}, "
-                             f"got {repeats}")
-        return Repeat.apply(self, repeats=repeats)
-
     # comparisons give plain (non-differentiable) tensors
     def __eq__(self, other):
         return Tensor(self.data == _raw(other))
@@ -368,14 +293,6 @@ def _index_part(part):
     if isinstance(part, np.ndarray) and part.ndim == 0 and part.dtype.kind in "iu":
         return int(part)
     return part
-
-
-def _sizes(op, sizes):
-    """Sizes given as ints or as one tuple/list of ints."""
-    sizes = tuple(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else sizes
-    if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in sizes):
-        raise TypeError(f"{op}: sizes must be ints, got {sizes!r}")
-    return tuple(int(n) for n in sizes)
 
 
 def _operands(tensor, other):

@@ -1,0 +1,92 @@
+"""nn.Tensor's reshaping methods (reshape/view, flatten, permute/transpose/T, unsqueeze/squeeze, contiguous,
+expand/expand_as, repeat), mixed into Tensor. reshape is a view; permute and expand are copies here where torch
+gives views, which `_copy_of_view` records (in-place ops refuse such a copy, since the write would not reach the
+tensor it came from; contiguous() clones it so that it may be written into)."""
+import numbers
+
+from . import tensor
+from .tensor_functions import Expand, Permute, Repeat, Reshape
+
+
+class ReshapeOps:
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        result = Reshape.apply(self, shape=tuple(shape))
+        result._copy_of_view = self._copy_of_view   # a view of the copy: still not the original's memory
+        return result
+
+    view = reshape
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        end = end_dim % self.ndim
+        shape = self.shape[:start_dim] + (-1,) + self.shape[end + 1:]
+        return self.reshape(shape)
+
+    def permute(self, *dims):
+        dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
+        result = Permute.apply(self, dims=tuple(dims))
+        result._copy_of_view = "permute/transpose"
+        return result
+
+    def transpose(self, dim0, dim1):
+        dims = list(range(self.ndim))
+        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+        return self.permute(dims)
+
+    @property
+    def T(self):
+        return self.permute(tuple(reversed(range(self.ndim))))
+
+    def unsqueeze(self, dim):
+        dim = dim % (self.ndim + 1)
+        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
+
+    def squeeze(self, dim):
+        if self.shape[dim] != 1:
+            return self
+        dim = dim % self.ndim
+        return self.reshape(self.shape[:dim] + self.shape[dim + 1:])
+
+    def contiguous(self):
+        """Self; a copy that permute or expand made (torch's contiguous() copies there) is cloned, so that it
+        may be written into."""
+        return self if self._copy_of_view is None else self.clone()
+
+    def expand(self, *sizes):
+        """Broadcast to `sizes` (-1 keeps a dim, new dims go in front), as torch; a copy here, not a view."""
+        sizes = _sizes("expand", sizes)
+        new = len(sizes) - self.ndim
+        if new < 0:
+            raise ValueError(f"expand: needs at least {self.ndim} sizes for a tensor of shape {self.shape}, got {sizes}")
+        shape = []
+        for i, size in enumerate(sizes):
+            old = self.shape[i - new] if i >= new else None
+            size = old if size == -1 and old is not None else size
+            if size < 0 or old not in (None, 1, size):
+                raise ValueError(f"expand: cannot expand shape {self.shape} to {sizes}: at dim {i} the size must "
+                                 f"be {'>= 0 (-1 only for an existing dim)' if old is None else f'{old} (or -1)'}")
+            shape.append(size)
+        result = Expand.apply(self, shape=tuple(shape))
+        result._copy_of_view = "expand"
+        return result
+
+    def expand_as(self, other):
+        if not isinstance(other, tensor.Tensor):
+            raise TypeError(f"expand_as: expected a Tensor, got {type(other).__name__}")
+        return self.expand(other.shape)
+
+    def repeat(self, *repeats):
+        """Tile (torch.repeat): one count per dim at least; extra leading counts add dims."""
+        repeats = _sizes("repeat", repeats)
+        if len(repeats) < self.ndim or any(r < 0 for r in repeats):
+            raise ValueError(f"repeat: needs at least {self.ndim} counts >= 0 for a tensor of shape {self.shape}, "
+                             f"got {repeats}")
+        return Repeat.apply(self, repeats=repeats)
+
+
+def _sizes(op, sizes):
+    """Sizes given as ints or as one tuple/list of ints."""
+    sizes = tuple(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else sizes
+    if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in sizes):
+        raise TypeError(f"{op}: sizes must be ints, got {sizes!r}")
+    return tuple(int(n) for n in sizes)
