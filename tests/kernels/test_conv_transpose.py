@@ -21,6 +21,7 @@ CONFIGURATIONS = [
     ((2, 5, 4, 6), (5, 3, 1, 1), dict(stride=2, output_padding=1)),                    # 1x1 stride 2
     ((3, 1, 1, 1), (1, 2, 3, 4), dict()),                                              # one input pixel
     ((1, 3, 9, 11), (3, 2, 5, 3), dict(stride=2, padding=(2, 1), output_padding=(1, 0))),  # odd sizes
+    ((1, 64, 7, 8), (64, 64, 3, 3), dict(padding=3)),   # 3x3 stride 1, 64 channels: the CPU's Winograd route
 ]
 IDS = [f"{i}-{c[2]}" for i, c in enumerate(CONFIGURATIONS)]
 

@@ -53,3 +53,27 @@ def test_layer_gradients_are_written_straight_into_the_flat_buffer(monkeypatch):
     assert arrivals == [True] * 4
     for p, q in zip(flat, reference):
         assert_close(p.data, q.data, np.float32)
+
+
+@pytest.mark.parametrize("padding", [0, 3])
+def test_conv_transpose2d_through_the_winograd_kernels_matches_cpu(padding, monkeypatch):
+    """A 3x3 stride-1 layer forced onto Winograd (on a GPU, layers from 64 channels take it): the forward through
+    its input-gradient kernel (offset 2 - padding: negative for padding 3), the input and weight gradients through
+    its forward and weight kernels, against the CPU path."""
+    from kernels.cuda import conv_winograd
+    monkeypatch.setattr(conv_winograd, "force_algorithm", "winograd")
+    x, weight = random_array((1, 2, 7, 8), seed=11), random_array((2, 3, 3, 3), seed=12)   # outputs of 2+ rows
+    bias = random_array((3,), seed=13)
+    kwargs = dict(padding=padding)
+    grad_out = random_array(kernels.conv_transpose2d_output_shape(x.shape, weight.shape, **kwargs), seed=14)
+    used = []
+    for name in ("conv2d", "conv2d_backward_input", "conv2d_backward_weight"):
+        original = getattr(conv_winograd, name)
+        monkeypatch.setattr(conv_winograd, name, lambda *args, _original=original, _name=name, **options: (
+            used.append(_name), _original(*args, **options))[1])
+    ours = _op_results(x, weight, bias, grad_out, kwargs)
+    assert sorted(set(used)) == ["conv2d", "conv2d_backward_input", "conv2d_backward_weight"]
+    monkeypatch.setenv("NUMBANET_BACKEND", "cpu")
+    expected = _op_results(x, weight, bias, grad_out, kwargs)
+    for name, actual, wanted in zip(("y", "grad_x", "grad_weight", "grad_bias"), ours, expected):
+        assert_close(actual, wanted, np.float32, scale=4, name=name)
