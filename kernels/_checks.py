@@ -65,6 +65,7 @@ def empty(like, shape, dtype=None):
 
 
 _constants = {}   # (device, dtype, value) -> the longest 1-D array of that value made so far
+_outgrown = []    # the ones it replaced: never freed, as a captured CUDA graph may still read them
 
 
 def constant(like, shape, dtype, value):
@@ -72,7 +73,7 @@ def constant(like, shape, dtype, value):
     (grown by doubling), so that an op which only reads it launches no fill a call (on a GPU each fill is a
     kernel launch) and sizes that vary (sequence lengths) keep one array, not one each. Callers must never
     write to it. Not kept while a CUDA graph is being captured: there the fill would run only when the graph
-    does."""
+    does. Never freed: a graph captured with a view of it reads it at every replay."""
     device = getattr(like, "device", None)
     key = (getattr(device, "id", None), np.dtype(dtype), value)
     size = int(np.prod(shape, dtype=np.int64))
@@ -82,6 +83,8 @@ def constant(like, shape, dtype, value):
         with device if hasattr(device, "__enter__") else contextlib.nullcontext():   # CuPy: like's device
             kept = backend.array_module(like).full(length, value, dtype)
         if not backend.is_capturing():
+            if key in _constants:   # (growth by doubling: what is kept stays under twice the largest)
+                _outgrown.append(_constants[key])
             _constants[key] = kept
     return kept[:size].reshape(shape)
 
