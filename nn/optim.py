@@ -1,7 +1,7 @@
 """Optimizers with torch.optim's rules, hyper-parameters and state-dict layout.
 
-step() hands each parameter to one fused in-place kernel (kernels.sgd_update / adam_update; RMSprop and
-Adagrad, in nn/optim_adaptive.py, kernels.rmsprop_update / adagrad_update): a
+step() hands each parameter to one fused in-place kernel (kernels.sgd_update / adam_update, Adam and AdamW in
+nn/optim_adam.py; RMSprop and Adagrad, in nn/optim_adaptive.py, kernels.rmsprop_update / adagrad_update): a
 single CUDA kernel per parameter on the GPU, the NumPy reference on the CPU; with flat=True, one kernel
 for a whole param group on the GPU, over buffers that hold every parameter, gradient and state array of
 the group (_FlatGroup, nn/optim_flat.py). The per-parameter state (momentum buffer; step, exp_avg,
@@ -256,7 +256,7 @@ def _check_number(optimizer, name, value, minimum=0.0, below=None):
 
 
 class SGD(Optimizer):
-    """torch.optim.SGD: momentum, dampening, weight_decay, nesterov, maximize. flat=True: as Adam's (one
+    """torch.optim.SGD: momentum, dampening, weight_decay, nesterov, maximize. flat=True: as Adam's (optim_adam.py; one
     update launch for a param group on the GPU, from the step after the momentum buffers are made)."""
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
@@ -322,87 +322,7 @@ class SGD(Optimizer):
                              [self.state.get(id(p), {}) for p in group["params"]])
 
 
-class Adam(Optimizer):
-    """torch.optim.Adam (L2 weight decay added to the gradient); AdamW decouples it.
-
-    flat=True (on the GPU; ignored on the CPU path): each param group's parameters, gradients and moments
-    live in one contiguous buffer each (_FlatGroup), so that step() is one kernel launch for the group
-    and clip_grad_norm_ of its parameters one norm and one scale, instead of a launch (and a few CuPy ops)
-    per parameter. Parameters' `.data` become views into the buffer at the first step (an array taken
-    from `.data` before then is no longer the parameter's), and `.grad` is a view into the gradient
-    buffer that the next backward after zero_grad() overwrites, as DistributedDataParallel's
-    gradient_as_bucket_view does in torch: copy a gradient to keep it. Results are those of flat=False.
-    A step in which some parameter of the group has no gradient (a frozen parameter left in the optimizer)
-    ends the one launch for that group until load_state_dict, since one launch carries one step count.
-    """
-    decoupled_weight_decay = False
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
-                 maximize=False, flat=False):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                                      amsgrad=amsgrad, maximize=maximize))
-        self.flat = bool(flat)
-
-    def _validate(self, group):
-        name = type(self).__name__
-        _check_number(name, "lr", group["lr"])
-        _check_number(name, "eps", group["eps"])
-        _check_number(name, "weight_decay", group["weight_decay"])
-        if len(group["betas"]) != 2:
-            raise ValueError(f"{name}: betas must be a pair, got {group['betas']!r}")
-        for i, beta in enumerate(group["betas"]):
-            _check_number(name, f"betas[{i}]", beta, below=1.0)
-
-    def step(self):
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            stepping = [(p, self._uses_device_scalars(p)) for p in group["params"] if p.grad is not None]
-            for p, on_device in stepping:
-                self._prepare_state(group, p, on_device)
-            packed = self._packed(group, stepping, [self.state.get(id(p), {}) for p in group["params"]])
-            self._count_steps(group, [self.state[id(p)] for p, _ in stepping])
-            if packed is not None:   # the whole group in one launch
-                kernels.adam_update(packed.param_buffer, packed.grad_buffer, packed.moments["exp_avg"],
-                                    packed.moments["exp_avg_sq"], step=packed.step_count,
-                                    lr=self._lr_argument(group, stepping[0][0], True), beta1=beta1, beta2=beta2,
-                                    eps=group["eps"], weight_decay=group["weight_decay"],
-                                    decoupled_weight_decay=self.decoupled_weight_decay, amsgrad=group["amsgrad"],
-                                    max_exp_avg_sq=packed.moments.get("max_exp_avg_sq"),
-                                    maximize=group["maximize"])
-                note_in_place(packed.param_buffer)   # as SGD's: one note for the group
-                continue
-            for p, on_device in stepping:
-                state = self.state[id(p)]
-                kernels.adam_update(p.data, p.grad.data, state["exp_avg"], state["exp_avg_sq"], step=state["step"],
-                                    lr=self._lr_argument(group, p, on_device), beta1=beta1, beta2=beta2,
-                                    eps=group["eps"], weight_decay=group["weight_decay"],
-                                    decoupled_weight_decay=self.decoupled_weight_decay, amsgrad=group["amsgrad"],
-                                    max_exp_avg_sq=state.get("max_exp_avg_sq"), maximize=group["maximize"])
-                note_in_place(p.data)
-
-    def _prepare_state(self, group, p, on_device):
-        state = self.state.setdefault(id(p), {})
-        if not state:
-            _refuse_while_capturing(self, "Adam's state")
-            xp = backend.array_module(p.data)
-            state.update(step=0, exp_avg=xp.zeros_like(p.data), exp_avg_sq=xp.zeros_like(p.data))
-        if group["amsgrad"] and state.get("max_exp_avg_sq") is None:
-            _refuse_while_capturing(self, "max_exp_avg_sq")
-            state["max_exp_avg_sq"] = backend.array_module(p.data).zeros_like(p.data)
-        if on_device and not backend.is_array(state["step"]):   # new, or loaded from a state dict
-            state["step"] = self._device_step(group, p, state["step"])
-
-
-class AdamW(Adam):
-    """torch.optim.AdamW: weight decay applied to the parameter, not the gradient (default 1e-2)."""
-    decoupled_weight_decay = True
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
-                 maximize=False, flat=False):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                         maximize=maximize, flat=flat)
-
-
 from . import lr_scheduler  # noqa: E402,F401  (torch.optim.lr_scheduler's place)
 from .lr_scheduler import CosineAnnealingLR, StepLR, WarmupCosineAnnealingLR  # noqa: E402,F401
+from .optim_adam import Adam, AdamW  # noqa: E402,F401  (they extend Optimizer, above)
 from .optim_adaptive import Adagrad, RMSprop  # noqa: E402,F401  (they extend Optimizer, above)
