@@ -24,7 +24,7 @@ class _GroupNorm(_Op):
         n, c = x.shape[:2]
         self.shapes = (n, c, x.size // (n * c) if n * c else 0)   # (N, C, spatial)
         if x.size == 0:   # an empty batch or empty spatial dims: an empty output, as torch's
-            self.save_for_backward(x, None, weight, bias, None, None)
+            self.save_for_backward(x, None, weight, None, None, None)
             return xp.empty(x.shape, x.dtype)
         grouped = x.reshape(n, num_groups, -1)   # (a copy when x is not contiguous: then the kernel reads it dense)
         y, mean, rstd = kernels.layer_norm(grouped, grouped.shape[2:], None, None, eps)
@@ -33,8 +33,9 @@ class _GroupNorm(_Op):
             channels *= weight.reshape(c, 1)
         if bias is not None:
             channels += bias.reshape(c, 1)
-        # x for the version check (written in place before backward raises, as torch), its grouped view to compute
-        self.save_for_backward(x, grouped, weight, bias, mean, rstd)
+        # x for the version check (written in place before backward raises, as torch), its grouped view to compute;
+        # not the bias, which no gradient reads (torch saves none: writing it in place before backward is fine)
+        self.save_for_backward(x, grouped, weight, None, mean, rstd)
         return y.reshape(x.shape)
 
     def backward(self, grad):

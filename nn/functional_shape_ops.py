@@ -10,6 +10,7 @@ GPU; no Numba kernel is needed for a mask product, a padded copy or a gather), r
   = 1 / scale_factor where one is given, in / out otherwise); its gradient scatter-adds the output gradient back
   (integer factors: a broadcast copy forward, a block sum backward, no index arrays).
 """
+import contextlib
 import math
 import numbers
 import warnings
@@ -84,8 +85,11 @@ def _pad_regions(op, shape, pad):
         if size < 0:
             raise ValueError(f"{op}: padding ({before}, {after}) of dim {dim} (size {shape[dim]}) gives a negative "
                              f"size {size}")
+        if max(-before, 0) + max(-after, 0) > shape[dim]:   # (torch's narrow() refuses a crop past the dim)
+            raise ValueError(f"{op}: padding ({before}, {after}) of dim {dim} (size {shape[dim]}) crops more than "
+                             f"the dim holds")
         start, stop = max(-before, 0), shape[dim] - max(-after, 0)
-        kept = max(stop - start, 0)
+        kept = stop - start
         out_shape[dim] = size
         source[dim] = slice(start, start + kept)
         destination[dim] = slice(max(before, 0), max(before, 0) + kept)
@@ -143,13 +147,15 @@ def pad(input, pad, mode="constant", value=None):
 # ---- interpolate (nearest) ----------------------------------------------------------------------
 
 INTERPOLATE_MODES = ("nearest", "linear", "bilinear", "bicubic", "trilinear", "area", "nearest-exact")
-_indices = {}   # (device, input size, output size, scale) -> index array on that device
-MAX_KEPT_INDICES = 64
+_indices = {}   # (device, input size, output size, scale) -> index array on that device: never dropped, as a
+                # CUDA graph captured with one reads it at every replay (a few bytes an output position)
 
 
 def nearest_indices(in_size, out_size, scale=None):
     """torch's 'nearest' source index of each output position (NumPy int64): min(floor(dst * s), in - 1) with the
-    float32 s = 1/scale where a scale is given, in/out otherwise; out == in and out == 2 in are exact shortcuts."""
+    float32 s = 1/scale where a scale is given, in/out otherwise; out == in and out == 2 in are exact shortcuts.
+    The float32 rule in every dtype: torch's CPU float64 forward computes s in float64 and picks other rows at
+    some sizes above about 35 (its float64 backward uses the float32 rule, as here)."""
     dst = np.arange(out_size)
     if out_size == in_size:
         return dst
@@ -165,9 +171,9 @@ def _device_indices(like, in_size, out_size, scale):
     key = (getattr(getattr(like, "device", None), "id", None), in_size, out_size, scale)
     indices = _indices.get(key)
     if indices is None:
-        if len(_indices) >= MAX_KEPT_INDICES:
-            _indices.clear()
-        indices = _indices[key] = backend.array_module(like).asarray(nearest_indices(in_size, out_size, scale))
+        device = getattr(like, "device", None)
+        with device if hasattr(device, "__enter__") else contextlib.nullcontext():   # CuPy: like's device
+            indices = _indices[key] = backend.array_module(like).asarray(nearest_indices(in_size, out_size, scale))
     return indices
 
 
@@ -243,9 +249,13 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
                          f"scale_factor={scale_factor!r}")
     in_sizes = input.shape[2:]
     if size is not None:
+        if recompute_scale_factor:
+            raise ValueError(f"{op}: recompute_scale_factor is not meaningful with an explicit size, got size={size!r}")
         out_sizes, scales = _pair(op, "size", size, int), (None, None)
     else:
         factors = _pair(op, "scale_factor", scale_factor, float)
+        if not all(math.isfinite(f) and f > 0 for f in factors):
+            raise ValueError(f"{op}: scale_factor must be finite and positive, got {scale_factor!r}")
         out_sizes = tuple(math.floor(float(i) * f) for i, f in zip(in_sizes, factors))
         scales = (None, None) if recompute_scale_factor else factors
     if min(in_sizes) < 1 or min(out_sizes) < 1:

@@ -155,6 +155,38 @@ def test_in_place_write_to_the_saved_input_raises_at_backward():
         out.sum().backward()
 
 
+def test_writing_the_bias_in_place_before_backward_is_fine_as_in_torch():
+    """GroupNorm's backward reads no bias, so it saves none (torch saves none either): an optimizer step or a
+    hand-set bias between forward and backward (retain_graph=True, then a second backward) does not raise."""
+    torch = torch_module()
+    x = random_array((2, 4, 3), np.float64, seed=8)
+    grads = []
+    for lib in (nn, torch):
+        layer = torch.nn.GroupNorm(2, 4).double() if lib is torch else nn.GroupNorm(2, 4, dtype=np.float64)
+        leaf = torch.tensor(x, requires_grad=True) if lib is torch else nn.Tensor(x.copy(), requires_grad=True)
+        out = (layer(leaf) * lib.tensor(np.arange(24.0).reshape(2, 4, 3))).sum()
+        with lib.no_grad():
+            layer.bias.add_(1.0)
+        out.backward()
+        grads.append((leaf.grad.detach().numpy() if lib is torch else leaf.grad.numpy(),
+                      layer.weight.grad.detach().numpy() if lib is torch else layer.weight.grad.numpy()))
+    for ours, theirs in zip(*grads):
+        assert_close(ours, theirs, np.float64)
+
+
+def test_interpolate_keeps_every_index_array_a_graph_may_read():
+    """The gather path's index arrays stay cached however many sizes are seen (a CUDA graph captured with one
+    reads it at every replay: freeing it would let its memory be reused under the graph)."""
+    import weakref
+
+    from nn import functional_shape_ops
+    F.interpolate(np.ones((1, 1, 3, 5), np.float32), size=(7, 11))
+    first = weakref.ref(functional_shape_ops._indices[(None, 5, 11, None)])
+    for size in range(12, 90):
+        F.interpolate(np.ones((1, 1, 3, 5), np.float32), size=(7, size))
+    assert first() is not None
+
+
 # ---- dropout2d ----------------------------------------------------------------------------------
 
 def _channel_dropout(x, p, seed, **kwargs):
@@ -268,6 +300,9 @@ def test_pad_layers_match_torch(make, shape):
 
 def test_pad_errors_say_expected_and_given():
     x = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"^pad: padding \(2, -4\) of dim 1 \(size 3\) crops more than the dim "
+                                         r"holds"):
+        F.pad(x, (2, -4))   # (a size of 1 left, but torch's narrow() refuses the crop)
     with pytest.raises(ValueError, match=r"^pad: padding length must be divisible by 2, got 3 values \(1, 2, 3\)"):
         F.pad(x, (1, 2, 3))
     with pytest.raises(ValueError, match=r"^pad: padding length must be at most twice the input's dims, got 6 values "
@@ -359,6 +394,12 @@ def test_upsample_layer_matches_torch(args, shape):
 
 def test_interpolate_errors_say_expected_and_given():
     x = np.ones((1, 2, 3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"^interpolate: recompute_scale_factor is not meaningful with an explicit "
+                                         r"size, got size=6"):
+        F.interpolate(x, size=6, recompute_scale_factor=True)
+    for bad in (float("inf"), float("nan"), (2.0, -1.0)):
+        with pytest.raises(ValueError, match=r"^interpolate: scale_factor must be finite and positive"):
+            F.interpolate(x, scale_factor=bad)
     with pytest.raises(ValueError, match=r"^interpolate: mode 'bilinear' is not implemented here \(only 'nearest' "
                                          r"is\)"):
         F.interpolate(x, scale_factor=2, mode="bilinear")
