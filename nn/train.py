@@ -8,9 +8,10 @@ With --ema DECAY (off by default) an exponential moving average of the weights
 `numbanet evaluate/predict` then use the averaged weights.
 Also runnable as `python -m nn.train MODEL ...`.
 
-Here: the run itself (build, training_step, record_kernels, RunningTotals, Run) and the entry point
-(train_main). The command line (defaults, parser, settings, device, UsageError) is in nn/train_cli.py,
-the curves.png plot in nn/train_curves.py; their names are importable from here too.
+Here: the run itself (build, training_step, record_kernels, Run) and the entry point (train_main). The
+command line (defaults, parser, settings, device, UsageError) is in nn/train_cli.py, the curves.png plot in
+nn/train_curves.py, an epoch's loss and accuracy sums (RunningTotals) in nn/train_totals.py; their names are
+importable from here too.
 """
 import copy
 import glob
@@ -32,6 +33,7 @@ from .tasks import EvaluationForward, make_task
 from .train_cli import (DEFAULTS, UsageError, _cli, blas_threads, build_parser, resolve_device,
                         settings_from_args)
 from .train_curves import plot_curves
+from .train_totals import RunningTotals
 from .utils import clip_grad_norm_
 
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -106,46 +108,6 @@ def _has_dropout(module):
     if isinstance(module, layers.Dropout):
         return module.p > 0
     return isinstance(module, recurrent._RecurrentBase) and module.num_layers > 1 and module.dropout > 0
-
-
-class RunningTotals:
-    """Loss and correct-prediction sums of an epoch. On the GPU they stay on the device and are read
-    every SYNC_EVERY steps (each read waits for the GPU, which would otherwise run ahead of Python);
-    on the CPU every step. A non-finite loss stops the run at the next read."""
-    SYNC_EVERY = 50
-
-    def __init__(self, device, epoch):
-        self.sync_every = self.SYNC_EVERY if device == "cuda" else 1
-        self.epoch = epoch
-        self.pending = []       # (loss array, correct or None, batch size) not yet read
-        self.loss = 0.0
-        self.count = 0
-        self.correct = None
-        self.steps = 0
-
-    def add(self, loss, correct, size):
-        # copies: a captured step hands back the same arrays at every replay
-        self.pending.append((loss * size, None if correct is None else correct.copy(), size))
-        self.steps += 1
-
-    def read(self):
-        for weighted, correct, size in self.pending:
-            value = float(weighted)
-            if not np.isfinite(value):
-                raise FloatingPointError(f"training loss became {value / size} at epoch {self.epoch + 1}; "
-                                         f"try a smaller --lr")
-            self.loss += value
-            self.count += size
-            if correct is not None:
-                self.correct = (self.correct or 0) + int(correct)
-        self.pending = []
-        shown = {"loss": f"{self.loss / max(self.count, 1):.4f}"}
-        if self.correct is not None:
-            shown["acc"] = f"{self.correct / max(self.count, 1):.3f}"
-        return shown
-
-    def as_dict(self):
-        return {"loss": self.loss, "count": self.count, "correct": self.correct or 0}
 
 
 class Run:
