@@ -24,9 +24,13 @@ class _Conv2d(_Op):
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """2-D cross-correlation of input (N, C, H, W) with weight (K, C/groups, R, S); padding may be 'same'."""
-    return _Conv2d.apply(_tensor(input), _tensor(weight, "weight"), _tensor(bias, "bias"), stride=stride,
-                         padding=padding, dilation=dilation, groups=groups)
+    """2-D cross-correlation of input (N, C, H, W), or unbatched (C, H, W) as torch, with weight (K, C/groups, R,
+    S); padding may be 'same'."""
+    input = _tensor(input)
+    unbatched = input.ndim == 3
+    y = _Conv2d.apply(input.reshape((1,) + input.shape) if unbatched else input, _tensor(weight, "weight"),
+                      _tensor(bias, "bias"), stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return y.reshape(y.shape[1:]) if unbatched else y
 
 
 class _ConvTranspose2d(_Op):

@@ -110,13 +110,16 @@ class Conv2d(_Layer):
                 f"padding={self.padding}, groups={self.groups}, bias={self.bias is not None}")
 
     def forward(self, x):
-        x = self._input(x, (4,), self.in_channels, f"(N, {self.in_channels}, H, W)")
+        x = self._input(x)
+        if x.ndim not in (3, 4) or x.shape[-3] != self.in_channels:   # (C, H, W) unbatched, as torch
+            raise ValueError(f"{self.label()}: expected input of shape (N, {self.in_channels}, H, W) or "
+                             f"({self.in_channels}, H, W), got {x.shape}")
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 class _Pool(_Layer):
     def _check(self, x):
-        return self._input(x, (4,), None, "(N, C, H, W)")
+        return self._input(x, (3, 4), None, "(N, C, H, W) or (C, H, W)")
 
 
 class _MaxPoolArguments:

@@ -174,14 +174,38 @@ def test_state_dict_keys_match_torch():
 # ---- bad input ----------------------------------------------------------------------------------
 
 BAD_INPUTS = [
-    (lambda: nn.Conv2d(3, 16, 3), (8, 1, 28, 28), r"Conv2d\(3, 16\): expected input of shape \(N, 3, H, W\), got \(8, 1, 28, 28\)"),
-    (lambda: nn.Conv2d(3, 16, 3), (3, 28, 28), r"Conv2d\(3, 16\): expected input of shape \(N, 3, H, W\), got \(3, 28, 28\)"),
+    (lambda: nn.Conv2d(3, 16, 3), (8, 1, 28, 28),
+     r"Conv2d\(3, 16\): expected input of shape \(N, 3, H, W\) or \(3, H, W\), got \(8, 1, 28, 28\)"),
+    (lambda: nn.Conv2d(3, 16, 3), (1, 28, 28),
+     r"Conv2d\(3, 16\): expected input of shape \(N, 3, H, W\) or \(3, H, W\), got \(1, 28, 28\)"),
+    (lambda: nn.Conv2d(3, 16, 3), (28, 28), r"Conv2d\(3, 16\): expected input of shape .*, got \(28, 28\)"),
     (lambda: nn.Linear(5, 4), (3, 6), r"Linear\(5, 4\): expected input of shape \(\*, 5\), got \(3, 6\)"),
     (lambda: nn.BatchNorm2d(3), (2, 4, 5, 5), r"BatchNorm2d\(3\): expected input of shape \(N, 3, H, W\), got \(2, 4, 5, 5\)"),
     (lambda: nn.BatchNorm1d(3), (2, 3, 4, 4), r"BatchNorm1d\(3\): expected input of shape \(N, 3\) or \(N, 3, L\), got"),
-    (lambda: nn.MaxPool2d(2), (3, 4, 4), r"MaxPool2d\(kernel_size=2, .*\): expected input of shape \(N, C, H, W\), got \(3, 4, 4\)"),
+    (lambda: nn.MaxPool2d(2), (4, 4), r"MaxPool2d\(kernel_size=2, .*\): expected input of shape \(N, C, H, W\) or "
+                                      r"\(C, H, W\), got \(4, 4\)"),
     (lambda: nn.AdaptiveAvgPool2d(1), (4, 4), r"AdaptiveAvgPool2d\(output_size=1\): expected input of shape"),
 ]
+
+
+@pytest.mark.parametrize("name, args", [("Conv2d", (3, 2, 3)), ("MaxPool2d", (2,)), ("AvgPool2d", (2,)),
+                                        ("AdaptiveAvgPool2d", (2,))])
+def test_2d_layers_take_an_unbatched_input_as_torch(name, args):
+    """(C, H, W) into Conv2d and the 2-D pools, as torch: outputs and gradients of torch's twin."""
+    torch = torch_module()
+    theirs = getattr(torch.nn, name)(*args).double()
+    ours = getattr(nn, name)(*args).double()
+    ours.load_state_dict(theirs.state_dict())
+    x = random_array((3, 5, 6), np.float64, seed=21)
+    leaf, their_leaf = nn.Tensor(x.copy(), requires_grad=True), torch.tensor(x, requires_grad=True)
+    out, their_out = ours(leaf), theirs(their_leaf)
+    assert out.shape == tuple(their_out.shape)
+    assert_close(out.numpy(), their_out.detach().numpy(), np.float64)
+    (out * nn.Tensor(np.arange(out.data.size, dtype=np.float64).reshape(out.shape))).sum().backward()
+    (their_out * torch.arange(their_out.numel(), dtype=torch.float64).reshape(their_out.shape)).sum().backward()
+    assert_close(leaf.grad.numpy(), their_leaf.grad.numpy(), np.float64)
+    for key, parameter in ours.named_parameters():
+        assert_close(parameter.grad.numpy(), dict(theirs.named_parameters())[key].grad.numpy(), np.float64)
 
 
 @pytest.mark.parametrize("make, shape, message", BAD_INPUTS)
