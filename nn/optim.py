@@ -49,6 +49,9 @@ def _refuse_while_capturing(optimizer, what):
 
 class Optimizer:
     flat = False   # SGD(flat=True), Adam(flat=True): see Adam's docstring
+    # whether the update reads the step counts (Adam's bias corrections, Adagrad's decayed lr): then one launch
+    # for a flat group needs every parameter at the same count; RMSprop keeps counts only for its state dict
+    update_reads_step_counts = True
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
@@ -146,10 +149,11 @@ class Optimizer:
         if not self.flat or group.flat is False or not stepping or not all(on_device for _, on_device in stepping):
             return None
         if len(stepping) != len(params):
-            if group.step_counts is not None:
+            if group.step_counts is not None and self.update_reads_step_counts:
                 # Adam: the parameters without a gradient fall behind the others' step counts, which one
-                # launch with one count cannot follow; pack (next time) checks the counts.
-                group.flat = None
+                # launch with one count cannot follow; pack (next time) checks the counts. While capturing,
+                # never again: the graph records this step's per-parameter updates of the arrays in place.
+                group.flat = False if backend.is_capturing() else None
             return None
         packed = group.flat
         if packed is None or not packed.holds(params, states):
@@ -158,7 +162,7 @@ class Optimizer:
                 # the per-parameter update of the arrays in place now, so no later step may move them.
                 group.flat = False
                 return None
-            group.flat = packed = _FlatGroup.pack(params, states, group)
+            group.flat = packed = _FlatGroup.pack(params, states, group, self.update_reads_step_counts)
             if packed is None:
                 group.flat = False
                 warnings.warn(f"{type(self).__name__}(flat=True): a param group steps parameter by parameter from "

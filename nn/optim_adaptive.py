@@ -62,6 +62,7 @@ class RMSprop(_AdaptiveOptimizer):
     maximize, plus weight_decay * param), centered: grad_avg lerped towards g and its square taken off;
     param -= lr * g / (sqrt(.) + eps), or through momentum_buffer = momentum * buffer + g / (sqrt(.) + eps).
     flat=True: as Adam's (one update launch for a param group on the GPU)."""
+    update_reads_step_counts = False   # (its step counts are kept for the state dict only)
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
                  maximize=False, flat=False):

@@ -48,9 +48,10 @@ class _FlatGroup:
         self.step_count = None    # Adam: the group's first step count; all are equal (checked by pack)
 
     @classmethod
-    def pack(cls, params, states, group):
+    def pack(cls, params, states, group, counts_must_agree=True):
         """Pack the group, or None where one launch cannot update it: parameters of different dtypes or
-        devices, one listed twice, or step counts that differ (read on the host: never while capturing)."""
+        devices, one listed twice, or (counts_must_agree: the update reads them) step counts that differ (read
+        on the host: never while capturing)."""
         dtypes = {p.data.dtype for p in params}
         devices = {backend.device_of("optimizer", p.data) for p in params}
         if len(dtypes) != 1 or len(devices) != 1 or len({id(p) for p in params}) != len(params):
@@ -58,7 +59,7 @@ class _FlatGroup:
         if len({tuple(key for key in _MOMENTS if state.get(key) is not None) for state in states}) != 1:
             return None
         packed_step_count = None
-        if group.step_counts is not None:   # Adam
+        if group.step_counts is not None and counts_must_agree:   # Adam, Adagrad
             counts = backend.to_numpy(group.step_counts)
             if len(counts) != len(params) or not (counts == counts[0]).all():
                 return None
