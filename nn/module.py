@@ -4,6 +4,7 @@ state_dict keys and shapes follow PyTorch's (`features.0.weight`, `bn.running_me
 PyTorch model's state dict loads into the matching model here and back. Traversal and conversion follow
 torch.nn's names, arguments and orders; the containers live in containers.py.
 """
+import warnings
 from collections import OrderedDict, namedtuple
 
 import numpy as np
@@ -45,6 +46,7 @@ class Module:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_non_persistent_buffers_set", set())   # torch's name
         object.__setattr__(self, "training", True)
 
     # ---- registration ------------------------------------------------------------------------
@@ -56,6 +58,7 @@ class Module:
             for table in (self._parameters, self._buffers, self._modules, self.__dict__):
                 if table is not target:
                     table.pop(name, None)
+            _non_persistent(self).discard(name)
             target[name] = value
             return
         for table, kind, expected, fits in (
@@ -81,6 +84,7 @@ class Module:
         for table in (self._parameters, self._buffers, self._modules):
             if name in table:
                 del table[name]
+                _non_persistent(self).discard(name)
                 return
         object.__delattr__(self, name)
 
@@ -101,13 +105,18 @@ class Module:
                             f"got {type(parameter).__name__}")
         self._parameters[name] = parameter
 
-    def register_buffer(self, name, array):
-        """A non-trainable array saved in the state dict (running statistics), or None."""
+    def register_buffer(self, name, array, persistent=True):
+        """A non-trainable array (running statistics), or None. Every buffer moves with .to() and is listed by
+        named_buffers(); persistent=False leaves it out of state_dict() and of what load_state_dict() expects."""
         self._check_name(name, "buffer", self._buffers)
         if array is not None and not backend.is_array(array):
             raise TypeError(f"{type(self).__name__}: buffer {name!r} must be an array or None, "
                             f"got {type(array).__name__}")
         self._buffers[name] = array
+        if persistent:
+            _non_persistent(self).discard(name)
+        else:
+            _non_persistent(self).add(name)
 
     def add_module(self, name, module):
         self._check_name(name, "module", self._modules)
@@ -242,16 +251,31 @@ class Module:
                 note_in_place(parameter.grad.data)   # as the optimizers' zero_grad: torch's zero_() is a write
 
     # ---- state dicts (every name of a shared module or array has its entry, as in torch) -------
-    def state_dict(self):
-        """An ordered name -> NumPy array copy of every parameter and buffer (PyTorch's keys)."""
-        state = OrderedDict()
+    def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
+        """An ordered name -> NumPy array copy of every parameter and persistent buffer (PyTorch's keys).
+
+        keep_vars=True: the Parameters themselves and the buffers as they are (no copies, on their device).
+        destination: a mapping the entries are added to (and returned); prefix: put before every key, as
+        torch ('model.' gives 'model.fc.weight'). Positional arguments are taken in that order, as torch
+        (which warns that they are deprecated)."""
+        if args:
+            if len(args) > 3:
+                raise TypeError(f"{type(self).__name__}.state_dict: takes at most 3 positional arguments "
+                                f"(destination, prefix, keep_vars), got {len(args)}")
+            warnings.warn(f"{type(self).__name__}.state_dict: positional arguments are deprecated (as in torch); "
+                          f"pass destination, prefix and keep_vars by keyword", FutureWarning, stacklevel=2)
+            destination, prefix, keep_vars = (tuple(args) + (destination, prefix, keep_vars)[len(args):])
+        state = OrderedDict() if destination is None else destination
         for module_prefix, module in self.named_modules(remove_duplicate=False):
             for name, parameter in module._parameters.items():
                 if parameter is not None:
-                    state[_join(module_prefix, name)] = backend.to_numpy(parameter.data).copy()
+                    state[prefix + _join(module_prefix, name)] = \
+                        parameter if keep_vars else backend.to_numpy(parameter.data).copy()
+            skipped = _non_persistent(module)
             for name, buffer in module._buffers.items():
-                if buffer is not None:
-                    state[_join(module_prefix, name)] = np.array(backend.to_numpy(buffer), copy=True)
+                if buffer is not None and name not in skipped:
+                    state[prefix + _join(module_prefix, name)] = \
+                        buffer if keep_vars else np.array(backend.to_numpy(buffer), copy=True)
         return state
 
     def load_state_dict(self, state_dict, strict=True):
@@ -269,8 +293,9 @@ class Module:
             for name, parameter in module._parameters.items():
                 if parameter is not None:
                     targets[_join(module_prefix, name)] = (module, "param", name, parameter.data)
+            skipped = _non_persistent(module)
             for name, buffer in module._buffers.items():
-                if buffer is not None:
+                if buffer is not None and name not in skipped:
                     targets[_join(module_prefix, name)] = (module, "buffer", name, buffer)
         incoming = {key: _as_numpy(value) for key, value in state_dict.items()}
         missing = [key for key in targets if key not in incoming]
@@ -358,6 +383,16 @@ class Module:
             child = repr(module).replace("\n", "\n  ")
             lines.append(f"  ({name}): {child}")
         return "\n".join(lines) + (")" if len(lines) == 1 else "\n)")
+
+
+def _non_persistent(module):
+    """The module's non-persistent buffer names (torch's _non_persistent_buffers_set; made here for a module
+    unpickled from before it existed)."""
+    names = module.__dict__.get("_non_persistent_buffers_set")
+    if names is None:
+        names = set()
+        object.__setattr__(module, "_non_persistent_buffers_set", names)
+    return names
 
 
 def _join(prefix, name):
