@@ -1,4 +1,5 @@
-"""Gradient utilities: clip_grad_norm_ and clip_grad_value_ as torch.nn.utils has them."""
+"""Gradient utilities: clip_grad_norm_ and clip_grad_value_ as torch.nn.utils has them; parameters_to_vector and
+vector_to_parameters (convert_parameters.py)."""
 import functools
 import math
 import numbers
@@ -9,6 +10,7 @@ import numpy as np
 from kernels import backend
 
 from ..tensor import Tensor
+from .convert_parameters import parameters_to_vector, vector_to_parameters  # noqa: F401
 
 
 def _gradient_arrays(parameters):
