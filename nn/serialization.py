@@ -1,0 +1,106 @@
+"""nn.save and nn.load: what users save with torch.save (state dicts, optimizer state dicts, Tensors, nested
+dicts/lists/tuples of them with numbers and strings) in one file, in nn/checkpoint.py's format: arrays as
+NumPy .npz entries, the structure as JSON. Loading never unpickles, so no file can run code (torch 2.6+'s
+weights_only=True, by construction); writes are atomic (checkpoint.save). Arrays on the GPU (CuPy, Tensors
+on 'cuda') are copied to the host. Not kept, unlike torch: one object saved twice comes back as two copies,
+and Modules, optimizers and other objects are refused (save their state_dict()).
+"""
+import os
+from collections import OrderedDict
+
+import numpy as np
+
+from kernels import backend
+
+from . import checkpoint
+from .module import Parameter
+from .tensor import Tensor
+
+FORMAT = "nn.save/1"   # marks the files nn.save writes among nn/checkpoint.py's
+
+
+def _encode(value):
+    """value as checkpoint.save stores it: arrays and JSON values in lists and str-keyed dicts. Every dict of
+    the result is one of these markers, so a user's dict never reads as one."""
+    if isinstance(value, Tensor):
+        return {"kind": "tensor", "array": _host_array(value.data), "requires_grad": bool(value.requires_grad),
+                "parameter": isinstance(value, Parameter)}
+    if backend.is_array(value):
+        return {"kind": "array", "array": _host_array(value)}
+    if isinstance(value, np.generic):   # keeps its dtype: a 0-d array, read back as a NumPy scalar
+        return {"kind": "numpy_scalar", "array": _host_array(np.asarray(value))}
+    if isinstance(value, dict):
+        return {"kind": "dict", "ordered": isinstance(value, OrderedDict),
+                "items": [[_encode(key), _encode(item)] for key, item in value.items()]}
+    if isinstance(value, (list, tuple)):
+        return [_encode(item) for item in value] if type(value) is list else \
+            {"kind": "tuple", "items": [_encode(item) for item in value]}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"nn.save: cannot save a {type(value).__name__} (Tensors, arrays, numbers, strings, None "
+                    f"and dicts/lists/tuples of them can be saved; for a Module or optimizer save its state_dict())")
+
+
+def _host_array(array):
+    array = backend.to_numpy(array)
+    if array.dtype.hasobject:   # np.savez would pickle it
+        raise TypeError("nn.save: cannot save an array of Python objects")
+    return array
+
+
+def _decode(value, device):
+    if isinstance(value, list):
+        return [_decode(item, device) for item in value]
+    if not isinstance(value, dict):
+        return value
+    kind = value["kind"]
+    if kind == "tensor":
+        array = backend.to_device(value["array"], device)
+        made = Parameter if value["parameter"] else Tensor
+        return made(array, requires_grad=value["requires_grad"])
+    if kind == "array":
+        return backend.to_device(value["array"], device)
+    if kind == "numpy_scalar":
+        return value["array"][()]
+    if kind == "tuple":
+        return tuple(_decode(item, device) for item in value["items"])
+    if kind == "dict":
+        items = [(_decode(key, device), _decode(item, device)) for key, item in value["items"]]
+        return OrderedDict(items) if value["ordered"] else dict(items)
+    raise KeyError(kind)
+
+
+def _path(op, f):
+    if isinstance(f, (str, os.PathLike)):
+        return os.fspath(f)
+    raise TypeError(f"{op}: f must be a file path (str or os.PathLike), got {type(f).__name__} "
+                    f"(file objects are not supported)")
+
+
+def save(obj, f):
+    """Write obj to the path f, atomically: a failed save leaves the file that was there."""
+    path = _path("nn.save", f)
+    checkpoint.save(path, {"format": FORMAT, "object": _encode(obj)})
+
+
+def load(f, map_location=None, weights_only=True):
+    """Read what nn.save wrote to the path f. Arrays come back as NumPy arrays and Tensors on the CPU;
+    map_location='cuda' puts them all on the GPU (CuPy arrays, Tensors on 'cuda'). weights_only is taken
+    for torch's signature: this format holds no code, so True and False read the same.
+    FileNotFoundError for a missing file, RuntimeError for one that nn.save did not write or that is
+    corrupt or truncated."""
+    path = _path("nn.load", f)
+    if map_location not in (None, "cpu", "cuda"):
+        raise ValueError(f"nn.load: map_location must be None, 'cpu' or 'cuda', got {map_location!r}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"nn.load: no such file {path!r}")
+    try:
+        state = checkpoint.load(path)
+    except checkpoint.CheckpointError as error:
+        raise RuntimeError(f"nn.load: {error}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "object" not in state:
+        raise RuntimeError(f"nn.load: {path!r} was not written by nn.save")
+    try:
+        return _decode(state["object"], map_location or "cpu")
+    except (KeyError, TypeError, IndexError) as error:
+        raise RuntimeError(f"nn.load: {path!r} is inconsistent ({type(error).__name__}: {error})") from None
