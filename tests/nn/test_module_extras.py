@@ -9,7 +9,7 @@ import pytest
 import nn
 from nn import checkpoint
 from nn.utils import parameters_to_vector, vector_to_parameters
-from tests.oracle import assert_close, random_array, torch_module
+from tests.oracle import random_array, torch_module
 
 
 # ---- non-persistent buffers --------------------------------------------------------------------------------
@@ -290,5 +290,5 @@ def test_load_errors_name_nn_load(tmp_path):
         nn.load(tmp_path / "checkpoint.npz")
     with pytest.raises(ValueError, match="nn.load: map_location must be"):
         nn.load(good, map_location="tpu")
-    with pytest.raises(TypeError, match="nn.load: f must be a file path"):
-        nn.load(open(good, "rb"))
+    with open(good, "rb") as stream, pytest.raises(TypeError, match="nn.load: f must be a file path"):
+        nn.load(stream)

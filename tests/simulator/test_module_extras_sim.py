@@ -13,7 +13,7 @@ def _run(optimizer, flat):
     import nn
     from nn.utils import parameters_to_vector, vector_to_parameters
     params = [nn.Parameter(random_array(shape, seed=i)) for i, shape in enumerate(SHAPES)]
-    options = dict(lr=0.05, weight_decay=0.01) if optimizer == "Adam" else dict(lr=0.1, momentum=0.9)
+    options = {"lr": 0.05, "weight_decay": 0.01} if optimizer == "Adam" else {"lr": 0.1, "momentum": 0.9}
     stepper = getattr(nn.optim, optimizer)(params, flat=flat, **options)
     packed = None
     for step in range(3):
