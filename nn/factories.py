@@ -7,7 +7,7 @@ global generator on the GPU; floating draws are made in the requested dtype (flo
 Defaults as torch's: dtype float32 (int64 for randint and an all-integer arange, the fill value's kind for
 full), device 'cpu', requires_grad False (floating dtypes only).
 """
-import builtins   # this module defines nn.bool (torch.bool): Python's bool is builtins.bool here
+import builtins  # this module defines nn.bool (torch.bool): Python's bool is builtins.bool here
 import math
 import numbers
 
@@ -18,10 +18,9 @@ from kernels import backend
 from . import init
 from .tensor import Tensor, _check_can_require_grad
 
-__all__ = ["zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like", "empty_like", "rand", "randn",
-           "randint", "rand_like", "randn_like", "arange", "linspace", "eye", "from_numpy",
-           "bool", "uint8", "int8", "int16", "int32", "int64", "long", "float16", "half", "float32", "float64",
-           "double"]
+__all__ = ["arange", "bool", "double", "empty", "empty_like", "eye", "float16", "float32", "float64", "from_numpy",
+           "full", "full_like", "half", "int8", "int16", "int32", "int64", "linspace", "long", "ones", "ones_like",
+           "rand", "rand_like", "randint", "randn", "randn_like", "uint8", "zeros", "zeros_like"]
 
 DEFAULT_DTYPE = np.dtype(np.float32)   # torch.get_default_dtype()
 _DTYPE_KINDS = "biuf"                  # bool, signed and unsigned integers, floating (complex is not supported)
@@ -320,7 +319,7 @@ def from_numpy(ndarray):
 
 
 # ---- dtypes, under torch's names -----------------------------------------------------------------------
-bool = np.bool_   # noqa: A001  (torch.bool; the code above uses builtins.bool)
+bool = np.bool_   # torch.bool; the code above says builtins.bool for Python's
 uint8, int8, int16, int32, int64 = np.uint8, np.int8, np.int16, np.int32, np.int64
 long = np.int64
 float16, float32, float64 = np.float16, np.float32, np.float64
