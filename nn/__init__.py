@@ -22,3 +22,4 @@ from .group_norm import GroupNorm  # noqa: F401
 from .layers_cnn_blocks import ConstantPad2d, Dropout2d, Upsample, ZeroPad2d  # noqa: F401
 from .serialization import load, save  # noqa: F401
 from .factories import *  # noqa: F401,F403  (zeros, ones, rand, arange, ..., the dtype aliases)
+from .layers_extra import *  # noqa: F401,F403  (Softplus, ReLU6, Hardtanh, PReLU, ..., Unflatten, BCELoss, KLDivLoss)

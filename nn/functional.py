@@ -268,3 +268,4 @@ from .functional_activations import elu, gelu, silu  # noqa: E402,F401
 from .functional_conv import conv_transpose2d  # noqa: E402,F401
 from .functional_group_norm import group_norm  # noqa: E402,F401
 from .functional_shape_ops import dropout2d, interpolate, pad  # noqa: E402,F401
+from .functional_extra import *  # noqa: E402,F401,F403  (one_hot, normalize, BCE, kl_div, huber, softplus...)
