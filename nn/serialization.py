@@ -1,11 +1,12 @@
 """nn.save and nn.load: what users save with torch.save (state dicts, optimizer state dicts, Tensors, nested
 dicts/lists/tuples of them with numbers and strings) in one file, in nn/checkpoint.py's format: arrays as
 NumPy .npz entries, the structure as JSON. Loading never unpickles, so no file can run code (torch 2.6+'s
-weights_only=True, by construction); writes are atomic (checkpoint.save). Arrays on the GPU (CuPy, Tensors
-on 'cuda') are copied to the host. Not kept, unlike torch: one object saved twice comes back as two copies,
+weights_only=True, by construction). Writes to a path are atomic (checkpoint.save); file objects (io.BytesIO)
+go through a temporary file. Arrays on the GPU (CuPy, Tensors on 'cuda') are copied to the host. Not kept, unlike torch: one object saved twice comes back as two copies,
 and Modules, optimizers and other objects are refused (save their state_dict()).
 """
 import os
+import tempfile
 from collections import OrderedDict
 
 import numpy as np
@@ -70,37 +71,61 @@ def _decode(value, device):
     raise KeyError(kind)
 
 
-def _path(op, f):
-    if isinstance(f, (str, os.PathLike)):
-        return os.fspath(f)
-    raise TypeError(f"{op}: f must be a file path (str or os.PathLike), got {type(f).__name__} "
-                    f"(file objects are not supported)")
+def _is_path(f):
+    return isinstance(f, (str, os.PathLike))
+
+
+def _check_stream(op, f, method):
+    if not callable(getattr(f, method, None)):
+        raise TypeError(f"{op}: f must be a path (str or os.PathLike) or a binary file object with "
+                        f"{method}(), got {type(f).__name__}")
 
 
 def save(obj, f):
-    """Write obj to the path f, atomically: a failed save leaves the file that was there."""
-    path = _path("nn.save", f)
-    checkpoint.save(path, {"format": FORMAT, "object": _encode(obj)})
+    """Write obj to f: a path, atomically (a failed save leaves the file that was there), or a binary file
+    object (io.BytesIO, an open file), at its position."""
+    state = {"format": FORMAT, "object": _encode(obj)}
+    if _is_path(f):
+        checkpoint.save(os.fspath(f), state)
+        return
+    _check_stream("nn.save", f, "write")
+    with tempfile.TemporaryDirectory() as folder:   # checkpoint.save writes to paths only
+        path = os.path.join(folder, "object.npz")
+        checkpoint.save(path, state)
+        with open(path, "rb") as stream:
+            f.write(stream.read())
 
 
 def load(f, map_location=None, weights_only=True):
-    """Read what nn.save wrote to the path f. Arrays come back as NumPy arrays and Tensors on the CPU;
-    map_location='cuda' puts them all on the GPU (CuPy arrays, Tensors on 'cuda'). weights_only is taken
-    for torch's signature: this format holds no code, so True and False read the same.
-    FileNotFoundError for a missing file, RuntimeError for one that nn.save did not write or that is
-    corrupt or truncated."""
-    path = _path("nn.load", f)
-    if map_location not in (None, "cpu", "cuda"):
+    """Read what nn.save wrote to f (a path or a binary file object, read from its position to its end).
+    Arrays come back as NumPy arrays and Tensors on the CPU; map_location='cuda' puts them all on the GPU
+    (CuPy arrays, Tensors on 'cuda'). weights_only is taken for torch's signature: this format holds no
+    code, so True and False read the same. FileNotFoundError for a missing file, RuntimeError for one that
+    nn.save did not write or that is corrupt or truncated."""
+    if map_location not in (None, "cpu", "cuda", "cuda:0"):
         raise ValueError(f"nn.load: map_location must be None, 'cpu' or 'cuda', got {map_location!r}")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"nn.load: no such file {path!r}")
+    device = "cpu" if map_location is None else map_location[:4]
+    if _is_path(f):
+        path = os.fspath(f)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"nn.load: no such file {path!r}")
+        return _load_path(path, repr(path), device)
+    _check_stream("nn.load", f, "read")
+    with tempfile.TemporaryDirectory() as folder:   # checkpoint.load reads paths only
+        path = os.path.join(folder, "object.npz")
+        with open(path, "wb") as stream:
+            stream.write(f.read())
+        return _load_path(path, f"<{type(f).__name__}>", device)
+
+
+def _load_path(path, name, device):
     try:
         state = checkpoint.load(path)
     except checkpoint.CheckpointError as error:
-        raise RuntimeError(f"nn.load: {error}") from None
+        raise RuntimeError(f"nn.load: {str(error).replace(repr(path), name)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "object" not in state:
-        raise RuntimeError(f"nn.load: {path!r} was not written by nn.save")
+        raise RuntimeError(f"nn.load: {name} was not written by nn.save")
     try:
-        return _decode(state["object"], map_location or "cpu")
+        return _decode(state["object"], device)
     except (KeyError, TypeError, IndexError) as error:
-        raise RuntimeError(f"nn.load: {path!r} is inconsistent ({type(error).__name__}: {error})") from None
+        raise RuntimeError(f"nn.load: {name} is inconsistent ({type(error).__name__}: {error})") from None

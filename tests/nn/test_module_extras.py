@@ -1,5 +1,6 @@
 """Module.register_buffer(persistent=), Module.state_dict(destination, prefix, keep_vars),
 nn.utils.parameters_to_vector / vector_to_parameters and nn.save / nn.load, against torch where it has them."""
+import io
 import os
 from collections import OrderedDict
 
@@ -110,6 +111,10 @@ def test_state_dict_keep_vars_returns_the_parameters_and_buffers_themselves():
     assert type(default["0.linear.weight"]) is np.ndarray
     assert not np.shares_memory(default["0.linear.weight"], ours[0].linear.weight.data)
     assert not np.shares_memory(default["0.kept"], ours[0].kept)
+    other, _ = _both_with_buffers()
+    other.load_state_dict(kept)   # Parameters load as arrays do, as in torch
+    for (key, a), b in zip(ours.state_dict().items(), other.state_dict().values()):
+        np.testing.assert_array_equal(a, b, err_msg=key)
 
 
 def test_state_dict_prefix_and_destination_as_torch():
@@ -290,5 +295,29 @@ def test_load_errors_name_nn_load(tmp_path):
         nn.load(tmp_path / "checkpoint.npz")
     with pytest.raises(ValueError, match="nn.load: map_location must be"):
         nn.load(good, map_location="tpu")
-    with open(good, "rb") as stream, pytest.raises(TypeError, match="nn.load: f must be a file path"):
-        nn.load(stream)
+    with pytest.raises(TypeError, match="nn.load: f must be a path .* or a binary file object with read"):
+        nn.load(3)
+    with pytest.raises(TypeError, match="nn.save: f must be a path .* or a binary file object with write"):
+        nn.save({}, None)
+    with pytest.raises(RuntimeError, match="nn.load: checkpoint <BytesIO> is corrupt or truncated"):
+        nn.load(io.BytesIO(good.read_bytes()[:300]))
+
+
+def test_save_load_through_file_objects(tmp_path):
+    model, optimizer = _trained(0)
+    buffer = io.BytesIO()
+    nn.save({"model": model.state_dict(keep_vars=True), "optimizer": optimizer.state_dict()}, buffer)
+    buffer.seek(0)
+    loaded = nn.load(buffer, map_location="cpu")
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(_as_array(loaded["model"][key]), value, err_msg=key)
+    assert isinstance(loaded["model"]["0.weight"], nn.Parameter)
+    with open(tmp_path / "open.pt", "wb") as stream:
+        nn.save(model.state_dict(), stream)
+    with open(tmp_path / "open.pt", "rb") as stream:
+        reloaded = nn.load(stream)
+    assert list(reloaded) == list(model.state_dict())
+
+
+def _as_array(value):
+    return value.numpy() if isinstance(value, nn.Tensor) else value
