@@ -187,3 +187,20 @@ def test_losses_check_their_weights_and_targets_as_torch(case):
         write()
         with pytest.raises(RuntimeError, match=THEIRS if module is not nn else OURS):
             loss.backward()
+
+
+def test_gradient_accumulation_into_grad_counts_as_an_in_place_write():
+    """A second backward adds into .grad in place, as torch's: a graph that saved that .grad array (x * w.grad)
+    then raises at its backward, as torch's does, instead of using the accumulated values."""
+    import torch
+    for lib in ("ours", "torch"):
+        if lib == "ours":
+            w, x = nn.Parameter(np.ones(3)), nn.Tensor(np.ones(3), requires_grad=True)
+        else:
+            w = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+            x = torch.ones(3, dtype=torch.float64, requires_grad=True)
+        (w * w).sum().backward()
+        y = (x * w.grad).sum()
+        (w * w).sum().backward()
+        with pytest.raises(RuntimeError, match="modified by an in-?place operation"):
+            y.backward()
