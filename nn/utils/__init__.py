@@ -9,6 +9,7 @@ import numpy as np
 
 from kernels import backend
 
+from ..autograd import note_in_place
 from ..tensor import Tensor
 from .convert_parameters import parameters_to_vector, vector_to_parameters  # noqa: F401
 
@@ -35,6 +36,7 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
     for g in _gradient_arrays(parameters):
         xp = backend.array_module(g)
         xp.clip(g, g.dtype.type(-clip_value), g.dtype.type(clip_value), out=g)
+        note_in_place(g)   # (torch's clamp_ counts as a write: a graph that saved the gradient raises)
 
 
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None):
@@ -75,8 +77,10 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         if not scale >= 1.0:  # also a NaN norm, which (as in torch) turns the gradients into NaN
             for g in grads:
                 g *= g.dtype.type(scale)
+                note_in_place(g)
     else:
         scale = xp.minimum(max_norm / (total + 1e-6), 1.0)  # NaN stays NaN, as in torch
         for g in grads:
             g *= scale.astype(g.dtype, copy=False)
+            note_in_place(g)
     return Tensor(xp.asarray(total))

@@ -204,3 +204,24 @@ def test_gradient_accumulation_into_grad_counts_as_an_in_place_write():
         (w * w).sum().backward()
         with pytest.raises(RuntimeError, match="modified by an in-?place operation"):
             y.backward()
+
+
+@pytest.mark.parametrize("clip", ["norm", "value"])
+def test_clipping_gradients_counts_as_an_in_place_write(clip):
+    """clip_grad_norm_'s scaling and clip_grad_value_'s clamp write the gradients in place, as torch's: a graph
+    that saved a gradient array raises at its backward, as torch's does."""
+    import torch
+    for lib in ("ours", "torch"):
+        if lib == "ours":
+            w, x, utils = nn.Parameter(np.full(3, 4.0)), nn.Tensor(np.ones(3), requires_grad=True), nn.utils
+        else:
+            w = torch.nn.Parameter(torch.full((3,), 4.0, dtype=torch.float64))
+            x, utils = torch.ones(3, dtype=torch.float64, requires_grad=True), torch.nn.utils
+        (w * w).sum().backward()
+        y = (x * w.grad).sum()
+        if clip == "norm":
+            utils.clip_grad_norm_([w], 1.0)
+        else:
+            utils.clip_grad_value_([w], 1.0)
+        with pytest.raises(RuntimeError, match="modified by an in-?place operation"):
+            y.backward()
