@@ -1,7 +1,7 @@
 """torch.nn.functional's softplus, relu6, hardtanh, prelu, softsign, mish, hardswish and hardsigmoid (re-exported
 by functional through functional_extra.py; the layers are in layers_extra.py). No kernels of their own: each is
 array-module code on either device (NumPy or CuPy) in a small Function whose backward is torch's derivative,
-kinks included (hardtanh passes no gradient at its bounds, hardswish takes the inner slope at -3 and 3), or a
+kinks included (hardtanh passes no gradient at its bounds, hardswish has slope 0 at -3 and 1 at 3), or a
 composition of Tensor ops where autograd already gives torch's gradient (prelu, softsign). Each Function saves
 its input, as torch's do, so writing it in place before backward raises."""
 import numbers
@@ -39,30 +39,31 @@ class _Softplus(Function):
         scaled = x * self.beta
         linear = scaled > self.threshold
         with np.errstate(over="ignore"):   # (exp overflows only where the linear tail is taken)
-            return xp.where(linear, x, xp.log1p(xp.exp(xp.where(linear, 0, scaled))) / self.beta)
+            return xp.where(linear, x, xp.log1p(xp.exp(xp.where(linear, x.dtype.type(0), scaled))) / self.beta)
 
     def backward(self, grad):
         (x,) = self.saved
         xp = backend.array_module(x)
         scaled = x * self.beta
         linear = scaled > self.threshold
-        z = xp.exp(xp.where(linear, 0, scaled))
+        z = xp.exp(xp.where(linear, x.dtype.type(0), scaled))
         return xp.where(linear, grad, grad * z / (z + 1))
 
 
 class _Hardtanh(Function):
-    """x clamped to [low, high] (NaN kept); as torch, the gradient passes only strictly inside (low, high)."""
+    """x clamped to [low, high] (NaN kept: maximum and minimum propagate it); as torch, no gradient at or beyond
+    the bounds, and (torch's test is x <= low or x >= high) the gradient passes at NaN."""
 
     def forward(self, x, low, high):
         xp = backend.array_module(x)
         self.low, self.high = x.dtype.type(low), x.dtype.type(high)
         self.save_for_backward(x)
-        return xp.where(xp.isnan(x), x, xp.minimum(xp.maximum(x, self.low), self.high))
+        return xp.minimum(xp.maximum(x, self.low), self.high)
 
     def backward(self, grad):
         (x,) = self.saved
-        inside = (x > self.low) & (x < self.high)
-        return backend.array_module(x).where(inside, grad, grad.dtype.type(0))
+        outside = (x <= self.low) | (x >= self.high)
+        return backend.array_module(x).where(outside, grad.dtype.type(0), grad)
 
 
 class _Mish(Function):
@@ -77,13 +78,14 @@ class _Mish(Function):
         xp = backend.array_module(x)
         one = x.dtype.type(1)
         tanh_softplus = _tanh_softplus(x)
-        sigmoid = one / (one + xp.exp(-x))
+        decay = xp.exp(-xp.abs(x))   # sigmoid from exp(-|x|): no overflow at large |x| in float32
+        sigmoid = xp.where(x >= 0, one, decay) / (one + decay)
         return grad * (tanh_softplus + x * sigmoid * (one - tanh_softplus * tanh_softplus))
 
 
 def _tanh_softplus(x):
     xp = backend.array_module(x)
-    return xp.tanh(xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x))))
+    return xp.tanh(xp.maximum(x, x.dtype.type(0)) + xp.log1p(xp.exp(-xp.abs(x))))
 
 
 class _Hardswish(Function):
@@ -93,7 +95,7 @@ class _Hardswish(Function):
         xp = backend.array_module(x)
         self.save_for_backward(x)
         three, six = x.dtype.type(3), x.dtype.type(6)
-        return x * xp.minimum(xp.maximum(x + three, 0), six) / six
+        return x * xp.minimum(xp.maximum(x + three, x.dtype.type(0)), six) / six
 
     def backward(self, grad):
         (x,) = self.saved
@@ -110,7 +112,8 @@ class _Hardsigmoid(Function):
     def forward(self, x):
         xp = backend.array_module(x)
         self.save_for_backward(x)
-        return xp.minimum(xp.maximum(x + x.dtype.type(3), 0), x.dtype.type(6)) / x.dtype.type(6)
+        three, six = x.dtype.type(3), x.dtype.type(6)
+        return xp.minimum(xp.maximum(x + three, x.dtype.type(0)), six) / six
 
     def backward(self, grad):
         (x,) = self.saved

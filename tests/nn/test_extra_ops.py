@@ -272,11 +272,14 @@ def test_activation_matches_torch(name, dtype):
 @pytest.mark.parametrize("name", ACTIVATIONS)
 def test_activation_at_kinks_and_extremes_as_torch(name):
     """The bounds of hardtanh (-1, 1, -2, 3) and relu6 (0, 6), hardswish / hardsigmoid's -3 and 3, softplus at
-    and beyond its threshold (x beta = 20, 5), and large magnitudes: torch's values and gradient choices."""
+    and beyond its threshold (x beta = 20, 5), large magnitudes and NaN: torch's values and gradient choices."""
     ours, theirs = _torch_functions()[name]
     x = np.array([-1.0, 1.0, 0.0, 6.0, -2.0, 3.0, -3.0, 2.5, 2.5000001, 19.999, 20.0, 20.001, 25.0, -30.0, 50.0,
-                  -700.0, 700.0, 1e-8, -1e-8])
+                  -700.0, 700.0, 1e-8, -1e-8, np.nan])
     _compare(ours, theirs, [x], name=name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # float32 at +-1e4 (exp overflows) without a warning, as torch
+        _compare(ours, theirs, [np.array([-1e4, -100.0, 1e4, 3.0, -3.0])], dtype=np.float32, name=name)
 
 
 @pytest.mark.parametrize("channels", [1, 4])
@@ -285,6 +288,7 @@ def test_prelu_matches_torch(channels, shape):
     torch = torch_module()
     x = random_array(shape, np.float64, seed=41, low=-2, high=2)
     x.reshape(-1)[:3] = 0.0   # x == 0 takes the weight's side, as torch's derivative
+    x.reshape(-1)[3] = np.nan   # so does NaN (the weight's gradient NaN), as torch
     weight = random_array((channels,), np.float64, seed=42, low=0.05, high=0.5)
     _compare(F.prelu, torch.nn.functional.prelu, [x, weight], (0, 1), name=f"prelu {channels}")
     _compare(F.prelu, torch.nn.functional.prelu, [x, weight], (0, 1), np.float32, name="prelu float32")
@@ -416,18 +420,20 @@ def test_unflatten_errors():
         nn.Unflatten("a", (2, 3))
 
 
-def test_model_with_the_new_layers_matches_torch():
-    """Linear -> PReLU(8) -> Unflatten -> Hardswish -> Flatten -> Linear -> Mish -> Linear -> Softplus, with the
-    state dict copied, under BCELoss of a sigmoid: loss and every parameter's gradient."""
-    torch = torch_module()
+def extra_layers_model(lib, **kw):
+    """Linear -> PReLU(8) -> Unflatten -> Hardswish -> Flatten -> Linear -> Mish -> Linear -> Softplus -> Sigmoid,
+    for BCELoss (tests/gpu uses it too)."""
+    return lib.Sequential(lib.Linear(5, 8, **kw), lib.PReLU(8, **kw), lib.Unflatten(1, (2, 4)), lib.Hardswish(),
+                          lib.Flatten(), lib.Linear(8, 6, **kw), lib.Mish(), lib.Linear(6, 3, **kw), lib.Softplus(),
+                          lib.Sigmoid())
 
-    def model(lib, **kw):
-        return lib.Sequential(lib.Linear(5, 8, **kw), lib.PReLU(8, **kw), lib.Unflatten(1, (2, 4)), lib.Hardswish(),
-                              lib.Flatten(), lib.Linear(8, 6, **kw), lib.Mish(), lib.Linear(6, 3, **kw),
-                              lib.Softplus(), lib.Sigmoid())
+
+def test_model_with_the_new_layers_matches_torch():
+    """The model above with torch's state dict copied, under BCELoss: loss and every parameter's gradient."""
+    torch = torch_module()
     torch.manual_seed(0)
-    theirs = model(torch.nn).double()
-    ours = model(nn, dtype=np.float64)
+    theirs = extra_layers_model(torch.nn).double()
+    ours = extra_layers_model(nn, dtype=np.float64)
     ours.load_state_dict(theirs.state_dict())
     x, target = random_array((7, 5), np.float64, seed=48, low=-2, high=2), _probabilities((7, 3), 49)
     loss = nn.BCELoss()(ours(nn.Tensor(x)), target)
