@@ -62,8 +62,9 @@ class _PNorm(Function):
             norm = magnitude.min(axis=dim, keepdims=True)
         elif p == 0:
             norm = (x != 0).sum(axis=dim, keepdims=True).astype(x.dtype)
-        else:
-            norm = (magnitude ** x.dtype.type(p)).sum(axis=dim, keepdims=True) ** x.dtype.type(1.0 / p)
+        else:   # (a negative p over a zero element: 0 ** p is inf, the norm 0, as torch's)
+            with np.errstate(divide="ignore"):
+                norm = (magnitude ** x.dtype.type(p)).sum(axis=dim, keepdims=True) ** x.dtype.type(1.0 / p)
         self.save_for_backward(x, norm)
         return norm
 

@@ -58,7 +58,7 @@ def test_one_hot_errors_as_torch():
         F.one_hot(np.array([1]), -2)
 
 
-@pytest.mark.parametrize("p", [2.0, 1, 3.0, 0.5, float("inf")])
+@pytest.mark.parametrize("p", [2.0, 1, 3.0, 0.5, float("inf"), float("-inf"), 0, -1.5])
 def test_normalize_matches_torch(p):
     torch = torch_module()
     x = random_array((3, 5, 4), np.float64, seed=1, low=-2, high=2)
@@ -77,6 +77,9 @@ def test_normalize_zero_rows_eps_and_float32():
                  [x], name=f"normalize zeros p={p}")
     _compare(lambda t: F.normalize(t, dim=0, eps=0.5), lambda t: torch.nn.functional.normalize(t, dim=0, eps=0.5),
              [x], name="normalize eps")
+    ties = np.array([[1.0, -1.0, 0.5], [0.2, 0.3, 0.1]])   # the inf-norm's gradient shared by the ties, as torch
+    _compare(lambda t: F.normalize(t, p=float("inf")), lambda t: torch.nn.functional.normalize(t, p=float("inf")),
+             [ties], name="normalize inf ties")
     y = random_array((6, 7), np.float64, seed=3)
     _compare(F.normalize, torch.nn.functional.normalize, [y], dtype=np.float32, name="normalize float32")
 
@@ -292,6 +295,13 @@ def test_prelu_matches_torch(channels, shape):
     weight = random_array((channels,), np.float64, seed=42, low=0.05, high=0.5)
     _compare(F.prelu, torch.nn.functional.prelu, [x, weight], (0, 1), name=f"prelu {channels}")
     _compare(F.prelu, torch.nn.functional.prelu, [x, weight], (0, 1), np.float32, name="prelu float32")
+
+
+def test_prelu_takes_torch_scalar_weight_and_unbatched_inputs():
+    torch = torch_module()
+    x = random_array((4, 5), np.float64, seed=50, low=-2, high=2)
+    for inputs in ([x, np.array(0.3)], [np.array(-0.7), np.array([0.3])], [np.array([-0.7, 0.5]), np.array([0.3])]):
+        _compare(F.prelu, torch.nn.functional.prelu, inputs, (0, 1), name=f"prelu {inputs[1].shape}")
 
 
 def test_prelu_module_shared_and_per_channel_as_torch():
