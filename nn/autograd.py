@@ -228,13 +228,31 @@ def backward(tensor, gradient=None, retain_graph=False):
     if not tensor.requires_grad:
         raise RuntimeError("backward: this tensor does not require grad (no graph was recorded for it)")
     gradient = _output_gradient("backward", tensor, gradient)
-    if tensor._creator is None:  # a leaf
-        if tensor._hooks is not None:
-            from .hooks import run_hooks
-            gradient = run_hooks(tensor._hooks, gradient)
-        tensor._accumulate(gradient)
-        return
-    _run_graph(((tensor, gradient),), retain_graph)
+    try:
+        if tensor._creator is None:  # a leaf
+            if tensor._hooks is not None:
+                from .hooks import run_hooks
+                gradient = run_hooks(tensor._hooks, gradient)
+            tensor._accumulate(gradient)
+            return
+        _run_graph(((tensor, gradient),), retain_graph)
+    finally:
+        flush_accumulated()
+
+
+_accumulated = []   # .grad arrays added into by the running backward
+
+
+def note_accumulated(array):
+    """Tensor._accumulate's add into an existing .grad, in place as torch's: noted as a write when the backward
+    ends (flush_accumulated), not at once, so that the rest of this backward keeps the version check's fast
+    path (a graph that saved that .grad array raises at its own backward, as torch's)."""
+    _accumulated.append(array)
+
+
+def flush_accumulated():
+    while _accumulated:
+        note_in_place(_accumulated.pop())
 
 
 def _output_gradient(op, tensor, gradient, position=None):

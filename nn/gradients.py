@@ -95,6 +95,7 @@ def backward(tensor, gradient=None, retain_graph=None, create_graph=False, input
     for target, gradient_in in zip(unique, grad(tensor, unique, gradient, bool(retain_graph), allow_unused=True)):
         if gradient_in is not None and target._creator is None:
             target._accumulate(gradient_in.data)
+    autograd.flush_accumulated()
 
 
 def _tensors(name, value, tensor_type):

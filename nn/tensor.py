@@ -10,7 +10,7 @@ import numpy as np
 
 from kernels import backend
 
-from .autograd import note_in_place
+from .autograd import note_accumulated
 from .hooks import TensorHooks
 from .tensor_in_place import InPlaceOps
 from .tensor_maths import MathOps, MaxResult  # noqa: F401  (MaxResult: torch's name, importable here)
@@ -176,7 +176,7 @@ class Tensor(ReshapeOps, MathOps, TensorMethods, ShapeOps, InPlaceOps, TensorHoo
     def _accumulate(self, grad):
         if self.grad is not None:
             self.grad.data += grad
-            note_in_place(self.grad.data)   # (torch's accumulation is in place too: a graph that saved .grad sees it)
+            note_accumulated(self.grad.data)   # (in place as torch's: a graph that saved .grad raises)
             return
         slot = self._grad_slot
         if slot is not None and slot[0] is self.data and slot[1].dtype == grad.dtype and slot[1].shape == grad.shape:
