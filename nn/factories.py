@@ -23,7 +23,6 @@ __all__ = ["arange", "bool", "double", "empty", "empty_like", "eye", "float16", 
            "rand", "rand_like", "randint", "randn", "randn_like", "uint8", "zeros", "zeros_like"]
 
 DEFAULT_DTYPE = np.dtype(np.float32)   # torch.get_default_dtype()
-_DTYPE_KINDS = "biuf"                  # bool, signed and unsigned integers, floating (complex is not supported)
 _FROM_NUMPY_KINDS = "biufc"
 
 
@@ -59,10 +58,29 @@ def _dtype(op, dtype, default, floating_only=False):
         dtype = np.dtype(dtype)
     except TypeError:
         raise TypeError(f"{op}: expected a dtype (nn.float32, nn.int64, ...), got {dtype!r}") from None
-    if dtype.kind not in ("f" if floating_only else _DTYPE_KINDS):
+    allowed = _FLOATING if floating_only else _FLOATING + _INTEGRAL
+    if dtype not in allowed:   # (not longdouble, uint64, ...: what the draws and kernels here cannot make)
         expected = "a floating dtype" if floating_only else "a bool, integer or floating dtype"
-        raise TypeError(f"{op}: expected {expected}, got {dtype}")
+        raise TypeError(f"{op}: expected {expected}, got {dtype} (one of {', '.join(str(d) for d in allowed)})")
     return dtype
+
+
+_FLOATING = tuple(np.dtype(d) for d in (np.float16, np.float32, np.float64))
+_INTEGRAL = tuple(np.dtype(d) for d in (np.bool_, np.uint8, np.int8, np.int16, np.int32, np.int64))
+
+
+def _check_fits(op, value, dtype):
+    """torch's "value cannot be converted to type ... without overflow": a fill or bound that the dtype cannot
+    hold is an error, not a silent wrap or inf."""
+    if dtype.kind == "b":
+        return
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        fits = math.isfinite(value) and info.min <= value <= info.max
+    else:
+        fits = not math.isfinite(value) or abs(value) <= float(np.finfo(dtype).max)
+    if not fits:
+        raise ValueError(f"{op}: value {value!r} cannot be converted to {dtype} without overflow")
 
 
 def _array_module(op, device):
@@ -95,30 +113,35 @@ def _fill_dtype(op, fill_value):
 
 
 # ---- constant fills ------------------------------------------------------------------------------------
-def _filled(op, sizes, size, dtype, device, requires_grad):
-    """xp.zeros, xp.ones or xp.empty (named as the op) on the device, as a leaf."""
+def _filled(op, kind, sizes, size, dtype, device, requires_grad):
+    """xp.zeros, xp.ones or xp.empty (`kind`) on the device, as a leaf; errors name `op`."""
     xp = _array_module(op, device)
-    return _leaf(op, getattr(xp, op)(_size(op, sizes, size), _dtype(op, dtype, DEFAULT_DTYPE)), requires_grad)
+    return _leaf(op, getattr(xp, kind)(_size(op, sizes, size), _dtype(op, dtype, DEFAULT_DTYPE)), requires_grad)
 
 
 def zeros(*sizes, size=None, dtype=None, device=None, requires_grad=False):
-    return _filled("zeros", sizes, size, dtype, device, requires_grad)
+    return _filled("zeros", "zeros", sizes, size, dtype, device, requires_grad)
 
 
 def ones(*sizes, size=None, dtype=None, device=None, requires_grad=False):
-    return _filled("ones", sizes, size, dtype, device, requires_grad)
+    return _filled("ones", "ones", sizes, size, dtype, device, requires_grad)
 
 
 def empty(*sizes, size=None, dtype=None, device=None, requires_grad=False):
     """Uninitialised memory, as torch.empty: the values are whatever was there."""
-    return _filled("empty", sizes, size, dtype, device, requires_grad)
+    return _filled("empty", "empty", sizes, size, dtype, device, requires_grad)
 
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False):
-    xp = _array_module("full", device)
-    shape = _size("full", (size,), sequence_only=True)
-    dtype = _dtype("full", dtype, _fill_dtype("full", fill_value))
-    return _leaf("full", xp.full(shape, fill_value, dtype=dtype), requires_grad)
+    return _full("full", size, fill_value, dtype, device, requires_grad)
+
+
+def _full(op, size, fill_value, dtype, device, requires_grad):
+    xp = _array_module(op, device)
+    shape = _size(op, (size,), sequence_only=True)
+    dtype = _dtype(op, dtype, _fill_dtype(op, fill_value))
+    _check_fits(op, fill_value, dtype)
+    return _leaf(op, xp.full(shape, fill_value, dtype=dtype), requires_grad)
 
 
 def _like(op, input, dtype, device):
@@ -131,24 +154,24 @@ def _like(op, input, dtype, device):
 
 def zeros_like(input, *, dtype=None, device=None, requires_grad=False):
     shape, dtype, device = _like("zeros_like", input, dtype, device)
-    return zeros(shape, dtype=dtype, device=device, requires_grad=requires_grad)
+    return _filled("zeros_like", "zeros", (shape,), None, dtype, device, requires_grad)
 
 
 def ones_like(input, *, dtype=None, device=None, requires_grad=False):
     shape, dtype, device = _like("ones_like", input, dtype, device)
-    return ones(shape, dtype=dtype, device=device, requires_grad=requires_grad)
+    return _filled("ones_like", "ones", (shape,), None, dtype, device, requires_grad)
 
 
 def empty_like(input, *, dtype=None, device=None, requires_grad=False):
     shape, dtype, device = _like("empty_like", input, dtype, device)
-    return empty(shape, dtype=dtype, device=device, requires_grad=requires_grad)
+    return _filled("empty_like", "empty", (shape,), None, dtype, device, requires_grad)
 
 
 def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False):
     """The input's dtype unless given (not the fill value's, as torch)."""
     shape, dtype, device = _like("full_like", input, dtype, device)
     _fill_dtype("full_like", fill_value)
-    return full(shape, fill_value, dtype=dtype, device=device, requires_grad=requires_grad)
+    return _full("full_like", shape, fill_value, dtype, device, requires_grad)
 
 
 # ---- random draws --------------------------------------------------------------------------------------
@@ -181,30 +204,31 @@ def _normal(xp, rng, shape, dtype):
     return xp.asarray(values, dtype=dtype)
 
 
+def _drawn(op, draw, sizes, size, generator, dtype, device, requires_grad):
+    """_uniform or _normal draws on the device, as a leaf; errors name `op`."""
+    xp = _array_module(op, device)
+    shape, dtype = _size(op, sizes, size), _dtype(op, dtype, DEFAULT_DTYPE, floating_only=True)
+    return _leaf(op, draw(xp, _generator(op, xp, generator), shape, dtype), requires_grad)
+
+
 def rand(*sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False):
     """Uniform on [0, 1)."""
-    xp = _array_module("rand", device)
-    shape, dtype = _size("rand", sizes, size), _dtype("rand", dtype, DEFAULT_DTYPE, floating_only=True)
-    return _leaf("rand", _uniform(xp, _generator("rand", xp, generator), shape, dtype), requires_grad)
+    return _drawn("rand", _uniform, sizes, size, generator, dtype, device, requires_grad)
 
 
 def randn(*sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False):
     """Standard normal."""
-    xp = _array_module("randn", device)
-    shape, dtype = _size("randn", sizes, size), _dtype("randn", dtype, DEFAULT_DTYPE, floating_only=True)
-    return _leaf("randn", _normal(xp, _generator("randn", xp, generator), shape, dtype), requires_grad)
+    return _drawn("randn", _normal, sizes, size, generator, dtype, device, requires_grad)
 
 
 def rand_like(input, *, dtype=None, device=None, requires_grad=False):
     shape, dtype, device = _like("rand_like", input, dtype, device)
-    dtype = _dtype("rand_like", dtype, None, floating_only=True)
-    return rand(shape, dtype=dtype, device=device, requires_grad=requires_grad)
+    return _drawn("rand_like", _uniform, (shape,), None, None, dtype, device, requires_grad)
 
 
 def randn_like(input, *, dtype=None, device=None, requires_grad=False):
     shape, dtype, device = _like("randn_like", input, dtype, device)
-    dtype = _dtype("randn_like", dtype, None, floating_only=True)
-    return randn(shape, dtype=dtype, device=device, requires_grad=requires_grad)
+    return _drawn("randn_like", _normal, (shape,), None, None, dtype, device, requires_grad)
 
 
 def _randint_arguments(args, low, high, size):
@@ -235,7 +259,8 @@ def randint(*args, low=None, high=None, size=None, generator=None, dtype=None, d
     if high <= low:
         raise ValueError(f"randint: expected low < high, got low={low} >= high={high}")
     if dtype.kind in "iu" and (low < np.iinfo(dtype).min or high - 1 > np.iinfo(dtype).max) or \
-            dtype.kind == "b" and (low < 0 or high > 2):
+            dtype.kind == "b" and (low < 0 or high > 2) or \
+            dtype.kind == "f" and max(abs(low), abs(high - 1)) > float(np.finfo(dtype).max):
         raise ValueError(f"randint: [{low}, {high}) is out of bounds for {dtype}")
     rng = _generator("randint", xp, generator)
     values = rng.integers(low, high, shape, dtype=np.int64) if rng is not None else \
@@ -262,6 +287,8 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
     all_ints = all(_is_int(value) for value in (start, end, step))
     xp = _array_module("arange", device)
     dtype = _dtype("arange", dtype, np.int64 if all_ints else DEFAULT_DTYPE)
+    if dtype.kind in "iub" and not all_ints:   # torch cuts each toward zero first, then counts in integers
+        start, end, step, all_ints = int(start), int(end), int(step), True
     if step == 0:
         raise ValueError(f"arange: step must be nonzero, got {step}")
     if (step > 0 and end < start) or (step < 0 and end > start):
@@ -286,6 +313,8 @@ def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False)
         raise ValueError(f"linspace: number of steps must be non-negative, got {steps}")
     xp = _array_module("linspace", device)
     dtype = _dtype("linspace", dtype, DEFAULT_DTYPE)
+    if dtype.kind in "iub":   # torch cuts the endpoints toward zero first
+        start, end = int(start), int(end)
     index = xp.arange(steps, dtype=np.float64)
     if steps == 1:
         values = xp.full(1, float(start))
@@ -315,7 +344,10 @@ def from_numpy(ndarray):
     if ndarray.dtype.kind not in _FROM_NUMPY_KINDS:
         raise TypeError(f"from_numpy: can't convert np.ndarray of dtype {ndarray.dtype}; expected a bool, integer, "
                         f"floating or complex dtype")
-    return Tensor(ndarray)
+    if not ndarray.dtype.isnative:
+        raise ValueError(f"from_numpy: the array's byte order is not this machine's (dtype {ndarray.dtype!r}); "
+                         f"convert it first, e.g. with array.astype(array.dtype.newbyteorder('='))")
+    return Tensor(np.asarray(ndarray))   # (a plain ndarray view of a subclass such as np.matrix: the same memory)
 
 
 # ---- dtypes, under torch's names -----------------------------------------------------------------------

@@ -50,6 +50,12 @@ DETERMINISTIC = {
     "linspace one": lambda m: m.linspace(2, 9, 1),
     "linspace none": lambda m: m.linspace(0, 1, 0),
     "linspace int64": lambda m: m.linspace(0, 10, 5, dtype=m.int64),
+    # an integer dtype: torch cuts float endpoints and steps toward zero first
+    "arange floats as int64": lambda m: m.arange(-0.5, 3, dtype=m.int64),
+    "arange float step as int64": lambda m: m.arange(0, 5, 1.5, dtype=m.int64),
+    "arange float end as int64": lambda m: m.arange(0, 2.5, dtype=m.int64),
+    "linspace floats as int64": lambda m: m.linspace(0.5, 9.5, 5, dtype=m.int64),
+    "linspace descending floats as int64": lambda m: m.linspace(10.5, 0.5, 5, dtype=m.int64),
     "eye": lambda m: m.eye(3),
     "eye wide": lambda m: m.eye(2, 4),
     "eye tall": lambda m: m.eye(4, 3, dtype=m.float64),
@@ -270,7 +276,18 @@ ERRORS = [
     (lambda: nn.arange(5, requires_grad=True), RuntimeError, "arange: only Tensors of floating point dtype"),
     (lambda: nn.randint(0, 3, (2,), requires_grad=True), RuntimeError, "randint: only Tensors of floating point"),
     (lambda: nn.ones_like(nn.zeros(2, dtype=nn.int32), requires_grad=True), RuntimeError,
-     "ones: only Tensors of floating point dtype"),
+     "ones_like: only Tensors of floating point dtype"),
+    (lambda: nn.zeros_like(nn.zeros(2), dtype="no such dtype"), TypeError, "zeros_like: expected a dtype"),
+    (lambda: nn.full_like(nn.zeros(2), 1.0, dtype=np.longdouble), TypeError,
+     "full_like: expected a bool, integer or floating dtype, got float128"),
+    (lambda: nn.full((2,), float("nan"), dtype=nn.int64), ValueError,
+     "full: value nan cannot be converted to int64 without overflow"),
+    (lambda: nn.full((2,), 70000, dtype=nn.float16), ValueError,
+     "full: value 70000 cannot be converted to float16 without overflow"),
+    (lambda: nn.full((2,), -1, dtype=nn.uint8), ValueError, "full: value -1 cannot be converted to uint8"),
+    (lambda: nn.randint(0, 100000, (3,), dtype=nn.float16), ValueError, "randint: [0, 100000) is out of bounds"),
+    (lambda: nn.arange(0, 1, 0.3, dtype=nn.int64), ValueError, "arange: step must be nonzero"),
+    (lambda: nn.from_numpy(np.ones(2, ">f4")), ValueError, "from_numpy: the array's byte order is not this machine's"),
     (lambda: nn.rand(2, dtype=nn.int64), TypeError, "rand: expected a floating dtype, got int64"),
     (lambda: nn.randn(2, dtype=nn.bool), TypeError, "randn: expected a floating dtype, got bool"),
     (lambda: nn.rand(2, generator=42), TypeError, "rand: generator must be a numpy.random.Generator, got int"),
@@ -323,3 +340,13 @@ def test_cuda_without_a_gpu_says_so():
         pytest.skip("a GPU is present (tests/gpu/test_factories_gpu.py covers device='cuda')")
     with pytest.raises(RuntimeError, match="^zeros: device 'cuda' requested but no usable GPU"):
         nn.zeros(2, device="cuda")
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")   # (np.matrix itself warns)
+def test_from_numpy_of_an_ndarray_subclass_is_a_plain_view():
+    """np.matrix (whose * is a matrix product) becomes a plain ndarray view of the same memory: elementwise
+    arithmetic as torch's."""
+    matrix = np.matrix([[1.0, 2.0], [3.0, 4.0]])
+    tensor = nn.from_numpy(matrix)
+    assert type(tensor.data) is np.ndarray and np.shares_memory(tensor.data, matrix)
+    np.testing.assert_array_equal((tensor * tensor).numpy(), [[1.0, 4.0], [9.0, 16.0]])
