@@ -19,7 +19,8 @@ _generator = np.random.default_rng()
 
 
 def manual_seed(seed):
-    """Reseed the generator behind initialisation and dropout masks (and CuPy's, when a GPU is in use)."""
+    """Reseed the generator behind initialisation, dropout masks and the random factories (nn.rand, randn,
+    randint: one stream for all, as torch's), and CuPy's, when a GPU is in use."""
     global _generator
     _generator = np.random.default_rng(seed)
     cupy = backend.cupy_module()
