@@ -6,6 +6,7 @@ save never leaves a half-written checkpoint in place of a good one.
 """
 import json
 import os
+import stat
 import tempfile
 import zipfile
 
@@ -55,7 +56,8 @@ def save(path, state):
     arrays = {}
     meta = {"format": FORMAT_VERSION, "state": _flatten(state, arrays)}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    folder = os.path.dirname(os.path.abspath(path))
+    path = os.path.realpath(path)   # through a symlink to its target (the link stays a link, as with open())
+    folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".checkpoint-", suffix=".npz", dir=folder)
     try:
@@ -63,6 +65,7 @@ def save(path, state):
             np.savez(stream, **arrays)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temporary, _file_mode(path))   # (mkstemp makes it 0600: readable by its owner only)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -70,15 +73,31 @@ def save(path, state):
         raise
 
 
+def _file_mode(path):
+    """The mode the file at path has, or a new file's (0666 less the umask), as open() would give."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def load(path, expected_model=None):
     """Read a checkpoint written by `save`; CheckpointError with a one-line reason otherwise."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path!r} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):   # a .npy file: one array, no structure
+            raise CheckpointError(f"checkpoint {path!r} is a single array (.npy), not a checkpoint (.npz)")
+        with archive:
             arrays = {name: archive[name] for name in archive.files}
         meta = json.loads(arrays.pop("meta").tobytes().decode())
-    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, UnicodeDecodeError) as error:
+        if not isinstance(meta, dict):
+            raise ValueError(f"its description is a {type(meta).__name__}, not a dict")
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, UnicodeDecodeError, AttributeError,
+            TypeError, RecursionError) as error:
         raise CheckpointError(f"checkpoint {path!r} is corrupt or truncated ({type(error).__name__}: {error})") from None
     if meta.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path!r} has format {meta.get('format')!r}, expected {FORMAT_VERSION}")

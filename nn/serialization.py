@@ -6,6 +6,7 @@ go through a temporary file. Arrays on the GPU (CuPy, Tensors on 'cuda') are cop
 and Modules, optimizers and other objects are refused (save their state_dict()).
 """
 import os
+import struct
 import tempfile
 from collections import OrderedDict
 
@@ -33,8 +34,8 @@ def _encode(value):
     if isinstance(value, dict):
         return {"kind": "dict", "ordered": isinstance(value, OrderedDict),
                 "items": [[_encode(key), _encode(item)] for key, item in value.items()]}
-    if isinstance(value, (list, tuple)):
-        return [_encode(item) for item in value] if type(value) is list else \
+    if isinstance(value, (list, tuple)):   # (a list subclass comes back a list; a namedtuple a plain tuple)
+        return [_encode(item) for item in value] if isinstance(value, list) else \
             {"kind": "tuple", "items": [_encode(item) for item in value]}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -86,6 +87,9 @@ def save(obj, f):
     object (io.BytesIO, an open file), at its position."""
     state = {"format": FORMAT, "object": _encode(obj)}
     if _is_path(f):
+        folder = os.path.dirname(os.path.abspath(os.fspath(f)))
+        if not os.path.isdir(folder):   # (as torch.save: no folders made)
+            raise FileNotFoundError(f"nn.save: the folder {folder!r} does not exist")
         checkpoint.save(os.fspath(f), state)
         return
     _check_stream("nn.save", f, "write")
@@ -102,20 +106,39 @@ def load(f, map_location=None, weights_only=True):
     (CuPy arrays, Tensors on 'cuda'). weights_only is taken for torch's signature: this format holds no
     code, so True and False read the same. FileNotFoundError for a missing file, RuntimeError for one that
     nn.save did not write or that is corrupt or truncated."""
-    if map_location not in (None, "cpu", "cuda", "cuda:0"):
+    location = None if map_location is None else str(map_location)   # (torch.device('cuda') too)
+    if location not in (None, "cpu", "cuda", "cuda:0"):
         raise ValueError(f"nn.load: map_location must be None, 'cpu' or 'cuda', got {map_location!r}")
-    device = "cpu" if map_location is None else map_location[:4]
+    device = "cpu" if location is None else location[:4]
     if _is_path(f):
         path = os.fspath(f)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"nn.load: no such file {path!r}")
         return _load_path(path, repr(path), device)
     _check_stream("nn.load", f, "read")
+    start = f.tell() if callable(getattr(f, "seekable", None)) and f.seekable() else None
+    data = f.read()
+    end = _first_archive_end(data)   # one object: a stream may hold several, saved one after another
+    if start is not None:
+        f.seek(start + end)
     with tempfile.TemporaryDirectory() as folder:   # checkpoint.load reads paths only
         path = os.path.join(folder, "object.npz")
         with open(path, "wb") as stream:
-            stream.write(f.read())
+            stream.write(data[:end])
         return _load_path(path, f"<{type(f).__name__}>", device)
+
+
+def _first_archive_end(data):
+    """Where the first zip archive in data (an npz nn.save wrote) ends: after the first end record whose central
+    directory lies right before it (so that bytes inside the arrays that look like one are passed over); the
+    whole of data where none does (a zip64 archive, or garbage, which checkpoint.load then reports)."""
+    position = data.find(b"PK\x05\x06")
+    while position != -1 and position + 22 <= len(data):
+        size, offset, comment = struct.unpack_from("<IIH", data, position + 12)
+        if offset + size == position and data[offset:offset + 4] == b"PK\x01\x02":
+            return min(len(data), position + 22 + comment)
+        position = data.find(b"PK\x05\x06", position + 1)
+    return len(data)
 
 
 def _load_path(path, name, device):

@@ -8,8 +8,8 @@ from nn.utils import parameters_to_vector, vector_to_parameters
 from tests.oracle import random_array
 
 
-def _cuda_model():
-    nn.manual_seed(0)
+def _cuda_model(seed=0):
+    nn.manual_seed(seed)
     model = nn.Sequential(nn.Linear(6, 4), nn.BatchNorm1d(4), nn.Linear(4, 3))
     model[1].register_buffer("scratch", np.ones(4, np.float32), persistent=False)
     return model.cuda()
@@ -36,7 +36,7 @@ def test_save_from_cupy_and_load_with_and_without_map_location(tmp_path):
     for key, value in state.items():
         np.testing.assert_array_equal(on_host["model"][key].numpy() if isinstance(on_host["model"][key], nn.Tensor)
                                       else on_host["model"][key], value, err_msg=key)
-    restored = _cuda_model()
+    restored = _cuda_model(seed=1)   # other weights until the load (the same seed would pass without it)
     restored.load_state_dict({k: v.data if isinstance(v, nn.Tensor) else v for k, v in on_gpu["model"].items()})
     for (key, a), b in zip(model.state_dict().items(), restored.state_dict().values()):
         np.testing.assert_array_equal(a, b, err_msg=key)

@@ -321,3 +321,63 @@ def test_save_load_through_file_objects(tmp_path):
 
 def _as_array(value):
     return value.numpy() if isinstance(value, nn.Tensor) else value
+
+
+def test_several_objects_in_one_stream_load_one_after_another():
+    """nn.save twice into one stream, then nn.load twice: the first object, then the second (the first load
+    stops at the end of its archive, as torch.load reads one object), even when arrays hold the archive's
+    end-record bytes."""
+    tricky = np.frombuffer(b"PK\x05\x06" * 8, dtype=np.uint8).copy()   # looks like an end record, is data
+    stream = io.BytesIO()
+    for item in ([1], {"tricky": tricky}, (3.5, "x")):
+        nn.save(item, stream)
+    stream.seek(0)
+    assert nn.load(stream) == [1]
+    np.testing.assert_array_equal(nn.load(stream)["tricky"], tricky)
+    assert nn.load(stream) == (3.5, "x")
+
+
+def test_save_makes_files_as_open_would_and_writes_through_a_symlink(tmp_path):
+    """A new file gets open()'s mode (0666 less the umask; the temporary file's 0600 is not kept), an
+    overwritten one keeps its mode, a symlink stays a link to the written target, and a missing folder is an
+    error, as torch.save's."""
+    umask = os.umask(0o022)
+    try:
+        path = tmp_path / "model.npz"
+        nn.save({"a": 1}, path)
+        assert os.stat(path).st_mode & 0o777 == 0o644
+        os.chmod(path, 0o640)
+        nn.save({"a": 2}, path)
+        assert os.stat(path).st_mode & 0o777 == 0o640
+    finally:
+        os.umask(umask)
+    target, link = tmp_path / "run3.npz", tmp_path / "latest.npz"
+    nn.save([0], target)
+    os.symlink(target, link)
+    nn.save([7], link)
+    assert os.path.islink(link) and nn.load(target) == [7]
+    with pytest.raises(FileNotFoundError, match="nn.save: the folder .* does not exist"):
+        nn.save([1], tmp_path / "no such folder" / "x.npz")
+
+
+def test_load_of_a_npy_file_or_a_bad_description_names_nn_load(tmp_path):
+    path = tmp_path / "weights.npy"
+    np.save(path, np.arange(3))
+    with pytest.raises(RuntimeError, match=r"nn.load: .*is a single array \(.npy\), not a checkpoint"):
+        nn.load(path)
+    odd = tmp_path / "odd.npz"
+    np.savez(odd, meta=np.frombuffer(b"[1, 2]", dtype=np.uint8))
+    with pytest.raises(RuntimeError, match="nn.load: .*corrupt or truncated"):
+        nn.load(odd)
+
+
+def test_list_subclasses_and_device_objects():
+    """A list subclass comes back a list (not a tuple); map_location may be an object whose str() is a device,
+    as torch.device('cpu')."""
+    class Names(list):
+        pass
+    stream = io.BytesIO()
+    nn.save({"names": Names(["a", "b"])}, stream)
+    stream.seek(0)
+    torch = torch_module()
+    assert nn.load(stream, map_location=torch.device("cpu")) == {"names": ["a", "b"]}
