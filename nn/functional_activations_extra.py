@@ -160,7 +160,9 @@ def prelu(input, weight):
     else:   # (C,) -> (C, 1, ...): broadcast over dim 1
         weight = weight.reshape((channels,) + (1,) * (input.ndim - 2))
     # (Where sends x > 0 to the first branch, so x == 0 takes the weight's side, as torch's derivative does)
-    return where(input > 0, input, weight * input)
+    # (the weight's branch sees 0 where x > 0, so an infinite x gives its gradient 0, not 0 * inf = NaN, as torch)
+    positive = input > 0
+    return where(positive, input, weight * where(positive, 0.0, input))
 
 
 def softsign(input):

@@ -34,12 +34,16 @@ def one_hot(tensor, num_classes=-1):
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < -1:
         raise ValueError(f"one_hot: num_classes must be -1 or an int >= 0, got {num_classes!r}")
     xp = backend.array_module(data)
+    capturing = backend.is_capturing()
     if num_classes == -1:
         if data.size == 0:
             raise ValueError(f"one_hot: cannot infer the number of classes from an empty tensor (shape "
                              f"{tuple(data.shape)}); give num_classes")
+        if capturing:
+            raise ValueError("one_hot: num_classes=-1 needs the largest class read back to the host, which a CUDA "
+                             "graph capture cannot do; give num_classes")
         num_classes = int(data.max()) + 1
-    if data.size:   # (on the GPU one small device-to-host copy, the price of torch's errors)
+    if data.size and not capturing:   # (on the GPU one small device-to-host copy, the price of torch's errors)
         smallest, largest = int(data.min()), int(data.max())
         if smallest < 0:
             raise ValueError(f"one_hot: class values must be non-negative, got {smallest}")
@@ -77,9 +81,14 @@ class _PNorm(Function):
         if self.p in (float("inf"), float("-inf")):
             extreme = (xp.abs(x) == norm).astype(x.dtype)
             return xp.sign(x) * extreme / extreme.sum(axis=self.dim, keepdims=True) * grad
+        p = self.p
         with np.errstate(divide="ignore", invalid="ignore"):
-            scale = xp.where(norm == 0, zero, grad / norm ** x.dtype.type(self.p - 1))
-            return x * xp.abs(x) ** x.dtype.type(self.p - 2) * scale
+            if p < 1:   # sign(x) |x|^(p-1) grows without bound at 0: as torch, 0 there, and the scale by norm^(1-p)
+                slope = xp.where(x == 0, zero, xp.sign(x) * xp.abs(x) ** x.dtype.type(p - 1))
+                return slope * (grad * norm ** x.dtype.type(1 - p))
+            # (below 2, |x|^(p-2) is infinite at 0: sign(x) |x|^(p-1) instead, 0 there, as torch's)
+            slope = xp.sign(x) * xp.abs(x) ** x.dtype.type(p - 1) if p < 2 else x * xp.abs(x) ** x.dtype.type(p - 2)
+            return slope * xp.where(norm == 0, zero, grad / norm ** x.dtype.type(p - 1))
 
 
 def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
