@@ -124,6 +124,17 @@ class Optimizer:
         view.fill(value)
         return view
 
+    def _prepared_steps(self, group):
+        """What Adam, RMSprop and Adagrad do first for a group: (the parameters that step, each with whether its
+        update runs on the device; the group's _FlatGroup for one launch, or None), their state made and their
+        step counts advanced."""
+        stepping = [(p, self._uses_device_scalars(p)) for p in group["params"] if p.grad is not None]
+        for p, on_device in stepping:
+            self._prepare_state(group, p, on_device)
+        packed = self._packed(group, stepping, [self.state.get(id(p), {}) for p in group["params"]])
+        self._count_steps(group, [self.state[id(p)] for p, _ in stepping])
+        return stepping, packed
+
     @staticmethod
     def _count_steps(group, states):
         """Add 1 to the step of each parameter that steps: on the device one in-place add over the whole

@@ -21,11 +21,7 @@ class _AdaptiveOptimizer(Optimizer):
 
     def step(self):
         for group in self.param_groups:
-            stepping = [(p, self._uses_device_scalars(p)) for p in group["params"] if p.grad is not None]
-            for p, on_device in stepping:
-                self._prepare_state(group, p, on_device)
-            packed = self._packed(group, stepping, [self.state.get(id(p), {}) for p in group["params"]])
-            self._count_steps(group, [self.state[id(p)] for p, _ in stepping])
+            stepping, packed = self._prepared_steps(group)
             if packed is not None:   # the whole group in one launch
                 self._update(group, packed.param_buffer, packed.grad_buffer, packed.moments, packed.step_count,
                              self._lr_argument(group, stepping[0][0], True))
