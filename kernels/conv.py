@@ -26,6 +26,8 @@ def _plain_1x1(weight_shape, geometry):
 
 def _pair(op, name, value, check):
     values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(values) == 1:   # (a one-element sequence stands for both dims, as torch's)
+        values = values * 2
     if len(values) != 2:
         raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     return tuple(check(op, name, v) for v in values)

@@ -23,6 +23,8 @@ def _is_int(value):
 def _pair(op, name, value, minimum):
     """(int, int) from an int or a pair of ints, each at least `minimum`."""
     pair = (value, value) if _is_int(value) else value
+    if isinstance(pair, (tuple, list)) and len(pair) == 1:   # (one value for both dims, as torch's)
+        pair = (pair[0], pair[0])
     if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(_is_int(v) for v in pair):
         raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     if any(v < minimum for v in pair):

@@ -276,3 +276,20 @@ def test_rng_state_round_trip_repeats_dropout_masks():
     nn.functional.dropout(x, 0.5)
     nn.init.set_rng_state(saved)
     np.testing.assert_array_equal(nn.functional.dropout(x, 0.5).data, first)
+
+
+def test_one_element_sequences_stand_for_both_dims_as_torch():
+    """stride=(2,), padding=[1], kernel_size=(2,): one value for both spatial dims, as torch's convolution and
+    pooling take them."""
+    torch = torch_module()
+    x = random_array((1, 2, 7, 6), np.float64, seed=31)
+    w = random_array((3, 2, 3, 3), np.float64, seed=32)
+    tx, tw = torch.tensor(x), torch.tensor(w)
+    F, tF = nn.functional, torch.nn.functional
+    for ours, theirs in ((F.conv2d(nn.Tensor(x), nn.Tensor(w), stride=(2,), padding=[1]),
+                          tF.conv2d(tx, tw, stride=(2,), padding=[1])),
+                         (F.conv_transpose2d(nn.Tensor(x), nn.Tensor(w.transpose(1, 0, 2, 3).copy()), stride=(2,)),
+                          tF.conv_transpose2d(tx, tw.transpose(0, 1), stride=(2,))),
+                         (F.max_pool2d(nn.Tensor(x), (2,)), tF.max_pool2d(tx, (2,))),
+                         (F.avg_pool2d(nn.Tensor(x), [3], stride=(2,)), tF.avg_pool2d(tx, [3], stride=(2,)))):
+        assert_close(ours.numpy(), theirs.numpy(), np.float64)
