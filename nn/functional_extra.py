@@ -35,6 +35,8 @@ def one_hot(tensor, num_classes=-1):
         raise ValueError(f"one_hot: num_classes must be -1 or an int >= 0, got {num_classes!r}")
     xp = backend.array_module(data)
     capturing = backend.is_capturing()
+    if num_classes == 0 and data.size == 0:   # (torch refuses it too)
+        raise ValueError("one_hot: cannot infer the number of classes from an empty tensor with num_classes=0")
     if num_classes == -1:
         if data.size == 0:
             raise ValueError(f"one_hot: cannot infer the number of classes from an empty tensor (shape "
@@ -159,7 +161,8 @@ KL_DIV_MEAN_WARNING = ("reduction: 'mean' divides the total loss by both the bat
 def kl_div(input, target, reduction="mean", log_target=False):
     """Pointwise target (log target - input) with input log-probabilities (target as probabilities, or as
     log-probabilities when log_target); 'batchmean' divides the sum by the batch size (dim 0), the KL divergence,
-    and 'mean' (by every element) warns as torch's does. input and target broadcast together."""
+    and 'mean' (by every element) warns as torch's does. input and target broadcast together. Where a target
+    (not log_target) is 0, its gradient here is finite where torch's is NaN (0/0 in xlogy's derivative)."""
     op = "kl_div"
     input = _tensor(input, f"{op}: input", optional=False)
     if reduction not in ("mean", "batchmean", "sum", "none"):

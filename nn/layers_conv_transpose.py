@@ -83,6 +83,8 @@ class ConvTranspose2d(_Layer):
         if len(sizes) != 2:
             raise ValueError(f"{self.label()}: for {x.ndim}-D input, output_size must have 2 or {x.ndim} elements, "
                              f"got {output_size!r}")
+        if not all(isinstance(size, (int, np.integer)) and not isinstance(size, bool) for size in sizes):
+            raise TypeError(f"{self.label()}: output_size must hold ints, got {output_size!r}")
         smallest = tuple((size - 1) * s - 2 * p + d * (k - 1) + 1 for size, s, p, d, k in
                          zip(x.shape[-2:], self.stride, self.padding, self.dilation, self.kernel_size))
         largest = tuple(low + s - 1 for low, s in zip(smallest, self.stride))

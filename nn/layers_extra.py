@@ -126,6 +126,8 @@ class Unflatten(_Layer):
             if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
                 raise TypeError(f"Unflatten: unflattened_size must be a tuple or list of ints, got an element "
                                 f"of type {type(size).__name__} in {unflattened_size!r}")
+        if not unflattened_size:
+            raise ValueError("Unflatten: unflattened_size must be non-empty, got ()")
         self.dim, self.unflattened_size = int(dim), unflattened_size
 
     def extra_repr(self):

@@ -204,3 +204,9 @@ def test_decoder_loss_gradients_and_sgd_steps_match_torch():
     for (key, p), q in zip(ours.named_parameters(), theirs.parameters()):
         assert_close(p.data, q.detach().numpy(), np.float64, name=key)
     assert losses[-1] < losses[0]
+
+
+def test_output_size_must_hold_ints():
+    layer = nn.ConvTranspose2d(2, 3, 3, stride=2)
+    with pytest.raises(TypeError, match=r"ConvTranspose2d\(2, 3\): output_size must hold ints, got \(9.5, 9\)"):
+        layer(nn.Tensor(np.ones((1, 2, 4, 4), np.float32)), output_size=(9.5, 9))

@@ -56,6 +56,11 @@ def test_one_hot_errors_as_torch():
         F.one_hot(np.zeros((0,), np.int64))
     with pytest.raises(ValueError, match="one_hot: num_classes must be -1 or an int >= 0, got -2"):
         F.one_hot(np.array([1]), -2)
+    with pytest.raises(ValueError, match="one_hot: cannot infer the number of classes from an empty tensor with "
+                                         "num_classes=0"):
+        F.one_hot(np.zeros((0,), np.int64), 0)
+    with pytest.raises(ValueError, match=r"Unflatten: unflattened_size must be non-empty, got \(\)"):
+        nn.Unflatten(1, ())
 
 
 def test_one_hot_reads_nothing_back_while_capturing(monkeypatch):
