@@ -228,6 +228,7 @@ def backward(tensor, gradient=None, retain_graph=False):
     if not tensor.requires_grad:
         raise RuntimeError("backward: this tensor does not require grad (no graph was recorded for it)")
     gradient = _output_gradient("backward", tensor, gradient)
+    begin_backward()
     try:
         if tensor._creator is None:  # a leaf
             if tensor._hooks is not None:
@@ -240,13 +241,25 @@ def backward(tensor, gradient=None, retain_graph=False):
         flush_accumulated()
 
 
-_accumulated = []   # .grad arrays added into by the running backward
+_accumulated = []     # flat buffer gradient views written by the running backward
+_backward_number = [0]
+
+
+def begin_backward():
+    """A backward starts: .grad Tensors made from now on are this backward's (Tensor._accumulate)."""
+    _backward_number[0] += 1
+
+
+def backward_number():
+    return _backward_number[0]
 
 
 def note_accumulated(array):
-    """Tensor._accumulate's add into an existing .grad, in place as torch's: noted as a write when the backward
-    ends (flush_accumulated), not at once, so that the rest of this backward keeps the version check's fast
-    path (a graph that saved that .grad array raises at its own backward, as torch's)."""
+    """A first gradient written into a flat optimizer's gradient view (Tensor._accumulate, or a Function's
+    gradient_out): an array from before this backward, which a graph recorded earlier may have saved as .grad.
+    Noted as a write when the backward ends (flush_accumulated), not at once, so that every training step's
+    backward keeps the version check's fast path; a node of the graph being run that saved the previous step's
+    gradient view is the one case this misses (torch raises there)."""
     _accumulated.append(array)
 
 

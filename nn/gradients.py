@@ -92,7 +92,9 @@ def backward(tensor, gradient=None, retain_graph=None, create_graph=False, input
     for target in unique:
         if target._creator is not None:   # as torch: a non-leaf input retains its gradient (run_hooks sets it)
             target.retain_grad()
-    for target, gradient_in in zip(unique, grad(tensor, unique, gradient, bool(retain_graph), allow_unused=True)):
+    gradients = grad(tensor, unique, gradient, bool(retain_graph), allow_unused=True)
+    autograd.begin_backward()
+    for target, gradient_in in zip(unique, gradients):
         if gradient_in is not None and target._creator is None:
             target._accumulate(gradient_in.data)
     autograd.flush_accumulated()

@@ -219,21 +219,28 @@ class Optimizer:
         by_index = {}
         for saved, group in zip(saved_groups, self.param_groups):
             by_index.update(zip(saved["params"], group["params"]))
-        new_state = {}
+        loaded = {}   # every value checked and converted first: a refused load changes nothing
         for key, entry in state_dict["state"].items():
             p = by_index.get(int(key))
             if p is None:
                 raise ValueError(f"{name}.load_state_dict: state for parameter {key}, but the param groups number "
                                  f"parameters 0 to {len(by_index) - 1}")
-            current = self.state.get(id(p), {})
-            new_state[id(p)] = {k: _loaded_into(current.get(k), self._load_value(k, v, p, name, key))
-                                for k, v in entry.items()}
+            loaded[id(p)] = {k: self._load_value(k, v, p, name, key) for k, v in entry.items()}
+        new_state = {}
+        for key, entry in loaded.items():
+            current = self.state.get(key, {})
+            new_state[key] = {k: _loaded_into(current.get(k), value) for k, value in entry.items()}
+        capturing = backend.is_capturing()
         for saved, group in zip(saved_groups, self.param_groups):
             for key, value in saved.items():
                 if key in self.defaults or key == "initial_lr":
                     group[key] = tuple(value) if isinstance(value, list) else value
-            if group.flat is False and not backend.is_capturing():
+            if group.flat is False and not capturing:
                 group.flat = None   # flat=True: the loaded step counts may allow one launch again
+            elif group.flat and self.update_reads_step_counts and group.step_counts is not None and not capturing:
+                counts = backend.to_numpy(group.step_counts)   # (loaded into the packed group's own counts)
+                if not (counts == counts[0]).all():
+                    group.flat = None   # one launch reads one count: pack again, which refuses and says so
         self.state = new_state
 
     @staticmethod

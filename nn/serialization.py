@@ -130,12 +130,19 @@ def load(f, map_location=None, weights_only=True):
 
 def _first_archive_end(data):
     """Where the first zip archive in data (an npz nn.save wrote) ends: after the first end record whose central
-    directory lies right before it (so that bytes inside the arrays that look like one are passed over); the
-    whole of data where none does (a zip64 archive, or garbage, which checkpoint.load then reports)."""
+    directory lies right before it, or before its zip64 record (so that bytes inside the arrays that look like
+    one are passed over); the whole of data where none does (garbage, which checkpoint.load then reports)."""
     position = data.find(b"PK\x05\x06")
     while position != -1 and position + 22 <= len(data):
         size, offset, comment = struct.unpack_from("<IIH", data, position + 12)
-        if offset + size == position and data[offset:offset + 4] == b"PK\x01\x02":
+        directory_end = position
+        locator = position - 20   # zip64 (np.savez past 65535 arrays or 4 GiB): a locator, then the 64-bit record
+        if locator >= 0 and data[locator:locator + 4] == b"PK\x06\x07":
+            record = struct.unpack_from("<Q", data, locator + 8)[0]
+            if data[record:record + 4] == b"PK\x06\x06":
+                size, offset = struct.unpack_from("<QQ", data, record + 40)
+                directory_end = record
+        if offset + size == directory_end and data[offset:offset + 4] == b"PK\x01\x02":
             return min(len(data), position + 22 + comment)
         position = data.find(b"PK\x05\x06", position + 1)
     return len(data)

@@ -10,7 +10,7 @@ import numpy as np
 
 from kernels import backend
 
-from .autograd import note_accumulated
+from .autograd import backward_number, note_accumulated, note_in_place
 from .hooks import TensorHooks
 from .tensor_in_place import InPlaceOps
 from .tensor_maths import MathOps, MaxResult  # noqa: F401  (MaxResult: torch's name, importable here)
@@ -173,18 +173,23 @@ class Tensor(ReshapeOps, MathOps, TensorMethods, ShapeOps, InPlaceOps, TensorHoo
         state.pop("_hooks", None)   # as torch: a copied or pickled tensor has no gradient hooks (nn/hooks.py)
         return state
 
+    _grad_made_in = None   # the backward (autograd.backward_number) that made .grad
+
     def _accumulate(self, grad):
         if self.grad is not None:
             self.grad.data += grad
-            note_accumulated(self.grad.data)   # (in place as torch's: a graph that saved .grad raises)
+            if self._grad_made_in != backward_number():   # in place, as torch's: a .grad from before this
+                note_in_place(self.grad.data)               # backward may be saved by a graph, which then raises
             return
         slot = self._grad_slot
         if slot is not None and slot[0] is self.data and slot[1].dtype == grad.dtype and slot[1].shape == grad.shape:
             if grad is not slot[1]:   # (a Function's gradient_out: written there already)
                 slot[1][...] = grad
             self.grad = Tensor(slot[1])
+            note_accumulated(slot[1])   # (the last step's .grad: noted when this backward ends)
         else:
             self.grad = Tensor(grad.copy())
+        self._grad_made_in = backward_number()
 
     # ---- arithmetic --------------------------------------------------------------------------
     def __add__(self, other):

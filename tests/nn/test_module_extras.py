@@ -381,3 +381,13 @@ def test_list_subclasses_and_device_objects():
     stream.seek(0)
     torch = torch_module()
     assert nn.load(stream, map_location=torch.device("cpu")) == {"names": ["a", "b"]}
+
+
+def test_a_stream_whose_first_object_has_a_zip64_end_record_loads_that_object_first():
+    """Over 65535 arrays np.savez writes zip64 end records: the first object of a stream is still found."""
+    stream = io.BytesIO()
+    nn.save({f"k{i}": np.full(1, i, np.float32) for i in range(66000)}, stream)
+    nn.save({"second": np.ones(2)}, stream)
+    stream.seek(0)
+    assert "k0" in nn.load(stream)
+    assert list(nn.load(stream)) == ["second"]

@@ -468,3 +468,21 @@ def test_a_deep_copy_of_an_optimizer_keeps_its_state_and_goes_on_as_the_original
     """copy.deepcopy((model, optimizer)), as torch allows: the state was keyed by the parameters' ids, which a
     copy changes (its state was lost); the copy then steps exactly as the original does."""
     _continue_after_deepcopy(cls, options, flat)
+
+
+def test_a_refused_optimizer_load_leaves_the_state_as_it_was():
+    """Every loaded value is checked before any is written in place: the second parameter's misshaped state
+    leaves the first's as it was."""
+    import copy
+    params = [nn.Parameter(np.ones(3)), nn.Parameter(np.ones(4))]
+    optimizer = nn.optim.Adam(params, lr=0.1)
+    for p in params:
+        p.grad = nn.Tensor(np.arange(p.data.size, dtype=float) + 1)
+    optimizer.step()
+    before = optimizer.state_dict()
+    bad = copy.deepcopy(before)
+    bad["state"][0]["exp_avg"] = np.full(3, 99.0)
+    bad["state"][1]["exp_avg"] = np.full(5, 99.0)
+    with pytest.raises(ValueError, match="must have the parameter's shape"):
+        optimizer.load_state_dict(bad)
+    np.testing.assert_array_equal(optimizer.state_dict()["state"][0]["exp_avg"], before["state"][0]["exp_avg"])

@@ -225,3 +225,15 @@ def test_clipping_gradients_counts_as_an_in_place_write(clip):
             utils.clip_grad_value_([w], 1.0)
         with pytest.raises(RuntimeError, match="modified by an in-?place operation"):
             y.backward()
+
+
+def test_accumulating_into_a_grad_a_node_of_the_same_backward_saved_raises_as_in_torch():
+    """The backward adds into w.grad (made by an earlier backward) before the Mul that saved it runs: torch raises,
+    and so does ours (a .grad made before this backward is noted at once; one it made itself needs no note)."""
+    w = nn.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    x = nn.Tensor(np.array([3.0, 4.0]), requires_grad=True)
+    (w * 5).sum().backward()
+    z = (x * w.grad).sum()                # saves w.grad
+    loss = (w * 3).sum() + z              # w's accumulation runs before z's Mul in this backward
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        loss.backward()

@@ -626,3 +626,66 @@ def test_a_deep_copy_of_a_flat_optimizer_repacks_its_own_buffers_and_counts(cls)
     original does (its parameters would otherwise stop moving)."""
     from tests.nn.test_optim import _continue_after_deepcopy
     _continue_after_deepcopy(cls, dict(lr=0.01), True)
+
+
+def test_a_flat_group_loading_unequal_step_counts_steps_parameter_by_parameter(monkeypatch):
+    """A state dict whose parameters stepped unequally (one had no gradient in some steps) loaded into a packed
+    Adam group: one launch would give every parameter the first one's count, so the group packs again, which
+    refuses and says so; the steps equal a per-parameter Adam's."""
+    import warnings
+
+    import nn
+
+    def make(flat):
+        rng = np.random.default_rng(0)
+        params = [nn.Parameter(rng.standard_normal(5).astype(np.float32)) for _ in range(2)]
+        return params, nn.optim.Adam(params, lr=0.1, flat=flat)
+
+    def set_grads(params, k):
+        for i, p in enumerate(params):
+            p.grad = nn.Tensor(np.full(5, 0.3 * (i + 1) + 0.1 * k, np.float32))
+    source, source_optimizer = make(False)
+    for k in range(5):
+        set_grads(source, k)
+        if k:
+            source[1].grad = None
+        source_optimizer.step()
+    saved = source_optimizer.state_dict()
+    (flat, flat_optimizer), (reference, reference_optimizer) = make(True), make(False)
+    for params, optimizer in ((flat, flat_optimizer), (reference, reference_optimizer)):
+        for k in range(2):   # the flat group packs
+            set_grads(params, k)
+            optimizer.step()
+    assert flat_optimizer.param_groups[0].flat
+    for optimizer in (flat_optimizer, reference_optimizer):
+        optimizer.load_state_dict(saved)
+    for p, q in zip(flat, reference):
+        q.data[...] = p.data
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for params, optimizer in ((flat, flat_optimizer), (reference, reference_optimizer)):
+            set_grads(params, 7)
+            optimizer.step()
+    assert any("steps parameter by parameter" in str(w.message) for w in caught)
+    for p, q in zip(flat, reference):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_a_graph_that_saved_a_flat_gradient_view_raises_after_the_next_backward_writes_it():
+    """With flat=True the next backward's first gradient is written into the same view of the buffer (torch
+    makes a new tensor after zero_grad): a graph that saved the old .grad raises at its backward instead of
+    reading the new values."""
+    import nn
+    p = nn.Parameter(np.array([1.0, 2.0, 3.0], np.float32))
+    optimizer = nn.optim.SGD([p], lr=0.1, flat=True)
+    x = nn.Tensor(np.ones(3, np.float32), requires_grad=True)
+    for k in range(2):   # pack the group; the second backward writes into the view
+        optimizer.zero_grad()
+        (p * float(k + 1)).sum().backward()
+        optimizer.step()
+    assert p.grad.data is optimizer.param_groups[0].flat.views[0][1]
+    z = (x * p.grad).sum()
+    optimizer.zero_grad()
+    (p * 7.0).sum().backward()
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        z.backward()
