@@ -164,14 +164,17 @@ class Optimizer:
                 # Adam: the parameters without a gradient fall behind the others' step counts, which one
                 # launch with one count cannot follow; pack (next time) checks the counts. While capturing,
                 # never again: the graph records this step's per-parameter updates of the arrays in place.
-                group.flat = False if backend.is_capturing() else None
+                if backend.is_capturing():
+                    group.flat, group.captured_unpacked = False, True
+                else:
+                    group.flat = None
             return None
         packed = group.flat
         if packed is None or not packed.holds(params, states):
             if backend.is_capturing():
                 # Packing copies and reads the step counts on the host: not in a graph. The graph records
                 # the per-parameter update of the arrays in place now, so no later step may move them.
-                group.flat = False
+                group.flat, group.captured_unpacked = False, True
                 return None
             group.flat = packed = _FlatGroup.pack(params, states, group, self.update_reads_step_counts)
             if packed is None:
@@ -235,7 +238,7 @@ class Optimizer:
             for key, value in saved.items():
                 if key in self.defaults or key == "initial_lr":
                     group[key] = tuple(value) if isinstance(value, list) else value
-            if group.flat is False and not capturing:
+            if group.flat is False and not capturing and not group.captured_unpacked:
                 group.flat = None   # flat=True: the loaded step counts may allow one launch again
             elif group.flat and self.update_reads_step_counts and group.step_counts is not None and not capturing:
                 counts = backend.to_numpy(group.step_counts)   # (loaded into the packed group's own counts)

@@ -7,12 +7,15 @@ class _ParamGroup(dict):
     """One entry of param_groups: a dict of torch's keys to its users, which also holds the device arrays
     read by the update kernels and writes a newly set lr through to its device copy."""
 
+    captured_unpacked = False   # (also for a group unpickled from before this attribute)
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.lr_array = None        # 1-element array on the parameters' device holding lr (GPU, simulator)
         self.lr_array_value = None  # the lr last written into it
         self.step_counts = None     # Adam, RMSprop, Adagrad: one step count per parameter, on the device
         self.flat = None            # flat=True: the _FlatGroup; False where it cannot be used
+        self.captured_unpacked = False   # a captured graph updates its arrays one by one: never packed again
 
     def __setitem__(self, key, value):
         super().__setitem__(key, value)

@@ -74,10 +74,10 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
                            f"{float(total)}; set error_if_nonfinite=False to clip anyway")
     if xp is np:
         scale = max_norm / (float(total) + 1e-6)
-        if not scale >= 1.0:  # also a NaN norm, which (as in torch) turns the gradients into NaN
-            for g in grads:
+        for g in grads:
+            if not scale >= 1.0:  # also a NaN norm, which (as in torch) turns the gradients into NaN
                 g *= g.dtype.type(scale)
-                note_in_place(g)
+            note_in_place(g)   # (torch multiplies by the clamped scale whatever it is: always a write)
     else:
         scale = xp.minimum(max_norm / (total + 1e-6), 1.0)  # NaN stays NaN, as in torch
         for g in grads:

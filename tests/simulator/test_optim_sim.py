@@ -689,3 +689,27 @@ def test_a_graph_that_saved_a_flat_gradient_view_raises_after_the_next_backward_
     (p * 7.0).sum().backward()
     with pytest.raises(RuntimeError, match="modified by an in-place operation"):
         z.backward()
+
+
+def test_a_group_a_capture_left_unpacked_stays_unpacked_after_a_load(monkeypatch):
+    """A step captured while some parameter had no gradient records per-parameter updates of the arrays in
+    place, so the group is never packed again: not even after load_state_dict, whose loaded counts would
+    otherwise let the next eager step pack (and move) the arrays the graph's replays update."""
+    import nn
+    params = [nn.Parameter(random_array(shape, seed=70 + i)) for i, shape in enumerate([(4,), (3,)])]
+    optimizer = nn.optim.Adam(params, lr=0.01, flat=True)
+    for p in params:
+        p.grad = nn.Tensor(random_array(p.shape, seed=80))
+    optimizer.step()                     # eager warm-up: packs the group
+    params[1].grad = None
+    graph = _RecordedGraph(monkeypatch)
+    graph.capture(optimizer.step)        # a parameter without a gradient while capturing
+    group = optimizer.param_groups[0]
+    assert group.flat is False and group.captured_unpacked
+    optimizer.load_state_dict(optimizer.state_dict())
+    assert group.flat is False
+    data = [p.data for p in params]
+    for p in params:
+        p.grad = nn.Tensor(random_array(p.shape, seed=81))
+    optimizer.step()                     # eager, per parameter: the arrays stay those the graph updates
+    assert all(p.data is array for p, array in zip(params, data))
