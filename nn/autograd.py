@@ -41,7 +41,10 @@ _sweep_at = [4096]         # owners noted before dead ones are swept out (double
 
 def note_in_place(array):
     """Record that the memory `array` reaches (so every view overlapping it) was just written in place."""
-    owner, first, end = _span(array)
+    _note_span(*_span(array))
+
+
+def _note_span(owner, first, end):
     try:
         reference = weakref.ref(owner)
     except TypeError:   # an owner without weak references: not tracked
@@ -264,8 +267,20 @@ def note_accumulated(array):
 
 
 def flush_accumulated():
-    while _accumulated:
-        note_in_place(_accumulated.pop())
+    """Note the gradient views written by the backward that ends: the views of one buffer that touch are one
+    note (a flat group's parameters are consecutive: usually one note a group, not one a parameter)."""
+    if not _accumulated:
+        return
+    spans = sorted((_span(array) for array in _accumulated), key=lambda span: (id(span[0]), span[1]))
+    _accumulated.clear()
+    owner, first, end = spans[0]
+    for next_owner, next_first, next_end in spans[1:]:
+        if next_owner is owner and next_first <= end:
+            end = max(end, next_end)
+        else:
+            _note_span(owner, first, end)
+            owner, first, end = next_owner, next_first, next_end
+    _note_span(owner, first, end)
 
 
 def _output_gradient(op, tensor, gradient, position=None):
