@@ -1,5 +1,4 @@
 """Argument checks shared by the public ops: every message names the op, what it expected, what it got."""
-import contextlib
 
 import numpy as np
 
@@ -74,13 +73,12 @@ def constant(like, shape, dtype, value):
     kernel launch) and sizes that vary (sequence lengths) keep one array, not one each. Callers must never
     write to it. Not kept while a CUDA graph is being captured: there the fill would run only when the graph
     does. Never freed: a graph captured with a view of it reads it at every replay."""
-    device = getattr(like, "device", None)
-    key = (getattr(device, "id", None), np.dtype(dtype), value)
+    key = (backend.device_id(like), np.dtype(dtype), value)
     size = int(np.prod(shape, dtype=np.int64))
     kept = _constants.get(key)
     if kept is None or kept.size < size:
         length = max(size, 2 * kept.size if kept is not None else 0, 1)
-        with device if hasattr(device, "__enter__") else contextlib.nullcontext():   # CuPy: like's device
+        with backend.on_device_of(like):
             kept = backend.array_module(like).full(length, value, dtype)
         if not backend.is_capturing():
             if key in _constants:   # (growth by doubling: what is kept stays under twice the largest)

@@ -5,6 +5,7 @@ CPU implementation, except under NUMBA_ENABLE_CUDASIM=1 where they run the CUDA 
 simulator so that machines without a GPU still execute every kernel's code.
 NUMBANET_BACKEND=auto|cpu|cuda overrides the choice for NumPy arrays.
 """
+import contextlib
 import functools
 import os
 
@@ -113,6 +114,17 @@ def is_capturing():
     GPU (CuPy stages it through recycled pinned buffers): check on the host only when this is False."""
     cupy = cupy_module()
     return cupy is not None and bool(cupy.cuda.get_current_stream().is_capturing())
+
+
+def device_id(x):
+    """The CUDA device a CuPy array lives on, None for a NumPy array (a cache key per device)."""
+    return getattr(getattr(x, "device", None), "id", None)
+
+
+def on_device_of(x):
+    """A context in which CuPy allocates on x's device (not the current one); nothing for a NumPy array."""
+    device = getattr(x, "device", None)
+    return device if hasattr(device, "__enter__") else contextlib.nullcontext()
 
 
 def array_module(x):

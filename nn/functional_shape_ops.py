@@ -10,7 +10,6 @@ GPU; no Numba kernel is needed for a mask product, a padded copy or a gather), r
   = 1 / scale_factor where one is given, in / out otherwise); its gradient scatter-adds the output gradient back
   (integer factors: a broadcast copy forward, a block sum backward, no index arrays).
 """
-import contextlib
 import math
 import numbers
 import warnings
@@ -168,11 +167,10 @@ def nearest_indices(in_size, out_size, scale=None):
 def _device_indices(like, in_size, out_size, scale):
     """nearest_indices on `like`'s device, made once per sizes (on a GPU a host-to-device copy: kept, so that a
     captured step replays no copy)."""
-    key = (getattr(getattr(like, "device", None), "id", None), in_size, out_size, scale)
+    key = (backend.device_id(like), in_size, out_size, scale)
     indices = _indices.get(key)
     if indices is None:
-        device = getattr(like, "device", None)
-        with device if hasattr(device, "__enter__") else contextlib.nullcontext():   # CuPy: like's device
+        with backend.on_device_of(like):
             indices = _indices[key] = backend.array_module(like).asarray(nearest_indices(in_size, out_size, scale))
     return indices
 
