@@ -4,10 +4,11 @@ Geometry arrives already resolved by kernels/conv.py: stride and dilation as (h,
 (top, bottom, left, right) so that PyTorch's asymmetric 'same' padding is expressible. The only Python
 loops are over the R*S filter taps (col2im, depthwise, shifted copies). Large images multiply one image
 at a time (a batched matmul over (N, C*R*S, P*Q) columns); small ones lay the whole batch out as one
-(C*R*S, N*P*Q) matrix so that one GEMM call does the work instead of N tiny ones. Small images at
-stride 1 build that matrix from R*S contiguous shifted slices of the flattened padded batch (long
-memcpy-like runs instead of P*Q-element gathers), computing the few positions between images too
-and dropping them afterwards. Stride-1 3x3 layers with many channels (the deep CRNN layers, and the
+(C*R*S, N*P*Q) matrix so that one GEMM call does the work instead of N tiny ones. Small, narrow images
+at stride 1 build that matrix from R*S contiguous shifted slices of the flattened padded batch (long
+memcpy-like runs instead of gathers of Q elements), computing the few positions between images too
+and dropping them afterwards. The stride-1 data gradient is a convolution of the padded grad_out unless
+the input is much larger than the output (then col2im). Stride-1 3x3 layers with 16 channels or more (most CRNN layers, and the
 data gradient of such layers, which is one) use Winograd F(2x2, 3x3): 16 batched GEMMs with 4/9 of
 the multiplies, for the weight gradient too.
 """
@@ -90,13 +91,60 @@ def _flat_columns(x, kernel_hw, padding, dilation, groups, out_hw):
 # Winograd F(2x2, 3x3): each 2x2 output tile from a 4x4 input tile with 16 multiplies instead of 36.
 # Y = A^T [(G g G^T) * (B^T d B)] A; the B^T and A^T products are written out as adds below.
 WINOGRAD_FILTER = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))   # G
-WINOGRAD_MIN_CHANNELS = 64   # measured: fewer channels lose to the im2col GEMM (transforms dominate)
+# Measured (one thread, forward and both gradients): from 16 channels Winograd wins or ties, e.g. 32 -> 64
+# channels on 6x45 maps 1.72 -> 1.39 ms forward, 16 -> 32 on 14x14 1.59 -> 1.28; at 8 the transforms dominate.
+WINOGRAD_MIN_CHANNELS = 16
 
 
 def _use_winograd(weight_shape, stride, dilation, groups, out_hw):
     k, c, r, s = weight_shape
     return ((r, s) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
             and min(c, k) >= WINOGRAD_MIN_CHANNELS and min(out_hw) >= 2)
+
+
+@numba.njit(nogil=True, inline="always")
+def _filter_1d(a0, a1, a2, half):
+    """G a for G = WINOGRAD_FILTER: (a0, (a0 + a1 + a2) / 2, (a0 - a1 + a2) / 2, a2)."""
+    return a0, half * (a0 + a1 + a2), half * (a0 - a1 + a2), a2
+
+
+@numba.njit(nogil=True)
+def _winograd_filter_tiles(weight, u, half):
+    """u[4i + j, k, c] = (G g G^T)[i, j] for each 3x3 filter g = weight[k, c] (a Numba loop: NumPy's einsum
+    cost about 40 us a call, most of a small layer's Winograd overhead). half: 0.5 in the arrays' dtype
+    (a float64 literal would turn float32 sums into float64)."""
+    for k in range(weight.shape[0]):
+        for c in range(weight.shape[1]):
+            g = weight[k, c]
+            t0 = _filter_1d(g[0, 0], g[1, 0], g[2, 0], half)   # G g, one column at a time ...
+            t1 = _filter_1d(g[0, 1], g[1, 1], g[2, 1], half)
+            t2 = _filter_1d(g[0, 2], g[1, 2], g[2, 2], half)
+            for i in range(4):                           # ... then (G g) G^T along each row i
+                w0, w1, w2, w3 = _filter_1d(t0[i], t1[i], t2[i], half)
+                u[4 * i, k, c] = w0
+                u[4 * i + 1, k, c] = w1
+                u[4 * i + 2, k, c] = w2
+                u[4 * i + 3, k, c] = w3
+
+
+@numba.njit(nogil=True, inline="always")
+def _filter_gradient_1d(p0, p1, p2, p3, half):
+    """G^T p: (p0 + (p1 + p2) / 2, (p1 - p2) / 2, (p1 + p2) / 2 + p3)."""
+    return p0 + half * (p1 + p2), half * (p1 - p2), half * (p1 + p2) + p3
+
+
+@numba.njit(nogil=True)
+def _winograd_filter_gradients(products, grad_weight, half):
+    """grad_weight[k, c] = G^T P G for the 4x4 P[i, j] = products[4i + j, k, c]; half as above."""
+    for k in range(grad_weight.shape[0]):
+        for c in range(grad_weight.shape[1]):
+            r0 = _filter_gradient_1d(products[0, k, c], products[4, k, c], products[8, k, c], products[12, k, c], half)
+            r1 = _filter_gradient_1d(products[1, k, c], products[5, k, c], products[9, k, c], products[13, k, c], half)
+            r2 = _filter_gradient_1d(products[2, k, c], products[6, k, c], products[10, k, c], products[14, k, c], half)
+            r3 = _filter_gradient_1d(products[3, k, c], products[7, k, c], products[11, k, c], products[15, k, c], half)
+            for i in range(3):
+                grad_weight[k, c, i, 0], grad_weight[k, c, i, 1], grad_weight[k, c, i, 2] = \
+                    _filter_gradient_1d(r0[i], r1[i], r2[i], r3[i], half)
 
 
 @numba.njit(nogil=True, inline="always")
@@ -188,8 +236,8 @@ def _winograd_conv3x3(x, weight, bias, padding, out_hw):
     n, c = x.shape[:2]
     k = weight.shape[0]
     x_tiles, tiles_h, tiles_w = _winograd_inputs(x, padding, out_hw)
-    g = np.asarray(WINOGRAD_FILTER, x.dtype)
-    transformed_weight = np.einsum("ai,kcij,bj->abkc", g, weight, g, optimize=True).reshape(16, k, c)
+    transformed_weight = np.empty((16, k, c), x.dtype)
+    _winograd_filter_tiles(np.ascontiguousarray(weight, x.dtype), transformed_weight, x.dtype.type(0.5))
     bias = np.zeros(k, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
     y = np.empty((n, k) + tuple(out_hw), x.dtype)
     tiles = tiles_h * tiles_w
@@ -253,12 +301,21 @@ def _winograd_weight_gradient3x3(grad_out, x, padding, out_hw):
         _winograd_input_tiles(x_tiles[start:start + b], part)
         _winograd_gradient_tiles(grad_out[start:start + b], grad_part)
         products += np.matmul(grad_part.reshape(16, k, b * tiles), part.reshape(16, c, b * tiles).transpose(0, 2, 1))
-    g = np.asarray(WINOGRAD_FILTER, x.dtype)
-    return np.einsum("ai,abkc,bj->kcij", g, products.reshape(4, 4, k, c), g, optimize=True)
+    grad_weight = np.empty((k, c, 3, 3), x.dtype)
+    _winograd_filter_gradients(products, grad_weight, x.dtype.type(0.5))
+    return grad_weight
+
+
+# The flat columns hold (H + pad) x (W + pad) grid positions an image for P x Q outputs, but copy each tap
+# in one run; im2col copies runs of Q. Measured: flat wins while Q is short (4x4 to 14x14 maps), the two
+# tie for Q of 20-36, im2col wins beyond (6x45 maps: 1.80 -> 1.64 ms; 3x46 maps under a 3x2 kernel, 1x45
+# outputs: 1.00 -> 0.36 ms).
+FLAT_MAX_WIDTH = 32
 
 
 def _use_flat(stride, out_hw):
-    return tuple(stride) == (1, 1) and out_hw[0] * out_hw[1] < BATCHED_MIN_PIXELS
+    return (tuple(stride) == (1, 1) and out_hw[0] * out_hw[1] < BATCHED_MIN_PIXELS
+            and out_hw[1] < FLAT_MAX_WIDTH)
 
 
 def _out_hw(x_hw, kernel_hw, stride, padding, dilation):
@@ -345,16 +402,23 @@ def _pad_or_crop(x, padding):
     return _padded(x, (max(0, top), max(0, bottom), max(0, left), max(0, right)))
 
 
-def conv2d_backward_input(grad_out, weight, input_shape, stride, padding, dilation, groups):
-    """Stride 1: a convolution of the padded grad_out with the flipped, transposed weights (no col2im).
+# The stride-1 data gradient as a convolution of the padded grad_out computes H*W outputs of C*K*R*S
+# products each; col2im's GEMM computes P*Q of them. Measured: col2im wins once H*W >= 2 P*Q (a 3x2
+# kernel over 3x46 maps: 1.01 -> 0.44 ms), the convolution below that (its col2im rows are short).
+FLIPPED_MAX_WORK = 2
 
-    Other strides, col2im: the column gradient W^T @ grad_out, scattered back tap by tap onto the padded input.
+
+def conv2d_backward_input(grad_out, weight, input_shape, stride, padding, dilation, groups):
+    """Stride 1 (unless the input is much larger than the output): a convolution of the padded grad_out
+    with the flipped, transposed weights (no col2im).
+
+    Otherwise col2im: the column gradient W^T @ grad_out, scattered back tap by tap onto the padded input.
     """
     n, c, h, w = input_shape
     k, c_group, r, s = weight.shape
     out_h, out_w = grad_out.shape[2:]
     top, bottom, left, right = padding
-    if tuple(stride) == (1, 1):
+    if tuple(stride) == (1, 1) and h * w < FLIPPED_MAX_WORK * out_h * out_w:
         extent_h, extent_w = dilation[0] * (r - 1), dilation[1] * (s - 1)
         flipped = weight.reshape(groups, k // groups, c_group, r, s)[:, :, :, ::-1, ::-1]
         flipped = np.ascontiguousarray(flipped.transpose(0, 2, 1, 3, 4)).reshape(c, k // groups, r, s)
@@ -362,6 +426,14 @@ def conv2d_backward_input(grad_out, weight, input_shape, stride, padding, dilati
         if min(pads) >= 0:
             return conv2d(grad_out, flipped, None, (1, 1), pads, dilation, groups)
         return conv2d(_pad_or_crop(grad_out, pads), flipped, None, (1, 1), (0, 0, 0, 0), dilation, groups)
+    return _col2im_input_gradient(grad_out, weight, input_shape, stride, padding, dilation, groups)
+
+
+def _col2im_input_gradient(grad_out, weight, input_shape, stride, padding, dilation, groups):
+    n, c, h, w = input_shape
+    k, c_group, r, s = weight.shape
+    out_h, out_w = grad_out.shape[2:]
+    top, bottom, left, right = padding
     grad_padded = np.zeros((n, c, h + top + bottom, w + left + right), grad_out.dtype)
     if _is_depthwise(weight, groups):
         grad_columns = None

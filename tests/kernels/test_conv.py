@@ -224,6 +224,20 @@ def test_conv2d_in_several_column_chunks_matches_torch(monkeypatch):
     _check_against_torch((3, 4, 16, 18), (6, 2, 3, 3), dict(groups=2, padding=1), np.float64)
 
 
+@pytest.mark.parametrize("flat_max_width,flipped_max_work", [(32, 2), (10**9, 10**9), (0, 0)],
+                         ids=["chosen", "flat columns, flipped convolution", "im2col, col2im"])
+def test_conv2d_small_stride_one_paths_match_torch(flat_max_width, flipped_max_work, monkeypatch):
+    """Small stride-1 images take flat columns or im2col by output width, and the data gradient a flipped
+    convolution or col2im by how much larger the input is than the output: each way on each shape."""
+    from kernels.cpu import conv as cpu
+    monkeypatch.setattr(cpu, "FLAT_MAX_WIDTH", flat_max_width)
+    monkeypatch.setattr(cpu, "FLIPPED_MAX_WORK", flipped_max_work)
+    _check_against_torch((3, 5, 3, 40), (4, 5, 3, 2), dict(), np.float64)              # the CRNN's last layer, 1x39
+    _check_against_torch((2, 3, 5, 37), (4, 3, 3, 3), dict(padding=1), np.float64)     # 5x37, 'same'
+    _check_against_torch((2, 3, 7, 6), (4, 3, 3, 3), dict(dilation=(2, 1)), np.float64)  # 3x4, valid
+    _check_against_torch((2, 3, 7, 9), (4, 3, 3, 3), dict(padding=(0, 1)), np.float64)   # 5x9
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv2d_winograd_path_matches_torch(dtype, monkeypatch):
     """3x3 stride-1 layers with many channels take Winograd F(2x2, 3x3); force it on small, odd shapes."""
