@@ -286,3 +286,14 @@ def test_pooling_launch_layout_stays_within_cuda_limits(planes, rows, cols, per_
     assert grid[1] <= 65535 and grid[2] <= MAX_GRID_Z
     assert grid[0] * block[0] >= cols and grid[1] * block[1] >= rows
     assert grid[2] * block[2] * per_thread >= per_launch and 0 < per_launch <= planes
+
+
+def test_max_pool2d_backward_on_the_cpu_rejects_an_index_outside_its_plane():
+    # (the public op checks indices first; the CPU loop itself must not write outside its plane either)
+    from kernels.cpu import pool as cpu
+    grad_out = random_array((1, 2, 2, 2), np.float32, seed=3)
+    indices = np.zeros((1, 2, 2, 2), np.int64)
+    indices[0, 1, 1, 1] = 16                      # the plane of a 4x4 input has 16 positions
+    for geometry in (None, ((2, 2), (2, 2), (0, 0), (1, 1))):
+        with pytest.raises(IndexError, match="max_pool2d_backward"):
+            cpu.max_pool2d_backward(grad_out, indices, (1, 2, 4, 4), geometry)
