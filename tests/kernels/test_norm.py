@@ -196,3 +196,25 @@ def test_batch_norm_rejects_bad_input():
         kernels.batch_norm_backward(x, x, None, c, c, output=x[:, :, 0])
     with pytest.raises(TypeError, match="batch_norm_backward: all arrays must share one dtype"):
         kernels.batch_norm_backward(x, x, None, c, c, output=x.astype(np.float64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("affine", [True, False])
+def test_cpu_fused_relu_equals_the_separate_passes(affine, dtype):
+    # kernels.cpu.norm's relu= (forward) and output= (backward) do ReLU and its mask inside the batch norm's own
+    # loops; the result must be exactly relu(normalise(...)) and batch_norm_backward(relu_backward(grad, y), ...)
+    from kernels.cpu import norm as cpu, pointwise
+    x, weight, bias, _, _ = _inputs((4, 3, 5), dtype, affine, seed=21)
+    x[0, 0, 0], x[1, 1, 1] = np.nan, -np.inf
+    x3 = x.transpose(0, 2, 1).copy().transpose(0, 2, 1)   # (non-contiguous strides)
+    grad3 = random_array(x.shape, dtype, seed=22)
+    mean, _, invstd = cpu.batch_norm_statistics(np.nan_to_num(x3, posinf=0.0, neginf=0.0), 1e-5)
+    y = cpu.normalise(x3, mean, invstd, weight, bias, relu=True)
+    np.testing.assert_array_equal(y, pointwise.relu(cpu.normalise(x3, mean, invstd, weight, bias)))
+    assert np.isnan(y[0, 0, 0]) and 0.2 < np.mean(y == 0) < 0.8
+    for training in (True, False):
+        with np.errstate(invalid="ignore"):
+            fused = cpu.batch_norm_backward(grad3, x3, weight, mean, invstd, training, output=y)
+            separate = cpu.batch_norm_backward(pointwise.relu_backward(grad3, y), x3, weight, mean, invstd, training)
+        for actual, expected in zip(fused, separate):
+            np.testing.assert_array_equal(actual, expected)
