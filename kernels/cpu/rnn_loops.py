@@ -1,0 +1,323 @@
+"""The time loops of kernels/cpu/rnn.py, each one Numba-CPU function: per step the recurrent product
+(BLAS sgemm/dgemm, see `gemm`) and the fused gate/state loops, so that a step costs no Python. Buffers
+and their meaning: kernels/cpu/rnn.py.
+
+A step is small (e.g. 16x64 @ 64x256), so the gate loops must vectorise: `tanh` below is branch-free
+arithmetic for float32 (LLVM turns it into AVX code; a libm tanhf call per element would cost more than
+the whole step) and error_model="numpy" keeps divisions free of zero checks. Its error, at most about 1.4
+ulp over float32, is that of NumPy's own float32 np.tanh (also about 1.4 ulp), which the loops replace.
+"""
+import ctypes
+import math
+
+import llvmlite.binding
+import numpy as np
+from numba import carray, cfunc, njit, types
+from numba.extending import overload
+
+OPTIONS = dict(cache=True, error_model="numpy", fastmath={"contract"})
+
+# tanh(a) = a + a^3 P(a^2) on [0, SMALL] (fitted to relative error 4e-9); above it 1 - 2e / (1 + e) with
+# e = exp(-2a) = 2^n exp(r), |r| <= ln(2) / 2, exp(r) = 1 + r + r^2 Q(r) (relative error 3e-9);
+# tanh(CLAMP) rounds to 1 in float32, so clamping keeps 2^n a normal number.
+_F32 = np.float32
+_P = [_F32(c) for c in (-0.33333282, 0.13331442, -0.05373972, 0.02063909, -0.00570499)]
+_Q = [_F32(c) for c in (0.49999993, 0.16666521, 0.04166839, 0.00836871, 0.00138146)]
+P1, P2, P3, P4, P5 = _P
+Q2, Q3, Q4, Q5, Q6 = _Q
+LOG2E = _F32(1.4426950408889634)
+LN2_HI = _F32(0.693359375)       # few mantissa bits: n * LN2_HI is exact (Cody-Waite reduction)
+LN2_LO = _F32(-2.12194440e-4)    # ln 2 - LN2_HI
+SMALL, CLAMP = _F32(0.625), _F32(10.0)
+ONE, TWO, HALF = _F32(1.0), _F32(2.0), _F32(0.5)
+
+
+def _tanh32(x):
+    a = abs(x)
+    s = a * a
+    small = a + a * s * (P1 + s * (P2 + s * (P3 + s * (P4 + s * P5))))
+    a = CLAMP if a > CLAMP else a          # NaN stays NaN (the comparison is false)
+    y = -TWO * a
+    n = np.int32(y * LOG2E - HALF)         # round(y / ln 2) for y < 0
+    nf = _F32(n)
+    r = y - nf * LN2_HI - nf * LN2_LO
+    e = (ONE + r + r * r * (Q2 + r * (Q3 + r * (Q4 + r * (Q5 + r * Q6))))) * np.int32((n + 127) << 23).view(_F32)
+    big = ONE - TWO * e / (ONE + e)
+    return math.copysign(small if a < SMALL else big, x)
+
+
+def tanh(x):
+    """Scalar tanh for the loops below (Python fallback)."""
+    return math.tanh(x)
+
+
+@overload(tanh, jit_options=dict(error_model="numpy", fastmath={"contract"}))
+def _tanh_overload(x):
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        return _tanh32
+    return lambda x: math.tanh(x)
+
+
+# The recurrent product calls NumPy's own BLAS (the OpenBLAS that np.matmul uses), found by its ILP64
+# CBLAS name through NumPy's extension module and registered under a name of ours, which cached code
+# links against. np.dot in nopython mode goes through SciPy's BLAS instead, about 1.5x slower at a step's
+# size here (OpenBLAS 0.3.30 vs NumPy's 0.3.31), and cannot accumulate (beta = 1). Where NumPy's BLAS
+# has no such name (another BLAS vendor), the name is bound to a small np.dot fallback instead.
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+_NAMES = {"s": "numbanet_cblas_sgemm", "d": "numbanet_cblas_dgemm"}
+
+
+def _gemm_signature(real):
+    pointer, index, flag = types.CPointer(real), types.int64, types.int32
+    return types.void(flag, flag, flag, index, index, index, real, pointer, index, pointer, index, real, pointer,
+                      index)
+
+
+def _numpy_cblas(prefix):
+    """Address of NumPy's ILP64 cblas_<prefix>gemm, or None."""
+    try:
+        from numpy._core import _multiarray_umath as umath
+    except ImportError:  # NumPy 1.x
+        from numpy.core import _multiarray_umath as umath
+    try:
+        library = ctypes.CDLL(umath.__file__)
+    except OSError:
+        return None
+    for name in (f"scipy_cblas_{prefix}gemm64_", f"cblas_{prefix}gemm64_"):
+        function = getattr(library, name, None)
+        if function is not None:
+            return ctypes.cast(function, ctypes.c_void_p).value
+    return None
+
+
+def _fallback_gemm(real):
+    """C = alpha A op(B) + beta C (row-major, A not transposed) through np.dot, as a C callback."""
+    @cfunc(_gemm_signature(real))
+    def gemm(order, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc):
+        a = carray(A, (M, K))
+        product = np.dot(a, carray(B, (N, K)).T) if trans_b == TRANS else np.dot(a, carray(B, (K, N)))
+        c = carray(C, (M, N))
+        for i in range(M):
+            for j in range(N):
+                c[i, j] = alpha * product[i, j] + (beta * c[i, j] if beta != 0 else 0)
+    return gemm
+
+
+BLAS_SOURCE = "numpy"
+_FALLBACKS = []  # keeps the fallback callbacks alive
+for _prefix, _real in (("s", types.float32), ("d", types.float64)):
+    _address = _numpy_cblas(_prefix)
+    if _address is None:
+        BLAS_SOURCE = "np.dot fallback"
+        _FALLBACKS.append(_fallback_gemm(_real))
+        _address = _FALLBACKS[-1].address
+    llvmlite.binding.add_symbol(_NAMES[_prefix], _address)
+_SGEMM = types.ExternalFunction(_NAMES["s"], _gemm_signature(types.float32))
+_DGEMM = types.ExternalFunction(_NAMES["d"], _gemm_signature(types.float64))
+
+
+def gemm(a, b, c, trans_b, beta):
+    """c = a @ (b.T if trans_b else b) + beta * c, for C-contiguous 2-d arrays of one dtype (Python fallback)."""
+    c[...] = a @ (b.T if trans_b else b) + (beta * c if beta else 0)
+
+
+@overload(gemm)
+def _gemm_overload(a, b, c, trans_b, beta):
+    blas = _SGEMM if a.dtype == types.float32 else _DGEMM
+
+    def impl(a, b, c, trans_b, beta):
+        M, K = a.shape
+        N = c.shape[1]
+        one = c.dtype.type(1.0)
+        blas(ROW_MAJOR, NO_TRANS, TRANS if trans_b else NO_TRANS, M, N, K, one, a.ctypes, K, b.ctypes,
+             K if trans_b else N, c.dtype.type(beta), c.ctypes, N)
+    return impl
+
+
+@njit(inline="always")
+def _step(step, T, reverse):
+    """(time, read index, write index) of processing step `step`, as kernels/cpu/rnn.py step_order."""
+    if reverse:
+        t = T - 1 - step
+        return t, t + 1, t
+    return step, step, step + 1
+
+
+# The loops below index each step's (B, n) blocks in 2-d rather than take per-sample row views: a view
+# costs reference counting, which at these sizes is a visible part of a step.
+
+@njit(**OPTIONS)
+def lstm_forward(gates, w_hh, states, cells, aux, y, lengths, reverse):
+    """gates (T, B, 4H) hold the scaled input projections; become i, f, g, o. w_hh: scaled, (4H, H)."""
+    T, B, G = gates.shape
+    H = G // 4
+    half = gates.dtype.type(0.5)
+    for step in range(T):
+        t, read, write = _step(step, T, reverse)
+        g, c_prev, c_new, tanh_c = gates[t], cells[read], cells[write], aux[t]
+        h_prev, h_new, out = states[read], states[write], y[t]
+        gemm(h_prev, w_hh, g, True, 1.0)
+        flat = g.reshape(B * G)
+        for k in range(B * G):
+            flat[k] = tanh(flat[k])
+        for b in range(B):
+            active = t < lengths[b]
+            for j in range(H):      # i, f, o: sigmoid from the tanh of the halved pre-activation
+                i = half * g[b, j] + half
+                f = half * g[b, H + j] + half
+                g[b, j] = i
+                g[b, H + j] = f
+                g[b, 3 * H + j] = half * g[b, 3 * H + j] + half
+                c_new[b, j] = f * c_prev[b, j] + i * g[b, 2 * H + j] if active else c_prev[b, j]
+        c_flat, tanh_flat = c_new.reshape(B * H), tanh_c.reshape(B * H)
+        for k in range(B * H):
+            tanh_flat[k] = tanh(c_flat[k])
+        for b in range(B):
+            active = t < lengths[b]
+            for j in range(H):
+                h = g[b, 3 * H + j] * tanh_c[b, j]
+                h_new[b, j] = h if active else h_prev[b, j]
+                out[b, j] = h if active else 0.0
+
+
+@njit(**OPTIONS)
+def gru_forward(gates, w_hh, b_hn, states, aux, y, lengths, reverse):
+    """gates (T, B, 3H): scaled input projections (no b_hn); become r, z, n. aux gets W_hn h + b_hn."""
+    T, B, G = gates.shape
+    H = G // 3
+    half = gates.dtype.type(0.5)
+    recurrent = np.empty((B, G), gates.dtype)
+    for step in range(T):
+        t, read, write = _step(step, T, reverse)
+        g, hidden_n, h_prev, h_new, out = gates[t], aux[t], states[read], states[write], y[t]
+        gemm(h_prev, w_hh, recurrent, True, 0.0)
+        for b in range(B):
+            for j in range(2 * H):
+                g[b, j] = half * tanh(g[b, j] + recurrent[b, j]) + half
+            for j in range(H):
+                hidden_n[b, j] = recurrent[b, 2 * H + j] + b_hn[j]
+            for j in range(H):
+                g[b, 2 * H + j] = tanh(g[b, 2 * H + j] + g[b, j] * hidden_n[b, j])
+            active = t < lengths[b]
+            for j in range(H):
+                n = g[b, 2 * H + j]
+                h = n + g[b, H + j] * (h_prev[b, j] - n)
+                h_new[b, j] = h if active else h_prev[b, j]
+                out[b, j] = h if active else 0.0
+
+
+@njit(**OPTIONS)
+def rnn_forward(gates, w_hh, relu, states, y, lengths, reverse):
+    """gates (T, B, H): input projections; become the new states (tanh or relu)."""
+    T, B, H = gates.shape
+    zero = gates.dtype.type(0.0)
+    for step in range(T):
+        t, read, write = _step(step, T, reverse)
+        g, h_prev, h_new, out = gates[t], states[read], states[write], y[t]
+        gemm(h_prev, w_hh, g, True, 1.0)
+        flat = g.reshape(B * H)
+        if relu:
+            for k in range(B * H):
+                flat[k] = zero if flat[k] < zero else flat[k]   # NaN passes, as np.maximum
+        else:
+            for k in range(B * H):
+                flat[k] = tanh(flat[k])
+        for b in range(B):
+            active = t < lengths[b]
+            for j in range(H):
+                h_new[b, j] = g[b, j] if active else h_prev[b, j]
+                out[b, j] = g[b, j] if active else zero
+
+
+@njit(**OPTIONS)
+def lstm_backward(gates, cells, aux, grad_y, has_grad_y, w_hh, lengths, reverse, grad_h, grad_c, grad_gates):
+    """Gate gradients (T, B, 4H) into grad_gates; grad_h, grad_c (B, H) enter as those of the final
+    states and leave as those of the initial ones (idle samples' gate gradients are zero: theirs pass)."""
+    T, B, G = gates.shape
+    H = G // 4
+    one, zero = gates.dtype.type(1.0), gates.dtype.type(0.0)
+    for step in range(T - 1, -1, -1):
+        t, read, _ = _step(step, T, reverse)
+        g, c_prev, tanh_c, dg = gates[t], cells[read], aux[t], grad_gates[t]
+        for b in range(B):
+            if t >= lengths[b]:
+                for j in range(G):
+                    dg[b, j] = zero
+                continue
+            if has_grad_y:
+                for j in range(H):
+                    grad_h[b, j] += grad_y[t, b, j]
+            for j in range(H):
+                dh = grad_h[b, j]
+                i, f, gg, o = g[b, j], g[b, H + j], g[b, 2 * H + j], g[b, 3 * H + j]
+                tc = tanh_c[b, j]
+                dc = grad_c[b, j] + dh * o * (one - tc * tc)
+                dg[b, j] = dc * gg * i * (one - i)
+                dg[b, H + j] = dc * c_prev[b, j] * f * (one - f)
+                dg[b, 2 * H + j] = dc * i * (one - gg * gg)
+                dg[b, 3 * H + j] = dh * tc * o * (one - o)
+                grad_c[b, j] = dc * f
+                grad_h[b, j] = zero
+        gemm(dg, w_hh, grad_h, False, 1.0)
+
+
+@njit(**OPTIONS)
+def gru_backward(gates, aux, states, grad_y, has_grad_y, w_hh, lengths, reverse, grad_h, grad_gates, grad_hidden):
+    """Input- and hidden-side gate gradients (T, B, 3H) (they differ in n: dn and r * dn); grad_h as in
+    lstm_backward."""
+    T, B, G = gates.shape
+    H = G // 3
+    one, zero = gates.dtype.type(1.0), gates.dtype.type(0.0)
+    for step in range(T - 1, -1, -1):
+        t, read, _ = _step(step, T, reverse)
+        g, hidden_n, h_prev, dg, dhid = gates[t], aux[t], states[read], grad_gates[t], grad_hidden[t]
+        for b in range(B):
+            if t >= lengths[b]:
+                for j in range(G):
+                    dg[b, j] = zero
+                    dhid[b, j] = zero
+                continue
+            if has_grad_y:
+                for j in range(H):
+                    grad_h[b, j] += grad_y[t, b, j]
+            for j in range(H):
+                dh = grad_h[b, j]
+                r, z, n = g[b, j], g[b, H + j], g[b, 2 * H + j]
+                dn = dh * (one - z) * (one - n * n)
+                dr = dn * hidden_n[b, j] * r * (one - r)
+                dz = dh * (h_prev[b, j] - n) * z * (one - z)
+                dg[b, j] = dr
+                dg[b, H + j] = dz
+                dg[b, 2 * H + j] = dn
+                dhid[b, j] = dr
+                dhid[b, H + j] = dz
+                dhid[b, 2 * H + j] = dn * r
+                grad_h[b, j] = dh * z
+        gemm(dhid, w_hh, grad_h, False, 1.0)
+
+
+@njit(**OPTIONS)
+def rnn_backward(gates, relu, grad_y, has_grad_y, w_hh, lengths, reverse, grad_h, grad_gates):
+    """Pre-activation gradients (T, B, H) into grad_gates; grad_h as in lstm_backward."""
+    T, B, H = gates.shape
+    one, zero = gates.dtype.type(1.0), gates.dtype.type(0.0)
+    for step in range(T - 1, -1, -1):
+        t, _, _ = _step(step, T, reverse)
+        h_new, dg = gates[t], grad_gates[t]
+        for b in range(B):
+            if t >= lengths[b]:
+                for j in range(H):
+                    dg[b, j] = zero
+                continue
+            if has_grad_y:
+                for j in range(H):
+                    grad_h[b, j] += grad_y[t, b, j]
+            for j in range(H):
+                dh = grad_h[b, j]
+                h = h_new[b, j]
+                if relu:
+                    dg[b, j] = zero if h <= zero else dh   # NaN h: dh, as torch
+                else:
+                    dg[b, j] = dh * (one - h * h)
+                grad_h[b, j] = zero
+        gemm(dg, w_hh, grad_h, False, 1.0)
