@@ -3,9 +3,9 @@
 and their meaning: kernels/cpu/rnn.py.
 
 A step is small (e.g. 16x64 @ 64x256), so the gate loops must vectorise: `tanh` below is branch-free
-arithmetic for float32 (LLVM turns it into AVX code; a libm tanhf call per element would cost more than
-the whole step) and error_model="numpy" keeps divisions free of zero checks. Its error, at most about 1.4
-ulp over float32, is that of NumPy's own float32 np.tanh (also about 1.4 ulp), which the loops replace.
+arithmetic (LLVM turns it into AVX code; a libm tanh call per element would cost more than the whole
+step) and error_model="numpy" keeps divisions free of zero checks. Its error, at most about 1.4 ulp
+over float32, is that of NumPy's own float32 np.tanh (also about 1.4 ulp), which the loops replace.
 """
 import ctypes
 import math
@@ -17,33 +17,56 @@ from numba.extending import overload
 
 OPTIONS = dict(cache=True, error_model="numpy", fastmath={"contract"})
 
-# tanh(a) = a + a^3 P(a^2) on [0, SMALL] (fitted to relative error 4e-9); above it 1 - 2e / (1 + e) with
-# e = exp(-2a) = 2^n exp(r), |r| <= ln(2) / 2, exp(r) = 1 + r + r^2 Q(r) (relative error 3e-9);
-# tanh(CLAMP) rounds to 1 in float32, so clamping keeps 2^n a normal number.
-_F32 = np.float32
-_P = [_F32(c) for c in (-0.33333282, 0.13331442, -0.05373972, 0.02063909, -0.00570499)]
-_Q = [_F32(c) for c in (0.49999993, 0.16666521, 0.04166839, 0.00836871, 0.00138146)]
-P1, P2, P3, P4, P5 = _P
-Q2, Q3, Q4, Q5, Q6 = _Q
-LOG2E = _F32(1.4426950408889634)
-LN2_HI = _F32(0.693359375)       # few mantissa bits: n * LN2_HI is exact (Cody-Waite reduction)
-LN2_LO = _F32(-2.12194440e-4)    # ln 2 - LN2_HI
-SMALL, CLAMP = _F32(0.625), _F32(10.0)
-ONE, TWO, HALF = _F32(1.0), _F32(2.0), _F32(0.5)
+# tanh(a) = a + a^3 P(a^2) on [0, SMALL]; above it 1 - 2e / (1 + e) with e = exp(-2a) = 2^n exp(r),
+# |r| <= ln(2) / 2, exp(r) = 1 + r + r^2 Q(r), 2^n made from its bits. P and Q are Chebyshev fits
+# (relative errors 4e-9 and 3e-9 for float32, 5e-17 and 2e-19 for float64); tanh(clamp) rounds to 1,
+# so clamping keeps 2^n a normal number. ln 2 = LN2_HI + LN2_LO with few bits in LN2_HI: n * LN2_HI is
+# exact (Cody-Waite reduction).
+SMALL = 0.625
+TANH_FLOAT32 = dict(
+    P=(-0.33333282, 0.13331442, -0.05373972, 0.02063909, -0.00570499),
+    Q=(0.49999993, 0.16666521, 0.04166839, 0.00836871, 0.00138146),
+    ln2_hi=0.693359375, ln2_lo=-2.12194440e-4, clamp=10.0)
+TANH_FLOAT64 = dict(
+    P=(-0.3333333333333332, 0.13333333333326658, -0.05396825396139557, 0.021869488260559115,
+       -0.008863229830925709, 0.0035920589774734554, -0.001455309297534642, 0.0005874372860094381,
+       -0.00023077616269519857, 7.959955735264808e-05, -1.724487449484433e-05),
+    Q=(0.5, 0.1666666666666667, 0.04166666666666667, 0.008333333333326141, 0.0013888888888883752,
+       0.00019841269874800493, 2.4801587325533363e-05, 2.7557255425746435e-06, 2.7557273661348637e-07,
+       2.510520637395701e-08, 2.0914679376583935e-09),
+    ln2_hi=0.6931471804855391, ln2_lo=7.440617110012397e-11, clamp=20.0)
 
 
-def _tanh32(x):
-    a = abs(x)
-    s = a * a
-    small = a + a * s * (P1 + s * (P2 + s * (P3 + s * (P4 + s * P5))))
-    a = CLAMP if a > CLAMP else a          # NaN stays NaN (the comparison is false)
-    y = -TWO * a
-    n = np.int32(y * LOG2E - HALF)         # round(y / ln 2) for y < 0
-    nf = _F32(n)
-    r = y - nf * LN2_HI - nf * LN2_LO
-    e = (ONE + r + r * r * (Q2 + r * (Q3 + r * (Q4 + r * (Q5 + r * Q6))))) * np.int32((n + 127) << 23).view(_F32)
-    big = ONE - TWO * e / (ONE + e)
-    return math.copysign(small if a < SMALL else big, x)
+def _make_tanh(real, integer, mantissa_bits, exponent_bias, P, Q, ln2_hi, ln2_lo, clamp):
+    """Scalar tanh in `real` arithmetic throughout (typed constants), for inlining into vector loops."""
+    P, Q = tuple(real(c) for c in reversed(P)), tuple(real(c) for c in reversed(Q))  # Horner order
+    P_top, P_rest, Q_top, Q_rest = P[0], P[1:], Q[0], Q[1:]
+    ln2_hi, ln2_lo, clamp, small = real(ln2_hi), real(ln2_lo), real(clamp), real(SMALL)
+    log2e, one, two, half = real(1.4426950408889634), real(1.0), real(2.0), real(0.5)
+
+    def tanh_real(x):
+        a = abs(x)
+        s = a * a
+        p = P_top
+        for c in P_rest:
+            p = p * s + c
+        small_result = a + a * s * p
+        a = clamp if a > clamp else a          # NaN stays NaN (the comparison is false)
+        y = -two * a
+        n = integer(y * log2e - half)          # round(y / ln 2) for y < 0
+        nf = real(n)
+        r = y - nf * ln2_hi - nf * ln2_lo
+        q = Q_top
+        for c in Q_rest:
+            q = q * r + c
+        e = (one + r + r * r * q) * integer((n + exponent_bias) << mantissa_bits).view(real)
+        big_result = one - two * e / (one + e)
+        return math.copysign(small_result if a < small else big_result, x)
+    return tanh_real
+
+
+_tanh32 = _make_tanh(np.float32, np.int32, 23, 127, **TANH_FLOAT32)
+_tanh64 = _make_tanh(np.float64, np.int64, 52, 1023, **TANH_FLOAT64)
 
 
 def tanh(x):
@@ -53,9 +76,8 @@ def tanh(x):
 
 @overload(tanh, jit_options=dict(error_model="numpy", fastmath={"contract"}))
 def _tanh_overload(x):
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-        return _tanh32
-    return lambda x: math.tanh(x)
+    if isinstance(x, types.Float):
+        return _tanh32 if x.bitwidth == 32 else _tanh64
 
 
 # The recurrent product calls NumPy's own BLAS (the OpenBLAS that np.matmul uses), found by its ILP64
