@@ -370,3 +370,47 @@ def test_weight_gradients_into_given_arrays(mode):
         ours_backward(mode, unbiased, grad_y, None, None, weight_grad_outs=bias_out)
     with pytest.raises(TypeError, match=rf"{op}: weight_grad_outs must be 1 \(w_ih, w_hh, b_ih, b_hh\)"):
         ours_backward(mode, saved, grad_y, None, None, weight_grad_outs=(None, None))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_loop_tanh_is_numpy_tanh_within_float_rounding(dtype):
+    """The CPU loops compute tanh with their own vectorisable arithmetic (kernels/cpu/rnn_loops.py): through
+    a tanh RNN step that is exactly tanh of its input (w_ih = 1, w_hh = 0, no bias), it must agree with
+    np.tanh to 2 ulp over wide magnitudes, saturate to +-1 and pass NaN."""
+    rng = np.random.default_rng(0)
+    magnitudes = 10.0 ** rng.uniform(-30, 1.5, 100_000)
+    values = np.concatenate([rng.uniform(-12, 12, 100_000), np.where(rng.random(100_000) < 0.5, -1, 1) * magnitudes,
+                             [np.nan, np.inf, -np.inf, 0.0, 40.0, -40.0]]).astype(dtype)
+    y, _ = kernels.rnn(values.reshape(1, -1, 1), None, np.ones((1, 1), dtype), np.zeros((1, 1), dtype), None, None)
+    got, expected = y.reshape(-1), np.tanh(values)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    finite = ~np.isnan(expected)
+    ulps = np.abs(got[finite].astype(np.float64) - expected[finite]) / np.spacing(np.abs(expected[finite]))
+    assert ulps.max() <= 2, f"{np.dtype(dtype).name} tanh: {ulps.max()} ulp from np.tanh"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fallback_gemm_matches_numpy(dtype):
+    """The np.dot callback that the loops' BLAS name is bound to where NumPy's own CBLAS cannot be found:
+    both products the loops make (a @ b.T, a @ b), beta 0 ignoring what C held (NaN), beta 1 adding."""
+    import ctypes
+    from numba import types
+    from kernels.cpu import rnn_loops
+    real = types.float32 if dtype == np.float32 else types.float64
+    gemm = rnn_loops._fallback_gemm(real).ctypes
+    rng = np.random.default_rng(1)
+    M, N, K = 5, 7, 3
+    a = rng.standard_normal((M, K)).astype(dtype)
+    pointer = lambda array: array.ctypes.data_as(ctypes.POINTER(np.ctypeslib.as_ctypes_type(dtype)))
+    for trans_b, b in ((rnn_loops.TRANS, rng.standard_normal((N, K)).astype(dtype)),
+                       (rnn_loops.NO_TRANS, rng.standard_normal((K, N)).astype(dtype))):
+        product = a @ (b.T if trans_b == rnn_loops.TRANS else b)
+        c = np.full((M, N), np.nan, dtype)
+        gemm(rnn_loops.ROW_MAJOR, rnn_loops.NO_TRANS, trans_b, M, N, K, 1.0, pointer(a), K, pointer(b),
+             b.shape[1], 0.0, pointer(c), N)
+        assert_close(c, product, dtype)
+        start = rng.standard_normal((M, N)).astype(dtype)
+        c = start.copy()
+        gemm(rnn_loops.ROW_MAJOR, rnn_loops.NO_TRANS, trans_b, M, N, K, 1.0, pointer(a), K, pointer(b),
+             b.shape[1], 1.0, pointer(c), N)
+        assert_close(c, product + start, dtype)
