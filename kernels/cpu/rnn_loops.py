@@ -269,17 +269,19 @@ def lstm_backward(gates, cells, aux, grad_y, has_grad_y, w_hh, lengths, reverse,
             if has_grad_y:
                 for j in range(H):
                     grad_h[b, j] += grad_y[t, b, j]
-            for j in range(H):
+            for j in range(H):      # two loops of few arrays each: LLVM vectorises them (one it did not)
                 dh = grad_h[b, j]
-                i, f, gg, o = g[b, j], g[b, H + j], g[b, 2 * H + j], g[b, 3 * H + j]
-                tc = tanh_c[b, j]
-                dc = grad_c[b, j] + dh * o * (one - tc * tc)
+                o, tc = g[b, 3 * H + j], tanh_c[b, j]
+                grad_c[b, j] += dh * o * (one - tc * tc)
+                dg[b, 3 * H + j] = dh * tc * o * (one - o)
+                grad_h[b, j] = zero
+            for j in range(H):
+                dc = grad_c[b, j]
+                i, f, gg = g[b, j], g[b, H + j], g[b, 2 * H + j]
                 dg[b, j] = dc * gg * i * (one - i)
                 dg[b, H + j] = dc * c_prev[b, j] * f * (one - f)
                 dg[b, 2 * H + j] = dc * i * (one - gg * gg)
-                dg[b, 3 * H + j] = dh * tc * o * (one - o)
                 grad_c[b, j] = dc * f
-                grad_h[b, j] = zero
         gemm(dg, w_hh, grad_h, False, 1.0)
 
 
@@ -302,19 +304,19 @@ def gru_backward(gates, aux, states, grad_y, has_grad_y, w_hh, lengths, reverse,
             if has_grad_y:
                 for j in range(H):
                     grad_h[b, j] += grad_y[t, b, j]
-            for j in range(H):
+            for j in range(H):      # split as in lstm_backward
                 dh = grad_h[b, j]
-                r, z, n = g[b, j], g[b, H + j], g[b, 2 * H + j]
-                dn = dh * (one - z) * (one - n * n)
-                dr = dn * hidden_n[b, j] * r * (one - r)
-                dz = dh * (h_prev[b, j] - n) * z * (one - z)
-                dg[b, j] = dr
-                dg[b, H + j] = dz
-                dg[b, 2 * H + j] = dn
-                dhid[b, j] = dr
-                dhid[b, H + j] = dz
-                dhid[b, 2 * H + j] = dn * r
+                z, n = g[b, H + j], g[b, 2 * H + j]
+                dg[b, H + j] = dh * (h_prev[b, j] - n) * z * (one - z)
+                dg[b, 2 * H + j] = dh * (one - z) * (one - n * n)
                 grad_h[b, j] = dh * z
+            for j in range(H):
+                r, dn = g[b, j], dg[b, 2 * H + j]
+                dr = dn * hidden_n[b, j] * r * (one - r)
+                dg[b, j] = dr
+                dhid[b, j] = dr
+                dhid[b, H + j] = dg[b, H + j]
+                dhid[b, 2 * H + j] = dn * r
         gemm(dhid, w_hh, grad_h, False, 1.0)
 
 
