@@ -24,13 +24,6 @@ from . import rnn_loops as loops
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 
 
-def step_order(T, reverse):
-    """(time, read index, write index) of each step in processing order."""
-    if reverse:
-        return [(t, t + 1, t) for t in range(T - 1, -1, -1)]
-    return [(t, t, t + 1) for t in range(T)]
-
-
 def final_index(T, reverse):
     return 0 if reverse else T
 
@@ -62,7 +55,7 @@ def projection_bias(mode, b_ih, b_hh, H):
 
 def sigmoid_rows(mode, H):
     """Row scale 0.5 for sigmoid gates: sigmoid(v) = 0.5 tanh(v / 2) + 0.5, and halving the rows of the
-    weights and biases is exact, so one vectorised np.tanh serves every gate of a step."""
+    weights and biases is exact, so one tanh loop serves every gate of a step."""
     scale = np.ones(GATES[mode] * H)
     if mode == "lstm":
         scale[:2 * H] = scale[3 * H:] = 0.5
@@ -99,11 +92,11 @@ def forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse):
     y = np.empty((T, B, H), dtype)
     lengths = _lengths(lengths, B, T)
     if mode == "lstm":
-        loops.lstm_forward(gates, w_hh, states, cells, aux, y, lengths, reverse)
+        loops.lstm_forward(gates, w_hh, states, cells, aux, y, lengths, bool(reverse))
     elif mode == "gru":
-        loops.gru_forward(gates, w_hh, b_hn, states, aux, y, lengths, reverse)
+        loops.gru_forward(gates, w_hh, b_hn, states, aux, y, lengths, bool(reverse))
     else:
-        loops.rnn_forward(gates, w_hh, mode == "rnn_relu", states, y, lengths, reverse)
+        loops.rnn_forward(gates, w_hh, mode == "rnn_relu", states, y, lengths, bool(reverse))
     return y, states, cells, gates, aux
 
 
@@ -125,13 +118,13 @@ def backward(mode, x, w_ih, w_hh, has_b_ih, has_b_hh, lengths, reverse, states, 
     grad_hidden = np.empty((T, B, G * H), dtype) if mode == "gru" else grad_gates
     w_hh = np.ascontiguousarray(w_hh)
     if mode == "lstm":
-        loops.lstm_backward(gates, cells, aux, grad_y, has_grad_y, w_hh, lengths, reverse, grad_h, grad_c,
+        loops.lstm_backward(gates, cells, aux, grad_y, has_grad_y, w_hh, lengths, bool(reverse), grad_h, grad_c,
                             grad_gates)
     elif mode == "gru":
-        loops.gru_backward(gates, aux, states, grad_y, has_grad_y, w_hh, lengths, reverse, grad_h, grad_gates,
-                           grad_hidden)
+        loops.gru_backward(gates, aux, states, grad_y, has_grad_y, w_hh, lengths, bool(reverse), grad_h,
+                           grad_gates, grad_hidden)
     else:
-        loops.rnn_backward(gates, mode == "rnn_relu", grad_y, has_grad_y, w_hh, lengths, reverse, grad_h,
+        loops.rnn_backward(gates, mode == "rnn_relu", grad_y, has_grad_y, w_hh, lengths, bool(reverse), grad_h,
                            grad_gates)
     flat = grad_gates.reshape(T * B, G * H)
     hidden_flat = grad_hidden.reshape(T * B, G * H)

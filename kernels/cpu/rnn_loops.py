@@ -158,7 +158,8 @@ def _gemm_overload(a, b, c, trans_b, beta):
 
 @njit(inline="always")
 def _step(step, T, reverse):
-    """(time, read index, write index) of processing step `step`, as kernels/cpu/rnn.py step_order."""
+    """(time, read index, write index) of processing step `step` (0 first): forward reads states[t] and
+    writes states[t + 1], reverse runs from t = T - 1 down, reading states[t + 1] and writing states[t]."""
     if reverse:
         t = T - 1 - step
         return t, t + 1, t

@@ -394,7 +394,9 @@ def test_fallback_gemm_matches_numpy(dtype):
     """The np.dot callback that the loops' BLAS name is bound to where NumPy's own CBLAS cannot be found:
     both products the loops make (a @ b.T, a @ b), beta 0 ignoring what C held (NaN), beta 1 adding."""
     import ctypes
+
     from numba import types
+
     from kernels.cpu import rnn_loops
     real = types.float32 if dtype == np.float32 else types.float64
     gemm = rnn_loops._fallback_gemm(real).ctypes
