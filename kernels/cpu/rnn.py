@@ -117,6 +117,7 @@ def backward(mode, x, w_ih, w_hh, has_b_ih, has_b_hh, lengths, reverse, states, 
     grad_gates = np.empty((T, B, G * H), dtype)
     grad_hidden = np.empty((T, B, G * H), dtype) if mode == "gru" else grad_gates
     w_hh = np.ascontiguousarray(w_hh)
+    states, cells, gates, aux = [None if a is None else np.ascontiguousarray(a) for a in (states, cells, gates, aux)]
     if mode == "lstm":
         loops.lstm_backward(gates, cells, aux, grad_y, has_grad_y, w_hh, lengths, bool(reverse), grad_h, grad_c,
                             grad_gates)
