@@ -297,3 +297,25 @@ def test_max_pool2d_backward_on_the_cpu_rejects_an_index_outside_its_plane():
     for geometry in (None, ((2, 2), (2, 2), (0, 0), (1, 1))):
         with pytest.raises(IndexError, match="max_pool2d_backward"):
             cpu.max_pool2d_backward(grad_out, indices, (1, 2, 4, 4), geometry)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("stride,padding,dilation,ceil_mode", [
+    ((2, 2), 0, 1, False), ((2, 1), (0, 1), 1, False), ((1, 1), 1, 1, True), ((2, 2), 1, (1, 2), True),
+    ((1, 2), (1, 0), 2, False), ((3, 1), 1, (2, 1), True)])
+def test_max_pool2d_2x2_rows_wider_than_a_block_match_torch_exactly(stride, padding, dilation, ceil_mode, dtype):
+    # the 2x2 kernel with stride_w 1 or 2 takes its own path, whose inside windows go BLOCK at a time (the
+    # last block overlapping): rows of 17 to 45 windows, with ties, NaNs (the last one wins) and -inf windows
+    from kernels.cpu import pool as cpu
+    x = np.round(random_array((2, 3, 7, 45), dtype, seed=31) * 2)
+    x[0, 0, 1, 3], x[0, 0, 1, 4], x[1, 2, 4, 30] = np.nan, np.nan, np.nan
+    x[1, 1, :3, :6] = -np.inf
+    args = dict(kernel_size=2, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
+    y, indices = kernels.max_pool2d(x, return_indices=True, **args)
+    assert y.shape[-1] > cpu.BLOCK
+    torch = torch_module()
+    expected, expected_indices = F.max_pool2d(torch.tensor(x), return_indices=True, **args)
+    np.testing.assert_array_equal(y, expected.numpy())
+    np.testing.assert_array_equal(indices, expected_indices.numpy())
+    np.testing.assert_array_equal(kernels.max_pool2d(x[:, :, :, ::-1], **args),
+                                  F.max_pool2d(torch.tensor(x[:, :, :, ::-1].copy()), **args).numpy())
