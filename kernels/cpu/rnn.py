@@ -81,7 +81,7 @@ def forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse):
     scale = sigmoid_rows(mode, H)
     b_hn = np.zeros(H, dtype) if b_hh is None else np.ascontiguousarray(b_hh[2 * H:])  # GRU only
     gates = input_projection(x, _scaled(w_ih, scale), _scaled(projection_bias(mode, b_ih, b_hh, H), scale))
-    w_hh = np.ascontiguousarray(_scaled(w_hh, scale))
+    w_hh_t = np.ascontiguousarray(_scaled(w_hh, scale).T)   # (H, G*H): see rnn_loops
     states = np.empty((T + 1, B, H), dtype)
     cells = np.empty((T + 1, B, H), dtype) if mode == "lstm" else None
     aux = np.empty((T, B, H), dtype) if mode in ("lstm", "gru") else None
@@ -92,11 +92,11 @@ def forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse):
     y = np.empty((T, B, H), dtype)
     lengths = _lengths(lengths, B, T)
     if mode == "lstm":
-        loops.lstm_forward(gates, w_hh, states, cells, aux, y, lengths, bool(reverse))
+        loops.lstm_forward(gates, w_hh_t, states, cells, aux, y, lengths, bool(reverse))
     elif mode == "gru":
-        loops.gru_forward(gates, w_hh, b_hn, states, aux, y, lengths, bool(reverse))
+        loops.gru_forward(gates, w_hh_t, b_hn, states, aux, y, lengths, bool(reverse))
     else:
-        loops.rnn_forward(gates, w_hh, mode == "rnn_relu", states, y, lengths, bool(reverse))
+        loops.rnn_forward(gates, w_hh_t, mode == "rnn_relu", states, y, lengths, bool(reverse))
     return y, states, cells, gates, aux
 
 
