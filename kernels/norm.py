@@ -11,7 +11,6 @@ import numpy as np
 from . import backend
 from ._checks import check_ndim, check_out, check_shape, contiguous, empty, float_dtype
 from .cpu import norm as cpu
-from .cpu import pointwise as cpu_pointwise
 from .cuda import norm as gpu
 
 __all__ = ["batch_norm", "batch_norm_backward"]
@@ -68,9 +67,7 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
         else:
             mean = running_mean.copy()
             invstd = (1.0 / np.sqrt(running_var + eps)).astype(x.dtype)
-        y = cpu.normalise(x3, mean, invstd, weight, bias)
-        if activation == "relu":
-            np.maximum(y, y.dtype.type(0), out=y)   # (as cpu.pointwise.relu: a NaN stays NaN)
+        y = cpu.normalise(x3, mean, invstd, weight, bias, relu=activation == "relu")
         return y.reshape(x.shape), mean, invstd
     x3 = _as_ncl(contiguous(x))
     mean, invstd = empty(x, (channels,)), empty(x, (channels,))
@@ -113,10 +110,9 @@ def batch_norm_backward(grad_out, x, weight, saved_mean, saved_invstd, training=
                 raise ValueError(f"{op}: {name} was given, but without a weight there is no such gradient")
             check_out(op, out, (channels,), x.dtype, x, name)
     if device == "cpu":
-        if output is not None:
-            grad_out = cpu_pointwise.relu_backward(grad_out, output)
-        grad_x, grad_weight, grad_bias = cpu.batch_norm_backward(_as_ncl(grad_out), _as_ncl(x), weight,
-                                                                 saved_mean, saved_invstd, bool(training))
+        grad_x, grad_weight, grad_bias = cpu.batch_norm_backward(
+            _as_ncl(grad_out), _as_ncl(x), weight, saved_mean, saved_invstd, bool(training),
+            None if output is None else _as_ncl(output))
         grad_x = grad_x.reshape(x.shape)
         for out, result in ((grad_weight_out, grad_weight), (grad_bias_out, grad_bias)):
             if out is not None:
