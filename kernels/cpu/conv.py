@@ -108,7 +108,7 @@ def _filter_1d(a0, a1, a2, half):
     return a0, half * (a0 + a1 + a2), half * (a0 - a1 + a2), a2
 
 
-@numba.njit(nogil=True)
+@numba.njit(nogil=True, cache=True)
 def _winograd_filter_tiles(weight, u, half):
     """u[4i + j, k, c] = (G g G^T)[i, j] for each 3x3 filter g = weight[k, c] (a Numba loop: NumPy's einsum
     cost about 40 us a call, most of a small layer's Winograd overhead). half: 0.5 in the arrays' dtype
@@ -133,7 +133,7 @@ def _filter_gradient_1d(p0, p1, p2, p3, half):
     return p0 + half * (p1 + p2), half * (p1 - p2), half * (p1 + p2) + p3
 
 
-@numba.njit(nogil=True)
+@numba.njit(nogil=True, cache=True)
 def _winograd_filter_gradients(products, grad_weight, half):
     """grad_weight[k, c] = G^T P G for the 4x4 P[i, j] = products[4i + j, k, c]; half as above."""
     for k in range(grad_weight.shape[0]):
@@ -153,7 +153,7 @@ def _data_1d(a0, a1, a2, a3):
     return a0 - a2, a1 + a2, a2 - a1, a1 - a3
 
 
-@numba.njit(nogil=True)
+@numba.njit(nogil=True, cache=True)
 def _winograd_input_tiles(x, v):
     """v[4i + j, c, n, a, b] = (B^T d B)[i, j], d the 4x4 tile x[n, c, 2a:2a+4, 2b:2b+4] of the padded input.
 
@@ -181,7 +181,7 @@ def _winograd_input_tiles(x, v):
                         v[4 * i + 3, c, n, a, b] = w3
 
 
-@numba.njit(nogil=True)
+@numba.njit(nogil=True, cache=True)
 def _winograd_output_tiles(m, bias, y, first_image):
     """y[first_image + n, k, 2a + u, 2b + w] = (A^T m A)[u, w] + bias[k], m[4i + j, k, n, a, b]; edges clipped."""
     out_h, out_w = y.shape[2], y.shape[3]
@@ -254,7 +254,7 @@ def _winograd_conv3x3(x, weight, bias, padding, out_hw):
     return y
 
 
-@numba.njit(nogil=True)
+@numba.njit(nogil=True, cache=True)
 def _winograd_gradient_tiles(grad_out, v):
     """v[4i + j, k, n, a, b] = (A dy A^T)[i, j] for each 2x2 tile dy of grad_out (even sizes).
 
