@@ -5,7 +5,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(nogil=True)
+@numba.njit(nogil=True, cache=True)
 def _scale_where_not_positive(values, x, slope, out):
     """out = values where x > 0, else values * slope (flat arrays). np.where with a data-dependent
     mask runs about 30x slower (1.08 ms against 0.034 ms for a CRNN layer's 276k elements);
@@ -14,7 +14,7 @@ def _scale_where_not_positive(values, x, slope, out):
         out[i] = values[i] if x[i] > 0 else values[i] * slope
 
 
-@numba.njit(nogil=True)
+@numba.njit(nogil=True, cache=True)
 def _zero_where_not_positive(values, x, out):
     """out = 0 where x <= 0, else values: a NaN input passes its gradient on, as in torch."""
     for i in range(out.size):
