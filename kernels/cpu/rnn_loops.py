@@ -115,7 +115,7 @@ def _numpy_cblas(prefix):
 
 def _fallback_gemm(real):
     """C = alpha A op(B) + beta C (row-major, A not transposed) through np.dot, as a C callback."""
-    @cfunc(_gemm_signature(real))
+    @cfunc(_gemm_signature(real), cache=True)
     def gemm(order, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc):
         a = carray(A, (M, K))
         product = np.dot(a, carray(B, (N, K)).T) if trans_b == TRANS else np.dot(a, carray(B, (K, N)))
