@@ -9,6 +9,7 @@ over float32, is that of NumPy's own float32 np.tanh (also about 1.4 ulp), which
 """
 import ctypes
 import math
+import os
 
 import llvmlite.binding
 import numpy as np
@@ -85,8 +86,10 @@ def _tanh_overload(x):
 # CBLAS name through NumPy's extension module and registered under a name of ours, which cached code
 # links against. np.dot in nopython mode goes through SciPy's OpenBLAS build instead: 9 us against 6 us
 # for 16x64 @ 64x256 float32 here, and it cannot accumulate (beta = 1). Where NumPy's BLAS has no such
-# name (another BLAS vendor), our name is bound to a small np.dot callback instead.
+# name (another BLAS vendor), our name is bound to a small np.dot callback instead; NUMBANET_RNN_BLAS=np.dot
+# chooses the callback anywhere (tests run the loops through it this way).
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+BLAS_CHOICES = ("numpy", "np.dot")
 _NAMES = {"s": "numbanet_cblas_sgemm", "d": "numbanet_cblas_dgemm"}
 
 
@@ -126,10 +129,17 @@ def _fallback_gemm(real):
     return gemm
 
 
+def _blas_choice():
+    choice = os.environ.get("NUMBANET_RNN_BLAS") or "numpy"
+    if choice not in BLAS_CHOICES:
+        raise ValueError(f"NUMBANET_RNN_BLAS must be one of {BLAS_CHOICES} (or unset), got {choice!r}")
+    return choice
+
+
 BLAS_SOURCE = "numpy"
 _FALLBACKS = []  # keeps the fallback callbacks alive
 for _prefix, _real in (("s", types.float32), ("d", types.float64)):
-    _address = _numpy_cblas(_prefix)
+    _address = _numpy_cblas(_prefix) if _blas_choice() == "numpy" else None
     if _address is None:
         BLAS_SOURCE = "np.dot fallback"
         _FALLBACKS.append(_fallback_gemm(_real))

@@ -416,3 +416,37 @@ def test_fallback_gemm_matches_numpy(dtype):
         gemm(rnn_loops.ROW_MAJOR, rnn_loops.NO_TRANS, trans_b, M, N, K, 1.0, pointer(a), K, pointer(b),
              b.shape[1], 1.0, pointer(c), N)
         assert_close(c, product + start, dtype)
+
+
+def test_loops_through_the_np_dot_fallback_match_torch():
+    """Where NumPy's own CBLAS is not found (or NUMBANET_RNN_BLAS=np.dot), the loops' BLAS name is bound to
+    the np.dot callback: the recurrent layers, forward and backward, still agree with torch through it (a
+    fresh process, since the binding is made at import)."""
+    import os
+    import subprocess
+    import sys
+    script = (
+        "from kernels.cpu import rnn_loops\n"
+        "assert rnn_loops.BLAS_SOURCE == 'np.dot fallback', rnn_loops.BLAS_SOURCE\n"
+        "from tests.kernels import test_rnn as t\n"
+        "for mode in t.MODES:\n"
+        "    t.test_matches_torch(mode, (4, 3, 5, 6))\n"
+        "    t.test_variable_unsorted_lengths_match_packed_torch(mode, True)\n"
+        "for mode in ('lstm', 'gru'):\n"
+        "    t.test_float32_matches_torch(mode)\n"
+        "print('fallback ok')\n")
+    environment = dict(os.environ, NUMBANET_RNN_BLAS="np.dot")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", script], env=environment, cwd=root, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0 and "fallback ok" in result.stdout, result.stderr[-3000:]
+
+
+def test_unknown_blas_choice_is_refused():
+    import os
+    import subprocess
+    import sys
+    environment = dict(os.environ, NUMBANET_RNN_BLAS="mkl")
+    result = subprocess.run([sys.executable, "-c", "import kernels.cpu.rnn_loops"], env=environment,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "NUMBANET_RNN_BLAS must be one of" in result.stderr
