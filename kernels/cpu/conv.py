@@ -12,6 +12,8 @@ the input is much larger than the output (then col2im). Stride-1 3x3 layers with
 data gradient of such layers, which is one) use Winograd F(2x2, 3x3): 16 batched GEMMs with 4/9 of
 the multiplies, for the weight gradient too.
 """
+import threading
+
 import numba
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -92,14 +94,18 @@ def _flat_columns(x, kernel_hw, padding, dilation, groups, out_hw):
 # Y = A^T [(G g G^T) * (B^T d B)] A; the B^T and A^T products are written out as adds below.
 WINOGRAD_FILTER = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))   # G
 # Measured (one thread, forward and both gradients): from 16 channels Winograd wins or ties, e.g. 32 -> 64
-# channels on 6x45 maps 1.72 -> 1.39 ms forward, 16 -> 32 on 14x14 1.59 -> 1.28; at 8 the transforms dominate.
+# channels on 6x45 maps 1.72 -> 1.39 ms forward, 16 -> 32 on 14x14 1.59 -> 1.28, 32 -> 64 on 8x8 1.91 -> 1.16;
+# at 8 the transforms dominate. On 4x4 maps (4 tiles an image) the digits CNN's step gained nothing (3.1 ms
+# either way at batch 64, 1.9 against 2.0 at 32).
 WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_MIN_PIXELS = 64
 
 
 def _use_winograd(weight_shape, stride, dilation, groups, out_hw):
     k, c, r, s = weight_shape
     return ((r, s) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
-            and min(c, k) >= WINOGRAD_MIN_CHANNELS and min(out_hw) >= 2)
+            and min(c, k) >= WINOGRAD_MIN_CHANNELS and min(out_hw) >= 2
+            and out_hw[0] * out_hw[1] >= WINOGRAD_MIN_PIXELS)
 
 
 @numba.njit(nogil=True, inline="always")
@@ -210,12 +216,25 @@ def _winograd_output_tiles(m, bias, y, first_image):
                             y[image, k, row + 1, col + 1] = s11 - s12 - s13 + shift
 
 
-def _component_rows(size, dtype):
-    """An empty (16, size) array whose rows start 256 bytes apart modulo 4 KiB. With rows a multiple of
-    4 KiB apart (C*N*tiles floats often are), the sixteen streams of a tile transform fall into the
-    same L1 sets: measured 2.3 ms against 0.31 ms for one CRNN layer's input transform."""
+_scratch = threading.local()   # per thread: {(use, dtype char): 1-d buffer} for _component_rows
+
+
+def _component_rows(size, dtype, use):
+    """An uninitialised (16, size) array whose rows start 256 bytes apart modulo 4 KiB. With rows a multiple
+    of 4 KiB apart (C*N*tiles floats often are), the sixteen streams of a tile transform fall into the
+    same L1 sets: measured 2.3 ms against 0.31 ms for one CRNN layer's input transform.
+
+    Scratch memory, kept per thread and `use` and grown to the largest layer seen (never freed): a new
+    megabyte a call was given back to the OS and faulted in again each time (a digits CNN step at batch
+    64: 1567 page faults). Never part of a result, and a use is never live twice at once."""
     stride = -(-size // 1024) * 1024 + 64
-    buffer = np.empty(16 * stride, dtype)
+    buffers = getattr(_scratch, "buffers", None)
+    if buffers is None:
+        buffers = _scratch.buffers = {}
+    key = (use, np.dtype(dtype).char)
+    buffer = buffers.get(key)
+    if buffer is None or buffer.size < 16 * stride:
+        buffer = buffers[key] = np.empty(16 * stride, dtype)
     return as_strided(buffer, (16, size), (stride * buffer.itemsize, buffer.itemsize))
 
 
@@ -242,8 +261,8 @@ def _winograd_conv3x3(x, weight, bias, padding, out_hw):
     y = np.empty((n, k) + tuple(out_hw), x.dtype)
     tiles = tiles_h * tiles_w
     chunk = max(1, min(n, CHUNK_BYTES // (16 * max(c, k) * tiles * x.itemsize)))
-    v = _component_rows(c * chunk * tiles, x.dtype)
-    products = _component_rows(k * chunk * tiles, x.dtype)
+    v = _component_rows(c * chunk * tiles, x.dtype, "input")
+    products = _component_rows(k * chunk * tiles, x.dtype, "products")
     for start in range(0, n, chunk):
         b = min(n, start + chunk) - start
         part = v[:, :c * b * tiles].reshape(16, c, b, tiles_h, tiles_w)
@@ -291,8 +310,8 @@ def _winograd_weight_gradient3x3(grad_out, x, padding, out_hw):
         grad_out = np.pad(grad_out, ((0, 0), (0, 0), (0, 2 * tiles_h - out_hw[0]), (0, 2 * tiles_w - out_hw[1])))
     tiles = tiles_h * tiles_w
     chunk = max(1, min(n, CHUNK_BYTES // (16 * max(c, k) * tiles * x.itemsize)))
-    v = _component_rows(c * chunk * tiles, x.dtype)
-    v_grad = _component_rows(k * chunk * tiles, x.dtype)
+    v = _component_rows(c * chunk * tiles, x.dtype, "input")
+    v_grad = _component_rows(k * chunk * tiles, x.dtype, "gradient")
     products = np.zeros((16, k, c), x.dtype)
     for start in range(0, n, chunk):
         b = min(n, start + chunk) - start
@@ -403,13 +422,16 @@ def _pad_or_crop(x, padding):
 
 
 # The stride-1 data gradient as a convolution of the padded grad_out computes H*W outputs of C*K*R*S
-# products each; col2im's GEMM computes P*Q of them. Measured: col2im wins once H*W >= 2 P*Q (a 3x2
-# kernel over 3x46 maps: 1.01 -> 0.44 ms), the convolution below that (its col2im rows are short).
+# products each; col2im's GEMM computes P*Q of them, then scatters R*S taps of rows Q long. Measured:
+# col2im wins once H*W >= 2 P*Q with rows of 16 or more (a 3x2 kernel over 3x46 maps: 1.08 -> 0.43 ms;
+# 3x3 over 3x20: 0.27 -> 0.12), the convolution on narrower maps (3x3 over 4x4 to 6x6: 18-82 us against
+# 34-121) and below that ratio.
 FLIPPED_MAX_WORK = 2
+COL2IM_MIN_WIDTH = 16
 
 
 def conv2d_backward_input(grad_out, weight, input_shape, stride, padding, dilation, groups):
-    """Stride 1 (unless the input is much larger than the output): a convolution of the padded grad_out
+    """Stride 1 (unless the input is much larger than a wide output): a convolution of the padded grad_out
     with the flipped, transposed weights (no col2im).
 
     Otherwise col2im: the column gradient W^T @ grad_out, scattered back tap by tap onto the padded input.
@@ -418,7 +440,7 @@ def conv2d_backward_input(grad_out, weight, input_shape, stride, padding, dilati
     k, c_group, r, s = weight.shape
     out_h, out_w = grad_out.shape[2:]
     top, bottom, left, right = padding
-    if tuple(stride) == (1, 1) and h * w < FLIPPED_MAX_WORK * out_h * out_w:
+    if tuple(stride) == (1, 1) and (h * w < FLIPPED_MAX_WORK * out_h * out_w or out_w < COL2IM_MIN_WIDTH):
         extent_h, extent_w = dilation[0] * (r - 1), dilation[1] * (s - 1)
         flipped = weight.reshape(groups, k // groups, c_group, r, s)[:, :, :, ::-1, ::-1]
         flipped = np.ascontiguousarray(flipped.transpose(0, 2, 1, 3, 4)).reshape(c, k // groups, r, s)

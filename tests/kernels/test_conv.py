@@ -224,14 +224,15 @@ def test_conv2d_in_several_column_chunks_matches_torch(monkeypatch):
     _check_against_torch((3, 4, 16, 18), (6, 2, 3, 3), dict(groups=2, padding=1), np.float64)
 
 
-@pytest.mark.parametrize("flat_max_width,flipped_max_work", [(32, 2), (10**9, 10**9), (0, 0)],
+@pytest.mark.parametrize("flat_max_width,flipped_max_work,col2im_min_width", [(32, 2, 16), (10**9, 10**9, 0), (0, 0, 0)],
                          ids=["chosen", "flat columns, flipped convolution", "im2col, col2im"])
-def test_conv2d_small_stride_one_paths_match_torch(flat_max_width, flipped_max_work, monkeypatch):
+def test_conv2d_small_stride_one_paths_match_torch(flat_max_width, flipped_max_work, col2im_min_width, monkeypatch):
     """Small stride-1 images take flat columns or im2col by output width, and the data gradient a flipped
-    convolution or col2im by how much larger the input is than the output: each way on each shape."""
+    convolution or col2im by how much larger the input is than a wide output: each way on each shape."""
     from kernels.cpu import conv as cpu
     monkeypatch.setattr(cpu, "FLAT_MAX_WIDTH", flat_max_width)
     monkeypatch.setattr(cpu, "FLIPPED_MAX_WORK", flipped_max_work)
+    monkeypatch.setattr(cpu, "COL2IM_MIN_WIDTH", col2im_min_width)
     _check_against_torch((3, 5, 3, 40), (4, 5, 3, 2), dict(), np.float64)              # the CRNN's last layer, 1x39
     _check_against_torch((2, 3, 5, 37), (4, 3, 3, 3), dict(padding=1), np.float64)     # 5x37, 'same'
     _check_against_torch((2, 3, 7, 6), (4, 3, 3, 3), dict(dilation=(2, 1)), np.float64)  # 3x4, valid
@@ -243,6 +244,7 @@ def test_conv2d_winograd_path_matches_torch(dtype, monkeypatch):
     """3x3 stride-1 layers with many channels take Winograd F(2x2, 3x3); force it on small, odd shapes."""
     from kernels.cpu import conv as cpu
     monkeypatch.setattr(cpu, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(cpu, "WINOGRAD_MIN_PIXELS", 1)
     monkeypatch.setattr(cpu, "CHUNK_BYTES", 4096)  # several image chunks
     assert cpu._use_winograd((4, 3, 3, 3), (1, 1), (1, 1), 1, (5, 7))
     _check_against_torch((3, 3, 9, 11), (4, 3, 3, 3), dict(padding=1), dtype)
