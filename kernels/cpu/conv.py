@@ -5,12 +5,13 @@ Geometry arrives already resolved by kernels/conv.py: stride and dilation as (h,
 loops are over the R*S filter taps (col2im, depthwise, shifted copies). Large images multiply one image
 at a time (a batched matmul over (N, C*R*S, P*Q) columns); small ones lay the whole batch out as one
 (C*R*S, N*P*Q) matrix so that one GEMM call does the work instead of N tiny ones. Small, narrow images
-at stride 1 build that matrix from R*S contiguous shifted slices of the flattened padded batch (long
-memcpy-like runs instead of gathers of Q elements), computing the few positions between images too
-and dropping them afterwards. The stride-1 data gradient is a convolution of the padded grad_out unless
-the input is much larger than the output (then col2im). Stride-1 3x3 layers with 16 channels or more (most CRNN layers, and the
-data gradient of such layers, which is one) use Winograd F(2x2, 3x3): 16 batched GEMMs with 4/9 of
-the multiplies, for the weight gradient too.
+(outputs under 32 wide) at stride 1 build that matrix from R*S contiguous shifted slices of the flattened
+padded batch (long memcpy-like runs instead of gathers of Q elements), computing the few positions between
+images too and dropping them afterwards. The stride-1 data gradient is a convolution of the padded
+grad_out unless the input is at least twice the output and the output 16 or more wide (then col2im).
+Stride-1 3x3 layers with 16 channels or more on maps of 64 pixels or more (most CRNN layers, and the data
+gradient of such layers, which is one) use Winograd F(2x2, 3x3): 16 batched GEMMs with 4/9 of the
+multiplies, for the weight gradient too. Each rule's measurements are beside its constant below.
 """
 import threading
 
@@ -216,7 +217,7 @@ def _winograd_output_tiles(m, bias, y, first_image):
                             y[image, k, row + 1, col + 1] = s11 - s12 - s13 + shift
 
 
-_scratch = threading.local()   # per thread: {(use, dtype char): 1-d buffer} for _component_rows
+_scratch = threading.local()   # per thread: {(use, dtype): 1-d buffer} for _component_rows
 
 
 def _component_rows(size, dtype, use):
@@ -231,7 +232,7 @@ def _component_rows(size, dtype, use):
     buffers = getattr(_scratch, "buffers", None)
     if buffers is None:
         buffers = _scratch.buffers = {}
-    key = (use, np.dtype(dtype).char)
+    key = (use, np.dtype(dtype))   # (the dtype itself: '>f8' and '<f8' share a char)
     buffer = buffers.get(key)
     if buffer is None or buffer.size < 16 * stride:
         buffer = buffers[key] = np.empty(16 * stride, dtype)

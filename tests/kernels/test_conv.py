@@ -250,3 +250,40 @@ def test_conv2d_winograd_path_matches_torch(dtype, monkeypatch):
     _check_against_torch((3, 3, 9, 11), (4, 3, 3, 3), dict(padding=1), dtype)
     _check_against_torch((2, 3, 8, 7), (5, 3, 3, 3), dict(padding=(0, 2)), dtype)
     _check_against_torch((2, 2, 6, 6), (3, 2, 3, 3), dict(padding="same"), dtype)
+
+
+def test_winograd_scratch_is_per_thread_and_never_part_of_a_result():
+    """Winograd's transform buffers are scratch kept between calls: results made before a later (larger or
+    smaller) call stay as they were, and threads running convolutions at once each get their own."""
+    import threading
+
+    from kernels.cpu import conv as cpu
+    shapes = [((2, 16, 8, 9), (16, 16, 3, 3)), ((3, 24, 10, 12), (20, 24, 3, 3)), ((1, 16, 9, 8), (32, 16, 3, 3))]
+    assert all(cpu._use_winograd(w, (1, 1), (1, 1), 1, x[2:]) for x, w in shapes)
+    cases = [(random_array(x, np.float32, seed=i), random_array(w, np.float32, seed=10 + i))
+             for i, (x, w) in enumerate(shapes)]
+
+    def run(x, weight):
+        y = kernels.conv2d(x, weight, None, padding=1)
+        return (y,) + kernels.conv2d_backward(y, x, weight, padding=1)
+
+    expected = [run(*case) for case in cases]
+    kept = [tuple(a.copy() for a in results) for results in expected]
+    for results, copies in zip(expected, kept):   # later calls left the earlier results alone
+        assert all(np.array_equal(a, b) for a, b in zip(results, copies))
+    failures = []
+
+    def worker(order):
+        try:
+            for _ in range(10):
+                for i in order:
+                    for got, want in zip(run(*cases[i]), kept[i]):
+                        assert_close(got, want, np.float32, name=f"shape {i}")
+        except AssertionError as error:
+            failures.append(error)
+    threads = [threading.Thread(target=worker, args=(order,)) for order in ([0, 1, 2], [2, 1, 0], [1, 0, 2], [2, 0, 1])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures[0]

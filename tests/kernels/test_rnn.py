@@ -1,5 +1,7 @@
 """CPU path of the recurrent layers against torch.nn.LSTM / GRU / RNN (float64, same weights) and
 float64 finite differences: outputs, final states and every gradient, with lengths and reverse."""
+import os
+
 import numpy as np
 import pytest
 
@@ -418,11 +420,19 @@ def test_fallback_gemm_matches_numpy(dtype):
         assert_close(c, product + start, dtype)
 
 
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # (this tree's kernels)
+
+
+def _cpu_environment(**variables):
+    """The environment for a fresh process that runs this tree's CPU path (not the simulator's)."""
+    environment = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    return dict(environment, NUMBANET_BACKEND="cpu", **variables)
+
+
 def test_loops_through_the_np_dot_fallback_match_torch():
     """Where NumPy's own CBLAS is not found (or NUMBANET_RNN_BLAS=np.dot), the loops' BLAS name is bound to
     the np.dot callback: the recurrent layers, forward and backward, still agree with torch through it (a
     fresh process, since the binding is made at import)."""
-    import os
     import subprocess
     import sys
     script = (
@@ -435,18 +445,15 @@ def test_loops_through_the_np_dot_fallback_match_torch():
         "for mode in ('lstm', 'gru'):\n"
         "    t.test_float32_matches_torch(mode)\n"
         "print('fallback ok')\n")
-    environment = dict(os.environ, NUMBANET_RNN_BLAS="np.dot")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run([sys.executable, "-c", script], env=environment, cwd=root, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", script], env=_cpu_environment(NUMBANET_RNN_BLAS="np.dot"),
+                            cwd=_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "fallback ok" in result.stdout, result.stderr[-3000:]
 
 
 def test_unknown_blas_choice_is_refused():
-    import os
     import subprocess
     import sys
-    environment = dict(os.environ, NUMBANET_RNN_BLAS="mkl")
-    result = subprocess.run([sys.executable, "-c", "import kernels.cpu.rnn_loops"], env=environment,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", "import kernels.cpu.rnn_loops"],
+                            env=_cpu_environment(NUMBANET_RNN_BLAS="mkl"), cwd=_ROOT, capture_output=True,
+                            text=True, timeout=120)
     assert result.returncode != 0 and "NUMBANET_RNN_BLAS must be one of" in result.stderr
