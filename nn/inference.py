@@ -23,13 +23,29 @@ def _load_for_inference(path, device):
     return state, task, model
 
 
+def _add_beam_width(parser):
+    parser.add_argument("--beam-width", type=int, default=1, metavar="N",
+                        help="crnn: decode by CTC prefix beam search keeping N prefixes (default 1: greedy)")
+
+
+def _set_beam_width(task, state, beam_width):
+    if beam_width < 1:
+        raise UsageError(f"--beam-width must be at least 1, got {beam_width}")
+    if beam_width != 1 and not hasattr(task, "beam_width"):
+        raise UsageError(f"--beam-width applies to crnn checkpoints only, got a {state['model_name']} checkpoint")
+    if hasattr(task, "beam_width"):
+        task.beam_width = beam_width
+
+
 def _evaluate(argv):
     parser = _Parser(prog="numbanet evaluate", description="Recompute the test metrics of a checkpoint.")
     parser.add_argument("checkpoint")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    _add_beam_width(parser)
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     state, task, model = _load_for_inference(args.checkpoint, device)
+    _set_beam_width(task, state, args.beam_width)
     metrics = task.evaluate(model, task.load(train=False)["test"], device)
     print(json.dumps({f"test_{k}": v for k, v in metrics.items()}))
     return 0
@@ -63,9 +79,11 @@ def _predict(argv):
     parser.add_argument("input", help="a PNG or .npy file")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--invert", action="store_true", help="dark ink on a light background")
+    _add_beam_width(parser)
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
-    _, task, model = _load_for_inference(args.checkpoint, device)
+    state, task, model = _load_for_inference(args.checkpoint, device)
+    _set_beam_width(task, state, args.beam_width)
     array = read_input(args.input)
     if args.invert:
         array = 1.0 - array

@@ -198,12 +198,14 @@ class AddingTask(_Task):
 
 
 class StripTask(_Task):
-    """Digit strips read by the CRNN, trained with CTC and decoded greedily."""
+    """Digit strips read by the CRNN, trained with CTC and decoded greedily (or, with beam_width above 1, by
+    CTC prefix beam search: `numbanet evaluate/predict --beam-width N`)."""
     metric = "sequence_accuracy"
     higher_is_better = True
 
     def __init__(self, settings):
         self.settings = settings
+        self.beam_width = 1
         self._epoch_strips = (None, None)
         self._next = None     # (epoch, thread, one-item result list): the next epoch's strips, being drawn
 
@@ -288,7 +290,7 @@ class StripTask(_Task):
     def decode(self, model, inputs, device):
         strings = []
         for batch, count in _evaluation_batches(inputs, self.settings["batch_size"], device):
-            strings.extend(model.decode(self.forward(model, batch))[:count])
+            strings.extend(model.decode(self.forward(model, batch), beam_width=self.beam_width)[:count])
         return [[label - 1 if model.blank == 0 else label for label in labels] for labels in strings]
 
     def evaluate(self, model, split, device):

@@ -173,3 +173,37 @@ def test_compiling_ahead_starts_and_stops_its_processes_and_never_stops_the_run(
     with pytest.warns(RuntimeWarning, match="recording the kernels of a step stopped early"):
         assert run.compile_ahead() == 0
     assert started == [None]
+
+
+def test_evaluate_and_predict_decode_by_beam_search_on_request(tmp_path, capsys, monkeypatch):
+    """`--beam-width N` makes the CRNN's evaluate and predict decode by CTC prefix beam search (greedy by
+    default); below 1, or on a checkpoint of another model, it is a one-line usage error (exit 2)."""
+    from nn import data, models
+    monkeypatch.setattr(data, "STRIP_COUNTS", {"train": 32, "validation": 16, "test": 16})
+    output = str(tmp_path / "crnn")
+    assert _run(capsys, "crnn", "--device", "cpu", "--epochs", "1", "--quiet", "--batch-size", "16",
+                "--hidden-size", "8", "--output", output)[0] == 0
+    path = os.path.join(output, "checkpoint.npz")
+    widths = []
+    original = models.ctc_beam_search
+    monkeypatch.setattr(models, "ctc_beam_search",
+                        lambda log_probs, beam_width=8, blank=0: widths.append(beam_width) or
+                        original(log_probs, beam_width=beam_width, blank=blank))
+    assert inference.evaluate_main([path, "--device", "cpu"]) == 0
+    greedy = json.loads(capsys.readouterr().out)
+    assert widths == []
+    assert inference.evaluate_main([path, "--device", "cpu", "--beam-width", "4"]) == 0
+    beam = json.loads(capsys.readouterr().out)
+    assert widths and set(widths) == {4}
+    assert set(beam) == set(greedy) == {"test_sequence_accuracy", "test_char_error_rate"}
+    strip = tmp_path / "strip.npy"
+    np.save(strip, data.digit_strips(train=0)["test"].inputs[0, 0])
+    widths.clear()
+    assert inference.predict_main([path, str(strip), "--device", "cpu", "--beam-width", "3"]) == 0
+    assert capsys.readouterr().out.startswith("digits ") and widths == [3]
+    assert inference.evaluate_main([path, "--beam-width", "0"]) == 2
+    assert "--beam-width must be at least 1, got 0" in capsys.readouterr().err
+    cnn_output = str(tmp_path / "cnn")
+    assert _run(capsys, "cnn", "--device", "cpu", "--epochs", "1", "--quiet", "--output", cnn_output)[0] == 0
+    assert inference.evaluate_main([os.path.join(cnn_output, "checkpoint.npz"), "--beam-width", "2"]) == 2
+    assert "--beam-width applies to crnn checkpoints only, got a cnn checkpoint" in capsys.readouterr().err
