@@ -172,7 +172,7 @@ def _max_pool_2x2_planes(x, height, width, y, indices, lowest, stride_h, stride_
             while done < interior_end:
                 start = min(done, interior_end - BLOCK)   # the last block overlaps the one before
                 first = top * width + start * stride_w - pad_w
-                if stride_w == 1:
+                if stride_w == 1:   # (literal steps: the inlined block loop then has a constant stride)
                     _interior_2x2(plane, y_row[start:], index_row[start:], first, 1, row_step, dilation_w)
                 else:
                     _interior_2x2(plane, y_row[start:], index_row[start:], first, 2, row_step, dilation_w)
