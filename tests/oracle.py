@@ -35,22 +35,24 @@ def assert_close(actual, expected, dtype=None, rtol=None, atol=None, scale=1.0, 
                                rtol=rtol, atol=atol, err_msg=name)
 
 
-def assert_adam_runs_agree(actual, expected, lr, steps, rtol=1e-3, atol=1e-4, fraction=0.99, outliers=4,
-                           name="result"):
-    """Weights of two runs of the same Adam steps that differ only in the rounding of atomic sums. Adam
-    divides each gradient by its own RMS, so a weight whose gradient is mostly rounding noise can move
-    by up to lr a step in either direction in each run: every weight must be within 2 * steps * lr, and
-    all but 1 - `fraction` of them (at least `outliers` allowed) within (rtol, atol). A wrong update or
-    a stale batch moves far more of them."""
-    actual, expected = to_numpy(actual).astype(np.float64), to_numpy(expected).astype(np.float64)
+def assert_adam_runs_agree(actual, expected, second_expected, lr, steps, factor=3.0, floor=0.01, name="result"):
+    """Weights of two runs of the same Adam steps (`actual`, `expected`) that should differ only in the
+    rounding of atomic sums, judged against a second run of `expected`'s own path (`second_expected`).
+    Adam divides each gradient by its own RMS, so a weight whose gradient is mostly rounding noise moves
+    by up to lr a step in either direction: every weight must be within 2 * steps * lr, and the mean
+    difference at most `factor` times that of the two runs of one path plus `floor` * lr. (On an H100 two
+    eager CRNN epochs put 1.4% of a conv layer's weights over (1e-3, 1e-4) apart, and a captured epoch
+    no more; their mean differences were at most 0.0124 lr. A wrong update or a stale batch moves most
+    weights by a good part of lr.)"""
+    actual, expected, second_expected = (to_numpy(a).astype(np.float64) for a in (actual, expected, second_expected))
     assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != expected {expected.shape}"
     difference = np.abs(actual - expected)
     bound = 2 * steps * lr
     assert difference.max() <= bound, f"{name}: moved {difference.max():.3g} apart, more than 2 x {steps} x lr {lr}"
-    far = int(np.count_nonzero(difference > atol + rtol * np.abs(expected)))
-    allowed = max(int(np.ceil((1 - fraction) * difference.size)), outliers)
-    assert far <= allowed, f"{name}: {far} of {difference.size} weights outside rtol {rtol}, atol {atol} " \
-                           f"(at most {allowed} allowed)"
+    noise = float(np.abs(second_expected - expected).mean())
+    allowed = factor * noise + floor * lr
+    assert difference.mean() <= allowed, f"{name}: mean difference {difference.mean():.3g} " \
+        f"({difference.mean() / lr:.4f} lr), more than {factor} x the run-to-run {noise:.3g} + {floor} lr"
 
 
 def torch_module():

@@ -41,8 +41,10 @@ for _ in range(2):
     losses.append(float(loss.numpy()))
 np.savez(sys.argv[1], losses=np.array(losses),
          **{name: p.numpy() for name, p in model.named_parameters()})
-cubins = sorted(hashlib.sha256(kernel.library.get_cubin()).hexdigest()
-                for dispatcher in list(jit._dispatchers) for kernel in dispatcher.overloads.values())
+# (numba-cuda 0.30 links to a cuda.core ObjectCode, whose .code holds the cubin's bytes)
+cubins = sorted(hashlib.sha256(getattr(code, "code", code)).hexdigest()
+                for dispatcher in list(jit._dispatchers) for kernel in dispatcher.overloads.values()
+                for code in [kernel.library.get_cubin()])
 print(json.dumps({**jit.compile_counts(), "seconds": time.perf_counter() - start, "cubins": cubins}))
 """
 

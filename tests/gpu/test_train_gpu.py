@@ -21,10 +21,11 @@ def make_run(tmp_path, name, model, batches, *extra):
 
 @pytest.mark.parametrize("model, extra", [("cnn", ()), ("crnn", ()), ("rnn", ("--task", "adding"))])
 def test_captured_training_epoch_matches_eager_epoch(tmp_path, model, extra):
-    eager = make_run(tmp_path, "eager", model, 6, *extra)
-    eager.capture_failed = True  # forces every step down the eager path
+    eager, second_eager = (make_run(tmp_path, name, model, 6, *extra) for name in ("eager", "second-eager"))
+    eager.capture_failed = second_eager.capture_failed = True  # forces every step down the eager path
     captured = make_run(tmp_path, "captured", model, 6, *extra)
     eager_totals, _ = eager.train_epoch()
+    second_eager.train_epoch()   # the run-to-run rounding noise of the eager path, the yardstick below
     captured_totals, _ = captured.train_epoch()
     assert captured.captured_step is not None and captured.captured_step.captured
     assert not captured.capture_failed
@@ -32,13 +33,15 @@ def test_captured_training_epoch_matches_eager_epoch(tmp_path, model, extra):
     assert captured_totals["correct"] == pytest.approx(eager_totals["correct"], abs=2)
     assert captured_totals["loss"] == pytest.approx(eager_totals["loss"], rel=1e-3)
     noisy = biases_cancelled_by_batch_norm(eager.model)
-    for (key, p), (_, q) in zip(eager.model.named_parameters(), captured.model.named_parameters()):
+    for (key, p), (_, p2), (_, q) in zip(eager.model.named_parameters(), second_eager.model.named_parameters(),
+                                         captured.model.named_parameters()):
         if key in noisy:  # seven Adam steps of at most lr each, steered by rounding noise
             assert float(abs(p.data - q.data).max()) <= 7 * eager.settings["lr"], key
             continue
-        # Seven Adam steps of the CRNN moved a few of its conv weights 1.9e-4 and 1.2e-3 (0.1 and 0.6 lr)
-        # apart in two H100 runs (2 of 144 and 4 of 4608): weights whose gradients are mostly rounding noise.
-        assert_adam_runs_agree(q.data, p.data, eager.settings["lr"], steps=7, name=key)
+        # Two eager CRNN epochs on an H100 put up to 105 of a conv layer's 36864 weights more than (1e-3, 1e-4)
+        # apart (weights whose gradients are mostly rounding noise), so the captured epoch is held to the
+        # eager path's own spread, not to a fixed count.
+        assert_adam_runs_agree(q.data, p.data, p2.data, eager.settings["lr"], steps=7, name=key)
 
 
 @pytest.mark.parametrize("model", ["cnn", "crnn"])
