@@ -187,12 +187,15 @@ ROW_SUFFIXES = ("", ", adam per parameter", ", graph")   # the rows of one model
 
 
 def cases(device, quick=False, only=None):
-    """`only`: build and run only the models with a row whose label contains that text (each model's
-    warm-up, peak-memory step and capture cost device time)."""
+    """The rows, yielded one at a time: each model is built when the suite reaches it, and its per-parameter
+    optimizer and captured step only after the rows before them were timed, so that no row is timed beside
+    what later rows need. (Built all at once before any timing, the first row, the CNN's eager step, took 8.3
+    ms on an H100 where the same step alone took 2.9 ms; 2026-11-27, benchmarks/RESULTS.md.)
+    `only`: build and run only the models with a row whose label contains that text (each model's warm-up,
+    peak-memory step and capture cost device time)."""
     torch = vendor_torch()
     batch = 64 if device == "cuda" else 16
     xp = np if device == "cpu" else backend.cupy_module()
-    rows = []
     for label, build, shape, kind, classes in _specs(device, quick):
         if only and not any(only in f"{label}, b{batch}{suffix}" for suffix in ROW_SUFFIXES):
             continue
@@ -223,18 +226,18 @@ def cases(device, quick=False, only=None):
         if device == "cuda":   # the default launcher (direct), recorded in the row
             from kernels.cuda import launch
             eager = _under_launcher(ours_step, launch.launcher, extra)
-        rows.append(Case(label=f"{label}, b{batch}", make_inputs=make,
-                         ours=lambda *inputs, step=eager, count=count: step(*inputs[:count]), vendor=vendor,
-                         vendor_name="torch (same model)", samples=batch, extra=extra,
-                         note="Adam step; PyTorch twin with our initial weights"))
+        yield Case(label=f"{label}, b{batch}", make_inputs=make,
+                   ours=lambda *inputs, step=eager, count=count: step(*inputs[:count]), vendor=vendor,
+                   vendor_name="torch (same model)", samples=batch, extra=extra,
+                   note="Adam step; PyTorch twin with our initial weights")
         if device == "cuda":
             # the same eager step with Adam(flat=False): an update launch per parameter, clipping's ops
             # per parameter (the CRNNs do not clip here), to keep flat=True's gain measured
             per_parameter_step = _steps(model, twin, kind, shape, batch, xp, flat=False)[0]
-            rows.append(Case(label=f"{label}, b{batch}, adam per parameter", make_inputs=make,
-                             ours=lambda *inputs, step=per_parameter_step, count=count: step(*inputs[:count]),
-                             vendor=vendor, vendor_name="torch (same model)", samples=batch,
-                             extra={"batch": batch}, note="the Adam step with flat=False"))
+            yield Case(label=f"{label}, b{batch}, adam per parameter", make_inputs=make,
+                       ours=lambda *inputs, step=per_parameter_step, count=count: step(*inputs[:count]),
+                       vendor=vendor, vendor_name="torch (same model)", samples=batch,
+                       extra={"batch": batch}, note="the Adam step with flat=False")
             captured = nn.capture(ours_step)
             try:
                 captured(*make(xp, 0)[:count])   # eager warm-up
@@ -243,8 +246,7 @@ def cases(device, quick=False, only=None):
             except Exception as error:           # e.g. a kernel that reads targets on the host
                 print(f"  train: {label}: the step could not be captured, no graph row ({error})", flush=True)
                 continue
-            rows.append(Case(label=f"{label}, b{batch}, graph", make_inputs=make,
-                             ours=lambda *inputs, step=captured, count=count: step(*inputs[:count]),
-                             vendor=vendor, vendor_name="torch eager (same model)", samples=batch,
-                             note="nn.capture replay of the same Adam step"))
-    return rows
+            yield Case(label=f"{label}, b{batch}, graph", make_inputs=make,
+                       ours=lambda *inputs, step=captured, count=count: step(*inputs[:count]),
+                       vendor=vendor, vendor_name="torch eager (same model)", samples=batch,
+                       note="nn.capture replay of the same Adam step")

@@ -122,6 +122,27 @@ def test_only_reaches_the_train_suite_before_it_builds_models(monkeypatch):
     assert built == ["cnn 8x8 digits"]
 
 
+def test_train_suite_times_each_row_before_it_builds_the_next_model(monkeypatch):
+    """The train suite's rows come one at a time: a model is built only after the rows before it were timed
+    (built all at once, the CNN's first row was timed beside three other models and their graphs)."""
+    from benchmarks import train
+    events = []
+    real_specs = train._specs
+
+    def recording_specs(device, quick):
+        return [(label, lambda build=build, label=label: (events.append(f"build {label}"), build())[1], shape,
+                 kind, classes) for label, build, shape, kind, classes in real_specs(device, quick)]
+
+    def recording_suite(suite, cases, device, **options):
+        for case in cases:
+            events.append(f"time {case.label}")
+    monkeypatch.setattr(train, "_specs", recording_specs)
+    monkeypatch.setattr(harness, "run_suite", recording_suite)
+    assert cli.main(["bench", "--device", "cpu", "--quick", "train"]) == 0
+    assert [e for e in events if e.startswith("build")] == [f"build {label}" for label, *_ in real_specs("cpu", True)]
+    assert all(events[i].startswith("build") == (i % 2 == 0) for i in range(len(events))), events
+
+
 def test_compile_cache_compiles_saves_and_loads_kernels_without_a_gpu():
     """benchmarks/compile_cache.py: the named kernels compile for sm_90, go through the cache and all come back
     in a new process."""
