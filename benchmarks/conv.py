@@ -77,7 +77,9 @@ def _winograd_layer(shape, chosen=False):
     return conv_winograd.eligible(*layer) and min(c, k) >= COMPARED_FROM
 
 
-def _cases_for(shape, device, algorithm=None):
+def _cases_for(shape, device, algorithm=None, split=False):
+    """fwd and bwd rows; split: also the data and the weight gradient alone (which of the two an algorithm
+    loses on: Winograd's backward of the paper CRNN's 8x25 layer took 3.1x the implicit GEMM's on an H100)."""
     label, n, c, h, w, k, size, stride, padding = shape
     torch = vendor_torch()
     out_h = (h + 2 * padding - size) // stride + 1
@@ -113,10 +115,23 @@ def _cases_for(shape, device, algorithm=None):
         label = f"{label} [{algorithm}]"
         chosen = "winograd" if _winograd_layer(shape, chosen=True) else "implicit"
         note = "; the automatic choice" if algorithm == chosen else ""
-    return [Case(label=f"fwd {label}", make_inputs=make, ours=forward, vendor=forward_vendor,
+    rows = [Case(label=f"fwd {label}", make_inputs=make, ours=forward, vendor=forward_vendor,
                  vendor_name=vendor, flops=flops, note=note[2:]),
             Case(label=f"bwd {label}", make_inputs=make, ours=backward, vendor=backward_vendor,
                  vendor_name=vendor, flops=2 * flops, note="data + weight gradients" + note)]
+    for part, mask in (("data", [True, False, False]), ("weight", [False, True, False])) if split else ():
+        def one_gradient(x, weight, grad_out, *tensors, part=part):
+            with _algorithm(algorithm):
+                return kernels.conv2d_backward(grad_out, x, weight, need_input=part == "data",
+                                               need_weight=part == "weight", need_bias=False, **arguments)
+
+        def one_gradient_vendor(x, weight, grad_out, x_t, weight_t, grad_out_t, mask=mask):
+            return torch.ops.aten.convolution_backward(grad_out_t, x_t, weight_t, None, [stride] * 2,
+                                                       [padding] * 2, [1, 1], False, [0, 0], 1, mask)
+        rows.append(Case(label=f"bwd-{part} {label}", make_inputs=make, ours=one_gradient,
+                         vendor=one_gradient_vendor, vendor_name=vendor, flops=flops,
+                         note=f"the {part} gradient alone" + note))
+    return rows
 
 
 # transposed convolutions: (label, N, C_in, H, W, C_out, kernel, stride, padding)
@@ -177,7 +192,8 @@ def cases(device, quick=False):
     rows = []
     for shape in shapes:
         if device == "cuda" and _winograd_layer(shape):  # both algorithms, to keep MIN_CHANNELS measured
-            rows.extend(_cases_for(shape, device, "winograd") + _cases_for(shape, device, "implicit"))
+            split = shape in TRAIN_CRNN   # (the CRNN layers: each gradient alone too)
+            rows.extend(_cases_for(shape, device, "winograd", split) + _cases_for(shape, device, "implicit", split))
         else:
             rows.extend(_cases_for(shape, device))
     if device == "cuda":
