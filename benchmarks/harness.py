@@ -2,7 +2,8 @@
 
 GPU: CUDA-event timing on the current stream after warm-up, median of repeats, with several input
 sets used in turn so that the L2 cache does not flatter either side. CPU: perf_counter, same rules,
-labelled as CPU figures. Each suite module (benchmarks/gemm.py, ...) returns a list of `Case`s.
+labelled as CPU figures. Each suite module (benchmarks/gemm.py, ...) gives its `Case`s as an iterable (the train suite's
+builds each model only when its rows come up).
 """
 import contextlib
 import json
@@ -233,7 +234,17 @@ def run_suite(suite, cases, device, output_dir=None, plot=False, repeats=15, mea
     """Time every case, print the table, and write `<suite>-<device>.json` (and a PNG with plot)."""
     ceilings = measured_ceilings(device)
     rows = []
-    for case in cases:
+    cases = iter(cases)
+    while True:
+        try:   # making a case can fail too (the train suite builds and runs a model): keep the rows so far
+            case = next(cases)
+        except StopIteration:
+            break
+        except Exception as error:
+            traceback.print_exc()
+            rows.append({"case": "(making the next case)", "error": f"{type(error).__name__}: {error}"[:300]})
+            print(format_table(suite, device, rows).splitlines()[-1], flush=True)
+            break
         try:
             row = run_case(case, device, ceilings, repeats=repeats, measure_host_cost=measure_host_cost)
         except Exception as error:  # one broken case must not cost the rest of the suite its figures
@@ -241,6 +252,7 @@ def run_suite(suite, cases, device, output_dir=None, plot=False, repeats=15, mea
             row = {"case": case.label, "error": f"{type(error).__name__}: {error}"[:300]}
         rows.append(row)
         print(format_table(suite, device, [row]).splitlines()[-1], flush=True)
+        case = None   # (not kept alive while the next case is made: the train suite's models)
     print(format_table(suite, device, rows))
     if any("host_cost_us" in row for row in rows):
         costs = ", ".join(f"{r['case']}: {r['host_cost_us']:.1f} us" for r in rows if "host_cost_us" in r)

@@ -10,6 +10,8 @@ torch.cuda.max_memory_allocated), both counted from before the model was built. 
 is 16. --quick narrows the 12x90 strip CRNN (channels up to 64, not 256) and leaves out the paper CRNN
 (GPU only).
 """
+import gc
+
 import numpy as np
 
 import nn
@@ -189,64 +191,72 @@ ROW_SUFFIXES = ("", ", adam per parameter", ", graph")   # the rows of one model
 def cases(device, quick=False, only=None):
     """The rows, yielded one at a time: each model is built when the suite reaches it, and its per-parameter
     optimizer and captured step only after the rows before them were timed, so that no row is timed beside
-    what later rows need. (Built all at once before any timing, the first row, the CNN's eager step, took 8.3
-    ms on an H100 where the same step alone took 2.9 ms; 2026-11-27, benchmarks/RESULTS.md.)
+    what later rows need; a model's rows come from a generator of their own, so that the model, its
+    optimizers and its graph are freed before the next model is built. (Built all at once before any
+    timing, the first row, the CNN's eager step, took 8.3 ms on an H100 where the same step alone took 2.9
+    ms; 2026-11-27, benchmarks/RESULTS.md.)
     `only`: build and run only the models with a row whose label contains that text (each model's warm-up,
     peak-memory step and capture cost device time)."""
-    torch = vendor_torch()
     batch = 64 if device == "cuda" else 16
     xp = np if device == "cpu" else backend.cupy_module()
     for label, build, shape, kind, classes in _specs(device, quick):
         if only and not any(only in f"{label}, b{batch}{suffix}" for suffix in ROW_SUFFIXES):
             continue
-        base = xp.get_default_memory_pool().used_bytes() if device == "cuda" else 0
-        torch_base = torch.cuda.memory_allocated() if device == "cuda" else 0
-        nn.manual_seed(0)
-        model = build()
-        twin = torch_twin(model)
-        model.load_state_dict(twin.state_dict())
-        model.to(device)
-        twin.to(device)
-        make = _make_inputs(shape, kind, classes, batch, device)
-        ours_step, vendor, count = _steps(model, twin, kind, shape, batch, xp)
-        extra = {"batch": batch}
-        if device == "cuda":
-            first = make(xp, 0)
-            ours_step(*first[:count])
-            vendor(*first)
-            extra["ours_peak_MiB"] = _peak_cupy_bytes(ours_step, first[:count], base) / 2**20
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            vendor(*first)
-            torch.cuda.synchronize()
-            extra["vendor_peak_MiB"] = (torch.cuda.max_memory_allocated() - torch_base) / 2**20
-            print(f"  train: {label}: peak memory of a step, ours {extra['ours_peak_MiB']:.0f} MiB, "
-                  f"PyTorch {extra['vendor_peak_MiB']:.0f} MiB", flush=True)
-        eager = ours_step
-        if device == "cuda":   # the default launcher (direct), recorded in the row
-            from kernels.cuda import launch
-            eager = _under_launcher(ours_step, launch.launcher, extra)
-        yield Case(label=f"{label}, b{batch}", make_inputs=make,
-                   ours=lambda *inputs, step=eager, count=count: step(*inputs[:count]), vendor=vendor,
-                   vendor_name="torch (same model)", samples=batch, extra=extra,
-                   note="Adam step; PyTorch twin with our initial weights")
-        if device == "cuda":
-            # the same eager step with Adam(flat=False): an update launch per parameter, clipping's ops
-            # per parameter (the CRNNs do not clip here), to keep flat=True's gain measured
-            per_parameter_step = _steps(model, twin, kind, shape, batch, xp, flat=False)[0]
-            yield Case(label=f"{label}, b{batch}, adam per parameter", make_inputs=make,
-                       ours=lambda *inputs, step=per_parameter_step, count=count: step(*inputs[:count]),
-                       vendor=vendor, vendor_name="torch (same model)", samples=batch,
-                       extra={"batch": batch}, note="the Adam step with flat=False")
-            captured = nn.capture(ours_step)
-            try:
-                captured(*make(xp, 0)[:count])   # eager warm-up
-                captured(*make(xp, 1)[:count])   # capture, then the first replay
-                xp.cuda.get_current_stream().synchronize()
-            except Exception as error:           # e.g. a kernel that reads targets on the host
-                print(f"  train: {label}: the step could not be captured, no graph row ({error})", flush=True)
-                continue
-            yield Case(label=f"{label}, b{batch}, graph", make_inputs=make,
-                       ours=lambda *inputs, step=captured, count=count: step(*inputs[:count]),
-                       vendor=vendor, vendor_name="torch eager (same model)", samples=batch,
-                       note="nn.capture replay of the same Adam step")
+        gc.collect()   # the previous model's reference cycles, before this one's memory is measured
+        yield from _model_cases(label, build, shape, kind, classes, device, batch, xp)
+
+
+def _model_cases(label, build, shape, kind, classes, device, batch, xp):
+    """One model's rows (see cases): eager, and on a GPU per-parameter Adam and the graph replay."""
+    torch = vendor_torch()
+    base = xp.get_default_memory_pool().used_bytes() if device == "cuda" else 0
+    torch_base = torch.cuda.memory_allocated() if device == "cuda" else 0
+    nn.manual_seed(0)
+    model = build()
+    twin = torch_twin(model)
+    model.load_state_dict(twin.state_dict())
+    model.to(device)
+    twin.to(device)
+    make = _make_inputs(shape, kind, classes, batch, device)
+    ours_step, vendor, count = _steps(model, twin, kind, shape, batch, xp)
+    extra = {"batch": batch}
+    if device == "cuda":
+        first = make(xp, 0)
+        ours_step(*first[:count])
+        vendor(*first)
+        extra["ours_peak_MiB"] = _peak_cupy_bytes(ours_step, first[:count], base) / 2**20
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        vendor(*first)
+        torch.cuda.synchronize()
+        extra["vendor_peak_MiB"] = (torch.cuda.max_memory_allocated() - torch_base) / 2**20
+        print(f"  train: {label}: peak memory of a step, ours {extra['ours_peak_MiB']:.0f} MiB, "
+              f"PyTorch {extra['vendor_peak_MiB']:.0f} MiB", flush=True)
+    eager = ours_step
+    if device == "cuda":   # the default launcher (direct), recorded in the row
+        from kernels.cuda import launch
+        eager = _under_launcher(ours_step, launch.launcher, extra)
+    yield Case(label=f"{label}, b{batch}", make_inputs=make,
+               ours=lambda *inputs, step=eager, count=count: step(*inputs[:count]), vendor=vendor,
+               vendor_name="torch (same model)", samples=batch, extra=extra,
+               note="Adam step; PyTorch twin with our initial weights")
+    if device == "cuda":
+        # the same eager step with Adam(flat=False): an update launch per parameter, clipping's ops
+        # per parameter (the CRNNs do not clip here), to keep flat=True's gain measured
+        per_parameter_step = _steps(model, twin, kind, shape, batch, xp, flat=False)[0]
+        yield Case(label=f"{label}, b{batch}, adam per parameter", make_inputs=make,
+                   ours=lambda *inputs, step=per_parameter_step, count=count: step(*inputs[:count]),
+                   vendor=vendor, vendor_name="torch (same model)", samples=batch,
+                   extra={"batch": batch}, note="the Adam step with flat=False")
+        captured = nn.capture(ours_step)
+        try:
+            captured(*make(xp, 0)[:count])   # eager warm-up
+            captured(*make(xp, 1)[:count])   # capture, then the first replay
+            xp.cuda.get_current_stream().synchronize()
+        except Exception as error:           # e.g. a kernel that reads targets on the host
+            print(f"  train: {label}: the step could not be captured, no graph row ({error})", flush=True)
+            return
+        yield Case(label=f"{label}, b{batch}, graph", make_inputs=make,
+                   ours=lambda *inputs, step=captured, count=count: step(*inputs[:count]),
+                   vendor=vendor, vendor_name="torch eager (same model)", samples=batch,
+                   note="nn.capture replay of the same Adam step")

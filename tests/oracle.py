@@ -35,17 +35,20 @@ def assert_close(actual, expected, dtype=None, rtol=None, atol=None, scale=1.0, 
                                rtol=rtol, atol=atol, err_msg=name)
 
 
-def assert_adam_runs_agree(actual, expected, second_expected, lr, steps, factor=3.0, floor=0.01, name="result"):
+def assert_adam_runs_agree(actual, expected, second_expected, lr, steps, factor=3.0, floor=0.02, name="result"):
     """Weights of two runs of the same Adam steps (`actual`, `expected`) that should differ only in the
     rounding of atomic sums, judged against a second run of `expected`'s own path (`second_expected`).
     Adam divides each gradient by its own RMS, so a weight whose gradient is mostly rounding noise moves
     by up to lr a step in either direction: every weight must be within 2 * steps * lr, and the mean
-    difference at most `factor` times that of the two runs of one path plus `floor` * lr. (On an H100 two
-    eager CRNN epochs put 1.4% of a conv layer's weights over (1e-3, 1e-4) apart, and a captured epoch
-    no more; their mean differences were at most 0.0124 lr. A wrong update or a stale batch moves most
-    weights by a good part of lr.)"""
+    difference at most `factor` times that of the two runs of one path plus `floor` * lr. (H100, 2026-11-27:
+    after seven CRNN steps, two eager runs had up to 1.4% of a conv layer's weights more than (1e-3, 1e-4)
+    apart, over the 1% a fixed count allowed, and a captured against an eager run 7% and 20% in two calls
+    on another machine; the mean difference of a tensor between two eager runs reached 0.0124 lr. On the
+    CPU, which has no such noise, a 2% larger lr over three steps moves every CRNN tensor's mean by
+    0.03-0.04 lr; a stale batch or a wrong update moves it by a good part of lr.)"""
     actual, expected, second_expected = (to_numpy(a).astype(np.float64) for a in (actual, expected, second_expected))
-    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != expected {expected.shape}"
+    assert actual.shape == expected.shape == second_expected.shape, \
+        f"{name}: shapes {actual.shape}, {expected.shape}, {second_expected.shape} differ"
     difference = np.abs(actual - expected)
     bound = 2 * steps * lr
     assert difference.max() <= bound, f"{name}: moved {difference.max():.3g} apart, more than 2 x {steps} x lr {lr}"

@@ -143,6 +143,27 @@ def test_train_suite_times_each_row_before_it_builds_the_next_model(monkeypatch)
     assert all(events[i].startswith("build") == (i % 2 == 0) for i in range(len(events))), events
 
 
+def test_a_suite_that_fails_while_making_a_case_keeps_the_rows_before_it(monkeypatch, tmp_path):
+    """The train suite builds and runs each model between rows: a failure there is an error row after the
+    rows already timed, and the report is still written."""
+    import json
+
+    import benchmarks
+    from benchmarks import train
+    real_specs = train._specs
+
+    def failing_second(device, quick):
+        specs = real_specs(device, quick)[:2]
+        label, _, shape, kind, classes = specs[1]
+        return specs[:1] + [(label, lambda: (_ for _ in ()).throw(RuntimeError("out of memory")), shape, kind,
+                             classes)]
+    monkeypatch.setattr(train, "_specs", failing_second)
+    benchmarks.run(["train"], device="cpu", output_dir=str(tmp_path), quick=True, repeats=2)
+    rows = json.loads((tmp_path / "train-cpu.json").read_text())["rows"]
+    assert [row["case"] for row in rows] == ["cnn 8x8 digits, b16", "(making the next case)"]
+    assert rows[0]["ours_ms"] > 0 and rows[1]["error"] == "RuntimeError: out of memory"
+
+
 def test_compile_cache_compiles_saves_and_loads_kernels_without_a_gpu():
     """benchmarks/compile_cache.py: the named kernels compile for sm_90, go through the cache and all come back
     in a new process."""
