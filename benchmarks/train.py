@@ -163,12 +163,10 @@ def _peak_cupy_bytes(step, inputs, base):
         peak[0] = max(peak[0], pool.used_bytes())
         return memory
 
-    cupy.cuda.set_allocator(malloc)
-    try:
+    # (using_allocator puts back whatever allocator was in force, rather than the default pool's)
+    with cupy.cuda.using_allocator(malloc):
         step(*inputs)
         cupy.cuda.get_current_stream().synchronize()
-    finally:
-        cupy.cuda.set_allocator(pool.malloc)
     return peak[0] - base
 
 
