@@ -4,14 +4,17 @@ torch.nn.LSTM / GRU with the same weights: cuDNN on the GPU (TF32 off), PyTorch'
 GPU shapes: the five LSTM anchors of ANCHORS.md (T, B, input, hidden), DeepBench's (hidden, batch, T)
 512/16/25, 1024/64/25, 256/64/150 (input = hidden), and the GRU rows of ANCHORS.md. CPU shapes: the
 models' layers (row-wise digits T8 B64 I8 H128; T26 B16 I512 H256 as an LSTM and a GRU; a T25 B16 H128
-LSTM) and the default CRNN's first bidirectional layer (T45 B32 I64 H64). flops = the layer's GEMM flops: 2 T B G H (I + H) forward, three times that for
-forward + backward (the gradients of the inputs, the states and the weights).
+LSTM) and the default CRNN's first bidirectional layer (T45 B32 I64 H64). flops = the layer's GEMM
+flops: 2 T B G H (I + H) forward, three times that for forward + backward (the gradients of the inputs,
+the states and the weights).
 NUMBANET_RNN_PATH=step (or persistent) forces our recurrence kernels, to compare the two on the GPU.
 Bidirectional LSTM layers (the default CRNN's two, T45 B32 H64, and the paper CRNN's first, T26 B16 I512
 H256) against torch.nn.LSTM(bidirectional=True): on the GPU twice, both directions in one persistent
 launch ("one launch") and one launch a direction ("separate", the form before), in the same run; and the
-default CRNN's first layer with at least 4, 16 and 64 units a persistent block ("u<N>": fewer, larger
-blocks than the automatic plan's, so fewer blocks meet at each step's grid barrier).
+default CRNN's first layer and the first LSTM anchor again with the device runtime's grid barrier
+("runtime barrier": the only kind before 2026-11-27) instead of the default atomic one
+(kernels/cuda/rnn_persistent.py). (Fewer, larger persistent blocks, NUMBANET_RNN_UNITS, were slower:
+benchmarks/RESULTS.md, 2026-11-27.)
 """
 import numpy as np
 
@@ -31,7 +34,6 @@ CPU_SHAPES = [("lstm", 8, 64, 8, 128), ("lstm", 26, 16, 512, 256), ("lstm", 25, 
               ("gru", 26, 16, 512, 256)]
 # (T, B, input, hidden) of bidirectional LSTM layers
 BIDIRECTIONAL = [(45, 32, 64, 64), (45, 32, 128, 64), (26, 16, 512, 256)]
-UNITS_COMPARED = (4, 16, 64)   # units a persistent block, against the automatic plan (kernels/cuda/rnn.py)
 
 
 def _uniform_maker(xp, seed):
@@ -53,7 +55,20 @@ def _torch_step(torch, backward):
     return vendor
 
 
-def _case(device, cell, T, B, I, H, backward):
+def _with_grid_barrier(barrier, run):
+    """run() with our persistent kernels' grid barrier forced to `barrier` (None: as configured)."""
+    if barrier is None:
+        return run()
+    from kernels.cuda import rnn as gpu
+    saved = gpu.grid_barrier
+    gpu.grid_barrier = barrier
+    try:
+        return run()
+    finally:
+        gpu.grid_barrier = saved
+
+
+def _case(device, cell, T, B, I, H, backward, barrier=None):
     G = GATES[cell]
     torch = vendor_torch()
 
@@ -77,25 +92,29 @@ def _case(device, cell, T, B, I, H, backward):
         state = (tensor(h0)[None], tensor(c0)[None]) if cell == "lstm" else tensor(h0)[None]
         return (x, h0, c0, *weights, grad_y, module, x_t, state, tensor(grad_y))
 
-    def ours(x, h0, c0, w_ih, w_hh, b_ih, b_hh, grad_y, *vendor_inputs):
+    def layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, grad_y):
         if cell == "lstm":
             result = kernels.lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, training=backward)
             return kernels.lstm_backward(result[-1], grad_y) if backward else result
         result = kernels.gru(x, h0, w_ih, w_hh, b_ih, b_hh, training=backward)
         return kernels.gru_backward(result[-1], grad_y) if backward else result
 
+    def ours(*inputs):
+        return _with_grid_barrier(barrier, lambda: layer(*inputs[:8]))
+
     vendor = _torch_step(torch, backward)
 
     flops = 2.0 * T * B * G * H * (I + H) * (3 if backward else 1)
     where = "cuDNN" if device == "cuda" else "CPU"
-    label = f"{cell} T{T} B{B} I{I} H{H} {'fwd+bwd' if backward else 'fwd'}"
+    form = f" {barrier} barrier" if barrier else ""
+    label = f"{cell} T{T} B{B} I{I} H{H}{form} {'fwd+bwd' if backward else 'fwd'}"
     return Case(label=label, make_inputs=make, ours=ours, vendor=vendor,
                 vendor_name=f"torch.nn.{cell.upper()} ({where})", flops=flops)
 
 
-def _bidirectional_case(device, T, B, I, H, backward, directions=None, units=None):
-    """Both directions of one LSTM layer; `directions` 'combined' or 'separate' forces our GPU form, `units`
-    the fewest units a persistent block owns (kernels/cuda/rnn.py min_units)."""
+def _bidirectional_case(device, T, B, I, H, backward, directions=None, barrier=None):
+    """Both directions of one LSTM layer; `directions` 'combined' or 'separate' forces our GPU form, `barrier`
+    the persistent kernels' grid barrier (kernels/cuda/rnn.py grid_barrier)."""
     torch = vendor_torch()
 
     def make(xp, seed):
@@ -116,20 +135,24 @@ def _bidirectional_case(device, T, B, I, H, backward, directions=None, units=Non
         x_t = tensor(x).clone().requires_grad_(backward)
         return (x, h0, c0, weights, grad_y, module, x_t, (tensor(h0), tensor(c0)), tensor(grad_y))
 
+    def layer(x, h0, c0, weights, grad_y):
+        result = kernels.lstm_bidirectional(x, h0, c0, weights, training=backward)
+        return kernels.lstm_bidirectional_backward(result[-1], grad_y) if backward else result
+
     def ours(x, h0, c0, weights, grad_y, *vendor_inputs):
         from kernels.cuda import rnn as gpu
-        forced = gpu.force_directions, gpu.min_units
-        gpu.force_directions, gpu.min_units = directions or forced[0], units or forced[1]
+        forced = gpu.force_directions
+        gpu.force_directions = directions or forced
         try:
-            result = kernels.lstm_bidirectional(x, h0, c0, weights, training=backward)
-            return kernels.lstm_bidirectional_backward(result[-1], grad_y) if backward else result
+            return _with_grid_barrier(barrier, lambda: layer(x, h0, c0, weights, grad_y))
         finally:
-            gpu.force_directions, gpu.min_units = forced
+            gpu.force_directions = forced
 
     vendor = _torch_step(torch, backward)
 
     flops = 2 * 2.0 * T * B * 4 * H * (I + H) * (3 if backward else 1)
-    form = {"combined": " one launch", "separate": " separate"}.get(directions, "") + (f" u{units}" if units else "")
+    form = ({"combined": " one launch", "separate": " separate"}.get(directions, "")
+            + (f" {barrier} barrier" if barrier else ""))
     label = f"bilstm T{T} B{B} I{I} H{H}{form} {'fwd+bwd' if backward else 'fwd'}"
     where = "cuDNN" if device == "cuda" else "CPU"
     return Case(label=label, make_inputs=make, ours=ours, vendor=vendor,
@@ -147,10 +170,11 @@ def cases(device, quick=False):
     if device != "cuda":
         return found + [_bidirectional_case(device, *BIDIRECTIONAL[0], backward) for backward in (False, True)]
     # first: the rows a capped GPU run must not lose (the CRNN's layers, both forms; then the default CRNN's
-    # first layer with fewer, larger persistent blocks than the automatic plan's one unit a block)
+    # first layer and the first anchor with the device runtime's grid barrier, against the rows with ours)
     bidirectional = BIDIRECTIONAL[:1] if quick else BIDIRECTIONAL
     first = [_bidirectional_case(device, *shape, backward, directions) for shape in bidirectional
              for backward in (False, True) for directions in ("combined", "separate")]
-    first += [_bidirectional_case(device, *BIDIRECTIONAL[0], backward, "combined", units)
-              for units in ([] if quick else UNITS_COMPARED) for backward in (False, True)]
+    first += [_bidirectional_case(device, *BIDIRECTIONAL[0], backward, "combined", "runtime")
+              for backward in (False, True)]
+    first += [_case(device, "lstm", *LSTM_ANCHORS[0], backward, "runtime") for backward in (False, True)]
     return first + found

@@ -55,7 +55,22 @@ def test_calls_are_found_in_ptx():
     ptx = ("call.uni (retval0), \n_ZN6cudapy5numba6helperEf, \n(\nparam0\n);\n"
            "call.uni \ncudaCGSynchronize, \n(\nparam0, \nparam1\n);\nadd.s32 %r1, %r2, 1;")
     assert resources.ptx_calls(ptx) == {"_ZN6cudapy5numba6helperEf", "cudaCGSynchronize"}
-    persistent = [k for k in KERNELS if k[0] == "rnn.lstm_persistent_forward"]
-    assert persistent
-    ptx = resources.compile_ptx(*persistent[0][1:])
+    runtime_barrier = [k for k in KERNELS if k[0] == "rnn.lstm_persistent_forward_runtime_barrier"]
+    assert runtime_barrier
+    ptx = resources.compile_ptx(*runtime_barrier[0][1:])
     assert resources.ptx_calls(ptx.split(".entry", 1)[-1]) == resources.COOPERATIVE_RUNTIME
+
+
+@pytest.mark.parametrize("kind", ["forward", "backward"])
+def test_atomic_grid_barrier_makes_one_runtime_call_a_launch(kind):
+    """The default persistent kernels meet at the atomic barrier: no cudaCGSynchronize, only the one handle
+    call that marks them cooperative (outside the step loop), and thread 0's arrival as a fenced atomic add
+    followed by polling atomics."""
+    atomic = [k for k in KERNELS if k[0] == f"rnn.lstm_persistent_{kind}"]
+    body = resources.compile_ptx(*atomic[0][1:]).split(".entry", 1)[-1]
+    assert resources.ptx_calls(body) == {"cudaCGGetIntrinsicHandle"}
+    assert body.count("cudaCGGetIntrinsicHandle") == 1
+    arrival = re.search(r"membar\.gl;(?:(?!bar\.sync)[\s\S])*?atom\.global\.add\.u32[^\n]*\n"
+                        r"(?:(?!bar\.sync)[\s\S])*?atom\.global\.add\.u32\s+%r\d+, \[%rd\d+\], 0;"
+                        r"(?:(?!bar\.sync)[\s\S])*?membar\.gl;", body)
+    assert arrival, "no fenced arrival and polling loop between two block barriers"

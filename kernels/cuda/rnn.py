@@ -14,7 +14,9 @@ A block's threads, dot-product split and shared memory: kernels/cuda/rnn_block_s
 import os
 import warnings
 
-from numba import cuda, float32, int32, int64
+import numpy as np
+
+from numba import cuda, float32, int32, int64, uint32
 
 from .. import backend
 from .._checks import constant
@@ -23,7 +25,7 @@ from . import compile_ahead
 from .launch import ceil_div, device_view, launch
 from .rnn_block_sizes import _allow_shared, _shared_limit, _threads, ksplit_for, persistent_shared_bytes
 from .rnn_kernels import CELLS, FORWARD_ROWS, GATE_COUNT, PHASE_B_ROWS, kernels_for
-from .rnn_persistent import persistent_kernels_for
+from .rnn_persistent import GRID_BARRIERS, persistent_kernels_for
 
 STEP_UNITS = 32     # units a block in the step kernels: a warp of consecutive units reads W_hh^T coalesced
 # The persistent kernels give each dot product at least this many neighbouring lanes (consecutive k):
@@ -35,8 +37,13 @@ force_path = os.environ.get("NUMBANET_RNN_PATH") or None
 # together) or 'separate' (one launch a direction, as before); None: combined when it fits. Tests set it;
 # NUMBANET_RNN_DIRECTIONS lets a benchmark run compare the two.
 force_directions = os.environ.get("NUMBANET_RNN_DIRECTIONS") or None
+# How the blocks of a persistent launch meet between steps (rnn_persistent.py): 'atomic' (ours: one word in
+# global memory) or 'runtime' (the device runtime's grid sync, the only kind before 2026-11-27).
+# NUMBANET_GRID_BARRIER lets a benchmark run compare them; tests set it.
+grid_barrier = os.environ.get("NUMBANET_GRID_BARRIER") or "atomic"
 for _name, _value, _choices in (("NUMBANET_RNN_PATH", force_path, ("persistent", "step")),
-                                ("NUMBANET_RNN_DIRECTIONS", force_directions, ("combined", "separate"))):
+                                ("NUMBANET_RNN_DIRECTIONS", force_directions, ("combined", "separate")),
+                                ("NUMBANET_GRID_BARRIER", grid_barrier, GRID_BARRIERS)):
     if _value not in (None,) + _choices:
         raise ValueError(f"{_name} must be one of {_choices} (or unset), got {_value!r}")
 
@@ -68,24 +75,25 @@ def _compiled(kernel, signature):
 def persistent_signature(kind):
     """The argument types `launch` passes to persistent_<kind> (the resource check compiles the same)."""
     vector, matrix, tensor, stacked = float32[::1], float32[:, ::1], float32[:, :, ::1], float32[:, :, :, ::1]
-    if kind == "forward":  # ..., w0, w1, gates, b_hn, states, cells, aux, y, y_column, lengths, reverse
+    if kind == "forward":  # ..., w0, w1, gates, b_hn, states, cells, aux, y, y_column, lengths, reverse, arrivals
         return (int64,) * 6 + (vector, vector, stacked, matrix, stacked, stacked, stacked, tensor, int64,
-                               int32[::1], int64)
+                               int32[::1], int64, uint32[::1])
     # ..., w0, w1, gates, states, cells, aux, grad_y, y_column, grad_h, grad_c, grad_gates, grad_hidden,
-    # lengths, reverse
+    # lengths, reverse, arrivals
     return (int64,) * 6 + (vector, vector) + (stacked,) * 4 + (tensor, int64, tensor, tensor, stacked, stacked,
-                                                                int32[::1], int64)
+                                                                int32[::1], int64, uint32[::1])
 
 
 def _kernels(cell):
-    return {**kernels_for(cell), **persistent_kernels_for(cell)}
+    return {**kernels_for(cell), **persistent_kernels_for(cell, grid_barrier)}
 
 
 _plans = {}
 
 
 def _plan_key(kind, cell, B, H, directions):
-    return (kind, cell, B, H, directions) + ((min_units,) if min_units else ())
+    return ((kind, cell, B, H, directions) + ((min_units,) if min_units else ())
+            + ((grid_barrier,) if grid_barrier != "atomic" else ()))
 
 
 def persistent_plan(kind, cell, B, H, directions=1):
@@ -102,7 +110,8 @@ def persistent_plan(kind, cell, B, H, directions=1):
     if backend.SIMULATOR:  # one block owning every unit of every direction: the simulator's form
         plan = (1, H, persistent_shared_bytes(kind, G, H, H), directions)
     else:
-        compiled = _compiled(persistent_kernels_for(cell)[f"persistent_{kind}"], persistent_signature(kind))
+        compiled = _compiled(persistent_kernels_for(cell, grid_barrier)[f"persistent_{kind}"],
+                             persistent_signature(kind))
         threads = _threads(persistent=True)
         limit = _shared_limit()
         # Every direction needs its own blocks; start at the fewest units a block that one block an SM allows.
@@ -166,12 +175,14 @@ def _part(array, first, count):
 def _launch_persistent(kernel, plan, task_rows, dot_length, T, B, H, w, first, count, *buffers):
     """One persistent launch of directions first .. first+count-1 with `plan` (see persistent_plan): each
     task covers task_rows samples, each dot product is dot_length long; buffers follow W_hh in the kernel's
-    argument order."""
+    argument order. Each launch has a zeroed word of its own for the atomic grid barrier (one fill), so no
+    two launches in flight, on any streams or graphs, share one."""
     blocks, units, nbytes, per_block = plan
     threads = _threads(persistent=True)
     ksplit = ksplit_for(ceil_div(B, task_rows) * units, dot_length, threads, PERSISTENT_MIN_KSPLIT)
+    arrivals = backend.array_module(w[0]).zeros(1, np.uint32)
     launch(kernel, blocks, threads, T, B, H, units, ksplit, per_block, w[first], w[first + count - 1], *buffers,
-           shared_bytes=nbytes * per_block)
+           arrivals, shared_bytes=nbytes * per_block)
 
 
 def _reversed(reverse, d):
@@ -347,15 +358,18 @@ def _signatures():
     lengths = int32[::1]
     found = []
     for mode, cell in CELLS.items():
-        kernels = _kernels(cell)
+        kernels = kernels_for(cell)
         found += [
             (f"{mode}_step_forward", kernels["step_forward"],
              (int64,) * 6 + (vector, tensor, vector, tensor, tensor, tensor, tensor, lengths, int64)),
             (f"{mode}_step_backward", kernels["step_backward"],
              (int64,) * 7 + (vector,) + (tensor,) * 5 + (matrix, matrix, tensor, tensor, lengths, int64)),
-            (f"{mode}_persistent_forward", kernels["persistent_forward"], persistent_signature("forward")),
-            (f"{mode}_persistent_backward", kernels["persistent_backward"], persistent_signature("backward")),
         ]
+        for barrier in GRID_BARRIERS:   # the default kind's names unsuffixed
+            suffix = "" if barrier == "atomic" else f"_{barrier}_barrier"
+            persistent = persistent_kernels_for(cell, barrier)
+            found += [(f"{mode}_persistent_{kind}{suffix}", persistent[f"persistent_{kind}"],
+                       persistent_signature(kind)) for kind in ("forward", "backward")]
     return found
 
 

@@ -9,9 +9,9 @@ of them); each task's dot products over k are split `ksplit` ways (to fill the b
 tasks are few, and in the persistent kernels at least 8 ways so that a warp reads few rows of h) and
 summed through shared memory (no shuffles, so the simulator runs it). Persistent kernels keep their
 weight slice in dynamic shared memory (odd row stride: conflict-free) and meet at a grid barrier
-between steps (a block barrier when each block owns its whole direction: step_barrier); one launch of
-them with a single block is the simulator's form. The per-step kernels
-are here; the persistent ones (one or both directions of a layer a launch) in rnn_persistent.py.
+between steps; one launch of them with a single block is the simulator's form. The per-step kernels
+are here; the persistent ones (one or both directions of a layer a launch) and their barriers in
+rnn_persistent.py.
 Backward: phase A (gate gradients of the block's own units, step s) and phase B (dh_prev of its own
 units = gate gradients of all units x its W_hh columns) need a grid-wide exchange between them.
 Phase B reads the hidden-side gate gradients: grad_hidden for the GRU (its n part is r * dn), else
@@ -40,33 +40,6 @@ PERSISTENT_OPTIONS = {} if backend.SIMULATOR else {"launch_bounds": (PERSISTENT_
 LSTM, GRU, RNN_TANH, RNN_RELU = 0, 1, 2, 3
 CELLS = {"lstm": LSTM, "gru": GRU, "rnn_tanh": RNN_TANH, "rnn_relu": RNN_RELU}
 GATE_COUNT = {LSTM: 4, GRU: 3, RNN_TANH: 1, RNN_RELU: 1}
-
-
-if backend.SIMULATOR:
-    @device_function
-    def grid_barrier():
-        cuda.cg.this_grid().sync()  # the simulator's grid is one block: a block barrier
-else:
-    # The intrinsics behind cuda.cg.this_grid().sync() (numba-cuda 0.30), called directly: the public
-    # overloads compile a device function for the current GPU, which the PTX check could not do without
-    # one before resources.py compiled device functions for its target itself. They still mark the kernel
-    # cooperative, so Numba launches it cooperatively.
-    from numba.cuda.cg import _grid_group_sync, _this_grid
-
-    @device_function
-    def grid_barrier():
-        _grid_group_sync(_this_grid())
-
-
-@device_function
-def step_barrier(block_owns_direction):
-    """What separates the steps of a persistent kernel: a grid barrier, or only a block barrier when every
-    block owns all the units of its direction (units >= H: one block a direction), since then no other
-    block reads what it wrote. The condition is the same in every block, so all of them take one branch."""
-    if block_owns_direction:
-        cuda.syncthreads()
-    else:
-        grid_barrier()
 
 
 @device_function

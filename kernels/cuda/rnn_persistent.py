@@ -13,14 +13,99 @@ direction d is w0 (d = 0) or w1 (d = 1; the same array as w0 when D = 1). Direct
 when reverse + d is odd. Dummies (cells, aux, grad_c, grad_hidden) keep the leading axis D.
 When a block owns every unit of its direction (units >= H: NUMBANET_RNN_UNITS for small layers, and the
 simulator's one block), the steps are separated by a block barrier instead of a grid barrier.
+
+Grid barriers, two kinds (GRID_BARRIERS; kernels/cuda/rnn.py picks, NUMBANET_GRID_BARRIER overrides):
+- 'atomic': thread 0 of each block adds to one word in global memory (`arrivals`, zeroed before the
+  launch) and waits for the word's top bit to flip; its low bits are back at zero after each barrier.
+- 'runtime': the CUDA device runtime's grid sync as Numba exposes it (cuda.cg.this_grid().sync()). There
+  every thread of the grid makes the runtime's system calls (cudaCGGetIntrinsicHandle and
+  cudaCGSynchronize, libcudadevrt), once a barrier.
+Both kinds are launched cooperatively (all blocks resident at once, or the launch fails): a spinning
+block never waits on a block that has not started.
 """
 import functools
 
-from numba import cuda, float32
+import numpy as np
+from numba import cuda, float32, uint32
 
+from .. import backend
 from .device import device_function
 from .jit import cached_jit
-from .rnn_kernels import GATE_COUNT, GRU, PERSISTENT_OPTIONS, REDUCE_SLOTS, device_functions, step_barrier
+from .rnn_kernels import GATE_COUNT, GRU, PERSISTENT_OPTIONS, REDUCE_SLOTS, device_functions
+
+GRID_BARRIERS = ("atomic", "runtime")
+FLIP = np.uint32(1 << 31)    # the arrival word's top bit: flips once each barrier
+
+if backend.SIMULATOR:
+    @device_function
+    def runtime_grid_barrier():
+        cuda.cg.this_grid().sync()  # the simulator's grid is one block: a block barrier
+
+    @device_function
+    def launched_cooperatively():
+        pass
+else:
+    # The intrinsics behind cuda.cg.this_grid().sync() (numba-cuda 0.30), called directly: the public
+    # overloads compile a device function for the current GPU, which the PTX check could not do without
+    # one before resources.py compiled device functions for its target itself. Each marks the kernel
+    # cooperative, so Numba launches it cooperatively.
+    from numba.cuda.cg import _grid_group_sync, _this_grid
+
+    @device_function
+    def runtime_grid_barrier():
+        _grid_group_sync(_this_grid())
+
+    @device_function
+    def launched_cooperatively():
+        """Marks the kernel cooperative (the atomic barrier needs every block resident); one runtime call."""
+        _this_grid()
+
+
+@device_function
+def arrive_and_wait(arrivals, block, blocks):
+    """One block's part of the atomic grid barrier, done by one thread of it: block 0 adds 2^31 - (blocks - 1)
+    to arrivals[0] and every other block 1, so the sum flips the word's top bit when the last block arrives
+    and not before (its low bits start at zero and return to it); then it polls the word until the top bit
+    differs from what it saw on arriving. The fences publish the block's writes before the arrival and
+    order its reads after the wait, as a grid sync does."""
+    increment = uint32(1)
+    if block == 0:
+        increment = uint32(FLIP - uint32(blocks - 1))
+    cuda.threadfence()
+    seen = cuda.atomic.add(arrivals, 0, increment)
+    while ((cuda.atomic.add(arrivals, 0, uint32(0)) ^ seen) & FLIP) == 0:   # an atomic read: from L2
+        pass
+    cuda.threadfence()
+
+
+@device_function
+def atomic_grid_barrier(arrivals):
+    """Every block of the grid meets here (the block barriers order the other threads' work around thread 0's
+    arrival)."""
+    cuda.syncthreads()
+    if cuda.threadIdx.x == 0:
+        arrive_and_wait(arrivals, cuda.blockIdx.x, cuda.gridDim.x)
+    cuda.syncthreads()
+
+
+@functools.lru_cache(maxsize=None)
+def step_barrier_for(grid_barrier):
+    """The device function that separates the steps of a persistent kernel: a grid barrier of the given kind,
+    or only a block barrier when every block owns all the units of its direction (units >= H: one block a
+    direction), since then no other block reads what it wrote. The condition is the same in every block,
+    so all of them take one branch."""
+    atomic = grid_barrier == "atomic"
+
+    @device_function
+    def step_barrier(block_owns_direction, arrivals):
+        if block_owns_direction:
+            cuda.syncthreads()
+        elif atomic:
+            atomic_grid_barrier(arrivals)
+        else:
+            runtime_grid_barrier()
+
+    return step_barrier
 
 
 @device_function
@@ -31,18 +116,31 @@ def block_direction(directions, directions_per_block, units):
     return first, (cuda.blockIdx.x % blocks_per_direction) * units
 
 
+def persistent_kernels_for(cell, grid_barrier="atomic"):
+    """persistent_forward and persistent_backward of one cell type, meeting at grid barriers of the given
+    kind (see the module docstring); `arrivals` is the atomic barrier's word (uint32, zeroed; any uint32
+    array for the runtime's barrier). The same dispatchers for every call with the same cell and kind."""
+    if grid_barrier not in GRID_BARRIERS:
+        raise ValueError(f"persistent rnn kernels: grid_barrier must be one of {GRID_BARRIERS}, "
+                         f"got {grid_barrier!r}")
+    return _persistent_kernels(cell, grid_barrier)
+
+
 @functools.lru_cache(maxsize=None)
-def persistent_kernels_for(cell):
-    """persistent_forward and persistent_backward of one cell type (see the module docstring)."""
+def _persistent_kernels(cell, grid_barrier):
     G = GATE_COUNT[cell]
     forward_step, backward_phase_a, backward_phase_b = device_functions(cell)
+    step_barrier = step_barrier_for(grid_barrier)
+    atomic = grid_barrier == "atomic"
 
     @cached_jit(**PERSISTENT_OPTIONS)
     def persistent_forward(T, B, H, units, ksplit, directions_per_block, w0, w1, gates, b_hn, states, cells, aux,
-                           y, y_column, lengths, reverse):
+                           y, y_column, lengths, reverse, arrivals):
         """All T steps; each direction's rows of W_hh (G x units x H, row stride weight_stride(H)) stay in
         dynamic shared memory; a grid barrier publishes each step's states to every block (a block
         barrier when each block owns its whole direction: step_barrier)."""
+        if atomic:
+            launched_cooperatively()
         red = cuda.shared.array(REDUCE_SLOTS, float32)
         w_shared = cuda.shared.array(0, float32)
         first, unit0 = block_direction(states.shape[0], directions_per_block, units)
@@ -66,14 +164,16 @@ def persistent_kernels_for(cell):
                 forward_step(s, T, B, H, unit0, here, ksplit, True, w_shared, slot * slice_size, units * ld, ld, 1,
                              gates[d], b_hn[d], states[d], cells[d], aux[d], y[:, :, column:column + H], lengths,
                              (reverse + d) % 2, red)
-            step_barrier(units >= H)
+            step_barrier(units >= H, arrivals)
 
     @cached_jit(**PERSISTENT_OPTIONS)
     def persistent_backward(T, B, H, units, ksplit, directions_per_block, w0, w1, gates, states, cells, aux,
-                            grad_y, y_column, grad_h, grad_c, grad_gates, grad_hidden, lengths, reverse):
+                            grad_y, y_column, grad_h, grad_c, grad_gates, grad_hidden, lengths, reverse, arrivals):
         """All T steps backwards; each direction's columns of W_hh, stored as rows (units x G*H, row stride
         weight_stride(G*H)), stay in dynamic shared memory; a grid barrier between phase A and phase B
         of each step (a block barrier when each block owns its whole direction: step_barrier)."""
+        if atomic:
+            launched_cooperatively()
         red = cuda.shared.array(REDUCE_SLOTS, float32)
         w_shared = cuda.shared.array(0, float32)
         first, unit0 = block_direction(states.shape[0], directions_per_block, units)
@@ -96,7 +196,7 @@ def persistent_kernels_for(cell):
                 backward_phase_a(s, T, B, H, unit0, here, gates[d], states[d], cells[d], aux[d],
                                  grad_y[:, :, column:column + H], grad_h[d], grad_c[d], grad_gates[d],
                                  grad_hidden[d], lengths, (reverse + d) % 2)
-            step_barrier(units >= H)
+            step_barrier(units >= H, arrivals)
             for slot in range(directions_per_block):
                 d = first + slot
                 backward_phase_b(s, T, B, H, unit0, here, ksplit, True, w_shared, slot * slice_size, 1, ld,

@@ -7,6 +7,7 @@ import kernels
 from kernels.cpu import rnn as cpu
 from kernels.cuda import rnn as gpu
 from kernels.cuda.rnn_kernels import CELLS
+from kernels.cuda.rnn_persistent import GRID_BARRIERS
 from tests.oracle import assert_close, random_array, to_numpy
 from tests.recurrent_ops import run_bidirectional as shared_run_bidirectional
 
@@ -106,6 +107,42 @@ def test_persistent_kernels_use_many_blocks():
     for kind in ("forward", "backward"):
         blocks, units, _, _ = gpu._plans[(kind, CELLS["lstm"], 8, 512, 1)]
         assert blocks > 1 and blocks * units >= 512 > (blocks - 1) * units
+
+
+@pytest.mark.parametrize("barrier", GRID_BARRIERS)
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_both_grid_barriers_match_cpu(mode, barrier, monkeypatch):
+    """Both kinds of grid barrier (rnn_persistent.py; NUMBANET_GRID_BARRIER) over 200 steps of many blocks,
+    forward and backward, against the CPU path."""
+    monkeypatch.setattr(gpu, "grid_barrier", barrier)
+    compare(mode, 200, 16, 64, 256, "persistent", seed=13)
+    for kind in ("forward", "backward"):
+        blocks = gpu._plans[gpu._plan_key(kind, CELLS[mode], 16, 256, 1)][0]
+        assert blocks > 1   # the steps met at grid barriers
+
+
+@pytest.mark.parametrize("barrier", GRID_BARRIERS)
+def test_grid_barrier_leaves_no_race_run_to_run(barrier, monkeypatch):
+    """A block that passed a barrier before every block had written the step's states would read stale ones,
+    now and then: repeated runs would differ. The CRNN's layer shape (both directions in one launch of 128
+    one-unit blocks) has no atomic sums in its recurrences or GEMMs, so 40 runs must agree bit for bit."""
+    import cupy
+    monkeypatch.setattr(gpu, "grid_barrier", barrier)
+    T, B, I, H = 45, 32, 64, 64
+    x, h0, c0, weights, grad_y, grad_h, grad_c = bidirectional_inputs("lstm", T, B, I, H, seed=21)
+    weights = [tuple(cupy.asarray(a) for a in w) for w in weights]
+    x, h0, c0, grad_y, grad_h, grad_c = (cupy.asarray(a) for a in (x, h0, c0, grad_y, grad_h, grad_c))
+    first = None
+    for _ in range(40):
+        outputs, grads = run_bidirectional("lstm", x, h0, c0, weights, None, grad_y, grad_h, grad_c)
+        results = [to_numpy(v) for v in outputs + grads]
+        if first is None:
+            first = results
+            continue
+        for index, (value, expected) in enumerate(zip(results, first)):
+            assert np.array_equal(value, expected), f"result {index} differs between runs ({barrier} barrier)"
+    blocks, _, _, per_block = gpu._plans[gpu._plan_key("forward", CELLS["lstm"], B, H, 2)]
+    assert blocks > 2 and per_block == 1
 
 
 def test_hidden_too_large_for_chip_uses_step_kernels():

@@ -1,0 +1,48 @@
+"""The atomic grid barrier's protocol (kernels/cuda/rnn_persistent.py arrive_and_wait) in the simulator.
+
+The simulator runs a grid's blocks one after another, so no kernel there can have blocks wait for each
+other; but it runs a block's threads at once, as OS threads. Here each thread of one block plays a whole
+block of a persistent kernel: it writes its part of a round, arrives, waits, then reads everyone's part.
+A barrier that let a thread through before the last arrival would let it read a part not yet written."""
+import threading
+
+import numpy as np
+import pytest
+from numba import cuda
+
+from kernels.cuda.rnn_persistent import FLIP, arrive_and_wait
+
+ROUNDS = 12
+
+
+@cuda.jit
+def _rounds(arrivals, board, sums, delays):
+    me = cuda.threadIdx.x
+    players = cuda.blockDim.x
+    for r in range(board.shape[0]):
+        for _ in range(delays[r, me]):   # arrive in a different order each round
+            pass
+        board[r, me] = r * players + me + 1
+        arrive_and_wait(arrivals, me, players)
+        total = 0
+        for other in range(players):
+            total += board[r, other]
+        sums[r, me] = total
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")   # the word wraps past 2^32 in every second round
+@pytest.mark.parametrize("players", [1, 2, 5, 8])
+def test_no_player_passes_before_the_last_arrival(players):
+    delays = np.random.default_rng(players).integers(0, 3000, size=(ROUNDS, players)).astype(np.int64)
+    arrivals = np.zeros(1, np.uint32)
+    board = np.zeros((ROUNDS, players), np.int64)
+    sums = np.zeros((ROUNDS, players), np.int64)
+    # in a thread of its own, so that a barrier that never opens fails the test instead of hanging the run
+    runner = threading.Thread(target=_rounds[1, players], args=(arrivals, board, sums, delays), daemon=True)
+    runner.start()
+    runner.join(timeout=120)
+    assert not runner.is_alive(), "the players are still waiting at a barrier after 120 s"
+    expected = [sum(r * players + me + 1 for me in range(players)) for r in range(ROUNDS)]
+    assert (sums == np.array(expected)[:, None]).all(), "a player read the board before everyone had written"
+    # the word flips once a round and its low bits are back at zero after the last one
+    assert arrivals[0] == (FLIP if ROUNDS % 2 else 0)
