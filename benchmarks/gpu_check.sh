@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # All GPU checks in one call, for the lent H100/H200 machine (see ../shared/GPU-NOTES.md), most
-# important first: the GPU tests, the default training runs (crnn, cnn, rnn: the main job, target under
+# important first: a check of the recurrent kernels' grid barrier, the GPU tests, the default training runs (crnn, cnn, rnn: the main job, target under
 # a minute each; the CRNN again with its kernels loaded from the cache), the train, rnn and conv suites
 # against cuBLAS/cuDNN (one capped process per suite), the host cost of a launch and of an eager training
 # step, the GPU time per kernel of a CRNN step (ncu), the other suites if time is left, then a short
@@ -70,6 +70,17 @@ run_stage() {
 python3 -m nn.cli info > "$OUT/info.txt" 2>&1
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv >> "$OUT/info.txt" 2>&1
 cat "$OUT/info.txt"
+
+# The persistent recurrent kernels' atomic grid barrier (the default, written without a GPU) against the
+# device runtime's, before anything relies on it: if their results differ or the check hangs, every later
+# stage runs with NUMBANET_GRID_BARRIER=runtime (and the status says so).
+run_stage "grid barrier check" 90 python3 -m benchmarks.barrier_check > "$OUT/barrier.txt" 2>&1
+if grep -q "bit-identical" "$OUT/barrier.txt"; then
+  status[-1]+=": $(grep -m1 "grid barriers" "$OUT/barrier.txt")"
+else
+  export NUMBANET_GRID_BARRIER=runtime
+  status[-1]+=": FAILED ($(tail -n 1 "$OUT/barrier.txt")); later stages use NUMBANET_GRID_BARRIER=runtime"
+fi
 
 # Tests: in parallel where pytest-xdist is present (compiling the kernels is the slow part; the stage took
 # 117 s on the H100 in the fifth session for 234 tests, and there are about 470 now, most of them reusing
