@@ -68,6 +68,17 @@ def _with_grid_barrier(barrier, run):
         gpu.grid_barrier = saved
 
 
+def _barrier_label(device, barrier):
+    """' <kind> barrier' for a row that forces a grid barrier, or that runs under a NUMBANET_GRID_BARRIER
+    other than the default (so that rows compared as 'ours against the runtime barrier' say what they ran)."""
+    if device != "cuda":
+        return ""
+    if barrier is None:
+        from kernels.cuda import rnn as gpu
+        barrier = None if gpu.grid_barrier == "atomic" else gpu.grid_barrier
+    return f" {barrier} barrier" if barrier else ""
+
+
 def _case(device, cell, T, B, I, H, backward, barrier=None):
     G = GATES[cell]
     torch = vendor_torch()
@@ -106,8 +117,7 @@ def _case(device, cell, T, B, I, H, backward, barrier=None):
 
     flops = 2.0 * T * B * G * H * (I + H) * (3 if backward else 1)
     where = "cuDNN" if device == "cuda" else "CPU"
-    form = f" {barrier} barrier" if barrier else ""
-    label = f"{cell} T{T} B{B} I{I} H{H}{form} {'fwd+bwd' if backward else 'fwd'}"
+    label = f"{cell} T{T} B{B} I{I} H{H}{_barrier_label(device, barrier)} {'fwd+bwd' if backward else 'fwd'}"
     return Case(label=label, make_inputs=make, ours=ours, vendor=vendor,
                 vendor_name=f"torch.nn.{cell.upper()} ({where})", flops=flops)
 
@@ -151,8 +161,7 @@ def _bidirectional_case(device, T, B, I, H, backward, directions=None, barrier=N
     vendor = _torch_step(torch, backward)
 
     flops = 2 * 2.0 * T * B * 4 * H * (I + H) * (3 if backward else 1)
-    form = ({"combined": " one launch", "separate": " separate"}.get(directions, "")
-            + (f" {barrier} barrier" if barrier else ""))
+    form = {"combined": " one launch", "separate": " separate"}.get(directions, "") + _barrier_label(device, barrier)
     label = f"bilstm T{T} B{B} I{I} H{H}{form} {'fwd+bwd' if backward else 'fwd'}"
     where = "cuDNN" if device == "cuda" else "CPU"
     return Case(label=label, make_inputs=make, ours=ours, vendor=vendor,

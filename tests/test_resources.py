@@ -70,6 +70,7 @@ def test_atomic_grid_barrier_makes_one_runtime_call_a_launch(kind):
     body = resources.compile_ptx(*atomic[0][1:]).split(".entry", 1)[-1]
     assert resources.ptx_calls(body) == {"cudaCGGetIntrinsicHandle"}
     assert body.count("cudaCGGetIntrinsicHandle") == 1
+    assert body.index("cudaCGGetIntrinsicHandle") < body.index("bar.sync")   # at entry, before any step
     arrival = re.search(r"membar\.gl;(?:(?!bar\.sync)[\s\S])*?atom\.global\.add\.u32[^\n]*\n"
                         r"(?:(?!bar\.sync)[\s\S])*?atom\.global\.add\.u32\s+%r\d+, \[%rd\d+\], 0;"
                         r"(?:(?!bar\.sync)[\s\S])*?membar\.gl;", body)

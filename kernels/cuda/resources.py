@@ -142,7 +142,9 @@ def check_kernel(label, kernel, signature):
         "kernel": label,
         "local_memory": bool(re.search(r"\b(ld|st)\.local\b", body)),
         "f64": bool(re.search(r"\.f64\b", body)),
-        # device functions are inlined (device.py): the only calls left are the grid barrier's runtime
+        # device functions are inlined (device.py): the only calls left are the device runtime's for grid
+        # barriers (the persistent kernels: the handle call that marks them cooperative, and cudaCGSynchronize
+        # under NUMBANET_GRID_BARRIER=runtime)
         "calls": sorted(ptx_calls(body) - COOPERATIVE_RUNTIME),
     }
     report.update(ptxas_report(ptx) or {"registers": None, "spill_bytes": None, "shared_bytes": None})

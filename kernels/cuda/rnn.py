@@ -50,8 +50,8 @@ for _name, _value, _choices in (("NUMBANET_RNN_PATH", force_path, ("persistent",
 
 def units_from_environment():
     """NUMBANET_RNN_UNITS: the fewest units a block of the persistent kernels owns (unset: as few as fit,
-    so as many blocks as the chip takes). Small layers (the CRNN's H = 64: 128 blocks of one unit) may
-    wait less at each step's grid barrier with fewer, larger blocks; the rnn suite's "u<N>" rows compare."""
+    so as many blocks as the chip takes). Fewer, larger blocks were slower for the CRNN's H = 64 layers on an
+    H100 (4, 16 and 64 units a block against one: benchmarks/RESULTS.md, 2026-11-27)."""
     raw = os.environ.get("NUMBANET_RNN_UNITS") or None
     if raw is not None and not (raw.isdigit() and int(raw) >= 1):
         raise ValueError(f"NUMBANET_RNN_UNITS must be a positive integer (or unset), got {raw!r}")
@@ -175,8 +175,9 @@ def _part(array, first, count):
 def _launch_persistent(kernel, plan, task_rows, dot_length, T, B, H, w, first, count, *buffers):
     """One persistent launch of directions first .. first+count-1 with `plan` (see persistent_plan): each
     task covers task_rows samples, each dot product is dot_length long; buffers follow W_hh in the kernel's
-    argument order. Each launch has a zeroed word of its own for the atomic grid barrier (one fill), so no
-    two launches in flight, on any streams or graphs, share one."""
+    argument order. Each launch takes a zeroed word for the atomic grid barrier from the pool (one fill) on
+    the current stream: a later launch may get the same address, but only on that stream, in order after
+    this one (the pool reuses memory per stream), and a captured graph re-zeroes its word at each replay."""
     blocks, units, nbytes, per_block = plan
     threads = _threads(persistent=True)
     ksplit = ksplit_for(ceil_div(B, task_rows) * units, dot_length, threads, PERSISTENT_MIN_KSPLIT)

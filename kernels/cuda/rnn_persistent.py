@@ -18,8 +18,9 @@ Grid barriers, two kinds (GRID_BARRIERS; kernels/cuda/rnn.py picks, NUMBANET_GRI
 - 'atomic': thread 0 of each block adds to one word in global memory (`arrivals`, zeroed before the
   launch) and waits for the word's top bit to flip; its low bits are back at zero after each barrier.
 - 'runtime': the CUDA device runtime's grid sync as Numba exposes it (cuda.cg.this_grid().sync()). There
-  every thread of the grid makes the runtime's system calls (cudaCGGetIntrinsicHandle and
-  cudaCGSynchronize, libcudadevrt), once a barrier.
+  every thread of the grid calls cudaCGGetIntrinsicHandle and cudaCGSynchronize (libcudadevrt) at each
+  barrier, and in CUDA 13's libcudadevrt cudaCGSynchronize passes each call on to the driver's
+  __cuda_syscall_CGS_sync (cudaCGSynchronizeGrid, which Numba does not use, makes that call once a block).
 Both kinds are launched cooperatively (all blocks resident at once, or the launch fails): a spinning
 block never waits on a block that has not started.
 """

@@ -105,7 +105,7 @@ def test_lengths_and_reverse(mode, path, reverse):
 def test_persistent_kernels_use_many_blocks():
     compare("lstm", 3, 8, 16, 512, None)
     for kind in ("forward", "backward"):
-        blocks, units, _, _ = gpu._plans[(kind, CELLS["lstm"], 8, 512, 1)]
+        blocks, units, _, _ = gpu._plans[gpu._plan_key(kind, CELLS["lstm"], 8, 512, 1)]
         assert blocks > 1 and blocks * units >= 512 > (blocks - 1) * units
 
 
@@ -147,7 +147,7 @@ def test_grid_barrier_leaves_no_race_run_to_run(barrier, monkeypatch):
 
 def test_hidden_too_large_for_chip_uses_step_kernels():
     compare("lstm", 4, 2, 8, 1536, None)
-    assert gpu._plans[("forward", CELLS["lstm"], 2, 1536, 1)] is None
+    assert gpu._plans[gpu._plan_key("forward", CELLS["lstm"], 2, 1536, 1)] is None
 
 
 def test_matches_cudnn():
@@ -266,7 +266,7 @@ def test_bidirectional_combined_matches_separate_and_cpu(shape, mode):
     lengths[0] = T
     combined = run_bidirectional_gpu(mode, inputs, lengths, "persistent", "combined")
     separate = run_bidirectional_gpu(mode, inputs, lengths, "persistent", "separate")
-    blocks, units, _, per_block = gpu._plans[("forward", CELLS[mode], B, H, 2)]
+    blocks, units, _, per_block = gpu._plans[gpu._plan_key("forward", CELLS[mode], B, H, 2)]
     assert per_block == 1 and blocks == 2 * -(-H // units)
     expected = bidirectional_reference(mode, inputs, lengths)
     assert_results_close(combined, expected, T, B, H, f"{mode} combined")
@@ -277,16 +277,16 @@ def test_bidirectional_combined_matches_separate_and_cpu(shape, mode):
 
 @pytest.mark.parametrize("mode, units", [("lstm", 4), ("lstm", 16), ("lstm", 64), ("gru", 64)])
 def test_fewer_larger_persistent_blocks_give_the_same_results(mode, units, monkeypatch):
-    """gpu.min_units (NUMBANET_RNN_UNITS: the rnn suite compares plans with it) gives blocks of at least
-    that many units, and the CRNN's layer shape still matches the CPU path. With 64 units (= H) each block
-    owns its whole direction and the steps meet at block barriers only (step_barrier)."""
+    """gpu.min_units (NUMBANET_RNN_UNITS) gives blocks of at least that many units, and the CRNN's layer
+    shape still matches the CPU path. With 64 units (= H) each block owns its whole direction and the steps
+    meet at block barriers only (step_barrier)."""
     T, B, I, H = 26, 16, 512, 64
     monkeypatch.setattr(gpu, "min_units", units)
     inputs = bidirectional_inputs(mode, T, B, I, H, seed=units)
     lengths = np.random.default_rng(units).integers(1, T + 1, size=B)
     ours = run_bidirectional_gpu(mode, inputs, lengths, "persistent", "combined")
     for kind in ("forward", "backward"):
-        blocks, planned_units, _, _ = gpu._plans[(kind, CELLS[mode], B, H, 2, units)]
+        blocks, planned_units, _, _ = gpu._plans[gpu._plan_key(kind, CELLS[mode], B, H, 2)]
         assert planned_units >= units and blocks == 2 * -(-H // planned_units)
     assert_results_close(ours, bidirectional_reference(mode, inputs, lengths), T, B, H, f"{mode} u{units}")
 
@@ -306,8 +306,8 @@ def test_bidirectional_too_wide_for_one_launch_runs_each_direction():
     T, B, I, H = 4, 3, 32, 1024
     inputs = bidirectional_inputs("lstm", T, B, I, H, seed=13)
     ours = run_bidirectional_gpu("lstm", inputs, None, None, None)
-    assert gpu._plans[("forward", CELLS["lstm"], B, H, 2)] is None
-    assert gpu._plans[("forward", CELLS["lstm"], B, H, 1)] is not None
+    assert gpu._plans[gpu._plan_key("forward", CELLS["lstm"], B, H, 2)] is None
+    assert gpu._plans[gpu._plan_key("forward", CELLS["lstm"], B, H, 1)] is not None
     assert_results_close(ours, bidirectional_reference("lstm", inputs, None), T, B, H, "lstm H1024")
 
 
@@ -358,4 +358,5 @@ def test_one_kernel_keeps_the_largest_shared_memory_allowance():
         ours = run_bidirectional_gpu("lstm", inputs, None, "persistent", directions)
         assert_results_close(ours, expected, T, B, H, f"lstm H700 {directions}")
     for kind in ("forward", "backward"):
-        assert gpu._plans[(kind, CELLS["lstm"], B, H, 2)][1] > gpu._plans[(kind, CELLS["lstm"], B, H, 1)][1]
+        both, one = (gpu._plans[gpu._plan_key(kind, CELLS["lstm"], B, H, d)] for d in (2, 1))
+        assert both[1] > one[1]

@@ -367,7 +367,8 @@ def test_the_recorded_persistent_rnn_kernels_are_loaded_by_the_first_real_plan(c
     from kernels.cuda.rnn_persistent import persistent_kernels_for
     from tests.kernels.test_rnn_plan import record_a_layer
     cell = CELLS["lstm"]
-    kernels = {name: _fresh(kernel) for name, kernel in persistent_kernels_for(cell).items()}   # (in cache_dir)
+    kernels = {name: _fresh(kernel)   # (in cache_dir)
+               for name, kernel in persistent_kernels_for(cell, rnn.grid_barrier).items()}
     monkeypatch.setattr(rnn, "persistent_kernels_for", lambda *_: kernels)
     monkeypatch.setattr(jit, "_dispatchers", [*kernels.values()])   # (counted: those, and the compiling ones)
     for name, value in (("_plans", {}), ("_compiled_cache", {}), ("force_path", None), ("force_directions", None),

@@ -66,7 +66,8 @@ def test_recording_plans_without_compiling_or_keeping_the_plan(gpu_branch, kind,
 def test_outside_recording_the_plan_compiles_and_is_kept_as_before(gpu_branch):
     with pytest.raises(RuntimeError, match="compiled for the occupancy query"):
         rnn.persistent_plan("forward", LSTM, 4, 64, 2)
-    assert gpu_branch == [(persistent_kernels_for(LSTM)["persistent_forward"], rnn.persistent_signature("forward"))]
+    kernel = persistent_kernels_for(LSTM, rnn.grid_barrier)["persistent_forward"]
+    assert gpu_branch == [(kernel, rnn.persistent_signature("forward"))]
     # (_use_persistent keeps a failed query's answer, None, and warns, as before)
     with pytest.warns(UserWarning, match="persistent backward kernel unavailable"):
         assert rnn._use_persistent("backward", LSTM, 4, 64) is None
@@ -104,7 +105,7 @@ def test_a_recorded_layer_takes_the_persistent_kernels_with_their_planned_types(
     forward and one backward, with the argument types the real plan's occupancy query compiles for
     (persistent_signature), so that the query at the first launch finds the kernel in the disk cache."""
     records = record_a_layer(mode)
-    kernels = persistent_kernels_for(CELLS[mode])
+    kernels = persistent_kernels_for(CELLS[mode], rnn.grid_barrier)
     assert records == [(kernels["persistent_forward"], rnn.persistent_signature("forward")),
                        (kernels["persistent_backward"], rnn.persistent_signature("backward"))]
     assert gpu_branch == [] and rnn._plans == {}
