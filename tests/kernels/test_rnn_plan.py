@@ -109,3 +109,15 @@ def test_a_recorded_layer_takes_the_persistent_kernels_with_their_planned_types(
     assert records == [(kernels["persistent_forward"], rnn.persistent_signature("forward")),
                        (kernels["persistent_backward"], rnn.persistent_signature("backward"))]
     assert gpu_branch == [] and rnn._plans == {}
+
+
+def test_an_unknown_grid_barrier_is_refused_by_name():
+    import os
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-c", "import kernels.cuda.rnn"], capture_output=True, text=True,
+                            env={**os.environ, "NUMBANET_GRID_BARRIER": "spin"}, timeout=120)
+    assert result.returncode != 0
+    assert "NUMBANET_GRID_BARRIER must be one of ('atomic', 'runtime') (or unset), got 'spin'" in result.stderr
+    with pytest.raises(ValueError, match=r"persistent rnn kernels: grid_barrier must be one of .*got 'spin'"):
+        persistent_kernels_for(LSTM, "spin")
