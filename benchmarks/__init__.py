@@ -36,11 +36,15 @@ def run(suites, device="auto", output_dir="bench-results", plot=False, quick=Fal
         cases = module.cases(device, quick=quick, **({"only": only} if takes_only else {}))
         if only:   # lazily: the train suite builds each model only when its rows come up
             cases = (case for case in cases if only in case.label)
-            first = next(cases, None)
-            if first is None:
-                print(f"bench {name}: no case label contains {only!r}; skipped")
-                continue
-            cases = itertools.chain([first], cases)
+            try:
+                first = next(cases, None)
+            except Exception as error:   # making the first match failed: run_suite makes it an error row
+                cases = _raising(error)
+            else:
+                if first is None:
+                    print(f"bench {name}: no case label contains {only!r}; skipped")
+                    continue
+                cases = itertools.chain([first], cases)
         matched = True
         reports.append(harness.run_suite(name, cases, device, output_dir=output_dir, plot=plot,
                                          repeats=repeats,
@@ -48,3 +52,9 @@ def run(suites, device="auto", output_dir="bench-results", plot=False, quick=Fal
     if only and not matched:
         raise SystemExit(f"bench: no case label of {', '.join(suites or available_suites())} contains {only!r}")
     return reports
+
+
+def _raising(error):
+    """Cases whose making fails with `error` (run_suite writes it as an error row and the report)."""
+    raise error
+    yield

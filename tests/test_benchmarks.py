@@ -143,6 +143,24 @@ def test_train_suite_times_each_row_before_it_builds_the_next_model(monkeypatch)
     assert all(events[i].startswith("build") == (i % 2 == 0) for i in range(len(events))), events
 
 
+def test_only_turns_a_failure_making_the_first_match_into_an_error_row(monkeypatch, tmp_path):
+    """With --only, the first matching case is made before run_suite (to skip suites without one): a failure
+    there still reaches run_suite, as an error row in the written report, instead of ending the run."""
+    import json
+
+    import benchmarks
+    from benchmarks import train
+    real_specs = train._specs
+
+    def failing_cnn(device, quick):
+        label, _, shape, kind, classes = real_specs(device, quick)[0]
+        return [(label, lambda: (_ for _ in ()).throw(RuntimeError("out of memory")), shape, kind, classes)]
+    monkeypatch.setattr(train, "_specs", failing_cnn)
+    benchmarks.run(["train"], device="cpu", output_dir=str(tmp_path), quick=True, repeats=1, only="cnn")
+    rows = json.loads((tmp_path / "train-cpu.json").read_text())["rows"]
+    assert rows == [{"case": "(making the next case)", "error": "RuntimeError: out of memory"}]
+
+
 def test_a_suite_that_fails_while_making_a_case_keeps_the_rows_before_it(monkeypatch, tmp_path):
     """The train suite builds and runs each model between rows: a failure there is an error row after the
     rows already timed, and the report is still written."""
