@@ -16,11 +16,11 @@ T, B, I, H = 45, 32, 64, 64
 REPEATS = 20
 
 
-def _layer_inputs(cupy):
+def _layer_inputs(asarray):
     rng = np.random.default_rng(0)
 
     def uniform(*shape, bound=1.0):
-        return cupy.asarray(rng.uniform(-bound, bound, shape).astype(np.float32))
+        return asarray(rng.uniform(-bound, bound, shape).astype(np.float32))
 
     scale = H ** -0.5
     weights = [(uniform(4 * H, I, bound=scale), uniform(4 * H, H, bound=scale), uniform(4 * H, bound=scale),
@@ -48,26 +48,33 @@ def _median_ms(cupy, run):
     return float(np.median(times))
 
 
-def main():
-    import cupy
-
+def check(asarray, to_numpy, median_ms):
+    """(the report line, whether the two barriers' results are bit-identical); the array functions and the timer
+    (median_ms(run) -> milliseconds) are CuPy's on a GPU (main), NumPy's in the simulator's test."""
     from kernels.cuda import rnn as gpu
-    inputs = _layer_inputs(cupy)
+    inputs = _layer_inputs(asarray)
     results, times = {}, {}
     saved = gpu.grid_barrier
     try:
         for barrier in ("runtime", "atomic"):
             gpu.grid_barrier = barrier
-            results[barrier] = [cupy.asnumpy(a) for a in _forward_backward(inputs)]
-            times[barrier] = _median_ms(cupy, lambda: _forward_backward(inputs))
+            results[barrier] = [to_numpy(a) for a in _forward_backward(inputs)]
+            times[barrier] = median_ms(lambda: _forward_backward(inputs))
     finally:
         gpu.grid_barrier = saved
     differing = [index for index, (a, b) in enumerate(zip(results["atomic"], results["runtime"]))
                  if not np.array_equal(a, b)]
     verdict = "bit-identical" if not differing else f"DIFFERENT in results {differing}"
-    print(f"grid barriers, bilstm T{T} B{B} I{I} H{H} forward + backward: atomic {times['atomic']:.3f} ms, "
-          f"runtime {times['runtime']:.3f} ms (median of {REPEATS}); results {verdict}")
-    return 1 if differing else 0
+    line = (f"grid barriers, bilstm T{T} B{B} I{I} H{H} forward + backward: atomic {times['atomic']:.3f} ms, "
+            f"runtime {times['runtime']:.3f} ms (median of {REPEATS}); results {verdict}")
+    return line, not differing
+
+
+def main():
+    import cupy
+    line, same = check(cupy.asarray, cupy.asnumpy, lambda run: _median_ms(cupy, run))
+    print(line)
+    return 0 if same else 1
 
 
 if __name__ == "__main__":

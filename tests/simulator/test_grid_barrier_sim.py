@@ -46,3 +46,15 @@ def test_no_player_passes_before_the_last_arrival(players):
     assert (sums == np.array(expected)[:, None]).all(), "a player read the board before everyone had written"
     # the word flips once a round and its low bits are back at zero after the last one
     assert arrivals[0] == (FLIP if ROUNDS % 2 else 0)
+
+
+def test_gpu_checks_barrier_stage_runs_and_reports(monkeypatch):
+    """benchmarks/barrier_check.py (gpu_check.sh's first stage: its "bit-identical" decides whether the later
+    stages fall back to the runtime barrier) runs the layer with each barrier and reports; here on a tiny
+    layer, where the simulator's one block meets at block barriers either way."""
+    from benchmarks import barrier_check
+    for name, value in (("T", 3), ("B", 2), ("I", 3), ("H", 4), ("REPEATS", 1)):
+        monkeypatch.setattr(barrier_check, name, value)
+    line, same = barrier_check.check(np.asarray, np.asarray, lambda run: (run(), 1.0)[1])
+    assert same and line.endswith("(median of 1); results bit-identical")
+    assert line.startswith("grid barriers, bilstm T3 B2 I3 H4 forward + backward: atomic 1.000 ms, runtime 1.000 ms")
