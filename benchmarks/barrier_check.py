@@ -51,17 +51,13 @@ def _median_ms(cupy, run):
 def check(asarray, to_numpy, median_ms):
     """(the report line, whether the two barriers' results are bit-identical); the array functions and the timer
     (median_ms(run) -> milliseconds) are CuPy's on a GPU (main), NumPy's in the simulator's test."""
-    from kernels.cuda import rnn as gpu
+    from .rnn import forced
     inputs = _layer_inputs(asarray)
     results, times = {}, {}
-    saved = gpu.grid_barrier
-    try:
-        for barrier in ("runtime", "atomic"):
-            gpu.grid_barrier = barrier
+    for barrier in ("runtime", "atomic"):
+        with forced(grid_barrier=barrier):
             results[barrier] = [to_numpy(a) for a in _forward_backward(inputs)]
             times[barrier] = median_ms(lambda: _forward_backward(inputs))
-    finally:
-        gpu.grid_barrier = saved
     differing = [index for index, (a, b) in enumerate(zip(results["atomic"], results["runtime"]))
                  if not np.array_equal(a, b)]
     verdict = "bit-identical" if not differing else f"DIFFERENT in results {differing}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # All GPU checks in one call, for the lent H100/H200 machine (see ../shared/GPU-NOTES.md), most
-# important first: a check of the recurrent kernels' grid barrier, the GPU tests, the default training runs (crnn, cnn, rnn: the main job, target under
-# a minute each; the CRNN again with its kernels loaded from the cache), the train, rnn and conv suites
+# important first: a check of the recurrent kernels' grid barrier, the GPU tests, the default training
+# runs (crnn, cnn, rnn: the main job, target under a minute each; the CRNN again with its kernels loaded
+# from the cache), the train, rnn and conv suites
 # against cuBLAS/cuDNN (one capped process per suite), the host cost of a launch and of an eager training
 # step, the GPU time per kernel of a CRNN step (ncu), the other suites if time is left, then a short
 # summary (last).

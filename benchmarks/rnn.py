@@ -16,6 +16,8 @@ default CRNN's first layer and the first LSTM anchor again with the device runti
 (kernels/cuda/rnn_persistent.py). (Fewer, larger persistent blocks, NUMBANET_RNN_UNITS, were slower:
 benchmarks/RESULTS.md, 2026-11-27.)
 """
+import contextlib
+
 import numpy as np
 
 import kernels
@@ -55,17 +57,23 @@ def _torch_step(torch, backward):
     return vendor
 
 
-def _with_grid_barrier(barrier, run):
-    """run() with our persistent kernels' grid barrier forced to `barrier` (None: as configured)."""
-    if barrier is None:
-        return run()
+@contextlib.contextmanager
+def forced(**switches):
+    """kernels/cuda/rnn.py's switches (e.g. force_directions='separate', grid_barrier='runtime') set for the
+    duration; a switch given as None stays as configured (NUMBANET_*)."""
+    switches = {name: value for name, value in switches.items() if value is not None}
+    if not switches:
+        yield
+        return
     from kernels.cuda import rnn as gpu
-    saved = gpu.grid_barrier
-    gpu.grid_barrier = barrier
+    saved = {name: getattr(gpu, name) for name in switches}
+    for name, value in switches.items():
+        setattr(gpu, name, value)
     try:
-        return run()
+        yield
     finally:
-        gpu.grid_barrier = saved
+        for name, value in saved.items():
+            setattr(gpu, name, value)
 
 
 def _barrier_label(device, barrier):
@@ -111,7 +119,8 @@ def _case(device, cell, T, B, I, H, backward, barrier=None):
         return kernels.gru_backward(result[-1], grad_y) if backward else result
 
     def ours(*inputs):
-        return _with_grid_barrier(barrier, lambda: layer(*inputs[:8]))
+        with forced(grid_barrier=barrier):
+            return layer(*inputs[:8])
 
     vendor = _torch_step(torch, backward)
 
@@ -150,13 +159,8 @@ def _bidirectional_case(device, T, B, I, H, backward, directions=None, barrier=N
         return kernels.lstm_bidirectional_backward(result[-1], grad_y) if backward else result
 
     def ours(x, h0, c0, weights, grad_y, *vendor_inputs):
-        from kernels.cuda import rnn as gpu
-        forced = gpu.force_directions
-        gpu.force_directions = directions or forced
-        try:
-            return _with_grid_barrier(barrier, lambda: layer(x, h0, c0, weights, grad_y))
-        finally:
-            gpu.force_directions = forced
+        with forced(force_directions=directions, grid_barrier=barrier):
+            return layer(x, h0, c0, weights, grad_y)
 
     vendor = _torch_step(torch, backward)
 
