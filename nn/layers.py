@@ -3,11 +3,15 @@
 Each layer checks its input before calling nn.functional: a wrong rank or channel count, or
 parameters on another device than the input, raise a ValueError that names the layer, what it
 expected and what it got, e.g. "Conv2d(3, 16): expected input of shape (N, 3, H, W), got (8, 1, 28, 28)".
-`dtype` (float32 by default; float64 for checks on the CPU) sets the parameters' dtype.
+`dtype` (float32 by default; float64 for checks on the CPU) sets the parameters' dtype, and `device` ('cpu',
+the default, or 'cuda') where they live, as torch's factory arguments. Constructor arguments are checked when the
+layer is made, and a bad one names the layer.
 """
 import numpy as np
 
 from kernels import backend
+from kernels._checks import positive_int
+from kernels.conv import _non_negative_int, _pair as _checked_pair
 
 from . import functional as F
 from . import init
@@ -55,14 +59,23 @@ def _dtype(dtype, owner="layers"):
     return dtype
 
 
+def _on_device(module, device):
+    """torch's device= argument of a layer: made on the CPU, then moved (None leaves it there)."""
+    if device is not None:
+        module.to(device=device)   # (by keyword: a device string .to cannot read is refused as a device)
+
+
 class Linear(_Layer):
-    def __init__(self, in_features, out_features, bias=True, dtype=None):
+    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        dtype = _dtype(dtype)
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            _non_negative_int(self.label(), name, value)
+        dtype = _dtype(dtype, self.label())
         self.weight = Parameter(np.empty((out_features, in_features), dtype))
         self.register_parameter("bias", Parameter(np.empty(out_features, dtype)) if bias else None)
         self.reset_parameters()
+        _on_device(self, device)
 
     def reset_parameters(self):
         init.default_weight_and_bias_(self.weight, self.bias)
@@ -80,34 +93,81 @@ class Linear(_Layer):
         return F.linear(x, self.weight, self.bias)
 
 
-class Conv2d(_Layer):
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, padding_mode="zeros", dtype=None):
+class _ConvNd(_Layer):
+    """What nn.Conv1d, nn.Conv2d and nn.ConvTranspose2d share, as torch's _ConvNd does: the arguments checked when
+    the layer is made (errors name it), kept as torch keeps them (kernel_size, stride, padding, dilation and
+    output_padding as tuples of `dims` ints, or padding 'same'/'valid'; groups, padding_mode, transposed), the
+    weight (out_channels, in_channels / groups, *kernel) or, transposed, (in_channels, out_channels / groups,
+    *kernel), torch's default initialisation, torch's repr, and the device/dtype arguments."""
+    dims = 2
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                 padding_mode, device, dtype, transposed=False, output_padding=0):
         super().__init__()
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"Conv2d({in_channels}, {out_channels}): in_channels and out_channels must be "
-                             f"divisible by groups, got groups={groups}")
-        if padding_mode != "zeros":
-            raise ValueError(f"Conv2d({in_channels}, {out_channels}): only padding_mode='zeros' is supported, "
-                             f"got {padding_mode!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
-        self.padding = padding if isinstance(padding, str) else _pair(padding)
-        self.groups, self.padding_mode = groups, padding_mode
-        dtype = _dtype(dtype)
-        self.weight = Parameter(np.empty((out_channels, in_channels // groups) + self.kernel_size, dtype))
+        label = self.label()
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+            positive_int(label, name, value)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{label}: in_channels and out_channels must be divisible by groups, got groups={groups}")
+        if padding_mode != "zeros":
+            raise ValueError(f"{label}: only padding_mode='zeros' is supported, got {padding_mode!r}")
+        self.kernel_size = self._tuple(label, "kernel_size", kernel_size, positive=True)
+        self.stride = self._tuple(label, "stride", stride, positive=True)
+        self.dilation = self._tuple(label, "dilation", dilation, positive=True)
+        self.padding = self._padding(label, padding, transposed)
+        self.output_padding = self._tuple(label, "output_padding", output_padding, positive=False)
+        self.groups, self.padding_mode, self.transposed = groups, padding_mode, transposed
+        dtype = _dtype(dtype, label)
+        channels = (in_channels, out_channels // groups) if transposed else (out_channels, in_channels // groups)
+        self.weight = Parameter(np.empty(channels + self.kernel_size, dtype))
         self.register_parameter("bias", Parameter(np.empty(out_channels, dtype)) if bias else None)
         self.reset_parameters()
+        _on_device(self, device)
+
+    def _tuple(self, label, name, value, positive):
+        """`dims` ints from an int or a sequence of them (one stands for all dims, as torch's)."""
+        return _checked_pair(label, name, value, positive_int if positive else _non_negative_int)
+
+    def _padding(self, label, padding, transposed):
+        if not isinstance(padding, str) or transposed:   # (a transposed convolution takes no string)
+            return self._tuple(label, "padding", padding, positive=False)
+        if padding not in ("same", "valid"):
+            form = "a 1-tuple" if self.dims == 1 else "a pair"
+            raise ValueError(f"{label}: padding must be an int, {form}, 'same' or 'valid', got {padding!r}")
+        if padding == "same" and self.stride != (1,) * self.dims:
+            stride = self.stride[0] if self.dims == 1 else self.stride
+            raise ValueError(f"{label}: padding='same' needs stride 1, got stride {stride}")
+        return padding
 
     def reset_parameters(self):
         init.default_weight_and_bias_(self.weight, self.bias)
 
     def label(self):
-        return f"Conv2d({self.in_channels}, {self.out_channels})"
+        return f"{type(self).__name__}({self.in_channels}, {self.out_channels})"
 
     def extra_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, groups={self.groups}, bias={self.bias is not None}")
+        """torch's: the channels, kernel_size and stride, then only the arguments that differ from the defaults."""
+        zeros, ones = (0,) * self.dims, (1,) * self.dims
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != zeros:
+            text += f", padding={self.padding}"
+        if self.dilation != ones:
+            text += f", dilation={self.dilation}"
+        if self.output_padding != zeros:
+            text += f", output_padding={self.output_padding}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if self.bias is None:
+            text += ", bias=False"
+        return text
+
+
+class Conv2d(_ConvNd):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, padding_mode="zeros", device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, device, dtype)
 
     def forward(self, x):
         x = self._input(x)
@@ -176,14 +236,16 @@ class _BatchNorm(_Layer):
     """Running statistics as torch keeps them; momentum=None gives their cumulative average."""
     shapes = ""
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, dtype=None):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, device=None,
+                 dtype=None):
         super().__init__()
+        _non_negative_int(f"{type(self).__name__}({num_features!r})", "num_features", num_features)
         if momentum is not None and not 0.0 <= momentum <= 1.0:
             raise ValueError(f"{type(self).__name__}({num_features}): momentum must be in [0, 1] or None, "
                              f"got {momentum!r}")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        dtype = _dtype(dtype)
+        dtype = _dtype(dtype, f"{type(self).__name__}({num_features})")
         self.register_parameter("weight", Parameter(np.ones(num_features, dtype)) if affine else None)
         self.register_parameter("bias", Parameter(np.zeros(num_features, dtype)) if affine else None)
         if track_running_stats:
@@ -193,6 +255,7 @@ class _BatchNorm(_Layer):
         else:
             for name in ("running_mean", "running_var", "num_batches_tracked"):
                 self.register_buffer(name, None)
+        _on_device(self, device)
 
     def reset_running_stats(self):
         if self.track_running_stats:

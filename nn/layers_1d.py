@@ -3,15 +3,9 @@ torch's constructor arguments, attributes (kernel_size etc. as torch keeps them)
 default initialisation, over nn.functional's 1-D ops (functional_1d.py). Inputs are (N, C, L) or unbatched
 (C, L); a wrong rank or channel count raises a ValueError naming the layer, what it expected and what it got.
 """
-import numpy as np
-
-from kernels._checks import positive_int
-
 from . import functional as F
-from . import init
-from .functional_1d import conv_padding, single
-from .layers import _dtype, _Layer, _MaxPoolArguments
-from .module import Parameter
+from .functional_1d import single
+from .layers import _ConvNd, _Layer, _MaxPoolArguments
 
 
 def _single(value):
@@ -32,53 +26,19 @@ class _Sequence1d(_Layer):
         return x
 
 
-class Conv1d(_Sequence1d):
+class Conv1d(_ConvNd, _Sequence1d):
     """torch.nn.Conv1d: weight (out_channels, in_channels / groups, kernel_size), bias (out_channels,), both
     initialised as torch's (kaiming-uniform weight, bias uniform in +-1/sqrt(fan_in)). Only
     padding_mode='zeros' is supported, as in nn.Conv2d."""
+    dims = 1
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, padding_mode="zeros", device=None, dtype=None):
-        super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        label = self.label()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-            positive_int(label, name, value)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{label}: in_channels and out_channels must be divisible by groups, got groups={groups}")
-        if padding_mode != "zeros":
-            raise ValueError(f"{label}: only padding_mode='zeros' is supported, got {padding_mode!r}")
-        self.kernel_size = (single(label, "kernel_size", kernel_size, 1),)
-        self.stride = (single(label, "stride", stride, 1),)
-        self.dilation = (single(label, "dilation", dilation, 1),)
-        conv_padding(label, padding, self.stride[0], self.dilation[0] * (self.kernel_size[0] - 1) + 1)
-        self.padding = padding if isinstance(padding, str) else (single(label, "padding", padding, 0),)
-        self.groups, self.padding_mode = groups, padding_mode
-        self.output_padding, self.transposed = (0,), False
-        dtype = _dtype(dtype, label)
-        self.weight = Parameter(np.empty((out_channels, in_channels // groups) + self.kernel_size, dtype))
-        self.register_parameter("bias", Parameter(np.empty(out_channels, dtype)) if bias else None)
-        self.reset_parameters()
-        if device is not None:
-            self.to(device)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, device, dtype)
 
-    def reset_parameters(self):
-        init.default_weight_and_bias_(self.weight, self.bias)
-
-    def label(self):
-        return f"Conv1d({self.in_channels}, {self.out_channels})"
-
-    def extra_repr(self):
-        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0,):
-            text += f", padding={self.padding}"
-        if self.dilation != (1,):
-            text += f", dilation={self.dilation}"
-        if self.groups != 1:
-            text += f", groups={self.groups}"
-        if self.bias is None:
-            text += ", bias=False"
-        return text
+    def _tuple(self, label, name, value, positive):
+        return (single(label, name, value, 1 if positive else 0),)
 
     def forward(self, x):
         x = self._sequence(x, self.in_channels)

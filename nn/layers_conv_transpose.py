@@ -6,16 +6,11 @@ does. Inputs are (N, C, H, W) or unbatched (C, H, W).
 """
 import numpy as np
 
-from kernels._checks import positive_int
-from kernels.conv import _non_negative_int, _pair
-
 from . import functional as F
-from . import init
-from .layers import _dtype, _Layer
-from .module import Parameter
+from .layers import _ConvNd
 
 
-class ConvTranspose2d(_Layer):
+class ConvTranspose2d(_ConvNd):
     """torch.nn.ConvTranspose2d: weight (in_channels, out_channels / groups, kH, kW), bias (out_channels,), both
     initialised as torch's (kaiming-uniform weight with a = sqrt(5), whose fan_in torch takes from the weight's
     second dim: out_channels / groups * kH * kW; bias uniform in +-1/sqrt(that fan_in)). Only padding_mode='zeros',
@@ -23,47 +18,8 @@ class ConvTranspose2d(_Layer):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
                  bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
-        super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        label = self.label()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-            positive_int(label, name, value)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{label}: in_channels and out_channels must be divisible by groups, got groups={groups}")
-        if padding_mode != "zeros":
-            raise ValueError(f"{label}: only padding_mode='zeros' is supported, got {padding_mode!r}")
-        self.kernel_size = _pair(label, "kernel_size", kernel_size, positive_int)
-        self.stride = _pair(label, "stride", stride, positive_int)
-        self.padding = _pair(label, "padding", padding, _non_negative_int)
-        self.output_padding = _pair(label, "output_padding", output_padding, _non_negative_int)
-        self.dilation = _pair(label, "dilation", dilation, positive_int)
-        self.groups, self.padding_mode, self.transposed = groups, padding_mode, True
-        dtype = _dtype(dtype, label)
-        self.weight = Parameter(np.empty((in_channels, out_channels // groups) + self.kernel_size, dtype))
-        self.register_parameter("bias", Parameter(np.empty(out_channels, dtype)) if bias else None)
-        self.reset_parameters()
-        if device is not None:
-            self.to(device)
-
-    def reset_parameters(self):
-        init.default_weight_and_bias_(self.weight, self.bias)
-
-    def label(self):
-        return f"ConvTranspose2d({self.in_channels}, {self.out_channels})"
-
-    def extra_repr(self):
-        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0, 0):
-            text += f", padding={self.padding}"
-        if self.dilation != (1, 1):
-            text += f", dilation={self.dilation}"
-        if self.output_padding != (0, 0):
-            text += f", output_padding={self.output_padding}"
-        if self.groups != 1:
-            text += f", groups={self.groups}"
-        if self.bias is None:
-            text += ", bias=False"
-        return text
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, device, dtype, transposed=True, output_padding=output_padding)
 
     def forward(self, input, output_size=None):
         x = self._input(input)

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import functional as F
 from .functional_losses import _check_reduction
-from .layers import _dtype, _Layer
+from .layers import _dtype, _Layer, _on_device
 from .losses import _as_buffer, _buffer_for
 from .module import Module, Parameter
 
@@ -58,7 +58,7 @@ class PReLU(_Layer):
     """x where x > 0, else weight * x: `weight` (num_parameters,) filled with `init`, one per channel (dim 1)
     or shared by all when num_parameters is 1."""
 
-    def __init__(self, num_parameters=1, init=0.25, dtype=None):
+    def __init__(self, num_parameters=1, init=0.25, device=None, dtype=None):
         super().__init__()
         if isinstance(num_parameters, bool) or not isinstance(num_parameters, (int, np.integer)) \
                 or num_parameters < 1:
@@ -66,6 +66,7 @@ class PReLU(_Layer):
         self.num_parameters, self.init = int(num_parameters), init
         self.weight = Parameter(np.empty(self.num_parameters, _dtype(dtype, "PReLU")))
         self.reset_parameters()
+        _on_device(self, device)
 
     def reset_parameters(self):
         self.weight.data[...] = self.init

@@ -221,6 +221,60 @@ def test_bad_constructor_arguments():
         nn.Conv2d(3, 16, 3, padding_mode="reflect")
     with pytest.raises(ValueError, match=r"BatchNorm2d\(4\): momentum"):
         nn.BatchNorm2d(4, momentum=2.0)
+    bad = [(lambda: nn.Conv2d(3, 4, 0), r"Conv2d\(3, 4\): kernel_size must be a positive integer, got 0"),
+           (lambda: nn.Conv2d(3, 4, 3, stride=(1, 0)), r"Conv2d\(3, 4\): stride must be a positive integer, got 0"),
+           (lambda: nn.Conv2d(3, 4, 3, padding=-1), r"Conv2d\(3, 4\): padding must be a non-negative integer"),
+           (lambda: nn.Conv2d(3, 4, 3, padding=(1, 1, 1)), r"Conv2d\(3, 4\): padding must be an int or a pair"),
+           (lambda: nn.Conv2d(3, 4, 3, stride=2, padding="same"),
+            r"Conv2d\(3, 4\): padding='same' needs stride 1, got stride \(2, 2\)"),
+           (lambda: nn.Conv2d(3, 4, 3, padding="full"),
+            r"Conv2d\(3, 4\): padding must be an int, a pair, 'same' or 'valid', got 'full'"),
+           (lambda: nn.Conv2d(0, 4, 3), r"Conv2d\(0, 4\): in_channels must be a positive integer"),
+           (lambda: nn.Linear(-1, 3), r"Linear\(-1, 3\): in_features must be a non-negative integer, got -1"),
+           (lambda: nn.Linear(3, 2.5), r"Linear\(3, 2.5\): out_features must be a non-negative integer, got 2.5"),
+           (lambda: nn.BatchNorm1d(-2), r"BatchNorm1d\(-2\): num_features must be a non-negative integer")]
+    for make, message in bad:   # (torch makes some of these and fails only in forward, or deep in torch.empty)
+        with pytest.raises(ValueError, match=message):
+            make()
+    with pytest.raises(TypeError, match=r"Linear\(3, 4\): dtype must be float32 or float64, got int32"):
+        nn.Linear(3, 4, dtype=np.int32)
+
+
+CONV_ARGUMENTS = [((3, 5, 3), {}), ((4, 6, 3), dict(padding="same", dilation=2, bias=False)),
+                  ((4, 6, (3, 1)), dict(stride=(2, 1), padding=(1, 0), groups=2)), ((2, 2, 1), dict(padding="valid")),
+                  ((2, 4, 2), dict(stride=3, dilation=(1, 2), padding=1, groups=2, bias=False))]
+
+
+@pytest.mark.parametrize("layer", ["Conv1d", "Conv2d"])
+def test_conv_attributes_repr_and_state_dict_are_torchs(layer):
+    """torch's _ConvNd attributes and repr (defaults left out), as nn.ConvTranspose2d's test checks its own."""
+    torch = torch_module()
+    attributes = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "output_padding", "dilation",
+                  "groups", "padding_mode", "transposed")
+    for args, kwargs in CONV_ARGUMENTS:
+        if layer == "Conv1d":   # one spatial dim: the first of each pair
+            kwargs = {k: v[0] if isinstance(v, tuple) else v for k, v in kwargs.items()}
+            args = args[:2] + (args[2][0] if isinstance(args[2], tuple) else args[2],)
+        ours, theirs = getattr(nn, layer)(*args, **kwargs), getattr(torch.nn, layer)(*args, **kwargs)
+        assert repr(ours) == repr(theirs)
+        for attribute in attributes:
+            assert getattr(ours, attribute) == getattr(theirs, attribute), (repr(theirs), attribute)
+        assert {k: v.shape for k, v in ours.state_dict().items()} == \
+            {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
+
+
+@pytest.mark.parametrize("make", [lambda **d: nn.Linear(3, 4, **d), lambda **d: nn.Conv2d(2, 3, 3, **d),
+                                  lambda **d: nn.Conv1d(2, 3, 3, **d), lambda **d: nn.ConvTranspose2d(2, 3, 3, **d),
+                                  lambda **d: nn.BatchNorm2d(3, **d), lambda **d: nn.BatchNorm1d(3, **d),
+                                  lambda **d: nn.PReLU(3, **d)],
+                         ids=["Linear", "Conv2d", "Conv1d", "ConvTranspose2d", "BatchNorm2d", "BatchNorm1d", "PReLU"])
+def test_layers_take_torchs_device_and_dtype_arguments(make):
+    """torch's factory arguments: device= and dtype= by keyword, device before dtype by position."""
+    layer = make(device="cpu", dtype=np.float64)
+    tensors = list(layer.parameters()) + [b for b in layer.buffers() if b is not None and b.dtype.kind == "f"]
+    assert tensors and all(t.dtype == np.float64 and nn.Tensor(t).device == "cpu" for t in tensors)
+    with pytest.raises(ValueError, match=r"device must be 'cpu' or 'cuda', got 'tpu'"):
+        make(device="tpu")
 
 
 # ---- small networks end to end ------------------------------------------------------------------
