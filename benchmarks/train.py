@@ -45,8 +45,8 @@ def torch_layer(module):
     if isinstance(module, layers.Flatten):
         return torch.nn.Flatten(module.start_dim, module.end_dim)
     if isinstance(module, recurrent._RecurrentBase):
-        extra = {"nonlinearity": module.nonlinearity} if module.mode == "RNN" else {}
-        return getattr(torch.nn, module.mode)(module.input_size, module.hidden_size, module.num_layers,
+        extra = {"nonlinearity": module.nonlinearity} if module.cell == "RNN" else {}
+        return getattr(torch.nn, module.cell)(module.input_size, module.hidden_size, module.num_layers,
                                               bias=module.bias, batch_first=module.batch_first,
                                               dropout=module.dropout, bidirectional=module.bidirectional, **extra)
     raise TypeError(f"train bench: no torch layer for {type(module).__name__}")

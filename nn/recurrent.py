@@ -8,6 +8,7 @@ state after its last valid step, as with pack_padded_sequence(enforce_sorted=Fal
 PackedSequence (nn.utils.rnn), which runs through the same lengths path and gives a PackedSequence back.
 """
 import math
+import warnings
 
 import numpy as np
 
@@ -125,25 +126,43 @@ def reset_uniformly(module):
             init.uniform_(parameter, -bound, bound)
 
 
-class _RecurrentBase(Module):
-    """torch.nn.RNNBase without proj_size: the parameters of layer k, direction d are
-    weight_ih_l{k}[_reverse] (G*H, in), weight_hh_l{k}[_reverse] (G*H, H), bias_ih_l{k}[_reverse] and
-    bias_hh_l{k}[_reverse] (G*H,), registered in PyTorch's order so state dicts load unchanged."""
+def check_state_matches(name, label, state, weight):
+    """A given initial state must be on the parameters' device and of their dtype (named here, not by a kernel)."""
+    if state.device != weight.device:
+        raise ValueError(f"{name}: {label} is on {state.device} but the parameters are on {weight.device}")
+    if state.dtype != weight.dtype:
+        raise TypeError(f"{name}: {label} dtype {state.dtype} does not match the parameters' {weight.dtype}")
 
-    def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, dtype=np.float32, device="cpu"):
+
+class _RecurrentBase(Module):
+    """torch.nn.RNNBase without projections (proj_size 0 only): the parameters of layer k, direction d are
+    weight_ih_l{k}[_reverse] (G*H, in), weight_hh_l{k}[_reverse] (G*H, H), bias_ih_l{k}[_reverse] and
+    bias_hh_l{k}[_reverse] (G*H,), registered in PyTorch's order so state dicts load unchanged. `cell` is
+    'LSTM', 'GRU' or 'RNN'; `mode` is torch's name ('LSTM', 'GRU', 'RNN_TANH', 'RNN_RELU')."""
+
+    def __init__(self, cell, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, proj_size=0, device=None, dtype=None, nonlinearity="tanh"):
         super().__init__()
         name = type(self).__name__
         dtype = _dtype(dtype, name)
         check_sizes(name, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
             raise ValueError(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
-        self.mode = mode
+        if dropout > 0 and num_layers == 1:   # torch's warning, word for word
+            warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
+                          f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}")
+        if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)) or proj_size < 0:
+            raise ValueError(f"{name}: proj_size must be a non-negative integer, got {proj_size!r}")
+        if proj_size:
+            raise NotImplementedError(f"{name}: proj_size > 0 (LSTM projections) is not supported, got "
+                                      f"proj_size={proj_size}")
+        self.cell, self.nonlinearity, self.proj_size = cell, nonlinearity, 0
+        self.mode = f"RNN_{nonlinearity.upper()}" if cell == "RNN" else cell
         self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
         self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
         self.dropout = float(dropout)
         self.num_directions = 2 if self.bidirectional else 1
-        gate_rows = GATES[mode] * self.hidden_size
+        gate_rows = GATES[cell] * self.hidden_size
         for layer in range(self.num_layers):
             layer_input = self.input_size if layer == 0 else self.hidden_size * self.num_directions
             for direction in range(self.num_directions):
@@ -154,8 +173,8 @@ class _RecurrentBase(Module):
                 for kind, shape in shapes:
                     setattr(self, kind + suffix, Parameter(np.empty(shape, dtype=dtype)))
         self.reset_parameters()
-        if device != "cpu":
-            self.to(device)
+        if device is not None:
+            self.to(device=device)
 
     def reset_parameters(self):
         reset_uniformly(self)
@@ -193,6 +212,8 @@ class _RecurrentBase(Module):
         if x.shape[-1] != self.input_size:
             raise ValueError(f"{name}: input.size(-1) must equal input_size={self.input_size}, "
                              f"got shape {x.shape}")
+        if 0 in x.shape[:-1]:   # (torch returns empty outputs for an empty batch; the kernels take none)
+            raise ValueError(f"{name}: input needs at least one step and one sample, got shape {x.shape}")
         weight = self.weight_ih_l0
         if x.device != weight.device:
             raise ValueError(f"{name}: input is on {x.device} but the parameters are on {weight.device}; "
@@ -209,6 +230,7 @@ class _RecurrentBase(Module):
         if state.shape != expected:
             raise ValueError(f"{name}: {label} must have shape {expected} (num_layers * num_directions, "
                              f"{'' if unbatched else 'batch, '}hidden_size), got {state.shape}")
+        check_state_matches(name, label, state, self.weight_ih_l0)
         if unbatched:
             state = state.unsqueeze(1)
         return state
@@ -288,17 +310,17 @@ class _RecurrentBase(Module):
         output = x
         h_n = h_last[0] if len(h_last) == 1 else cat(h_last, dim=0)
         c_n = None
-        if self.mode == "LSTM":
+        if self.cell == "LSTM":
             c_n = c_last[0] if len(c_last) == 1 else cat(c_last, dim=0)
         if unbatched:
             output, h_n = output.squeeze(1), h_n.squeeze(1)
             c_n = None if c_n is None else c_n.squeeze(1)
-        return (output, (h_n, c_n)) if self.mode == "LSTM" else (output, h_n)
+        return (output, (h_n, c_n)) if self.cell == "LSTM" else (output, h_n)
 
     def _initial_states(self, hx, batch, unbatched):
         if hx is None:
             return None, None
-        if self.mode == "LSTM":
+        if self.cell == "LSTM":
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise TypeError(f"LSTM: hx must be a pair (h0, c0), got {type(hx).__name__}")
             return (self._check_state(hx[0], "h0", batch, unbatched),
@@ -310,9 +332,9 @@ class _RecurrentBase(Module):
         inputs = (x, h, c, w_ih, w_hh, b_ih, b_hh)
         training = training_graph and any(t is not None and t.requires_grad for t in inputs)
         options = dict(lengths=lengths, reverse=bool(direction), training=training)
-        if self.mode == "LSTM":
+        if self.cell == "LSTM":
             return LSTMLayer.apply(x, h, c, w_ih, w_hh, b_ih, b_hh, **options)
-        if self.mode == "GRU":
+        if self.cell == "GRU":
             y, h_n = GRULayer.apply(x, h, w_ih, w_hh, b_ih, b_hh, **options)
         else:
             y, h_n = RNNLayer.apply(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity=self.nonlinearity, **options)
@@ -322,43 +344,39 @@ class _RecurrentBase(Module):
         weights = self._layer_parameters(layer, 0) + self._layer_parameters(layer, 1)
         inputs = (x, h, c, *weights)
         training = training_graph and any(t is not None and t.requires_grad for t in inputs)
-        mode = self.mode.lower() if self.mode != "RNN" else f"rnn_{self.nonlinearity}"
+        mode = self.cell.lower() if self.cell != "RNN" else f"rnn_{self.nonlinearity}"
         result = BidirectionalLayer.apply(*inputs, mode=mode, lengths=lengths, training=training)
-        return result[0], result[1], (result[2] if self.mode == "LSTM" else None)
+        return result[0], result[1], (result[2] if self.cell == "LSTM" else None)
 
 
 class LSTM(_RecurrentBase):
     """torch.nn.LSTM: gates i, f, g, o; forward(input, (h0, c0)=None, lengths=None) -> output, (h_n, c_n)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, dtype=np.float32, device="cpu"):
+                 bidirectional=False, proj_size=0, device=None, dtype=None):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         dtype, device)
+                         proj_size, device, dtype)
 
 
 class GRU(_RecurrentBase):
     """torch.nn.GRU: gates r, z, n; forward(input, h0=None, lengths=None) -> output, h_n."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, dtype=np.float32, device="cpu"):
+                 bidirectional=False, device=None, dtype=None):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         dtype, device)
+                         0, device, dtype)
 
 
 class RNN(_RecurrentBase):
-    """torch.nn.RNN (Elman): h' = tanh or relu(W_ih x + b_ih + W_hh h + b_hh)."""
+    """torch.nn.RNN (Elman): h' = tanh or relu(W_ih x + b_ih + W_hh h + b_hh). (torch's repr leaves the
+    nonlinearity out; `mode` says it: 'RNN_TANH' or 'RNN_RELU'.)"""
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32, device="cpu"):
+                 dropout=0.0, bidirectional=False, device=None, dtype=None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         super().__init__("RNN", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         dtype, device)
-        self.nonlinearity = nonlinearity
-
-    def extra_repr(self):
-        text = super().extra_repr()
-        return text if self.nonlinearity == "tanh" else text + f", nonlinearity={self.nonlinearity!r}"
+                         0, device, dtype, nonlinearity)
 
 
 # The cells (one step each) live in recurrent_cells.py, which builds on the Functions above; re-exported here

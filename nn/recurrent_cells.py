@@ -10,7 +10,7 @@ from . import autograd
 from .functional import _tensor
 from .layers import _dtype
 from .module import Module, Parameter
-from .recurrent import GATES, GRULayer, LSTMLayer, RNNLayer, check_sizes, reset_uniformly
+from .recurrent import GATES, GRULayer, LSTMLayer, RNNLayer, check_sizes, check_state_matches, reset_uniformly
 
 __all__ = ["GRUCell", "LSTMCell", "RNNCell"]
 
@@ -18,21 +18,21 @@ __all__ = ["GRUCell", "LSTMCell", "RNNCell"]
 class _CellBase(Module):
     """torch.nn.RNNCellBase: weight_ih (G*H, I), weight_hh (G*H, H), bias_ih and bias_hh (G*H,) or None."""
 
-    def __init__(self, mode, input_size, hidden_size, bias, dtype, device):
+    def __init__(self, cell, input_size, hidden_size, bias, device, dtype):
         super().__init__()
         name = type(self).__name__
         check_sizes(name, input_size=input_size, hidden_size=hidden_size)
         dtype = _dtype(dtype, name)   # float32 by default, as the other layers
-        self.mode = mode
+        self.cell = cell
         self.input_size, self.hidden_size, self.bias = int(input_size), int(hidden_size), bool(bias)
-        rows = GATES[mode] * self.hidden_size
+        rows = GATES[cell] * self.hidden_size
         self.weight_ih = Parameter(np.empty((rows, self.input_size), dtype))
         self.weight_hh = Parameter(np.empty((rows, self.hidden_size), dtype))
         for kind in ("bias_ih", "bias_hh"):
             self.register_parameter(kind, Parameter(np.empty(rows, dtype)) if self.bias else None)
         self.reset_parameters()
-        if device != "cpu":
-            self.to(device)
+        if device is not None:
+            self.to(device=device)
 
     def reset_parameters(self):
         reset_uniformly(self)
@@ -61,6 +61,7 @@ class _CellBase(Module):
         if state.shape != expected:
             raise ValueError(f"{name}: {label} must have shape {expected} ({'' if x.ndim == 1 else 'batch, '}"
                              f"hidden_size) for input of shape {x.shape}, got {state.shape}")
+        check_state_matches(name, label, state, self.weight_ih)
         return state.reshape(1, self.hidden_size) if x.ndim == 1 else state
 
     def _step(self, input, states):
@@ -71,9 +72,9 @@ class _CellBase(Module):
         weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         inputs = (sequence, *states, *weights)
         training = autograd.grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
-        if self.mode == "LSTM":
+        if self.cell == "LSTM":
             outputs = LSTMLayer.apply(*inputs, training=training)[1:]
-        elif self.mode == "GRU":
+        elif self.cell == "GRU":
             outputs = GRULayer.apply(*inputs, training=training)[1:]
         else:
             outputs = RNNLayer.apply(*inputs, nonlinearity=self.nonlinearity, training=training)[1:]
@@ -83,22 +84,25 @@ class _CellBase(Module):
 class LSTMCell(_CellBase):
     """torch.nn.LSTMCell, gates i, f, g, o: forward(input, (h, c)=None) -> (h', c')."""
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=None, device="cpu"):
-        super().__init__("LSTM", input_size, hidden_size, bias, dtype, device)
+    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None):
+        super().__init__("LSTM", input_size, hidden_size, bias, device, dtype)
 
     def forward(self, input, hx=None):
         if hx is None:
             hx = (None, None)
-        elif not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            raise TypeError(f"LSTMCell: hx must be a pair (h, c), got {type(hx).__name__}")
+        elif not isinstance(hx, (tuple, list)) or len(hx) != 2 or hx[0] is None or hx[1] is None:
+            got = type(hx).__name__
+            if isinstance(hx, (tuple, list)):
+                got = "(" + ", ".join(type(state).__name__ for state in hx) + ")"
+            raise TypeError(f"LSTMCell: hx must be a pair of tensors (h, c) or None, got {got}")
         return self._step(input, [(hx[0], "hx[0] (h)"), (hx[1], "hx[1] (c)")])
 
 
 class GRUCell(_CellBase):
     """torch.nn.GRUCell, gates r, z, n: forward(input, h=None) -> h'."""
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=None, device="cpu"):
-        super().__init__("GRU", input_size, hidden_size, bias, dtype, device)
+    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None):
+        super().__init__("GRU", input_size, hidden_size, bias, device, dtype)
 
     def forward(self, input, hx=None):
         return self._step(input, [(hx, "hx")])[0]
@@ -107,10 +111,10 @@ class GRUCell(_CellBase):
 class RNNCell(_CellBase):
     """torch.nn.RNNCell (Elman): h' = tanh or relu(W_ih x + b_ih + W_hh h + b_hh); forward(input, h=None) -> h'."""
 
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=None, device="cpu"):
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", device=None, dtype=None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        super().__init__("RNN", input_size, hidden_size, bias, dtype, device)
+        super().__init__("RNN", input_size, hidden_size, bias, device, dtype)
         self.nonlinearity = nonlinearity
 
     def forward(self, input, hx=None):

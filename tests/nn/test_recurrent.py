@@ -171,7 +171,8 @@ def test_dropout_between_layers_only_in_training():
     nn.init.manual_seed(0)
     dropped, _ = ours(nn.Tensor(x))
     assert np.abs(dropped.numpy() - out.numpy()).max() > 1e-3, "dropout must change the training output"
-    single = LSTM(3, 6, num_layers=1, dropout=0.5, dtype=np.float64)  # torch too: no dropout after the last layer
+    with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):   # as torch
+        single = LSTM(3, 6, num_layers=1, dropout=0.5, dtype=np.float64)  # torch too: no dropout after the last layer
     single.train()
     a, _ = single(nn.Tensor(x))
     single.eval()
@@ -231,6 +232,44 @@ def test_bad_input_names_the_layer():
         RNN(3, 4, nonlinearity="sigmoid")
     with pytest.raises(ValueError, match="GRU: hidden_size must be a positive integer"):
         GRU(3, 0)
+
+
+def test_constructor_arguments_attributes_and_repr_are_torchs():
+    """torch's positional order (LSTM: proj_size, then device, dtype), proj_size and mode attributes, repr."""
+    torch = torch_module()
+    cases = [("LSTM", (3, 4, 2, False, True, 0.0, True, 0)), ("GRU", (3, 4, 1, True, False, 0.0, True)),
+             ("RNN", (3, 4, 2, "relu", True, True)), ("RNN", (3, 4)), ("LSTMCell", (3, 4, False)),
+             ("GRUCell", (3, 4)), ("RNNCell", (3, 4, True, "relu"))]
+    for name, args in cases:
+        ours, theirs = getattr(nn, name)(*args), getattr(torch.nn, name)(*args)
+        assert repr(ours) == repr(theirs)
+        for attribute in ("mode", "proj_size", "nonlinearity", "bidirectional", "batch_first", "num_layers"):
+            if hasattr(theirs, attribute):
+                assert getattr(ours, attribute) == getattr(theirs, attribute), (name, attribute)
+    layer = LSTM(3, 4, 1, True, False, 0.0, False, 0, "cpu", np.float64)
+    assert layer.weight_ih_l0.dtype == np.float64
+    assert nn.GRUCell(3, 4, True, "cpu", np.float64).weight_ih.dtype == np.float64
+    with pytest.raises(NotImplementedError, match=r"LSTM: proj_size > 0 \(LSTM projections\) is not supported"):
+        LSTM(3, 4, proj_size=2)
+    with pytest.raises(ValueError, match=r"LSTM: proj_size must be a non-negative integer, got -1"):
+        LSTM(3, 4, proj_size=-1)
+    with pytest.raises(ValueError, match=r"device must be 'cpu' or 'cuda', got 'tpu'"):
+        GRU(3, 4, device="tpu")
+
+
+def test_states_of_another_dtype_or_an_empty_batch_are_refused_by_the_layer():
+    x = nn.Tensor(random_array((5, 2, 3), np.float32, seed=1))
+    with pytest.raises(TypeError, match=r"GRU: hx dtype float64 does not match the parameters' float32"):
+        GRU(3, 4)(x, nn.Tensor(np.zeros((1, 2, 4))))
+    with pytest.raises(TypeError, match=r"LSTM: h0 dtype int64 does not match the parameters' float32"):
+        LSTM(3, 4, bidirectional=True)(x, (nn.Tensor(np.zeros((2, 2, 4), np.int64)), nn.Tensor(np.zeros((2, 2, 4)))))
+    with pytest.raises(TypeError, match=r"GRUCell: hx dtype float64 does not match the parameters' float32"):
+        nn.GRUCell(3, 4)(x[0], nn.Tensor(np.zeros((2, 4))))
+    with pytest.raises(TypeError, match=r"LSTMCell: hx must be a pair of tensors \(h, c\) or None, got "
+                                        r"\(Tensor, NoneType\)"):
+        nn.LSTMCell(3, 4)(x[0], (nn.Tensor(np.zeros((2, 4), np.float32)), None))
+    with pytest.raises(ValueError, match=r"RNN: input needs at least one step and one sample, got shape \(5, 0, 3\)"):
+        RNN(3, 4)(nn.Tensor(np.zeros((5, 0, 3), np.float32)))
 
 
 def test_backward_through_freed_graph_raises():
