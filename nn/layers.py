@@ -237,7 +237,7 @@ class _BatchNorm(_Layer):
     shapes = ""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, device=None,
-                 dtype=None):
+                 dtype=None, *, bias=True):
         super().__init__()
         _non_negative_int(f"{type(self).__name__}({num_features!r})", "num_features", num_features)
         if momentum is not None and not 0.0 <= momentum <= 1.0:
@@ -247,7 +247,7 @@ class _BatchNorm(_Layer):
         self.affine, self.track_running_stats = affine, track_running_stats
         dtype = _dtype(dtype, f"{type(self).__name__}({num_features})")
         self.register_parameter("weight", Parameter(np.ones(num_features, dtype)) if affine else None)
-        self.register_parameter("bias", Parameter(np.zeros(num_features, dtype)) if affine else None)
+        self.register_parameter("bias", Parameter(np.zeros(num_features, dtype)) if affine and bias else None)
         if track_running_stats:
             self.register_buffer("running_mean", np.zeros(num_features, dtype))
             self.register_buffer("running_var", np.ones(num_features, dtype))
@@ -268,7 +268,7 @@ class _BatchNorm(_Layer):
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
 
     def forward(self, x):
         return self._normalise(x, F.batch_norm)

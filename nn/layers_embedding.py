@@ -6,7 +6,7 @@ from kernels import backend
 
 from . import functional as F
 from . import init
-from .layers import _dtype, _Layer
+from .layers import _dtype, _Layer, _on_device
 from .module import Parameter
 from .tensor import Tensor
 
@@ -18,7 +18,7 @@ class Embedding(_Layer):
     the rows looked up in place; sparse gradients are not supported."""
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None, norm_type=2.0,
-                 scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False, dtype=None):
+                 scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False, device=None, dtype=None):
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         for name, value in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
@@ -42,6 +42,7 @@ class Embedding(_Layer):
         if _weight is None:
             self.weight = Parameter(np.empty((num_embeddings, embedding_dim), _dtype(dtype)), requires_grad=not _freeze)
             self.reset_parameters()
+            _on_device(self, device)   # (a given _weight stays where it is, as torch's)
         else:
             weight = _weight.data if isinstance(_weight, Tensor) else _weight
             if not backend.is_array(weight) or tuple(weight.shape) != (num_embeddings, embedding_dim):

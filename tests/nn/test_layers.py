@@ -266,8 +266,9 @@ def test_conv_attributes_repr_and_state_dict_are_torchs(layer):
 @pytest.mark.parametrize("make", [lambda **d: nn.Linear(3, 4, **d), lambda **d: nn.Conv2d(2, 3, 3, **d),
                                   lambda **d: nn.Conv1d(2, 3, 3, **d), lambda **d: nn.ConvTranspose2d(2, 3, 3, **d),
                                   lambda **d: nn.BatchNorm2d(3, **d), lambda **d: nn.BatchNorm1d(3, **d),
-                                  lambda **d: nn.PReLU(3, **d)],
-                         ids=["Linear", "Conv2d", "Conv1d", "ConvTranspose2d", "BatchNorm2d", "BatchNorm1d", "PReLU"])
+                                  lambda **d: nn.PReLU(3, **d), lambda **d: nn.Embedding(5, 3, **d)],
+                         ids=["Linear", "Conv2d", "Conv1d", "ConvTranspose2d", "BatchNorm2d", "BatchNorm1d", "PReLU",
+                              "Embedding"])
 def test_layers_take_torchs_device_and_dtype_arguments(make):
     """torch's factory arguments: device= and dtype= by keyword, device before dtype by position."""
     layer = make(device="cpu", dtype=np.float64)
@@ -275,6 +276,36 @@ def test_layers_take_torchs_device_and_dtype_arguments(make):
     assert tensors and all(t.dtype == np.float64 and nn.Tensor(t).device == "cpu" for t in tensors)
     with pytest.raises(ValueError, match=r"device must be 'cpu' or 'cuda', got 'tpu'"):
         make(device="tpu")
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("fused", [False, True], ids=["alone", "fused with ReLU"])
+def test_batch_norm_without_bias_matches_torch(affine, fused):
+    """torch 2.13's BatchNorm(bias=False): a weight and no bias (repr, state dict), in training and eval, also
+    through nn.Sequential's fused batch norm + ReLU."""
+    torch = torch_module()
+    theirs = torch.nn.BatchNorm2d(3, affine=affine, bias=False).double()
+    if affine:
+        torch.nn.init.uniform_(theirs.weight, 0.5, 1.5)
+    ours = nn.BatchNorm2d(3, affine=affine, bias=False, dtype=np.float64)
+    ours.load_state_dict(theirs.state_dict())
+    assert repr(ours) == repr(theirs) and list(ours.state_dict()) == list(theirs.state_dict())
+    our_model = nn.Sequential(ours, nn.ReLU()) if fused else ours
+    their_model = torch.nn.Sequential(theirs, torch.nn.ReLU()) if fused else theirs
+    x, weights = random_array((4, 3, 5, 5), np.float64, seed=3), random_array((4, 3, 5, 5), np.float64, seed=4)
+    for training in (True, False):
+        our_model.train(training)
+        their_model.train(training)
+        leaf, their_leaf = nn.Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        y, their_y = our_model(leaf), their_model(their_leaf)
+        (y * nn.Tensor(weights)).sum().backward()
+        (their_y * torch.tensor(weights)).sum().backward()
+        assert_close(y.numpy(), their_y.detach().numpy(), np.float64)
+        assert_close(leaf.grad.numpy(), their_leaf.grad.numpy(), np.float64)
+        if affine:
+            assert_close(ours.weight.grad.numpy(), theirs.weight.grad.numpy(), np.float64)
+        for key, value in theirs.state_dict().items():
+            assert_close(np.asarray(ours.state_dict()[key]), value.numpy(), np.float64)
 
 
 # ---- small networks end to end ------------------------------------------------------------------
