@@ -199,6 +199,8 @@ def _reduce(nll, divisors, reduction):
     xp = backend.array_module(nll)
     if reduction == "sum":
         return xp.asarray(nll.sum())
+    if nll.size == 0:   # an empty batch: nan, without NumPy's 'Mean of empty slice' warning
+        return xp.full((), np.nan, nll.dtype)
     return xp.asarray((nll / divisors.astype(nll.dtype, copy=False)).mean())   # (prepared for another dtype)
 
 

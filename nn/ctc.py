@@ -46,9 +46,22 @@ def _raw_integers(op, name, value):
     raise TypeError(f"{op}: {name} must be a Tensor, an array or a list of integers, got {type(value).__name__}")
 
 
+def _check_unbatched_arguments(op, targets, input_lengths, target_lengths):
+    """Unbatched log_probs take the targets of one sample and one length each, as torch: flattening a batch of
+    targets (or taking its first row) would silently give the loss of another target."""
+    if not (targets.ndim == 1 or targets.ndim == 2 and targets.shape[0] == 1):
+        raise ValueError(f"{op}: unbatched log_probs (T, C) take targets of shape (S,) or (1, S), got "
+                         f"{tuple(targets.shape)}")
+    for name, lengths in (("input_lengths", input_lengths), ("target_lengths", target_lengths)):
+        if lengths.size != 1:
+            raise ValueError(f"{op}: unbatched log_probs (T, C) take one {name[:-1]} (a scalar or one "
+                             f"element), got shape {tuple(lengths.shape)}")
+
+
 def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean", zero_infinity=False):
-    """torch.nn.functional.ctc_loss: log_probs (T, B, C) (or unbatched (T, C)) from log_softmax;
-    targets (B, S) padded or 1-D concatenated; input_lengths and target_lengths (B,).
+    """torch.nn.functional.ctc_loss: log_probs (T, B, C) from log_softmax, targets (B, S) padded or 1-D
+    concatenated, input_lengths and target_lengths (B,); or unbatched: log_probs (T, C), targets (S,) or
+    (1, S) and one length each.
 
     reduction 'mean' divides each loss by its target length, then averages over the batch; impossible
     alignments (targets too long for their inputs) give inf, or 0 with a zero gradient with zero_infinity.
@@ -64,10 +77,10 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reducti
     input_lengths = _raw_integers(op, "input_lengths", input_lengths)
     target_lengths = _raw_integers(op, "target_lengths", target_lengths)
     unbatched = log_probs.ndim == 2
-    if unbatched:  # (T, C) with targets (S,) and scalar lengths, as torch accepts
+    if unbatched:  # (T, C): a batch of one, whose targets the batched checks then read as (1, S) or (S,)
+        _check_unbatched_arguments(op, targets, input_lengths, target_lengths)
         log_probs = log_probs.unsqueeze(1)
-        targets, input_lengths, target_lengths = (a.reshape(1, -1) if a is targets else a.reshape(1)
-                                                  for a in (targets, input_lengths, target_lengths))
+        input_lengths, target_lengths = input_lengths.reshape(1), target_lengths.reshape(1)
     loss = CTCLossFunction.apply(log_probs, targets, input_lengths, target_lengths, blank=int(blank),
                                  reduction=reduction, zero_infinity=bool(zero_infinity))
     return loss.reshape(()) if unbatched and reduction == "none" else loss

@@ -7,7 +7,7 @@ import kernels
 from kernels import backend
 
 from .autograd import Function
-from .functional import _tensor
+from .functional import _tensor, log_softmax
 from .tensor import Tensor
 
 
@@ -43,17 +43,25 @@ def _check_beta(op, beta):
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-    """Logits (N, C) or (N, C, d1, ...) and class indices (N,) or (N, d1, ...); torch's options."""
+    """Logits (N, C), (N, C, d1, ...) or unbatched (C,); target: class indices of the logits' shape without C
+    ((N,), (N, d1, ...) or ()), or class probabilities of the logits' own shape; torch's options."""
+    op = "cross_entropy"
     input = _tensor(input)
+    _check_reduction(op, reduction)
+    if tuple(getattr(target, "shape", ())) == input.shape and input.ndim:  # torch too decides by the shapes
+        return _cross_entropy_with_probabilities(input, target, weight, ignore_index, reduction, label_smoothing)
     target = target.data if isinstance(target, Tensor) else target
     weight = weight.data if isinstance(weight, Tensor) else weight
-    _check_reduction("cross_entropy", reduction)
     if not backend.is_array(target):
-        raise TypeError(f"cross_entropy: target must be an integer Tensor or array, got {type(target).__name__}")
-    if input.ndim < 2 or tuple(target.shape) != input.shape[:1] + input.shape[2:]:
-        raise ValueError(f"cross_entropy: expected logits (N, C, ...) and target (N, ...), got logits of shape "
-                         f"{input.shape} and target of shape {tuple(target.shape)}")
+        raise TypeError(f"{op}: target must be an integer Tensor or array, got {type(target).__name__}")
     options = dict(weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction)
+    if input.ndim == 1 and target.ndim == 0:  # unbatched: a batch of one, as nll_loss
+        loss = cross_entropy(input.unsqueeze(0), target.reshape(1), **options)
+        return loss.reshape(()) if reduction == "none" else loss
+    if input.ndim < 2 or tuple(target.shape) != input.shape[:1] + input.shape[2:]:
+        raise ValueError(f"{op}: expected logits (N, C, ...) with class indices (N, ...) or class probabilities "
+                         f"of the logits' shape (unbatched: logits (C,) with a 0-d target or (C,) probabilities), "
+                         f"got logits of shape {input.shape} and target of shape {tuple(target.shape)}")
     if input.ndim == 2:
         return _CrossEntropy.apply(input, target=target, **options)
     classes = input.shape[1]  # (N, C, d...) -> (N * d..., C): classes last, one row per position
@@ -62,18 +70,57 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     return loss.reshape(tuple(target.shape)) if reduction == "none" else loss
 
 
-def mse_loss(input, target, reduction="mean"):
-    """Mean (or sum, or elementwise) squared difference; input and target must have one shape."""
+def _cross_entropy_with_probabilities(input, target, weight, ignore_index, reduction, label_smoothing):
+    """torch's class-probability targets: loss = -sum_c w_c t_c log_softmax(x)_c over the class dim, with t
+    smoothed to t (1 - eps) + eps / C. 'mean' divides by the number of positions (N * d1 * ...), not by the
+    weights as the index form does. Built from differentiable Tensor ops, so it runs on either device and the
+    target gets a gradient too (as in torch)."""
+    op = "cross_entropy"
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)) or ignore_index >= 0:
+        raise ValueError(f"{op}: ignore_index does not apply to class-probability targets (it must stay "
+                         f"negative, as torch), got {ignore_index!r}")
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
+            or not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{op}: label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
+    if not (isinstance(target, Tensor) or backend.is_array(target)) or target.dtype.kind != "f":
+        kind = getattr(target, "dtype", type(target).__name__)
+        raise TypeError(f"{op}: a target of the logits' shape {input.shape} holds class probabilities and must "
+                        f"be floating, got {kind}")
+    target = _loss_target(op, target, input)
+    class_dim = 0 if input.ndim == 1 else 1
+    classes = input.shape[class_dim]
+    if label_smoothing > 0:
+        target = target * (1.0 - label_smoothing) + label_smoothing / classes
+    products = log_softmax(input, dim=class_dim) * target
+    weight = _constant(op, "weight", weight, input, shape=(classes,))
+    if weight is not None:  # (C, 1, ...): broadcast along the class dim
+        products = products * weight.reshape((classes,) + (1,) * (input.ndim - class_dim - 1))
+    return _reduce(-products.sum(class_dim), reduction)
+
+
+def mse_loss(input, target, reduction="mean", weight=None):
+    """Mean (or sum, or elementwise) squared difference; input and target must have one shape; weight as
+    torch 2.13's (see _weighted_reduce)."""
     input, target = _tensor(input), _tensor(target, "target")
     _check_reduction("mse_loss", reduction)
     if input.shape != target.shape:
         raise ValueError(f"mse_loss: input and target must have the same shape, got {input.shape} and {target.shape}")
     difference = input - target
-    squared = difference * difference
-    if reduction == "none":
-        return squared
-    return squared.sum() if reduction == "sum" else squared.mean()
+    return _weighted_reduce("mse_loss", difference * difference, weight, reduction)
 
+
+def _weighted_reduce(op, loss, weight, reduction):
+    """torch 2.13's weight= of mse_loss and l1_loss: one weight per element (the input's shape), and 'mean'
+    divides by the sum of the weights, not by the number of elements. A weight Tensor stays differentiable, as
+    in torch."""
+    if weight is None:
+        return _reduce(loss, reduction)
+    if not isinstance(weight, Tensor):
+        weight = Tensor(_constant(op, "weight", weight, loss, shape=loss.shape))
+    elif weight.shape != loss.shape:
+        raise ValueError(f"{op}: weight must have shape {loss.shape}, got {weight.shape}")
+    weighted = loss * weight
+    return weighted.sum() / weight.sum() if reduction == "mean" else _reduce(weighted, reduction)
 
 
 def _elementwise_operands(op, input, target, reduction):
@@ -249,10 +296,11 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     return _reduce(loss, reduction)
 
 
-def l1_loss(input, target, reduction="mean"):
-    """Mean (or sum, or elementwise) absolute difference; input and target must have one shape."""
+def l1_loss(input, target, reduction="mean", weight=None):
+    """Mean (or sum, or elementwise) absolute difference; input and target must have one shape; weight as
+    mse_loss's."""
     input, target = _elementwise_operands("l1_loss", input, target, reduction)
-    return _reduce((input - target).abs(), reduction)
+    return _weighted_reduce("l1_loss", (input - target).abs(), weight, reduction)
 
 
 class _SmoothL1(Function):

@@ -26,7 +26,8 @@ def _buffer_for(loss, name, buffer, input):
 
 
 class CrossEntropyLoss(Module):
-    """Logits (N, C[, d...]) and class indices (N[, d...]); `weight` (C,) is kept as a buffer, as in torch."""
+    """Logits (N, C[, d...]) or (C,) with class indices (N[, d...]) or (), or class probabilities of the logits'
+    shape (see F.cross_entropy); `weight` (C,) is kept as a buffer, as in torch."""
 
     def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
         super().__init__()

@@ -2,8 +2,14 @@
 
 Everything is computed in the input's dtype, in the numerically stable forms (the row max is
 subtracted before exponentiating), so float64 results serve as the gradient-check reference.
+Infinite logits (inf - inf) and 'mean' over rows of total weight 0 (0 / 0) give nan as PyTorch and the CUDA
+kernels do, silently: each function below ignores NumPy's invalid and divide warnings (`_nan_as_torch`).
 """
 import numpy as np
+
+
+def _nan_as_torch():
+    return np.errstate(invalid="ignore", divide="ignore")
 
 
 def reduce_sum(x, axes, keepdims):
@@ -11,6 +17,7 @@ def reduce_sum(x, axes, keepdims):
     return np.asarray(np.sum(x, axis=axes, keepdims=keepdims, dtype=x.dtype))
 
 
+@_nan_as_torch()
 def softmax(x, dim):
     y = x - np.max(x, axis=dim, keepdims=True)   # in place from here: one temporary in all
     np.exp(y, out=y)
@@ -18,6 +25,7 @@ def softmax(x, dim):
     return y
 
 
+@_nan_as_torch()
 def softmax_backward(grad_out, y, dim):
     grad_in = grad_out * y
     dot = np.sum(grad_in, axis=dim, keepdims=True)
@@ -25,12 +33,14 @@ def softmax_backward(grad_out, y, dim):
     return grad_in
 
 
+@_nan_as_torch()
 def log_softmax(x, dim):
     y = x - np.max(x, axis=dim, keepdims=True)
     y -= np.log(np.sum(np.exp(y), axis=dim, keepdims=True))
     return y
 
 
+@_nan_as_torch()
 def log_softmax_backward(grad_out, y, dim):
     grad_in = np.exp(y)
     grad_in *= -np.sum(grad_out, axis=dim, keepdims=True)
@@ -50,6 +60,7 @@ def _target_weights(target, weight, ignore_index, dtype):
     return target_weight, ignored, safe
 
 
+@_nan_as_torch()
 def cross_entropy(logits, target, weight, ignore_index, label_smoothing, reduction):
     dtype = logits.dtype
     n, classes = logits.shape
@@ -69,10 +80,10 @@ def cross_entropy(logits, target, weight, ignore_index, label_smoothing, reducti
     total = loss.sum(dtype=dtype)
     if reduction == "sum":
         return np.asarray(total, dtype)
-    with np.errstate(invalid="ignore", divide="ignore"):  # every row ignored: 0/0 = nan, as PyTorch
-        return np.asarray(total / target_weight.sum(dtype=dtype), dtype)
+    return np.asarray(total / target_weight.sum(dtype=dtype), dtype)   # every row ignored: 0/0 = nan
 
 
+@_nan_as_torch()
 def cross_entropy_backward(grad_loss, logits, target, weight, ignore_index, label_smoothing, reduction):
     """d loss_i / d logits_ic = p_ic (a w_t + b W) - a w_t [c == t] - b w_c, a = 1 - eps, b = eps / C."""
     dtype = logits.dtype
@@ -83,8 +94,7 @@ def cross_entropy_backward(grad_loss, logits, target, weight, ignore_index, labe
     else:
         scale = np.full(n, np.asarray(grad_loss, dtype).reshape(()), dtype)
         if reduction == "mean":
-            with np.errstate(invalid="ignore", divide="ignore"):
-                scale /= target_weight.sum(dtype=dtype)
+            scale /= target_weight.sum(dtype=dtype)
     scale = np.where(ignored, dtype.type(0), scale)
     a, b = 1 - label_smoothing, label_smoothing / classes
     grad = softmax(logits, 1)

@@ -121,3 +121,57 @@ def test_lengths_written_after_the_forward_leave_the_gradient_as_torch():
     loss.backward()
     loss_t.backward()
     assert_close(x.grad.numpy(), x_t.grad.numpy(), np.float64, **TOLERANCE)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("targets, input_length, target_length", [
+    (np.array([1, 2, 2]), np.array(8), np.array(3)),          # (S,) and 0-d lengths
+    (np.array([[1, 2, 2]]), np.array([8]), np.array([2])),    # (1, S) padded, one-element lengths
+    (np.array([3, 1]), 6, 2),                                  # Python numbers
+])
+def test_unbatched_input_matches_torch(targets, input_length, target_length, reduction):
+    torch = torch_module()
+    logits = random_array((8, 5), np.float64, seed=6, low=-2, high=2)
+    x = nn.Tensor(logits.copy(), requires_grad=True)
+    loss = ctc_loss(nn.functional.log_softmax(x, dim=1), targets, input_length, target_length, reduction=reduction)
+    loss.backward()
+    x_t = torch.tensor(logits, requires_grad=True)
+    loss_t = torch.nn.functional.ctc_loss(x_t.log_softmax(1), torch.tensor(targets), torch.tensor(input_length),
+                                          torch.tensor(target_length), reduction=reduction)
+    loss_t.backward()
+    assert loss.shape == tuple(loss_t.shape) == ()
+    assert_close(loss.numpy(), loss_t.detach().numpy(), np.float64, **TOLERANCE)
+    assert_close(x.grad.numpy(), x_t.grad.numpy(), np.float64, **TOLERANCE)
+
+
+@pytest.mark.parametrize("targets, input_lengths, target_lengths, message", [
+    # a batch of targets was read as one target [1, 2, 3, 4], or as its first row: torch rejects both
+    (np.array([[1, 2], [3, 4]]), 8, 4, r"targets of shape \(S,\) or \(1, S\), got \(2, 2\)"),
+    (np.array([[1, 2, 2], [3, 3, 3]]), 8, 3, r"targets of shape \(S,\) or \(1, S\), got \(2, 3\)"),
+    (np.array([1, 2, 2]), np.array([8, 8]), 3, r"one input_length \(a scalar or one element\), got shape \(2,\)"),
+    (np.array([1, 2, 2]), 8, np.zeros((0,), np.int64), r"one target_length .*got shape \(0,\)"),
+])
+def test_unbatched_input_rejects_a_batch_of_targets_or_lengths(targets, input_lengths, target_lengths, message):
+    log_probs = nn.Tensor(np.log(np.full((8, 5), 0.2)))
+    with pytest.raises(ValueError, match=r"ctc_loss: unbatched log_probs \(T, C\) take " + message):
+        ctc_loss(log_probs, targets, input_lengths, target_lengths)
+
+
+def test_unbatched_concatenated_targets_must_have_the_target_length_as_torch():
+    """(S,) targets are the concatenated form of a batch of one: S must equal the target length (torch raises;
+    reading them as padded would silently give the loss of a prefix)."""
+    log_probs = nn.Tensor(np.log(np.full((8, 5), 0.2)))
+    with pytest.raises(ValueError, match=r"ctc_loss: concatenated targets must have sum\(target_lengths\)=2 "
+                                         r"entries, got 3"):
+        ctc_loss(log_probs, np.array([1, 2, 2]), 8, 2)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_mean_over_an_empty_batch_is_nan_without_numpy_warnings():
+    """torch rejects empty log_probs; ours gives the mean of no losses, nan, and a zero-size gradient, silently."""
+    x = nn.Tensor(np.zeros((5, 0, 3)), requires_grad=True)
+    empty = np.zeros(0, np.int64)
+    loss = ctc_loss(x, np.zeros((0, 2), np.int64), empty, empty)
+    assert loss.shape == () and np.isnan(loss.item())
+    loss.backward()
+    assert x.grad.shape == (5, 0, 3)
