@@ -209,3 +209,24 @@ def test_extra_layers_model_on_gpu_matches_torch():
     expected.backward()
     for (key, parameter), reference in zip(ours.named_parameters(), theirs.parameters(), strict=True):
         assert_close(parameter.grad.data, reference.grad.numpy(), np.float32, scale=5, name=f"grad of {key}")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_torch_2_13_loss_forms_on_gpu(reduction):
+    """cross_entropy with class-probability targets (weight, label smoothing; gradients of logits and targets)
+    and mse_loss / l1_loss with weight=, on CuPy arrays against torch."""
+    logits = random_array((64, 10, 3), np.float32, seed=1, low=-3, high=3)
+    target = random_array((64, 10, 3), np.float32, seed=2, low=0.1, high=1.0)
+    target /= target.sum(axis=1, keepdims=True)
+    class_weight = random_array((10,), np.float32, seed=3, low=0.5, high=2.0)
+
+    def probabilities(lib):
+        return lambda x, t, w: lib.cross_entropy(x, t, weight=w, label_smoothing=0.2, reduction=reduction)
+    functional = torch_module().nn.functional
+    _compare_gpu(probabilities(F), probabilities(functional), [logits, target, class_weight], grad_of=(0, 1),
+                 name=f"cross_entropy with probabilities, {reduction}")
+    element_weight = random_array((64, 10, 3), np.float32, seed=4, low=0.0, high=2.0)
+    for name in ("mse_loss", "l1_loss"):
+        _compare_gpu(lambda x, t, w: getattr(F, name)(x, t, reduction=reduction, weight=w),
+                     lambda x, t, w: getattr(functional, name)(x, t, reduction=reduction, weight=w),
+                     [logits, target, element_weight], grad_of=(0, 1), name=f"{name} with weight, {reduction}")
