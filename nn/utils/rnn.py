@@ -57,9 +57,11 @@ def pack_padded_sequence(input, lengths, batch_first=False, enforce_sorted=True)
     if len(lengths) != batch:
         raise ValueError(f"{op}: expected len(lengths) to be equal to batch_size, got {len(lengths)} "
                          f"(batch_size={batch})")
-    if batch and lengths.min() <= 0:
+    if batch == 0:   # (torch: "Cannot pack empty tensors"; unpacking the result failed deep inside)
+        raise ValueError(f"{op}: cannot pack an empty batch, got input of shape {input.shape}")
+    if lengths.min() <= 0:
         raise ValueError(f"{op}: the length of every sample must be greater than 0, got lengths {lengths.tolist()}")
-    if batch and lengths.max() > steps:
+    if lengths.max() > steps:
         raise ValueError(f"{op}: no length may exceed the input's {steps} steps, got lengths {lengths.tolist()}")
     if enforce_sorted:
         if np.any(np.diff(lengths) > 0):
@@ -127,7 +129,8 @@ def pad_sequence(sequences, batch_first=False, padding_value=0.0, padding_side="
     if batch_first:
         gather = gather.T
     padding = Tensor(first.xp.full((1,) + first.shape[1:], padding_value, dtype=first.dtype))
-    rows = cat(sequences + [padding])
+    # torch's output takes the first sequence's dtype (cat would promote: int64 with float32 to float64)
+    rows = cat([s if s.dtype == first.dtype else s.to(first.dtype) for s in sequences] + [padding])
     return rows[first.xp.asarray(gather.reshape(-1))].reshape(gather.shape + first.shape[1:])
 
 

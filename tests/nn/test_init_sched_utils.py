@@ -32,7 +32,7 @@ def test_initialisers_refuse_fewer_than_two_dims_like_torch(name, shape):
     torch = torch_module()
     with pytest.raises(ValueError):
         getattr(torch.nn.init, name)(torch.empty(shape))
-    with pytest.raises(ValueError, match="(init|orthogonal_): .*at least 2 dims, got shape"):
+    with pytest.raises(ValueError, match=f"{name}: .*at least 2 dims, got shape"):   # the initialiser called
         getattr(init, name)(_parameter(shape))
 
 
@@ -51,12 +51,78 @@ def test_initialisers_of_zero_element_tensors_return_them_unchanged_like_torch(n
         with pytest.warns(UserWarning, match="Initializing zero-element tensors is a no-op"):
             result = getattr(init, name)(ours)
     elif shape in ((0,),):
-        with pytest.raises(ValueError, match="init: .*at least 2 dims"):   # torch: ValueError too
+        with pytest.raises(ValueError, match=f"{name}: .*at least 2 dims"):   # torch: ValueError too
             getattr(init, name)(ours)
         return
     else:
         result = getattr(init, name)(ours)
     assert result is ours and ours.shape == shape
+
+
+DRAWING = ["uniform_", "normal_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
+           "trunc_normal_", "orthogonal_"]
+
+
+@pytest.mark.parametrize("name", DRAWING + ["zeros_", "ones_", "eye_"])
+@pytest.mark.parametrize("copy", ["transpose", "expand"])
+def test_initialisers_refuse_copies_torch_gives_as_views(name, copy):
+    """w.t() and b.expand() are views in torch, so initialising them writes into w or b; here they are copies,
+    and an initialiser refuses them as the in-place Tensor ops do (it silently left w unchanged before)."""
+    weight = _parameter((4, 3))
+    before = weight.numpy().copy()
+    view = weight.t() if copy == "transpose" else weight[:1].expand(4, 3)
+    with pytest.raises(RuntimeError, match=f"{name}: this tensor is a copy made by (permute/transpose|expand)"):
+        getattr(init, name)(view)
+    np.testing.assert_array_equal(weight.numpy(), before)
+
+
+@pytest.mark.parametrize("name", DRAWING)
+def test_initialisers_refuse_integer_tensors_as_torch(name):
+    """torch raises for random draws into an integer tensor; a cast here truncated them (uniform_ gave zeros)."""
+    with pytest.raises(TypeError, match=f"{name}: random values need a floating tensor, got int64"):
+        getattr(init, name)(nn.Tensor(np.zeros((4, 3), np.int64)))
+    assert init.zeros_(nn.Tensor(np.ones((2, 2), np.int64))).numpy().sum() == 0   # a constant is fine, as torch
+
+
+def test_initialiser_arguments_are_checked_by_name():
+    weight = _parameter((4, 3))
+    for call, error, message in [
+            (lambda: init.uniform_(weight, 3.0, 1.0), ValueError, r"uniform_: the range \[a, b\) needs a <= b"),
+            (lambda: init.normal_(weight, 0.0, -1.0), ValueError, r"normal_: std must be >= 0, got -1.0"),
+            (lambda: init.calculate_gain("leaky_relu", True), ValueError,
+             r"calculate_gain: negative_slope must be a number, got True"),
+            (lambda: init.kaiming_uniform_(weight, generator=object()), TypeError,
+             r"kaiming_uniform_: generator must be a numpy.random.Generator"),
+            (lambda: init.constant_(weight, nn.Tensor(np.ones(2))), ValueError,
+             r"constant_: val must be a number or 0-d, got shape \(2,\)"),
+            (lambda: init.eye_(_parameter((2, 3, 4))), ValueError, r"eye_: needs a 2-D tensor"),
+            (lambda: init.dirac_(_parameter((2, 3))), ValueError, r"dirac_: needs a 3-, 4- or 5-D tensor"),
+            (lambda: init.dirac_(_parameter((5, 3, 3)), groups=2), ValueError, r"dirac_: groups must be a positive")]:
+        with pytest.raises(error, match=message):
+            call()
+    assert init.constant_(weight, nn.Tensor(np.array(2.5))).numpy().max() == 2.5
+
+
+@pytest.mark.parametrize("shape, groups", [((3, 5), None), ((5, 3), None), ((6, 4, 3, 3), 2), ((4, 4, 5), 1),
+                                           ((2, 3, 3, 2, 3), 1), ((4, 6, 3, 3), 2)])
+def test_eye_and_dirac_match_torch(shape, groups):
+    torch = torch_module()
+    if groups is None:
+        ours, theirs = init.eye_(_parameter(shape)), torch.nn.init.eye_(torch.empty(shape))
+    else:
+        ours, theirs = init.dirac_(_parameter(shape), groups), torch.nn.init.dirac_(torch.empty(shape), groups)
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def test_torchs_private_fan_helpers_exist():
+    """User code (and copied torch layers' reset_parameters) call torch.nn.init's private fan helpers."""
+    torch = torch_module()
+    for shape in [(4, 3), (6, 2, 3, 3)]:
+        assert init._calculate_fan_in_and_fan_out(_parameter(shape)) == \
+            torch.nn.init._calculate_fan_in_and_fan_out(torch.empty(shape))
+        for mode in ("fan_in", "fan_out"):
+            assert init._calculate_correct_fan(_parameter(shape), mode) == \
+                torch.nn.init._calculate_correct_fan(torch.empty(shape), mode)
 
 
 @pytest.mark.parametrize("nonlinearity, param", [("linear", None), ("conv1d", None), ("conv_transpose3d", None),

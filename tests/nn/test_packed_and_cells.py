@@ -99,6 +99,17 @@ def test_packed_sequence_tuple_and_defaults():
     assert ours_rnn.PackedSequence(data, [4]).sorted_indices is None
 
 
+def test_pad_sequence_takes_the_first_sequences_dtype_as_torch():
+    """torch's output has the first sequence's dtype; concatenating promoted (int64 with float32 gave float64)."""
+    torch = torch_module()
+    for first, second in [(np.int64, np.float32), (np.float32, np.float64), (np.float32, np.int64)]:
+        a, b = np.arange(3).astype(first), (np.arange(2) + 0.5).astype(second)
+        ours = ours_rnn.pad_sequence([nn.Tensor(a), nn.Tensor(b)], padding_value=7)
+        theirs = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(a), torch.from_numpy(b)], padding_value=7)
+        assert ours.dtype == theirs.numpy().dtype
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
 @pytest.mark.parametrize("call, error, match", [
     (lambda x: ours_rnn.pack_padded_sequence(x, [3, 4, 2]), ValueError, "sorted in decreasing order"),
     (lambda x: ours_rnn.pack_padded_sequence(x, [4, 3, 0]), ValueError, "greater than 0"),
@@ -114,6 +125,8 @@ def test_packed_sequence_tuple_and_defaults():
     (lambda x: ours_rnn.pad_sequence([x[0], x[:, :, 0]]), ValueError, "same trailing dims"),
     (lambda x: ours_rnn.pad_sequence([x[0]], padding_side="up"), ValueError, "left or right"),
     (lambda x: ours_rnn.pad_sequence([3.0]), TypeError, "expected a Tensor"),
+    (lambda x: ours_rnn.pack_padded_sequence(x[:, :0], []), ValueError,
+     r"pack_padded_sequence: cannot pack an empty batch, got input of shape \(4, 0, 2\)"),   # torch refuses too
 ])
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
