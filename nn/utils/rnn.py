@@ -1,5 +1,5 @@
 """Packed sequences, as torch.nn.utils.rnn has them: PackedSequence, pack_padded_sequence, pad_packed_sequence,
-pad_sequence and pack_sequence, with torch's layouts.
+pad_sequence, pack_sequence, unpad_sequence and unpack_sequence, with torch's layouts.
 
 A PackedSequence holds the valid steps of a batch of sequences of different lengths, time-major: the samples
 sorted by decreasing length, then step 0 of each sample, step 1 of those still running, and so on;
@@ -18,7 +18,8 @@ from kernels import backend
 
 from ..tensor import Tensor, cat
 
-__all__ = ["PackedSequence", "pack_padded_sequence", "pack_sequence", "pad_packed_sequence", "pad_sequence"]
+__all__ = ["PackedSequence", "pack_padded_sequence", "pack_sequence", "pad_packed_sequence", "pad_sequence",
+           "unpack_sequence", "unpad_sequence"]
 
 
 class PackedSequence(namedtuple("PackedSequence", ["data", "batch_sizes", "sorted_indices", "unsorted_indices"])):
@@ -32,10 +33,23 @@ class PackedSequence(namedtuple("PackedSequence", ["data", "batch_sizes", "sorte
             unsorted_indices = _index_tensor(_invert(sorted_indices.data))
         return super().__new__(cls, data, batch_sizes, sorted_indices, unsorted_indices)
 
-    def to(self, device):
-        """The same sequence with its data on `device` ('cpu' or 'cuda'; differentiable); the indices stay on
-        the host."""
-        return self if device == self.data.device else self._replace(data=self.data.to(device))
+    def to(self, *args, **kwargs):
+        """The same sequence with its data moved or cast as Tensor.to(*args, **kwargs) does (differentiable);
+        the indices stay on the host. Itself when nothing changes, as torch's."""
+        data = self.data.to(*args, **kwargs)
+        return self if data is self.data else self._replace(data=data)
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def float(self):
+        return self.to(np.float32)
+
+    def double(self):
+        return self.to(np.float64)
 
     @property
     def is_cuda(self):
@@ -138,6 +152,26 @@ def pack_sequence(sequences, enforce_sorted=True):
     """pack_padded_sequence(pad_sequence(sequences), their lengths, enforce_sorted=enforce_sorted)."""
     lengths = [len(_as_tensor("pack_sequence", s)) for s in sequences]
     return pack_padded_sequence(pad_sequence(sequences), lengths, enforce_sorted=enforce_sorted)
+
+
+def unpad_sequence(padded_sequences, lengths, batch_first=False):
+    """The list of sequences that pad_sequence padded: sample b's first lengths[b] steps of `padded_sequences`
+    (T, B, *) (batch_first: (B, T, *)), each a differentiable slice, as torch's."""
+    op = "unpad_sequence"
+    padded = _as_tensor(op, padded_sequences)
+    lengths = _host_integers(op, "lengths", lengths)
+    if padded.ndim < 2:
+        raise ValueError(f"{op}: padded_sequences must have a time and a batch dim, got shape {padded.shape}")
+    steps, batch = (padded.shape[1], padded.shape[0]) if batch_first else padded.shape[:2]
+    if lengths.shape != (batch,) or (batch and (lengths.min() < 0 or lengths.max() > steps)):
+        raise ValueError(f"{op}: lengths must be {batch} integers in [0, {steps}], got {lengths.tolist()}")
+    return [padded[b, :n] if batch_first else padded[:n, b] for b, n in enumerate(lengths.tolist())]
+
+
+def unpack_sequence(packed_sequences):
+    """The list of sequences that pack_sequence packed, in their original order, as torch's."""
+    padded, lengths = pad_packed_sequence(packed_sequences, batch_first=True)
+    return unpad_sequence(padded, lengths, batch_first=True)
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------

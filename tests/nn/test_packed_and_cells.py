@@ -110,6 +110,35 @@ def test_pad_sequence_takes_the_first_sequences_dtype_as_torch():
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
 
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_unpad_and_unpack_sequence_match_torch_with_gradients(batch_first):
+    torch = torch_module()
+    arrays = [random_array((n, 3), np.float64, seed=n) for n in (4, 2, 5)]
+    ours = [nn.Tensor(a, requires_grad=True) for a in arrays]
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    padded = ours_rnn.pad_sequence(ours, batch_first=batch_first)
+    their_padded = torch.nn.utils.rnn.pad_sequence(theirs, batch_first=batch_first)
+    lengths = [4, 2, 5]
+    unpadded = ours_rnn.unpad_sequence(padded, lengths, batch_first=batch_first)
+    their_unpadded = torch.nn.utils.rnn.unpad_sequence(their_padded, torch.tensor(lengths), batch_first=batch_first)
+    unpacked = ours_rnn.unpack_sequence(ours_rnn.pack_sequence(ours, enforce_sorted=False))
+    their_unpacked = torch.nn.utils.rnn.unpack_sequence(torch.nn.utils.rnn.pack_sequence(theirs, enforce_sorted=False))
+    total, their_total = 0, 0
+    for k, (a, b, c, d) in enumerate(zip(unpadded, their_unpadded, unpacked, their_unpacked, strict=True)):
+        assert_close(a.numpy(), b.detach().numpy(), np.float64)
+        assert_close(c.numpy(), d.detach().numpy(), np.float64)
+        total = total + (a * (k + 1)).sum() + (c * (k + 2) * c).sum()
+        their_total = their_total + (b * (k + 1)).sum() + (d * (k + 2) * d).sum()
+    total.backward()
+    their_total.backward()
+    for mine, reference in zip(ours, theirs, strict=True):
+        assert_close(mine.grad.numpy(), reference.grad.numpy(), np.float64)
+    packed = ours_rnn.pack_sequence(ours, enforce_sorted=False)
+    assert packed.to(np.float32).data.dtype == np.float32 and packed.double() is packed and packed.cpu() is packed
+    with pytest.raises(ValueError, match=r"unpad_sequence: lengths must be 3 integers in \[0, 5\], got \[4, 2, 6\]"):
+        ours_rnn.unpad_sequence(ours_rnn.pad_sequence(ours), [4, 2, 6])
+
+
 @pytest.mark.parametrize("call, error, match", [
     (lambda x: ours_rnn.pack_padded_sequence(x, [3, 4, 2]), ValueError, "sorted in decreasing order"),
     (lambda x: ours_rnn.pack_padded_sequence(x, [4, 3, 0]), ValueError, "greater than 0"),
