@@ -105,6 +105,8 @@ def load(path, expected_model=None):
         state = _unflatten(meta["state"], arrays)
     except (KeyError, TypeError) as error:
         raise CheckpointError(f"checkpoint {path!r} is inconsistent (missing entry {error})") from None
+    if expected_model is not None and not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path!r} holds a {type(state).__name__}, not a training run's state")
     if expected_model is not None and state.get("model_name") != expected_model:
         raise CheckpointError(f"checkpoint {path!r} is for model {state.get('model_name')!r}, not {expected_model!r}")
     return state

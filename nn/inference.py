@@ -11,14 +11,18 @@ from .train_cli import MODELS, UsageError, _cli, _Parser, resolve_device
 
 def _load_for_inference(path, device):
     state = checkpoint.load(path)
-    if state.get("model_name") not in MODELS:
+    if not isinstance(state, dict) or state.get("model_name") not in MODELS:
         raise checkpoint.CheckpointError(f"{path!r} is not a numbanet training checkpoint")
-    task, model, _, _ = build(state["settings"])
-    averaged = state.get("averaged_model")
-    if averaged:  # trained with --ema: the averaged weights (AveragedModel's keys: module.*, n_averaged)
-        model.load_state_dict({k[len("module."):]: v for k, v in averaged.items() if k.startswith("module.")})
-    else:
-        model.load_state_dict(state["model"])
+    try:   # contents that do not fit their settings (edited, or another version's): one line, not a traceback
+        task, model, _, _ = build(state["settings"])
+        averaged = state.get("averaged_model")
+        if averaged:  # trained with --ema: the averaged weights (AveragedModel's keys: module.*, n_averaged)
+            model.load_state_dict({k[len("module."):]: v for k, v in averaged.items() if k.startswith("module.")})
+        else:
+            model.load_state_dict(state["model"])
+    except (KeyError, ValueError, TypeError, AttributeError) as error:
+        raise checkpoint.CheckpointError(f"checkpoint {path!r} does not fit a {state.get('model_name')} model "
+                                         f"({type(error).__name__}: {error})") from None
     model.to(device).eval()
     return state, task, model
 
@@ -56,20 +60,33 @@ def evaluate_main(argv):
 
 
 def read_input(path):
-    """A PNG (grey or colour, averaged to grey, scaled to [0, 1]) or a .npy array."""
-    if not os.path.isfile(path):
+    """A PNG (grey or colour, averaged to grey) or a .npy array of real numbers, as ink intensities in [0, 1] as
+    the training data has them: values beyond 1 (8-bit 0-255, the digits' raw 0-16, any scale) are divided by
+    their maximum, the same way for both formats."""
+    if not os.path.exists(path):
         raise UsageError(f"input {path!r} does not exist")
+    if not os.path.isfile(path):
+        raise UsageError(f"input {path!r} is not a file")
     try:
         if path.lower().endswith(".npy"):
-            return np.load(path, allow_pickle=False).astype(np.float32)
-        import matplotlib.image
-        image = matplotlib.image.imread(path).astype(np.float32)
+            image = np.load(path, allow_pickle=False)
+            if image.dtype.kind not in "biuf":   # (complex values would lose their imaginary part silently)
+                raise UsageError(f"{path}: expected an array of real numbers, got dtype {image.dtype}")
+            image = image.astype(np.float32)
+        else:
+            import matplotlib.image
+            image = matplotlib.image.imread(path).astype(np.float32)
+            if image.ndim == 3:
+                image = image[..., :3].mean(axis=2)
+    except UsageError:
+        raise
     except Exception as error:  # unreadable files of any kind
         raise UsageError(f"cannot read {path!r}: {type(error).__name__}: {error}") from None
-    if image.ndim == 3:
-        image = image[..., :3].mean(axis=2)
-    if image.max() > 1.0:
-        image = image / 255.0
+    if image.size and np.all(np.isfinite(image)):   # (non-finite values are refused by the caller)
+        if image.min() < 0.0:
+            raise UsageError(f"{path}: expected non-negative ink intensities, got values from {image.min()}")
+        if image.max() > 1.0:
+            image = image / image.max()
     return image
 
 

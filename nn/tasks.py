@@ -307,9 +307,10 @@ class StripTask(_Task):
         height, width = image.shape
         if height != data.STRIP_HEIGHT:
             image = resize(image, (data.STRIP_HEIGHT, max(1, round(width * data.STRIP_HEIGHT / height))))
-        strip = np.zeros((1, data.STRIP_HEIGHT, data.STRIP_WIDTH), np.float32)
-        width = min(image.shape[1], data.STRIP_WIDTH)
-        strip[0, :, :width] = image[:, :width]
+        # at least the training strips' width (padded on the right, as they are); a wider strip is read whole,
+        # since the CRNN reads any width (it was cut to 90 columns, losing its last digits, before)
+        strip = np.zeros((1, data.STRIP_HEIGHT, max(image.shape[1], data.STRIP_WIDTH)), np.float32)
+        strip[0, :, :image.shape[1]] = image
         return strip
 
     def describe_prediction(self, model, array, device):

@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 import warnings
 
@@ -30,13 +31,49 @@ from . import checkpoint, data, init, layers, optim, recurrent
 from .capture import capture
 from .swa_utils import AveragedModel, get_ema_multi_avg_fn
 from .tasks import EvaluationForward, make_task
-from .train_cli import (DEFAULTS, UsageError, _cli, blas_threads, build_parser, resolve_device,
+from .train_cli import (DEFAULTS, UsageError, _cli, blas_threads, build_parser, explicit_settings, resolve_device,
                         settings_from_args)
 from .train_curves import plot_curves
 from .train_totals import RunningTotals
 from .utils import clip_grad_norm_
 
 CHECKPOINT_NAME = "checkpoint.npz"
+RUN_FILES = (CHECKPOINT_NAME, "history.jsonl", "metrics.json", "curves.png")   # what a run writes into --output
+
+
+class TrainingInterrupted(Exception):
+    """Raised at a safe point after Ctrl-C: the run's state is whole, and the checkpoint may be written."""
+
+
+class DeferredInterrupt:
+    """Ctrl-C during training takes effect at the next safe point: after a whole step (its batch counted) or after
+    an epoch's validation and checkpoint. A KeyboardInterrupt raised inside a step would leave its weights, batch
+    norm statistics or optimizer moments changed but the batch uncounted, and --resume would then run that batch
+    twice. A second Ctrl-C stops at once (nothing more is written). Only where Python's own handler is in place
+    (a process started with SIGINT ignored keeps ignoring it; a thread other than the main one cannot set one)."""
+
+    def __init__(self):
+        self.requested, self._previous = False, None
+
+    def __enter__(self):
+        try:
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:   # not the main thread
+            pass
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nnumbanet: stopping after this step to write a checkpoint (Ctrl-C again to stop at once, without "
+              "one)", file=sys.stderr, flush=True)
 
 
 def build(settings):
@@ -123,6 +160,8 @@ class Run:
         self.splits = self.task.load()
         self.rng = np.random.default_rng(settings["seed"])
         self.epoch, self.batches_done, self.epoch_rng_state = 0, 0, None
+        self.epoch_totals = None   # the running sums of an epoch interrupted after batches_done batches
+        self.interrupt = DeferredInterrupt()   # entered by fit()
         self.history, self.best = [], None
         self.epochs_without_improvement = 0
         self.captured_step, self.capture_failed = None, False
@@ -141,6 +180,7 @@ class Run:
     def state(self):
         return {"model_name": self.settings["model"], "settings": self.settings, "epoch": self.epoch,
                 "batches_done": self.batches_done, "epoch_rng_state": self.epoch_rng_state,
+                "epoch_totals": self.epoch_totals,
                 "rng_state": self.rng.bit_generator.state, "dropout_rng_state": init.rng_state(),
                 "model": dict(self.model.state_dict()), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "history": self.history, "best": self.best,
@@ -157,6 +197,7 @@ class Run:
         init.set_rng_state(state["dropout_rng_state"])
         self.epoch, self.batches_done = state["epoch"], state["batches_done"]
         self.epoch_rng_state = state["epoch_rng_state"]
+        self.epoch_totals = state.get("epoch_totals")   # (checkpoints written before it existed have none)
         self.history, self.best = list(state["history"]), state["best"]
         self.epochs_without_improvement = state["epochs_without_improvement"]
 
@@ -196,10 +237,11 @@ class Run:
             self.rng.bit_generator.state = self.epoch_rng_state
         order = list(data.batches(len(train), self.settings["batch_size"], self.rng))
         self.model.train()
-        totals = RunningTotals(self.device, self.epoch)
+        so_far = self.epoch_totals if self.batches_done else None
+        totals = RunningTotals(self.device, self.epoch, so_far)
         progress = tqdm(order[self.batches_done:], desc=f"epoch {self.epoch + 1}/{self.settings['epochs']}",
                         disable=self.quiet, leave=False, file=sys.stderr)
-        started = time.perf_counter()
+        started = time.perf_counter() - (so_far["seconds"] if so_far else 0.0)
         for index in progress:
             arrays = [backend.to_device(a, self.device) for a in self.task.batch_arrays(train, index)]
             step = self.step_function(len(index))
@@ -218,6 +260,11 @@ class Run:
             self.batches_done += 1
             if totals.steps % totals.sync_every == 0 or self.batches_done == len(order):
                 progress.set_postfix(totals.read())
+            if self.interrupt.requested:   # a safe point: the step is whole and counted
+                totals.read()
+                self.epoch_totals = {**totals.as_dict(), "seconds": time.perf_counter() - started}
+                progress.close()
+                raise TrainingInterrupted
         seconds = time.perf_counter() - started
         totals.read()
         return totals.as_dict(), seconds
@@ -240,6 +287,12 @@ class Run:
             return compiling.compile(records)
 
     def fit(self):
+        """Train the remaining epochs; Ctrl-C raises TrainingInterrupted at the next safe point (DeferredInterrupt),
+        with the state whole for save()."""
+        with self.interrupt:
+            self._fit()
+
+    def _fit(self):
         if self.device == "cuda" and self.batches_done == 0:
             started = time.perf_counter()
             try:
@@ -257,18 +310,20 @@ class Run:
             validation = self.task.evaluate(self.evaluated_model, self.splits["validation"], self.device)
             record = {"epoch": self.epoch + 1, "loss": totals["loss"] / max(totals["count"], 1), "lr": lr,
                       "seconds": seconds, "samples_per_second": totals["count"] / max(seconds, 1e-9)}
-            if totals["correct"]:
-                record["accuracy"] = totals["correct"] / totals["count"]
+            if totals["correct"] is not None:
+                record["accuracy"] = totals["correct"] / max(totals["count"], 1)
             record.update({f"validation_{k}": v for k, v in validation.items()})
             self.history.append(record)
             self.scheduler.step()
-            self.epoch, self.batches_done = self.epoch + 1, 0
+            self.epoch, self.batches_done, self.epoch_totals = self.epoch + 1, 0, None
             stop = self.track_improvement(validation[self.task.metric])
             self.save()
             self.append_history(record)
             if not self.quiet:
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch",))
                 print(f"epoch {record['epoch']}: {shown}", file=sys.stderr, flush=True)
+            if self.interrupt.requested and self.epoch < self.settings["epochs"]:   # after the epoch's checkpoint
+                raise TrainingInterrupted
             if stop:
                 print(f"early stopping: no improvement for {self.settings['patience']} epochs", file=sys.stderr)
                 break
@@ -322,6 +377,43 @@ def _latest_run(model):
     return os.path.dirname(runs[-1])
 
 
+def _resumed_settings(path, saved, explicit):
+    """The saved run's settings: --resume continues that run, so an option given with another value is refused
+    (a different --epochs would bend the learning-rate schedule midway, and no uninterrupted run has it)."""
+    settings = saved.get("settings")
+    if not isinstance(settings, dict) or not all(key in settings for key in explicit):
+        raise checkpoint.CheckpointError(f"checkpoint {path!r} has no usable settings")
+    for key, value in explicit.items():
+        if settings[key] != value:
+            option = "--" + key.replace("_", "-")
+            raise UsageError(f"--resume continues the saved run with its own settings: {option} {value} differs "
+                             f"from its {settings[key]} (start a new run with another --output to change it)")
+    return settings
+
+
+def _restored_run(path, saved, settings, output, device, quiet):
+    """The Run of a checkpoint's settings with its state; a checkpoint whose contents do not fit them (edited,
+    or written by another version) is a CheckpointError, not a traceback."""
+    try:
+        run = Run(settings, output, device, quiet)
+        run.restore(saved)
+    except (KeyError, ValueError, TypeError, AttributeError) as error:
+        raise checkpoint.CheckpointError(f"checkpoint {path!r} does not fit a {settings.get('model')} run "
+                                         f"({type(error).__name__}: {error})") from None
+    return run
+
+
+def _check_writable(output):
+    """--output as a folder this process can write into, made if missing: checked before any training, so that
+    a wrong path costs no epoch."""
+    try:
+        os.makedirs(output, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output):
+            pass
+    except OSError as error:
+        raise UsageError(f"--output {output!r} cannot hold a run: {error.strerror or error}") from None
+
+
 def _run_training(argv):
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args)
@@ -334,28 +426,42 @@ def _run_training(argv):
             raise UsageError(str(error)) from None
     if args.resume:
         output = args.output or _latest_run(settings["model"])
-        saved = checkpoint.load(os.path.join(output, CHECKPOINT_NAME), expected_model=settings["model"])
-        # the run continues with the settings it started with; only --epochs may extend it
-        settings = {**saved["settings"], "epochs": settings["epochs"] if args.epochs else saved["settings"]["epochs"]}
-        run = Run(settings, output, device, args.quiet)
-        run.restore(saved)
+        path = os.path.join(output, CHECKPOINT_NAME)
+        saved = checkpoint.load(path, expected_model=settings["model"])
+        settings = _resumed_settings(path, saved, explicit_settings(args, settings))
+        _check_writable(output)
+        run = _restored_run(path, saved, settings, output, device, args.quiet)
     else:
         output = args.output or os.path.join("runs", f"{settings['model']}-{time.strftime('%Y%m%d-%H%M%S')}")
-        if os.path.exists(os.path.join(output, CHECKPOINT_NAME)):
-            raise UsageError(f"{output} already holds a run; use --resume or another --output")
-        os.makedirs(output, exist_ok=True)
+        existing = [name for name in RUN_FILES if os.path.exists(os.path.join(output, name))]
+        if existing:   # (a run's history.jsonl would be appended to, its metrics and curves replaced)
+            raise UsageError(f"{output} already holds a run ({', '.join(existing)}); use --resume or another --output")
+        _check_writable(output)
         run = Run(settings, output, device, args.quiet)
     if device == "cpu":
         backend.keep_freed_memory()  # no page faults on every step's new arrays (see its docstring)
+    resume = f"`numbanet train {settings['model']} --output {output} --resume`"
     with blas_threads(device, args.blas_threads):
         try:
             run.fit()
-        except KeyboardInterrupt:
+        except FloatingPointError as error:   # a diverging loss (RunningTotals): the epochs' checkpoints are kept
+            raise UsageError(str(error)) from None
+        except TrainingInterrupted:
             run.save()
-            print(f"\ninterrupted: checkpoint written to {run.checkpoint_path}; continue with "
-                  f"`numbanet train {settings['model']} --output {output} --resume`", file=sys.stderr)
+            print(f"interrupted: checkpoint written to {run.checkpoint_path} (epoch {run.epoch + 1}, "
+                  f"{run.batches_done} batches done); continue with {resume}", file=sys.stderr)
             return 130
-        run.report()
+        except KeyboardInterrupt:   # a second Ctrl-C: the state may be half a step on, so nothing is written
+            kept = (f"the last checkpoint written, {run.checkpoint_path}, is kept"
+                    if os.path.exists(run.checkpoint_path) else "no checkpoint was written yet")
+            print(f"\ninterrupted at once: {kept}; continue with {resume}", file=sys.stderr)
+            return 130
+        try:
+            run.report()
+        except KeyboardInterrupt:
+            print(f"\ninterrupted during the final report; the run's checkpoint is complete: `numbanet evaluate "
+                  f"{run.checkpoint_path}` gives its test metrics", file=sys.stderr)
+            return 130
     return 0
 
 

@@ -4,6 +4,7 @@ reports of user errors (UsageError, exit code 2), which `numbanet evaluate/predi
 """
 import argparse
 import contextlib
+import math
 import sys
 
 from kernels import backend
@@ -20,6 +21,12 @@ DEFAULTS = {
     "crnn": {"epochs": 10, "batch_size": 32, "lr": 2e-3, "clip": 5.0, "hidden_size": 64, "warm_up": True},
 }
 ADDING_DEFAULTS = {"epochs": 12, "batch_size": 64, "lr": 3e-3, "clip": 1.0, "hidden_size": 64}
+# Settings every model shares, the value a run takes when the option is not given (the parser's defaults are
+# None, so that `explicit_settings` can tell what was given: a resumed run refuses a setting other than its own).
+COMMON_DEFAULTS = {"seed": 0, "task": "digits", "cell": "lstm", "sequence_length": 50, "patience": 0}
+# option -> settings key, for the options that make a run's settings
+SETTING_OPTIONS = ("epochs", "batch_size", "lr", "clip", "hidden_size", "ema", "seed", "task", "cell",
+                   "sequence_length", "patience")
 
 
 class UsageError(Exception):
@@ -38,18 +45,19 @@ def build_parser():
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, help="default 0")
     parser.add_argument("--output", help="run folder (default runs/<model>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output (or the latest run)")
-    parser.add_argument("--task", choices=("digits", "adding"), default="digits", help="rnn only")
-    parser.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm", help="rnn only")
-    parser.add_argument("--sequence-length", type=int, default=50, help="adding task only")
+    parser.add_argument("--task", choices=("digits", "adding"), help="rnn only (default digits)")
+    parser.add_argument("--cell", choices=("lstm", "gru", "rnn"), help="rnn only (default lstm)")
+    parser.add_argument("--sequence-length", type=int, help="adding task only (default 50)")
     parser.add_argument("--hidden-size", type=int)
     parser.add_argument("--clip", type=float, help="gradient-norm clipping (0: off)")
     parser.add_argument("--ema", type=float, metavar="DECAY",
                         help="evaluate an exponential moving average of the weights with this decay "
                              "(e.g. 0.998; default 0: off)")
-    parser.add_argument("--patience", type=int, default=0, help="early stopping after N epochs without improvement")
+    parser.add_argument("--patience", type=int,
+                        help="early stopping after N epochs without improvement (default 0: off)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--blas-threads", type=int, default=1,
                         help="BLAS threads on the CPU (default 1: the models are small; 0 leaves BLAS's own choice)")
@@ -59,10 +67,10 @@ def build_parser():
 def settings_from_args(args):
     if args.model not in MODELS:
         raise UsageError(f"unknown model {args.model!r}; choose from {', '.join(MODELS)}")
-    defaults = ADDING_DEFAULTS if (args.model == "rnn" and args.task == "adding") else DEFAULTS[args.model]
-    settings = {"model": args.model, "task": args.task if args.model == "rnn" else "default",
-                "cell": args.cell, "sequence_length": args.sequence_length, "seed": args.seed,
-                "patience": args.patience}
+    given = {key: getattr(args, key) for key in COMMON_DEFAULTS if getattr(args, key) is not None}
+    common = {**COMMON_DEFAULTS, **given}
+    defaults = ADDING_DEFAULTS if (args.model == "rnn" and common["task"] == "adding") else DEFAULTS[args.model]
+    settings = {"model": args.model, **common, "task": common["task"] if args.model == "rnn" else "default"}
     for key in ("epochs", "batch_size", "lr", "clip", "hidden_size"):
         value = getattr(args, key)
         settings[key] = defaults[key] if value is None else value
@@ -73,15 +81,26 @@ def settings_from_args(args):
         raise UsageError(f"--epochs must be at least 1, got {settings['epochs']}")
     if settings["batch_size"] < 1:
         raise UsageError(f"--batch-size must be at least 1, got {settings['batch_size']}")
-    if not settings["lr"] > 0:
-        raise UsageError(f"--lr must be positive, got {settings['lr']}")
-    if settings["clip"] < 0:
-        raise UsageError(f"--clip must be >= 0, got {settings['clip']}")
+    if not (settings["lr"] > 0 and math.isfinite(settings["lr"])):
+        raise UsageError(f"--lr must be positive and finite, got {settings['lr']}")
+    if not (settings["clip"] >= 0 and math.isfinite(settings["clip"])):
+        raise UsageError(f"--clip must be >= 0 and finite (0: off), got {settings['clip']}")
+    if settings["seed"] < 0:
+        raise UsageError(f"--seed must be >= 0, got {settings['seed']}")
+    if settings["patience"] < 0:
+        raise UsageError(f"--patience must be >= 0 (0: off), got {settings['patience']}")
+    if args.hidden_size is not None and args.hidden_size < 1:
+        raise UsageError(f"--hidden-size must be at least 1, got {args.hidden_size}")
     if args.blas_threads < 0:
         raise UsageError(f"--blas-threads must be >= 0, got {args.blas_threads}")
     if settings["sequence_length"] < 2:
         raise UsageError(f"--sequence-length must be at least 2, got {settings['sequence_length']}")
     return settings
+
+
+def explicit_settings(args, settings):
+    """The settings whose options were given on the command line (their values as `settings` holds them)."""
+    return {key: settings[key] for key in SETTING_OPTIONS if getattr(args, key) is not None}
 
 
 def resolve_device(requested):

@@ -11,8 +11,8 @@ def plot_curves(history, path, metric):
     left.set_xlabel("epoch")
     left.set_yscale("log")
     left.legend()
-    if "accuracy" in history[0]:
-        right.plot(epochs, [r["accuracy"] for r in history], label="training accuracy")
+    if any("accuracy" in r for r in history):   # (NaN where a record has none)
+        right.plot(epochs, [r.get("accuracy", float("nan")) for r in history], label="training accuracy")
     right.plot(epochs, [r[f"validation_{metric}"] for r in history], label=f"validation {metric}")
     right.set_xlabel("epoch")
     right.legend()

@@ -9,13 +9,16 @@ class RunningTotals:
     on the CPU every step. A non-finite loss stops the run at the next read."""
     SYNC_EVERY = 50
 
-    def __init__(self, device, epoch):
+    def __init__(self, device, epoch, so_far=None):
+        """so_far: the as_dict() of the same epoch's batches before an interruption (a resumed epoch's line in
+        history.jsonl then covers all its batches)."""
         self.sync_every = self.SYNC_EVERY if device == "cuda" else 1
         self.epoch = epoch
         self.pending = []       # (loss array, correct or None, batch size) not yet read
-        self.loss = 0.0
-        self.count = 0
-        self.correct = None
+        so_far = so_far or {}
+        self.loss = so_far.get("loss", 0.0)
+        self.count = so_far.get("count", 0)
+        self.correct = so_far.get("correct")
         self.steps = 0
 
     def add(self, loss, correct, size):
@@ -40,4 +43,5 @@ class RunningTotals:
         return shown
 
     def as_dict(self):
-        return {"loss": self.loss, "count": self.count, "correct": self.correct or 0}
+        """The sums read so far; correct is None for a task that counts no correct predictions."""
+        return {"loss": self.loss, "count": self.count, "correct": self.correct}

@@ -1,6 +1,7 @@
 """The training command: bad input, resume equals an uninterrupted run, evaluate and predict."""
 import json
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -21,6 +22,11 @@ def _run(capsys, *argv):
     (["cnn", "--epochs", "x"], "invalid int value"),
     (["cnn", "--blas-threads", "-1"], "--blas-threads must be >= 0"),
     (["crnn", "--ema", "1"], "--ema must be in [0, 1) (0: off), got 1.0"),
+    (["cnn", "--lr", "inf"], "--lr must be positive and finite, got inf"),
+    (["cnn", "--clip", "nan"], "--clip must be >= 0 and finite (0: off), got nan"),
+    (["cnn", "--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["rnn", "--hidden-size", "0"], "--hidden-size must be at least 1, got 0"),
+    (["cnn", "--patience", "-2"], "--patience must be >= 0 (0: off), got -2"),
 ])
 def test_bad_arguments_give_one_line_and_exit_code_2(capsys, argv, message):
     code, out, err = _run(capsys, *argv)
@@ -28,24 +34,27 @@ def test_bad_arguments_give_one_line_and_exit_code_2(capsys, argv, message):
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def _whole_and_resumed(tmp_path, capsys, monkeypatch, task_class, common, interrupt_at):
-    """Checkpoints of an uninterrupted run, and of the same run stopped by Ctrl-C at step `interrupt_at`
-    (checked to exit 130 and name --resume) then resumed; also the interrupted checkpoint."""
+def _whole_and_resumed(tmp_path, capsys, monkeypatch, task_class, common, interrupt_at, method="step_loss"):
+    """Checkpoints of an uninterrupted run, and of the same run stopped by Ctrl-C (a real SIGINT) in the middle of
+    its `interrupt_at`-th call of task_class.`method` (step_loss: after the forward pass, which has updated the
+    batch norm statistics; evaluate: an epoch's validation), checked to exit 130 and name --resume, then resumed;
+    also the interrupted checkpoint."""
     whole, split = str(tmp_path / "whole"), str(tmp_path / "split")
     assert _run(capsys, *common, "--output", whole)[0] == 0
-    original, calls = task_class.step_loss, []
+    original, calls = getattr(task_class, method), []
 
-    def interrupting_loss(self, *args):
+    def interrupting(self, *args):
+        result = original(self, *args)
         calls.append(1)
         if len(calls) == interrupt_at:
-            raise KeyboardInterrupt
-        return original(self, *args)
+            signal.raise_signal(signal.SIGINT)   # (a KeyboardInterrupt here would leave the step half done)
+        return result
 
-    monkeypatch.setattr(task_class, "step_loss", interrupting_loss)
+    monkeypatch.setattr(task_class, method, interrupting)
     code, _, err = _run(capsys, *common, "--output", split)
     assert code == 130 and "--resume" in err
     interrupted = checkpoint.load(os.path.join(split, "checkpoint.npz"))
-    monkeypatch.setattr(task_class, "step_loss", original)
+    monkeypatch.setattr(task_class, method, original)
     assert _run(capsys, *common, "--output", split, "--resume")[0] == 0
     a = checkpoint.load(os.path.join(whole, "checkpoint.npz"))
     b = checkpoint.load(os.path.join(split, "checkpoint.npz"))
@@ -57,10 +66,11 @@ def _whole_and_resumed(tmp_path, capsys, monkeypatch, task_class, common, interr
 def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path, capsys, monkeypatch):
     from nn import tasks
     common = ["cnn", "--device", "cpu", "--seed", "3", "--quiet", "--batch-size", "64", "--epochs", "2"]
-    # Ctrl-C in the middle of the second epoch (batch 25 of 2 x 20), then --resume
+    # Ctrl-C in the middle of the second epoch (inside step 25 of 2 x 20): the step ends, then --resume
     a, b, interrupted, whole = _whole_and_resumed(tmp_path, capsys, monkeypatch, tasks.ClassificationTask,
                                                   common, 25)
-    assert interrupted["epoch"] == 1 and interrupted["batches_done"] == 4
+    assert interrupted["epoch"] == 1 and interrupted["batches_done"] == 5
+    assert interrupted["optimizer"]["state"][0]["step"] == 25   # the step it stopped in is whole and counted
     assert a["epoch"] == b["epoch"] == 2
     assert a["averaged_model"] is None   # cnn averages no weights unless --ema is given
     metrics = json.load(open(os.path.join(whole, "metrics.json")))
@@ -70,6 +80,94 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path, capsy
     # an existing run is never overwritten
     code, _, err = _run(capsys, *common, "--epochs", "1", "--output", whole)
     assert code == 2 and "already holds a run" in err
+
+
+def test_ctrl_c_in_validation_writes_the_epoch_and_resume_completes_its_history(tmp_path, capsys, monkeypatch):
+    """Ctrl-C during an epoch's validation: the epoch is finished, saved and reported, then the run stops; the
+    resumed run ends with the uninterrupted run's weights and history (an empty epoch without accuracy was logged
+    before, and curves.png then failed on every later --resume)."""
+    from nn import tasks
+    common = ["cnn", "--device", "cpu", "--seed", "3", "--quiet", "--batch-size", "64", "--epochs", "2"]
+    a, b, interrupted, whole = _whole_and_resumed(tmp_path, capsys, monkeypatch, tasks.ClassificationTask,
+                                                  common, 1, method="evaluate")
+    assert interrupted["epoch"] == 1 and interrupted["batches_done"] == 0
+    split = os.path.join(os.path.dirname(whole), "split")
+    histories = [[json.loads(line) for line in open(os.path.join(run, "history.jsonl"))] for run in (whole, split)]
+    assert [r["epoch"] for r in histories[1]] == [1, 2]
+    for mine, reference in zip(*histories, strict=True):
+        assert mine["loss"] == reference["loss"] and mine["accuracy"] == reference["accuracy"]
+    assert os.path.getsize(os.path.join(split, "curves.png")) > 0
+
+
+def test_ctrl_c_mid_epoch_keeps_the_epochs_running_totals(tmp_path, capsys, monkeypatch):
+    """A resumed epoch's history line covers all its batches: the loss and accuracy sums of the batches before
+    Ctrl-C are in the checkpoint."""
+    from nn import tasks
+    common = ["cnn", "--device", "cpu", "--seed", "1", "--quiet", "--batch-size", "64", "--epochs", "1"]
+    _whole_and_resumed(tmp_path, capsys, monkeypatch, tasks.ClassificationTask, common, 7)
+    whole, split = (json.loads(open(os.path.join(tmp_path, run, "history.jsonl")).read()) for run in ("whole", "split"))
+    assert split["loss"] == pytest.approx(whole["loss"], rel=1e-12) and split["accuracy"] == whole["accuracy"]
+
+
+def test_a_second_ctrl_c_stops_at_once_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    from nn import tasks
+    original = tasks.ClassificationTask.step_loss
+
+    def interrupted_twice(self, *args):
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)   # the handler raises KeyboardInterrupt here: half a step
+        return original(self, *args)
+
+    monkeypatch.setattr(tasks.ClassificationTask, "step_loss", interrupted_twice)
+    output = str(tmp_path / "run")
+    code, _, err = _run(capsys, "cnn", "--device", "cpu", "--quiet", "--epochs", "1", "--output", output)
+    assert code == 130 and "interrupted at once: no checkpoint was written yet" in err
+    assert not os.path.exists(os.path.join(output, "checkpoint.npz"))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # put back
+
+
+def test_resume_refuses_other_settings_and_runs_need_a_writable_folder_of_their_own(tmp_path, capsys):
+    output = str(tmp_path / "run")
+    common = ["cnn", "--device", "cpu", "--quiet", "--epochs", "1", "--batch-size", "256"]
+    assert _run(capsys, *common, "--output", output)[0] == 0
+    for extra, message in [(["--lr", "0.5"], "--lr 0.5 differs from its 0.002"),
+                           (["--epochs", "3"], "--epochs 3 differs from its 1"),
+                           (["--seed", "4"], "--seed 4 differs from its 0")]:
+        code, _, err = _run(capsys, "cnn", "--device", "cpu", "--quiet", "--output", output, "--resume", *extra)
+        assert code == 2 and message in err and "Traceback" not in err, err
+    # the same settings given again are fine (the run is complete: nothing is left to train)
+    assert _run(capsys, *common, "--output", output, "--resume")[0] == 0
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    for target in (str(a_file), str(a_file / "sub")):
+        code, _, err = _run(capsys, *common, "--output", target)
+        assert code == 2 and "cannot hold a run" in err and "Traceback" not in err, err
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / "history.jsonl").write_text('{"epoch": 1}\n')
+    code, _, err = _run(capsys, *common, "--output", str(stale))
+    assert code == 2 and "already holds a run (history.jsonl)" in err
+    assert (stale / "history.jsonl").read_text() == '{"epoch": 1}\n'
+
+
+def test_checkpoints_whose_contents_do_not_fit_give_one_line(tmp_path, capsys):
+    output = str(tmp_path / "run")
+    assert _run(capsys, "cnn", "--device", "cpu", "--quiet", "--epochs", "1", "--output", output)[0] == 0
+    state = checkpoint.load(os.path.join(output, "checkpoint.npz"))
+    edits = {"missing_weight": lambda s: s["model"].pop("features.0.weight"),
+             "settings_a_string": lambda s: s.update(settings="cnn"),
+             "wrong_shape": lambda s: s["model"].update({"features.0.weight": np.zeros((1, 2), np.float32)})}
+    for name, edit in edits.items():
+        edited = checkpoint.load(os.path.join(output, "checkpoint.npz"))
+        edit(edited)
+        folder = tmp_path / name
+        folder.mkdir()
+        checkpoint.save(str(folder / "checkpoint.npz"), edited)
+        assert inference.evaluate_main([str(folder / "checkpoint.npz"), "--device", "cpu"]) == 2
+        assert "does not fit a cnn model" in capsys.readouterr().err or name == "settings_a_string"
+        code, _, err = _run(capsys, "cnn", "--device", "cpu", "--quiet", "--output", str(folder), "--resume")
+        assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, (name, err)
+    assert state["epoch"] == 1
 
 
 def test_evaluate_and_predict_use_the_checkpoint(tmp_path, capsys):
@@ -84,6 +182,14 @@ def test_evaluate_and_predict_use_the_checkpoint(tmp_path, capsys):
     np.save(image, data.digits()["test"].inputs[0, 0])
     assert inference.predict_main([path, str(image), "--device", "cpu"]) == 0
     assert capsys.readouterr().out.startswith("digit ")
+    for scale, name in [(16.0, "raw_digits.npy"), (255.0, "bytes.npy")]:   # read as the float image is
+        np.save(tmp_path / name, np.round(data.digits()["test"].inputs[0, 0] * scale))
+        assert inference.predict_main([path, str(tmp_path / name), "--device", "cpu"]) == 0
+    predictions = capsys.readouterr().out.split("\n")
+    assert predictions[0] == predictions[1] and predictions[0].startswith("digit ")
+    np.save(tmp_path / "complex.npy", np.ones((8, 8), np.complex64))
+    assert inference.predict_main([path, str(tmp_path / "complex.npy"), "--device", "cpu"]) == 2
+    assert "expected an array of real numbers" in capsys.readouterr().err
     wrong = tmp_path / "wrong.npy"
     np.save(wrong, np.zeros((2, 3, 4, 5)))
     assert inference.predict_main([path, str(wrong), "--device", "cpu"]) == 2
@@ -121,7 +227,7 @@ def test_each_command_answers_help(command, capsys):
     assert capsys.readouterr().out.startswith(f"usage: numbanet {command}")
 
 
-@pytest.mark.parametrize("interrupt_at, epoch, batches_done", [(3, 0, 2), (10, 2, 1)])
+@pytest.mark.parametrize("interrupt_at, epoch, batches_done", [(3, 0, 3), (10, 2, 2)])
 def test_crnn_resume_redraws_the_same_training_strips(tmp_path, capsys, monkeypatch, interrupt_at, epoch,
                                                       batches_done):
     """The CRNN's training strips are re-composed each epoch from the seed and the epoch number, its
@@ -140,7 +246,7 @@ def test_crnn_resume_redraws_the_same_training_strips(tmp_path, capsys, monkeypa
 
     common = ["crnn", "--device", "cpu", "--seed", "3", "--quiet", "--batch-size", "16", "--epochs", "3",
               "--hidden-size", "8", "--ema", "0.998"]
-    # 4 batches an epoch: step `interrupt_at` falls in epoch `epoch`
+    # 4 batches an epoch: step `interrupt_at` falls in epoch `epoch` and ends there
     a, b, interrupted, _ = _whole_and_resumed(tmp_path, capsys, monkeypatch, tasks.StripTask, common,
                                               interrupt_at)
     assert interrupted["epoch"] == epoch and interrupted["batches_done"] == batches_done
