@@ -5,6 +5,8 @@ sum(target_lengths)), integers on either device; the lengths are integer arrays 
 shape (N,). The targets and lengths are small and are checked on the host, as PyTorch does.
 The gradient matches PyTorch's: d/d log_probs = exp(log_probs) - occupancy / p, scaled per sample.
 """
+import numbers
+
 import numpy as np
 
 from . import backend
@@ -230,7 +232,7 @@ def ctc_loss_backward_prepared(grad_loss, log_probs, prepared, reduction="mean",
             raise ValueError(f"{op}: grad_loss must have shape {expected} for reduction={reduction!r}, "
                              f"got {tuple(grad_loss.shape)}")
         grad_loss = grad_loss.reshape(expected)
-    elif reduction == "none" or isinstance(grad_loss, bool) or not isinstance(grad_loss, (int, float)):
+    elif reduction == "none" or isinstance(grad_loss, bool) or not isinstance(grad_loss, numbers.Real):
         raise TypeError(f"{op}: grad_loss must be an array of shape (N,) for reduction='none' or a number, "
                         f"got {type(grad_loss).__name__}")
     dtype = log_probs.dtype

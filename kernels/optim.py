@@ -88,13 +88,16 @@ def _check_arrays(op, param, **others):
     return device
 
 
-def _run_in_place(kernel_call, *arrays):
-    """Run an update on contiguous arrays, copying back into the callers' non-contiguous ones."""
+def _run_in_place(kernel_call, param, grad, *state):
+    """Run an update on contiguous arrays, copying back into the callers' non-contiguous param and state arrays.
+    The gradient is only read: never written back (a read-only or broadcast gradient would refuse the write, and a
+    gradient that is param's own memory would undo the update)."""
+    arrays = (param, grad) + state
     dense = [a if a is None or a.flags.c_contiguous else backend.array_module(a).ascontiguousarray(a)
              for a in arrays]
     kernel_call(*dense)
-    for original, used in zip(arrays, dense):
-        if original is not None and used is not original:
+    for index, (original, used) in enumerate(zip(arrays, dense)):
+        if index != 1 and original is not None and used is not original:
             original[...] = used
 
 

@@ -1,6 +1,8 @@
 """Public elementwise ops (torch.nn.functional names): validate, then run where the inputs live."""
 import numbers
 
+import numpy as np
+
 from . import backend
 from ._checks import contiguous, empty, float_dtype, check_shape
 from .cpu import pointwise as cpu
@@ -16,7 +18,7 @@ def relu(x):
     device = backend.device_of("relu", x)
     float_dtype("relu", device, x=x)
     if device == "cpu":
-        return cpu.relu(x)
+        return np.asarray(cpu.relu(x))   # (NumPy makes a 0-d result a scalar)
     x = contiguous(x)
     out = empty(x, x.shape)
     gpu.relu(x, out)
@@ -29,7 +31,7 @@ def relu_backward(grad_out, x):
     float_dtype("relu_backward", device, grad_out=grad_out, x=x)
     check_shape("relu_backward", "grad_out", grad_out, x.shape)
     if device == "cpu":
-        return cpu.relu_backward(grad_out, x)
+        return np.asarray(cpu.relu_backward(grad_out, x))
     grad_out, x = contiguous(grad_out), contiguous(x)
     grad_in = empty(x, x.shape)
     gpu.relu_backward(grad_out, x, grad_in)
@@ -48,7 +50,7 @@ def leaky_relu(x, negative_slope=0.01):
     float_dtype("leaky_relu", device, x=x)
     slope = _real("leaky_relu", "negative_slope", negative_slope)
     if device == "cpu":
-        return cpu.leaky_relu(x, slope)
+        return np.asarray(cpu.leaky_relu(x, slope))
     x = contiguous(x)
     out = empty(x, x.shape)
     gpu.leaky_relu(x, out, slope)
@@ -62,7 +64,7 @@ def leaky_relu_backward(grad_out, x, negative_slope=0.01):
     check_shape("leaky_relu_backward", "grad_out", grad_out, x.shape)
     slope = _real("leaky_relu_backward", "negative_slope", negative_slope)
     if device == "cpu":
-        return cpu.leaky_relu_backward(grad_out, x, slope)
+        return np.asarray(cpu.leaky_relu_backward(grad_out, x, slope))
     grad_out, x = contiguous(grad_out), contiguous(x)
     grad_in = empty(x, x.shape)
     gpu.leaky_relu_backward(grad_out, x, grad_in, slope)
@@ -74,7 +76,7 @@ def _unary(op, cpu_fn, gpu_fn, x, *options):
     device = backend.device_of(op, x)
     float_dtype(op, device, x=x)
     if device == "cpu":
-        return cpu_fn(x, *options)
+        return np.asarray(cpu_fn(x, *options))   # (NumPy makes a 0-d result a scalar)
     x = contiguous(x)
     out = empty(x, x.shape)
     gpu_fn(x, out, *options)
@@ -87,7 +89,7 @@ def _unary_backward(op, cpu_fn, gpu_fn, grad_out, y, *options, saved="y"):
     float_dtype(op, device, grad_out=grad_out, **{saved: y})
     check_shape(op, "grad_out", grad_out, y.shape)
     if device == "cpu":
-        return cpu_fn(grad_out, y, *options)
+        return np.asarray(cpu_fn(grad_out, y, *options))
     grad_out, y = contiguous(grad_out), contiguous(y)
     grad_in = empty(y, y.shape)
     gpu_fn(grad_out, y, grad_in, *options)

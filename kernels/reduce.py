@@ -84,10 +84,10 @@ def _softmax_forward(op, x, dim, log):
     device = backend.device_of(op, x)
     float_dtype(op, device, x=x)
     dim = _dim(op, dim, x)
+    if x.size == 0:   # (an empty row has no max to subtract)
+        return x.copy()
     if device == "cpu":
         return (cpu.log_softmax if log else cpu.softmax)(x, dim)
-    if x.size == 0:
-        return x.copy()
     rows, moved_shape = _rows(x, dim)
     out = backend.array_module(x).empty_like(rows)
     gpu.softmax(rows, out, log)
@@ -99,10 +99,10 @@ def _softmax_backward(op, grad_out, y, dim, log):
     float_dtype(op, device, grad_out=grad_out, y=y)
     check_shape(op, "grad_out", grad_out, y.shape)
     dim = _dim(op, dim, y)
-    if device == "cpu":
-        return (cpu.log_softmax_backward if log else cpu.softmax_backward)(grad_out, y, dim)
     if y.size == 0:
         return y.copy()
+    if device == "cpu":
+        return (cpu.log_softmax_backward if log else cpu.softmax_backward)(grad_out, y, dim)
     grad_rows, moved_shape = _rows(grad_out, dim)
     y_rows, _ = _rows(y, dim)
     grad_in = backend.array_module(y).empty_like(y_rows)

@@ -16,6 +16,10 @@ NEG_INF = -np.inf
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _log_add(a, b):
+    """log(exp(a) + exp(b)); NaN in, NaN out, as torch (max and min alone would drop a NaN operand and turn a
+    diverged network's loss into a finite one)."""
+    if a != a or b != b:
+        return a + b
     m = max(a, b)
     if m == NEG_INF:
         return m

@@ -51,11 +51,11 @@ def sigmoid(x):
     # exp(min(x, 0)) / (1 + exp(-|x|)): exponents <= 0 only (no overflow), and no per-element branch
     # (np.where with a random mask is several times slower than two more exps).
     zero = x.dtype.type(0)
-    denominator = np.abs(x)
+    denominator = np.abs(x, out=np.empty_like(x))   # (an array also for 0-d x, which np.abs makes a scalar)
     np.negative(denominator, out=denominator)
     np.exp(denominator, out=denominator)
     denominator += x.dtype.type(1)
-    numerator = np.minimum(x, zero)
+    numerator = np.minimum(x, zero, out=np.empty_like(x))
     np.exp(numerator, out=numerator)
     numerator /= denominator
     return numerator

@@ -24,6 +24,10 @@ WARP = 32
 
 @device_function
 def _log_add(a, b):
+    """log(exp(a) + exp(b)); NaN in, NaN out, as torch (max and min alone would drop a NaN operand and turn a
+    diverged network's loss into a finite one)."""
+    if a != a or b != b:
+        return a + b
     m = max(a, b)
     if m == NEG_INF:
         return NEG_INF
@@ -125,8 +129,8 @@ def ctc_gradient_kernel(log_probs, targets, target_offsets, input_lengths, targe
         t = index // classes
         c = index - t * classes
         g = float32(0.0)
-        if t < input_length and infinite and zero_infinity == 0:
-            g = NAN   # torch: exp(-inf + inf - lp)
+        if t < input_length and ((infinite and zero_infinity == 0) or nll != nll):
+            g = NAN   # torch: exp(-inf + inf - lp), or a NaN loss (a NaN log-probability) in every term
         elif t < input_length and not infinite:
             peak = NEG_INF
             if c == blank:

@@ -220,6 +220,8 @@ def softmax_kernel(lanes, log):
                     m = value
                 elif value > NEG_INF:
                     s += math.exp(value - m)
+                elif value != value:   # NaN: carried in the sum (the max would skip it), so the row is NaN as torch's
+                    s = value
         maxima = cuda.shared.array((rows_per_block, lanes), float32)
         sums = cuda.shared.array((rows_per_block, lanes), float32)
         maxima[slot, lane] = m
