@@ -1,8 +1,10 @@
 """Learning-rate schedules with torch.optim.lr_scheduler's rules (StepLR, MultiStepLR, ExponentialLR,
-LinearLR, LambdaLR, CosineAnnealingLR, OneCycleLR, ReduceLROnPlateau), and CosineAnnealingLR with a linear warm-up over
-the first epoch (WarmupCosineAnnealingLR, not in torch). step() takes no epoch (torch's is deprecated).
+LinearLR, LambdaLR, CosineAnnealingLR, OneCycleLR, ReduceLROnPlateau, SequentialLR), and CosineAnnealingLR with a linear
+warm-up over the first epoch (WarmupCosineAnnealingLR, not in torch). step(epoch), deprecated in torch, is taken as
+torch takes it: with a warning, it sets last_epoch and uses the closed form where the scheduler has one.
 
-ReduceLROnPlateau, stepped with a metric instead of per epoch, is in nn/lr_scheduler_plateau.py (exported here).
+ReduceLROnPlateau, stepped with a metric instead of per epoch, is in nn/lr_scheduler_plateau.py, and SequentialLR,
+which hands the epochs to one scheduler after another, in nn/lr_scheduler_sequential.py (both exported here).
 
 As in torch, a scheduler records each group's starting lr as 'initial_lr', sets the lr for epoch 0
 when it is built, and each step() moves to the next epoch, updating the lr from the current one
@@ -13,9 +15,12 @@ param groups do that where the kernels run on the GPU), so a step() here between
 captured with nn.capture takes effect at the next replay. Step the scheduler outside the captured
 function: Python inside it runs only once, while capturing.
 """
+import bisect
 import copy
 import math
+import numbers
 import types
+import warnings
 from collections import Counter
 
 from kernels._checks import positive_int
@@ -37,6 +42,10 @@ class LRScheduler:
                     raise KeyError(f"{name}: param_groups[{i}] has no 'initial_lr' to resume epoch {last_epoch} from")
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
+        self._initial_step()
+
+    def _initial_step(self):
+        """The step made when built (and by SequentialLR when a scheduler's turn comes at epoch 0)."""
         self._step_count = 0
         self._is_initial = True
         try:
@@ -47,12 +56,24 @@ class LRScheduler:
     def get_lr(self):  # pragma: no cover - subclasses define it
         raise NotImplementedError
 
-    def step(self):
+    def step(self, epoch=None):
         self._step_count += 1
-        self.last_epoch += 1
+        if epoch is not None:
+            warnings.warn(f"{type(self).__name__}.step(epoch): the epoch argument is deprecated, as in torch; it sets "
+                          f"last_epoch and uses the closed form where there is one. Call step() without it",
+                          UserWarning, stacklevel=2)
+        self._update_lr(epoch)
+
+    def _update_lr(self, epoch=None):
         self._get_lr_called_within_step = True
         try:
-            lrs = self.get_lr()
+            if epoch is None:
+                self.last_epoch += 1
+                lrs = self.get_lr()
+            else:
+                self.last_epoch = epoch
+                closed_form = getattr(self, "_get_closed_form_lr", None)
+                lrs = closed_form() if closed_form is not None else self.get_lr()
         finally:
             self._get_lr_called_within_step = False
         for group, lr in zip(self.optimizer.param_groups, lrs):
@@ -77,8 +98,24 @@ def _copy(value):
     return copy.copy(value) if isinstance(value, (list, dict)) else value
 
 
+def _check_number(scheduler, name, value):
+    """A real number: int, float or a NumPy scalar (torch takes np.float32(0.5)), not a bool."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{scheduler}: {name} must be a number, got {type(value).__name__}")
+
+
+def _check_epochs(scheduler, name, value, minimum=1):
+    """A number of epochs: torch takes 100.0 and np.int64(100) as well as 100 (kept as given, as torch computes
+    with them: np.int64 * np.float32 rounds otherwise than int * np.float32)."""
+    _check_number(scheduler, name, value)
+    if not float(value).is_integer() or value < minimum:
+        expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{scheduler}: {name} must be {expected}, got {value!r}")
+
+
 def _check_gamma(scheduler, gamma):
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not math.isfinite(gamma) or gamma < 0:
+    _check_number(scheduler, "gamma", gamma)
+    if not math.isfinite(gamma) or gamma < 0:
         raise ValueError(f"{scheduler}: gamma must be a finite number >= 0, got {gamma!r}")
 
 
@@ -86,7 +123,7 @@ class StepLR(LRScheduler):
     """lr = initial_lr * gamma ** (epoch // step_size)."""
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        positive_int("StepLR", "step_size", step_size)
+        _check_epochs("StepLR", "step_size", step_size)
         _check_gamma("StepLR", gamma)
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer, last_epoch)
@@ -97,16 +134,17 @@ class StepLR(LRScheduler):
             return lrs
         return [lr * self.gamma for lr in lrs]
 
+    def _get_closed_form_lr(self):   # (step(epoch))
+        return [base * self.gamma ** (self.last_epoch // self.step_size) for base in self.base_lrs]
+
 
 class MultiStepLR(LRScheduler):
     """lr multiplied by gamma at each milestone epoch (by gamma ** n at a milestone listed n times)."""
 
     def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
-        milestones = list(milestones)
-        if not all(isinstance(m, int) and not isinstance(m, bool) for m in milestones):
-            raise ValueError(f"MultiStepLR: milestones must be integer epochs, got {milestones!r}")
+        self.milestones = Counter(_milestones("MultiStepLR", milestones))
         _check_gamma("MultiStepLR", gamma)
-        self.milestones, self.gamma = Counter(milestones), gamma
+        self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -114,6 +152,21 @@ class MultiStepLR(LRScheduler):
         if self.last_epoch not in self.milestones:
             return lrs
         return [lr * self.gamma ** self.milestones[self.last_epoch] for lr in lrs]
+
+    def _get_closed_form_lr(self):   # (step(epoch))
+        passed = bisect.bisect_right(sorted(self.milestones.elements()), self.last_epoch)
+        return [base * self.gamma ** passed for base in self.base_lrs]
+
+
+def _milestones(scheduler, milestones):
+    """The milestone epochs as a list: torch takes [50.0, 75.0] (epochs * 0.5) and NumPy integer arrays as well as
+    ints (kept as given: 50.0 and 50 are one key of MultiStepLR's Counter)."""
+    milestones = list(milestones)
+    for milestone in milestones:
+        _check_number(scheduler, "milestones", milestone)
+    if not all(float(m).is_integer() for m in milestones):
+        raise ValueError(f"{scheduler}: milestones must be integer epochs, got {milestones!r}")
+    return milestones
 
 
 class ExponentialLR(LRScheduler):
@@ -130,18 +183,22 @@ class ExponentialLR(LRScheduler):
             return lrs
         return [lr * self.gamma for lr in lrs]
 
+    def _get_closed_form_lr(self):   # (step(epoch))
+        return [base * self.gamma ** self.last_epoch for base in self.base_lrs]
+
 
 class LinearLR(LRScheduler):
     """lr = initial_lr times a factor going linearly from start_factor (epoch 0) to end_factor (epoch
     total_iters), then constant; each step multiplies the current lr by the ratio of successive factors."""
 
     def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1):
-        if isinstance(start_factor, bool) or not isinstance(start_factor, (int, float)) or not 0 < start_factor <= 1:
+        _check_number("LinearLR", "start_factor", start_factor)
+        if not 0 < start_factor <= 1:
             raise ValueError(f"LinearLR: start_factor must be in (0, 1], got {start_factor!r}")
-        if isinstance(end_factor, bool) or not isinstance(end_factor, (int, float)) or not 0 <= end_factor <= 1:
+        _check_number("LinearLR", "end_factor", end_factor)
+        if not 0 <= end_factor <= 1:
             raise ValueError(f"LinearLR: end_factor must be in [0, 1], got {end_factor!r}")
-        if isinstance(total_iters, bool) or not isinstance(total_iters, int) or total_iters < 0:
-            raise ValueError(f"LinearLR: total_iters must be an integer >= 0, got {total_iters!r}")
+        _check_epochs("LinearLR", "total_iters", total_iters, minimum=0)
         self.start_factor, self.end_factor, self.total_iters = start_factor, end_factor, total_iters
         super().__init__(optimizer, last_epoch)
 
@@ -154,6 +211,11 @@ class LinearLR(LRScheduler):
         change = self.end_factor - self.start_factor
         ratio = 1.0 + change / (self.total_iters * self.start_factor + (self.last_epoch - 1) * change)
         return [lr * ratio for lr in lrs]
+
+    def _get_closed_form_lr(self):   # (step(epoch))
+        factor = self.start_factor + (self.end_factor - self.start_factor) * \
+            min(self.total_iters, self.last_epoch) / self.total_iters
+        return [base * factor for base in self.base_lrs]
 
 
 class LambdaLR(LRScheduler):
@@ -194,8 +256,9 @@ class CosineAnnealingLR(LRScheduler):
     """lr = eta_min + (initial_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2, continued periodically."""
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
-        positive_int("CosineAnnealingLR", "T_max", T_max)
-        if not isinstance(eta_min, (int, float)) or not math.isfinite(eta_min) or eta_min < 0:
+        _check_epochs("CosineAnnealingLR", "T_max", T_max)
+        _check_number("CosineAnnealingLR", "eta_min", eta_min)
+        if not math.isfinite(eta_min) or eta_min < 0:
             raise ValueError(f"CosineAnnealingLR: eta_min must be a finite number >= 0, got {eta_min!r}")
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer, last_epoch)
@@ -203,16 +266,19 @@ class CosineAnnealingLR(LRScheduler):
     def get_lr(self):
         epoch, period = self.last_epoch, self.T_max
         groups = self.optimizer.param_groups
-        if epoch == 0:
+        if self._is_initial:   # built, or resumed with last_epoch: the lrs stay as they are (torch 2.13)
             return [group["lr"] for group in groups]
-        if self._step_count == 1:  # resumed at a later epoch: the closed form
-            return [self.eta_min + (base - self.eta_min) * (1 + math.cos(math.pi * epoch / period)) / 2
-                    for base in self.base_lrs]
+        if self._step_count == 1 and epoch > 0:   # (torch 2.13: a later epoch reached before any counted step)
+            return self._get_closed_form_lr()
         if (epoch - 1 - period) % (2 * period) == 0:  # leaving the minimum of a period
             return [group["lr"] + (base - self.eta_min) * (1 - math.cos(math.pi / period)) / 2
                     for base, group in zip(self.base_lrs, groups)]
         ratio = (1 + math.cos(math.pi * epoch / period)) / (1 + math.cos(math.pi * (epoch - 1) / period))
         return [ratio * (group["lr"] - self.eta_min) + self.eta_min for group in groups]
+
+    def _get_closed_form_lr(self):   # (step(epoch))
+        cosine = 1 + math.cos(math.pi * self.last_epoch / self.T_max)
+        return [self.eta_min + (base - self.eta_min) * cosine / 2 for base in self.base_lrs]
 
 
 class WarmupCosineAnnealingLR(CosineAnnealingLR):
@@ -334,3 +400,4 @@ class OneCycleLR(LRScheduler):
 
 
 from .lr_scheduler_plateau import ReduceLROnPlateau  # noqa: E402,F401  (it extends LRScheduler, above)
+from .lr_scheduler_sequential import SequentialLR  # noqa: E402,F401  (it extends LRScheduler, above)

@@ -3,8 +3,9 @@ nn.optim.lr_scheduler, whose LRScheduler it extends: see its docstring for the d
 Stepped with a metric (step(metric)) instead of once per epoch: it lowers each group's lr by `factor` once the
 metric stops improving (details in the class's docstring)."""
 import math
+import warnings
 
-from .lr_scheduler import LRScheduler
+from .lr_scheduler import LRScheduler, _check_number
 
 
 class ReduceLROnPlateau(LRScheduler):
@@ -15,7 +16,8 @@ class ReduceLROnPlateau(LRScheduler):
 
     def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
                  cooldown=0, min_lr=0, eps=1e-8):
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor < 1.0:
+        _check_number("ReduceLROnPlateau", "factor", factor)
+        if not factor < 1.0:
             raise ValueError(f"ReduceLROnPlateau: factor must be a number below 1.0, got {factor!r}")
         self.factor = factor
         self.optimizer = optimizer
@@ -50,9 +52,12 @@ class ReduceLROnPlateau(LRScheduler):
     def in_cooldown(self):
         return self.cooldown_counter > 0
 
-    def step(self, metrics):
+    def step(self, metrics, epoch=None):
         current = float(metrics)   # a number or a 0-d Tensor (this reads a GPU value on the host)
-        self.last_epoch += 1
+        if epoch is not None:   # as torch: deprecated, and it only sets last_epoch
+            warnings.warn("ReduceLROnPlateau.step(metrics, epoch): the epoch argument is deprecated, as in torch; "
+                          "it only sets last_epoch. Call step(metrics) without it", UserWarning, stacklevel=2)
+        self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
         if self._is_better(current, self.best):
             self.best, self.num_bad_epochs = current, 0
         else:

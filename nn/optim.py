@@ -6,10 +6,18 @@ single CUDA kernel per parameter on the GPU, the NumPy reference on the CPU; wit
 for a whole param group on the GPU, over buffers that hold every parameter, gradient and state array of
 the group (_FlatGroup, nn/optim_flat.py). The per-parameter state (momentum buffer; step, exp_avg,
 exp_avg_sq, max_exp_avg_sq) lives on the parameter's device.
-state_dict() follows PyTorch: {'state': {index: {...}}, 'param_groups': [{..., 'params': [indices]}]}
-with parameters numbered in group order, arrays as NumPy copies and 'step' as a number.
+optimizer.state[p] is p's state dict, as in torch (ParamState, nn/optim_state.py). state_dict() follows PyTorch:
+{'state': {index: {...}}, 'param_groups': [{..., 'params': [indices]}]} with parameters numbered in group order,
+arrays as NumPy copies and 'step' as a number. step(closure) calls the closure first and returns its loss.
+A custom optimizer is written as for torch: subclass Optimizer, pass its defaults to __init__, and step through
+self.param_groups and self.state[p].
+
 Every step notes the arrays it writes (nn/autograd.py's version check, as torch's version counters): a graph
 recorded before a step that saved a parameter raises at its backward instead of using the new values.
+
+torch's foreach=, fused= and capturable= are taken and change nothing here: the update is always one fused
+kernel per parameter (or per group, flat=True), and a GPU step is always capture-safe (below).
+differentiable=True is refused: the update runs in place outside autograd.
 
 Capture-safe on the GPU (nn.capture replays step() from a CUDA graph, where no Python runs): wherever
 the kernels run on the device (CuPy parameters, or the simulator), the values that change from step to
@@ -24,6 +32,7 @@ State that step() creates (moments, momentum buffers, these arrays) must exist b
 replay would re-initialise it each time): creating it while capturing raises. On the CPU the plain
 numbers are passed, exactly as torch.optim computes with them.
 """
+import copy
 import math
 import warnings
 
@@ -32,11 +41,11 @@ import numpy as np
 import kernels
 from kernels import backend
 
-from .autograd import note_in_place
+from .autograd import enable_grad, note_in_place
 from .module import _as_numpy
-from .optim_flat import _FlatGroup
+from .optim_flat import _MOMENTS, _FlatGroup
 from .optim_group import _ParamGroup  # noqa: F401  (also imported from here by tests)
-from .optim_state import _loaded_into, _saved_value, copied_state, restore_copied_state
+from .optim_state import ParamState, _loaded_into, _saved_value, copied_state, restore_copied_state
 from .tensor import Tensor
 
 
@@ -45,6 +54,22 @@ def _refuse_while_capturing(optimizer, what):
         raise RuntimeError(f"{type(optimizer).__name__}.step: {what} would be created while a CUDA graph is "
                            f"being captured, and every replay would re-initialise it; run an eager step first "
                            f"(nn.capture's warm-up does)")
+
+
+def _closure_loss(closure):
+    """torch's step(closure): the closure (which recomputes the loss and its gradients) runs first, with
+    autograd on, and its result is what step returns."""
+    if closure is None:
+        return None
+    with enable_grad():
+        return closure()
+
+
+def _refuse_differentiable(optimizer, differentiable):
+    """torch's differentiable=True records the update in the autograd graph; here it runs in place outside it."""
+    if differentiable:
+        raise ValueError(f"{optimizer}: the update runs in place outside autograd, so expected differentiable=False, "
+                         f"got differentiable={differentiable!r}")
 
 
 class Optimizer:
@@ -56,7 +81,7 @@ class Optimizer:
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
         self.param_groups = []
-        self.state = {}  # id(parameter) -> dict
+        self.state = ParamState()   # parameter -> its state dict
         if isinstance(params, Tensor):
             raise TypeError(f"{type(self).__name__}: params must be an iterable of Tensors or of dicts, "
                             f"got a single Tensor")
@@ -75,6 +100,12 @@ class Optimizer:
         for p in params:
             if not isinstance(p, Tensor):
                 raise TypeError(f"{name}: can only optimize Tensors, got {type(p).__name__}")
+            if not p.is_leaf:   # its .grad is never set: it would silently never change
+                raise ValueError(f"{name}: can't optimize a non-leaf Tensor (the result of an op); expected a leaf "
+                                 f"such as a Parameter, got {p!r}")
+        if len({id(p) for p in params}) != len(params):
+            warnings.warn(f"{name}: a parameter group lists the same parameter more than once; in torch this will "
+                          f"become an error (see github.com/pytorch/pytorch/issues/40967)", UserWarning, stacklevel=3)
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in params):
             raise ValueError(f"{name}: some parameters appear in more than one parameter group")
@@ -83,8 +114,11 @@ class Optimizer:
         self._validate(full)
         self.param_groups.append(full)
 
-    def _validate(self, group):  # pragma: no cover - subclasses define it
-        raise NotImplementedError
+    def _validate(self, group):
+        """Check a new param group's values: a custom optimizer (as torch's) checks its own in __init__."""
+
+    def step(self, closure=None):
+        raise NotImplementedError(f"{type(self).__name__}: an Optimizer subclass defines step(closure=None)")
 
     def _parameters(self):
         return [p for group in self.param_groups for p in group["params"]]
@@ -131,8 +165,8 @@ class Optimizer:
         stepping = [(p, self._uses_device_scalars(p)) for p in group["params"] if p.grad is not None]
         for p, on_device in stepping:
             self._prepare_state(group, p, on_device)
-        packed = self._packed(group, stepping, [self.state.get(id(p), {}) for p in group["params"]])
-        self._count_steps(group, [self.state[id(p)] for p, _ in stepping])
+        packed = self._packed(group, stepping, [self.state.get(p, {}) for p in group["params"]])
+        self._count_steps(group, [self.state[p] for p, _ in stepping])
         return stepping, packed
 
     @staticmethod
@@ -195,7 +229,6 @@ class Optimizer:
 
     # ---- state dicts ---------------------------------------------------------------------------
     def state_dict(self):
-        index = {id(p): i for i, p in enumerate(self._parameters())}
         groups, next_index = [], 0
         for group in self.param_groups:
             entry = {k: v for k, v in group.items() if k != "params"}
@@ -203,9 +236,9 @@ class Optimizer:
             next_index += len(group["params"])
             groups.append(entry)
         state = {}
-        for p in self._parameters():
-            if id(p) in self.state:
-                state[index[id(p)]] = {k: _saved_value(k, v) for k, v in self.state[id(p)].items()}
+        for index, p in enumerate(self._parameters()):
+            if p in self.state:
+                state[index] = {k: _saved_value(k, v) for k, v in self.state[p].items()}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
@@ -222,22 +255,24 @@ class Optimizer:
         by_index = {}
         for saved, group in zip(saved_groups, self.param_groups):
             by_index.update(zip(saved["params"], group["params"]))
-        loaded = {}   # every value checked and converted first: a refused load changes nothing
+        loaded = []   # (parameter, entry), every value checked and converted first: a refused load changes nothing
         for key, entry in state_dict["state"].items():
             p = by_index.get(int(key))
             if p is None:
                 raise ValueError(f"{name}.load_state_dict: state for parameter {key}, but the param groups number "
                                  f"parameters 0 to {len(by_index) - 1}")
-            loaded[id(p)] = {k: self._load_value(k, v, p, name, key) for k, v in entry.items()}
-        new_state = {}
-        for key, entry in loaded.items():
-            current = self.state.get(key, {})
-            new_state[key] = {k: _loaded_into(current.get(k), value) for k, value in entry.items()}
+            loaded.append((p, {k: self._load_value(k, v, p, name, key) for k, v in entry.items()}))
+        new_state = ParamState()
+        for p, entry in loaded:
+            current = self.state.get(p, {})
+            new_state[p] = {k: _loaded_into(current.get(k), value) for k, value in entry.items()}
         capturing = backend.is_capturing()
         for saved, group in zip(saved_groups, self.param_groups):
+            # every saved key, as torch (which replaces the group): a scheduler's keys (OneCycleLR's max_lr, ...)
+            # and the user's own survive a resume. Set one by one: a new lr reaches its device copy.
             for key, value in saved.items():
-                if key in self.defaults or key == "initial_lr":
-                    group[key] = tuple(value) if isinstance(value, list) else value
+                if key != "params":
+                    group[key] = tuple(value) if key == "betas" else copy.deepcopy(value)
             if group.flat is False and not capturing and not group.captured_unpacked:
                 group.flat = None   # flat=True: the loaded step counts may allow one launch again
             elif group.flat and self.update_reads_step_counts and group.step_counts is not None and not capturing:
@@ -250,10 +285,10 @@ class Optimizer:
     def _load_value(key, value, param, name="load_state_dict", index=None):
         if key == "step":
             return int(round(float(_as_numpy(value))))
-        if value is None:
-            return None
+        if value is None or not (key in _MOMENTS or _is_array_like(value)):
+            return copy.deepcopy(value)   # a custom optimizer's own numbers and such: as saved, as torch
         array = np.array(_as_numpy(value), dtype=param.dtype, order="C")  # a copy, never a view
-        if array.shape != param.shape:   # (torch takes it and fails at the next step)
+        if key in _MOMENTS and array.shape != param.shape:   # (torch takes it and fails at the next step)
             raise ValueError(f"{name}.load_state_dict: state {key!r} of parameter {index} must have the parameter's "
                              f"shape {param.shape}, got {array.shape}")
         return backend.to_device(array, param.device)
@@ -264,6 +299,12 @@ class Optimizer:
             lines.append(f"Parameter Group {i}")
             lines += [f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params"]
         return "\n".join(lines) + "\n)"
+
+
+def _is_array_like(value):
+    """An array or a Tensor (ours or torch's), which load_state_dict puts on the parameter's device and dtype."""
+    return isinstance(value, Tensor) or backend.is_array(value) or (hasattr(value, "shape") and
+                                                                    not isinstance(value, np.generic))
 
 
 def _add_one(counts):
@@ -285,7 +326,8 @@ class SGD(Optimizer):
     update launch for a param group on the GPU, from the step after the momentum buffers are made)."""
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
-                 maximize=False, flat=False):
+                 maximize=False, flat=False, *, foreach=None, differentiable=False, fused=None):
+        _refuse_differentiable("SGD", differentiable)   # foreach, fused: see the module's docstring
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                                       nesterov=nesterov, maximize=maximize))
         self.flat = bool(flat)
@@ -296,7 +338,7 @@ class SGD(Optimizer):
         if not self.flat:
             return False
         params, momentum = group["params"], group["momentum"]
-        states = [self.state.get(id(p), {}) for p in params]
+        states = [self.state.get(p, {}) for p in params]
         if momentum != 0 and any(state.get("momentum_buffer") is None for state in states):
             return False
         stepping = [(p, self._uses_device_scalars(p)) for p in params if p.grad is not None]
@@ -320,7 +362,8 @@ class SGD(Optimizer):
             raise ValueError(f"SGD: nesterov momentum needs momentum > 0 and dampening 0, got "
                              f"momentum={group['momentum']}, dampening={group['dampening']}")
 
-    def step(self):
+    def step(self, closure=None):
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             momentum = group["momentum"]
             if self._step_packed(group):
@@ -330,7 +373,7 @@ class SGD(Optimizer):
                     continue
                 buffer, first_step = None, False
                 if momentum != 0:
-                    state = self.state.setdefault(id(p), {})
+                    state = self.state[p]
                     buffer = state.get("momentum_buffer")
                     if buffer is None:
                         _refuse_while_capturing(self, "a momentum buffer")   # a replay would redo the first step
@@ -344,7 +387,8 @@ class SGD(Optimizer):
             if self.flat and not backend.is_capturing():
                 # pack now that the buffers exist, so that the next step, perhaps captured, is one launch
                 self._packed(group, [(p, self._uses_device_scalars(p)) for p in group["params"] if p.grad is not None],
-                             [self.state.get(id(p), {}) for p in group["params"]])
+                             [self.state.get(p, {}) for p in group["params"]])
+        return loss
 
 
 from . import lr_scheduler  # noqa: E402,F401  (torch.optim.lr_scheduler's place)

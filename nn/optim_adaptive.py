@@ -12,14 +12,15 @@ import kernels
 from kernels import backend
 
 from .autograd import note_in_place
-from .optim import Optimizer, _check_number, _refuse_while_capturing
+from .optim import Optimizer, _check_number, _closure_loss, _refuse_differentiable, _refuse_while_capturing
 
 
 class _AdaptiveOptimizer(Optimizer):
     """One step as Adam's: make missing state, pack the group (flat=True), count the steps, then one update
     launch for the group or one per parameter. Subclasses name their state arrays and run their update."""
 
-    def step(self):
+    def step(self, closure=None):
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             stepping, packed = self._prepared_steps(group)
             if packed is not None:   # the whole group in one launch
@@ -28,12 +29,13 @@ class _AdaptiveOptimizer(Optimizer):
                 note_in_place(packed.param_buffer)   # one note: every parameter of the group is a view of it
                 continue
             for p, on_device in stepping:
-                state = self.state[id(p)]
+                state = self.state[p]
                 self._update(group, p.data, p.grad.data, state, state["step"], self._lr_argument(group, p, on_device))
                 note_in_place(p.data)   # a graph that saved p's old values must not backward through the new ones
+        return loss
 
     def _prepare_state(self, group, p, on_device):
-        state = self.state.setdefault(id(p), {})
+        state = self.state[p]
         missing = [key for key in self._state_arrays(group) if state.get(key) is None]
         if "step" not in state or missing:
             _refuse_while_capturing(self, f"{type(self).__name__}'s state")
@@ -57,11 +59,13 @@ class RMSprop(_AdaptiveOptimizer):
     """torch.optim.RMSprop: square_avg = alpha * square_avg + (1 - alpha) * g^2 (g: the gradient, negated with
     maximize, plus weight_decay * param), centered: grad_avg lerped towards g and its square taken off;
     param -= lr * g / (sqrt(.) + eps), or through momentum_buffer = momentum * buffer + g / (sqrt(.) + eps).
-    flat=True: as Adam's (one update launch for a param group on the GPU)."""
+    flat=True: as Adam's (one update launch for a param group on the GPU). capturable, foreach: taken, changing
+    nothing (nn/optim.py's docstring)."""
     update_reads_step_counts = False   # (its step counts are kept for the state dict only)
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
-                 maximize=False, flat=False):
+                 maximize=False, flat=False, *, capturable=False, foreach=None, differentiable=False):
+        _refuse_differentiable("RMSprop", differentiable)
         super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered,
                                       weight_decay=weight_decay, maximize=maximize))
         self.flat = bool(flat)
@@ -87,10 +91,12 @@ class Adagrad(_AdaptiveOptimizer):
 
     As torch, the state (step 0, sum filled with initial_accumulator_value) is made at construction, and every
     sum starts from the constructor's initial_accumulator_value: a param group's own value is kept in the
-    group (and its state dict) but not used, as in torch 2.13. flat=True: as Adam's."""
+    group (and its state dict) but not used, as in torch 2.13. flat=True: as Adam's. foreach, fused: taken,
+    changing nothing (nn/optim.py's docstring)."""
 
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10,
-                 maximize=False, flat=False):
+                 maximize=False, flat=False, *, foreach=None, differentiable=False, fused=None):
+        _refuse_differentiable("Adagrad", differentiable)
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value, maximize=maximize))
         self.flat = bool(flat)

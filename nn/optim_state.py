@@ -1,8 +1,24 @@
-"""nn.optim's state-dict values: what state_dict() saves of a state entry and how load_state_dict() puts a loaded
-one in place; and an optimizer's state through copy.deepcopy and pickle (nn/optim.py's Optimizer)."""
+"""nn.optim's per-parameter state: the mapping that holds it (optimizer.state), what state_dict() saves of a state
+entry and how load_state_dict() puts a loaded one in place; and an optimizer's state through copy.deepcopy and
+pickle (nn/optim.py's Optimizer)."""
+from collections import defaultdict
+
 from kernels import backend
 
 from .autograd import note_in_place
+
+
+class ParamState(defaultdict):
+    """optimizer.state, as torch's: a defaultdict(dict) from each parameter (hashed by identity, as torch's Tensors)
+    to its state dict, so `state[p]` makes an empty entry where p has none. The values are what the update kernels
+    read and write: NumPy or CuPy arrays (exp_avg, momentum_buffer, ...: with flat=True, views into the group's
+    buffers) and 'step', a number, or on the device a 1-element view of the group's step counts."""
+
+    def __init__(self, entries=()):
+        super().__init__(dict, entries)
+
+    def __reduce__(self):   # (defaultdict's would hand the factory to __init__)
+        return type(self), (list(self.items()),)
 
 
 def _loaded_into(current, loaded):
@@ -32,7 +48,7 @@ def copied_state(optimizer):
     """Optimizer.__getstate__: its attributes, the per-parameter state listed by position (a copy's parameters
     are new objects with new ids)."""
     state = dict(optimizer.__dict__)
-    state["state"] = [optimizer.state.get(id(p)) for p in optimizer._parameters()]
+    state["state"] = [optimizer.state.get(p) for p in optimizer._parameters()]
     return state
 
 
@@ -42,13 +58,13 @@ def restore_copied_state(optimizer, state):
     step (the step counts read back as numbers meanwhile)."""
     entries = state.pop("state")
     optimizer.__dict__.update(state)
-    optimizer.state = {id(p): entry for p, entry in zip(optimizer._parameters(), entries) if entry is not None}
+    optimizer.state = ParamState((p, entry) for p, entry in zip(optimizer._parameters(), entries) if entry is not None)
     for group in optimizer.param_groups:
         if group.flat:
             group.flat = None
         if group.step_counts is not None:
             for p in group["params"]:
-                entry = optimizer.state.get(id(p))
+                entry = optimizer.state.get(p)
                 if entry is not None and backend.is_array(entry.get("step")):
                     entry["step"] = _saved_value("step", entry["step"])
             group.step_counts = None

@@ -56,6 +56,11 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     max_norm, norm_type = float(max_norm), float(norm_type)
     if not grads:
         return Tensor(np.zeros((), np.float32))
+    empty = [p.grad.shape for p in parameters if p.grad is not None and p.grad.data.size == 0]
+    if math.isinf(norm_type) and empty:   # as torch: max and min of nothing are undefined (per parameter: flat=True
+        # optimizers hand over one buffer)
+        raise RuntimeError(f"clip_grad_norm_: cannot compute the {norm_type} norm of an empty gradient (the operation "
+                           f"has no identity); expected gradients with elements, got shapes {empty}")
     xp = backend.array_module(grads[0])
     if xp is np:
         if norm_type == math.inf:

@@ -296,7 +296,7 @@ def test_flat_group_is_one_launch_with_the_same_results(cls, options, monkeypatc
     for p, (data, grad, moments) in zip(optimizer.param_groups[0]["params"], packed.views):
         assert p.data is data and p.grad.data is grad
         for key, view in moments.items():
-            assert optimizer.state[id(p)][key] is view
+            assert optimizer.state[p][key] is view
     monkeypatch.setattr(nn.optim.Optimizer, "_uses_device_scalars", lambda self, p: False)
     for a, b in zip(flat, _scheduled_run(cls, options)[0]):
         np.testing.assert_array_equal(a.data, b.data)

@@ -296,7 +296,7 @@ def test_flat_adam_is_one_launch_with_the_same_results(name, options):
     packed = optimizer.param_groups[0].flat
     for p, (data, grad, moments) in zip(flat.parameters(), packed.views):
         assert p.data is data and p.grad.data is grad                   # views of the group's buffers
-        assert optimizer.state[id(p)]["exp_avg"] is moments["exp_avg"]
+        assert optimizer.state[p]["exp_avg"] is moments["exp_avg"]
     assert _train(False, options=options, optimizer=name)[2] == [6, 6, 6, 6]   # a launch per parameter
 
 
@@ -318,7 +318,7 @@ def test_flat_adam_repacks_after_arrays_are_replaced():
     _assert_same_weights(flat, _train(False, between=reload)[0])
     assert launches == [1, 1, 1, 1]
     assert optimizer.param_groups[0].flat.holds(optimizer.param_groups[0]["params"],
-                                                [optimizer.state[id(p)] for p in flat.parameters()])
+                                                [optimizer.state[p] for p in flat.parameters()])
 
 
 def test_flat_adam_repacks_after_a_round_trip_through_another_dtype():
