@@ -173,8 +173,13 @@ class Module(StateDicts):
 
     # ---- modes, devices and dtypes -----------------------------------------------------------
     def train(self, mode=True):
-        for module in self.modules():
-            object.__setattr__(module, "training", mode)
+        """Set training mode here and, through each child's own train(), below it (a child that overrides
+        train(), e.g. to keep a batch norm frozen, is honoured, as in torch); returns self."""
+        if not isinstance(mode, bool):
+            raise ValueError(f"{type(self).__name__}.train: training mode is expected to be boolean, got {mode!r}")
+        object.__setattr__(self, "training", mode)
+        for child in self.children():
+            child.train(mode)
         return self
 
     def eval(self):

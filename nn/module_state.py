@@ -1,5 +1,6 @@
 """Module's state dicts (nn/module.py mixes StateDicts in): state_dict and load_state_dict with torch's keys,
 every name of a shared module or array having its entry, as in torch."""
+import functools
 import warnings
 from collections import OrderedDict, namedtuple
 
@@ -23,7 +24,20 @@ class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpec
     __str__ = __repr__
 
 
+class StateDictError(RuntimeError, KeyError, ValueError):
+    """A refused load_state_dict: a RuntimeError as torch's (and a KeyError/ValueError, as it was here before)."""
+
+    __str__ = BaseException.__str__   # (KeyError's would quote the message)
+
+
+_pending_loads = []   # the writes of the load_state_dict under way (one list a call, innermost last)
+
+
 class StateDicts:
+    """state_dict and load_state_dict walk the modules as torch's do: each module saves and loads its own
+    parameters and persistent buffers (_save_to_state_dict, _load_from_state_dict), and asks each child for its
+    state_dict, so a submodule's override of any of these (renaming the keys of old checkpoints) takes part."""
+
     def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
         """An ordered name -> NumPy array copy of every parameter and persistent buffer (PyTorch's keys).
 
@@ -39,60 +53,103 @@ class StateDicts:
                           f"pass destination, prefix and keep_vars by keyword", FutureWarning, stacklevel=2)
             destination, prefix, keep_vars = (tuple(args) + (destination, prefix, keep_vars)[len(args):])
         state = OrderedDict() if destination is None else destination
-        for module_prefix, module in self.named_modules(remove_duplicate=False):
-            for name, parameter in module._parameters.items():
-                if parameter is not None:
-                    state[prefix + _join(module_prefix, name)] = \
-                        parameter if keep_vars else backend.to_numpy(parameter.data).copy()
-            skipped = _non_persistent(module)
-            for name, buffer in module._buffers.items():
-                if buffer is not None and name not in skipped:
-                    state[prefix + _join(module_prefix, name)] = \
-                        buffer if keep_vars else np.array(backend.to_numpy(buffer), copy=True)
+        self._save_to_state_dict(state, prefix, keep_vars)
+        for name, child in self._modules.items():   # (a module shared under two names: both keys, as torch)
+            if child is not None:
+                child.state_dict(destination=state, prefix=f"{prefix}{name}.", keep_vars=keep_vars)
         return state
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        """This module's own entries (not its children's), as torch's method of that name."""
+        for name, parameter in self._parameters.items():
+            if parameter is not None:
+                destination[prefix + name] = parameter if keep_vars else backend.to_numpy(parameter.data).copy()
+        skipped = _non_persistent(self)
+        for name, buffer in self._buffers.items():
+            if buffer is not None and name not in skipped:
+                destination[prefix + name] = buffer if keep_vars else np.array(backend.to_numpy(buffer), copy=True)
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays (NumPy, CuPy, or anything with .numpy(), e.g. torch tensors) into this module's own
         arrays, in place and cast to their dtype, as torch does: nothing here aliases the caller's arrays, and
         whatever points at the module's arrays (optimizers, a flat optimizer's buffers, captured CUDA graphs)
-        sees the new values.
+        sees the new values. Each module reads its entries (_load_from_state_dict), in module order, so a tied
+        parameter takes the value of its last name, as in torch.
 
-        strict: missing, unexpected or misshaped entries raise a KeyError/ValueError listing them;
-        nothing is changed unless every entry fits. Returns (missing_keys, unexpected_keys), a named
-        tuple as torch's.
+        strict: missing, unexpected or misshaped entries raise a StateDictError (a RuntimeError, as torch's)
+        listing them; nothing is changed unless every entry fits. Returns (missing_keys, unexpected_keys), a
+        named tuple as torch's.
         """
-        targets = {}
-        for module_prefix, module in self.named_modules(remove_duplicate=False):
-            for name, parameter in module._parameters.items():
-                if parameter is not None:
-                    targets[_join(module_prefix, name)] = (module, "param", name, parameter.data)
-            skipped = _non_persistent(module)
-            for name, buffer in module._buffers.items():
-                if buffer is not None and name not in skipped:
-                    targets[_join(module_prefix, name)] = (module, "buffer", name, buffer)
-        incoming = {key: _as_numpy(value) for key, value in state_dict.items()}
-        missing = [key for key in targets if key not in incoming]
-        unexpected = [key for key in incoming if key not in targets]
-        misshaped = [f"{key}: expected {tuple(targets[key][3].shape)}, got {tuple(incoming[key].shape)}"
-                     for key in targets if key in incoming and tuple(incoming[key].shape) != tuple(targets[key][3].shape)]
-        if misshaped:
-            raise ValueError(f"load_state_dict for {type(self).__name__}: wrong shapes: " + "; ".join(misshaped))
+        if not hasattr(state_dict, "items") or not hasattr(state_dict, "keys"):
+            raise TypeError(f"load_state_dict for {type(self).__name__}: expected a mapping of names to arrays, "
+                            f"got {type(state_dict).__name__}")
+        incoming = OrderedDict((key, _as_numpy(value)) for key, value in state_dict.items())
+        missing, unexpected, errors, writes = [], [], [], []
+        _pending_loads.append(writes)
+        try:
+            self._load_tree(incoming, "", missing, unexpected, errors)
+        finally:
+            _pending_loads.pop()
+        if errors:
+            raise StateDictError(f"load_state_dict for {type(self).__name__}: wrong shapes: " + "; ".join(errors))
         if strict and (missing or unexpected):
-            raise KeyError(f"load_state_dict for {type(self).__name__}: missing keys {missing}, unexpected keys {unexpected}")
-        for key, value in incoming.items():
-            if key not in targets:
-                continue
-            module, kind, name, current = targets[key]
-            device = "cuda" if backend.is_gpu_array(current) else "cpu"
-            value = backend.to_device(np.asarray(value).reshape(current.shape), device)
-            if getattr(current.flags, "writeable", True):
-                current[...] = value
-                note_in_place(current)   # a graph recorded before the load cannot backward through it
-            elif kind == "param":   # a read-only array (e.g. memory-mapped): replaced by a copy
-                module._parameters[name].data = value.astype(current.dtype, copy=True)
-            else:
-                module._buffers[name] = value.astype(current.dtype, copy=True)
+            raise StateDictError(f"load_state_dict for {type(self).__name__}: missing keys {missing}, unexpected "
+                                 f"keys {unexpected}")
+        for write in writes:   # every entry fits: now write them, in module order
+            write()
         return _IncompatibleKeys(missing, unexpected)
+
+    def _load_tree(self, incoming, prefix, missing, unexpected, errors):
+        self._load_from_state_dict(incoming, prefix, {}, True, missing, unexpected, errors)
+        for name, child in self._modules.items():
+            if child is not None:
+                child._load_tree(incoming, f"{prefix}{name}.", missing, unexpected, errors)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """torch's method of that name: this module's entries of `state_dict` (under `prefix`) checked, and their
+        writes queued for load_state_dict (made at once outside one); what is missing, unexpected or misshaped is
+        added to the lists. An override may rename keys of `state_dict` first, then call this."""
+        targets = {}
+        for name, parameter in self._parameters.items():
+            if parameter is not None:
+                targets[name] = ("param", parameter.data)
+        skipped = _non_persistent(self)
+        for name, buffer in self._buffers.items():
+            if buffer is not None and name not in skipped:
+                targets[name] = ("buffer", buffer)
+        for name, (kind, current) in targets.items():
+            key = prefix + name
+            if key not in state_dict:
+                missing_keys.append(key)
+                continue
+            value = _as_numpy(state_dict[key])
+            if tuple(value.shape) != tuple(current.shape):
+                error_msgs.append(f"{key}: expected {tuple(current.shape)}, got {tuple(value.shape)}")
+                continue
+            write = functools.partial(_write, self, kind, name, current, value)
+            if _pending_loads:
+                _pending_loads[-1].append(write)
+            else:
+                write()
+        if strict:   # keys under this prefix that name neither an entry of this module nor a child
+            for key in state_dict:
+                if key.startswith(prefix):
+                    head = key[len(prefix):].split(".", 1)[0]
+                    if head not in targets and head not in self._modules and key not in unexpected_keys:
+                        unexpected_keys.append(key)
+
+
+def _write(module, kind, name, current, value):
+    device = "cuda" if backend.is_gpu_array(current) else "cpu"
+    value = backend.to_device(np.asarray(value).reshape(current.shape), device)
+    if getattr(current.flags, "writeable", True):
+        current[...] = value
+        note_in_place(current)   # a graph recorded before the load cannot backward through it
+    elif kind == "param":   # a read-only array (e.g. memory-mapped): replaced by a copy
+        module._parameters[name].data = value.astype(current.dtype, copy=True)
+    else:
+        module._buffers[name] = value.astype(current.dtype, copy=True)
 
 
 def _non_persistent(module):

@@ -111,10 +111,11 @@ class AveragedModel(Module):
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)
 
-    def load_state_dict(self, state_dict, strict=True):
-        result = super().load_state_dict(state_dict, strict)
+    def _load_from_state_dict(self, *args, **kwargs):
+        """Also when a module holding this one loads (torch's loads call this, not load_state_dict): n_averaged is
+        read again at the next update."""
+        super()._load_from_state_dict(*args, **kwargs)
         self._started = False
-        return result
 
     def _pairs(self, model):
         """(averaged arrays, the model's arrays, buffer pairs to copy): what update_parameters touches."""

@@ -413,3 +413,102 @@ def test_a_parameter_replaces_a_plain_attribute_of_the_same_name():
     model.scale = 2.0
     model.scale = nn.Parameter(np.ones(1, np.float32))
     assert isinstance(model.scale, nn.Parameter) and _names(model.named_parameters()) == ["scale"]
+
+
+def _twins(build):
+    torch = torch_module()
+    return build(nn), build(torch.nn), torch
+
+
+def test_train_calls_each_childs_own_train_as_torch():
+    """A child that overrides train() (a frozen batch norm) is honoured by its parent's train()/eval()."""
+    def build(lib):
+        class FrozenNorm(lib.BatchNorm1d):
+            def train(self, mode=True):
+                return super().train(False)
+        return lib.Sequential(lib.Linear(3, 2), FrozenNorm(2))
+    ours, theirs, _ = _twins(build)
+    for model in (ours, theirs):
+        model.train()
+    assert ours[1].training is theirs[1].training is False and ours[0].training is True
+    with pytest.raises(ValueError, match="Sequential.train: training mode is expected to be boolean, got 'x'"):
+        ours.train("x")
+
+
+def test_state_dict_and_load_go_through_each_modules_own_methods_as_torch():
+    """A child's _load_from_state_dict override (renaming an old checkpoint's keys) and state_dict override take
+    part in its parent's load_state_dict/state_dict, as in torch."""
+    def build(lib):
+        class Renamed(lib.Module):
+            def __init__(self):
+                super().__init__()
+                self.lin = lib.Linear(2, 2, bias=False)
+
+            def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+                if prefix + "w" in state_dict:
+                    state_dict[prefix + "lin.weight"] = state_dict.pop(prefix + "w")
+                super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+        class NoBias(lib.Module):
+            def __init__(self):
+                super().__init__()
+                self.lin = lib.Linear(2, 2)
+
+            def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
+                state = super().state_dict(destination=destination, prefix=prefix, keep_vars=keep_vars)
+                state.pop(prefix + "lin.bias")
+                return state
+        return lib.Sequential(Renamed(), NoBias())
+    ours, theirs, torch = _twins(build)
+    old = {"0.w": np.full((2, 2), 3.0, np.float32), "1.lin.weight": np.ones((2, 2), np.float32),
+           "1.lin.bias": np.zeros(2, np.float32)}
+    result = ours.load_state_dict({k: v.copy() for k, v in old.items()})
+    their_result = theirs.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in old.items()})
+    assert repr(result) == repr(their_result) == "<All keys matched successfully>"
+    np.testing.assert_array_equal(ours[0].lin.weight.numpy(), theirs[0].lin.weight.detach().numpy())
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == ["0.lin.weight", "1.lin.weight"]
+
+
+def test_a_tied_parameter_loads_the_value_of_its_last_name_in_module_order():
+    def build(lib):
+        first, second = lib.Linear(1, 1, bias=False), lib.Linear(1, 1, bias=False)
+        second.weight = first.weight
+        return lib.Sequential(first, second)
+    ours, theirs, torch = _twins(build)
+    values = {"1.weight": np.array([[2.0]], np.float32), "0.weight": np.array([[1.0]], np.float32)}
+    ours.load_state_dict(values)
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in values.items()})
+    assert ours[0].weight.numpy()[0, 0] == theirs[0].weight.item() == 2.0
+
+
+def test_an_averaged_model_inside_a_module_forgets_its_start_when_the_module_loads():
+    """Loading a not-yet-started average through its parent: the next update copies the weights again."""
+    from nn.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = nn.Linear(1, 1, bias=False)
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(0.5))
+    wrapper = Wrapper()
+    fresh = wrapper.state_dict()
+    with nn.no_grad():
+        wrapper.model.weight.data[...] = 1.0
+        wrapper.ema.update_parameters(wrapper.model)
+        wrapper.load_state_dict(fresh)
+        wrapper.model.weight.data[...] = 4.0
+        wrapper.ema.update_parameters(wrapper.model)
+    assert wrapper.ema.module.weight.numpy()[0, 0] == 4.0
+
+
+def test_a_refused_load_is_a_runtime_error_as_torch_and_changes_nothing():
+    model = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    bad = {**{k: np.zeros_like(v) for k, v in before.items()}, "1.weight": np.zeros((2, 3), np.float32)}
+    for state, strict in ((bad, False), ({"0.weight": np.zeros((3, 2), np.float32)}, True)):
+        with pytest.raises(RuntimeError, match=r"load_state_dict for Sequential: (wrong shapes|missing keys)"):
+            model.load_state_dict(state, strict=strict)
+        for key, value in model.state_dict().items():
+            np.testing.assert_array_equal(value, before[key])
+    with pytest.raises(TypeError, match="load_state_dict for Sequential: expected a mapping"):
+        model.load_state_dict([("0.weight", np.zeros((3, 2)))])
