@@ -51,13 +51,14 @@ class Module(StateDicts):
             return
         for table, kind, expected, fits in (
                 (self._parameters, "parameter", "a Parameter or None", value is None),
-                (self._buffers, "buffer", "an array or None", value is None or backend.is_array(value)),
+                (self._buffers, "buffer", "an array, a Tensor or None",
+                 value is None or backend.is_array(value) or isinstance(value, Tensor)),
                 (self._modules, "submodule", "a Module or None", value is None)):
             if name in table:   # a registered name keeps its kind: None marks it absent (bias=False)
                 if not fits:
                     raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} to {kind} "
                                     f"{name!r} ({expected} expected)")
-                table[name] = value
+                table[name] = value.data if table is self._buffers and isinstance(value, Tensor) else value
                 return
         object.__setattr__(self, name, value)
 
@@ -94,11 +95,14 @@ class Module(StateDicts):
         self._parameters[name] = parameter
 
     def register_buffer(self, name, array, persistent=True):
-        """A non-trainable array (running statistics), or None. Every buffer moves with .to() and is listed by
-        named_buffers(); persistent=False leaves it out of state_dict() and of what load_state_dict() expects."""
+        """A non-trainable array (running statistics), or None; a Tensor (torch's form, e.g. nn.zeros(3)) is kept
+        as its array. Every buffer moves with .to() and is listed by named_buffers(); persistent=False leaves it
+        out of state_dict() and of what load_state_dict() expects."""
         self._check_name(name, "buffer", self._buffers)
+        if isinstance(array, Tensor):
+            array = array.data   # (buffers are arrays here; autograd never records into them)
         if array is not None and not backend.is_array(array):
-            raise TypeError(f"{type(self).__name__}: buffer {name!r} must be an array or None, "
+            raise TypeError(f"{type(self).__name__}: buffer {name!r} must be an array, a Tensor or None, "
                             f"got {type(array).__name__}")
         self._buffers[name] = array
         if persistent:

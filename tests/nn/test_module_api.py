@@ -385,7 +385,7 @@ def test_deleting_a_submodule_or_parameter_unregisters_it_as_torch():
     (lambda m: setattr(m, "weight", np.ones((2, 2), np.float32)),
      r"Linear: cannot assign ndarray to parameter 'weight' \(a Parameter or None expected\)"),
     (lambda m: m.register_parameter("scale", np.ones(1)), "Linear: parameter 'scale' must be a Parameter or None"),
-    (lambda m: m.register_buffer("count", [1]), "Linear: buffer 'count' must be an array or None, got list"),
+    (lambda m: m.register_buffer("count", [1]), "Linear: buffer 'count' must be an array, a Tensor or None, got list"),
 ])
 def test_assigning_the_wrong_kind_to_a_parameter_is_an_error_as_in_torch(action, message):
     model = nn.Linear(2, 2)
@@ -397,7 +397,8 @@ def test_assigning_the_wrong_kind_to_a_parameter_is_an_error_as_in_torch(action,
 
 def test_buffer_and_submodule_assignments_check_the_kind():
     batch_norm = nn.BatchNorm1d(2)
-    with pytest.raises(TypeError, match=r"BatchNorm1d: cannot assign int to buffer 'running_mean' \(an array or None"):
+    with pytest.raises(TypeError,
+                       match=r"BatchNorm1d: cannot assign int to buffer 'running_mean' \(an array, a Tensor or None"):
         batch_norm.running_mean = 3
     batch_norm.running_mean = None
     assert _keys(batch_norm) == ["weight", "bias", "running_var", "num_batches_tracked"]
@@ -512,3 +513,16 @@ def test_a_refused_load_is_a_runtime_error_as_torch_and_changes_nothing():
             np.testing.assert_array_equal(value, before[key])
     with pytest.raises(TypeError, match="load_state_dict for Sequential: expected a mapping"):
         model.load_state_dict([("0.weight", np.zeros((3, 2)))])
+
+
+def test_buffers_take_tensors_as_torch():
+    """register_buffer(name, nn.zeros(3)) and assigning a Tensor to a buffer's name, as torch code does (the
+    buffer keeps the array; before, both were refused)."""
+    module = nn.BatchNorm1d(3)
+    module.register_buffer("table", nn.zeros(3) + 2)
+    module.running_mean = module.running_mean * 0.5 + nn.Tensor(np.ones(3, np.float32)).detach()
+    np.testing.assert_array_equal(module.table, np.full(3, 2, np.float32))
+    np.testing.assert_array_equal(module.running_mean, np.ones(3, np.float32))
+    assert list(module.state_dict())[-1] == "table"
+    with pytest.raises(TypeError, match="cannot assign list to buffer 'running_var'"):
+        module.running_var = [1.0, 2.0, 3.0]
