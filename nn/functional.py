@@ -6,6 +6,8 @@ functional_losses.py (both re-exported here).
 A Function's backward returns one gradient per Tensor input; optional inputs (a missing bias) are
 not Tensors, so `_Op` keeps track of which positions are present.
 """
+import numbers
+
 import numpy as np
 
 import kernels
@@ -150,7 +152,7 @@ class _Dropout(Function):
 
 def dropout(input, p=0.5, training=True, inplace=False):
     """Zero each element with probability p and scale the rest by 1/(1-p); identity when not training."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:   # (NumPy scalars too)
         raise ValueError(f"dropout: p must be a probability in [0, 1], got {p!r}")
     input = _tensor(input)
     if not training or p == 0.0:

@@ -7,6 +7,8 @@ expected and what it got, e.g. "Conv2d(3, 16): expected input of shape (N, 3, H,
 the default, or 'cuda') where they live, as torch's factory arguments. Constructor arguments are checked when the
 layer is made, and a bad one names the layer.
 """
+import numbers
+
 import numpy as np
 
 from kernels import backend
@@ -209,7 +211,9 @@ class AvgPool2d(_Pool):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None):
         super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, stride or kernel_size, padding
+        # (stride=0 is kept, for F.avg_pool2d to refuse as torch does; `or` made it the kernel size)
+        self.kernel_size, self.padding = kernel_size, padding
+        self.stride = kernel_size if stride is None else stride
         self.ceil_mode, self.count_include_pad, self.divisor_override = ceil_mode, count_include_pad, divisor_override
 
     def extra_repr(self):
@@ -263,6 +267,15 @@ class _BatchNorm(_Layer):
             self.running_var[...] = 1
             self.num_batches_tracked[...] = 0
 
+    def reset_parameters(self):
+        """torch's: running statistics reset, weight ones and bias zeros (a model-wide re-initialisation loop
+        over modules with reset_parameters reaches batch norms too)."""
+        self.reset_running_stats()
+        if self.weight is not None:
+            init.ones_(self.weight)
+        if self.bias is not None:
+            init.zeros_(self.bias)
+
     def label(self):
         return f"{type(self).__name__}({self.num_features})"
 
@@ -305,12 +318,12 @@ class BatchNorm2d(_BatchNorm):
 class Dropout(_Layer):
     def __init__(self, p=0.5, inplace=False):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:   # (NumPy scalars too)
             raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
-        self.p, self.inplace = float(p), inplace
+        self.p, self.inplace = p, inplace   # as given, as torch keeps it (its repr shows p=0 for 0)
 
     def extra_repr(self):
-        return f"p={self.p}"
+        return f"p={self.p}, inplace={self.inplace}"
 
     def forward(self, x):
         return F.dropout(self._input(x), self.p, self.training)

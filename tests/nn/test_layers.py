@@ -378,3 +378,23 @@ def test_one_element_sequences_stand_for_both_dims_as_torch():
                          (F.max_pool2d(nn.Tensor(x), (2,)), tF.max_pool2d(tx, (2,))),
                          (F.avg_pool2d(nn.Tensor(x), [3], stride=(2,)), tF.avg_pool2d(tx, [3], stride=(2,)))):
         assert_close(ours.numpy(), theirs.numpy(), np.float64)
+
+
+def test_batch_norm_reset_parameters_dropout_and_avg_pool_arguments_as_torch():
+    """BatchNorm's reset_parameters (a re-initialisation loop over modules skipped it), Dropout's repr and NumPy
+    probabilities, AvgPool2d's stride=0 refused (it silently became the kernel size)."""
+    torch = torch_module()
+    ours, theirs = nn.BatchNorm1d(3, dtype=np.float64), torch.nn.BatchNorm1d(3).double()
+    x = random_array((5, 3), np.float64, seed=8)
+    for model, lib_x in ((ours, nn.Tensor(x)), (theirs, torch.tensor(x))):
+        model(lib_x)
+        model.weight.data[...] = 5.0
+        model.reset_parameters()
+    for key, value in theirs.state_dict().items():
+        np.testing.assert_array_equal(np.asarray(ours.state_dict()[key]), value.numpy(), err_msg=key)
+    for p in (0.25, 0, np.float32(0.25)):
+        assert repr(nn.Dropout(p)) == repr(torch.nn.Dropout(p))
+    assert nn.functional.dropout(nn.Tensor(x), p=np.float32(0.25), training=False).shape == x.shape
+    assert repr(nn.AvgPool2d(3)) == repr(torch.nn.AvgPool2d(3))
+    with pytest.raises(ValueError, match="avg_pool2d: stride"):
+        nn.AvgPool2d(3, stride=0)(nn.Tensor(np.ones((1, 1, 6, 6), np.float32)))
