@@ -1,4 +1,5 @@
 """Benchmark suites, one module each, all run through benchmarks/harness.py (`numbanet bench SUITE`)."""
+import contextlib
 import importlib
 import inspect
 import itertools
@@ -26,6 +27,13 @@ def run(suites, device="auto", output_dir="bench-results", plot=False, quick=Fal
     if device == "cpu":  # as `numbanet train` does on the CPU; process-wide, so PyTorch gets it too
         from kernels import backend
         backend.keep_freed_memory()
+    # on the CPU one thread a side (our kernels are single-threaded; torch would take every core)
+    with harness.single_threaded_cpu() if device == "cpu" else contextlib.nullcontext():
+        return _run(suites, device, output_dir, plot, quick, repeats, only)
+
+
+def _run(suites, device, output_dir, plot, quick, repeats, only):
+    from . import harness
     reports, matched = [], False
     for name in suites or available_suites():
         if name not in SUITES:

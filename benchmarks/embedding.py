@@ -1,7 +1,7 @@
 """Embedding lookup and its weight gradient against torch.nn.functional.embedding (CUDA on the GPU, PyTorch CPU
 otherwise), on the same memory. Bytes counted: forward, the rows read + the output written + the indices;
 backward, grad_output read + the (num_embeddings, D) gradient zero-filled and written + the indices. The backward
-cases replay one recorded torch forward, so only its backward runs, as ours."""
+cases call ATen's backward op (embedding_dense_backward, what autograd runs) directly, as ours is called."""
 import numpy as np
 
 import kernels
@@ -27,7 +27,8 @@ def _cases_for(device, label, vocabulary, dim, shape, hot, scale_grad_by_freq=Fa
     f = torch.nn.functional
     lookups = int(np.prod(shape))
     tag = f"{label} {vocabulary}x{dim} [{'x'.join(map(str, shape))}]"
-    vendor_name = "torch F.embedding (CUDA)" if device == "cuda" else "torch F.embedding (CPU)"
+    where = "CUDA" if device == "cuda" else "CPU"
+    vendor_name, backward_vendor_name = f"torch F.embedding ({where})", f"aten.embedding_dense_backward ({where})"
 
     def make_forward(xp, seed):
         rng = np.random.default_rng(seed)
@@ -36,14 +37,13 @@ def _cases_for(device, label, vocabulary, dim, shape, hot, scale_grad_by_freq=Fa
         return weight, tokens, as_torch(torch, weight), as_torch(torch, tokens)
 
     def make_backward(xp, seed):
-        weight, tokens, weight_t, tokens_t = make_forward(xp, seed)
+        tokens = xp.asarray(_tokens(np.random.default_rng(seed), vocabulary, shape, hot))
         grad = xp.asarray(np.random.default_rng(seed + 1).standard_normal(shape + (dim,), dtype=np.float32))
-        weight_t.requires_grad_(True)
-        out_t = f.embedding(tokens_t, weight_t, scale_grad_by_freq=scale_grad_by_freq)
-        return grad, tokens, weight_t, out_t, as_torch(torch, grad)
+        return grad, tokens, as_torch(torch, grad), as_torch(torch, tokens)
 
-    def vendor_backward(grad, tokens, weight_t, out_t, grad_t):
-        return torch.autograd.grad(out_t, weight_t, grad_t, retain_graph=True)
+    def vendor_backward(grad, tokens, grad_t, tokens_t):
+        # padding_idx -1: none, as F.embedding's default
+        return torch.ops.aten.embedding_dense_backward(grad_t, tokens_t, vocabulary, -1, scale_grad_by_freq)
 
     backward_label = "bwd" + (" freq" if scale_grad_by_freq else "")
     return [
@@ -53,7 +53,7 @@ def _cases_for(device, label, vocabulary, dim, shape, hot, scale_grad_by_freq=Fa
              lambda grad, tokens, *rest: kernels.embedding_backward(grad, tokens, vocabulary,   # (checked by
                                                                     scale_grad_by_freq=scale_grad_by_freq,  # the forward,
                                                                     check_indices=False),   # as nn's backward)
-             vendor_backward, vendor_name, bytes=4 * lookups * dim + 4 * vocabulary * dim + 8 * lookups,
+             vendor_backward, backward_vendor_name, bytes=4 * lookups * dim + 4 * vocabulary * dim + 8 * lookups,
              note="atomic adds (GPU)" if device == "cuda" else ""),
     ]
 

@@ -154,7 +154,7 @@ cp "$OUT"/*.txt "$WORK"/ 2>/dev/null
 # The device tool brings back files of at most 16 MiB: the kernel caches stay out
 tar --exclude='./kernel-cache*' -czf "$OUT/details.tgz" -C "$WORK" . 2>/dev/null
 grep -E "^(FAILED|ERROR)" "$OUT/gpu-tests.txt" | head -40
-python3 -m benchmarks.summary "$WORK/bench" | tee "$OUT/summary.txt"
+python3 -m benchmarks.summary "$WORK/bench" $ran_suites | tee "$OUT/summary.txt"   # (a cut suite: CUT)
 sed -n '/^host cost of one call/,$p' "$OUT/host-profile.txt" 2>/dev/null
 cat "$OUT/kernel-times.txt" 2>/dev/null
 printf '%s\n' "${status[@]}"

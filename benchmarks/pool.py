@@ -1,6 +1,10 @@
-"""Pooling: bandwidth against cuDNN/PyTorch's own kernels through torch.nn.functional (GPU) or PyTorch on
-the CPU. Bytes counted: input read + output written (+ int64 indices written); backward: grad_out read
-+ grad_in written (+ indices read). Forward and backward are separate cases on the same input."""
+"""Pooling: bandwidth against PyTorch's own pooling kernels (ATen's, not cuDNN: torch calls no cuDNN pooling), on
+the GPU or the CPU. Bytes counted: input read + output written (+ int64 indices written); backward: grad_out read
++ grad_in written (+ indices read). Forward and backward are separate cases on the same input.
+torch's max_pool2d always writes int64 indices (ATen runs max_pool2d_with_indices and drops them), so our
+forward with indices is the one timed against it; our forward alone has no vendor time. The backward is ATen's
+backward op called directly (max_pool2d_with_indices_backward, avg_pool2d_backward), as ours is, not through
+autograd's engine."""
 import numpy as np
 
 import kernels
@@ -24,11 +28,13 @@ def _output_shape(shape, args):
 
 def _cases_for(device, shape, label, kind, args):
     torch = vendor_torch()
-    f = torch.nn.functional
+    f, aten = torch.nn.functional, torch.ops.aten
     out_shape = _output_shape(shape, args)
     in_count, out_count = int(np.prod(shape)), int(np.prod(out_shape))
     tag = f"{label} {'x'.join(map(str, shape))}"
-    vendor_name = "torch.nn.functional (CUDA)" if device == "cuda" else "torch CPU"
+    vendor_name = f"torch {kind}_pool2d (ATen {'CUDA' if device == 'cuda' else 'CPU'})"
+    kernel, stride = ([args[name]] * 2 for name in ("kernel_size", "stride"))
+    padding = [args.get("padding", 0)] * 2
     xp_rng = np.random.default_rng
 
     def make_forward(xp, seed):
@@ -40,21 +46,24 @@ def _cases_for(device, shape, label, kind, args):
         x = xp.asarray(rng.standard_normal(shape, dtype=np.float32))
         grad = xp.asarray(rng.standard_normal(out_shape, dtype=np.float32))
         indices = kernels.max_pool2d(x, return_indices=True, **args)[1] if kind == "max" else None
-        tx = as_torch(torch, x).requires_grad_(True)
-        ty = (f.max_pool2d if kind == "max" else f.avg_pool2d)(tx, **args)
-        return x, grad, indices, tx, ty, as_torch(torch, grad)
+        tx = as_torch(torch, x)
+        torch_indices = f.max_pool2d(tx, return_indices=True, **args)[1] if kind == "max" else None
+        return x, grad, indices, tx, as_torch(torch, grad), torch_indices
 
-    def vendor_backward(x, grad, indices, tx, ty, tgrad):
-        # the autograd graph of one forward call is kept and replayed: only the backward kernel runs
-        return torch.autograd.grad(ty, tx, tgrad, retain_graph=True)
+    def vendor_backward(x, grad, indices, tx, tgrad, torch_indices):
+        if kind == "max":
+            return aten.max_pool2d_with_indices_backward(tgrad, tx, kernel, stride, padding, [1, 1], False,
+                                                         torch_indices)
+        return aten.avg_pool2d_backward(tgrad, tx, kernel, stride, padding, False, True, None)
 
     if kind == "max":
         rows = [
-            Case(f"{tag} fwd", make_forward, lambda x, tx: kernels.max_pool2d(x, **args),
-                 lambda x, tx: f.max_pool2d(tx, **args), vendor_name, bytes=4 * (in_count + out_count)),
+            Case(f"{tag} fwd", make_forward, lambda x, tx: kernels.max_pool2d(x, **args), None,
+                 "none: torch's max_pool2d writes indices too", bytes=4 * (in_count + out_count),
+                 note="compared with torch in the fwd+indices row"),
             Case(f"{tag} fwd+indices", make_forward,
                  lambda x, tx: kernels.max_pool2d(x, return_indices=True, **args),
-                 lambda x, tx: f.max_pool2d(tx, return_indices=True, **args), vendor_name,
+                 lambda x, tx: f.max_pool2d(tx, **args), vendor_name,
                  bytes=4 * (in_count + out_count) + 8 * out_count),
             Case(f"{tag} bwd", make_backward,
                  lambda x, grad, indices, *rest: kernels.max_pool2d_backward(grad, indices, shape, **args),

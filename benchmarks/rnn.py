@@ -45,7 +45,9 @@ def _uniform_maker(xp, seed):
 
 
 def _torch_step(torch, backward):
-    """The vendor side: torch's recurrent module on the last four inputs (module, x, state, grad_y)."""
+    """The vendor side: torch's recurrent module on the last four inputs (module, x, state, grad_y). A forward
+    row's module is in eval mode (the cases make it so): under no_grad alone cuDNN would still run its training
+    forward (writing the reserve space), where ours runs inference (dropout is 0 either way)."""
     def vendor(*inputs):
         module, x_t, state, grad_y_t = inputs[-4:]
         if not backward:
@@ -98,7 +100,7 @@ def _case(device, cell, T, B, I, H, backward, barrier=None):
         weights = [uniform((G * H, I), scale), uniform((G * H, H), scale), uniform((G * H,), scale),
                    uniform((G * H,), scale)]
         grad_y = uniform((T, B, H))
-        module = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(I, H).to(device)
+        module = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(I, H).to(device).train(backward)
 
         def tensor(array):
             return torch.as_tensor(array, device=device) if device == "cuda" else torch.from_numpy(array)
@@ -142,7 +144,7 @@ def _bidirectional_case(device, T, B, I, H, backward, directions=None, barrier=N
         x, h0, c0, grad_y = uniform((T, B, I)), uniform((2, B, H)), uniform((2, B, H)), uniform((T, B, 2 * H))
         weights = [(uniform((4 * H, I), scale), uniform((4 * H, H), scale), uniform((4 * H,), scale),
                     uniform((4 * H,), scale)) for _ in range(2)]
-        module = torch.nn.LSTM(I, H, bidirectional=True).to(device)
+        module = torch.nn.LSTM(I, H, bidirectional=True).to(device).train(backward)
 
         def tensor(array):
             return torch.as_tensor(array, device=device) if device == "cuda" else torch.from_numpy(array)

@@ -6,18 +6,23 @@ GPU (batch 64) the step is timed with the default direct launcher and Adam(flat=
 train` runs it, again with Adam(flat=False) (the ", adam per parameter" rows: an update launch per
 parameter) and replayed from a CUDA graph (nn.capture), and the peak memory of one step
 is recorded in each row's JSON (ours: peak of the CuPy pool's used bytes; PyTorch:
-torch.cuda.max_memory_allocated), both counted from before the model was built. On the CPU the batch
+torch.cuda.max_memory_allocated), both counted from before the model was built, after the libraries'
+one-time workspaces (a warm-up before the first model). A step that cannot be captured gives a failed graph
+row. On the CPU the batch
 is 16. --quick narrows the 12x90 strip CRNN (channels up to 64, not 256) and leaves out the paper CRNN
 (GPU only).
 """
 import gc
+import traceback
 
 import numpy as np
 
+import kernels
 import nn
 from kernels import backend
 from nn import layers, models, recurrent
 
+from . import _raising
 from .harness import Case, vendor_torch
 
 MEASURE_HOST_COST = False
@@ -197,11 +202,29 @@ def cases(device, quick=False, only=None):
     peak-memory step and capture cost device time)."""
     batch = 64 if device == "cuda" else 16
     xp = np if device == "cpu" else backend.cupy_module()
+    libraries_cold = device == "cuda"
     for label, build, shape, kind, classes in _specs(device, quick):
         if only and not any(only in f"{label}, b{batch}{suffix}" for suffix in ROW_SUFFIXES):
             continue
+        if libraries_cold:   # before the first model's memory baseline
+            _warm_up_libraries(xp)
+            libraries_cold = False
         gc.collect()   # the previous model's reference cycles, before this one's memory is measured
         yield from _model_cases(label, build, shape, kind, classes, device, batch, xp)
+
+
+def _warm_up_libraries(xp):
+    """The libraries' one-time allocations, before the first model's memory baseline: torch's cuBLAS workspace
+    and cuDNN handle (a tiny matmul and convolution, forward and backward) and our GEMM's per-stream scratch,
+    so that the first model's peak, as the later models', is the model's own."""
+    torch = vendor_torch()
+    image = torch.ones((1, 1, 8, 8), device="cuda", requires_grad=True)
+    filters = torch.ones((1, 1, 3, 3), device="cuda", requires_grad=True)
+    features = torch.nn.functional.conv2d(image, filters).reshape(6, 6)
+    (features @ features).sum().backward()
+    torch.cuda.synchronize()
+    kernels.matmul(xp.ones((8, 8), xp.float32), xp.ones((8, 8), xp.float32))
+    xp.cuda.get_current_stream().synchronize()
 
 
 def _model_cases(label, build, shape, kind, classes, device, batch, xp):
@@ -246,15 +269,22 @@ def _model_cases(label, build, shape, kind, classes, device, batch, xp):
                    ours=lambda *inputs, step=per_parameter_step, count=count: step(*inputs[:count]),
                    vendor=vendor, vendor_name="torch (same model)", samples=batch,
                    extra={"batch": batch}, note="the Adam step with flat=False")
-        captured = nn.capture(ours_step)
-        try:
-            captured(*make(xp, 0)[:count])   # eager warm-up
-            captured(*make(xp, 1)[:count])   # capture, then the first replay
-            xp.cuda.get_current_stream().synchronize()
-        except Exception as error:           # e.g. a kernel that reads targets on the host
-            print(f"  train: {label}: the step could not be captured, no graph row ({error})", flush=True)
-            return
-        yield Case(label=f"{label}, b{batch}, graph", make_inputs=make,
-                   ours=lambda *inputs, step=captured, count=count: step(*inputs[:count]),
-                   vendor=vendor, vendor_name="torch eager (same model)", samples=batch,
-                   note="nn.capture replay of the same Adam step")
+        yield _graph_case(f"{label}, b{batch}, graph", ours_step, vendor, make, count, batch, xp)
+
+
+def _graph_case(label, ours_step, vendor, make, count, batch, xp):
+    """The row of `ours_step` replayed from a CUDA graph; if capturing fails (e.g. a kernel that reads targets
+    on the host), a row that fails with the capture's error."""
+    captured = nn.capture(ours_step)
+    try:
+        captured(*make(xp, 0)[:count])   # eager warm-up
+        captured(*make(xp, 1)[:count])   # capture, then the first replay
+        xp.cuda.get_current_stream().synchronize()
+    except Exception as error:
+        traceback.print_exc()
+        failure = error.with_traceback(None)   # (its frames would keep the model and the graph alive)
+        return Case(label=label, make_inputs=lambda xp, seed: next(_raising(failure)), ours=None, vendor=None,
+                    vendor_name="torch eager (same model)", note="the step could not be captured")
+    return Case(label=label, make_inputs=make, ours=lambda *inputs: captured(*inputs[:count]),
+                vendor=vendor, vendor_name="torch eager (same model)", samples=batch,
+                note="nn.capture replay of the same Adam step")

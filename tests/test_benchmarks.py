@@ -194,3 +194,210 @@ def test_compile_cache_compiles_saves_and_loads_kernels_without_a_gpu():
     assert result.returncode == 0, result.stderr[-2000:]
     # "2 kernels: compiled in S s (...), loaded from the cache in a new process in S s; M MB on disk; 0 not found"
     assert result.stdout.startswith("2 kernels: compiled in ") and "; 0 not found" in result.stdout
+
+
+def _no_ceilings(monkeypatch):
+    """run_suite without its 128 MiB copy (the ceilings are not what these tests look at)."""
+    monkeypatch.setattr(harness, "measured_ceilings", lambda device: {"copy_GBps": 1.0, "fp32_peak_TFLOPs": None})
+
+
+def test_max_pool_forward_is_timed_against_torch_with_our_indices_and_backwards_call_aten_directly():
+    """torch's max_pool2d always writes int64 indices: our forward alone has no vendor time, our forward with
+    indices is the one against torch's. The backward rows call ATen's backward ops directly (no input of theirs
+    requires grad, so no autograd graph is replayed) and give autograd's gradient and ours."""
+    import numpy as np
+    import torch
+
+    from benchmarks import pool
+    rows = pool.cases("cpu", quick=True)
+    for case in rows:
+        inputs = case.make_inputs(np, 0)
+        assert not any(isinstance(value, torch.Tensor) and value.requires_grad for value in inputs), case.label
+        if case.label.startswith("max") and case.label.endswith(" fwd"):
+            assert case.vendor is None
+            continue
+        ours, theirs = case.ours(*inputs), case.vendor(*inputs)
+        if case.label.endswith("fwd+indices"):
+            np.testing.assert_array_equal(ours[0], theirs.numpy())   # (torch's plain forward)
+        elif case.label.endswith("bwd"):
+            x, grad, _, tx, tgrad, _ = inputs
+            leaf = tx.clone().requires_grad_(True)
+            args = next(args for label, kind, args in pool.CONFIGS if case.label.startswith(label))
+            pooled = (torch.nn.functional.max_pool2d if case.label.startswith("max")
+                      else torch.nn.functional.avg_pool2d)(leaf, **args)
+            expected = torch.autograd.grad(pooled, leaf, tgrad)[0].numpy()
+            np.testing.assert_allclose(theirs.numpy(), expected, rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)
+    assert not [case for case in rows if "cuDNN" in case.vendor_name]
+
+
+def test_embedding_backward_calls_aten_directly_and_gives_autograds_gradient():
+    import numpy as np
+    import torch
+
+    from benchmarks import embedding
+    backward_rows = [case for case in embedding.cases("cpu", quick=True) if " bwd" in case.label]
+    backward_rows += embedding._cases_for("cpu", *embedding.QUICK_CONFIGS[0], scale_grad_by_freq=True)[1:]
+    assert [case.label.split("] ")[1] for case in backward_rows] == ["bwd", "bwd freq"]
+    vocabulary = embedding.QUICK_CONFIGS[0][1]
+    for case, by_frequency in zip(backward_rows, (False, True)):
+        inputs = case.make_inputs(np, 0)
+        assert not any(isinstance(value, torch.Tensor) and value.requires_grad for value in inputs)
+        grad, tokens, grad_t, tokens_t = inputs
+        weight = torch.zeros((vocabulary, grad.shape[-1]), requires_grad=True)
+        looked_up = torch.nn.functional.embedding(tokens_t, weight, scale_grad_by_freq=by_frequency)
+        expected = torch.autograd.grad(looked_up, weight, grad_t)[0].numpy()
+        np.testing.assert_allclose(case.vendor(*inputs).numpy(), expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(case.ours(*inputs), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_input_sets_count_shared_memory_once_and_every_call_reads_a_set_of_its_own(monkeypatch):
+    """The rotation counts a torch view of our array once (also inside lists), makes enough sets to exceed
+    ROTATION_BYTES but no more than the calls read, and no call rereads a set another call of either side
+    read: the vendor's calls go on from where ours stopped."""
+    import numpy as np
+    import torch
+    x, w = np.ones((1024, 256), np.float32), np.ones(256, np.float32)
+    assert harness.input_set_bytes((x, w, [torch.from_numpy(x), (torch.from_numpy(w),)], "text")) == \
+        x.nbytes + w.nbytes
+    assert harness.input_set_bytes((x, torch.from_numpy(x.copy()))) == 2 * x.nbytes
+    size = x.nbytes
+    assert harness.input_set_count((x,), calls=1000) == harness.ROTATION_BYTES // size
+    assert harness.input_set_count((x,), calls=10) == 10
+
+    def recording_case(rotation_sets):
+        read = {"ours": [], "vendor": []}
+        monkeypatch.setattr(harness, "ROTATION_BYTES", rotation_sets * size)
+        case = harness.Case("stand-in", lambda xp, seed: (np.full(size // 4, seed, np.float32),),
+                            lambda a: read["ours"].append(int(a[0])), lambda a: read["vendor"].append(int(a[0])),
+                            "stand-in")
+        harness.run_case(case, "cpu", {}, repeats=2)
+        return read
+    calls = harness.WARMUP_CALLS + 2
+    read = recording_case(rotation_sets=1000)    # small sets: one set a call
+    assert read == {"ours": list(range(calls)), "vendor": list(range(calls, 2 * calls))}
+    read = recording_case(rotation_sets=3)       # large sets: enough to exceed ROTATION_BYTES
+    assert read["ours"] == [0, 1, 2, 0, 1] and read["vendor"] == [2, 0, 1, 2, 0]
+
+
+def test_the_host_cost_pass_is_capped_by_time():
+    """At 8192^3 (38 ms a GEMM) 200 calls were 7.7 s of a suite's 25 s: the pass takes about `seconds` of the
+    device's time at the measured time of a call, and stops once the host loop took that long."""
+    import time
+    calls = []
+
+    def sleeping():
+        calls.append(1)
+        time.sleep(0.01)
+    assert harness.host_cost_us(sleeping, (), "cpu", call_ms=10.0, seconds=0.05) > 9000
+    assert len(calls) == 1 + 5                   # one warm-up, then 50 ms of 10 ms calls
+    calls.clear()
+    harness.host_cost_us(sleeping, (), "cpu", call_ms=0.001, seconds=0.05)   # the estimate too low: wall time
+    assert len(calls) <= 1 + 7
+
+
+def test_rnn_forward_rows_run_the_torch_module_in_eval_mode():
+    """Under no_grad alone a module in training mode makes cuDNN run its training forward (reserve space),
+    where ours runs inference: a forward row's torch module is in eval mode, a forward + backward row's not."""
+    import numpy as np
+
+    from benchmarks import rnn
+    rows = rnn.cases("cpu", quick=True)
+    assert any(case.label.endswith(" fwd") for case in rows) and any("bilstm" in case.label for case in rows)
+    for case in rows:
+        module = case.make_inputs(np, 0)[-4]
+        assert module.training == case.label.endswith("fwd+bwd"), case.label
+
+
+def test_the_train_suite_warms_the_libraries_once_before_the_first_model(monkeypatch):
+    """torch's cuBLAS/cuDNN workspaces (and our GEMM's scratch) are allocated before the first model's memory
+    baseline, not inside its peak; only when a model is built at all."""
+    import numpy as np
+
+    from benchmarks import train
+    events = []
+    monkeypatch.setattr(train.backend, "cupy_module", lambda: np)
+    monkeypatch.setattr(train, "_warm_up_libraries", lambda xp: events.append("warm up"))
+
+    def model_cases(label, *rest):
+        events.append(f"build {label}")
+        yield label
+    monkeypatch.setattr(train, "_model_cases", model_cases)
+    labels = list(train.cases("cuda", quick=True))
+    assert events == ["warm up"] + [f"build {label}" for label in labels] and len(labels) == 3
+    events.clear()
+    assert list(train.cases("cuda", quick=True, only="nothing")) == [] and events == []
+
+
+def test_a_step_that_cannot_be_captured_gives_a_failed_graph_row(monkeypatch, tmp_path):
+    import json
+
+    import numpy as np
+
+    from benchmarks import train
+
+    def uncapturable(step):
+        def captured(*inputs):
+            raise RuntimeError("a kernel reads the targets on the host")
+        return captured
+    monkeypatch.setattr(train.nn, "capture", uncapturable)
+    _no_ceilings(monkeypatch)
+    case = train._graph_case("cnn, b16, graph", lambda x: x, lambda *inputs: None,
+                             lambda xp, seed: (np.ones(4),), 1, 16, np)
+    harness.run_suite("train", [case], "cpu", output_dir=str(tmp_path), repeats=1)
+    rows = json.loads((tmp_path / "train-cpu.json").read_text())["rows"]
+    assert rows == [{"case": "cnn, b16, graph", "error": "RuntimeError: a kernel reads the targets on the host"}]
+
+
+def test_a_suite_cut_by_its_time_cap_keeps_its_rows_and_the_summary_says_cut(monkeypatch, tmp_path):
+    """The report is rewritten after every row ("complete": false until the last): a suite killed between rows
+    (here: an exception no row catches) leaves its rows, and the summary marks it CUT, as a suite with no
+    report at all."""
+    import json
+
+    import numpy as np
+
+    from benchmarks import summary
+    _no_ceilings(monkeypatch)
+    path = tmp_path / "stand-in-cpu.json"
+    seen = []
+
+    def cases():
+        yield harness.Case("first", lambda xp, seed: (np.ones(4),), lambda a: a, None, "-")
+        seen.append(json.loads(path.read_text()))
+        raise KeyboardInterrupt   # (not an Exception: as a kill, nothing after this runs)
+    with pytest.raises(KeyboardInterrupt):
+        harness.run_suite("stand-in", cases(), "cpu", output_dir=str(tmp_path), repeats=1)
+    assert [row["case"] for row in seen[0]["rows"]] == ["first"] and seen[0]["complete"] is False
+    assert not list(tmp_path.glob("*.tmp"))
+    harness.run_suite("whole", [], "cpu", output_dir=str(tmp_path), repeats=1)
+    table = summary.summarize(str(tmp_path), ["stand-in", "whole", "missing"]).splitlines()
+    assert [line.split()[0] for line in table[1:]] == ["stand-in", "stand-in", "missing"]
+    assert "CUT after 1 rows" in table[2] and "CUT: no report" in table[3]
+
+
+def test_cpu_figures_compare_one_thread_with_one_and_say_so(monkeypatch, tmp_path):
+    """Our CPU kernels are single-threaded: torch (and NumPy's BLAS) run on one thread during a CPU run, the
+    report records both counts, and torch's count is restored after."""
+    import json
+
+    import torch
+
+    import benchmarks
+    _no_ceilings(monkeypatch)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        benchmarks.run(["embedding"], device="cpu", output_dir=str(tmp_path), quick=True, repeats=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)
+    report = json.loads((tmp_path / "embedding-cpu.json").read_text())
+    assert report["cpu_threads"] == {"ours": 1, "torch": 1} and report["complete"] is True
+
+
+def test_the_ratio_plot_names_every_vendor():
+    one = [{"case": "a", "vendor": "cuBLAS"}, {"case": "b", "vendor": "cuBLAS"}]
+    assert harness.ratio_labels(one) == (["a", "b"], "speed relative to cuBLAS (vendor ms / ours ms)")
+    names, title = harness.ratio_labels(one + [{"case": "c", "vendor": "torch"}])
+    assert names == ["a [cuBLAS]", "b [cuBLAS]", "c [torch]"] and "vendor in []" in title
