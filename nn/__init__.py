@@ -15,6 +15,7 @@ from .ctc import CTCLoss  # noqa: F401
 from .layer_norm import LayerNorm  # noqa: F401
 from .capture import capture  # noqa: F401
 from . import models  # noqa: F401
+from . import swa_utils  # noqa: F401  (nn.swa_utils after `import nn`, as torch.optim.swa_utils after `import torch`)
 from .layers_1d import AdaptiveAvgPool1d, AvgPool1d, Conv1d, MaxPool1d  # noqa: F401
 from .activations import ELU, GELU, SiLU  # noqa: F401
 from .layers_conv_transpose import ConvTranspose2d  # noqa: F401
