@@ -284,7 +284,8 @@ def flush_accumulated():
 
 
 def _output_gradient(op, tensor, gradient, position=None):
-    """The gradient of an output to start from, as an array of its dtype: ones for a one-element output."""
+    """The gradient of an output to start from, as an array of its dtype (cast, as torch's engine casts it): ones
+    for a one-element output. Its shape must be the output's, as torch checks it (neither broadcast nor summed)."""
     from .tensor import Tensor
     xp = tensor.xp
     if gradient is None:
@@ -293,16 +294,19 @@ def _output_gradient(op, tensor, gradient, position=None):
             raise RuntimeError(f"{op}: grad must be given for a non-scalar output{which} of shape {tensor.shape} "
                                f"(grad can be implicitly created only for scalar outputs)")
         return xp.ones_like(tensor.data)
-    gradient = gradient.data if isinstance(gradient, Tensor) else xp.asarray(gradient, dtype=tensor.dtype)
-    if position is not None:   # autograd.grad's checks (backward broadcasts a gradient, as it always did)
-        if tuple(gradient.shape) != tensor.shape:
-            raise RuntimeError(f"{op}: grad_outputs[{position}] has shape {tuple(gradient.shape)}, but "
-                               f"outputs[{position}] has shape {tensor.shape}")
-        if backend.is_gpu_array(gradient) != backend.is_gpu_array(tensor.data):
-            raise ValueError(f"{op}: grad_outputs[{position}] is on another device than outputs[{position}] "
-                             f"({tensor.device})")
-        gradient = gradient.astype(tensor.dtype, copy=False)
-    return gradient
+    gradient = gradient.data if isinstance(gradient, Tensor) else gradient
+    gradient = gradient if backend.is_array(gradient) else xp.asarray(gradient, dtype=tensor.dtype)
+    given, output = ("the gradient", "the tensor") if position is None else \
+        (f"grad_outputs[{position}]", f"outputs[{position}]")
+    if tuple(gradient.shape) != tensor.shape:
+        raise RuntimeError(f"{op}: Mismatch in shape: {given} has shape {tuple(gradient.shape)}, but {output} has "
+                           f"shape {tensor.shape}")
+    if backend.is_gpu_array(gradient) != backend.is_gpu_array(tensor.data):
+        raise ValueError(f"{op}: {given} is on another device than {output} ({tensor.device})")
+    if (gradient.dtype.kind == "c") != (tensor.dtype.kind == "c"):
+        raise RuntimeError(f"{op}: Mismatch in dtype: {given} is {gradient.dtype}, but {output} is {tensor.dtype} "
+                           f"(complex and real do not mix)")
+    return gradient.astype(tensor.dtype, copy=False)
 
 
 def _run_graph(roots, retain_graph, wanted=None, leaf_roots=()):
@@ -360,6 +364,8 @@ def _run_graph(roots, retain_graph, wanted=None, leaf_roots=()):
             if grad_in.shape != tensor_in.shape:
                 raise RuntimeError(f"{type(ctx).__name__}.backward gave a gradient of shape {grad_in.shape} "
                                    f"for an input of shape {tensor_in.shape}")
+            if grad_in.dtype != tensor_in.data.dtype:   # as torch's engine: a float32 leaf gets a float32 .grad
+                grad_in = grad_in.astype(tensor_in.data.dtype)
             if tensor_in._creator is None:
                 if tensor_in._hooks is None and collected is None:
                     tensor_in._accumulate(grad_in)

@@ -225,6 +225,10 @@ def matmul(input, other):
     a, b = _tensor(input), _tensor(other, "other")
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both operands need at least 1 dim, got shapes {a.shape} and {b.shape}")
+    if a.ndim == 1 and b.ndim == 1:   # the dot product, 0-d as torch's
+        if a.shape != b.shape:
+            raise ValueError(f"matmul: 1-D operands need the same length, got shapes {a.shape} and {b.shape}")
+        return matmul(a.unsqueeze(0), b.unsqueeze(1)).reshape(())
     if a.ndim == 1:
         return matmul(a.unsqueeze(0), b).squeeze(-2)
     if b.ndim == 1:

@@ -15,6 +15,7 @@ from .hooks import TensorHooks
 from .tensor_in_place import InPlaceOps
 from .tensor_maths import MathOps, MaxResult  # noqa: F401  (MaxResult: torch's name, importable here)
 from .tensor_methods import TensorMethods
+from .tensor_promotion import _as_tensor, _compared, _operands, _same_dtype, _true_division
 from .tensor_reshape import ReshapeOps, _sizes  # noqa: F401  (_sizes: tensor_methods uses tensor._sizes)
 from .tensor_shape import ShapeOps
 from .tensor_functions import Add, Cast, Clone, Concat, Div, Index, Mul, Pow, PowTensor, Stack, Sub, ToDevice
@@ -84,7 +85,26 @@ class Tensor(ReshapeOps, MathOps, TensorMethods, ShapeOps, InPlaceOps, TensorHoo
         return np.array(backend.to_numpy(self.data), copy=True)
 
     def __float__(self):
-        return self.item()
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        """As torch: an integer (or bool) tensor of one element is an index (`items[x.argmax()]`), a float one not."""
+        if self.dtype.kind not in "biu" or self.data.size != 1:
+            raise TypeError(f"__index__: only integer tensors of a single element can be converted to an index, "
+                            f"got dtype {self.dtype} and shape {self.shape}")
+        return int(self.item())
+
+    def __array__(self, dtype=None, copy=None):
+        """np.asarray(x): the values (a host copy from the GPU); refused, as torch, while x requires grad."""
+        if self.requires_grad:
+            raise RuntimeError("__array__: Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
+                               "instead.")
+        array = backend.to_numpy(self.data)
+        array = array if dtype is None else array.astype(dtype, copy=False)
+        return array.copy() if copy else array
 
     def item(self):
         """The one value as a Python float, int or bool (by dtype, as torch)."""
@@ -143,9 +163,7 @@ class Tensor(ReshapeOps, MathOps, TensorMethods, ShapeOps, InPlaceOps, TensorHoo
         return Tensor(self.data.astype(dtype))
 
     def detach(self):
-        result = Tensor(self.data)
-        result._copy_of_view = self._copy_of_view
-        return result
+        return Tensor(self.data)._view_of(self)
 
     def requires_grad_(self, flag=True):
         """Set requires_grad (in place); only floating-point tensors can require gradients, as in torch."""
@@ -174,6 +192,16 @@ class Tensor(ReshapeOps, MathOps, TensorMethods, ShapeOps, InPlaceOps, TensorHoo
         return state
 
     _grad_made_in = None   # the backward (autograd.backward_number) that made .grad
+    _is_view = False       # its data is (part of) another Tensor's (indexing, reshape, split, detach, as torch's
+                           # views): x += y may not make a new tensor there (nn/tensor_in_place.py)
+
+    def _view_of(self, source):
+        """Self, made from `source` by a view op: it keeps what source is a copy of, and notes whether it shares
+        source's memory (basic indexing does, a mask or positions copy)."""
+        self._copy_of_view = source._copy_of_view
+        self._is_view = self.data is source.data or self.data.base is not None and \
+            backend.array_module(self.data).may_share_memory(self.data, source.data)
+        return self
 
     def _accumulate(self, grad):
         if self.grad is not None:
@@ -193,28 +221,28 @@ class Tensor(ReshapeOps, MathOps, TensorMethods, ShapeOps, InPlaceOps, TensorHoo
 
     # ---- arithmetic --------------------------------------------------------------------------
     def __add__(self, other):
-        return Add.apply(*_operands(self, other))
+        return Add.apply(*_operands(self, other, "+"))
 
     def __radd__(self, other):
-        return Add.apply(*_operands(self, other)[::-1])
+        return Add.apply(*_operands(self, other, "+")[::-1])
 
     def __sub__(self, other):
-        return Sub.apply(*_operands(self, other))
+        return Sub.apply(*_operands(self, other, "-"))
 
     def __rsub__(self, other):
-        return Sub.apply(*_operands(self, other)[::-1])
+        return Sub.apply(*_operands(self, other, "-")[::-1])
 
     def __mul__(self, other):
-        return Mul.apply(*_operands(self, other))
+        return Mul.apply(*_operands(self, other, "*"))
 
     def __rmul__(self, other):
-        return Mul.apply(*_operands(self, other)[::-1])
+        return Mul.apply(*_operands(self, other, "*")[::-1])
 
     def __truediv__(self, other):
-        return Div.apply(*_true_division(*_operands(self, other)))
+        return Div.apply(*_true_division(*_operands(self, other, "/")))
 
     def __rtruediv__(self, other):
-        return Div.apply(*_true_division(*_operands(self, other)[::-1]))
+        return Div.apply(*_true_division(*_operands(self, other, "/")[::-1]))
 
     def __neg__(self):
         if self.dtype.kind == "b":   # -1 cast to bool is True: x * True would silently be x
@@ -223,17 +251,17 @@ class Tensor(ReshapeOps, MathOps, TensorMethods, ShapeOps, InPlaceOps, TensorHoo
 
     def __pow__(self, exponent):
         if isinstance(exponent, Tensor) or backend.is_array(exponent):
-            return PowTensor.apply(self, _as_tensor(exponent, self))
+            return PowTensor.apply(*_operands(self, exponent, "**"))
         if not isinstance(exponent, numbers.Real):
             raise TypeError(f"pow: the exponent must be a number or a Tensor, got {type(exponent).__name__}")
-        return Pow.apply(_operands(self, exponent)[0], exponent=exponent)
+        return Pow.apply(_operands(self, exponent, "**")[0], exponent=exponent)
 
     def __rpow__(self, base):
         """base ** self for a number base: its gradient is log(base) * base ** self (an integer tensor with a
         float base gives float32, as torch)."""
         if not (isinstance(base, numbers.Real) or backend.is_array(base)):
             return NotImplemented
-        return PowTensor.apply(*_operands(self, base)[::-1])
+        return PowTensor.apply(*_operands(self, base, "**")[::-1])
 
     def __matmul__(self, other):
         from . import functional
@@ -242,28 +270,32 @@ class Tensor(ReshapeOps, MathOps, TensorMethods, ShapeOps, InPlaceOps, TensorHoo
     def __getitem__(self, index):
         """Ints and slices give a view (in-place ops on it reach this tensor, as torch's); masks and position
         arrays a copy (as torch's)."""
-        result = Index.apply(self, index=_index(index))
-        result._copy_of_view = self._copy_of_view
-        return result
+        return Index.apply(self, index=_index(index))._view_of(self)
 
     # comparisons give plain (non-differentiable) tensors
     def __eq__(self, other):
-        return Tensor(self.data == _raw(other))
+        a, b = _compared(self, other)
+        return Tensor(a == b)
 
     def __ne__(self, other):
-        return Tensor(self.data != _raw(other))
+        a, b = _compared(self, other)
+        return Tensor(a != b)
 
     def __lt__(self, other):
-        return Tensor(self.data < _raw(other))
+        a, b = _compared(self, other)
+        return Tensor(a < b)
 
     def __gt__(self, other):
-        return Tensor(self.data > _raw(other))
+        a, b = _compared(self, other)
+        return Tensor(a > b)
 
     def __le__(self, other):
-        return Tensor(self.data <= _raw(other))
+        a, b = _compared(self, other)
+        return Tensor(a <= b)
 
     def __ge__(self, other):
-        return Tensor(self.data >= _raw(other))
+        a, b = _compared(self, other)
+        return Tensor(a >= b)
 
     def any(self, dim=None, keepdim=False):
         return Tensor(self.xp.asarray(self.data.any(axis=dim, keepdims=keepdim)))
@@ -302,42 +334,6 @@ def _index_part(part):
     return part
 
 
-def _operands(tensor, other):
-    """(tensor, other as a Tensor), promoted as torch promotes them: an integer or bool tensor with a float number
-    is float32 first, a bool tensor with an int number int64 (the number would otherwise be cast to the tensor's
-    dtype), an integer tensor with a floating tensor takes that tensor's dtype."""
-    if isinstance(other, (float, np.floating)) and tensor.dtype.kind in "biu":
-        tensor = tensor.float()
-    elif isinstance(other, (int, np.integer)) and not isinstance(other, (bool, np.bool_)) and tensor.dtype.kind == "b":
-        tensor = tensor.long()   # torch: bool with an int number is int64 (not the number cast to bool)
-    other = _as_tensor(other, tensor)
-    # an integer tensor with a floating one takes its dtype (NumPy would give float64 for int32 + float32)
-    if tensor.dtype.kind in "biu" and other.dtype.kind == "f":
-        tensor = tensor._cast(other.dtype)
-    elif other.dtype.kind in "biu" and tensor.dtype.kind == "f":
-        other = other._cast(tensor.dtype)
-    return tensor, other
-
-
-def _true_division(a, b):
-    """a / b as torch divides: an integer or bool operand becomes the other's floating dtype, or float32 (torch's
-    default dtype) when both are integers (NumPy would give float64)."""
-    floating = [t.dtype for t in (a, b) if t.dtype.kind == "f"]
-    dtype = floating[0] if len(floating) == 1 else np.float32
-    return tuple(t._cast(dtype) if t.dtype.kind in "biu" else t for t in (a, b))
-
-
-def _as_tensor(value, like):
-    """Python numbers and arrays become constant Tensors on `like`'s device, in its dtype."""
-    if isinstance(value, Tensor):
-        return value
-    if backend.is_array(value):
-        if backend.is_gpu_array(value) != backend.is_gpu_array(like.data):
-            raise ValueError(f"arithmetic: an array on another device than the tensor ({like.device})")
-        return Tensor(value)
-    return Tensor(like.xp.asarray(value, dtype=like.dtype))
-
-
 def tensor(data, requires_grad=False, dtype=np.float32, device="cpu"):
     """Build a Tensor from a Python/NumPy value on a device; only a floating one may require grad (as torch)."""
     array = np.asarray(data, dtype=dtype) if not backend.is_array(data) else data
@@ -347,8 +343,8 @@ def tensor(data, requires_grad=False, dtype=np.float32, device="cpu"):
 
 
 def cat(tensors, dim=0):
-    return Concat.apply(*tensors, dim=dim)
+    return Concat.apply(*_same_dtype(tensors), dim=dim)
 
 
 def stack(tensors, dim=0):
-    return Stack.apply(*tensors, dim=dim)
+    return Stack.apply(*_same_dtype(tensors), dim=dim)

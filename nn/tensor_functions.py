@@ -11,6 +11,17 @@ def _dims(dim):
     return (dim,) if isinstance(dim, int) else tuple(dim)
 
 
+def reduced_axes(op, dim, ndim):
+    """A reduction's `dim` as a tuple of non-negative axes, or None for every axis: None, () and [] (as torch),
+    and any dim of a 0-d tensor."""
+    if dim is None:
+        return None
+    axes = tuple(check_dim(op, d, ndim) for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{op}: a dim appears more than once in {dim!r}")
+    return axes if axes and ndim else None
+
+
 def check_dim(op, dim, ndim):
     """`dim` as a non-negative int for a tensor of `ndim` dims (a 0-dim tensor takes 0 and -1, as torch)."""
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
@@ -148,13 +159,14 @@ class Abs(Function):
         return backend.array_module(a).abs(a)
 
     def backward(self, grad):
-        return grad * backend.array_module(grad).sign(self.saved[0])
+        a, xp = self.saved[0], backend.array_module(grad)
+        return xp.where(xp.isnan(a), grad.dtype.type(0), grad * xp.sign(a))   # as torch: no gradient at NaN
 
 
 class Sum(Function):
     def forward(self, a, dim, keepdim):
         self.shape = a.shape
-        self.axes = None if dim is None else tuple(d % a.ndim for d in _dims(dim))
+        self.axes = reduced_axes("sum", dim, a.ndim)
         return a.sum(axis=self.axes, keepdims=keepdim)
 
     def backward(self, grad):
@@ -207,12 +219,12 @@ class Reshape(Function):
 
 class Permute(Function):
     def forward(self, a, dims):
-        self.dims = dims
-        return backend.array_module(a).ascontiguousarray(a.transpose(dims))
+        self.dims = dims   # non-negative (Tensor.permute): argsort inverts them
+        return a.transpose(dims).copy()   # (ascontiguousarray would make a 0-d array 1-d)
 
     def backward(self, grad):
         inverse = tuple(np.argsort(self.dims))
-        return backend.array_module(grad).ascontiguousarray(grad.transpose(inverse))
+        return grad.transpose(inverse).copy()
 
 
 class Index(Function):
@@ -255,7 +267,7 @@ class Stack(Function):
     def backward(self, grad):
         xp = backend.array_module(grad)
         count = grad.shape[self.dim]
-        return tuple(xp.ascontiguousarray(xp.take(grad, i, axis=self.dim)) for i in range(count))
+        return tuple(xp.take(grad, i, axis=self.dim) for i in range(count))   # (take copies; a 0-d part stays 0-d)
 
 
 class ToDevice(Function):
@@ -307,7 +319,7 @@ class Expand(Function):
     def forward(self, a, shape):
         self.shape = a.shape
         xp = backend.array_module(a)
-        return xp.ascontiguousarray(xp.broadcast_to(a, shape))
+        return xp.broadcast_to(a, shape).copy()   # (ascontiguousarray would make a 0-d array 1-d)
 
     def backward(self, grad):
         return unbroadcast(grad, self.shape)
@@ -329,9 +341,9 @@ class Repeat(Function):
 class Var(Function):
     """Sum of squared deviations from the mean over `dim`, divided by max(0, N - correction), as torch."""
     def forward(self, a, dim, correction, keepdim):
-        self.axes = None if dim is None else tuple(d % a.ndim for d in _dims(dim))
+        self.axes = reduced_axes(type(self).__name__.lower(), dim, a.ndim)
         self.keepdim = keepdim
-        count = a.size if dim is None else int(np.prod([a.shape[d] for d in self.axes]))
+        count = a.size if self.axes is None else int(np.prod([a.shape[d] for d in self.axes]))
         self.divisor = a.dtype.type(max(0, count - correction))
         deviation = a - a.mean(axis=self.axes, keepdims=True)
         self.save_for_backward(deviation)
@@ -363,7 +375,7 @@ class Std(Var):
 class Norm(Function):
     """The 2-norm over `dim` (all elements when None); as torch, no gradient where the norm is zero."""
     def forward(self, a, dim, keepdim):
-        self.axes = None if dim is None else tuple(d % a.ndim for d in _dims(dim))
+        self.axes = reduced_axes("norm", dim, a.ndim)
         self.keepdim = keepdim
         out = backend.array_module(a).sqrt((a * a).sum(axis=self.axes, keepdims=keepdim))
         self.save_for_backward(a, out)

@@ -82,6 +82,29 @@ class Cos(Function):
         return -grad * backend.array_module(grad).sin(self.saved[0])
 
 
+class Sqrt(Function):
+    """As torch's: the gradient grad / (2 sqrt(a)), so -inf at -0. and NaN at -inf (a ** 0.5's is inf and 0)."""
+    def forward(self, a):
+        out = backend.array_module(a).sqrt(a)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, grad):
+        return grad / (grad.dtype.type(2) * self.saved[0])
+
+
+class Rsqrt(Function):
+    """1 / sqrt(a), as torch's: -inf at -0. and NaN at -inf (a ** -0.5 gives inf and 0); gradient -out**3 / 2."""
+    def forward(self, a):
+        out = 1 / backend.array_module(a).sqrt(a)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, grad):
+        out = self.saved[0]
+        return grad * out * out * out * grad.dtype.type(-0.5)
+
+
 class Log1p(Function):
     def forward(self, a):
         self.save_for_backward(a)

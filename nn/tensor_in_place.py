@@ -58,23 +58,37 @@ class InPlaceOps:
     # x += y is in place as add_, except where autograd records x + y: then, as Python does without
     # __iadd__, x becomes a new tensor (torch records the in-place op: the same values and gradients).
     def __iadd__(self, other):
-        return self + other if self._records_with(other) else self.add_(other)
+        return self + other if self._records_with("+=", other) else self.add_(other)
 
     def __isub__(self, other):
-        return self - other if self._records_with(other) else self.sub_(other)
+        return self - other if self._records_with("-=", other) else self.sub_(other)
 
     def __imul__(self, other):
-        return self * other if self._records_with(other) else self.mul_(other)
+        return self * other if self._records_with("*=", other) else self.mul_(other)
 
     def __itruediv__(self, other):
-        return self / other if self._records_with(other) else self.div_(other)
+        return self / other if self._records_with("/=", other) else self.div_(other)
 
-    def _records_with(self, other):
+    def _records_with(self, op, other):
         """Whether x op= other stays out of place: autograd records it and x is not a leaf that requires grad
-        (for which the in-place method raises torch's error)."""
+        (for which the in-place method raises torch's error). Refused for a view: the new tensor would leave the
+        tensor it views unchanged, where torch writes into it."""
         other_requires_grad = isinstance(other, tensor.Tensor) and other.requires_grad
-        return autograd.grad_enabled() and (self.requires_grad or other_requires_grad) and \
+        records = autograd.grad_enabled() and (self.requires_grad or other_requires_grad) and \
             not (self.requires_grad and self.is_leaf)
+        if records and self._is_view:
+            viewed = self
+            while viewed._is_view and viewed._creator is not None:   # back to the tensor whose memory this is
+                viewed = viewed._creator[0].inputs[0]
+            if viewed.requires_grad and viewed.is_leaf:
+                raise RuntimeError(f"{op}: a view of a leaf Variable that requires grad is being used in an in-place "
+                                   f"operation (change parameters under nn.no_grad())")
+            raise RuntimeError(f"{op}: this tensor is a view of another (made by indexing, reshape, split or "
+                               f"detach); where autograd records the op, x {op} y makes a new tensor here instead "
+                               f"of writing into the view, so the tensor it views would not change as torch's "
+                               f"does; write x = x {op[0]} y for a new tensor, or build the other tensor out of "
+                               f"place (nn.cat, nn.where)")
+        return records
 
     def _check_in_place(self, op, source):
         if self._copy_of_view is not None:   # torch would write through a view into the tensor it came from

@@ -5,8 +5,8 @@ import numbers
 import numpy as np
 
 from . import tensor
-from .tensor_functions import Abs, Clamp, Exp, Log, Max, Min, Norm, Std, Sum, Var, _dims, check_dim
-from .tensor_functions_maths import Amax, Amin, Cos, Cumsum, Expm1, Log1p, Prod, Rounding, Sin
+from .tensor_functions import Abs, Clamp, Exp, Log, Max, Min, Norm, Std, Sum, Var, _dims, check_dim, reduced_axes
+from .tensor_functions_maths import Amax, Amin, Cos, Cumsum, Expm1, Log1p, Prod, Rounding, Rsqrt, Sin, Sqrt
 
 
 class MathOps:
@@ -15,8 +15,9 @@ class MathOps:
 
     def mean(self, dim=None, keepdim=False):
         """The sum divided by the count; nan over no elements (an empty tensor or dim), as torch."""
-        count = self.data.size if dim is None else int(np.prod([self.shape[d] for d in _dims(dim)]))
-        return self.sum(dim, keepdim) * (1.0 / count if count else float("nan"))
+        axes = reduced_axes("mean", dim, self.ndim)
+        count = self.data.size if axes is None else int(np.prod([self.shape[d] for d in axes]))
+        return self.sum(axes, keepdim) * (1.0 / count if count else float("nan"))
 
     def exp(self):
         return Exp.apply(_floating(self))
@@ -25,7 +26,7 @@ class MathOps:
         return Log.apply(_floating(self))
 
     def sqrt(self):
-        return self ** 0.5
+        return Sqrt.apply(_floating(self))
 
     def abs(self):
         return Abs.apply(self)
@@ -36,7 +37,7 @@ class MathOps:
         return self ** 2
 
     def rsqrt(self):
-        return self ** -0.5
+        return Rsqrt.apply(_floating(self))
 
     def reciprocal(self):
         return 1 / self
@@ -62,6 +63,25 @@ class MathOps:
         if self.dtype.kind not in "biu":
             raise TypeError(f"invert: ~ takes bool or integer tensors, got {self.dtype}")
         return tensor.Tensor(self.xp.invert(self.data))
+
+    # bitwise on bool and integer tensors (logical for bool), no gradient, as torch
+    def __and__(self, other):
+        return self._bitwise("&", "bitwise_and", other)
+
+    def __or__(self, other):
+        return self._bitwise("|", "bitwise_or", other)
+
+    def __xor__(self, other):
+        return self._bitwise("^", "bitwise_xor", other)
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+
+    def _bitwise(self, op, ufunc, other):
+        a, b = tensor._operands(self, other, op)
+        if a.dtype.kind not in "biu" or b.dtype.kind not in "biu":
+            raise TypeError(f"{op}: bitwise ops take bool or integer tensors and numbers (as torch), got "
+                            f"{self.dtype} and {getattr(other, 'dtype', type(other).__name__)}")
+        return tensor.Tensor(getattr(self.xp, ufunc)(a.data, b.data))
 
     def logical_not(self):
         return tensor.Tensor(self.xp.logical_not(self.data))
@@ -154,7 +174,9 @@ class MathOps:
 
     def _pick(self, name, dim, keepdim):
         indices = getattr(self.xp, name)(self.data, axis=dim)
-        return tensor.Tensor(self.xp.expand_dims(indices, dim) if keepdim and dim is not None else indices)
+        if keepdim and self.ndim:   # as torch: without a dim every dim is kept, as size 1
+            indices = self.xp.reshape(indices, (1,) * self.ndim) if dim is None else self.xp.expand_dims(indices, dim)
+        return tensor.Tensor(indices)
 
     def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
         """Like torch.var: divides by N - correction (1 by default; unbiased=False means 0)."""

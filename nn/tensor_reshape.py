@@ -5,31 +5,42 @@ tensor it came from; contiguous() clones it so that it may be written into)."""
 import numbers
 
 from . import tensor
-from .tensor_functions import Expand, Permute, Repeat, Reshape
+from .tensor_functions import Expand, Permute, Repeat, Reshape, check_dim
 
 
 class ReshapeOps:
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        result = Reshape.apply(self, shape=tuple(shape))
-        result._copy_of_view = self._copy_of_view   # a view of the copy: still not the original's memory
-        return result
+        # (a reshape of a copy made by permute is still not the original's memory)
+        return Reshape.apply(self, shape=tuple(shape))._view_of(self)
 
     view = reshape
 
     def flatten(self, start_dim=0, end_dim=-1):
-        end = end_dim % self.ndim
-        shape = self.shape[:start_dim] + (-1,) + self.shape[end + 1:]
-        return self.reshape(shape)
+        start, end = check_dim("flatten", start_dim, self.ndim), check_dim("flatten", end_dim, self.ndim)
+        if self.ndim == 0:   # as torch: one element, shape (1,)
+            return self.reshape(1)
+        if start > end:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for a tensor of shape "
+                             f"{self.shape}")
+        return self.reshape(self.shape[:start] + (-1,) + self.shape[end + 1:])
 
     def permute(self, *dims):
         dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
-        result = Permute.apply(self, dims=tuple(dims))
+        # non-negative dims: the backward inverts the permutation with argsort
+        dims = tuple(check_dim("permute", d, self.ndim) for d in dims)
+        if sorted(dims) != list(range(self.ndim)):
+            raise ValueError(f"permute: expected an ordering of each of the {self.ndim} dims of a tensor of shape "
+                             f"{self.shape} once, got {dims}")
+        result = Permute.apply(self, dims=dims)
         result._copy_of_view = "permute/transpose"
         return result
 
     def transpose(self, dim0, dim1):
         dims = list(range(self.ndim))
+        dim0, dim1 = check_dim("transpose", dim0, self.ndim), check_dim("transpose", dim1, self.ndim)
+        if self.ndim == 0:   # as torch: 0 and -1 are the one dim a 0-d tensor has
+            return self.permute(())
         dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
         return self.permute(dims)
 
@@ -38,14 +49,20 @@ class ReshapeOps:
         return self.permute(tuple(reversed(range(self.ndim))))
 
     def unsqueeze(self, dim):
-        dim = dim % (self.ndim + 1)
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or not -self.ndim - 1 <= dim <= self.ndim:
+            raise IndexError(f"unsqueeze: dim {dim!r} is out of range for a tensor of {self.ndim} dims (expected an "
+                             f"int in [{-self.ndim - 1}, {self.ndim}])")
+        dim = int(dim) % (self.ndim + 1)
         return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
-    def squeeze(self, dim):
-        if self.shape[dim] != 1:
+    def squeeze(self, dim=None):
+        """Without the size-1 dims among `dim` (an int or a tuple; every dim when None), as torch."""
+        dims = range(self.ndim) if dim is None else \
+            [check_dim("squeeze", d, self.ndim) for d in (dim if isinstance(dim, (tuple, list)) else (dim,))]
+        dropped = {d for d in dims if self.ndim and self.shape[d] == 1}
+        if not dropped:
             return self
-        dim = dim % self.ndim
-        return self.reshape(self.shape[:dim] + self.shape[dim + 1:])
+        return self.reshape(tuple(size for d, size in enumerate(self.shape) if d not in dropped))
 
     def contiguous(self):
         """Self; a copy that permute or expand made (torch's contiguous() copies there) is cloned, so that it

@@ -95,7 +95,7 @@ class ShapeOps:
     def _parts(self, dim, positions):
         parts = Split.apply(self, dim=dim, positions=positions)
         for part in parts:
-            part._copy_of_view = self._copy_of_view   # a view of a copy is still not the original's memory
+            part._view_of(self)   # (a view of a copy made by permute is still not the original's memory)
         return parts
 
     def gather(self, dim, index):
