@@ -138,9 +138,12 @@ def pad(input, pad, mode="constant", value=None):
     value = 0.0 if value is None else value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"pad: value must be a real number, got {value!r}")
-    float_dtype("pad", backend.device_of("pad", input.data), input=input.data)
+    device = backend.device_of("pad", input.data)
+    if input.dtype.kind not in "biu":   # integer and bool tensors (token ids, masks) pad too, as torch's
+        float_dtype("pad", device, input=input.data)
+        value = float(value)
     _pad_regions("pad", input.shape, pad)   # (a negative size raises before anything is recorded)
-    return _ConstantPad.apply(input, pad=pad, value=float(value))
+    return _ConstantPad.apply(input, pad=pad, value=value)
 
 
 # ---- interpolate (nearest) ----------------------------------------------------------------------

@@ -398,3 +398,13 @@ def test_batch_norm_reset_parameters_dropout_and_avg_pool_arguments_as_torch():
     assert repr(nn.AvgPool2d(3)) == repr(torch.nn.AvgPool2d(3))
     with pytest.raises(ValueError, match="avg_pool2d: stride"):
         nn.AvgPool2d(3, stride=0)(nn.Tensor(np.ones((1, 1, 6, 6), np.float32)))
+
+
+def test_pad_takes_integer_and_bool_tensors_as_torch():
+    torch = torch_module()
+    tokens = np.array([[1, 2, 3], [4, 5, 6]])
+    for array, value in ((tokens, 0), (tokens, 7), (tokens > 2, 0)):
+        ours = nn.functional.pad(nn.Tensor(array), (1, 2), value=value)
+        theirs = torch.nn.functional.pad(torch.from_numpy(array), (1, 2), value=value)
+        assert ours.dtype == theirs.numpy().dtype
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
