@@ -172,6 +172,8 @@ class Function:
         raw = tuple(a.data if isinstance(a, Tensor) else a for a in args)
         _check_same_device(cls.__name__, tensors)
         record = grad_enabled() and any(t.requires_grad for t in tensors)
+        if record and _stale_tensors[0]:
+            _refuse_stale(cls.__name__, tensors)
         # Known before forward, so that it saves only what the wanted gradients read (as torch does: a weight
         # is not kept for the gradient of an input that needs none, and so cannot trip the version check).
         ctx.needs_input_grad = tuple(record and t.requires_grad for t in tensors)
@@ -199,6 +201,24 @@ class Function:
 
     def backward(self, *grad_outputs):  # pragma: no cover
         raise NotImplementedError
+
+
+_stale_tensors = [0]   # how many tensors were ever marked stale (0: Function.apply checks nothing)
+
+
+def mark_stale(tensor, op):
+    """`tensor` was written through a view by a recorded x op= y (nn/tensor_in_place.py): its values are new, but
+    its recorded history is not, so a gradient through it would miss the write."""
+    tensor._stale_by = op
+    _stale_tensors[0] += 1
+
+
+def _refuse_stale(op, tensors):
+    for t in tensors:
+        if getattr(t, "_stale_by", None) is not None:
+            raise RuntimeError(f"{op}: an input was changed in place through a view of it ({t._stale_by} on a slice "
+                               f"or reshape) after autograd recorded how it was made, so its gradient would miss "
+                               f"that change; compute it out of place (x = x + y, nn.cat, nn.where) or detach() it")
 
 
 def _check_same_device(op, tensors):

@@ -1,6 +1,7 @@
 """Module's state dicts (nn/module.py mixes StateDicts in): state_dict and load_state_dict with torch's keys,
 every name of a shared module or array having its entry, as in torch."""
 import functools
+import threading
 import warnings
 from collections import OrderedDict, namedtuple
 
@@ -30,7 +31,7 @@ class StateDictError(RuntimeError, KeyError, ValueError):
     __str__ = BaseException.__str__   # (KeyError's would quote the message)
 
 
-_pending_loads = []   # the writes of the load_state_dict under way (one list a call, innermost last)
+_loads = threading.local()   # .pending: the writes of this thread's load_state_dict under way (innermost last)
 
 
 class StateDicts:
@@ -85,11 +86,12 @@ class StateDicts:
                             f"got {type(state_dict).__name__}")
         incoming = OrderedDict((key, _as_numpy(value)) for key, value in state_dict.items())
         missing, unexpected, errors, writes = [], [], [], []
-        _pending_loads.append(writes)
+        pending = _loads.__dict__.setdefault("pending", [])
+        pending.append(writes)
         try:
             self._load_tree(incoming, "", missing, unexpected, errors)
         finally:
-            _pending_loads.pop()
+            pending.pop()
         if errors:
             raise StateDictError(f"load_state_dict for {type(self).__name__}: wrong shapes: " + "; ".join(errors))
         if strict and (missing or unexpected):
@@ -128,15 +130,17 @@ class StateDicts:
                 error_msgs.append(f"{key}: expected {tuple(current.shape)}, got {tuple(value.shape)}")
                 continue
             write = functools.partial(_write, self, kind, name, current, value)
-            if _pending_loads:
-                _pending_loads[-1].append(write)
+            pending = getattr(_loads, "pending", None)
+            if pending:
+                pending[-1].append(write)
             else:
                 write()
-        if strict:   # keys under this prefix that name neither an entry of this module nor a child
+        if strict:   # keys under this prefix that name neither an entry of this module nor one of a child's
             for key in state_dict:
                 if key.startswith(prefix):
-                    head = key[len(prefix):].split(".", 1)[0]
-                    if head not in targets and head not in self._modules and key not in unexpected_keys:
+                    parts = key[len(prefix):].split(".", 1)
+                    known = parts[0] in self._modules if len(parts) == 2 else parts[0] in targets
+                    if not known and key not in unexpected_keys:
                         unexpected_keys.append(key)
 
 

@@ -20,6 +20,11 @@ class ParamState(defaultdict):
     def __reduce__(self):   # (defaultdict's would hand the factory to __init__)
         return type(self), (list(self.items()),)
 
+    def copy(self):   # (defaultdict's would too)
+        return type(self)(self.items())
+
+    __copy__ = copy
+
 
 def _loaded_into(current, loaded):
     """A loaded state value written into the array the optimizer already holds for it, where that array has its

@@ -56,39 +56,48 @@ class InPlaceOps:
         return self._update("div_", "divide", other)
 
     # x += y is in place as add_, except where autograd records x + y: then, as Python does without
-    # __iadd__, x becomes a new tensor (torch records the in-place op: the same values and gradients).
+    # __iadd__, x becomes a new tensor (torch records the in-place op: the same values and gradients). On a view
+    # (x = z[1:], a reshape, a split) the new values are also written into the view's memory, so z has torch's
+    # values; z's recorded history does not know of the write, so z is marked stale: a recorded op on it raises
+    # (autograd.Function.apply) where its gradient would miss the change. Reading z's values is fine.
     def __iadd__(self, other):
-        return self + other if self._records_with("+=", other) else self.add_(other)
+        return self._augmented("+=", other, lambda t: t + other, self.add_)
 
     def __isub__(self, other):
-        return self - other if self._records_with("-=", other) else self.sub_(other)
+        return self._augmented("-=", other, lambda t: t - other, self.sub_)
 
     def __imul__(self, other):
-        return self * other if self._records_with("*=", other) else self.mul_(other)
+        return self._augmented("*=", other, lambda t: t * other, self.mul_)
 
     def __itruediv__(self, other):
-        return self / other if self._records_with("/=", other) else self.div_(other)
+        return self._augmented("/=", other, lambda t: t / other, self.div_)
 
-    def _records_with(self, op, other):
-        """Whether x op= other stays out of place: autograd records it and x is not a leaf that requires grad
-        (for which the in-place method raises torch's error). Refused for a view: the new tensor would leave the
-        tensor it views unchanged, where torch writes into it."""
+    def _augmented(self, op, other, out_of_place, in_place):
         other_requires_grad = isinstance(other, tensor.Tensor) and other.requires_grad
         records = autograd.grad_enabled() and (self.requires_grad or other_requires_grad) and \
             not (self.requires_grad and self.is_leaf)
-        if records and self._is_view:
-            viewed = self
-            while viewed._is_view and viewed._creator is not None:   # back to the tensor whose memory this is
-                viewed = viewed._creator[0].inputs[0]
-            if viewed.requires_grad and viewed.is_leaf:
-                raise RuntimeError(f"{op}: a view of a leaf Variable that requires grad is being used in an in-place "
-                                   f"operation (change parameters under nn.no_grad())")
-            raise RuntimeError(f"{op}: this tensor is a view of another (made by indexing, reshape, split or "
-                               f"detach); where autograd records the op, x {op} y makes a new tensor here instead "
-                               f"of writing into the view, so the tensor it views would not change as torch's "
-                               f"does; write x = x {op[0]} y for a new tensor, or build the other tensor out of "
-                               f"place (nn.cat, nn.where)")
-        return records
+        if not records:
+            return in_place(other)
+        if not self._is_view:
+            return out_of_place(self)
+        viewed = [self]   # the tensors whose memory this is: up the view ops that made it (or a previous op= here)
+        while viewed[-1]._is_view and viewed[-1]._creator is not None:
+            earlier = viewed[-1].__dict__.get("_written_views")
+            if earlier is not None:
+                viewed.extend(earlier)
+                break
+            viewed.append(viewed[-1]._creator[0].inputs[0])
+        if viewed[-1].requires_grad and viewed[-1].is_leaf:
+            raise RuntimeError(f"{op}: a view of a leaf Variable that requires grad is being used in an in-place "
+                               f"operation (change parameters under nn.no_grad())")
+        result = out_of_place(self.clone())   # (on a copy: what the op saves for its gradient is not overwritten)
+        self.data[...] = result.data   # the viewed tensors see the values, as torch's
+        autograd.note_in_place(self.data)
+        for stale in viewed:
+            autograd.mark_stale(stale, op)
+        # the result is the view from now on (its memory, so a second x op= y writes through again)
+        result.data, result._is_view, result._written_views = self.data, True, viewed
+        return result
 
     def _check_in_place(self, op, source):
         if self._copy_of_view is not None:   # torch would write through a view into the tensor it came from

@@ -526,3 +526,32 @@ def test_buffers_take_tensors_as_torch():
     assert list(module.state_dict())[-1] == "table"
     with pytest.raises(TypeError, match="cannot assign list to buffer 'running_var'"):
         module.running_var = [1.0, 2.0, 3.0]
+
+
+def test_a_bare_submodule_name_is_an_unexpected_key_and_loads_in_threads_stay_apart():
+    """'0' names a submodule, not an entry (torch reports it); each thread's load writes only its own arrays."""
+    import threading
+    model = nn.Sequential(nn.Linear(2, 2))
+    state = {k: v.copy() for k, v in model.state_dict().items()}
+    assert model.load_state_dict({**state, "0": np.zeros(1)}, strict=False).unexpected_keys == ["0"]
+    good, refused = nn.Linear(3, 3), nn.Linear(3, 3)
+    target = np.full((3, 3), 7.0, np.float32)
+    results, barrier = {}, threading.Barrier(2)
+
+    def load(name, module, state):
+        barrier.wait()
+        for _ in range(200):
+            try:
+                module.load_state_dict(state)
+                results[name] = "ok"
+            except RuntimeError:
+                results[name] = "refused"
+    threads = [threading.Thread(target=load, args=("good", good, {"weight": target, "bias": np.zeros(3)})),
+               threading.Thread(target=load, args=("refused", refused, {"weight": target}))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {"good": "ok", "refused": "refused"}
+    np.testing.assert_array_equal(good.weight.numpy(), target)
+    assert not np.array_equal(refused.weight.numpy(), target)

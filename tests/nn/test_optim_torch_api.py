@@ -330,3 +330,13 @@ def test_clip_grad_norm_infinity_norm_of_an_empty_gradient_raises_as_torch(norm_
         nn.utils.clip_grad_norm_(ours, 1.0, norm_type)
     assert float(nn.utils.clip_grad_norm_(ours, 1.0, 2.0)) == pytest.approx(
         float(torch.nn.utils.clip_grad_norm_(theirs, 1.0, 2.0)), rel=1e-12)
+
+
+def test_optimizer_state_copies_as_a_dict():
+    import copy
+    p = nn.Parameter(np.ones(3, np.float32))
+    optimizer = nn.optim.Adam([p])
+    p.grad = nn.Tensor(np.ones(3, np.float32))
+    optimizer.step()
+    for copied in (optimizer.state.copy(), copy.copy(optimizer.state)):
+        assert list(copied) == [p] and copied[p] is optimizer.state[p]
