@@ -9,6 +9,15 @@ import pytest
 from nn import checkpoint, inference, train
 
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Python's own SIGINT handler for each test, as `python -m nn.train` installs it (a process started in the
+    background, as CI may be, inherits SIGINT ignored, and the training command then leaves it so)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _run(capsys, *argv):
     code = train.train_main(list(argv))
     captured = capsys.readouterr()
