@@ -145,6 +145,20 @@ def name():
     return "cpu"
 
 
+def device_name(op, device):
+    """'cpu' or 'cuda' for a device as torch code names it: None (kept), 'cpu', 'cuda', 'cuda:0', 'cpu:0' or a
+    torch.device; a ValueError naming `op` otherwise (one GPU is used here: another index is refused)."""
+    if device is None or device in ("cpu", "cuda"):
+        return device
+    text = str(device) if type(device).__name__ == "device" else device   # (torch.device('cuda:0'))
+    if isinstance(text, str):
+        kind, _, index = text.partition(":")
+        if kind in ("cpu", "cuda") and index in ("", "0"):
+            return kind
+    raise ValueError(f"{op}: device must be 'cpu' or 'cuda', got {device!r} ('cuda:0' or a torch.device name them "
+                     f"too; one GPU is used here)")
+
+
 def default_device():
     """'cuda' where a GPU is usable (and not disabled), else 'cpu'; used by nn and the training scripts."""
     return "cuda" if name() == "cuda" else "cpu"

@@ -84,7 +84,8 @@ def _check_fits(op, value, dtype):
 
 
 def _array_module(op, device):
-    """numpy for 'cpu' (and None, as torch), cupy for 'cuda'."""
+    """numpy for 'cpu' (and None, as torch), cupy for 'cuda' (or 'cuda:0', a torch.device)."""
+    device = backend.device_name(op, device)
     if device is None or device == "cpu":
         return np
     if device == "cuda":
@@ -92,7 +93,6 @@ def _array_module(op, device):
         if cupy is None:
             raise RuntimeError(f"{op}: device 'cuda' requested but no usable GPU/CuPy was found (see `numbanet info`)")
         return cupy
-    raise ValueError(f"{op}: device must be 'cpu' or 'cuda', got {device!r}")
 
 
 def _leaf(op, array, requires_grad):

@@ -195,13 +195,13 @@ class Module(StateDicts):
             parameter.requires_grad_(requires_grad)
         return self
 
-    def to(self, *args, device=None, dtype=None):
+    def to(self, *args, device=None, dtype=None, non_blocking=False):
         """to(device), to(dtype), to(device, dtype), or by keyword: move every parameter, its gradient and
         every buffer to 'cpu' or 'cuda', and the floating ones to a floating dtype, in place; returns self.
 
         Parameters stay the same objects (optimizers keep them) with new `.data`; an array already where
         and as asked is kept, not copied (an optimizer's flat=True packing stays valid), and a replaced
-        one is noticed by the optimizer, which packs again."""
+        one is noticed by the optimizer, which packs again. non_blocking is taken for torch's signature."""
         device, dtype = _device_and_dtype(type(self).__name__, args, device, dtype)
 
         def convert(array):
@@ -230,7 +230,10 @@ class Module(StateDicts):
     def cpu(self):
         return self.to("cpu")
 
-    def cuda(self):
+    def cuda(self, device=None):
+        """As .to('cuda'): one GPU here, so device may only name it (None, 0, 'cuda', 'cuda:0', a torch.device)."""
+        if device is not None and not (device == 0 and not isinstance(device, bool)):
+            backend.device_name(f"{type(self).__name__}.cuda", device)
         return self.to("cuda")
 
     @property
@@ -314,14 +317,14 @@ class Module(StateDicts):
 def _device_and_dtype(owner, args, device, dtype, floating_only=True):
     """Module.to's (and Tensor.to's) forms: (device), (dtype), (device, dtype), or keywords; devices are 'cpu'
     and 'cuda'; dtypes floating ones unless floating_only is False (Tensor.to takes integer dtypes too)."""
-    if args and isinstance(args[0], str) and args[0] in ("cpu", "cuda") and device is None:
+    if args and device is None and (type(args[0]).__name__ == "device" or isinstance(args[0], str) and
+                                    args[0].partition(":")[0] in ("cpu", "cuda")):   # ('cuda:0', torch.device)
         device, args = args[0], args[1:]
     if args and dtype is None:
         dtype, args = args[0], args[1:]
     if args:
         raise TypeError(f"{owner}.to: expected (device), (dtype) or (device, dtype), got {len(args)} more arguments")
-    if device is not None and device not in ("cpu", "cuda"):
-        raise ValueError(f"{owner}.to: device must be 'cpu' or 'cuda', got {device!r}")
+    device = backend.device_name(f"{owner}.to", device)
     if dtype is None:
         return device, None
     try:

@@ -50,8 +50,7 @@ class TensorMethods:
 
     def _new(self, op, shape, value, dtype, device, requires_grad):
         """A new leaf of `shape` filled with `value` (or a copy of `value` when shape is None)."""
-        if device not in (None, "cpu", "cuda"):
-            raise ValueError(f"{op}: device must be 'cpu' or 'cuda', got {device!r}")
+        device = backend.device_name(op, device)
         dtype = self.dtype if dtype is None else np.dtype(dtype)
         device = self.device if device is None else device
         xp = self.xp if device == self.device else np

@@ -555,3 +555,20 @@ def test_a_bare_submodule_name_is_an_unexpected_key_and_loads_in_threads_stay_ap
     assert results == {"good": "ok", "refused": "refused"}
     np.testing.assert_array_equal(good.weight.numpy(), target)
     assert not np.array_equal(refused.weight.numpy(), target)
+
+
+def test_devices_are_taken_as_torch_code_names_them():
+    """'cpu:0', 'cuda:0' and torch.device objects name the devices here too (one GPU: another index is refused),
+    and Module.to takes non_blocking= as torch's."""
+    torch = torch_module()
+    model = nn.Linear(2, 3)
+    assert model.to("cpu:0") is model and model.to(torch.device("cpu")) is model
+    model.to("cpu", np.float64, non_blocking=True)
+    assert model.weight.dtype == np.float64
+    tensor = nn.Tensor(np.ones(2))
+    assert tensor.to("cpu:0").device == nn.zeros(2, device=torch.device("cpu")).device == "cpu"
+    assert tensor.new_zeros(2, device="cpu:0").device == "cpu"
+    with pytest.raises(ValueError, match=r"Linear.to: device must be 'cpu' or 'cuda', got 'cuda:1' \('cuda:0'"):
+        model.to("cuda:1")
+    with pytest.raises(ValueError, match=r"Linear.cuda: device must be 'cpu' or 'cuda', got 'cuda:2'"):
+        model.cuda("cuda:2")
