@@ -6,7 +6,7 @@ from kernels._checks import positive_int
 
 from . import functional as F
 from . import init
-from .layers import _dtype, _Layer
+from .layers import _dtype, _Layer, _on_device
 from .module import Parameter
 
 
@@ -26,8 +26,7 @@ class GroupNorm(_Layer):
         self.register_parameter("weight", Parameter(np.empty(num_channels, dtype)) if affine else None)
         self.register_parameter("bias", Parameter(np.empty(num_channels, dtype)) if affine and bias else None)
         self.reset_parameters()
-        if device is not None:
-            self.to(device)
+        _on_device(self, device)
 
     def reset_parameters(self):
         if self.weight is not None:

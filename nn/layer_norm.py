@@ -6,7 +6,7 @@ from kernels.layer_norm import normalized_shape_tuple
 
 from . import functional as F
 from . import init
-from .layers import _dtype, _Layer
+from .layers import _dtype, _Layer, _on_device
 from .module import Parameter
 
 
@@ -23,8 +23,7 @@ class LayerNorm(_Layer):
         self.register_parameter("weight", Parameter(np.empty(self.normalized_shape, dtype)) if affine else None)
         self.register_parameter("bias", Parameter(np.empty(self.normalized_shape, dtype)) if affine and bias else None)
         self.reset_parameters()
-        if device is not None:
-            self.to(device)
+        _on_device(self, device)
 
     def reset_parameters(self):
         if self.weight is not None:

@@ -18,7 +18,7 @@ from kernels._checks import positive_int
 
 from . import autograd, init
 from .functional import _Op, _tensor
-from .layers import _dtype
+from .layers import _dtype, _on_device
 from .module import Module, Parameter
 from .tensor import Tensor, cat
 from .utils import rnn as rnn_utils
@@ -173,8 +173,7 @@ class _RecurrentBase(Module):
                 for kind, shape in shapes:
                     setattr(self, kind + suffix, Parameter(np.empty(shape, dtype=dtype)))
         self.reset_parameters()
-        if device is not None:
-            self.to(device=device)
+        _on_device(self, device)
 
     def reset_parameters(self):
         reset_uniformly(self)

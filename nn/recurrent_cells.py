@@ -8,7 +8,7 @@ import numpy as np
 
 from . import autograd
 from .functional import _tensor
-from .layers import _dtype
+from .layers import _dtype, _on_device
 from .module import Module, Parameter
 from .recurrent import GATES, GRULayer, LSTMLayer, RNNLayer, check_sizes, check_state_matches, reset_uniformly
 
@@ -31,8 +31,7 @@ class _CellBase(Module):
         for kind in ("bias_ih", "bias_hh"):
             self.register_parameter(kind, Parameter(np.empty(rows, dtype)) if self.bias else None)
         self.reset_parameters()
-        if device is not None:
-            self.to(device=device)
+        _on_device(self, device)
 
     def reset_parameters(self):
         reset_uniformly(self)
