@@ -25,6 +25,7 @@ CONFIGS = {
 }
 K_UNROLL = 2       # k steps whose fragments are read together: NVVM then unrolls the whole BK loop
 PAD = 4            # shared rows of BM+4 floats: a warp's transposing store (16 rows at k and k+4) hits 32 banks
+REDUCE_ROWS = 8    # micro-tile rows summed a pass in the split-K reduction: all 8 (no spills, tests/test_resources.py)
 GROUP = 4          # a micro-tile is built of 4-wide strips: rows/cols g*(BM/G) + t*4 + r (conflict-free reads)
 WARP_ROWS = 4      # a warp is 4 x 8 threads of the thread grid: 4+8 distinct 16-byte reads per k step
 # 16-byte aligned shared rows let NVVM merge a thread's 4-wide strip reads into ld.shared.v4.
@@ -155,42 +156,62 @@ def gemm_kernel(config, trans_a, trans_b):
                     b_tile[step & 1, kk, col >> 2, col & 3] = b_next[load]
             cuda.syncthreads()
 
-        if splits > 1 or beta != float32(0.0):
-            # Through the workspace: the block's partial tile goes out, then the sum of all partials
-            # (one with splits == 1) plus beta*C and the bias is formed in a coalesced pass. With
-            # split-K only the last of a tile's blocks to finish does that (and resets the counter).
-            # beta != 0 takes this path too: C loads inside the unrolled loop below get hoisted
-            # together and would need ~40 more registers than the 128 the launch bounds allow.
+        # Partial tiles in the workspace are kept in register order: a thread's value (i, j) sits at
+        # slot + (i*TN + j)*THREADS + tid, so stores and loads are coalesced and every address is one base
+        # plus a constant (no address registers: reading a slice back into `acc` does not spill).
+        tile_id = (batch * cuda.gridDim.y + cuda.blockIdx.y) * cuda.gridDim.x + cuda.blockIdx.x
+        if splits > 1:
+            # Split-K: every block writes its partial tile; the last of a tile's blocks to finish (it resets
+            # the counter) sums all the partials back into its registers, in split order whichever block is
+            # last (the same sum every run), REDUCE_ROWS rows of the micro-tile a pass: a pass's loads are
+            # independent, where one coalesced pass over the tile made each thread wait on a chain of
+            # BM*BN/THREADS loads (most of a 125 us LSTM weight gradient with 16 splits on an H100).
+            slot = (tile_id * splits + split) * (BM * BN) + tid
             for i in range(TM):
-                m = block_m + (i // GROUP) * STRIDE_M + ty * GROUP + i % GROUP
                 for j in range(TN):
-                    n = block_n + (j // GROUP) * STRIDE_N + tx * GROUP + j % GROUP
-                    if m < M and n < N:
-                        workspace[((batch * splits + split) * M + m) * N + n] = acc[i, j]
-            if splits > 1:
-                cuda.threadfence()
-                cuda.syncthreads()
-                tile_id = (batch * cuda.gridDim.y + cuda.blockIdx.y) * cuda.gridDim.x + cuda.blockIdx.x
-                if tid == 0:
-                    done = cuda.atomic.add(counters, tile_id, 1)
-                    is_last[0] = 1 if done == splits - 1 else 0
-                    if done == splits - 1:
-                        counters[tile_id] = 0
-                cuda.syncthreads()
-                if is_last[0] == 0:
-                    return
-                cuda.threadfence()
-            else:
-                cuda.syncthreads()   # the block's own stores are visible to all its threads
+                    workspace[slot + (i * TN + j) * THREADS] = acc[i, j]
+            cuda.threadfence()
+            cuda.syncthreads()
+            if tid == 0:
+                done = cuda.atomic.add(counters, tile_id, 1)
+                is_last[0] = 1 if done == splits - 1 else 0
+                if done == splits - 1:
+                    counters[tile_id] = 0
+            cuda.syncthreads()
+            if is_last[0] == 0:
+                return
+            cuda.threadfence()
+            for i in range(TM):
+                for j in range(TN):
+                    acc[i, j] = float32(0.0)
+            for strip in range(TM // REDUCE_ROWS):
+                for other in range(splits):
+                    other_slot = (tile_id * splits + other) * (BM * BN) + tid
+                    for r in range(REDUCE_ROWS):
+                        i = strip * REDUCE_ROWS + r
+                        for j in range(TN):
+                            acc[i, j] += workspace[other_slot + (i * TN + j) * THREADS]
+
+        if beta != float32(0.0):
+            # beta*C through the workspace (the block's slot, with split-K the partials already summed):
+            # the tile goes out in register order, then alpha*total + beta*C + bias in a coalesced pass that
+            # finds each value's owner thread. C loads inside the unrolled loops below get hoisted together
+            # and would need ~40 more registers than the 128 the launch bounds allow.
+            slot = (tile_id * splits + split) * (BM * BN)
+            for i in range(TM):
+                for j in range(TN):
+                    workspace[slot + (i * TN + j) * THREADS + tid] = acc[i, j]
+            cuda.syncthreads()   # the block's own stores are visible to all its threads
             for e in range(tid, BM * BN, THREADS):
-                m, n = block_m + e // BN, block_n + e % BN
+                row, col = e // BN, e % BN
+                m, n = block_m + row, block_n + col
                 if m < M and n < N:
-                    total = float32(0.0)
-                    for other in range(splits):
-                        total += workspace[((batch * splits + other) * M + m) * N + n]
-                    value = alpha * total
-                    if beta != float32(0.0):
-                        value += beta * c[batch, m, n]
+                    owner_y, i = (row % STRIDE_M) // GROUP, (row // STRIDE_M) * GROUP + row % GROUP
+                    owner_x, j = (col % STRIDE_N) // GROUP, (col // STRIDE_N) * GROUP + col % GROUP
+                    owner = (((owner_y // WARP_ROWS) * WARPS_N + owner_x // WARP_COLS) * 32
+                             + (owner_y % WARP_ROWS) * WARP_COLS + owner_x % WARP_COLS)
+                    value = alpha * workspace[slot + (i * TN + j) * THREADS + owner]
+                    value += beta * c[batch, m, n]
                     if epilogue & BIAS_FLAG:
                         value += bias[n]
                     c[batch, m, n] = value
@@ -295,9 +316,12 @@ def _buffers(workspace_size, counter_size):
         buffers = _scratch[key] = {"workspace": xp.empty(1, xp.float32), "counters": xp.zeros(1, xp.int32),
                                    "unused workspace": xp.empty(1, xp.float32),
                                    "unused counters": xp.zeros(1, xp.int32)}
+    # An outgrown buffer is kept, not freed: a CUDA graph captured earlier (nn.capture) still writes to it.
     if buffers["workspace"].size < workspace_size:
+        buffers.setdefault("outgrown", []).append(buffers["workspace"])
         buffers["workspace"] = xp.empty(workspace_size, xp.float32)
     if buffers["counters"].size < counter_size:
+        buffers.setdefault("outgrown", []).append(buffers["counters"])
         buffers["counters"] = xp.zeros(counter_size, xp.int32)
     return (buffers["workspace"] if workspace_size else buffers["unused workspace"],
             buffers["counters"] if counter_size else buffers["unused counters"])
@@ -328,8 +352,9 @@ def matmul(a, b, trans_a, trans_b, alpha, beta, out, bias, activation, config=No
                          f"CUDA limit of {MAX_GRID_YZ} in y and z; split the batch or the rows")
     threads = (bm // tm) * (bn // tn)
     through_workspace = splits > 1 or beta != 0.0   # the kernel's path; see its epilogue
-    workspace, counters = _buffers(batch * splits * m * n if through_workspace else 0,
-                                   grid[0] * grid[1] * batch if splits > 1 else 0)
+    tiles = grid[0] * grid[1] * batch
+    workspace, counters = _buffers(tiles * splits * bm * bn if through_workspace else 0,
+                                   tiles if splits > 1 else 0)
     code = ACTIVATIONS[activation] | (BIAS_FLAG if bias is not None else 0)
     args = (a, b, c, workspace if bias is None else bias, workspace, counters,
             np.float32(alpha), np.float32(beta), code, splits)
