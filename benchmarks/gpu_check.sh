@@ -14,8 +14,8 @@
 # Caps (seconds): TEST_SECONDS (default 220; pytest is interrupted, so its failures so far are listed); TRAIN_SECONDS (crnn, default 80; then 55 for the CRNN again
 # with its kernels from the cache if WARM_CRNN=1; cnn and rnn 45; 0 skips them); SUITE_SECONDS (per suite, default 25; conv +65, rnn +45,
 # train +40: 90, 70 and 65 by default). HOST_PROFILE=0 and KERNEL_TIMES=0
-# skip those stages. SUITES, TESTS, TRAIN_MODELS and ONLY (the cases whose label contains it) narrow a
-# rerun, e.g. SUITES="conv rnn" ONLY=crnn TESTS=tests/gpu/test_rnn_gpu.py TRAIN_MODELS=crnn (narrow SUITES
+# skip those stages, BARRIER_CHECK=0 the barrier check, PLAN_SWEEP=0 the GEMM plan sweep (benchmarks.gemm_plans).
+# SUITES, TESTS, TRAIN_MODELS and ONLY (the cases whose label contains it) narrow a rerun, e.g. SUITES="conv rnn" ONLY=crnn TESTS=tests/gpu/test_rnn_gpu.py TRAIN_MODELS=crnn (narrow SUITES
 # with ONLY: a suite with no matching case exits 1 and says so in its status line).
 # Logs go to $OUT (the device tool's folder) or bench-results/gpu; the JSON/PNG reports and the
 # training runs are packed into details.tgz there (the device tool brings back at most 8 files).
@@ -75,12 +75,17 @@ cat "$OUT/info.txt"
 # The persistent recurrent kernels' atomic grid barrier (the default, written without a GPU) against the
 # device runtime's, before anything relies on it: if their results differ or the check hangs, every later
 # stage runs with NUMBANET_GRID_BARRIER=runtime (and the status says so).
+# (BARRIER_CHECK=0 skips it, on a rerun after it passed: the atomic barrier stays in force)
+if [ "${BARRIER_CHECK:-1}" = 0 ]; then
+  status+=("grid barrier check: skipped (BARRIER_CHECK=0)")
+else
 run_stage "grid barrier check" 90 python3 -m benchmarks.barrier_check > "$OUT/barrier.txt" 2>&1
 if grep -q "bit-identical" "$OUT/barrier.txt"; then
   status[-1]+=": $(grep -m1 "grid barriers" "$OUT/barrier.txt")"
 else
   export NUMBANET_GRID_BARRIER=runtime
   status[-1]+=": FAILED ($(tail -n 1 "$OUT/barrier.txt")); later stages use NUMBANET_GRID_BARRIER=runtime"
+fi
 fi
 
 # Tests: in parallel where pytest-xdist is present (compiling the kernels is the slow part; the stage took
@@ -147,6 +152,11 @@ if [ "${KERNEL_TIMES:-1}" = 1 ] && [ -n "$NCU" ]; then
   python3 -m benchmarks.kernel_times table "$WORK/ncu.csv" > "$OUT/kernel-times.txt" 2>&1
 fi
 
+# Every GEMM tile plan on the CRNN step's shapes (data for kernels/cuda/gemm.py's plan rule; PLAN_SWEEP=0 skips it)
+if [ "${PLAN_SWEEP:-1}" = 1 ]; then
+  run_stage "gemm plans" 40 python3 -m benchmarks.gemm_plans > "$OUT/gemm-plans.txt" 2>&1
+fi
+
 run_suites $SUITES   # the rest, in the order given (those already run are skipped)
 
 du -sh "$WORK"/kernel-cache* >> "$OUT/train.txt" 2>/dev/null   # (how large a run's compiled kernels are)
@@ -157,4 +167,5 @@ grep -E "^(FAILED|ERROR)" "$OUT/gpu-tests.txt" | head -40
 python3 -m benchmarks.summary "$WORK/bench" $ran_suites | tee "$OUT/summary.txt"   # (a cut suite: CUT)
 sed -n '/^host cost of one call/,$p' "$OUT/host-profile.txt" 2>/dev/null
 cat "$OUT/kernel-times.txt" 2>/dev/null
+cat "$OUT/gemm-plans.txt" 2>/dev/null
 printf '%s\n' "${status[@]}"

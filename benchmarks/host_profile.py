@@ -3,8 +3,9 @@
 Small ops and time-stepped loops are bound by the host, not the GPU: this times the pieces of one
 launch (allocation, views, configuration, Numba's dispatch) and whole op calls on inputs small enough
 that the GPU is never the bottleneck, and a whole eager CNN training step, split into the step with its
-launches skipped and its launches alone, then prints cProfile's heaviest functions for a few ops and for
-that step. Each launch probe, op call and the CNN step is timed through both launchers (direct, the
+launches skipped and its launches alone (the same for the train suite's CRNN 12x90 step, where "launches alone"
+is bound by the GPU), then prints cProfile's heaviest functions for a few ops and for those steps. Each launch
+probe, op call and the CNN step is timed through both launchers (direct, the
 default, and Numba's dispatch), and the direct launcher's replay summary is printed last.
 """
 import cProfile
@@ -85,7 +86,34 @@ def _cnn_training_step():
     return step
 
 
-def _eager_step_split(step, calls=300):
+def _crnn_training_step():
+    """One eager training step of the train suite's CRNN 12x90 (channels up to 256, batch 64, CTC, Adam): 17 ms
+    eager against 11.3 ms replayed from a graph on an H100 (sixteenth session), so bound by its host work."""
+    import cupy
+
+    import nn
+    from benchmarks.train import _specs
+    nn.manual_seed(0)
+    _, make_model, shape, _, classes = [spec for spec in _specs("cuda", quick=False)
+                                        if spec[0].startswith("crnn 12x90")][0]
+    model = make_model().to("cuda")
+    optimizer = nn.optim.Adam(model.parameters(), lr=1e-3, flat=True)
+    rng = np.random.default_rng(0)
+    x = nn.Tensor(cupy.asarray(rng.random((64,) + shape, dtype=np.float32)))
+    targets = cupy.asarray(rng.integers(1, classes + 1, size=(64, 8)))
+    target_lengths = cupy.asarray(rng.integers(3, 9, size=64))
+    input_lengths = cupy.full(64, model.output_length(shape[-1]), dtype=np.int64)
+    ctc = nn.CTCLoss()
+
+    def step():
+        optimizer.zero_grad()
+        loss = ctc(model(x), targets, input_lengths, target_lengths)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def _eager_step_split(step, calls=300, name="CNN"):
     """Where an eager step's host time goes, in two rows that add up to about the whole step: the step with
     its kernel launches skipped (nn, autograd, our wrappers and CuPy's own work: what launching is not), and
     the same launches alone, replayed through launch() with the arguments one step passed."""
@@ -105,8 +133,8 @@ def _eager_step_split(step, calls=300):
         step()
     with launches_replaced(lambda *args, **options: None):   # (the skipped kernels leave garbage: no matter)
         skipped = per_call_us(step, calls)
-    return [("CNN step, launches skipped", skipped),
-            (f"CNN step's {len(recorded)} launches alone", per_call_us(launches_alone, calls))]
+    return [(f"{name} step, launches skipped", skipped),
+            (f"{name} step's {len(recorded)} launches alone", per_call_us(launches_alone, calls))]
 
 
 def main():
@@ -156,20 +184,32 @@ def main():
             split = _eager_step_split(cnn_step)
     except Exception as error:
         split = [(f"CNN step split [failed: {type(error).__name__}: {error}]"[:90], float("nan"))]
+    try:   # the CRNN 12x90 of the train suite: its eager step (issue 5: 0.52 of PyTorch) is bound by host work
+        crnn_step = _crnn_training_step()
+        with cuda_launch.using_launcher("direct"):
+            crnn_step()   # (compiles, allocates the optimizer state)
+            split.append(("CRNN 12x90 step b64, eager, direct", per_call_us(crnn_step, 30)))
+            split += _eager_step_split(crnn_step, calls=30, name="CRNN")
+    except Exception as error:
+        crnn_step = None
+        split.append((f"CRNN step [failed: {type(error).__name__}: {error}]"[:90], float("nan")))
     rows += split
     for name, us in split:
         print(f"measured: {name:40s} {us:8.1f} us", flush=True)
     for name, fn, calls in (("kernels.relu, numba launcher", probe["kernels.relu(x), numba"], 500),
                             ("kernels.relu, direct launcher", probe["kernels.relu(x), direct"], 500),
                             ("kernels.conv2d", probe["kernels.conv2d 16x32x12x120 k64"], 100),
-                            ("an eager CNN training step", probe["CNN training step b64, eager, direct"], 50)):
+                            ("an eager CNN training step", probe["CNN training step b64, eager, direct"], 50),
+                            ("an eager CRNN 12x90 training step", crnn_step, 10)):
+        if fn is None:
+            continue
         profiler = cProfile.Profile()
         profiler.enable()
         for _ in range(calls):
             fn()
         profiler.disable()
         text = io.StringIO()
-        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25 if "step" in name else 14)
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(30 if "step" in name else 14)
         print(f"--- cProfile of {calls} calls of {name}, by own time ---")
         print("\n".join(line for line in text.getvalue().splitlines()[6:] if line.strip()))
     print(f"{'host cost of one call':40s} {'us':>8s}")
