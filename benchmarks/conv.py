@@ -6,11 +6,12 @@ import contextlib
 import numpy as np
 
 import kernels
-from kernels.cuda import conv_winograd
+from kernels.cuda import conv as cuda_conv
+from kernels.cuda import conv_gemm, conv_winograd
 
 from .harness import Case, as_torch, vendor_torch
 
-# (label, N, C, H, W, K, kernel, stride, padding)
+# (label, N, C, H, W, K, kernel (a size, or (height, width)), stride, padding)
 ANCHORS = [
     ("resnet 64x64x56x56 k64 3x3", 64, 64, 56, 56, 64, 3, 1, 1),
     ("resnet 64x128x28x28 k128 3x3", 64, 128, 28, 28, 128, 3, 1, 1),
@@ -38,10 +39,13 @@ TRAIN_CRNN = [  # the train suite's CRNN (12x90 strips, batch 64): its layers on
     # the paper CRNN's (32x100 images, batch 64) 64- and 128-channel layers, on 16x50 and 8x25 maps
     ("crnn-paper 64x64x16x50 k128", 64, 64, 16, 50, 128, 3, 1, 1),
     ("crnn-paper 64x128x8x25 k256", 64, 128, 8, 25, 256, 3, 1, 1),
+    # the train suite CRNN's last layer, a 3x2 kernel spanning its 3-high maps: 1x45 outputs
+    ("crnn-train 64x256x3x46 k256 3x2", 64, 256, 3, 46, 256, (3, 2), 1, 0),
 ]
 # timed with each gradient alone as well: the paper CRNN's layers, and the 6x45 layer with the channels of the
 # 8x25 one (Winograd's backward took 4.24 ms on the 8x25 layer, 1.08 on the 6x45 one, on an H100)
-SPLIT_GRADIENTS = ("crnn-paper 64x64x16x50 k128", "crnn-paper 64x128x8x25 k256", "crnn-train 64x128x6x45 k256")
+SPLIT_GRADIENTS = ("crnn-paper 64x64x16x50 k128", "crnn-paper 64x128x8x25 k256", "crnn-train 64x128x6x45 k256",
+                   "crnn-train 64x256x3x46 k256 3x2")
 CRNN_CPU = [  # CRNN layer shapes at batch 16 (gray 32x100 input)
     ("crnn 16x1x32x100 k64", 16, 1, 32, 100, 64, 3, 1, 1),
     ("crnn 16x64x16x50 k128", 16, 64, 16, 50, 128, 3, 1, 1),
@@ -52,8 +56,8 @@ CRNN_CPU = [  # CRNN layer shapes at batch 16 (gray 32x100 input)
 
 @contextlib.contextmanager
 def _algorithm(name):
-    """Force the GPU's choice between Winograd and the implicit GEMM: 'winograd' or 'implicit', 'auto' for
-    the automatic choice whatever NUMBANET_CONV_ALGORITHM says, None to leave the choice in force."""
+    """Force the GPU's algorithm: 'winograd', 'implicit' or 'gemm' (im2col + matmul), 'auto' for the automatic
+    choice whatever NUMBANET_CONV_ALGORITHM says, None to leave the choice in force."""
     if name is None:
         yield
         return
@@ -68,32 +72,50 @@ def _algorithm(name):
 COMPARED_FROM = 64   # channels from which the GPU rows run both algorithms (fewer: the implicit GEMM, clearly)
 
 
-def _winograd_layer(shape, chosen=False):
-    """Whether both algorithms are timed for the layer (chosen=True: whether Winograd takes it when nothing
-    is forced)."""
+def _layer(shape):
+    """(input shape, weight shape, output height and width) of a row's layer."""
     _, n, c, h, w, k, size, stride, padding = shape
-    out_hw = ((h + 2 * padding - size) // stride + 1, (w + 2 * padding - size) // stride + 1)
-    layer = ((k, c, size, size), (stride, stride), (1, 1), 1, out_hw)
-    if chosen:
-        with _algorithm("auto"):
-            return conv_winograd.use_winograd(*layer, n)
-    return conv_winograd.eligible(*layer) and min(c, k) >= COMPARED_FROM
+    r, s = size if isinstance(size, tuple) else (size, size)
+    return (n, c, h, w), (k, c, r, s), ((h + 2 * padding - r) // stride + 1, (w + 2 * padding - s) // stride + 1)
+
+
+def _winograd_layer(shape):
+    """Whether both Winograd and the implicit GEMM are timed for the layer."""
+    _, weight_shape, out_hw = _layer(shape)
+    stride = shape[7]
+    return conv_winograd.eligible(weight_shape, (stride, stride), (1, 1), 1, out_hw) and min(weight_shape[:2]) >= \
+        COMPARED_FROM
+
+
+def _gemm_layer(shape):
+    """Whether the explicit GEMM can take the layer (its column matrix fits)."""
+    x_shape, weight_shape, out_hw = _layer(shape)
+    return conv_gemm.eligible(1, x_shape[0] * out_hw[0] * out_hw[1] * x_shape[1] * weight_shape[2] * weight_shape[3])
+
+
+def _chosen(shape):
+    """The algorithms the forward, data- and weight-gradient passes take when nothing is forced."""
+    x_shape, weight_shape, out_hw = _layer(shape)
+    arguments = (x_shape, weight_shape, out_hw, (shape[7],) * 2, (1, 1), 1)
+    with _algorithm("auto"):
+        return (cuda_conv.forward_algorithm(*arguments), cuda_conv.backward_input_algorithm(*arguments),
+                cuda_conv.backward_weight_algorithm(*arguments))
 
 
 def _cases_for(shape, device, algorithm=None, split=False):
     """fwd and bwd rows; split: also the data and the weight gradient alone (which of the two an algorithm
     loses on: Winograd's backward of the paper CRNN's 8x25 layer took 3.1x the implicit GEMM's on an H100)."""
-    label, n, c, h, w, k, size, stride, padding = shape
+    label, stride, padding = shape[0], shape[7], shape[8]
+    (n, c, h, w), weight_shape, (out_h, out_w) = _layer(shape)
+    k = weight_shape[0]
     torch = vendor_torch()
-    out_h = (h + 2 * padding - size) // stride + 1
-    out_w = (w + 2 * padding - size) // stride + 1
-    flops = 2.0 * n * k * out_h * out_w * c * size * size
+    flops = 2.0 * n * k * out_h * out_w * c * weight_shape[2] * weight_shape[3]
     arguments = dict(stride=stride, padding=padding)
 
     def make(xp, seed):
         rng = np.random.default_rng(seed)
         x = xp.asarray(rng.standard_normal((n, c, h, w), dtype=np.float32))
-        weight = xp.asarray(rng.standard_normal((k, c, size, size), dtype=np.float32) * 0.1)
+        weight = xp.asarray(rng.standard_normal(weight_shape, dtype=np.float32) * 0.1)
         grad_out = xp.asarray(rng.standard_normal((n, k, out_h, out_w), dtype=np.float32))
         return (x, weight, grad_out) + tuple(as_torch(torch, a) for a in (x, weight, grad_out))
 
@@ -113,15 +135,17 @@ def _cases_for(shape, device, algorithm=None, split=False):
                                                    [1, 1], False, [0, 0], 1, [True, True, False])
 
     vendor = "cuDNN (torch)" if device == "cuda" else "torch CPU"
-    note = ""
+    notes = {"fwd": "", "data": "", "weight": ""}
+    both = ""
     if algorithm is not None:  # say which algorithm each row ran, and whether it is the one chosen unforced
         label = f"{label} [{algorithm}]"
-        chosen = "winograd" if _winograd_layer(shape, chosen=True) else "implicit"
-        note = "; the automatic choice" if algorithm == chosen else ""
+        chosen = _chosen(shape)
+        notes = {part: "; the automatic choice" if choice == algorithm else "" for part, choice in zip(notes, chosen)}
+        both = notes["data"] if chosen[1] == chosen[2] else f"; unforced, data by {chosen[1]}, weight by {chosen[2]}"
     rows = [Case(label=f"fwd {label}", make_inputs=make, ours=forward, vendor=forward_vendor,
-                 vendor_name=vendor, flops=flops, note=note[2:]),
+                 vendor_name=vendor, flops=flops, note=notes["fwd"][2:]),
             Case(label=f"bwd {label}", make_inputs=make, ours=backward, vendor=backward_vendor,
-                 vendor_name=vendor, flops=2 * flops, note="data + weight gradients" + note)]
+                 vendor_name=vendor, flops=2 * flops, note="data + weight gradients" + both)]
     for part, mask in (("data", [True, False, False]), ("weight", [False, True, False])) if split else ():
         def one_gradient(x, weight, grad_out, *tensors, part=part):
             with _algorithm(algorithm):
@@ -133,7 +157,7 @@ def _cases_for(shape, device, algorithm=None, split=False):
                                                        [padding] * 2, [1, 1], False, [0, 0], 1, mask)
         rows.append(Case(label=f"bwd-{part} {label}", make_inputs=make, ours=one_gradient,
                          vendor=one_gradient_vendor, vendor_name=vendor, flops=flops,
-                         note=f"the {part} gradient alone" + note))
+                         note=f"the {part} gradient alone" + notes[part]))
     return rows
 
 
@@ -194,9 +218,13 @@ def cases(device, quick=False):
         shapes = OCR + SMALL_CNN if quick else OCR + SMALL_CNN + ANCHORS[-1:] + CRNN_CPU
     rows = []
     for shape in shapes:
+        split = shape[0] in SPLIT_GRADIENTS   # (each gradient alone too)
         if device == "cuda" and _winograd_layer(shape):  # both algorithms, to keep MIN_CHANNELS measured
-            split = shape[0] in SPLIT_GRADIENTS   # (each gradient alone too)
             rows.extend(_cases_for(shape, device, "winograd", split) + _cases_for(shape, device, "implicit", split))
+            if shape in TRAIN_CRNN and _gemm_layer(shape):   # and the explicit GEMM (fwd, bwd: the suite is capped)
+                rows.extend(_cases_for(shape, device, "gemm"))
+        elif device == "cuda" and shape in TRAIN_CRNN:   # the implicit kernels against the explicit GEMM
+            rows.extend(_cases_for(shape, device, "implicit", split) + _cases_for(shape, device, "gemm", split))
         else:
             rows.extend(_cases_for(shape, device))
     if device == "cuda":

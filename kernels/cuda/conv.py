@@ -1,19 +1,25 @@
 """conv2d on the GPU: launchers for the implicit-GEMM kernels of conv_forward.py, conv_backward_data.py and
-conv_weight.py, and for Winograd F(2x2, 3x3) (conv_winograd.py) on stride-1 3x3 layers with many channels,
-where it does 4/9 of the multiplies (this module's PTX_SIGNATURES lists every kernel of the four).
+conv_weight.py, for Winograd F(2x2, 3x3) (conv_winograd.py) on stride-1 3x3 layers with many channels,
+where it does 4/9 of the multiplies, and for the explicit GEMM (conv_gemm.py: im2col + kernels.matmul) where
+the implicit kernels would launch too few blocks (this module's PTX_SIGNATURES lists every kernel of the five).
 
 Arrays arrive C-contiguous float32 from kernels/conv.py and are passed flat; the geometry (stride and
 dilation pairs, padding as top/bottom/left/right, groups) is already checked there. Tile shapes are
 chosen from the GEMM's row count (output channels per group, or input channels for backward-data) and
 the number of blocks each tile gives.
 """
-from numba import float32, int64
+import math
 
+import numpy as np
+from numba import float32, int32, int64
+
+from .. import backend
+from . import conv_gemm
 from . import conv_winograd as winograd
 from .conv_backward_data import backward_data_kernel, phase_taps
 from .conv_forward import CONFIGS, THREADS, choose_config, forward_kernel
-from .conv_weight import (BIAS_THREADS, WEIGHT_CONFIGS, choose_weight_config, conv2d_bias_gradient,
-                          weight_gradient_kernel)
+from .conv_weight import (BIAS_THREADS, WEIGHT_CONFIGS, bias_gradient_slices, choose_weight_config,
+                          conv2d_bias_gradient, weight_gradient_kernel)
 from .launch import ceil_div, launch
 
 TARGET_BLOCKS = 4 * 132       # enough blocks for a few waves on an H100/H200 (132 SMs)
@@ -39,15 +45,35 @@ def _geometry_arguments(x_shape, weight_shape, out_hw, stride, padding, dilation
             dilation[0], dilation[1], groups)
 
 
+# Which algorithm a pass runs: Winograd where it takes the layer (conv_winograd.use_winograd), else the explicit
+# GEMM (im2col + kernels.matmul) where conv_gemm.use_gemm says the implicit kernel would leave SMs idle, judged by
+# the blocks that kernel would launch, computed below from the same tile choice and grid as its launch.
+def _forward_launch(k_group, columns, groups):
+    """(tile config, grid) of the implicit forward kernel."""
+    config = choose_config(k_group, columns, groups)
+    return config, (ceil_div(columns, config.block_cols), ceil_div(k_group, config.block_rows), groups)
+
+
+def forward_algorithm(x_shape, weight_shape, out_hw, stride, dilation, groups):
+    """'winograd', 'gemm' or 'implicit' for conv2d of these shapes."""
+    if winograd.use_winograd(weight_shape, stride, dilation, groups, out_hw, x_shape[0]):
+        return "winograd"
+    k, c_group, r, s = weight_shape
+    columns = x_shape[0] * out_hw[0] * out_hw[1]
+    _, grid = _forward_launch(k // groups, columns, groups)
+    reduction = c_group * r * s
+    return "gemm" if conv_gemm.use_gemm(groups, columns * reduction, reduction, math.prod(grid)) else "implicit"
+
+
 def conv2d(x, weight, bias, y, stride, padding, dilation, groups):
     _check_index_range(x, y)
-    if winograd.use_winograd(weight.shape, stride, dilation, groups, y.shape[2:], y.shape[0]):
+    algorithm = forward_algorithm(x.shape, weight.shape, y.shape[2:], stride, dilation, groups)
+    if algorithm == "winograd":
         return winograd.conv2d(x, weight, bias, y, padding)
-    k_group = weight.shape[0] // groups
-    columns = y.shape[0] * y.shape[2] * y.shape[3]
-    config = choose_config(k_group, columns, groups)
+    if algorithm == "gemm":
+        return conv_gemm.conv2d(x, weight, bias, y, stride, padding, dilation)
+    config, grid = _forward_launch(weight.shape[0] // groups, y.shape[0] * y.shape[2] * y.shape[3], groups)
     kernel = forward_kernel(config)
-    grid = (ceil_div(columns, config.block_cols), ceil_div(k_group, config.block_rows), groups)
     has_bias = 0 if bias is None else 1
     # An absent bias: the kernels take a fixed argument list and read bias only when has_bias, so any
     # float32 array stands in (no allocation and fill on every call).
@@ -56,15 +82,42 @@ def conv2d(x, weight, bias, y, stride, padding, dilation, groups):
            *_geometry_arguments(x.shape, weight.shape, y.shape[2:], stride, padding, dilation, groups), has_bias)
 
 
+def _backward_data_config(x_shape, weight_shape, stride, groups):
+    n, _, h, w = x_shape
+    return choose_config(weight_shape[1], n * h * w // (stride[0] * stride[1]), groups)
+
+
+def _phase_grid(config, n, phase_rows, phase_cols, c_group, groups):
+    """The grid of the implicit backward-data kernel's launch for one stride phase."""
+    return (ceil_div(n * phase_rows * phase_cols, config.block_cols), ceil_div(c_group, config.block_rows), groups)
+
+
+def backward_input_algorithm(x_shape, weight_shape, out_hw, stride, dilation, groups):
+    """'winograd', 'gemm' or 'implicit' for the input gradient (judged, for Winograd, by what this pass computes,
+    grad_x: the forward's output size differs only for padding 0)."""
+    n, _, h, w = x_shape
+    if winograd.use_winograd(weight_shape, stride, dilation, groups, (h, w), n):
+        return "winograd"
+    k, c_group, r, s = weight_shape
+    config = _backward_data_config(x_shape, weight_shape, stride, groups)
+    blocks = sum(math.prod(_phase_grid(config, n, ceil_div(h - phase_h, stride[0]), ceil_div(w - phase_w, stride[1]),
+                                       c_group, groups))
+                 for phase_h in range(min(stride[0], h)) for phase_w in range(min(stride[1], w)))
+    column_elements = n * out_hw[0] * out_hw[1] * c_group * r * s
+    return "gemm" if conv_gemm.use_gemm(groups, column_elements, k // groups * r * s, blocks) else "implicit"
+
+
 def conv2d_backward_input(grad_out, weight, grad_x, stride, padding, dilation, groups):
     """One launch per stride phase (a single one for stride 1); every pixel of grad_x is written once."""
     _check_index_range(grad_out, grad_x)
-    # judged by what this pass computes, grad_x (the forward's output size differs only for padding 0)
-    if winograd.use_winograd(weight.shape, stride, dilation, groups, grad_x.shape[2:], grad_x.shape[0]):
+    algorithm = backward_input_algorithm(grad_x.shape, weight.shape, grad_out.shape[2:], stride, dilation, groups)
+    if algorithm == "winograd":
         return winograd.conv2d_backward_input(grad_out, weight, grad_x, padding)
+    if algorithm == "gemm":
+        return conv_gemm.conv2d_backward_input(grad_out, weight, grad_x, stride, padding, dilation)
     n, c, h, w = grad_x.shape
     k, c_group, r, s = weight.shape
-    config = choose_config(c_group, n * h * w // (stride[0] * stride[1]), groups)
+    config = _backward_data_config(grad_x.shape, weight.shape, stride, groups)
     kernel = backward_data_kernel(config)
     common = (_flat(grad_out), _flat(weight), _flat(grad_x), n, c, h, w, k, r, s, grad_out.shape[2],
               grad_out.shape[3], groups, stride[0], stride[1])
@@ -74,8 +127,7 @@ def conv2d_backward_input(grad_out, weight, grad_x, stride, padding, dilation, g
         for phase_w in range(min(stride[1], w)):
             cols_w = phase_taps(phase_w, padding[2], stride[1], dilation[1], s)
             phase_cols = ceil_div(w - phase_w, stride[1])
-            grid = (ceil_div(n * phase_rows * phase_cols, config.block_cols), ceil_div(c_group, config.block_rows),
-                    groups)
+            grid = _phase_grid(config, n, phase_rows, phase_cols, c_group, groups)
             launch(kernel, grid, THREADS, *common, phase_h, phase_w, phase_rows, phase_cols,
                    rows_h[0], cols_w[0], rows_h[1], cols_w[1], rows_h[2], cols_w[2], rows_h[3], cols_w[3],
                    rows_h[4], cols_w[4])
@@ -86,15 +138,34 @@ def weight_gradient_splits(tiles, steps):
     return max(1, min(MAX_SPLITS, ceil_div(TARGET_BLOCKS, tiles), ceil_div(steps, 4)))
 
 
+def _weight_launch(weight_shape, groups):
+    """(tile config, grid before the reduction's splits) of the implicit weight-gradient kernel."""
+    k_group = weight_shape[0] // groups
+    columns = weight_shape[1] * weight_shape[2] * weight_shape[3]
+    config = choose_weight_config(k_group, columns)
+    return config, (ceil_div(columns, config.block_cols), ceil_div(k_group, config.block_rows))
+
+
+def backward_weight_algorithm(x_shape, weight_shape, out_hw, stride, dilation, groups):
+    """'winograd', 'gemm' or 'implicit' for the weight gradient (conv_gemm.py says when the GEMM takes it)."""
+    if winograd.use_winograd(weight_shape, stride, dilation, groups, out_hw, x_shape[0]):
+        return "winograd"
+    _, grid_xy = _weight_launch(weight_shape, groups)
+    pixels = x_shape[0] * out_hw[0] * out_hw[1]
+    reduction = weight_shape[1] * weight_shape[2] * weight_shape[3]
+    gemm = conv_gemm.use_gemm(groups, pixels * reduction, reduction, math.prod(grid_xy) * groups,
+                              weight_elements=weight_shape[0] * reduction, pixels=pixels)
+    return "gemm" if gemm else "implicit"
+
+
 def conv2d_backward_weight(grad_out, x, grad_weight, stride, padding, dilation, groups):
     _check_index_range(grad_out, x)
-    if winograd.use_winograd(grad_weight.shape, stride, dilation, groups, grad_out.shape[2:],
-                            grad_out.shape[0]):
+    algorithm = backward_weight_algorithm(x.shape, grad_weight.shape, grad_out.shape[2:], stride, dilation, groups)
+    if algorithm == "winograd":
         return winograd.conv2d_backward_weight(grad_out, x, grad_weight, padding)
-    k_group = grad_weight.shape[0] // groups
-    columns = grad_weight.shape[1] * grad_weight.shape[2] * grad_weight.shape[3]
-    config = choose_weight_config(k_group, columns)
-    grid_xy = (ceil_div(columns, config.block_cols), ceil_div(k_group, config.block_rows))
+    if algorithm == "gemm":
+        return conv_gemm.conv2d_backward_weight(grad_out, x, grad_weight, stride, padding, dilation)
+    config, grid_xy = _weight_launch(grad_weight.shape, groups)
     pixels = grad_out.shape[0] * grad_out.shape[2] * grad_out.shape[3]
     splits = weight_gradient_splits(grid_xy[0] * grid_xy[1] * groups, ceil_div(pixels, config.block_k))
     if splits > 1:
@@ -106,8 +177,32 @@ def conv2d_backward_weight(grad_out, x, grad_weight, stride, padding, dilation, 
 
 
 def conv2d_backward_bias(grad_out, grad_bias):
+    """Per-channel sums over (N, P, Q), each channel's batch split over grid y (bias_gradient_slices)."""
     n, k, p, q = grad_out.shape
-    launch(conv2d_bias_gradient, k, BIAS_THREADS, _flat(grad_out), grad_bias, n, k, p * q)
+    images_per_slice, slices = bias_gradient_slices(n, k, p * q)
+    partials, counters = _bias_scratch(k * slices if slices > 1 else 0)
+    launch(conv2d_bias_gradient, (k, slices), BIAS_THREADS, _flat(grad_out), grad_bias, partials, counters, n, k,
+           p * q, images_per_slice)
+
+
+_bias_buffers = {}   # (array module, stream pointer) -> the bias kernel's partial sums and channel counters
+
+
+def _bias_scratch(size):
+    """Partial sums and zeroed channel counters (the kernel resets them) of at least `size` entries; with size 0,
+    one-element stand-ins (the launch keeps one argument layout). An outgrown pair is kept, not freed: a CUDA
+    graph captured earlier (nn.capture) still writes to it."""
+    xp = backend.cupy_module() or np
+    key = (xp.__name__, 0 if xp is np else xp.cuda.get_current_stream().ptr)
+    buffers = _bias_buffers.get(key)
+    if buffers is None:
+        buffers = _bias_buffers[key] = {"partials": xp.empty(1, xp.float32), "counters": xp.zeros(1, xp.int32),
+                                        "outgrown": []}
+    if buffers["partials"].size < size:
+        buffers["outgrown"].append((buffers["partials"], buffers["counters"]))
+        buffers["partials"] = xp.empty(size, xp.float32)
+        buffers["counters"] = xp.zeros(size, xp.int32)
+    return buffers["partials"], buffers["counters"]
 
 
 _vector = float32[::1]
@@ -119,6 +214,7 @@ PTX_SIGNATURES = (
        for _, c in CONFIGS]
     + [(f"backward_weight_{c.block_rows}x{c.block_cols}", weight_gradient_kernel(c),
         (_vector,) * 3 + _geometry_types + (int64,)) for _, _, c in WEIGHT_CONFIGS]
-    + [("backward_bias", conv2d_bias_gradient, (_vector, _vector, int64, int64, int64))]
+    + [("backward_bias", conv2d_bias_gradient, (_vector, _vector, _vector, int32[::1], int64, int64, int64, int64))]
     + winograd.PTX_SIGNATURES
+    + conv_gemm.PTX_SIGNATURES
 )

@@ -31,8 +31,9 @@ SMALL_MAP_PIXELS = 512       # output height x width
 MIN_FLOPS = 1e9              # of the direct convolution, 2 N K C 9 H W
 HALF = float32(0.5)
 ZERO = float32(0.0)
-ALGORITHMS = ("winograd", "implicit")
-# 'winograd' or 'implicit' forces an algorithm for every eligible layer (tests, benchmarks); None chooses.
+ALGORITHMS = ("winograd", "implicit", "gemm")
+# 'winograd', 'implicit' or 'gemm' (im2col + kernels.matmul, conv_gemm.py) forces that algorithm for every layer it
+# can take, the implicit GEMM for the others (tests, benchmarks); None chooses.
 force_algorithm = os.environ.get("NUMBANET_CONV_ALGORITHM") or None
 if force_algorithm not in (None,) + ALGORITHMS:
     raise ValueError(f"NUMBANET_CONV_ALGORITHM must be one of {ALGORITHMS} (or unset), got {force_algorithm!r}")
@@ -44,7 +45,7 @@ def eligible(weight_shape, stride, dilation, groups, out_hw):
 
 
 def use_winograd(weight_shape, stride, dilation, groups, out_hw, batch):
-    if force_algorithm == "implicit" or not eligible(weight_shape, stride, dilation, groups, out_hw):
+    if force_algorithm not in (None, "winograd") or not eligible(weight_shape, stride, dilation, groups, out_hw):
         return False
     if force_algorithm == "winograd":
         return True

@@ -3,6 +3,8 @@
 The reference runs on the GPU when this torch build has CUDA (cuDNN in float64, TF32 irrelevant), else on
 the CPU. Tolerances are relative to the largest reference value: float32 sums of up to ~200k terms.
 """
+import functools
+
 import numpy as np
 import pytest
 
@@ -130,3 +132,43 @@ def test_winograd_and_implicit_gemm_on_gpu_match_torch(shape, algorithm, monkeyp
     for name, actual, wanted in zip(("y", "grad_x", "grad_weight", "grad_bias"), ours, expected):
         _close(actual, wanted, name)
     assert (conv_winograd.filter_gradient in launched) == (algorithm == "winograd")
+
+
+GEMM_LAYERS = [  # (N, C, H, W, K, kernel, padding): layers whose implicit kernels launch under 2 * 132 blocks
+    (64, 256, 3, 46, 256, (3, 2), 0),   # the benchmark CRNN's last layer (all three passes by GEMM)
+    (64, 32, 6, 45, 64, (3, 3), 1),     # the input gradient by GEMM (reduction 576), the others implicit
+]
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_layer(shape):
+    """Inputs and the CPU path's float64 results (y, grad_x, grad_weight, grad_bias) of one GEMM_LAYERS entry."""
+    n, c, h, w, k, kernel, padding = shape
+    x, weight, bias = random_array((n, c, h, w), seed=12), random_array((k, c) + kernel, seed=13), \
+        random_array((k,), seed=14)
+    y = kernels.conv2d(x.astype(np.float64), weight.astype(np.float64), bias.astype(np.float64), padding=padding)
+    grad_out = random_array(y.shape, seed=15)
+    return (x, weight, bias, grad_out), (y,) + kernels.conv2d_backward(grad_out.astype(np.float64),
+                                                                       x.astype(np.float64),
+                                                                       weight.astype(np.float64), padding=padding)
+
+
+@pytest.mark.parametrize("algorithm", ["gemm", None], ids=["gemm", "automatic"])
+@pytest.mark.parametrize("shape", GEMM_LAYERS, ids=["x".join(map(str, s[:5])) for s in GEMM_LAYERS])
+def test_explicit_gemm_on_gpu_matches_cpu(shape, algorithm, monkeypatch):
+    import cupy
+    from kernels.cuda import conv_gemm, conv_winograd
+    monkeypatch.setattr(conv_winograd, "force_algorithm", algorithm)
+    launched = []
+    original_launch_1d = conv_gemm.launch_1d
+    monkeypatch.setattr(conv_gemm, "launch_1d",
+                        lambda kernel, *args, **kw: launched.append(kernel) or original_launch_1d(kernel, *args, **kw))
+    (x, weight, bias, grad_out), expected = _cpu_layer(shape)
+    x, weight, bias, grad_out = (cupy.asarray(a) for a in (x, weight, bias, grad_out))
+    ours = (kernels.conv2d(x, weight, bias, padding=shape[-1]),) + kernels.conv2d_backward(grad_out, x, weight,
+                                                                                          padding=shape[-1])
+    for name, actual, wanted in zip(("y", "grad_x", "grad_weight", "grad_bias"), ours, expected):
+        _close(actual, wanted, name)
+    forward_and_weight_by_gemm = algorithm == "gemm" or shape[1] == 256
+    assert launched == ([conv_gemm.im2col] * forward_and_weight_by_gemm + [conv_gemm.col2im]
+                        + [conv_gemm.im2col] * forward_and_weight_by_gemm)

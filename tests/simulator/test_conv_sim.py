@@ -6,6 +6,7 @@ import kernels
 from kernels import conv as public
 from kernels.cpu import conv as cpu
 from kernels.cuda import conv as gpu
+from kernels.cuda import conv_gemm
 from kernels.cuda import conv_winograd as winograd
 from kernels.cuda.conv_forward import CONFIGS
 from kernels.cuda.conv_weight import WEIGHT_CONFIGS
@@ -154,6 +155,75 @@ def test_a_misspelt_algorithm_switch_is_an_error(monkeypatch):
     importlib.reload(winograd)
 
 
+GEMM_CONFIGURATIONS = [
+    ((2, 3, 5, 7), (4, 3, 3, 2), dict(stride=2, padding=(1, 0))),                 # stride 2, a (3, 2) kernel
+    ((2, 2, 5, 6), (3, 2, 2, 2), dict(padding="same")),                           # even kernel: (0, 1, 0, 1) padding
+    ((1, 2, 7, 9), (2, 2, 3, 2), dict(dilation=2, padding="same")),               # dilation 2, 'same': (2, 2, 1, 1)
+    ((1, 2, 7, 6), (3, 2, 3, 2), dict(stride=(2, 3), dilation=(2, 1), padding=1)),  # taps missing some pixels
+    ((1, 3, 3, 8), (5, 3, 3, 2), dict()),                                         # the CRNN's last layer, batch 1
+    ((1, 3, 5, 6), (4, 3, 3, 3), dict(padding=1)),                                # a layer Winograd could take
+]
+
+
+@pytest.mark.parametrize("input_shape,weight_shape,kwargs", GEMM_CONFIGURATIONS,
+                         ids=[str(c[2]) for c in GEMM_CONFIGURATIONS])
+def test_explicit_gemm_forward_and_gradients_match_cpu(input_shape, weight_shape, kwargs, monkeypatch):
+    """'gemm' forced: im2col for the forward and the weight gradient, col2im for the input gradient."""
+    monkeypatch.setattr(winograd, "force_algorithm", "gemm")
+    launched = []
+    original_launch_1d = conv_gemm.launch_1d
+    monkeypatch.setattr(conv_gemm, "launch_1d",
+                        lambda kernel, *args, **kw: launched.append(kernel) or original_launch_1d(kernel, *args, **kw))
+    test_conv2d_kernels_match_cpu(input_shape, weight_shape, kwargs)
+    assert launched == [conv_gemm.im2col, conv_gemm.col2im, conv_gemm.im2col]
+
+
+def test_explicit_gemm_is_forced_only_where_it_can_run(monkeypatch):
+    """Grouped layers keep the implicit kernels under 'gemm'; 'implicit' keeps them for every layer."""
+    launched = []
+    monkeypatch.setattr(conv_gemm, "launch_1d", lambda kernel, *args, **kw: launched.append(kernel))
+    x, weight = random_array((1, 4, 5, 7), seed=21), random_array((4, 2, 3, 3), seed=22)
+    monkeypatch.setattr(winograd, "force_algorithm", "gemm")
+    assert_close(kernels.conv2d(x, weight, groups=2, padding=1),
+                 cpu.conv2d(x, weight, None, (1, 1), (1, 1, 1, 1), (1, 1), 2), np.float32)
+    monkeypatch.setattr(winograd, "force_algorithm", "implicit")
+    weight = random_array((4, 4, 3, 2), seed=23)
+    assert_close(kernels.conv2d(x, weight), cpu.conv2d(x, weight, None, (1, 1), (0, 0, 0, 0), (1, 1), 1), np.float32)
+    assert launched == []
+
+
+def _algorithms(input_shape, weight_shape, **kwargs):
+    """The algorithm each pass would run: (forward, input gradient, weight gradient)."""
+    geometry = public._geometry("test", input_shape, weight_shape, kwargs.get("stride", 1), kwargs.get("padding", 0),
+                                kwargs.get("dilation", 1), kwargs.get("groups", 1))
+    arguments = (input_shape, weight_shape, geometry.out_hw, geometry.stride, geometry.dilation, geometry.groups)
+    return (gpu.forward_algorithm(*arguments), gpu.backward_input_algorithm(*arguments),
+            gpu.backward_weight_algorithm(*arguments))
+
+
+def test_explicit_gemm_takes_long_reductions_the_implicit_kernels_spread_over_few_blocks(monkeypatch):
+    monkeypatch.setattr(winograd, "force_algorithm", None)
+    # the benchmark CRNN's last layer: 184 forward blocks (23 x 8), 138 backward-data (69 x 2), and a 256 x 1536
+    # weight gradient reduced over 2880 pixels; columns 2880 x 1536
+    assert gpu._forward_launch(256, 64 * 45, 1)[1] == (23, 8, 1)
+    assert _algorithms((64, 256, 3, 46), (256, 256, 3, 2)) == ("gemm", "gemm", "gemm")
+    # 32 -> 64 channels on 6x45 maps: 135 blocks forward and backward-data; its 64 x 288 weight gradient is
+    # too small for the GEMM's plan
+    assert _algorithms((64, 32, 6, 45), (64, 32, 3, 3), padding=1) == ("implicit", "gemm", "implicit")
+    assert _algorithms((64, 1, 12, 90), (32, 1, 3, 3), padding=1) == ("implicit",) * 3   # C*R*S = 9
+    for channels in [(128, 64), (256, 128), (256, 256)]:                               # Winograd's layers
+        assert _algorithms((64, channels[1], 6, 45), channels + (3, 3), padding=1) == ("winograd",) * 3
+    assert _algorithms((64, 256, 3, 46), (256, 128, 3, 2), groups=2) == ("implicit",) * 3
+    # 6x45 outputs: 270 forward blocks and 368 backward-data ones; the weight gradient (24 tiles) still the GEMM's
+    assert _algorithms((64, 256, 8, 46), (256, 256, 3, 2)) == ("implicit", "implicit", "gemm")
+    monkeypatch.setattr(winograd, "force_algorithm", "gemm")
+    assert _algorithms((64, 1, 12, 90), (32, 1, 3, 3), padding=1) == ("gemm",) * 3
+    assert _algorithms((64, 128, 6, 45), (256, 128, 3, 3), padding=1) == ("gemm",) * 3      # 17 280 x 1152 columns
+    assert _algorithms((64, 256, 6, 45), (256, 256, 3, 3), padding=1) == ("implicit",) * 3  # 17 280 x 2304: over 2**25
+    monkeypatch.setattr(winograd, "force_algorithm", "implicit")
+    assert _algorithms((64, 256, 3, 46), (256, 256, 3, 2)) == ("implicit",) * 3
+
+
 @pytest.mark.parametrize("shape", [(3, 5, 7, 11), (4, 3, 9, 10), (2, 2, 1, 1)])
 def test_bias_gradient_kernel_sums_every_image_in_one_block(shape):
     """A block per channel over all images and pixels (fewer and more values than its threads): no zero fill,
@@ -178,3 +248,17 @@ def test_weight_and_bias_gradients_written_into_given_arrays(kwargs):
     assert given[1] is outs[0] and given[2] is outs[1]
     assert_close(outs[0], expected[2], np.float32, name="grad_weight_out")
     assert_close(outs[1], expected[3], np.float32, name="grad_bias_out")
+
+
+@pytest.mark.parametrize("shape", [(9, 3, 11, 13), (2, 5, 3, 4)])
+def test_bias_gradient_split_over_the_batch(shape):
+    # (9, 3, 11, 13): two slices of 8 and 1 images a channel, the last block adding both partials; (2, 5, 3, 4): one
+    from kernels.cuda.conv_weight import bias_gradient_slices
+    grad_out = random_array(shape, seed=21)
+    slices = bias_gradient_slices(shape[0], shape[1], shape[2] * shape[3])[1]
+    assert slices == (2 if shape[0] == 9 else 1)
+    first = kernels.conv2d_backward_bias(grad_out)
+    assert_close(first, grad_out.sum(axis=(0, 2, 3)), np.float32, scale=np.sqrt(grad_out[:, 0].size))
+    assert np.array_equal(kernels.conv2d_backward_bias(grad_out), first)   # the same sum again
+    for buffers in gpu._bias_buffers.values():
+        assert not buffers["counters"].any()   # reset by the last block of each channel
