@@ -16,7 +16,8 @@
 # train +40: 90, 70 and 65 by default). HOST_PROFILE=0 and KERNEL_TIMES=0
 # skip those stages, BARRIER_CHECK=0 the barrier check, PLAN_SWEEP=0 the GEMM plan sweep (benchmarks.gemm_plans).
 # SUITES, TESTS, TRAIN_MODELS and ONLY (the cases whose label contains it) narrow a rerun, e.g. SUITES="conv rnn" ONLY=crnn TESTS=tests/gpu/test_rnn_gpu.py TRAIN_MODELS=crnn (narrow SUITES
-# with ONLY: a suite with no matching case exits 1 and says so in its status line).
+# with ONLY: a suite with no matching case exits 1 and says so in its status line); ONLY_<suite> (e.g.
+# ONLY_conv=3x2) narrows that suite alone.
 # Logs go to $OUT (the device tool's folder) or bench-results/gpu; the JSON/PNG reports and the
 # training runs are packed into details.tgz there (the device tool brings back at most 8 files).
 set -uo pipefail
@@ -133,8 +134,9 @@ run_suites() {
     cap=$SUITE_SECONDS
     case $suite in conv) cap=$(( SUITE_SECONDS + 65 ));; rnn) cap=$(( SUITE_SECONDS + 45 ));;
                    train) cap=$(( SUITE_SECONDS + 40 ));; esac
+    only_name="ONLY_$suite"; only=${!only_name:-${ONLY:-}}   # ONLY_<suite> narrows one suite (else ONLY)
     run_stage "bench $suite" "$cap" python3 -m nn.cli bench "$suite" --device cuda --repeats 10 --plot \
-      ${ONLY:+--only "$ONLY"} --output "$WORK/bench" >> "$OUT/bench.txt" 2>&1
+      ${only:+--only "$only"} --output "$WORK/bench" >> "$OUT/bench.txt" 2>&1
   done
 }
 run_suites train rnn conv
