@@ -24,13 +24,6 @@ TILE_STRIDE = TILE + 1      # shared tile rows of 33 floats: a warp's column rea
 MAX_COLUMN_ELEMENTS = 2**25
 MIN_REDUCTION = 512
 MAX_IMPLICIT_BLOCKS = 2 * SMS
-# The weight gradient's implicit kernel splits its pixel reduction over blocks already (atomic adds into a
-# zeroed gW), so it never runs short of blocks; what it loses on a long reduction into few tiles is one atomic
-# add per block and weight for every split. The GEMM takes it only where its own plan has blocks to spare: a
-# K x C*R*S gradient of at least MIN_WEIGHT_ELEMENTS (32 of the GEMM's 64x64 tiles; with at most 16 K
-# splits, about 4 blocks an SM) and N*P*Q of at least MIN_WEIGHT_PIXELS (16 splits of 128 pixels).
-MIN_WEIGHT_ELEMENTS = 2**17
-MIN_WEIGHT_PIXELS = 2048
 ZERO = float32(0.0)
 
 
@@ -39,18 +32,15 @@ def eligible(groups, column_elements):
     return groups == 1 and column_elements <= MAX_COLUMN_ELEMENTS
 
 
-def use_gemm(groups, column_elements, reduction, implicit_blocks, weight_elements=None, pixels=None):
-    """Whether a pass runs as im2col + GEMM: `reduction` is the implicit kernel's (C*R*S forward and for the weight
-    gradient, K*R*S for the input gradient) and `implicit_blocks` the blocks it would launch (for the weight
-    gradient: before its split-K, which also needs the gradient's size `weight_elements` and the `pixels` N*P*Q).
-    A forced algorithm (conv_winograd.force_algorithm) decides alone: 'gemm' wherever groups == 1 and the
-    columns fit; 'implicit' or 'winograd', never."""
+def use_gemm(groups, column_elements, reduction, implicit_blocks):
+    """Whether a forward or input-gradient pass runs as im2col + GEMM: `reduction` is the implicit kernel's (C*R*S
+    forward, K*R*S for the input gradient) and `implicit_blocks` the blocks it would launch. A forced algorithm
+    (conv_winograd.force_algorithm) decides alone: 'gemm' wherever groups == 1 and the columns fit; 'implicit' or
+    'winograd', never. (The weight gradient stays with its implicit kernel unless forced: kernels/cuda/conv.py.)"""
     forced = winograd.force_algorithm
     if not eligible(groups, column_elements) or forced is not None:
         return forced == "gemm" and eligible(groups, column_elements)
-    if reduction < MIN_REDUCTION or implicit_blocks >= MAX_IMPLICIT_BLOCKS:
-        return False
-    return weight_elements is None or (weight_elements >= MIN_WEIGHT_ELEMENTS and pixels >= MIN_WEIGHT_PIXELS)
+    return reduction >= MIN_REDUCTION and implicit_blocks < MAX_IMPLICIT_BLOCKS
 
 
 @cached_jit(fastmath=True)

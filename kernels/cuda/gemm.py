@@ -26,6 +26,7 @@ CONFIGS = {
 K_UNROLL = 2       # k steps whose fragments are read together: NVVM then unrolls the whole BK loop
 PAD = 4            # shared rows of BM+4 floats: a warp's transposing store (16 rows at k and k+4) hits 32 banks
 REDUCE_ROWS = 8    # micro-tile rows summed a pass in the split-K reduction: all 8 (no spills, tests/test_resources.py)
+EDGE_REDUCE_ROWS = 2   # the same for an edge tile, whose bounds tests take registers (4 spill)
 GROUP = 4          # a micro-tile is built of 4-wide strips: rows/cols g*(BM/G) + t*4 + r (conflict-free reads)
 WARP_ROWS = 4      # a warp is 4 x 8 threads of the thread grid: 4+8 distinct 16-byte reads per k step
 # 16-byte aligned shared rows let NVVM merge a thread's 4-wide strip reads into ld.shared.v4.
@@ -166,10 +167,16 @@ def gemm_kernel(config, trans_a, trans_b):
             # last (the same sum every run), REDUCE_ROWS rows of the micro-tile a pass: a pass's loads are
             # independent, where one coalesced pass over the tile made each thread wait on a chain of
             # BM*BN/THREADS loads (most of a 125 us LSTM weight gradient with 16 splits on an H100).
+            # A tile inside C moves all its values; an edge tile only those inside C (a skinny C, e.g. one row,
+            # moves its own values only), EDGE_REDUCE_ROWS rows a pass (the bounds tests cost registers).
+            interior = block_m + BM <= M and block_n + BN <= N
             slot = (tile_id * splits + split) * (BM * BN) + tid
             for i in range(TM):
+                m = block_m + (i // GROUP) * STRIDE_M + ty * GROUP + i % GROUP
                 for j in range(TN):
-                    workspace[slot + (i * TN + j) * THREADS] = acc[i, j]
+                    n = block_n + (j // GROUP) * STRIDE_N + tx * GROUP + j % GROUP
+                    if interior or (m < M and n < N):
+                        workspace[slot + (i * TN + j) * THREADS] = acc[i, j]
             cuda.threadfence()
             cuda.syncthreads()
             if tid == 0:
@@ -184,13 +191,25 @@ def gemm_kernel(config, trans_a, trans_b):
             for i in range(TM):
                 for j in range(TN):
                     acc[i, j] = float32(0.0)
-            for strip in range(TM // REDUCE_ROWS):
-                for other in range(splits):
-                    other_slot = (tile_id * splits + other) * (BM * BN) + tid
-                    for r in range(REDUCE_ROWS):
-                        i = strip * REDUCE_ROWS + r
-                        for j in range(TN):
-                            acc[i, j] += workspace[other_slot + (i * TN + j) * THREADS]
+            if interior:
+                for strip in range(TM // REDUCE_ROWS):
+                    for other in range(splits):
+                        other_slot = (tile_id * splits + other) * (BM * BN) + tid
+                        for r in range(REDUCE_ROWS):
+                            i = strip * REDUCE_ROWS + r
+                            for j in range(TN):
+                                acc[i, j] += workspace[other_slot + (i * TN + j) * THREADS]
+            else:
+                for strip in range(TM // EDGE_REDUCE_ROWS):
+                    for other in range(splits):
+                        other_slot = (tile_id * splits + other) * (BM * BN) + tid
+                        for r in range(EDGE_REDUCE_ROWS):
+                            i = strip * EDGE_REDUCE_ROWS + r
+                            m = block_m + (i // GROUP) * STRIDE_M + ty * GROUP + i % GROUP
+                            for j in range(TN):
+                                n = block_n + (j // GROUP) * STRIDE_N + tx * GROUP + j % GROUP
+                                if m < M and n < N:
+                                    acc[i, j] += workspace[other_slot + (i * TN + j) * THREADS]
 
         if beta != float32(0.0):
             # beta*C through the workspace (the block's slot, with split-K the partials already summed):
@@ -260,6 +279,13 @@ def gemm_kernel(config, trans_a, trans_b):
 
 TARGET_BLOCKS_PER_SM = 4     # small-tile blocks (2 warps each) wanted per SM before splitting K stops
 MIN_SPLIT_K_TILES = 16       # each split-K slice keeps at least 16 K tiles (128 values of K)
+# Large tiles with split-K where C has a few dozen of them and K is long: on an H200 (benchmarks.gemm_plans,
+# RESULTS.md, sixteenth session) 128x128 with 4-8 splits beat the small tile with its splits by 10-45% on the
+# CRNN step's Winograd weight gradients (16 x 256x256x1518: 0.148 ms against 0.212), a 2880x256x1536 GEMM
+# (0.136 against 0.249) and a 256x1536x2880 one (0.150 against 0.169); for 2 such tiles (256x128x2880) the
+# small tile's 16 splits won (0.075 against 0.101 for 128x128/8).
+LARGE_SPLIT_MIN_TILES = 24
+LARGE_SPLIT_BLOCKS_PER_SM = 1.5
 MAX_SPLITS = 16
 MAX_GRID_YZ = 65535
 
@@ -272,22 +298,33 @@ def multiprocessor_count():
     return cupy.cuda.Device().attributes["MultiProcessorCount"]
 
 
+def _splits_until(tiles, k_tiles, blocks):
+    """K splits, doubling while under `blocks` blocks and each slice keeps MIN_SPLIT_K_TILES K tiles."""
+    splits = 1
+    while tiles * splits < blocks and k_tiles // (2 * splits) >= MIN_SPLIT_K_TILES and splits < MAX_SPLITS:
+        splits *= 2
+    return splits
+
+
 @functools.lru_cache(maxsize=4096)
 def plan(batch, m, n, k):
-    """(tile configuration, K splits) for a problem: the large tile when it fills the GPU, else the
-    small tile with K split until about TARGET_BLOCKS_PER_SM blocks per SM exist."""
+    """(tile configuration, K splits) for a problem: the large tile when it fills the GPU; the large tile with K
+    split when a C of at least LARGE_SPLIT_MIN_TILES large tiles, and at least one tile high and wide, reaches
+    LARGE_SPLIT_BLOCKS_PER_SM blocks per SM that way; else the small tile with K split until about
+    TARGET_BLOCKS_PER_SM blocks per SM exist."""
     sms = multiprocessor_count()
     bm, bn, bk = CONFIGS["128x128"][:3]
-    if batch * ceil_div(m, bm) * ceil_div(n, bn) >= sms:
+    tiles = batch * ceil_div(m, bm) * ceil_div(n, bn)
+    if tiles >= sms:
         return "128x128", 1
+    if tiles >= LARGE_SPLIT_MIN_TILES and m >= bm and n >= bn:   # (a C thinner than a tile: the small tile)
+        wanted = int(LARGE_SPLIT_BLOCKS_PER_SM * sms)
+        splits = _splits_until(tiles, ceil_div(k, bk), wanted)
+        if tiles * splits >= wanted:
+            return "128x128", splits
     bm, bn, bk = CONFIGS["64x64"][:3]
     tiles = batch * ceil_div(m, bm) * ceil_div(n, bn)
-    k_tiles = ceil_div(k, bk)
-    splits = 1
-    while (tiles * splits < TARGET_BLOCKS_PER_SM * sms and k_tiles // (2 * splits) >= MIN_SPLIT_K_TILES
-           and splits < MAX_SPLITS):
-        splits *= 2
-    return "64x64", splits
+    return "64x64", _splits_until(tiles, ceil_div(k, bk), TARGET_BLOCKS_PER_SM * sms)
 
 
 # Operands are reshaped here (CuPy or NumPy views); the launcher makes the Numba views, cached by pointer

@@ -135,7 +135,7 @@ def test_winograd_and_implicit_gemm_on_gpu_match_torch(shape, algorithm, monkeyp
 
 
 GEMM_LAYERS = [  # (N, C, H, W, K, kernel, padding): layers whose implicit kernels launch under 2 * 132 blocks
-    (64, 256, 3, 46, 256, (3, 2), 0),   # the benchmark CRNN's last layer (all three passes by GEMM)
+    (64, 256, 3, 46, 256, (3, 2), 0),   # the benchmark CRNN's last layer (forward and input gradient by GEMM)
     (64, 32, 6, 45, 64, (3, 3), 1),     # the input gradient by GEMM (reduction 576), the others implicit
 ]
 
@@ -169,6 +169,5 @@ def test_explicit_gemm_on_gpu_matches_cpu(shape, algorithm, monkeypatch):
                                                                                           padding=shape[-1])
     for name, actual, wanted in zip(("y", "grad_x", "grad_weight", "grad_bias"), ours, expected):
         _close(actual, wanted, name)
-    forward_and_weight_by_gemm = algorithm == "gemm" or shape[1] == 256
-    assert launched == ([conv_gemm.im2col] * forward_and_weight_by_gemm + [conv_gemm.col2im]
-                        + [conv_gemm.im2col] * forward_and_weight_by_gemm)
+    forward_by_gemm, weight_by_gemm = algorithm == "gemm" or shape[1] == 256, algorithm == "gemm"
+    assert launched == [conv_gemm.im2col] * forward_by_gemm + [conv_gemm.col2im] + [conv_gemm.im2col] * weight_by_gemm
