@@ -150,7 +150,7 @@ def backward_weight_algorithm(x_shape, weight_shape, out_hw, stride, dilation, g
     """'winograd', 'gemm' (only when forced) or 'implicit' for the weight gradient. The implicit kernel splits its
     pixel reduction over blocks already; on an H200 (sixteenth session) it took the CRNN's 3x2 layer's weight
     gradient in 0.246 ms against 0.279 for im2col + GEMM, so the explicit GEMM runs it only when forced."""
-    if winograd.use_winograd(weight_shape, stride, dilation, groups, out_hw, x_shape[0]):
+    if winograd.use_winograd(weight_shape, stride, dilation, groups, out_hw, x_shape[0], weight_gradient=True):
         return "winograd"
     columns = x_shape[0] * out_hw[0] * out_hw[1] * weight_shape[1] * weight_shape[2] * weight_shape[3]
     if winograd.force_algorithm == "gemm" and conv_gemm.eligible(groups, columns):

@@ -22,12 +22,17 @@ CHUNK_BYTES = 32 * 2**20     # largest transformed buffer (16 x channels x tiles
 # When Winograd beats the implicit GEMM, as measured on an H100 (benchmarks/RESULTS.md, 2026-11-26): from 256
 # channels (6x45 and 14x14 maps: forward + backward 1.4-1.9x faster), and from 64 on small maps (the
 # train suite's CRNN, whose 64-, 128- and 128-to-256-channel layers work on 6x45 maps, took 2.1 ms more of
-# its 11.4 ms captured step with them by implicit GEMM). It loses at 64-128 channels on larger maps
-# (28x28, 56x56, 32x128: 0.7-0.9x), where the implicit GEMM runs well, and on layers too small to pay for
+# its 11.4 ms captured step with them by implicit GEMM). It lost at 64-128 channels on larger maps (fifth
+# session: 28x28, 56x56, 32x128: 0.7-0.9x), where the implicit GEMM runs well, and on layers too small to pay for
 # its four extra launches and transform passes (16x64x6x60 to 128 channels, 0.85 GFLOP: 0.63x forward).
+# Per pass since the sixteenth session (H100, RESULTS.md): on the paper CRNN's 64->128 layer on 16x50 maps (800
+# pixels) Winograd won the forward (0.468 ms against 0.612) and the data gradient (0.572 against 0.949) but lost
+# the weight gradient (1.121 against 0.610), and on 28x28 maps with 128 channels it won the forward (0.727
+# against 0.892): the forward and data passes take it up to 800 pixels, the weight gradient up to 512.
 MIN_CHANNELS = 256
 SMALL_MAP_MIN_CHANNELS = 64
-SMALL_MAP_PIXELS = 512       # output height x width
+SMALL_MAP_PIXELS = 800          # output height x width (the data gradient: grad_x's), forward and data passes
+WEIGHT_SMALL_MAP_PIXELS = 512   # the same for the weight gradient
 MIN_FLOPS = 1e9              # of the direct convolution, 2 N K C 9 H W
 HALF = float32(0.5)
 ZERO = float32(0.0)
@@ -44,7 +49,8 @@ def eligible(weight_shape, stride, dilation, groups, out_hw):
             and min(out_hw) >= 2)
 
 
-def use_winograd(weight_shape, stride, dilation, groups, out_hw, batch):
+def use_winograd(weight_shape, stride, dilation, groups, out_hw, batch, weight_gradient=False):
+    """Whether a pass runs by Winograd (weight_gradient: the weight-gradient pass, with its own map limit)."""
     if force_algorithm not in (None, "winograd") or not eligible(weight_shape, stride, dilation, groups, out_hw):
         return False
     if force_algorithm == "winograd":
@@ -54,7 +60,8 @@ def use_winograd(weight_shape, stride, dilation, groups, out_hw, batch):
     if 2 * batch * filters * channels * 9 * pixels < MIN_FLOPS:
         return False
     fewer = min(filters, channels)
-    return fewer >= MIN_CHANNELS or (pixels <= SMALL_MAP_PIXELS and fewer >= SMALL_MAP_MIN_CHANNELS)
+    small_map = pixels <= (WEIGHT_SMALL_MAP_PIXELS if weight_gradient else SMALL_MAP_PIXELS)
+    return fewer >= MIN_CHANNELS or (small_map and fewer >= SMALL_MAP_MIN_CHANNELS)
 
 
 # The 1-D pieces of the transforms, applied first down the columns, then along the rows.

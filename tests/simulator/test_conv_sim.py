@@ -137,9 +137,14 @@ def test_winograd_takes_only_stride_1_3x3_layers_with_many_channels(monkeypatch)
     assert not winograd.use_winograd((256, 256, 3, 3), **dict(layer, dilation=(2, 2)))
     assert not winograd.use_winograd((256, 128, 3, 3), **dict(layer, groups=2))
     assert not winograd.use_winograd((256, 256, 3, 2), **layer)
-    # from 64 channels on small maps, from 256 on any (as measured on an H100)
+    # from 64 channels on small maps (800 pixels; 512 for the weight gradient), from 256 on any (H100)
     assert winograd.use_winograd((128, 64, 3, 3), **layer)
-    assert not winograd.use_winograd((128, 128, 3, 3), **dict(layer, out_hw=(28, 28)))
+    assert winograd.use_winograd((128, 128, 3, 3), **dict(layer, out_hw=(28, 28)))                 # 784 pixels
+    assert not winograd.use_winograd((128, 128, 3, 3), **dict(layer, out_hw=(28, 28)), weight_gradient=True)
+    assert winograd.use_winograd((128, 64, 3, 3), **dict(layer, out_hw=(16, 50)))                  # the paper CRNN's
+    assert not winograd.use_winograd((128, 64, 3, 3), **dict(layer, out_hw=(16, 50)), weight_gradient=True)
+    assert winograd.use_winograd((128, 64, 3, 3), **layer, weight_gradient=True)                   # 270 pixels
+    assert not winograd.use_winograd((128, 128, 3, 3), **dict(layer, out_hw=(32, 32)))             # 1024 pixels
     assert winograd.use_winograd((256, 256, 3, 3), **dict(layer, out_hw=(28, 28)))
     assert not winograd.use_winograd((64, 64, 3, 3), **dict(layer, batch=32))    # 0.64 GFLOP: too little work
     monkeypatch.setattr(winograd, "force_algorithm", "implicit")
