@@ -234,6 +234,7 @@ def test_captured_crnn_ctc_steps_agree_with_eager_steps():
         return model, step
 
     eager_model, eager_step = make()
+    second_model, second_step = make()   # the eager path again: its own run-to-run spread
     captured_model, step = make()
     captured = nn.capture(step)
     rng = np.random.default_rng(2)
@@ -244,9 +245,16 @@ def test_captured_crnn_ctc_steps_agree_with_eager_steps():
         targets = to_gpu(rng.integers(1, 11, size=(16, 8)))
         target_lengths = to_gpu(rng.integers(3, 9, size=16))
         eager_loss = float(eager_step(images, targets, input_lengths, target_lengths).numpy())
+        second_step(images, targets, input_lengths, target_lengths)
         captured_loss = float(captured(images, targets, input_lengths, target_lengths).numpy())
         assert captured.captured == (index >= 1)
         assert_close(np.float32(captured_loss), np.float32(eager_loss), np.float32, **LOSS_TOLERANCE,
                      name=f"loss at step {index}")
-    for (key, p), (_, q) in zip(eager_model.named_parameters(), captured_model.named_parameters()):
-        assert_close(q.data, p.data, np.float32, **WEIGHT_TOLERANCE, name=key)
+    # Some weight gradients are summed with float atomics (the implicit conv weight-gradient kernel's split-K),
+    # so two eager runs differ too: a 2026-11-27 H200 run had 3 of cnn.0's 144 weights 1.2e-4 to 1.4e-4 from
+    # the eager ones after these four steps. The captured step must agree within the eager path's own spread.
+    for (key, p), (_, r), (_, q) in zip(eager_model.named_parameters(), second_model.named_parameters(),
+                                        captured_model.named_parameters()):
+        spread = float(cupy.abs(r.data - p.data).max())
+        tolerance = dict(WEIGHT_TOLERANCE, atol=max(WEIGHT_TOLERANCE["atol"], 4 * spread))
+        assert_close(q.data, p.data, np.float32, **tolerance, name=key)
