@@ -90,7 +90,8 @@ def _winograd_layer(shape):
 def _gemm_layer(shape):
     """Whether the explicit GEMM can take the layer (its column matrix fits)."""
     x_shape, weight_shape, out_hw = _layer(shape)
-    return conv_gemm.eligible(1, x_shape[0] * out_hw[0] * out_hw[1] * x_shape[1] * weight_shape[2] * weight_shape[3])
+    rows = x_shape[0] * out_hw[0] * out_hw[1]
+    return conv_gemm.eligible(1, rows * x_shape[1] * weight_shape[2] * weight_shape[3], rows)
 
 
 def _chosen(shape):

@@ -62,7 +62,8 @@ def forward_algorithm(x_shape, weight_shape, out_hw, stride, dilation, groups):
     columns = x_shape[0] * out_hw[0] * out_hw[1]
     _, grid = _forward_launch(k // groups, columns, groups)
     reduction = c_group * r * s
-    return "gemm" if conv_gemm.use_gemm(groups, columns * reduction, reduction, math.prod(grid)) else "implicit"
+    use = conv_gemm.use_gemm(groups, columns * reduction, columns, reduction, math.prod(grid))
+    return "gemm" if use else "implicit"
 
 
 def conv2d(x, weight, bias, y, stride, padding, dilation, groups):
@@ -103,8 +104,9 @@ def backward_input_algorithm(x_shape, weight_shape, out_hw, stride, dilation, gr
     blocks = sum(math.prod(_phase_grid(config, n, ceil_div(h - phase_h, stride[0]), ceil_div(w - phase_w, stride[1]),
                                        c_group, groups))
                  for phase_h in range(min(stride[0], h)) for phase_w in range(min(stride[1], w)))
-    column_elements = n * out_hw[0] * out_hw[1] * c_group * r * s
-    return "gemm" if conv_gemm.use_gemm(groups, column_elements, k // groups * r * s, blocks) else "implicit"
+    rows = n * out_hw[0] * out_hw[1]
+    use = conv_gemm.use_gemm(groups, rows * c_group * r * s, rows, k // groups * r * s, blocks)
+    return "gemm" if use else "implicit"
 
 
 def conv2d_backward_input(grad_out, weight, grad_x, stride, padding, dilation, groups):
@@ -190,14 +192,18 @@ _bias_buffers = {}   # (array module, stream pointer) -> the bias kernel's parti
 
 def _bias_scratch(size):
     """Partial sums and zeroed channel counters (the kernel resets them) of at least `size` entries; with size 0,
-    one-element stand-ins (the launch keeps one argument layout). An outgrown pair is kept, not freed: a CUDA
-    graph captured earlier (nn.capture) still writes to it."""
+    fixed one-element stand-ins (a launch keeps one argument layout whatever larger calls grew: the direct
+    launcher keys on it). An outgrown pair is kept, not freed: a CUDA graph captured earlier (nn.capture) still
+    writes to it."""
     xp = backend.cupy_module() or np
     key = (xp.__name__, 0 if xp is np else xp.cuda.get_current_stream().ptr)
     buffers = _bias_buffers.get(key)
     if buffers is None:
         buffers = _bias_buffers[key] = {"partials": xp.empty(1, xp.float32), "counters": xp.zeros(1, xp.int32),
-                                        "outgrown": []}
+                                        "unused partials": xp.empty(1, xp.float32),
+                                        "unused counters": xp.zeros(1, xp.int32), "outgrown": []}
+    if size == 0:
+        return buffers["unused partials"], buffers["unused counters"]
     if buffers["partials"].size < size:
         buffers["outgrown"].append((buffers["partials"], buffers["counters"]))
         buffers["partials"] = xp.empty(size, xp.float32)

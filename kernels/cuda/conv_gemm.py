@@ -22,24 +22,26 @@ TILE_STRIDE = TILE + 1      # shared tile rows of 33 floats: a warp's column rea
 # reduction (512 or more multiply-adds an output, so the GEMM's split-K has work to share out; below that
 # the im2col pass and the transposes cost as much as the multiplies).
 MAX_COLUMN_ELEMENTS = 2**25
+MAX_GEMM_ROWS = 64 * 65535   # the GEMM's grid y limit at its smallest tile (kernels/cuda/gemm.py: MAX_GRID_YZ)
 MIN_REDUCTION = 512
 MAX_IMPLICIT_BLOCKS = 2 * SMS
 ZERO = float32(0.0)
 
 
-def eligible(groups, column_elements):
-    """Whether the explicit GEMM can take a pass: ungrouped, its column matrix within MAX_COLUMN_ELEMENTS."""
-    return groups == 1 and column_elements <= MAX_COLUMN_ELEMENTS
+def eligible(groups, column_elements, rows=0):
+    """Whether the explicit GEMM can take a pass: ungrouped, its column matrix within MAX_COLUMN_ELEMENTS, and its
+    GEMM's `rows` (N*P*Q for the forward and input-gradient passes) within the grid's reach (MAX_GEMM_ROWS)."""
+    return groups == 1 and column_elements <= MAX_COLUMN_ELEMENTS and rows <= MAX_GEMM_ROWS
 
 
-def use_gemm(groups, column_elements, reduction, implicit_blocks):
-    """Whether a forward or input-gradient pass runs as im2col + GEMM: `reduction` is the implicit kernel's (C*R*S
-    forward, K*R*S for the input gradient) and `implicit_blocks` the blocks it would launch. A forced algorithm
-    (conv_winograd.force_algorithm) decides alone: 'gemm' wherever groups == 1 and the columns fit; 'implicit' or
+def use_gemm(groups, column_elements, rows, reduction, implicit_blocks):
+    """Whether a forward or input-gradient pass runs as im2col + GEMM: `rows` is N*P*Q, `reduction` the implicit
+    kernel's (C*R*S forward, K*R*S for the input gradient) and `implicit_blocks` the blocks it would launch. A
+    forced algorithm (conv_winograd.force_algorithm) decides alone: 'gemm' wherever `eligible`; 'implicit' or
     'winograd', never. (The weight gradient stays with its implicit kernel unless forced: kernels/cuda/conv.py.)"""
     forced = winograd.force_algorithm
-    if not eligible(groups, column_elements) or forced is not None:
-        return forced == "gemm" and eligible(groups, column_elements)
+    if not eligible(groups, column_elements, rows) or forced is not None:
+        return forced == "gemm" and eligible(groups, column_elements, rows)
     return reduction >= MIN_REDUCTION and implicit_blocks < MAX_IMPLICIT_BLOCKS
 
 

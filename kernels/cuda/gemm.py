@@ -1,10 +1,12 @@
 """SGEMM C = act(alpha*op(A)@op(B) + beta*C + bias): shared-memory tiles, 8x8 register micro-tiles.
 
 Launch: grid (ceil(N/BN), ceil(M/BM), batch*splits), THREADS = (BM/TM)*(BN/TN) a block. Tiles:
-128x128x8 with 256 threads for large problems, 64x64x8 with 64 threads plus split-K when large
-tiles would leave SMs idle (skinny DeepBench shapes). Both operands sit k-major in shared memory
-(rows padded so transposing stores are conflict-free); tile k+1 is fetched into registers while
-tile k is multiplied. Transposes are compile-time variants of the load indexing (cached factory).
+128x128x8 with 256 threads for large problems, and with split-K for a few dozen such tiles over a long K;
+64x64x8 with 64 threads plus split-K when large tiles would leave SMs idle (skinny DeepBench shapes); the
+last block of a split tile sums the partials (`plan` chooses; benchmarks/gemm_plans.py measures the choices).
+Both operands sit k-major in shared memory (rows padded so transposing stores are conflict-free); tile k+1 is
+fetched into registers while tile k is multiplied. Transposes are compile-time variants of the load indexing
+(cached factory).
 """
 import functools
 import math
@@ -282,10 +284,12 @@ MIN_SPLIT_K_TILES = 16       # each split-K slice keeps at least 16 K tiles (128
 # Large tiles with split-K where C has a few dozen of them and K is long: on an H200 (benchmarks.gemm_plans,
 # RESULTS.md, sixteenth session) 128x128 with 4-8 splits beat the small tile with its splits by 10-45% on the
 # CRNN step's Winograd weight gradients (16 x 256x256x1518: 0.148 ms against 0.212), a 2880x256x1536 GEMM
-# (0.136 against 0.249) and a 256x1536x2880 one (0.150 against 0.169); for 2 such tiles (256x128x2880) the
+# (0.136 against 0.249) and a 256x1536x2880 one (0.150 against 0.169, but it keeps the small tile: 8 splits
+# give it 192 blocks, under 1.5 an SM, and more were not measured); for 2 such tiles (256x128x2880) the
 # small tile's 16 splits won (0.075 against 0.101 for 128x128/8).
 LARGE_SPLIT_MIN_TILES = 24
 LARGE_SPLIT_BLOCKS_PER_SM = 1.5
+LARGE_SPLIT_MAX_SPLITS = 8   # the most measured
 MAX_SPLITS = 16
 MAX_GRID_YZ = 65535
 
@@ -298,10 +302,11 @@ def multiprocessor_count():
     return cupy.cuda.Device().attributes["MultiProcessorCount"]
 
 
-def _splits_until(tiles, k_tiles, blocks):
-    """K splits, doubling while under `blocks` blocks and each slice keeps MIN_SPLIT_K_TILES K tiles."""
+def _splits_until(tiles, k_tiles, blocks, most=MAX_SPLITS):
+    """K splits, doubling while under `blocks` blocks and each slice keeps MIN_SPLIT_K_TILES K tiles (at most
+    `most`)."""
     splits = 1
-    while tiles * splits < blocks and k_tiles // (2 * splits) >= MIN_SPLIT_K_TILES and splits < MAX_SPLITS:
+    while tiles * splits < blocks and k_tiles // (2 * splits) >= MIN_SPLIT_K_TILES and splits < most:
         splits *= 2
     return splits
 
@@ -309,8 +314,9 @@ def _splits_until(tiles, k_tiles, blocks):
 @functools.lru_cache(maxsize=4096)
 def plan(batch, m, n, k):
     """(tile configuration, K splits) for a problem: the large tile when it fills the GPU; the large tile with K
-    split when a C of at least LARGE_SPLIT_MIN_TILES large tiles, and at least one tile high and wide, reaches
-    LARGE_SPLIT_BLOCKS_PER_SM blocks per SM that way; else the small tile with K split until about
+    split (at most LARGE_SPLIT_MAX_SPLITS) when a C of at least LARGE_SPLIT_MIN_TILES large tiles, and at least
+    one tile high and wide, reaches LARGE_SPLIT_BLOCKS_PER_SM blocks per SM that way; else the small tile with K
+    split until about
     TARGET_BLOCKS_PER_SM blocks per SM exist."""
     sms = multiprocessor_count()
     bm, bn, bk = CONFIGS["128x128"][:3]
@@ -319,7 +325,7 @@ def plan(batch, m, n, k):
         return "128x128", 1
     if tiles >= LARGE_SPLIT_MIN_TILES and m >= bm and n >= bn:   # (a C thinner than a tile: the small tile)
         wanted = int(LARGE_SPLIT_BLOCKS_PER_SM * sms)
-        splits = _splits_until(tiles, ceil_div(k, bk), wanted)
+        splits = _splits_until(tiles, ceil_div(k, bk), wanted, LARGE_SPLIT_MAX_SPLITS)
         if tiles * splits >= wanted:
             return "128x128", splits
     bm, bn, bk = CONFIGS["64x64"][:3]

@@ -267,3 +267,17 @@ def test_bias_gradient_split_over_the_batch(shape):
     assert np.array_equal(kernels.conv2d_backward_bias(grad_out), first)   # the same sum again
     for buffers in gpu._bias_buffers.values():
         assert not buffers["counters"].any()   # reset by the last block of each channel
+
+
+def test_forced_gemm_leaves_a_layer_its_grid_cannot_reach_to_the_implicit_kernels(monkeypatch):
+    # 64 x 398 x 400 output pixels: GEMM rows beyond 65535 tiles of 64 (a review found it raising when forced)
+    monkeypatch.setattr(winograd, "force_algorithm", "gemm")
+    assert _algorithms((64, 1, 400, 400), (8, 1, 3, 1))[:2] == ("implicit", "implicit")
+    assert _algorithms((4, 1, 40, 40), (8, 1, 3, 1))[:2] == ("gemm", "gemm")
+
+
+def test_bias_gradient_without_slices_gets_the_fixed_stand_ins():
+    gpu._bias_scratch(40)   # a split call grew the buffers
+    partials, counters = gpu._bias_scratch(0)
+    assert partials.size == 1 and counters.size == 1   # one argument layout for one-slice launches
+    assert gpu._bias_scratch(40)[0].size >= 40

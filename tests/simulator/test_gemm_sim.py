@@ -113,8 +113,7 @@ def test_plan_splits_the_large_tile_for_a_few_dozen_tiles_and_a_long_k():
     # the CRNN step's shapes of benchmarks.gemm_plans (the winners on an H200, sixteenth session)
     assert gpu.plan(16, 256, 256, 1518) == ("128x128", 4)     # Winograd weight gradient: 64 tiles
     assert gpu.plan(1, 2880, 256, 1536) == ("128x128", 8)     # 46 tiles
-    config, splits = gpu.plan(1, 256, 1536, 2880)             # 24 tiles
-    assert config == "128x128" and 24 * splits >= 1.5 * gpu.multiprocessor_count()
+    assert gpu.plan(1, 256, 1536, 2880) == ("64x64", 8)       # 24 tiles: 8 splits (the most) reach too few blocks
     assert gpu.plan(1, 256, 128, 2880) == ("64x64", 16)       # 2 large tiles: the small tile's splits won
     assert gpu.plan(1, 35, 8457, 2560)[0] == "64x64"          # thinner than a large tile
     assert gpu.plan(1, 2880, 256, 256)[0] == "64x64"          # K too short for enough large-tile splits
