@@ -9,6 +9,8 @@ import sys
 
 import numpy as np
 
+from .harness import time_calls
+
 # (label, batch or None, M, N, K, trans_a, trans_b)
 SHAPES = [
     ("lstm dW_ih = dG^T x (tn)", None, 256, 128, 2880, True, False),
@@ -25,18 +27,8 @@ PLANS = [("128x128", s) for s in (1, 2, 4, 8, 16)] + [("64x64", s) for s in (1, 
 WARMUP, REPEATS = 3, 15
 
 
-def _median_ms(cupy, fn):
-    for _ in range(WARMUP):
-        fn()
-    times = []
-    for _ in range(REPEATS):
-        start, end = cupy.cuda.Event(), cupy.cuda.Event()
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, end))
-    return float(np.median(times))
+def _median_ms(fn):
+    return float(np.median(time_calls(fn, [()], "cuda", warmup=WARMUP, repeats=REPEATS)))
 
 
 def main(argv):
@@ -52,14 +44,14 @@ def main(argv):
         b = cupy.asarray(rng.uniform(-1, 1, prefix + ((n, k) if trans_b else (k, n))).astype(np.float32))
         out = cupy.empty(prefix + (m, n), cupy.float32)
         expected = cupy.matmul(a.swapaxes(-1, -2) if trans_a else a, b.swapaxes(-1, -2) if trans_b else b)
-        vendor = _median_ms(cupy, lambda: cupy.matmul(a.swapaxes(-1, -2) if trans_a else a,
+        vendor = _median_ms(lambda: cupy.matmul(a.swapaxes(-1, -2) if trans_a else a,
                                                       b.swapaxes(-1, -2) if trans_b else b))
         chosen = gemm.plan(batch or 1, m, n, k)
         cells = []
         for config, splits in PLANS:
             def call():
                 gemm.matmul(a, b, trans_a, trans_b, 1.0, 0.0, out, None, None, config=config, splits=splits)
-            ms = _median_ms(cupy, call)
+            ms = _median_ms(call)
             error = float(cupy.abs(out - expected).max() / (cupy.abs(expected).max() + 1e-30))
             cells.append(f"{ms:7.3f}" if error < 1e-4 else "  WRONG")
         print(f"{label:36s} {vendor:7.3f} {chosen[0] + '/' + str(chosen[1]):>14s} " + " ".join(cells), flush=True)

@@ -10,17 +10,15 @@ the number of blocks each tile gives.
 """
 import math
 
-import numpy as np
 from numba import float32, int32, int64
 
-from .. import backend
 from . import conv_gemm
 from . import conv_winograd as winograd
 from .conv_backward_data import backward_data_kernel, phase_taps
 from .conv_forward import CONFIGS, THREADS, choose_config, forward_kernel
 from .conv_weight import (BIAS_THREADS, WEIGHT_CONFIGS, bias_gradient_slices, choose_weight_config,
                           conv2d_bias_gradient, weight_gradient_kernel)
-from .launch import ceil_div, launch
+from .launch import ceil_div, launch, stream_scratch
 
 TARGET_BLOCKS = 4 * 132       # enough blocks for a few waves on an H100/H200 (132 SMs)
 MAX_SPLITS = 256
@@ -191,24 +189,9 @@ _bias_buffers = {}   # (array module, stream pointer) -> the bias kernel's parti
 
 
 def _bias_scratch(size):
-    """Partial sums and zeroed channel counters (the kernel resets them) of at least `size` entries; with size 0,
-    fixed one-element stand-ins (a launch keeps one argument layout whatever larger calls grew: the direct
-    launcher keys on it). An outgrown pair is kept, not freed: a CUDA graph captured earlier (nn.capture) still
-    writes to it."""
-    xp = backend.cupy_module() or np
-    key = (xp.__name__, 0 if xp is np else xp.cuda.get_current_stream().ptr)
-    buffers = _bias_buffers.get(key)
-    if buffers is None:
-        buffers = _bias_buffers[key] = {"partials": xp.empty(1, xp.float32), "counters": xp.zeros(1, xp.int32),
-                                        "unused partials": xp.empty(1, xp.float32),
-                                        "unused counters": xp.zeros(1, xp.int32), "outgrown": []}
-    if size == 0:
-        return buffers["unused partials"], buffers["unused counters"]
-    if buffers["partials"].size < size:
-        buffers["outgrown"].append((buffers["partials"], buffers["counters"]))
-        buffers["partials"] = xp.empty(size, xp.float32)
-        buffers["counters"] = xp.zeros(size, xp.int32)
-    return buffers["partials"], buffers["counters"]
+    """Partial sums and zeroed channel counters (the kernel resets them) of at least `size` entries
+    (launch.stream_scratch: one-element stand-ins for size 0)."""
+    return stream_scratch(_bias_buffers, size, size)
 
 
 _vector = float32[::1]

@@ -18,7 +18,7 @@ from numba import cuda, float32, int32, int64
 from .. import backend
 from .compile_ahead import is_recording
 from .jit import cached_jit, specialize
-from .launch import ceil_div, device_view, launch
+from .launch import ceil_div, device_view, launch, stream_scratch
 
 # name -> (BM, BN, BK, TM, TN): block tile M x N x K and each thread's micro-tile TM x TN.
 CONFIGS = {
@@ -344,30 +344,12 @@ def _flattened(x):
     return x.reshape(1, x.shape[0] * x.shape[1], x.shape[2])
 
 
-_scratch = {}   # (array module, stream pointer) -> split-K workspace and tile counters
+_scratch = {}   # (array module, stream pointer) -> split-K workspace and tile counters (launch.stream_scratch)
 
 
 def _buffers(workspace_size, counter_size):
-    """Per-stream split-K workspace and tile counters (counters start at 0 and the kernel resets them).
-
-    A buffer that a launch does not use is a fixed one-element stand-in rather than the grown one, so the
-    launch's arguments keep one layout whatever larger GEMMs ran before (the direct launcher keys on them)."""
-    xp = backend.cupy_module() or np
-    key = (xp.__name__, 0 if xp is np else xp.cuda.get_current_stream().ptr)
-    buffers = _scratch.get(key)
-    if buffers is None:
-        buffers = _scratch[key] = {"workspace": xp.empty(1, xp.float32), "counters": xp.zeros(1, xp.int32),
-                                   "unused workspace": xp.empty(1, xp.float32),
-                                   "unused counters": xp.zeros(1, xp.int32)}
-    # An outgrown buffer is kept, not freed: a CUDA graph captured earlier (nn.capture) still writes to it.
-    if buffers["workspace"].size < workspace_size:
-        buffers.setdefault("outgrown", []).append(buffers["workspace"])
-        buffers["workspace"] = xp.empty(workspace_size, xp.float32)
-    if buffers["counters"].size < counter_size:
-        buffers.setdefault("outgrown", []).append(buffers["counters"])
-        buffers["counters"] = xp.zeros(counter_size, xp.int32)
-    return (buffers["workspace"] if workspace_size else buffers["unused workspace"],
-            buffers["counters"] if counter_size else buffers["unused counters"])
+    """Per-stream split-K workspace and tile counters (counters start at 0 and the kernel resets them)."""
+    return stream_scratch(_scratch, workspace_size, counter_size)
 
 
 def matmul(a, b, trans_a, trans_b, alpha, beta, out, bias, activation, config=None, splits=None):

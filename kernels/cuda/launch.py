@@ -272,3 +272,26 @@ def launch_1d(kernel, n, *args, threads=256):
     if n == 0:
         return
     launch(kernel, ceil_div(n, threads), threads, *args)
+
+
+def stream_scratch(table, float_size, counter_size):
+    """A float32 scratch of at least `float_size` and zeroed int32 counters of at least `counter_size` entries (the
+    kernels that count on them put them back to zero), per array module and stream, kept in `table` (the calling
+    module's dict). A size of 0 gets a fixed one-element stand-in, so a launch keeps one argument layout whatever
+    larger calls grew (the direct launcher keys on it). An outgrown buffer is kept, not freed: a CUDA graph
+    captured earlier (nn.capture) still writes to it."""
+    xp = backend.cupy_module() or np
+    key = (xp.__name__, 0 if xp is np else xp.cuda.get_current_stream().ptr)
+    buffers = table.get(key)
+    if buffers is None:
+        buffers = table[key] = {"floats": xp.empty(1, xp.float32), "counters": xp.zeros(1, xp.int32),
+                                "unused floats": xp.empty(1, xp.float32), "unused counters": xp.zeros(1, xp.int32),
+                                "outgrown": []}
+    if buffers["floats"].size < float_size:
+        buffers["outgrown"].append(buffers["floats"])
+        buffers["floats"] = xp.empty(float_size, xp.float32)
+    if buffers["counters"].size < counter_size:
+        buffers["outgrown"].append(buffers["counters"])
+        buffers["counters"] = xp.zeros(counter_size, xp.int32)
+    return (buffers["floats"] if float_size else buffers["unused floats"],
+            buffers["counters"] if counter_size else buffers["unused counters"])
