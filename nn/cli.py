@@ -9,7 +9,7 @@ def _info(args):
         print(f"{key:20s} {value}")
     if args.kernels:
         from kernels.cuda import resources
-        reports = [resources.check_kernel(*entry) for entry in resources.registered_kernels()]
+        reports = [resources.check_kernel(*entry, fma_loop=True) for entry in resources.registered_kernels()]
         print()
         print(resources.format_table(reports))
         return 0 if all(r["ok"] for r in reports) else 1

@@ -24,6 +24,47 @@ def test_kernel_resources(label, kernel, signature):
         assert report["registers"] <= 255
 
 
+GEMMS = [k for k in KERNELS if k[0].startswith("gemm.")]
+# (the loops of signed 64-bit index arithmetic a load, before: 0.50-0.54 and 0.36-0.38)
+FMA_SHARE = {"128x128": 0.65, "64x64": 0.55}
+
+
+@pytest.mark.parametrize("label,kernel,signature", GEMMS, ids=[k[0] for k in GEMMS])
+def test_gemm_main_loop_is_mostly_fmas(label, kernel, signature):
+    """The GEMM's K loop issues one instruction a cycle a warp scheduler at best: every instruction that is not an
+    FFMA (address arithmetic, bounds tests, wrap-around fix-ups of signed indices) is an FMA lost. With the flat
+    operands and unsigned offsets (gemm.py) the whole loop, its partial-K-tile branch included, is mostly FFMAs."""
+    assert len(GEMMS) == 8
+    machine_code = resources.sass(resources.compile_ptx(kernel, signature))
+    if machine_code is None:
+        pytest.skip("needs ptxas and nvdisasm (the nvidia-cuda-nvdisasm wheel, a test dependency)")
+    fmas, instructions = resources.fma_loop_share(machine_code)
+    config = label.split("_")[1]
+    assert fmas == 512, f"{label}: the K loop should hold one tile's 8 x 64 FFMAs, found {fmas}"
+    assert fmas / instructions >= FMA_SHARE[config], f"{label}: {fmas} FFMAs in a loop of {instructions}"
+
+
+def test_fma_loop_share_reads_the_loop_with_most_ffmas():
+    machine_code = """
+        /*0000*/                   MOV R1, c[0x0][0x28] ;
+.L_x_0:
+        /*0010*/                   FFMA R2, R3, R4, R2 ;
+        /*0020*/                   IADD3 R5, R5, 0x1, RZ ;
+        /*0030*/              @!P0 BRA `(.L_x_0) ;
+.L_x_1:
+        /*0040*/                   FFMA.FTZ R2, R3, R4, R2 ;
+        /*0050*/                   FFMA.FTZ R6, R3, R4, R6 ;
+        /*0060*/                   LDS.128 R8, [R9] ;
+        /*0070*/                   @P1 BRA `(.L_x_2) ;
+        /*0080*/                   FFMA.FTZ R7, R3, R4, R7 ;
+.L_x_2:
+        /*0090*/                   BRA `(.L_x_1) ;
+        /*00a0*/                   EXIT ;
+"""
+    assert resources.fma_loop_share(machine_code) == (3, 6)
+    assert resources.fma_loop_share("        /*0000*/                   EXIT ;") is None
+
+
 NAN_KEEPING = [k for k in KERNELS if k[0] in ("gemm.gemm_64x64_nn", "pointwise.relu", "pointwise.relu_backward",
                                              "rnn.rnn_relu_step_forward", "rnn.rnn_relu_persistent_forward",
                                              "norm.normalise")]

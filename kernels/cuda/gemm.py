@@ -6,14 +6,15 @@ Launch: grid (ceil(N/BN), ceil(M/BM), batch*splits), THREADS = (BM/TM)*(BN/TN) a
 last block of a split tile sums the partials (`plan` chooses; benchmarks/gemm_plans.py measures the choices).
 Both operands sit k-major in shared memory (rows padded so transposing stores are conflict-free); tile k+1 is
 fetched into registers while tile k is multiplied. Transposes are compile-time variants of the load indexing
-(cached factory).
+(cached factory). A and B come flat, (batch, rows*cols): a thread's loads are its offset plus multiples of a
+pitch, in unsigned arithmetic, so the K loop is mostly FFMAs (tests/test_resources.py reads the machine code).
 """
 import functools
 import math
 
 import numpy as np
 
-from numba import cuda, float32, int32, int64
+from numba import cuda, float32, int32, int64, uint32, uint64
 
 from .. import backend
 from .compile_ahead import is_recording
@@ -73,11 +74,11 @@ def gemm_kernel(config, trans_a, trans_b):
         # Everything is written out in the body (no device functions). Branches on trans_a/trans_b are
         # compile-time constants.
         M, N = c.shape[1], c.shape[2]
-        K = a.shape[1] if trans_a else a.shape[2]
-        tid = cuda.threadIdx.x
-        batch, split = cuda.blockIdx.z // splits, cuda.blockIdx.z % splits
-        za, zb = min(batch, a.shape[0] - 1), min(batch, b.shape[0] - 1)   # a 2-D operand has batch 1
-        block_m, block_n = cuda.blockIdx.y * BM, cuda.blockIdx.x * BN
+        K = a.shape[1] // M    # a holds op(A)'s M x K values a batch
+        tid = uint32(cuda.threadIdx.x)
+        batch, split = uint32(cuda.blockIdx.z) // splits, uint32(cuda.blockIdx.z) % splits
+        za, zb = uint32(min(batch, a.shape[0] - 1)), uint32(min(batch, b.shape[0] - 1))   # a 2-D operand has batch 1
+        block_m, block_n = uint32(cuda.blockIdx.y) * BM, uint32(cuda.blockIdx.x) * BN
 
         k_tiles = (K + BK - 1) // BK
         per_split = (k_tiles + splits - 1) // splits
@@ -102,33 +103,51 @@ def gemm_kernel(config, trans_a, trans_b):
         ty = (warp // WARPS_N) * WARP_ROWS + (lane >> WARP_COLS_SHIFT)
         tx = (warp % WARPS_N) * WARP_COLS + (lane & (WARP_COLS - 1))
 
+        # What this thread fetches, fixed for the whole K loop: values of one row of op(A) (column of op(B)),
+        # at k = k0 + a_k + a_stride * load, and where they go in the shared tile. The operands come flat,
+        # (batch, M*K) and (batch, K*N), so an address is the thread's offset plus a multiple of a pitch (the
+        # elements between k and k+1) fixed for the whole loop; unsigned indices leave Numba no wrap-around
+        # code. Rows past M (columns past N) read row M-1 (N-1): results that no store keeps.
+        if trans_a:   # stored K x M, M contiguous: consecutive threads take consecutive m, THREADS // BM k rows
+            a_row, a_k = uint32(tid % BM), uint32(tid // BM)
+            a_stride = THREADS // BM
+        else:         # stored M x K, K contiguous: each thread reads a run of A_LOADS k of one row
+            a_row, a_k = uint32(tid // A_ROW_THREADS), uint32((tid % A_ROW_THREADS) * A_LOADS)
+            a_stride = 1
+        if trans_b:   # stored N x K, K contiguous
+            b_col, b_k = uint32(tid // B_ROW_THREADS), uint32((tid % B_ROW_THREADS) * B_LOADS)
+            b_stride = 1
+        else:         # stored K x N, N contiguous
+            b_col, b_k = uint32(tid % BN), uint32(tid // BN)
+            b_stride = THREADS // BN
+        m_fetched, n_fetched = uint64(min(block_m + a_row, M - 1)), uint64(min(block_n + b_col, N - 1))
+        a_pitch = uint64(M) if trans_a else uint64(1)
+        b_pitch = uint64(1) if trans_b else uint64(N)
+        a_offset = (m_fetched if trans_a else m_fetched * uint64(K)) + uint64(a_k) * a_pitch
+        b_offset = (n_fetched * uint64(K) if trans_b else n_fetched) + uint64(b_k) * b_pitch
+
         # Step s fetches tile s into registers, multiplies tile s-1 from shared buffer (s-1)&1, then
         # stores tile s into buffer s&1: one barrier a step, global latency hidden by the FMAs.
         # (`& 1` lets NVVM prove the buffer index non-negative: no wrap-around code in the loop.)
         for step in range(first_tile, last_tile + 1):
             fetch = step < last_tile
             if fetch:
-                k0 = step * BK
-                for load in range(A_LOADS):
-                    if trans_a:   # stored K x M, M contiguous: consecutive threads take consecutive m
-                        kk, row = tid // BM + (THREADS // BM) * load, tid % BM
-                    else:         # stored M x K, K contiguous: each thread reads a run of one row
-                        kk, row = (tid % A_ROW_THREADS) * A_LOADS + load, tid // A_ROW_THREADS
-                    m, k = block_m + row, k0 + kk
-                    value = float32(0.0)
-                    if m < M and k < K:
-                        value = a[za, k, m] if trans_a else a[za, m, k]
-                    a_next[load] = value
-                for load in range(B_LOADS):
-                    if trans_b:   # stored N x K, K contiguous
-                        kk, col = (tid % B_ROW_THREADS) * B_LOADS + load, tid // B_ROW_THREADS
-                    else:         # stored K x N, N contiguous
-                        kk, col = tid // BN + (THREADS // BN) * load, tid % BN
-                    n, k = block_n + col, k0 + kk
-                    value = float32(0.0)
-                    if n < N and k < K:
-                        value = b[zb, n, k] if trans_b else b[zb, k, n]
-                    b_next[load] = value
+                k0 = uint64(step * BK)
+                a_at, b_at = a_offset + k0 * a_pitch, b_offset + k0 * b_pitch
+                if k0 + BK <= K:   # a whole K tile: no bounds tests
+                    for load in range(A_LOADS):
+                        a_next[load] = a[za, a_at + uint64(a_stride * load) * a_pitch]
+                    for load in range(B_LOADS):
+                        b_next[load] = b[zb, b_at + uint64(b_stride * load) * b_pitch]
+                else:              # K's last, partial tile: zeros past K
+                    for load in range(A_LOADS):
+                        a_next[load] = float32(0.0)
+                        if k0 + a_k + a_stride * load < K:
+                            a_next[load] = a[za, a_at + uint64(a_stride * load) * a_pitch]
+                    for load in range(B_LOADS):
+                        b_next[load] = float32(0.0)
+                        if k0 + b_k + b_stride * load < K:
+                            b_next[load] = b[zb, b_at + uint64(b_stride * load) * b_pitch]
             if step > first_tile:
                 for k_group in range(BK // K_UNROLL):
                     kk = (K_UNROLL * k_group) & (BK - 1)   # provably in range: no wrap-around fix-up
@@ -146,17 +165,11 @@ def gemm_kernel(config, trans_a, trans_b):
                                 acc[i, j] += a_frag[u, i] * b_frag[u, j]
             if fetch:
                 for load in range(A_LOADS):
-                    if trans_a:
-                        kk, row = tid // BM + (THREADS // BM) * load, tid % BM
-                    else:
-                        kk, row = (tid % A_ROW_THREADS) * A_LOADS + load, tid // A_ROW_THREADS
-                    a_tile[step & 1, kk, row >> 2, row & 3] = a_next[load]
+                    kk = uint32(a_k + a_stride * load)
+                    a_tile[step & 1, kk, a_row >> 2, a_row & 3] = a_next[load]
                 for load in range(B_LOADS):
-                    if trans_b:
-                        kk, col = (tid % B_ROW_THREADS) * B_LOADS + load, tid // B_ROW_THREADS
-                    else:
-                        kk, col = tid // BN + (THREADS // BN) * load, tid % BN
-                    b_tile[step & 1, kk, col >> 2, col & 3] = b_next[load]
+                    kk = uint32(b_k + b_stride * load)
+                    b_tile[step & 1, kk, b_col >> 2, b_col & 3] = b_next[load]
             cuda.syncthreads()
 
         # Partial tiles in the workspace are kept in register order: a thread's value (i, j) sits at
@@ -339,9 +352,10 @@ def _as_3d(x):
     return x if x.ndim == 3 else x.reshape((1,) + x.shape)
 
 
-def _flattened(x):
-    """(batch, rows, cols) -> (1, batch*rows, cols): a batch sharing the other operand is one GEMM."""
-    return x.reshape(1, x.shape[0] * x.shape[1], x.shape[2])
+def _flat(x, batched):
+    """The kernel's operand layout: (batch, rows*cols), or (1, size) for a 2-D operand or a batch that is folded
+    into C's rows."""
+    return x.reshape(x.shape[0], x.shape[1] * x.shape[2]) if batched and x.ndim == 3 else x.reshape(1, x.size)
 
 
 _scratch = {}   # (array module, stream pointer) -> split-K workspace and tile counters (launch.stream_scratch)
@@ -359,13 +373,11 @@ def matmul(a, b, trans_a, trans_b, alpha, beta, out, bias, activation, config=No
     """
     if out.size == 0:
         return
-    if a.ndim == 3 and b.ndim == 2 and not trans_a:
-        a, c = _flattened(a), _flattened(out)
-    else:
-        a, c = _as_3d(a), _as_3d(out)
-    b = _as_3d(b)
+    k = a.shape[-2] if trans_a else a.shape[-1]
+    fold = a.ndim == 3 and b.ndim == 2 and not trans_a   # (batch, rows, K) @ (K, N): one GEMM of batch*rows rows
+    c = out.reshape(1, out.shape[0] * out.shape[1], out.shape[2]) if fold else _as_3d(out)
+    a, b = _flat(a, not fold), _flat(b, True)
     batch, m, n = c.shape
-    k = a.shape[1] if trans_a else a.shape[2]
     if config is None:
         config, planned_splits = plan(batch, m, n, k)
         splits = planned_splits if splits is None else splits
@@ -405,7 +417,7 @@ def _launchable(config, trans_a, trans_b, args):
 
 
 
-_array3 = float32[:, :, ::1]
-_signature = (_array3, _array3, _array3, float32[::1], float32[::1], int32[::1], float32, float32, int64, int64)
+_array2, _array3 = float32[:, ::1], float32[:, :, ::1]
+_signature = (_array2, _array2, _array3, float32[::1], float32[::1], int32[::1], float32, float32, int64, int64)
 PTX_SIGNATURES = [(f"gemm_{config}_{'t' if ta else 'n'}{'t' if tb else 'n'}", gemm_kernel(config, ta, tb), _signature)
                   for config in CONFIGS for ta in (False, True) for tb in (False, True)]

@@ -127,6 +127,69 @@ def ptxas_report(ptx):
     }
 
 
+def nvdisasm_path():
+    """nvdisasm from PATH, or from the nvidia-cuda-nvdisasm wheel (a test dependency); None without either."""
+    found = shutil.which("nvdisasm")
+    if found:
+        return found
+    try:
+        import nvidia
+    except ImportError:
+        return None
+    for root in getattr(nvidia, "__path__", []):
+        for candidate in (os.path.join(root, "cu13", "bin", "nvdisasm"), os.path.join(root, "cuda_nvdisasm", "bin",
+                                                                                        "nvdisasm")):
+            if os.path.exists(candidate):
+                return candidate
+    return None
+
+
+def sass(ptx):
+    """The machine code ptxas makes of `ptx` for TARGET_CC, as nvdisasm prints it; None without both tools."""
+    ptxas, nvdisasm = shutil.which("ptxas"), nvdisasm_path()
+    if ptxas is None or nvdisasm is None:
+        return None
+    ptx = re.sub(r"^\.version \d+\.\d+", ".version 9.0", ptx, count=1, flags=re.M)
+    relocatable = ["-c"] if re.search(r"^\.extern \.func", ptx, flags=re.M) else []
+    with tempfile.TemporaryDirectory() as folder:
+        source, cubin = os.path.join(folder, "kernel.ptx"), os.path.join(folder, "kernel.cubin")
+        with open(source, "w") as handle:
+            handle.write(ptx)
+        subprocess.run([ptxas, f"-arch=sm_{TARGET_CC[0]}{TARGET_CC[1]}", *relocatable, source, "-o", cubin],
+                       check=True, capture_output=True)
+        return subprocess.run([nvdisasm, "-c", cubin], check=True, capture_output=True, text=True).stdout
+
+
+# "/*0070*/  @!P1 BRA `(.L_x_2) ;": the opcode, and a branch's target label
+_SASS_INSTRUCTION = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)[^;]*?"
+                               r"(?:`\((\.L_x_\d+)\))?\s*;")
+_SASS_LABEL = re.compile(r"^(\.L_x_\d+):")
+
+
+def fma_loop_share(sass_text):
+    """(FFMAs, instructions) of the loop in the machine code with the most FFMAs (a backward branch's span), or
+    None without a loop of FFMAs. The FFMA share bounds a multiply loop's speed: every other instruction
+    (address arithmetic, bounds tests, loads) takes an issue slot that an FFMA could have had."""
+    opcodes, targets, labels = [], [], {}
+    for line in sass_text.splitlines():
+        label = _SASS_LABEL.match(line)
+        if label:
+            labels[label.group(1)] = len(opcodes)
+            continue
+        instruction = _SASS_INSTRUCTION.match(line)
+        if instruction:
+            opcodes.append(instruction.group(1))
+            targets.append(instruction.group(2))
+    best = None
+    for end, (opcode, target) in enumerate(zip(opcodes, targets)):
+        if opcode == "BRA" and target in labels and labels[target] <= end:
+            body = opcodes[labels[target]:end + 1]
+            fmas = sum(1 for op in body if op.startswith("FFMA"))
+            if fmas and (best is None or fmas > best[0]):
+                best = (fmas, len(body))
+    return best
+
+
 _CALL = re.compile(r"\bcall(?:\.uni)?\s+(?:\([^)]*\),\s*)?([A-Za-z_$][\w$]*)")
 
 
@@ -135,7 +198,8 @@ def ptx_calls(ptx):
     return set(_CALL.findall(ptx))
 
 
-def check_kernel(label, kernel, signature):
+def check_kernel(label, kernel, signature, fma_loop=False):
+    """The PTX and ptxas checks of one kernel; with `fma_loop`, also its FFMA loop's mix (fma_loop_share)."""
     ptx = compile_ptx(kernel, signature)
     body = ptx.split(".entry", 1)[-1]
     report = {
@@ -148,15 +212,21 @@ def check_kernel(label, kernel, signature):
         "calls": sorted(ptx_calls(body) - COOPERATIVE_RUNTIME),
     }
     report.update(ptxas_report(ptx) or {"registers": None, "spill_bytes": None, "shared_bytes": None})
+    if fma_loop:
+        machine_code = sass(ptx)
+        report["fma_loop"] = fma_loop_share(machine_code) if machine_code else None
     report["ok"] = (not report["local_memory"] and not report["f64"] and not report["spill_bytes"]
                     and not report["calls"])
     return report
 
 
 def format_table(reports):
-    lines = [f"{'kernel':48s} {'regs':>5s} {'spill B':>8s} {'smem B':>7s} {'local':>6s} {'f64':>4s}  ok"]
+    lines = [f"{'kernel':48s} {'regs':>5s} {'spill B':>8s} {'smem B':>7s} {'local':>6s} {'f64':>4s}  ok  "
+             f"FFMA loop (FFMAs / instructions)"]
     for r in reports:
+        loop = r.get("fma_loop")
         lines.append(f"{r['kernel']:48s} {str(r['registers']):>5s} {str(r['spill_bytes']):>8s} "
                      f"{str(r['shared_bytes']):>7s} {('yes' if r['local_memory'] else 'no'):>6s} "
-                     f"{('yes' if r['f64'] else 'no'):>4s}  {'yes' if r['ok'] else 'NO'}")
+                     f"{('yes' if r['f64'] else 'no'):>4s}  {'yes' if r['ok'] else 'NO ':3s} "
+                     + (f"{loop[0]} / {loop[1]} ({loop[0] / loop[1]:.0%})" if loop else ""))
     return "\n".join(lines)

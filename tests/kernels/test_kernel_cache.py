@@ -266,8 +266,8 @@ def test_the_specialised_gemm_goes_through_the_cache(cache_dir):
     import numpy as np
 
     from kernels.cuda import gemm
-    x = np.ones((1, 3, 3), np.float32)
-    args = (x, x, x, np.ones(1, np.float32), np.ones(1, np.float32), np.zeros(1, np.int32), np.float32(1),
+    x, flat = np.ones((1, 3, 3), np.float32), np.ones((1, 9), np.float32)   # C, and the flat operands
+    args = (flat, flat, x, np.ones(1, np.float32), np.ones(1, np.float32), np.zeros(1, np.int32), np.float32(1),
             np.float32(0), 0, 1)
     before = jit.compile_counts()
     gemm._specialised.pop(("64x64", False, True), None)
@@ -346,8 +346,8 @@ def test_a_gemm_recorded_is_not_kept_unspecialised(cache_dir):
     import numpy as np
 
     from kernels.cuda import gemm
-    x = np.ones((1, 3, 3), np.float32)
-    args = (x, x, x, np.ones(1, np.float32), np.ones(1, np.float32), np.zeros(1, np.int32), np.float32(1),
+    x, flat = np.ones((1, 3, 3), np.float32), np.ones((1, 9), np.float32)   # C, and the flat operands
+    args = (flat, flat, x, np.ones(1, np.float32), np.ones(1, np.float32), np.zeros(1, np.int32), np.float32(1),
             np.float32(0), 0, 1)
     gemm._specialised.pop(("64x64", True, True), None)
     with compile_ahead.recording():
