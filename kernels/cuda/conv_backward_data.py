@@ -12,10 +12,11 @@ A is the weight read as W[k, c, r, s] (transposed on the fly), B gathers grad_ou
 import functools
 import math
 
-from numba import cuda, float32, int32
+from numba import cuda, float32, int32, uint32
 
 from .conv_forward import (K_UNROLL, OUTSIDE, SHARED_ALIGNMENT, THREADS, WARP_COLS, WARP_ROWS, jit_options,
                            tile_layout, tile_steps)
+from .device import quotient32
 from .jit import cached_jit
 
 
@@ -98,9 +99,9 @@ def backward_data_kernel(config):
             if step < steps:
                 # A[c, (k, tap)] = W[k, c, r, s] for the phase's tap (r, s).
                 kk = step * BK + a_k
-                k_a = kk // phase_taps
+                k_a = quotient32(kk, phase_taps)
                 tap = kk - k_a * phase_taps
-                tap_i = tap // taps_w
+                tap_i = quotient32(tap, taps_w)
                 tap_j = tap - tap_i * taps_w
                 a_base = ((group * k_group + k_a) * c_group + tile_row) * kernel_taps \
                     + (first_tap_h + tap_i * tap_step_h) * kernel_w + first_tap_w + tap_j * tap_step_w
@@ -108,13 +109,13 @@ def backward_data_kernel(config):
                     row = a_row + i * A_STEP
                     value = float32(0.0)
                     if row < BM and tile_row + row < c_group and kk < reduction:
-                        value = weight[a_base + row * kernel_taps]
+                        value = weight[uint32(a_base + row * kernel_taps)]
                     next_a[i] = value
                 # B[(k, tap), pixel] = grad_out[n, k, p, q].
                 kk = step * BK + b_k
-                k_b = kk // phase_taps
+                k_b = quotient32(kk, phase_taps)
                 tap = kk - k_b * phase_taps
-                tap_i = tap // taps_w
+                tap_i = quotient32(tap, taps_w)
                 shift_p = tap_i * p_step
                 shift_q = (tap - tap_i * taps_w) * q_step
                 tap_offset = k_b * out_plane - shift_p * out_w - shift_q
@@ -124,7 +125,7 @@ def backward_data_kernel(config):
                     p = pixel_p[j] - shift_p
                     q = pixel_q[j] - shift_q
                     if kk < reduction and p >= 0 and p < out_h and q >= 0 and q < out_w:
-                        value = grad_out[pixel_source[j] + tap_offset]
+                        value = grad_out[uint32(pixel_source[j] + tap_offset)]
                     next_b[i] = value
             if step > 0:
                 multiply_slice(tile_a, tile_b, (step - 1) & 1, frag_a, frag_b, acc, thread_row, thread_col)

@@ -14,10 +14,10 @@ share it and read consecutive pixels, so the gathers coalesce for stride 1).
 import functools
 from collections import namedtuple
 
-from numba import cuda, float32, int32
+from numba import cuda, float32, int32, uint32
 
 from .. import backend
-from .device import device_function
+from .device import device_function, quotient32
 from .jit import cached_jit
 
 TileConfig = namedtuple("TileConfig", "block_rows block_cols block_k thread_rows thread_cols")
@@ -182,12 +182,12 @@ def forward_kernel(config):
                     row = a_row + i * A_STEP
                     value = float32(0.0)
                     if row < BM and tile_row + row < k_group and kk < reduction:
-                        value = weight[a_base + row * reduction + kk]
+                        value = weight[uint32(a_base + row * reduction + kk)]
                     next_a[i] = value
                 kk = step * BK + b_k
-                channel = kk // taps
+                channel = quotient32(kk, taps)
                 tap = kk - channel * taps
-                tap_r = tap // kernel_w
+                tap_r = quotient32(tap, kernel_w)
                 offset_h = tap_r * dilation_h
                 offset_w = (tap - tap_r * kernel_w) * dilation_w
                 tap_offset = channel * in_plane + offset_h * width + offset_w
@@ -197,7 +197,7 @@ def forward_kernel(config):
                     h = pixel_h[j] + offset_h
                     w = pixel_w[j] + offset_w
                     if kk < reduction and h >= 0 and h < height and w >= 0 and w < width:
-                        value = x[pixel_source[j] + tap_offset]
+                        value = x[uint32(pixel_source[j] + tap_offset)]
                     next_b[i] = value
             if step > 0:
                 multiply_slice(tile_a, tile_b, (step - 1) & 1, frag_a, frag_b, acc, thread_row, thread_col)

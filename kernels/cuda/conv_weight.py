@@ -11,11 +11,11 @@ the last of a channel's blocks adds the slices' partial sums in order (bias_grad
 """
 import functools
 
-from numba import cuda, float32, int32
+from numba import cuda, float32, int32, uint32
 
 from .conv_forward import (K_UNROLL, SHARED_ALIGNMENT, THREADS, WARP_COLS, WARP_ROWS, TileConfig, jit_options,
                            tile_layout, tile_steps)
-from .device import block_sum
+from .device import block_sum, quotient32
 from .jit import cached_jit
 from .launch import ceil_div
 
@@ -39,7 +39,7 @@ def weight_gradient_kernel(config):
         tid = cuda.threadIdx.x
         tile_col = cuda.blockIdx.x * BN
         tile_row = cuda.blockIdx.y * BM
-        group = cuda.blockIdx.z // splits
+        group = quotient32(cuda.blockIdx.z, splits)
         split = cuda.blockIdx.z - group * splits
         c_group = in_channels // groups
         k_group = out_channels // groups
@@ -92,9 +92,9 @@ def weight_gradient_kernel(config):
             if step < last_step:
                 pixel = step * BK + load_k
                 valid = pixel < pixels
-                n = pixel // out_plane
+                n = quotient32(pixel, out_plane)
                 rest = pixel - n * out_plane
-                p = rest // out_w
+                p = quotient32(rest, out_w)
                 q = rest - p * out_w
                 a_base = (n * out_channels + group * k_group + tile_row) * out_plane + rest
                 b_base = n * in_channels * in_plane
@@ -102,7 +102,7 @@ def weight_gradient_kernel(config):
                     row = load_index + i * LOAD_STEP
                     value = float32(0.0)
                     if valid and row < BM and tile_row + row < k_group:
-                        value = grad_out[a_base + row * out_plane]
+                        value = grad_out[uint32(a_base + row * out_plane)]
                     next_a[i] = value
                 for i in range(B_LOADS):
                     col = load_index + i * LOAD_STEP
@@ -112,7 +112,7 @@ def weight_gradient_kernel(config):
                         h = p * stride_h + column_h[col]
                         w = q * stride_w + column_w[col]
                         if offset >= 0 and h >= 0 and h < height and w >= 0 and w < width:
-                            value = x[b_base + offset + h * width + w]
+                            value = x[uint32(b_base + offset + h * width + w)]
                     next_b[i] = value
             if step > first_step:
                 multiply_slice(tile_a, tile_b, (step - 1) & 1, frag_a, frag_b, acc, thread_row, thread_col)

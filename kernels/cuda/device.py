@@ -12,7 +12,7 @@ kernel's (inlined at the IR level it took the kernel's, e.g. the fast exp). None
 from a fastmath kernel (their PTX has the same exp, log, reciprocal and fma counts as before); one that
 should must say so. The simulator's jit has no forceinline (and nothing to inline).
 """
-from numba import cuda
+from numba import cuda, int64, uint32
 
 from .. import backend
 
@@ -39,3 +39,11 @@ def block_sum(values, tid, threads):
     total = values[0]
     cuda.syncthreads()
     return total
+
+
+@device_function
+def quotient32(a, b):
+    """a // b for 0 <= a < 2**32 and 0 < b < 2**32 (indices under conv.INDEX_LIMIT): a 32-bit unsigned division,
+    inline, where Numba's signed 64-bit one calls a ~70-instruction subroutine (int64 result, so the arithmetic
+    that follows stays signed)."""
+    return int64(uint32(a) // uint32(b))
