@@ -10,6 +10,7 @@ from numba import cuda, float32, int64
 from .. import backend
 from . import conv_winograd as winograd
 from .conv_forward import SMS
+from .device import quotient32
 from .jit import cached_jit
 from .launch import ceil_div, launch, launch_1d
 
@@ -55,15 +56,15 @@ def im2col(x, columns, batch, channels, height, width, kernel_h, kernel_w, out_h
     out_plane = out_h * out_w
     if t >= batch * out_plane * reduction:
         return
-    row = t // reduction
+    row = quotient32(t, reduction)   # (32-bit divisions: indices are under conv.INDEX_LIMIT)
     col = t - row * reduction
-    n = row // out_plane
+    n = quotient32(row, out_plane)
     pixel = row - n * out_plane
-    p = pixel // out_w
+    p = quotient32(pixel, out_w)
     q = pixel - p * out_w
-    c = col // taps
+    c = quotient32(col, taps)
     tap = col - c * taps
-    r = tap // kernel_w
+    r = quotient32(tap, kernel_w)
     h = p * stride_h - pad_top + r * dilation_h
     w = q * stride_w - pad_left + (tap - r * kernel_w) * dilation_w
     value = ZERO
@@ -81,24 +82,28 @@ def col2im(columns, grad_x, batch, channels, height, width, kernel_h, kernel_w, 
     in_plane = height * width
     if t >= batch * channels * in_plane:
         return
-    image_channel = t // in_plane
+    image_channel = quotient32(t, in_plane)   # (32-bit divisions: indices are under conv.INDEX_LIMIT)
     pixel = t - image_channel * in_plane
-    n = image_channel // channels
+    n = quotient32(image_channel, channels)
     c = image_channel - n * channels
-    h = pixel // width
+    h = quotient32(pixel, width)
     w = pixel - h * width
     reduction = channels * kernel_h * kernel_w
     first_row = n * out_h * out_w
     total = ZERO
     for r in range(kernel_h):
         offset_h = h + pad_top - r * dilation_h     # p * stride_h when tap r reaches h from output row p
-        if offset_h >= 0 and offset_h % stride_h == 0 and offset_h // stride_h < out_h:
-            row = first_row + (offset_h // stride_h) * out_w
-            col = (c * kernel_h + r) * kernel_w
-            for s in range(kernel_w):
-                offset_w = w + pad_left - s * dilation_w
-                if offset_w >= 0 and offset_w % stride_w == 0 and offset_w // stride_w < out_w:
-                    total += columns[(row + offset_w // stride_w) * reduction + col + s]
+        if offset_h >= 0:
+            p = quotient32(offset_h, stride_h)
+            if offset_h == p * stride_h and p < out_h:
+                row = first_row + p * out_w
+                col = (c * kernel_h + r) * kernel_w
+                for s in range(kernel_w):
+                    offset_w = w + pad_left - s * dilation_w
+                    if offset_w >= 0:
+                        q = quotient32(offset_w, stride_w)
+                        if offset_w == q * stride_w and q < out_w:
+                            total += columns[(row + q) * reduction + col + s]
     grad_x[t] = total
 
 

@@ -43,8 +43,7 @@ def block_sum(values, tid, threads):
 
 @device_function
 def quotient32(a, b):
-    """a // b for 0 <= a < 2**32 and 0 < b < 2**32 (indices under conv.INDEX_LIMIT): in the implicit-GEMM loops it
-    compiles to one div.u32, where Numba's floor division of int64 values adds sign and -1 tests and a branch to
-    a ~70-instruction 64-bit subroutine (returns int64, so the arithmetic that follows stays signed). Check the
-    PTX where it is used: in other kernels NVVM may not narrow it."""
+    """a // b for 0 <= a < 2**32 and 0 < b < 2**32 (indices under conv.INDEX_LIMIT): one div.u32, where Numba's
+    floor division of int64 values adds sign and -1 tests and a branch to a ~70-instruction 64-bit subroutine
+    (returns int64, so the arithmetic that follows stays signed)."""
     return int64(uint32(a) // uint32(b))
