@@ -38,7 +38,9 @@ def test_gemm_main_loop_is_mostly_fmas(label, kernel, signature):
     machine_code = resources.sass(resources.compile_ptx(kernel, signature))
     if machine_code is None:
         pytest.skip("needs ptxas and nvdisasm (the nvidia-cuda-nvdisasm wheel, a test dependency)")
-    fmas, instructions = resources.fma_loop_share(machine_code)
+    loop = resources.fma_loop_share(machine_code)
+    assert loop is not None, f"{label}: no loop of FFMAs found in the machine code (a new branch form?)"
+    fmas, instructions = loop
     config = label.split("_")[1]
     assert fmas == 512, f"{label}: the K loop should hold one tile's 8 x 64 FFMAs, found {fmas}"
     assert fmas / instructions >= FMA_SHARE[config], f"{label}: {fmas} FFMAs in a loop of {instructions}"

@@ -36,9 +36,9 @@ def matmul(a, b, trans_a, trans_b, alpha, beta, out, bias, activation):
     if a.ndim == 3 and b.ndim == 2 and not trans_a and a.flags.c_contiguous:
         # A shared weight: one (batch*M) x K GEMM instead of `batch` small ones.
         result_shape = (a.shape[0], a.shape[1], b.shape[0] if trans_b else b.shape[1])
-        flat_out = None if out is None else out.reshape(-1, result_shape[2])
-        flat = matmul(a.reshape(-1, a.shape[2]), b, False, trans_b, alpha, beta, flat_out, bias,
-                               activation)
+        flat_out = None if out is None else out.reshape(result_shape[0] * result_shape[1], result_shape[2])
+        flat = matmul(a.reshape(a.shape[0] * a.shape[1], a.shape[2]), b, False, trans_b, alpha, beta, flat_out,
+                      bias, activation)   # (explicit rows: -1 is ambiguous for an empty K)
         return flat.reshape(result_shape)
     a_op, b_op = op(a, trans_a), op(b, trans_b)
     if beta == 0.0:

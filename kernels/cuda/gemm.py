@@ -71,6 +71,8 @@ def gemm_kernel(config, trans_a, trans_b):
 
     @cached_jit(**jit_options(THREADS))
     def kernel(a, b, c, bias, workspace, counters, alpha, beta, epilogue, splits):
+        # a: (1 or batch, M*K) and b: (1 or batch, K*N), each batch's op(A) / op(B) stored row-major as the
+        # transpose flags say; c: (batch, M, N). The launcher's `_flat` makes that layout (nothing here checks it).
         # Everything is written out in the body (no device functions). Branches on trans_a/trans_b are
         # compile-time constants.
         M, N = c.shape[1], c.shape[2]
@@ -106,8 +108,9 @@ def gemm_kernel(config, trans_a, trans_b):
         # What this thread fetches, fixed for the whole K loop: values of one row of op(A) (column of op(B)),
         # at k = k0 + a_k + a_stride * load, and where they go in the shared tile. The operands come flat,
         # (batch, M*K) and (batch, K*N), so an address is the thread's offset plus a multiple of a pitch (the
-        # elements between k and k+1) fixed for the whole loop; unsigned indices leave Numba no wrap-around
-        # code. Rows past M (columns past N) read row M-1 (N-1): results that no store keeps.
+        # elements between k and k+1) fixed for the whole loop. The thread's positions are uint32 and its
+        # offsets uint64, so Numba adds no wrap-around code to the loads and stores. Rows past M (columns past N)
+        # read row M-1 (N-1): results that no store keeps.
         if trans_a:   # stored K x M, M contiguous: consecutive threads take consecutive m, THREADS // BM k rows
             a_row, a_k = uint32(tid % BM), uint32(tid // BM)
             a_stride = THREADS // BM
@@ -290,7 +293,7 @@ def gemm_kernel(config, trans_a, trans_b):
 
 
 # ---------------------------------------------------------------------------------------------
-# Launcher: plan (tile, split-K), 3-D views of the operands, scratch buffers, one launch.
+# Launcher: plan (tile, split-K), flat views of A and B and a 3-D view of C, scratch buffers, one launch.
 
 TARGET_BLOCKS_PER_SM = 4     # small-tile blocks (2 warps each) wanted per SM before splitting K stops
 MIN_SPLIT_K_TILES = 16       # each split-K slice keeps at least 16 K tiles (128 values of K)

@@ -182,7 +182,7 @@ def fma_loop_share(sass_text):
             targets.append(instruction.group(2))
     best = None
     for end, (opcode, target) in enumerate(zip(opcodes, targets)):
-        if opcode == "BRA" and target in labels and labels[target] <= end:
+        if opcode.startswith("BRA") and target in labels and labels[target] <= end:
             body = opcodes[labels[target]:end + 1]
             fmas = sum(1 for op in body if op.startswith("FFMA"))
             if fmas and (best is None or fmas > best[0]):

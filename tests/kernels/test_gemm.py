@@ -150,6 +150,19 @@ def test_3d_by_shared_weight_with_out():
     assert_close(out, a @ w.T + random_array((8,), seed=23), np.float32, scale=4.0)
 
 
+@pytest.mark.parametrize("a_shape,b_shape", [((2, 4, 0), (0, 5)), ((2, 0, 3), (3, 5)), ((2, 4, 3), (3, 0)),
+                                             ((2, 4, 0), (2, 0, 5))])
+def test_empty_dimensions_match_torch(a_shape, b_shape):
+    # an empty K gives zeros (plus the bias), as torch.matmul; the shared-weight form once failed to reshape
+    torch = torch_module()
+    a, b = random_array(a_shape, seed=24), random_array(b_shape, seed=25)
+    bias = random_array((b_shape[-1],), seed=26)
+    result = kernels.matmul(a, b, bias=bias)
+    expected = (torch.matmul(torch.from_numpy(a), torch.from_numpy(b)) + torch.from_numpy(bias)).numpy()
+    assert result.shape == expected.shape
+    assert_close(result, expected, np.float32)
+
+
 def test_bad_inputs_raise():
     a, b = np.ones((3, 4), np.float32), np.ones((4, 5), np.float32)
     with pytest.raises(ValueError, match=r"matmul: inner dimensions must match, got op\(a\) 3x4 and op\(b\) 5x4"):

@@ -125,3 +125,28 @@ def test_split_k_edge_tiles_and_a_single_row():
     check(a, b, config="64x64", splits=4)
     a, b = operands(67, 66, 40, True, False, seed=21)
     check(a, b, trans_a=True, alpha=2.0, beta=0.5, config="64x64", splits=4)
+
+
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False), (True, True)])
+def test_whole_k_tiles_with_edge_tiles_in_every_layout(trans_a, trans_b):
+    # K = 32: only whole K tiles (the loads without bounds tests), while rows and columns overrun the tile
+    a, b = operands(66, 65, 32, trans_a, trans_b, seed=30)
+    check(a, b, trans_a, trans_b, beta=0.25, config="64x64", splits=2)
+
+
+@pytest.mark.parametrize("form", ["fold", "2x3", "3x2", "3x3_batch_1"])
+def test_flat_operand_forms_with_trans_b_split_k_and_beta(form):
+    # the launcher's operand layouts (gemm._flat) with a transposed B, K slices and beta
+    a_batch = {"fold": 3, "2x3": None, "3x2": 3, "3x3_batch_1": 1}[form]
+    b_batch = {"fold": None, "2x3": 3, "3x2": None, "3x3_batch_1": 3}[form]
+    trans_a = form == "3x2"    # (a 3-D A with trans_a is not folded into C's rows)
+    a, b = operands(9, 10, 27, trans_a, True, a_batch, b_batch, seed=31)
+    check(a, b, trans_a=trans_a, trans_b=True, alpha=0.5, beta=1.5, bias=random_array((10,), seed=32),
+          activation="relu", config="64x64", splits=2)
+
+
+@pytest.mark.parametrize("form", ["fold", "3x3"])
+def test_empty_k_in_the_flat_forms(form):
+    a = np.zeros((2, 4, 0), np.float32)
+    b = np.zeros((0, 5), np.float32) if form == "fold" else np.zeros((2, 0, 5), np.float32)
+    check(a, b, beta=0.5, bias=random_array((5,), seed=33), config="64x64", splits=2)
