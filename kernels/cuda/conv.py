@@ -16,9 +16,9 @@ from . import conv_gemm
 from . import conv_winograd as winograd
 from .conv_backward_data import backward_data_kernel, phase_taps
 from .conv_forward import CONFIGS, THREADS, choose_config, forward_kernel
-from .conv_weight import (BIAS_THREADS, WEIGHT_CONFIGS, bias_gradient_slices, choose_weight_config,
+from .conv_weight import (BIAS_THREADS, WEIGHT_CONFIGS, choose_weight_config,
                           conv2d_bias_gradient, weight_gradient_kernel)
-from .launch import ceil_div, launch, stream_scratch
+from .launch import batch_slices, ceil_div, launch, stream_scratch
 
 TARGET_BLOCKS = 4 * 132       # enough blocks for a few waves on an H100/H200 (132 SMs)
 MAX_SPLITS = 256
@@ -177,9 +177,9 @@ def conv2d_backward_weight(grad_out, x, grad_weight, stride, padding, dilation, 
 
 
 def conv2d_backward_bias(grad_out, grad_bias):
-    """Per-channel sums over (N, P, Q), each channel's batch split over grid y (bias_gradient_slices)."""
+    """Per-channel sums over (N, P, Q), each channel's batch split over grid y (launch.batch_slices)."""
     n, k, p, q = grad_out.shape
-    images_per_slice, slices = bias_gradient_slices(n, k, p * q)
+    images_per_slice, slices = batch_slices(n, k, p * q, BIAS_THREADS)
     partials, counters = _bias_scratch(k * slices if slices > 1 else 0)
     launch(conv2d_bias_gradient, (k, slices), BIAS_THREADS, _flat(grad_out), grad_bias, partials, counters, n, k,
            p * q, images_per_slice)

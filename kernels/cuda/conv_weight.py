@@ -7,7 +7,7 @@ ceil(K/G / BM), groups * splits), THREADS = 256, micro-tiles TM x TN in register
 and double-buffered shared slices as in conv_forward.py); BK = 16 pixels per step so that a warp's
 loads run along consecutive pixels (coalesced rows of gy and x).
 Bias: blocks (channel, slice of the batch) sum in shared memory (no warp shuffles, so the simulator runs them);
-the last of a channel's blocks adds the slices' partial sums in order (bias_gradient_slices).
+the last of a channel's blocks adds the slices' partial sums in order (launch.batch_slices).
 """
 import functools
 
@@ -17,7 +17,6 @@ from .conv_forward import (K_UNROLL, SHARED_ALIGNMENT, THREADS, WARP_COLS, WARP_
                            tile_layout, tile_steps)
 from .device import block_sum, quotient32
 from .jit import cached_jit
-from .launch import ceil_div
 
 
 @functools.lru_cache(maxsize=None)
@@ -151,21 +150,7 @@ def choose_weight_config(rows, columns):
     return WEIGHT_CONFIGS[-1][2]
 
 
-BIAS_THREADS = 256
-BIAS_TARGET_BLOCKS = 4 * 132     # blocks wanted on an H100/H200 (132 SMs) before a channel's sum is split
-BIAS_MIN_SLICE = 4 * BIAS_THREADS   # values a slice keeps at least (4 loads a thread)
-
-
-def bias_gradient_slices(batch, channels, plane):
-    """(images per slice, slices): a channel's batch * plane sum split over grid y until about
-    BIAS_TARGET_BLOCKS blocks exist (one block per channel left most SMs idle on a 32-channel layer: 141 us for
-    64x32x12x90 on an H100, against about 5 us of reading), each slice whole images of at least BIAS_MIN_SLICE
-    values."""
-    if batch == 0:
-        return 1, 1
-    wanted = min(batch, max(1, ceil_div(BIAS_TARGET_BLOCKS, channels)))
-    per_slice = min(batch, max(ceil_div(batch, wanted), ceil_div(BIAS_MIN_SLICE, max(plane, 1))))
-    return per_slice, ceil_div(batch, per_slice)
+BIAS_THREADS = 256   # (its grid: launch.batch_slices)
 
 
 @cached_jit(fastmath=True)

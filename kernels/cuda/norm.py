@@ -1,8 +1,10 @@
 """Batch normalisation: per-channel reductions, then elementwise normalise / gradient kernels.
 
-Reductions: one block of REDUCE_THREADS threads per channel over the N*L values of x viewed as
-(N, C, L) (consecutive threads read consecutive l: coalesced), float32 two-pass mean/variance with a
-shared-memory tree. Elementwise kernels: `launch_1d`, one thread per value of the flat array. A ReLU
+Reductions: blocks of REDUCE_THREADS threads over (channel, slice of images) of x viewed as (N, C, L)
+(consecutive threads read consecutive l: coalesced; launch.batch_slices splits a channel's batch until the GPU
+has enough blocks), float32 two-pass mean and centred sum of squares a slice with a shared-memory tree; the last
+block of a channel to finish combines the slices in order (Chan et al.'s pairwise update for the variance), so
+every run gives the same result. Elementwise kernels: `launch_1d`, one thread per value of the flat array. A ReLU
 after the normalisation can run inside these kernels (the forward's output clamped, the gradient masked by
 it as it is read): one pass over the activations and two launches fewer than a separate ReLU.
 """
@@ -11,37 +13,73 @@ import math
 import numpy as np
 from numba import cuda, float32, int32, int64
 
-from .device import block_sum
+from .device import block_sum, device_function
 from .jit import cached_jit
-from .launch import launch, launch_1d
+from .launch import batch_slices, launch, launch_1d, stream_scratch
 
 REDUCE_THREADS = 512   # a power of two (tree reduction); 16 warps per block to keep loads in flight
 THREADS = 256
 
 
+@device_function
+def last_of_channel(counters, channel, slices, is_last):
+    """Thread 0 of a block that wrote its partials: True in the last of the channel's `slices` blocks to arrive
+    (which resets the counter for the next launch), in every thread of that block; a barrier inside."""
+    if cuda.threadIdx.x == 0:
+        cuda.threadfence()   # this block's partials before its arrival
+        done = cuda.atomic.add(counters, channel, 1)
+        is_last[0] = 1 if done == slices - 1 else 0
+        if done == slices - 1:
+            counters[channel] = 0
+            cuda.threadfence()   # the other blocks' partials after their arrivals
+    cuda.syncthreads()
+    return is_last[0] == 1
+
+
 @cached_jit(fastmath=False)
 def batch_statistics_kernel(x, mean_out, invstd_out, running_mean, running_var, momentum, eps,
-                            unbias_factor, update_running):
-    c = cuda.blockIdx.x
+                            unbias_factor, update_running, partials, counters, images_per_slice):
+    # Block (c, s): mean and centred sum of squares of channel c over images s*images_per_slice onwards.
+    c, part, slices = cuda.blockIdx.x, cuda.blockIdx.y, cuda.gridDim.y
     tid = cuda.threadIdx.x
     length = x.shape[2]
-    count = x.shape[0] * length
+    first = part * images_per_slice
+    count = min(images_per_slice, x.shape[0] - first) * length
     partial = cuda.shared.array(REDUCE_THREADS, float32)
+    is_last = cuda.shared.array(1, int32)
     total = float32(0.0)
     for i in range(tid, count, REDUCE_THREADS):
         n = i // length
-        total += x[n, c, i - n * length]
+        total += x[first + n, c, i - n * length]
     partial[tid] = total
     mean = block_sum(partial, tid, REDUCE_THREADS) / float32(count)
     # Second pass over centred values: no cancellation when |mean| >> std.
     total = float32(0.0)
     for i in range(tid, count, REDUCE_THREADS):
         n = i // length
-        d = x[n, c, i - n * length] - mean
+        d = x[first + n, c, i - n * length] - mean
         total += d * d
     partial[tid] = total
-    var = block_sum(partial, tid, REDUCE_THREADS) / float32(count)
+    squares = block_sum(partial, tid, REDUCE_THREADS)
+    if slices > 1:
+        if tid == 0:
+            partials[2 * (c * slices + part)] = mean
+            partials[2 * (c * slices + part) + 1] = squares
+        if not last_of_channel(counters, c, slices, is_last) or tid != 0:
+            return
+        # The slices in order, each (count, mean, squares) merged into the running one as Chan et al. do: the
+        # difference of the means carries the between-slice part, so no large sum of squares is subtracted.
+        seen = float32(0.0)
+        mean = float32(0.0)
+        squares = float32(0.0)
+        for other in range(slices):
+            added = float32(min(images_per_slice, x.shape[0] - other * images_per_slice) * length)
+            delta = partials[2 * (c * slices + other)] - mean
+            seen += added
+            mean += delta * (added / seen)
+            squares += partials[2 * (c * slices + other) + 1] + delta * delta * ((seen - added) * added / seen)
     if tid == 0:
+        var = squares / float32(x.shape[0] * length)
         mean_out[c] = mean
         invstd_out[c] = float32(1.0) / math.sqrt(var + eps)
         if update_running != 0:
@@ -76,19 +114,24 @@ def normalise_kernel(x, mean, invstd, weight, bias, y, channels, length, affine,
 
 
 @cached_jit
-def backward_sums_kernel(grad_out, x, output, mean, invstd, sum_grad_xhat, sum_grad, relu):
-    c = cuda.blockIdx.x
+def backward_sums_kernel(grad_out, x, output, mean, invstd, sum_grad_xhat, sum_grad, relu, partials, counters,
+                         images_per_slice):
+    # Block (c, s): sums of g and g * (x - mean) of channel c over its slice of images; with several slices the
+    # last block of the channel adds the slices' sums in order.
+    c, part, slices = cuda.blockIdx.x, cuda.blockIdx.y, cuda.gridDim.y
     tid = cuda.threadIdx.x
     length = x.shape[2]
-    count = x.shape[0] * length
+    first = part * images_per_slice
+    count = min(images_per_slice, x.shape[0] - first) * length
     partial_grad = cuda.shared.array(REDUCE_THREADS, float32)
     partial_grad_xhat = cuda.shared.array(REDUCE_THREADS, float32)
+    is_last = cuda.shared.array(1, int32)
     mu = mean[c]
     total_grad = float32(0.0)
     total_grad_centred = float32(0.0)
     for i in range(tid, count, REDUCE_THREADS):
-        n = i // length
-        l = i - n * length
+        n = first + i // length
+        l = i - (i // length) * length
         g = grad_out[n, c, l]
         if relu != 0 and output[n, c, l] <= float32(0.0):   # the fused ReLU's gradient (a NaN passes it on)
             g = float32(0.0)
@@ -103,9 +146,22 @@ def backward_sums_kernel(grad_out, x, output, mean, invstd, sum_grad_xhat, sum_g
             partial_grad[tid] += partial_grad[tid + stride]
             partial_grad_xhat[tid] += partial_grad_xhat[tid + stride]
         stride //= 2
+    total_grad = partial_grad[0]
+    total_grad_centred = partial_grad_xhat[0]
+    if slices > 1:
+        if tid == 0:
+            partials[2 * (c * slices + part)] = total_grad
+            partials[2 * (c * slices + part) + 1] = total_grad_centred
+        if not last_of_channel(counters, c, slices, is_last) or tid != 0:
+            return
+        total_grad = float32(0.0)
+        total_grad_centred = float32(0.0)
+        for other in range(slices):
+            total_grad += partials[2 * (c * slices + other)]
+            total_grad_centred += partials[2 * (c * slices + other) + 1]
     if tid == 0:
-        sum_grad[c] = partial_grad[0]
-        sum_grad_xhat[c] = partial_grad_xhat[0] * invstd[c]
+        sum_grad[c] = total_grad
+        sum_grad_xhat[c] = total_grad_centred * invstd[c]
 
 
 @cached_jit
@@ -138,8 +194,11 @@ def batch_norm_statistics(x3, mean, invstd, running_mean, running_var, momentum,
     # Scratch stand-ins when a running stat is absent: never aliases an array the kernel writes.
     used = [mean.copy() if r is None else _dense_copy(r) for r in (running_mean, running_var)]
     update = running_mean is not None or running_var is not None
-    launch(batch_statistics_kernel, channels, REDUCE_THREADS, x3, mean, invstd, used[0], used[1],
-           np.float32(momentum), np.float32(eps), np.float32(count / (count - 1)), np.int32(update))
+    images_per_slice, slices = batch_slices(x3.shape[0], channels, x3.shape[2], REDUCE_THREADS)
+    partials, counters = _scratch(channels, slices)
+    launch(batch_statistics_kernel, (channels, slices), REDUCE_THREADS, x3, mean, invstd, used[0], used[1],
+           np.float32(momentum), np.float32(eps), np.float32(count / (count - 1)), np.int32(update), partials,
+           counters, images_per_slice)
     for original, copy in zip((running_mean, running_var), used):
         if original is not None and copy is not original:
             original[...] = copy
@@ -168,12 +227,24 @@ def batch_norm_backward(grad3, x3, weight, mean, invstd, training, grad_x3, sum_
     batch, channels, length = x3.shape
     relu = output3 is not None
     output3 = output3 if relu else x3   # (a read-only stand-in, never read without relu)
-    launch(backward_sums_kernel, channels, REDUCE_THREADS, grad3, x3, output3, mean, invstd, sum_grad_xhat, sum_grad,
-           np.int32(relu))
+    images_per_slice, slices = batch_slices(batch, channels, length, REDUCE_THREADS)
+    partials, counters = _scratch(channels, slices)
+    launch(backward_sums_kernel, (channels, slices), REDUCE_THREADS, grad3, x3, output3, mean, invstd, sum_grad_xhat,
+           sum_grad, np.int32(relu), partials, counters, images_per_slice)
     launch_1d(backward_input_kernel, x3.size, grad3.reshape(-1), x3.reshape(-1), output3.reshape(-1), mean, invstd,
               mean if weight is None else weight, sum_grad_xhat, sum_grad, grad_x3.reshape(-1), channels, length,
               np.float32(1.0 / (batch * length)), np.int32(weight is not None), np.int32(training), np.int32(relu),
               threads=THREADS)
+
+
+_buffers = {}   # (array module, stream pointer) -> the reductions' per-slice partials and channel counters
+
+
+def _scratch(channels, slices):
+    """Two partials a (channel, slice) and zeroed channel counters (the last block resets its channel's), for a
+    split reduction; one-element stand-ins for one slice (launch.stream_scratch)."""
+    size = channels * slices if slices > 1 else 0
+    return stream_scratch(_buffers, 2 * size, size)
 
 
 def _ones_like(v):
@@ -190,11 +261,13 @@ def _zeros_like(v):
 
 _vector = float32[::1]
 _ncl = float32[:, :, ::1]
+_counters = int32[::1]
 PTX_SIGNATURES = [
     ("batch_statistics", batch_statistics_kernel, (_ncl, _vector, _vector, _vector, _vector,
-                                                   float32, float32, float32, int32)),
+                                                   float32, float32, float32, int32, _vector, _counters, int64)),
     ("running_statistics", running_statistics_kernel, (_vector, _vector, _vector, _vector, float32)),
     ("normalise", normalise_kernel, (_vector,) * 6 + (int64, int64, int32, int32)),
-    ("backward_sums", backward_sums_kernel, (_ncl, _ncl, _ncl, _vector, _vector, _vector, _vector, int32)),
+    ("backward_sums", backward_sums_kernel, (_ncl, _ncl, _ncl, _vector, _vector, _vector, _vector, int32, _vector,
+                                             _counters, int64)),
     ("backward_input", backward_input_kernel, (_vector,) * 9 + (int64, int64, float32, int32, int32, int32)),
 ]

@@ -258,9 +258,10 @@ def test_weight_and_bias_gradients_written_into_given_arrays(kwargs):
 @pytest.mark.parametrize("shape", [(9, 3, 11, 13), (2, 5, 3, 4)])
 def test_bias_gradient_split_over_the_batch(shape):
     # (9, 3, 11, 13): two slices of 8 and 1 images a channel, the last block adding both partials; (2, 5, 3, 4): one
-    from kernels.cuda.conv_weight import bias_gradient_slices
+    from kernels.cuda.conv_weight import BIAS_THREADS
+    from kernels.cuda.launch import batch_slices
     grad_out = random_array(shape, seed=21)
-    slices = bias_gradient_slices(shape[0], shape[1], shape[2] * shape[3])[1]
+    slices = batch_slices(shape[0], shape[1], shape[2] * shape[3], BIAS_THREADS)[1]
     assert slices == (2 if shape[0] == 9 else 1)
     first = kernels.conv2d_backward_bias(grad_out)
     assert_close(first, grad_out.sum(axis=(0, 2, 3)), np.float32, scale=np.sqrt(grad_out[:, 0].size))

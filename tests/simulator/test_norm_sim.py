@@ -91,3 +91,33 @@ def test_batch_norm_kernels_with_relu_match_cpu(shape, training, affine):
     if affine:
         assert_close(grad_weight, gw_ref, np.float32, scale=4, name="grad_weight")
         assert_close(grad_bias, gb_ref, np.float32, scale=4, name="grad_bias")
+
+
+def test_batch_norm_reductions_split_over_the_batch_agree_and_repeat():
+    # 9 images of 300 values: two slices a channel (7 images and 2), combined by the last block of each channel.
+    # Values near 1000 with a spread of 0.3, the last two images 2 higher: the slices' variances must be merged
+    # without cancellation, and with the part their different means add.
+    from kernels.cuda import norm as gpu_norm
+    from kernels.cuda.launch import batch_slices
+    x = random_array((9, 2, 300), seed=14, low=1000.0, high=1001.0)
+    x[7:] += 2.0
+    grad_out = random_array((9, 2, 300), seed=15)
+    assert batch_slices(9, 2, 300, gpu_norm.REDUCE_THREADS) == (7, 2)
+    running_mean, running_var = np.zeros(2, np.float32), np.ones(2, np.float32)
+    y, mean, invstd = kernels.batch_norm(x, None, None, running_mean, running_var, True)
+    x64 = x.astype(np.float64)
+    mean64, var64 = x64.mean(axis=(0, 2)), x64.var(axis=(0, 2))
+    assert_close(mean, mean64, np.float32, name="mean")
+    assert np.allclose(invstd, 1 / np.sqrt(var64 + 1e-5), rtol=1e-4), (invstd, 1 / np.sqrt(var64 + 1e-5))
+    assert np.allclose(running_var, 0.9 + 0.1 * var64 * 2700 / 2699, rtol=1e-5)
+    grad_x, _, _ = kernels.batch_norm_backward(grad_out, x, None, mean, invstd, True)
+    xhat = (x64 - mean64[None, :, None]) / np.sqrt(var64 + 1e-5)[None, :, None]
+    g = grad_out.astype(np.float64)
+    expected = (g - g.mean(axis=(0, 2), keepdims=True)
+                - xhat * (g * xhat).mean(axis=(0, 2), keepdims=True)) / np.sqrt(var64 + 1e-5)[None, :, None]
+    assert_close(grad_x, expected, np.float32, scale=4, name="grad_x")
+    again = kernels.batch_norm(x, None, None, None, None, True)
+    assert np.array_equal(again[1], mean) and np.array_equal(again[2], invstd)   # the same sums every run
+    assert np.array_equal(kernels.batch_norm_backward(grad_out, x, None, mean, invstd, True)[0], grad_x)
+    for buffers in gpu_norm._buffers.values():
+        assert not buffers["counters"].any()   # reset by the last block of each channel
