@@ -46,6 +46,33 @@ def test_gemm_main_loop_is_mostly_fmas(label, kernel, signature):
     assert fmas / instructions >= FMA_SHARE[config], f"{label}: {fmas} FFMAs in a loop of {instructions}"
 
 
+MULTIPLY_KERNELS = [k for k in KERNELS if k[0].startswith(("gemm.gemm_", "conv.forward_", "conv.backward_data_",
+                                                            "conv.backward_weight_", "conv.winograd_"))]
+
+
+@pytest.mark.parametrize("label,kernel,signature", MULTIPLY_KERNELS, ids=[k[0] for k in MULTIPLY_KERNELS])
+def test_multiply_loops_call_nothing(label, kernel, signature):
+    """No loop of FFMAs in the GEMM and convolution kernels calls a subroutine: Numba's floor division of int64
+    values branches to a 64-bit division one (device.quotient32 divides in 32 bits where indices allow)."""
+    machine_code = resources.sass(resources.compile_ptx(kernel, signature))
+    if machine_code is None:
+        pytest.skip("needs ptxas and nvdisasm (the nvidia-cuda-nvdisasm wheel, a test dependency)")
+    assert all(calls == 0 for _, _, calls in resources.fma_loops(machine_code)), f"{label}: a loop calls"
+
+
+CONV_FMA_SHARE = {"conv.forward_128x128": 0.55, "conv.backward_data_128x128": 0.5}   # (before: 0.51, 0.42)
+
+
+@pytest.mark.parametrize("label", sorted(CONV_FMA_SHARE))
+def test_implicit_gemm_loops_are_mostly_fmas(label):
+    kernel, signature = [(k, s) for name, k, s in KERNELS if name == label][0]
+    machine_code = resources.sass(resources.compile_ptx(kernel, signature))
+    if machine_code is None:
+        pytest.skip("needs ptxas and nvdisasm (the nvidia-cuda-nvdisasm wheel, a test dependency)")
+    fmas, instructions = resources.fma_loop_share(machine_code)
+    assert fmas == 512 and fmas / instructions >= CONV_FMA_SHARE[label], f"{label}: {fmas} / {instructions}"
+
+
 def test_fma_loop_share_reads_the_loop_with_most_ffmas():
     machine_code = """
         /*0000*/                   MOV R1, c[0x0][0x28] ;
@@ -64,6 +91,7 @@ def test_fma_loop_share_reads_the_loop_with_most_ffmas():
         /*00a0*/                   EXIT ;
 """
     assert resources.fma_loop_share(machine_code) == (3, 6)
+    assert resources.fma_loops(machine_code) == [(1, 3, 0), (3, 6, 0)]
     assert resources.fma_loop_share("        /*0000*/                   EXIT ;") is None
 
 

@@ -166,10 +166,9 @@ _SASS_INSTRUCTION = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z
 _SASS_LABEL = re.compile(r"^(\.L_x_\d+):")
 
 
-def fma_loop_share(sass_text):
-    """(FFMAs, instructions) of the loop in the machine code with the most FFMAs (a backward branch's span), or
-    None without a loop of FFMAs. The FFMA share bounds a multiply loop's speed: every other instruction
-    (address arithmetic, bounds tests, loads) takes an issue slot that an FFMA could have had."""
+def fma_loops(sass_text):
+    """(FFMAs, instructions, calls) of each loop of the machine code that holds FFMAs (a backward branch's span,
+    nested loops counted in every loop around them)."""
     opcodes, targets, labels = [], [], {}
     for line in sass_text.splitlines():
         label = _SASS_LABEL.match(line)
@@ -180,13 +179,24 @@ def fma_loop_share(sass_text):
         if instruction:
             opcodes.append(instruction.group(1))
             targets.append(instruction.group(2))
-    best = None
+    loops = []
     for end, (opcode, target) in enumerate(zip(opcodes, targets)):
         if opcode.startswith("BRA") and target in labels and labels[target] <= end:
             body = opcodes[labels[target]:end + 1]
             fmas = sum(1 for op in body if op.startswith("FFMA"))
-            if fmas and (best is None or fmas > best[0]):
-                best = (fmas, len(body))
+            if fmas:
+                loops.append((fmas, len(body), sum(1 for op in body if op.startswith("CALL"))))
+    return loops
+
+
+def fma_loop_share(sass_text):
+    """(FFMAs, instructions) of the loop in the machine code with the most FFMAs, or None without a loop of
+    FFMAs. The FFMA share bounds a multiply loop's speed: every other instruction (address arithmetic, bounds
+    tests, loads) takes an issue slot that an FFMA could have had."""
+    best = None
+    for fmas, instructions, _ in fma_loops(sass_text):
+        if best is None or fmas > best[0]:
+            best = (fmas, instructions)
     return best
 
 
