@@ -53,7 +53,7 @@ MULTIPLY_KERNELS = [k for k in KERNELS if k[0].startswith(("gemm.gemm_", "conv.f
 @pytest.mark.parametrize("label,kernel,signature", MULTIPLY_KERNELS, ids=[k[0] for k in MULTIPLY_KERNELS])
 def test_multiply_loops_call_nothing(label, kernel, signature):
     """No loop of FFMAs in the GEMM and convolution kernels calls a subroutine: Numba's floor division of int64
-    values branches to a 64-bit division one (device.quotient32 divides in 32 bits where indices allow)."""
+    values branches to a 64-bit division one (device.divmod32 divides in 32 bits where indices allow)."""
     machine_code = resources.sass(resources.compile_ptx(kernel, signature))
     if machine_code is None:
         pytest.skip("needs ptxas and nvdisasm (the nvidia-cuda-nvdisasm wheel, a test dependency)")

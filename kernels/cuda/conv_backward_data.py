@@ -16,7 +16,7 @@ from numba import cuda, float32, int32, uint32
 
 from .conv_forward import (K_UNROLL, OUTSIDE, SHARED_ALIGNMENT, THREADS, WARP_COLS, WARP_ROWS, jit_options,
                            tile_layout, tile_steps)
-from .device import quotient32
+from .device import divmod32
 from .jit import cached_jit
 
 
@@ -99,10 +99,8 @@ def backward_data_kernel(config):
             if step < steps:
                 # A[c, (k, tap)] = W[k, c, r, s] for the phase's tap (r, s).
                 kk = step * BK + a_k
-                k_a = quotient32(kk, phase_taps)
-                tap = kk - k_a * phase_taps
-                tap_i = quotient32(tap, taps_w)
-                tap_j = tap - tap_i * taps_w
+                k_a, tap = divmod32(kk, phase_taps)
+                tap_i, tap_j = divmod32(tap, taps_w)
                 a_base = ((group * k_group + k_a) * c_group + tile_row) * kernel_taps \
                     + (first_tap_h + tap_i * tap_step_h) * kernel_w + first_tap_w + tap_j * tap_step_w
                 for i in range(A_LOADS):
@@ -113,11 +111,10 @@ def backward_data_kernel(config):
                     next_a[i] = value
                 # B[(k, tap), pixel] = grad_out[n, k, p, q].
                 kk = step * BK + b_k
-                k_b = quotient32(kk, phase_taps)
-                tap = kk - k_b * phase_taps
-                tap_i = quotient32(tap, taps_w)
+                k_b, tap = divmod32(kk, phase_taps)
+                tap_i, tap_j = divmod32(tap, taps_w)
                 shift_p = tap_i * p_step
-                shift_q = (tap - tap_i * taps_w) * q_step
+                shift_q = tap_j * q_step
                 tap_offset = k_b * out_plane - shift_p * out_w - shift_q
                 for i in range(B_LOADS):
                     j = b_lane + i * ROW_THREADS

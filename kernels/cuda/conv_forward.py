@@ -17,7 +17,7 @@ from collections import namedtuple
 from numba import cuda, float32, int32, uint32
 
 from .. import backend
-from .device import device_function, quotient32
+from .device import device_function, divmod32
 from .jit import cached_jit
 
 TileConfig = namedtuple("TileConfig", "block_rows block_cols block_k thread_rows thread_cols")
@@ -185,11 +185,10 @@ def forward_kernel(config):
                         value = weight[uint32(a_base + row * reduction + kk)]
                     next_a[i] = value
                 kk = step * BK + b_k
-                channel = quotient32(kk, taps)
-                tap = kk - channel * taps
-                tap_r = quotient32(tap, kernel_w)
+                channel, tap = divmod32(kk, taps)
+                tap_r, tap_s = divmod32(tap, kernel_w)
                 offset_h = tap_r * dilation_h
-                offset_w = (tap - tap_r * kernel_w) * dilation_w
+                offset_w = tap_s * dilation_w
                 tap_offset = channel * in_plane + offset_h * width + offset_w
                 for i in range(B_LOADS):
                     j = b_lane + i * ROW_THREADS

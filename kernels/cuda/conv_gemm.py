@@ -10,7 +10,7 @@ from numba import cuda, float32, int64
 from .. import backend
 from . import conv_winograd as winograd
 from .conv_forward import SMS
-from .device import quotient32
+from .device import divmod32
 from .jit import cached_jit
 from .launch import ceil_div, launch, launch_1d
 
@@ -56,17 +56,13 @@ def im2col(x, columns, batch, channels, height, width, kernel_h, kernel_w, out_h
     out_plane = out_h * out_w
     if t >= batch * out_plane * reduction:
         return
-    row = quotient32(t, reduction)   # (32-bit divisions: indices are under conv.INDEX_LIMIT)
-    col = t - row * reduction
-    n = quotient32(row, out_plane)
-    pixel = row - n * out_plane
-    p = quotient32(pixel, out_w)
-    q = pixel - p * out_w
-    c = quotient32(col, taps)
-    tap = col - c * taps
-    r = quotient32(tap, kernel_w)
+    row, col = divmod32(t, reduction)   # (32-bit divisions: indices are under conv.INDEX_LIMIT)
+    n, pixel = divmod32(row, out_plane)
+    p, q = divmod32(pixel, out_w)
+    c, tap = divmod32(col, taps)
+    r, s = divmod32(tap, kernel_w)
     h = p * stride_h - pad_top + r * dilation_h
-    w = q * stride_w - pad_left + (tap - r * kernel_w) * dilation_w
+    w = q * stride_w - pad_left + s * dilation_w
     value = ZERO
     if h >= 0 and h < height and w >= 0 and w < width:
         value = x[((n * channels + c) * height + h) * width + w]
@@ -82,27 +78,24 @@ def col2im(columns, grad_x, batch, channels, height, width, kernel_h, kernel_w, 
     in_plane = height * width
     if t >= batch * channels * in_plane:
         return
-    image_channel = quotient32(t, in_plane)   # (32-bit divisions: indices are under conv.INDEX_LIMIT)
-    pixel = t - image_channel * in_plane
-    n = quotient32(image_channel, channels)
-    c = image_channel - n * channels
-    h = quotient32(pixel, width)
-    w = pixel - h * width
+    image_channel, pixel = divmod32(t, in_plane)   # (32-bit divisions: indices are under conv.INDEX_LIMIT)
+    n, c = divmod32(image_channel, channels)
+    h, w = divmod32(pixel, width)
     reduction = channels * kernel_h * kernel_w
     first_row = n * out_h * out_w
     total = ZERO
     for r in range(kernel_h):
         offset_h = h + pad_top - r * dilation_h     # p * stride_h when tap r reaches h from output row p
         if offset_h >= 0:
-            p = quotient32(offset_h, stride_h)
-            if offset_h == p * stride_h and p < out_h:
+            p, off_row = divmod32(offset_h, stride_h)
+            if off_row == 0 and p < out_h:
                 row = first_row + p * out_w
                 col = (c * kernel_h + r) * kernel_w
                 for s in range(kernel_w):
                     offset_w = w + pad_left - s * dilation_w
                     if offset_w >= 0:
-                        q = quotient32(offset_w, stride_w)
-                        if offset_w == q * stride_w and q < out_w:
+                        q, off_column = divmod32(offset_w, stride_w)
+                        if off_column == 0 and q < out_w:
                             total += columns[(row + q) * reduction + col + s]
     grad_x[t] = total
 

@@ -15,7 +15,7 @@ from numba import cuda, float32, int32, uint32
 
 from .conv_forward import (K_UNROLL, SHARED_ALIGNMENT, THREADS, WARP_COLS, WARP_ROWS, TileConfig, jit_options,
                            tile_layout, tile_steps)
-from .device import block_sum, quotient32
+from .device import block_sum, divmod32, last_block_to_arrive
 from .jit import cached_jit
 
 
@@ -38,8 +38,7 @@ def weight_gradient_kernel(config):
         tid = cuda.threadIdx.x
         tile_col = cuda.blockIdx.x * BN
         tile_row = cuda.blockIdx.y * BM
-        group = quotient32(cuda.blockIdx.z, splits)
-        split = cuda.blockIdx.z - group * splits
+        group, split = divmod32(cuda.blockIdx.z, splits)
         c_group = in_channels // groups
         k_group = out_channels // groups
         taps = kernel_h * kernel_w
@@ -91,10 +90,8 @@ def weight_gradient_kernel(config):
             if step < last_step:
                 pixel = step * BK + load_k
                 valid = pixel < pixels
-                n = quotient32(pixel, out_plane)
-                rest = pixel - n * out_plane
-                p = quotient32(rest, out_w)
-                q = rest - p * out_w
+                n, rest = divmod32(pixel, out_plane)
+                p, q = divmod32(rest, out_w)
                 a_base = (n * out_channels + group * k_group + tile_row) * out_plane + rest
                 b_base = n * in_channels * in_plane
                 for i in range(A_LOADS):
@@ -178,14 +175,7 @@ def conv2d_bias_gradient(grad_out, grad_bias, partials, counters, batch, channel
         return
     if tid == 0:
         partials[channel * slices + part] = total
-        cuda.threadfence()
-        done = cuda.atomic.add(counters, channel, 1)
-        is_last[0] = 1 if done == slices - 1 else 0
-        if done == slices - 1:
-            counters[channel] = 0
-    cuda.syncthreads()
-    if is_last[0] == 1 and tid == 0:
-        cuda.threadfence()
+    if last_block_to_arrive(counters, channel, slices, is_last) and tid == 0:
         total = float32(0.0)
         for other in range(slices):
             total += partials[channel * slices + other]

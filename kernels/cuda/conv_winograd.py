@@ -14,7 +14,7 @@ import os
 from numba import cuda, float32, int64
 
 from .. import backend
-from .device import device_function, quotient32
+from .device import device_function, divmod32
 from .jit import cached_jit
 from .launch import ceil_div, launch_1d
 
@@ -101,12 +101,10 @@ def thread_task(channels, tiles, tiles_h, tiles_w, first_image):
     t = cuda.grid(1)
     if t >= channels * tiles:
         return -1, 0, 0, 0, 0
-    channel = quotient32(t, tiles)   # (32-bit divisions: every index is under conv.INDEX_LIMIT)
-    p = t - channel * tiles
-    image = quotient32(p, tiles_h * tiles_w)
-    in_image = p - image * (tiles_h * tiles_w)
-    row = quotient32(in_image, tiles_w)
-    return t, channel, first_image + image, row, in_image - row * tiles_w
+    channel, p = divmod32(t, tiles)   # (32-bit divisions: every index is under conv.INDEX_LIMIT)
+    image, in_image = divmod32(p, tiles_h * tiles_w)
+    row, column = divmod32(in_image, tiles_w)
+    return t, channel, first_image + image, row, column
 
 
 @device_function

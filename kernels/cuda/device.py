@@ -42,8 +42,25 @@ def block_sum(values, tid, threads):
 
 
 @device_function
-def quotient32(a, b):
-    """a // b for 0 <= a < 2**32 and 0 < b < 2**32 (indices under conv.INDEX_LIMIT): one div.u32, where Numba's
-    floor division of int64 values adds sign and -1 tests and a branch to a ~70-instruction 64-bit subroutine
-    (returns int64, so the arithmetic that follows stays signed)."""
-    return int64(uint32(a) // uint32(b))
+def divmod32(a, b):
+    """(a // b, a % b) for 0 <= a < 2**32 and 0 < b < 2**32 (indices under conv.INDEX_LIMIT): one div.u32, where
+    Numba's floor division of int64 values adds sign and -1 tests and a branch to a ~70-instruction 64-bit
+    subroutine. int64 results, so the arithmetic that follows stays signed."""
+    quotient = int64(uint32(a) // uint32(b))
+    return quotient, a - quotient * b
+
+
+@device_function
+def last_block_to_arrive(counters, slot, blocks, is_last):
+    """For a reduction split over `blocks` blocks that each wrote their partials: True, in every thread, in the
+    last of them to arrive at counters[slot] (which it resets to 0 for the next launch), whose thread 0 may then
+    read all the partials; a block barrier inside (every thread must call it). is_last: a 1-element shared int32."""
+    if cuda.threadIdx.x == 0:
+        cuda.threadfence()   # this block's partials before its arrival
+        done = cuda.atomic.add(counters, slot, 1)
+        is_last[0] = 1 if done == blocks - 1 else 0
+        if done == blocks - 1:
+            counters[slot] = 0
+            cuda.threadfence()   # the other blocks' partials after their arrivals
+    cuda.syncthreads()
+    return is_last[0] == 1

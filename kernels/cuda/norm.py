@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import cuda, float32, int32, int64
 
-from .device import block_sum, device_function
+from .device import block_sum, device_function, last_block_to_arrive
 from .jit import cached_jit
 from .launch import batch_slices, launch, launch_1d, stream_scratch
 
@@ -22,18 +22,13 @@ THREADS = 256
 
 
 @device_function
-def last_of_channel(counters, channel, slices, is_last):
-    """Thread 0 of a block that wrote its partials: True in the last of the channel's `slices` blocks to arrive
-    (which resets the counter for the next launch), in every thread of that block; a barrier inside."""
+def publish_pair(partials, counters, channel, part, slices, first, second, is_last):
+    """Block `part` of a channel split over `slices` blocks stores its two partials; True in thread 0 of the last
+    of the channel's blocks to arrive, which then merges every slice's pair (launch order aside, the same sum)."""
     if cuda.threadIdx.x == 0:
-        cuda.threadfence()   # this block's partials before its arrival
-        done = cuda.atomic.add(counters, channel, 1)
-        is_last[0] = 1 if done == slices - 1 else 0
-        if done == slices - 1:
-            counters[channel] = 0
-            cuda.threadfence()   # the other blocks' partials after their arrivals
-    cuda.syncthreads()
-    return is_last[0] == 1
+        partials[2 * (channel * slices + part)] = first
+        partials[2 * (channel * slices + part) + 1] = second
+    return last_block_to_arrive(counters, channel, slices, is_last) and cuda.threadIdx.x == 0
 
 
 @cached_jit(fastmath=False)
@@ -62,10 +57,7 @@ def batch_statistics_kernel(x, mean_out, invstd_out, running_mean, running_var, 
     partial[tid] = total
     squares = block_sum(partial, tid, REDUCE_THREADS)
     if slices > 1:
-        if tid == 0:
-            partials[2 * (c * slices + part)] = mean
-            partials[2 * (c * slices + part) + 1] = squares
-        if not last_of_channel(counters, c, slices, is_last) or tid != 0:
+        if not publish_pair(partials, counters, c, part, slices, mean, squares, is_last):
             return
         # The slices in order, each (count, mean, squares) merged into the running one as Chan et al. do: the
         # difference of the means carries the between-slice part, so no large sum of squares is subtracted.
@@ -149,10 +141,7 @@ def backward_sums_kernel(grad_out, x, output, mean, invstd, sum_grad_xhat, sum_g
     total_grad = partial_grad[0]
     total_grad_centred = partial_grad_xhat[0]
     if slices > 1:
-        if tid == 0:
-            partials[2 * (c * slices + part)] = total_grad
-            partials[2 * (c * slices + part) + 1] = total_grad_centred
-        if not last_of_channel(counters, c, slices, is_last) or tid != 0:
+        if not publish_pair(partials, counters, c, part, slices, total_grad, total_grad_centred, is_last):
             return
         total_grad = float32(0.0)
         total_grad_centred = float32(0.0)
