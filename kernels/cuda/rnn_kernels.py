@@ -22,10 +22,10 @@ type fold away.
 import functools
 import math
 
-from numba import cuda, float32
+from numba import cuda, float32, uint64
 
 from .. import backend
-from .device import device_function
+from .device import device_function, divmod32
 from .jit import cached_jit
 
 THREADS = 256                 # threads a block, step kernels; powers of two (the k-split tree reduction)
@@ -42,9 +42,19 @@ CELLS = {"lstm": LSTM, "gru": GRU, "rnn_tanh": RNN_TANH, "rnn_relu": RNN_RELU}
 GATE_COUNT = {LSTM: 4, GRU: 3, RNN_TANH: 1, RNN_RELU: 1}
 
 
-@device_function
-def sigmoid(v):
-    return float32(1.0) / (float32(1.0) + math.exp(-v))
+if backend.SIMULATOR:
+    @device_function
+    def sigmoid(v):
+        return float32(1.0) / (float32(1.0) + math.exp(-v))
+else:
+    from numba.cuda import libdevice
+
+    @device_function
+    def sigmoid(v):
+        """1 / (1 + exp(-v)), the division approximate (div.approx: 2 ulps, as the expf before it): the IEEE
+        division's slow path is a subroutine call, and its call sites cost the persistent kernels registers
+        that they do not have (at 128, they spill)."""
+        return libdevice.fast_fdividef(float32(1.0), float32(1.0) + math.exp(-v))
 
 
 @functools.lru_cache(maxsize=None)
@@ -54,15 +64,18 @@ def device_functions(cell):
 
     @device_function
     def lane_roles(ksplit, lanes_over_k):
-        """(slot, part, partner stride): the thread's pair slot in a chunk, its share of the dot (k = part,
-        part + ksplit, ...), and the thread-index distance between parts of one pair. lanes_over_k puts
-        the parts of a pair in neighbouring lanes (consecutive k: coalesced h loads, conflict-free reads of
-        shared weight rows); otherwise neighbouring lanes take neighbouring units (coalesced W_hh^T rows
-        from global memory in the step kernels)."""
-        chunk_width = cuda.blockDim.x // ksplit
+        """(slot, part, partner stride, chunk width): the thread's pair slot in a chunk, its share of the dot
+        (k = part, part + ksplit, ...), the thread-index distance between parts of one pair, and the pairs a
+        chunk holds. lanes_over_k puts the parts of a pair in neighbouring lanes (consecutive k: coalesced h
+        loads, conflict-free reads of shared weight rows); otherwise neighbouring lanes take neighbouring
+        units (coalesced W_hh^T rows from global memory in the step kernels). 32-bit divisions: Numba's
+        int64 ones call a subroutine, and these run every step."""
+        chunk_width = divmod32(cuda.blockDim.x, ksplit)[0]
         if lanes_over_k:
-            return cuda.threadIdx.x // ksplit, cuda.threadIdx.x % ksplit, 1
-        return cuda.threadIdx.x % chunk_width, cuda.threadIdx.x // chunk_width, chunk_width
+            slot, part = divmod32(cuda.threadIdx.x, ksplit)
+            return slot, part, 1, chunk_width
+        part, slot = divmod32(cuda.threadIdx.x, chunk_width)
+        return slot, part, chunk_width, chunk_width
 
     @device_function
     def reduce_partials(red, acc0, acc1, acc2, acc3, part, ksplit, stride):
@@ -86,39 +99,62 @@ def device_functions(cell):
         return red[index], red[index + 1], red[index + 2], red[index + 3]
 
     @device_function
-    def cell_update(t, read, write, b, j, H, acc0, acc1, acc2, acc3, gates, b_hn, states, cells, aux, y,
-                    lengths):
-        """Gates, state and output of sample b, unit j at time t, given its recurrent products acc*."""
-        if t >= lengths[b]:  # past this sample's length: keep the state, output zero
+    def cell_inputs(t, read, b, j, H, gates, b_hn, states, cells, lengths):
+        """What the update of sample b, unit j at time t reads besides its recurrent products: (alive, the
+        gate pre-activations x0..x3 (zero past G), h_prev, c_prev, the GRU's b_hn), loaded together and
+        before any store, so that they cost one memory round trip rather than one each (a store to `gates`
+        in between would order every later load after it). Indices (t, read, b, j, H) are uint64."""
+        zero = float32(0.0)
+        x1 = x2 = x3 = h_prev = c_prev = b_n = zero
+        alive = t < uint64(lengths[b])   # both unsigned (lengths are at least 0): not compared as float64
+        x0 = gates[t, b, j]
+        if G > 1:
+            x1 = gates[t, b, H + j]
+            x2 = gates[t, b, uint64(2) * H + j]
+        if G > 3:
+            x3 = gates[t, b, uint64(3) * H + j]
+        if cell == LSTM:
+            c_prev = cells[read, b, j]
+        if cell == GRU:
+            b_n = b_hn[j]
+            h_prev = states[read, b, j]
+        return alive, x0, x1, x2, x3, h_prev, c_prev, b_n
+
+    @device_function
+    def cell_update(t, read, write, b, j, H, acc0, acc1, acc2, acc3, inputs, gates, states, cells, aux, y):
+        """Gates, state and output of sample b, unit j at time t, given its recurrent products acc* and its
+        cell_inputs; stores only (but for a sample past its length). Indices are uint64, as cell_inputs'."""
+        alive, x0, x1, x2, x3, h_prev, c_prev, b_n = inputs
+        if not alive:  # past this sample's length: keep the state (read here: an input of the GRU's only), output zero
             states[write, b, j] = states[read, b, j]
             if cell == LSTM:
-                cells[write, b, j] = cells[read, b, j]
+                cells[write, b, j] = c_prev
             y[t, b, j] = float32(0.0)
             return
         if cell == LSTM:
-            i = sigmoid(gates[t, b, j] + acc0)
-            f = sigmoid(gates[t, b, H + j] + acc1)
-            g = math.tanh(gates[t, b, 2 * H + j] + acc2)
-            o = sigmoid(gates[t, b, 3 * H + j] + acc3)
+            i = sigmoid(x0 + acc0)
+            f = sigmoid(x1 + acc1)
+            g = math.tanh(x2 + acc2)
+            o = sigmoid(x3 + acc3)
             gates[t, b, j] = i
             gates[t, b, H + j] = f
-            gates[t, b, 2 * H + j] = g
-            gates[t, b, 3 * H + j] = o
-            c = f * cells[read, b, j] + i * g
+            gates[t, b, uint64(2) * H + j] = g
+            gates[t, b, uint64(3) * H + j] = o
+            c = f * c_prev + i * g
             cells[write, b, j] = c
             h = o * math.tanh(c)
         elif cell == GRU:
-            r = sigmoid(gates[t, b, j] + acc0)
-            z = sigmoid(gates[t, b, H + j] + acc1)
-            hn = acc2 + b_hn[j]
-            n = math.tanh(gates[t, b, 2 * H + j] + r * hn)
+            r = sigmoid(x0 + acc0)
+            z = sigmoid(x1 + acc1)
+            hn = acc2 + b_n
+            n = math.tanh(x2 + r * hn)
             gates[t, b, j] = r
             gates[t, b, H + j] = z
-            gates[t, b, 2 * H + j] = n
+            gates[t, b, uint64(2) * H + j] = n
             aux[t, b, j] = hn
-            h = n + z * (states[read, b, j] - n)
+            h = n + z * (h_prev - n)
         else:
-            v = gates[t, b, j] + acc0
+            v = x0 + acc0
             h = (float32(0.0) if v < float32(0.0) else v) if cell == RNN_RELU else math.tanh(v)   # NaN stays
             gates[t, b, j] = h
         states[write, b, j] = h
@@ -133,8 +169,7 @@ def device_functions(cell):
         t = T - 1 - s if reverse else s
         read = t + 1 if reverse else t
         write = t if reverse else t + 1
-        chunk_width = cuda.blockDim.x // ksplit
-        slot, part, stride = lane_roles(ksplit, lanes_over_k)
+        slot, part, stride, chunk_width = lane_roles(ksplit, lanes_over_k)
         tasks = ((B + FORWARD_ROWS - 1) // FORWARD_ROWS) * units
         for chunk in range(0, tasks, chunk_width):
             p = chunk + slot
@@ -146,28 +181,32 @@ def device_functions(cell):
             acc5 = float32(0.0)
             acc6 = float32(0.0)
             acc7 = float32(0.0)
-            group = p // units
-            u = p - group * units
+            group, u = divmod32(p, units)
             b0 = group * FORWARD_ROWS
-            b1 = min(b0 + 1, B - 1)
+            # Unsigned indices from here on: Numba adds no wrap-around code, nor the registers it holds (the
+            # persistent kernels have 128 a thread, all in use).
+            b0u = uint64(min(b0, B - 1))   # past the last task: a real sample, loaded and dropped
+            b1u = uint64(min(b0 + 1, B - 1))
+            ru = uint64(read)
             if p < tasks:
-                base = w_off + u * w_us
+                base = uint64(w_off + u * w_us)
                 for k in range(part, H, ksplit):
-                    h0 = states[read, b0, k]
-                    h1 = states[read, b1, k]
-                    at = base + k * w_ks
+                    ku = uint64(k)
+                    h0 = states[ru, b0u, ku]
+                    h1 = states[ru, b1u, ku]
+                    at = base + ku * uint64(w_ks)
                     wv = w[at]
                     acc0 += h0 * wv
                     acc4 += h1 * wv
                     if G > 1:
-                        wv = w[at + w_gs]
+                        wv = w[at + uint64(w_gs)]
                         acc1 += h0 * wv
                         acc5 += h1 * wv
-                        wv = w[at + 2 * w_gs]
+                        wv = w[at + uint64(2 * w_gs)]
                         acc2 += h0 * wv
                         acc6 += h1 * wv
                     if G > 3:
-                        wv = w[at + 3 * w_gs]
+                        wv = w[at + uint64(3 * w_gs)]
                         acc3 += h0 * wv
                         acc7 += h1 * wv
             if ksplit > 1:
@@ -176,12 +215,16 @@ def device_functions(cell):
                 acc0, acc1, acc2, acc3 = reduce_partials(red, acc0, acc1, acc2, acc3, part, ksplit, stride)
                 acc4, acc5, acc6, acc7 = reduce_partials(red, acc4, acc5, acc6, acc7, part, ksplit, stride)
             if part == 0 and p < tasks:
-                j = unit0 + u
-                cell_update(t, read, write, b0, j, H, acc0, acc1, acc2, acc3, gates, b_hn, states, cells, aux,
-                            y, lengths)
+                # Each sample's inputs in one batch before its stores: one memory round trip an update, where
+                # loads interleaved with the stores took four. (Both samples' at once, or loaded before the
+                # reduction to overlap its barriers, they hold more registers than the kernel has.)
+                tu, wu, ju, Hu = uint64(t), uint64(write), uint64(unit0 + u), uint64(H)
+                inputs = cell_inputs(tu, ru, b0u, ju, Hu, gates, b_hn, states, cells, lengths)
+                cell_update(tu, ru, wu, b0u, ju, Hu, acc0, acc1, acc2, acc3, inputs, gates, states, cells, aux, y)
                 if b0 + 1 < B:
-                    cell_update(t, read, write, b1, j, H, acc4, acc5, acc6, acc7, gates, b_hn, states, cells,
-                                aux, y, lengths)
+                    inputs = cell_inputs(tu, ru, b1u, ju, Hu, gates, b_hn, states, cells, lengths)
+                    cell_update(tu, ru, wu, b1u, ju, Hu, acc4, acc5, acc6, acc7, inputs, gates, states, cells, aux,
+                                y)
 
     @device_function
     def backward_phase_a(s, T, B, H, unit0, units, gates, states, cells, aux, grad_y, grad_h, grad_c,
@@ -189,53 +232,66 @@ def device_functions(cell):
         """Gate gradients of step s for the block's units; grad_h becomes the direct part of dh_prev
         (z dh for the GRU, else 0), or stays as it is for samples past their length."""
         t = T - 1 - s if reverse else s
-        read = t + 1 if reverse else t
-        write = t if reverse else t + 1
+        # unsigned indices: Numba adds no wrap-around code (nor registers) for them (see forward_step)
+        tu, read, write, Hu = uint64(t), uint64(t + 1 if reverse else t), uint64(t if reverse else t + 1), uint64(H)
         pairs = B * units
+        zero = float32(0.0)
         for p in range(cuda.threadIdx.x, pairs, cuda.blockDim.x):
-            b = p // units
-            j = unit0 + p - b * units
-            if t >= lengths[b]:
-                for g in range(G):
-                    grad_gates[t, b, g * H + j] = float32(0.0)
-                    if cell == GRU:
-                        grad_hidden[t, b, g * H + j] = float32(0.0)
-                continue
-            dh = grad_h[b, j] + grad_y[t, b, j]
+            sample, u = divmod32(p, units)
+            b, j = uint64(sample), uint64(unit0 + u)
+            # Every load before the first store: one round trip to memory (a store to grad_gates in between
+            # would order the loads after it behind it).
+            alive = tu < uint64(lengths[b])
+            dh = grad_h[b, j] + grad_y[tu, b, j]
+            a1 = a2 = a3 = c_t = c_prev = dc_next = hn = h_prev = zero
+            a0 = gates[tu, b, j]
+            if G > 1:
+                a1 = gates[tu, b, Hu + j]
+                a2 = gates[tu, b, uint64(2) * Hu + j]
+            if G > 3:
+                a3 = gates[tu, b, uint64(3) * Hu + j]
             if cell == LSTM:
-                i = gates[t, b, j]
-                f = gates[t, b, H + j]
-                g = gates[t, b, 2 * H + j]
-                o = gates[t, b, 3 * H + j]
-                tanh_c = math.tanh(cells[write, b, j])
-                dc = grad_c[b, j] + dh * o * (float32(1.0) - tanh_c * tanh_c)
-                grad_gates[t, b, j] = dc * g * i * (float32(1.0) - i)
-                grad_gates[t, b, H + j] = dc * cells[read, b, j] * f * (float32(1.0) - f)
-                grad_gates[t, b, 2 * H + j] = dc * i * (float32(1.0) - g * g)
-                grad_gates[t, b, 3 * H + j] = dh * tanh_c * o * (float32(1.0) - o)
+                c_t = cells[write, b, j]
+                c_prev = cells[read, b, j]
+                dc_next = grad_c[b, j]
+            if cell == GRU:
+                hn = aux[tu, b, j]
+                h_prev = states[read, b, j]
+            if not alive:
+                for g in range(G):
+                    grad_gates[tu, b, uint64(g) * Hu + j] = zero
+                    if cell == GRU:
+                        grad_hidden[tu, b, uint64(g) * Hu + j] = zero
+                continue
+            if cell == LSTM:
+                i, f, g, o = a0, a1, a2, a3
+                tanh_c = math.tanh(c_t)
+                dc = dc_next + dh * o * (float32(1.0) - tanh_c * tanh_c)
+                grad_gates[tu, b, j] = dc * g * i * (float32(1.0) - i)
+                grad_gates[tu, b, Hu + j] = dc * c_prev * f * (float32(1.0) - f)
+                grad_gates[tu, b, uint64(2) * Hu + j] = dc * i * (float32(1.0) - g * g)
+                grad_gates[tu, b, uint64(3) * Hu + j] = dh * tanh_c * o * (float32(1.0) - o)
                 grad_c[b, j] = dc * f
-                grad_h[b, j] = float32(0.0)
+                grad_h[b, j] = zero
             elif cell == GRU:
-                r = gates[t, b, j]
-                z = gates[t, b, H + j]
-                n = gates[t, b, 2 * H + j]
+                r, z, n = a0, a1, a2
                 dn = dh * (float32(1.0) - z) * (float32(1.0) - n * n)
-                dr = dn * aux[t, b, j] * r * (float32(1.0) - r)
-                dz = dh * (states[read, b, j] - n) * z * (float32(1.0) - z)
-                grad_gates[t, b, j] = dr
-                grad_gates[t, b, H + j] = dz
-                grad_gates[t, b, 2 * H + j] = dn
-                grad_hidden[t, b, j] = dr
-                grad_hidden[t, b, H + j] = dz
-                grad_hidden[t, b, 2 * H + j] = dn * r
+                dr = dn * hn * r * (float32(1.0) - r)
+                dz = dh * (h_prev - n) * z * (float32(1.0) - z)
+                grad_gates[tu, b, j] = dr
+                grad_gates[tu, b, Hu + j] = dz
+                grad_gates[tu, b, uint64(2) * Hu + j] = dn
+                grad_hidden[tu, b, j] = dr
+                grad_hidden[tu, b, Hu + j] = dz
+                grad_hidden[tu, b, uint64(2) * Hu + j] = dn * r
                 grad_h[b, j] = dh * z
             else:
-                h = gates[t, b, j]
+                h = a0
                 if cell == RNN_RELU:
-                    grad_gates[t, b, j] = float32(0.0) if h <= float32(0.0) else dh   # as torch at NaN
+                    grad_gates[tu, b, j] = zero if h <= zero else dh   # as torch at NaN
                 else:
-                    grad_gates[t, b, j] = dh * (float32(1.0) - h * h)
-                grad_h[b, j] = float32(0.0)
+                    grad_gates[tu, b, j] = dh * (float32(1.0) - h * h)
+                grad_h[b, j] = zero
 
     @device_function
     def backward_phase_b(s, T, B, H, unit0, units, ksplit, lanes_over_k, w, w_off, w_rs, w_us, grad_hidden,
@@ -245,8 +301,7 @@ def device_functions(cell):
         weight read serves that many products (rows past B are computed on row B-1 and dropped)."""
         t = T - 1 - s if reverse else s
         rows = G * H
-        chunk_width = cuda.blockDim.x // ksplit
-        slot, part, stride = lane_roles(ksplit, lanes_over_k)
+        slot, part, stride, chunk_width = lane_roles(ksplit, lanes_over_k)
         tasks = ((B + PHASE_B_ROWS - 1) // PHASE_B_ROWS) * units
         last = B - 1
         for chunk in range(0, tasks, chunk_width):
@@ -255,8 +310,7 @@ def device_functions(cell):
             acc1 = float32(0.0)
             acc2 = float32(0.0)
             acc3 = float32(0.0)
-            group = p // units
-            u = p - group * units
+            group, u = divmod32(p, units)
             b0 = group * PHASE_B_ROWS
             b1 = min(b0 + 1, last)
             b2 = min(b0 + 2, last)

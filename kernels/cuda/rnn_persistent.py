@@ -16,7 +16,8 @@ simulator's one block), the steps are separated by a block barrier instead of a 
 
 Grid barriers, two kinds (GRID_BARRIERS; kernels/cuda/rnn.py picks, NUMBANET_GRID_BARRIER overrides):
 - 'atomic': thread 0 of each block adds to one word in global memory (`arrivals`, zeroed before the
-  launch) and waits for the word's top bit to flip; its low bits are back at zero after each barrier.
+  launch) and waits for the word's top bit to flip, reading it with plain loads from L2 (ld.relaxed.gpu);
+  its low bits are back at zero after each barrier.
 - 'runtime': the CUDA device runtime's grid sync as Numba exposes it (cuda.cg.this_grid().sync()). There
   every thread of the grid calls cudaCGGetIntrinsicHandle and cudaCGSynchronize (libcudadevrt) at each
   barrier, and in CUDA 13's libcudadevrt cudaCGSynchronize passes each call on to the driver's
@@ -30,7 +31,7 @@ import numpy as np
 from numba import cuda, float32, uint32
 
 from .. import backend
-from .device import device_function
+from .device import device_function, divmod32
 from .jit import cached_jit
 from .rnn_kernels import GATE_COUNT, GRU, PERSISTENT_OPTIONS, REDUCE_SLOTS, device_functions
 
@@ -45,12 +46,19 @@ if backend.SIMULATOR:
     @device_function
     def launched_cooperatively():
         pass
+
+    @device_function
+    def read_arrivals(arrivals):
+        return cuda.atomic.add(arrivals, 0, uint32(0))   # the simulator has no cache-operator loads
 else:
     # The intrinsics behind cuda.cg.this_grid().sync() (numba-cuda 0.30), called directly: the public
     # overloads compile a device function for the current GPU, which the PTX check could not do without
     # one before resources.py compiled device functions for its target itself. Each marks the kernel
     # cooperative, so Numba launches it cooperatively.
+    from llvmlite import ir
+    from numba import types
     from numba.cuda.cg import _grid_group_sync, _this_grid
+    from numba.cuda.extending import intrinsic
 
     @device_function
     def runtime_grid_barrier():
@@ -61,20 +69,43 @@ else:
         """Marks the kernel cooperative (the atomic barrier needs every block resident); one runtime call."""
         _this_grid()
 
+    @intrinsic
+    def _load_relaxed(typingctx, words):
+        """words[0] (uint32) by ld.relaxed.gpu: read where the GPU's memory is coherent (L2), never from a
+        stale L1 line. Volatile asm: every call loads. (Not ld.acquire, which invalidates the L1 at every
+        poll: the fence after the polling loop orders the reads that follow, once.)"""
+        if not (isinstance(words, types.Array) and words.dtype == types.uint32):
+            return None
+
+        def codegen(context, builder, signature, arguments):
+            data = context.make_array(signature.args[0])(context, builder, value=arguments[0]).data
+            function = ir.FunctionType(ir.IntType(32), [data.type])
+            load = ir.InlineAsm(function, "ld.relaxed.gpu.global.u32 $0, [$1];", "=r,l", side_effect=True)
+            return builder.call(load, [data])
+
+        return types.uint32(words), codegen
+
+    @device_function
+    def read_arrivals(arrivals):
+        """The polling read of the arrival word: a load, so that 128 polling blocks do not queue their reads
+        in the L2's atomic unit ahead of the arrivals they wait for (CUDA's own grid sync polls with a
+        volatile load too)."""
+        return _load_relaxed(arrivals)
+
 
 @device_function
 def arrive_and_wait(arrivals, block, blocks):
     """One block's part of the atomic grid barrier, done by one thread of it: block 0 adds 2^31 - (blocks - 1)
     to arrivals[0] and every other block 1, so the sum flips the word's top bit when the last block arrives
-    and not before (its low bits start at zero and return to it); then it polls the word until the top bit
-    differs from what it saw on arriving. The fences publish the block's writes before the arrival and
-    order its reads after the wait, as a grid sync does."""
+    and not before (its low bits start at zero and return to it); then it polls the word (read_arrivals) until
+    the top bit differs from what it saw on arriving. The fences publish the block's writes before the arrival
+    and order its reads after the wait, as a grid sync does."""
     increment = uint32(1)
     if block == 0:
         increment = uint32(FLIP - uint32(blocks - 1))
     cuda.threadfence()
     seen = cuda.atomic.add(arrivals, 0, increment)
-    while ((cuda.atomic.add(arrivals, 0, uint32(0)) ^ seen) & FLIP) == 0:   # an atomic read: from L2
+    while ((read_arrivals(arrivals) ^ seen) & FLIP) == 0:
         pass
     cuda.threadfence()
 
@@ -152,10 +183,8 @@ def _persistent_kernels(cell, grid_barrier):
         for slot in range(directions_per_block):
             w = w0 if first + slot == 0 else w1
             for index in range(cuda.threadIdx.x, size, cuda.blockDim.x):
-                g = index // (here * H)
-                rest = index - g * here * H
-                u = rest // H
-                k = rest - u * H
+                g, rest = divmod32(index, here * H)
+                u, k = divmod32(rest, H)
                 w_shared[slot * slice_size + (g * units + u) * ld + k] = w[(g * H + unit0 + u) * H + k]
         cuda.syncthreads()
         for s in range(T):
@@ -186,8 +215,7 @@ def _persistent_kernels(cell, grid_barrier):
         for slot in range(directions_per_block):
             w = w0 if first + slot == 0 else w1
             for index in range(cuda.threadIdx.x, size, cuda.blockDim.x):
-                r = index // here
-                u = index - r * here
+                r, u = divmod32(index, here)
                 w_shared[slot * slice_size + u * ld + r] = w[r * H + unit0 + u]
         cuda.syncthreads()
         for s in range(T - 1, -1, -1):
