@@ -7,7 +7,8 @@ persistent ones: one block an SM, so more warps to hide the latency of each step
 walk tasks of a few samples of one unit (2 forward, 4 in backward phase B: a weight read serves each
 of them); each task's dot products over k are split `ksplit` ways (to fill the block when
 tasks are few, and in the persistent kernels at least 8 ways so that a warp reads few rows of h) and
-summed through shared memory (no shuffles, so the simulator runs it). Persistent kernels keep their
+summed through shared memory (no shuffles, so the simulator runs it) into parts 0 and 1 of the task, which
+update its two samples side by side, their inputs loaded before the products. Persistent kernels keep their
 weight slice in dynamic shared memory (odd row stride: conflict-free) and meet at a grid barrier
 between steps; one launch of them with a single block is the simulator's form. The per-step kernels
 are here; the persistent ones (one or both directions of a layer a launch) and their barriers in
@@ -78,8 +79,11 @@ def device_functions(cell):
         return slot, part, chunk_width, chunk_width
 
     @device_function
-    def reduce_partials(red, acc0, acc1, acc2, acc3, part, ksplit, stride):
-        """Sum the ksplit partial sums of each pair through shared memory; every thread must call it."""
+    def reduce_partials(red, acc0, acc1, acc2, acc3, part, ksplit, stride, root):
+        """Sum the ksplit partial sums of each pair through shared memory into the thread whose part is `root`
+        (0 or 1; ksplit >= 2 for root 1); every thread must call it. A tree: at halving steps a thread adds
+        the slot `step` parts above its own, and at the last step (1) root adds the other's slot. Each thread
+        then reads its own slot only, which it alone writes next: the next call needs no barrier first."""
         index = cuda.threadIdx.x * 4
         red[index] = acc0
         red[index + 1] = acc1
@@ -88,8 +92,8 @@ def device_functions(cell):
         cuda.syncthreads()
         step = ksplit // 2
         while step > 0:
-            if part < step:
-                other = index + step * stride * 4
+            if (part < step and step > 1) or (step == 1 and part == root):
+                other = index + (step if part < step else -1) * stride * 4
                 red[index] += red[other]
                 red[index + 1] += red[other + 1]
                 red[index + 2] += red[other + 2]
@@ -188,6 +192,13 @@ def device_functions(cell):
             b0u = uint64(min(b0, B - 1))   # past the last task: a real sample, loaded and dropped
             b1u = uint64(min(b0 + 1, B - 1))
             ru = uint64(read)
+            # Parts 0 and 1 of a task update its samples b0 and b1 side by side (one instruction stream:
+            # lanes of one warp in the persistent kernels); with ksplit 1, part 0 updates both in turn.
+            # Each loads its sample's update inputs here, so that their latency overlaps the products and
+            # the reduction's barriers.
+            second = ksplit > 1 and part == 1
+            tu, wu, ju, Hu = uint64(t), uint64(write), uint64(unit0 + u), uint64(H)
+            inputs = cell_inputs(tu, ru, b1u if second else b0u, ju, Hu, gates, b_hn, states, cells, lengths)
             if p < tasks:
                 base = uint64(w_off + u * w_us)
                 for k in range(part, H, ksplit):
@@ -210,18 +221,15 @@ def device_functions(cell):
                         acc3 += h0 * wv
                         acc7 += h1 * wv
             if ksplit > 1:
-                # Two rounds through the same slots: after a round's last barrier each thread reads only
-                # its own slot, which it alone writes next.
-                acc0, acc1, acc2, acc3 = reduce_partials(red, acc0, acc1, acc2, acc3, part, ksplit, stride)
-                acc4, acc5, acc6, acc7 = reduce_partials(red, acc4, acc5, acc6, acc7, part, ksplit, stride)
-            if part == 0 and p < tasks:
-                # Each sample's inputs in one batch before its stores: one memory round trip an update, where
-                # loads interleaved with the stores took four. (Both samples' at once, or loaded before the
-                # reduction to overlap its barriers, they hold more registers than the kernel has.)
-                tu, wu, ju, Hu = uint64(t), uint64(write), uint64(unit0 + u), uint64(H)
-                inputs = cell_inputs(tu, ru, b0u, ju, Hu, gates, b_hn, states, cells, lengths)
-                cell_update(tu, ru, wu, b0u, ju, Hu, acc0, acc1, acc2, acc3, inputs, gates, states, cells, aux, y)
-                if b0 + 1 < B:
+                # Two rounds through the same slots, b0's sums to part 0 and b1's to part 1.
+                acc0, acc1, acc2, acc3 = reduce_partials(red, acc0, acc1, acc2, acc3, part, ksplit, stride, 0)
+                acc4, acc5, acc6, acc7 = reduce_partials(red, acc4, acc5, acc6, acc7, part, ksplit, stride, 1)
+            if p < tasks and (part == 0 or (second and b0 + 1 < B)):
+                # selects, not branches, so that the two lanes run one update together
+                cell_update(tu, ru, wu, b1u if second else b0u, ju, Hu, acc4 if second else acc0,
+                            acc5 if second else acc1, acc6 if second else acc2, acc7 if second else acc3, inputs,
+                            gates, states, cells, aux, y)
+                if ksplit == 1 and b0 + 1 < B:
                     inputs = cell_inputs(tu, ru, b1u, ju, Hu, gates, b_hn, states, cells, lengths)
                     cell_update(tu, ru, wu, b1u, ju, Hu, acc4, acc5, acc6, acc7, inputs, gates, states, cells, aux,
                                 y)
@@ -312,28 +320,33 @@ def device_functions(cell):
             acc3 = float32(0.0)
             group, u = divmod32(p, units)
             b0 = group * PHASE_B_ROWS
-            b1 = min(b0 + 1, last)
-            b2 = min(b0 + 2, last)
-            b3 = min(b0 + 3, last)
+            # unsigned indices: no wrap-around code (see forward_step)
+            tu, ju = uint64(t), uint64(unit0 + u)
+            b0u = uint64(min(b0, last))
+            b1u = uint64(min(b0 + 1, last))
+            b2u = uint64(min(b0 + 2, last))
+            b3u = uint64(min(b0 + 3, last))
             if p < tasks:
-                base = w_off + u * w_us
+                base = uint64(w_off + u * w_us)
                 for r in range(part, rows, ksplit):
-                    wv = w[base + r * w_rs]
-                    acc0 += grad_hidden[t, b0, r] * wv
-                    acc1 += grad_hidden[t, b1, r] * wv
-                    acc2 += grad_hidden[t, b2, r] * wv
-                    acc3 += grad_hidden[t, b3, r] * wv
+                    ru = uint64(r)
+                    wv = w[base + ru * uint64(w_rs)]
+                    acc0 += grad_hidden[tu, b0u, ru] * wv
+                    acc1 += grad_hidden[tu, b1u, ru] * wv
+                    acc2 += grad_hidden[tu, b2u, ru] * wv
+                    acc3 += grad_hidden[tu, b3u, ru] * wv
             if ksplit > 1:
-                acc0, acc1, acc2, acc3 = reduce_partials(red, acc0, acc1, acc2, acc3, part, ksplit, stride)
+                acc0, acc1, acc2, acc3 = reduce_partials(red, acc0, acc1, acc2, acc3, part, ksplit, stride, 0)
             if part == 0 and p < tasks:
-                j = unit0 + u
-                grad_h[b0, j] += acc0
+                # the four loads before any store: one memory round trip, not four
+                h0, h1, h2, h3 = grad_h[b0u, ju], grad_h[b1u, ju], grad_h[b2u, ju], grad_h[b3u, ju]
+                grad_h[b0u, ju] = h0 + acc0
                 if b0 + 1 <= last:
-                    grad_h[b1, j] += acc1
+                    grad_h[b1u, ju] = h1 + acc1
                 if b0 + 2 <= last:
-                    grad_h[b2, j] += acc2
+                    grad_h[b2u, ju] = h2 + acc2
                 if b0 + 3 <= last:
-                    grad_h[b3, j] += acc3
+                    grad_h[b3u, ju] = h3 + acc3
 
     return forward_step, backward_phase_a, backward_phase_b
 

@@ -65,6 +65,10 @@ CASES = [  # (mode, T, B, I, H, lengths, reverse, bias)
     ("rnn_tanh", 3, 2, 4, 5, [1, 3], False, True),
     ("rnn_relu", 2, 2, 3, 4, None, True, True),
     ("lstm", 2, 5, 2, 3, [2, 1, 2, 2, 1], False, True),  # two groups of backward rows, the second partial
+    # more sample pairs than threads: ksplit 1 in the step kernels (one thread updates both samples of a
+    # task), several chunks a step in the persistent form (its parts 0 and 1 update b0 and b1)
+    ("lstm", 2, 37, 2, 3, [1 + i % 2 for i in range(37)], False, True),
+    ("gru", 2, 37, 3, 3, None, True, True),
 ]
 
 
