@@ -132,6 +132,18 @@ def test_calls_are_found_in_ptx():
     assert resources.ptx_calls(ptx.split(".entry", 1)[-1]) == resources.COOPERATIVE_RUNTIME
 
 
+@pytest.mark.parametrize("label", ["rnn.lstm_persistent_forward", "rnn.gru_persistent_forward",
+                                   "rnn.lstm_step_forward", "rnn.gru_step_forward"])
+def test_recurrent_sigmoid_divides_approximately(label):
+    """The gates' sigmoid divides by div.approx on a GPU (kernels/cuda/rnn_kernels.py): the IEEE division's
+    slow-path call sites took registers that the persistent kernels do not have. tests/gpu/test_rnn_gpu.py
+    holds the result to the float64 sigmoid."""
+    kernel = [k for k in KERNELS if k[0] == label]
+    body = resources.compile_ptx(*kernel[0][1:]).split(".entry", 1)[-1]
+    assert "div.approx.f32" in body
+    assert "rcp.rn.f32" not in body and "div.rn.f32" not in body
+
+
 @pytest.mark.parametrize("kind", ["forward", "backward"])
 def test_atomic_grid_barrier_makes_one_runtime_call_a_launch(kind):
     """The default persistent kernels meet at the atomic barrier: no cudaCGSynchronize, only the one handle
@@ -144,7 +156,7 @@ def test_atomic_grid_barrier_makes_one_runtime_call_a_launch(kind):
     assert body.index("cudaCGGetIntrinsicHandle") < body.index("bar.sync")   # at entry, before any step
     arrival = re.search(r"membar\.gl;(?:(?!bar\.sync)[\s\S])*?atom\.global\.add\.u32[^\n]*\n"
                         r"(?:(?!bar\.sync)[\s\S])*?(\$L__BB\d+_\d+):\s*// begin inline asm\s*"
-                        r"ld\.relaxed\.gpu\.global\.u32 [^\n]*\n(?:(?!bar\.sync)[\s\S])*?bra\s+\1;"
+                        r"ld\.relaxed\.gpu\.u32 [^\n]*\n(?:(?!bar\.sync)[\s\S])*?bra\s+\1;"
                         r"(?:(?!bar\.sync)[\s\S])*?membar\.gl;", body)
     assert arrival, "no fenced arrival and polling loop (relaxed loads) between two block barriers"
     assert body.count("atom.global.add.u32") == 1, "the polling loop reads the word with atomics"

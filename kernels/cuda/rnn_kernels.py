@@ -7,8 +7,9 @@ persistent ones: one block an SM, so more warps to hide the latency of each step
 walk tasks of a few samples of one unit (2 forward, 4 in backward phase B: a weight read serves each
 of them); each task's dot products over k are split `ksplit` ways (to fill the block when
 tasks are few, and in the persistent kernels at least 8 ways so that a warp reads few rows of h) and
-summed through shared memory (no shuffles, so the simulator runs it) into parts 0 and 1 of the task, which
-update its two samples side by side, their inputs loaded before the products. Persistent kernels keep their
+summed through shared memory (no shuffles, so the simulator runs it). In the forward step the sums of a
+task's two samples go to its parts 0 and 1, which update them side by side, their inputs loaded before the
+products (with ksplit 1, part 0 updates both in turn). Persistent kernels keep their
 weight slice in dynamic shared memory (odd row stride: conflict-free) and meet at a grid barrier
 between steps; one launch of them with a single block is the simulator's form. The per-step kernels
 are here; the persistent ones (one or both directions of a layer a launch) and their barriers in
@@ -52,9 +53,10 @@ else:
 
     @device_function
     def sigmoid(v):
-        """1 / (1 + exp(-v)), the division approximate (div.approx: 2 ulps, as the expf before it): the IEEE
-        division's slow path is a subroutine call, and its call sites cost the persistent kernels registers
-        that they do not have (at 128, they spill)."""
+        """1 / (1 + exp(-v)), the division approximate (div.approx: 2 ulps, as the expf before it; 0 where
+        1 + exp(-v) > 2^126, v < -87.3, whose exact results are subnormal): the IEEE division's slow path is a
+        subroutine call, and its call sites cost the persistent kernels registers that they do not have (at
+        128, they spill). +-inf give 0 and 1, NaN stays NaN (tests/gpu/test_rnn_gpu.py)."""
         return libdevice.fast_fdividef(float32(1.0), float32(1.0) + math.exp(-v))
 
 
@@ -129,8 +131,8 @@ def device_functions(cell):
         """Gates, state and output of sample b, unit j at time t, given its recurrent products acc* and its
         cell_inputs; stores only (but for a sample past its length). Indices are uint64, as cell_inputs'."""
         alive, x0, x1, x2, x3, h_prev, c_prev, b_n = inputs
-        if not alive:  # past this sample's length: keep the state (read here: an input of the GRU's only), output zero
-            states[write, b, j] = states[read, b, j]
+        if not alive:  # past this sample's length: keep the state (read here but for the GRU's input), output zero
+            states[write, b, j] = h_prev if cell == GRU else states[read, b, j]
             if cell == LSTM:
                 cells[write, b, j] = c_prev
             y[t, b, j] = float32(0.0)
@@ -175,6 +177,8 @@ def device_functions(cell):
         write = t if reverse else t + 1
         slot, part, stride, chunk_width = lane_roles(ksplit, lanes_over_k)
         tasks = ((B + FORWARD_ROWS - 1) // FORWARD_ROWS) * units
+        zero = float32(0.0)
+        no_inputs = (False, zero, zero, zero, zero, zero, zero, zero)
         for chunk in range(0, tasks, chunk_width):
             p = chunk + slot
             acc0 = float32(0.0)
@@ -198,7 +202,9 @@ def device_functions(cell):
             # the reduction's barriers.
             second = ksplit > 1 and part == 1
             tu, wu, ju, Hu = uint64(t), uint64(write), uint64(unit0 + u), uint64(H)
-            inputs = cell_inputs(tu, ru, b1u if second else b0u, ju, Hu, gates, b_hn, states, cells, lengths)
+            inputs = no_inputs
+            if part < 2:   # (the other parts update nothing: in the step kernels, whole warps skip the loads)
+                inputs = cell_inputs(tu, ru, b1u if second else b0u, ju, Hu, gates, b_hn, states, cells, lengths)
             if p < tasks:
                 base = uint64(w_off + u * w_us)
                 for k in range(part, H, ksplit):

@@ -71,16 +71,17 @@ else:
 
     @intrinsic
     def _load_relaxed(typingctx, words):
-        """words[0] (uint32) by ld.relaxed.gpu: read where the GPU's memory is coherent (L2), never from a
-        stale L1 line. Volatile asm: every call loads. (Not ld.acquire, which invalidates the L1 at every
-        poll: the fence after the polling loop orders the reads that follow, once.)"""
+        """words[0] (uint32) by ld.relaxed.gpu (a generic address, as Numba's array data is; sm_70 and
+        later): read where the GPU's memory is coherent (L2), never from a stale L1 line. Volatile asm: every
+        call loads. (Not ld.acquire, which invalidates the L1 at every poll: the fence after the polling loop
+        orders the reads that follow, once.)"""
         if not (isinstance(words, types.Array) and words.dtype == types.uint32):
             return None
 
         def codegen(context, builder, signature, arguments):
             data = context.make_array(signature.args[0])(context, builder, value=arguments[0]).data
             function = ir.FunctionType(ir.IntType(32), [data.type])
-            load = ir.InlineAsm(function, "ld.relaxed.gpu.global.u32 $0, [$1];", "=r,l", side_effect=True)
+            load = ir.InlineAsm(function, "ld.relaxed.gpu.u32 $0, [$1];", "=r,l", side_effect=True)
             return builder.call(load, [data])
 
         return types.uint32(words), codegen

@@ -102,6 +102,38 @@ def test_lengths_and_reverse(mode, path, reverse):
     compare(mode, 26, 24, 128, 200, path, lengths=lengths, reverse=reverse, seed=5)
 
 
+@pytest.mark.parametrize("path", ["persistent", "step"])
+def test_gate_sigmoid_is_the_float64_sigmoid_within_a_few_ulps(path, monkeypatch):
+    """The GPU's gate sigmoid divides by div.approx (kernels/cuda/rnn_kernels.py). Through one LSTM step whose
+    gate pre-activations are the inputs (w_ih = 1, w_hh = 0, no bias, 8 units: the persistent form updates
+    a task's two samples in two lanes) the stored i, f and o gates must be the float64 sigmoid within 6 ulps
+    where it is a normal float32, at most the smallest normal where it is subnormal, 0 and 1 at -inf and +inf,
+    NaN at NaN."""
+    import cupy
+    monkeypatch.setattr(gpu, "force_path", path)
+    rng = np.random.default_rng(0)
+    magnitudes = 10.0 ** rng.uniform(-6, 2, 4000)
+    values = np.concatenate([rng.uniform(-30, 30, 4000), np.where(rng.random(4000) < 0.5, -1, 1) * magnitudes,
+                             [np.nan, np.inf, -np.inf, 0.0, -87.0, -88.0, -89.0, -104.0, 88.0]]).astype(np.float32)
+    B, H = len(values), 8
+    x = cupy.asarray(values.reshape(1, B, 1))
+    *_, saved = kernels.lstm(x, None, None, cupy.ones((4 * H, 1), np.float32), cupy.zeros((4 * H, H), np.float32),
+                             None, None, training=True)
+    gates = to_numpy(saved.gates)[0]
+    exact = 1.0 / (1.0 + np.exp(-values.astype(np.float64)))
+    tiny = np.finfo(np.float32).tiny
+    for gate in (0, 1, 3):   # i, f, o
+        got = gates[:, gate * H:(gate + 1) * H]
+        np.testing.assert_array_equal(got, np.repeat(got[:, :1], H, axis=1))   # every unit saw the same input
+        got = got[:, 0].astype(np.float64)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(exact))
+        normal = ~np.isnan(exact) & (exact >= tiny)
+        ulps = np.abs(got[normal] - exact[normal]) / np.spacing(exact[normal].astype(np.float32))
+        assert ulps.max() <= 6, f"gate {gate}: {ulps.max()} ulp from the float64 sigmoid"
+        assert np.all(np.abs(got[~np.isnan(exact) & ~normal]) <= tiny)
+    assert gates[B - 7, 0] == 0.0 and gates[B - 8, 0] == 1.0   # -inf, +inf
+
+
 def test_persistent_kernels_use_many_blocks():
     compare("lstm", 3, 8, 16, 512, None)
     for kind in ("forward", "backward"):

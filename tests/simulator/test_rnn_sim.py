@@ -69,6 +69,8 @@ CASES = [  # (mode, T, B, I, H, lengths, reverse, bias)
     # task), several chunks a step in the persistent form (its parts 0 and 1 update b0 and b1)
     ("lstm", 2, 37, 2, 3, [1 + i % 2 for i in range(37)], False, True),
     ("gru", 2, 37, 3, 3, None, True, True),
+    # persistent form: ksplit 4 (a halving step before the one into part 1) over three chunks, odd B
+    ("gru", 2, 7, 3, 5, [2, 1, 2, 2, 1, 2, 1], False, True),
 ]
 
 
