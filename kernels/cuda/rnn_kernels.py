@@ -24,7 +24,7 @@ type fold away.
 import functools
 import math
 
-from numba import cuda, float32, uint64
+from numba import cuda, float32, uint32, uint64
 
 from .. import backend
 from .device import device_function, divmod32
@@ -32,7 +32,7 @@ from .jit import cached_jit
 
 THREADS = 256                 # threads a block, step kernels; powers of two (the k-split tree reduction)
 PERSISTENT_THREADS = 512      # persistent kernels: <= 128 registers a thread keeps one block an SM
-REDUCE_SLOTS = max(THREADS, PERSISTENT_THREADS) * 4    # partial sums: up to 4 gates for each thread
+REDUCE_SLOTS = max(THREADS, PERSISTENT_THREADS) * 9    # partial sums: 4 gates of 2 samples a thread, odd stride
 FORWARD_ROWS = 2              # samples a forward task covers; the body is written for exactly 2
 PHASE_B_ROWS = 4              # samples a backward phase-B task covers; the body is written for exactly 4
 PERSISTENT_REGISTERS = 65536 // PERSISTENT_THREADS       # so that a block of them can launch at all
@@ -81,12 +81,12 @@ def device_functions(cell):
         return slot, part, chunk_width, chunk_width
 
     @device_function
-    def reduce_partials(red, acc0, acc1, acc2, acc3, part, ksplit, stride, root):
-        """Sum the ksplit partial sums of each pair through shared memory into the thread whose part is `root`
-        (0 or 1; ksplit >= 2 for root 1); every thread must call it. A tree: at halving steps a thread adds
-        the slot `step` parts above its own, and at the last step (1) root adds the other's slot. Each thread
-        then reads its own slot only, which it alone writes next: the next call needs no barrier first."""
-        index = cuda.threadIdx.x * 4
+    def reduce_partials(red, acc0, acc1, acc2, acc3, part, ksplit, stride):
+        """Sum the ksplit partial sums of each task through shared memory into its part 0 (backward phase B);
+        every thread must call it. A thread's values sit at red[5 * thread ...] (an odd stride: a warp's
+        accesses to one value hit 32 banks). Each thread then reads its own slots only, which it alone writes
+        next."""
+        index = cuda.threadIdx.x * 5
         red[index] = acc0
         red[index + 1] = acc1
         red[index + 2] = acc2
@@ -94,8 +94,8 @@ def device_functions(cell):
         cuda.syncthreads()
         step = ksplit // 2
         while step > 0:
-            if (part < step and step > 1) or (step == 1 and part == root):
-                other = index + (step if part < step else -1) * stride * 4
+            if part < step:
+                other = index + step * stride * 5
                 red[index] += red[other]
                 red[index + 1] += red[other + 1]
                 red[index + 2] += red[other + 2]
@@ -103,6 +103,44 @@ def device_functions(cell):
             cuda.syncthreads()
             step //= 2
         return red[index], red[index + 1], red[index + 2], red[index + 3]
+
+    @device_function
+    def reduce_pair_partials(red, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, part, ksplit, stride):
+        """Sum the ksplit (>= 2) partial sums of a forward task's two samples, acc0-3 of b0 and acc4-7 of b1,
+        in one tree through shared memory (a thread's values at red[9 * thread ...], an odd stride):
+        halving steps as in reduce_partials for all eight, then at the last step part 0 adds part 1's b0 sums
+        and part 1 adds part 0's b1 sums (disjoint slots). Part 0 returns b0's totals first, part 1 b1's last.
+        One barrier a step for both samples, where a tree for each took twice as many. Each thread then reads
+        its own slots only, which it alone writes next; every thread must call it."""
+        index = uint32(cuda.threadIdx.x * 9)   # unsigned: no wrap-around code for the shared indices
+        red[index] = acc0
+        red[index + uint32(1)] = acc1
+        red[index + uint32(2)] = acc2
+        red[index + uint32(3)] = acc3
+        red[index + uint32(4)] = acc4
+        red[index + uint32(5)] = acc5
+        red[index + uint32(6)] = acc6
+        red[index + uint32(7)] = acc7
+        cuda.syncthreads()
+        step = ksplit // 2
+        while step > 1:
+            if part < step:
+                other = index + uint32(step * stride * 9)
+                for q in range(8):
+                    red[index + uint32(q)] += red[other + uint32(q)]
+            cuda.syncthreads()
+            step //= 2
+        if part == 0:      # part 0 completes b0's sums (values 0-3), part 1 b1's (values 4-7)
+            other = index + uint32(stride * 9)
+            for q in range(4):
+                red[index + uint32(q)] += red[other + uint32(q)]
+        elif part == 1:
+            other = index - uint32(stride * 9)
+            for q in range(4, 8):
+                red[index + uint32(q)] += red[other + uint32(q)]
+        cuda.syncthreads()
+        return (red[index], red[index + uint32(1)], red[index + uint32(2)], red[index + uint32(3)],
+                red[index + uint32(4)], red[index + uint32(5)], red[index + uint32(6)], red[index + uint32(7)])
 
     @device_function
     def cell_inputs(t, read, b, j, H, gates, b_hn, states, cells, lengths):
@@ -226,10 +264,9 @@ def device_functions(cell):
                         wv = w[at + uint64(3 * w_gs)]
                         acc3 += h0 * wv
                         acc7 += h1 * wv
-            if ksplit > 1:
-                # Two rounds through the same slots, b0's sums to part 0 and b1's to part 1.
-                acc0, acc1, acc2, acc3 = reduce_partials(red, acc0, acc1, acc2, acc3, part, ksplit, stride, 0)
-                acc4, acc5, acc6, acc7 = reduce_partials(red, acc4, acc5, acc6, acc7, part, ksplit, stride, 1)
+            if ksplit > 1:   # b0's sums to part 0, b1's to part 1
+                acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = reduce_pair_partials(
+                    red, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, part, ksplit, stride)
             if p < tasks and (part == 0 or (second and b0 + 1 < B)):
                 # selects, not branches, so that the two lanes run one update together
                 cell_update(tu, ru, wu, b1u if second else b0u, ju, Hu, acc4 if second else acc0,
@@ -342,7 +379,7 @@ def device_functions(cell):
                     acc2 += grad_hidden[tu, b2u, ru] * wv
                     acc3 += grad_hidden[tu, b3u, ru] * wv
             if ksplit > 1:
-                acc0, acc1, acc2, acc3 = reduce_partials(red, acc0, acc1, acc2, acc3, part, ksplit, stride, 0)
+                acc0, acc1, acc2, acc3 = reduce_partials(red, acc0, acc1, acc2, acc3, part, ksplit, stride)
             if part == 0 and p < tasks:
                 # the four loads before any store: one memory round trip, not four
                 h0, h1, h2, h3 = grad_h[b0u, ju], grad_h[b1u, ju], grad_h[b2u, ju], grad_h[b3u, ju]
