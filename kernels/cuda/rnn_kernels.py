@@ -67,9 +67,9 @@ def device_functions(cell):
 
     @device_function
     def lane_roles(ksplit, lanes_over_k):
-        """(slot, part, partner stride, chunk width): the thread's pair slot in a chunk, its share of the dot
-        (k = part, part + ksplit, ...), the thread-index distance between parts of one pair, and the pairs a
-        chunk holds. lanes_over_k puts the parts of a pair in neighbouring lanes (consecutive k: coalesced h
+        """(slot, part, partner stride, chunk width): the thread's task slot in a chunk, its share of the dot
+        (k = part, part + ksplit, ...), the thread-index distance between parts of one task, and the tasks a
+        chunk holds. lanes_over_k puts the parts of a task in neighbouring lanes (consecutive k: coalesced h
         loads, conflict-free reads of shared weight rows); otherwise neighbouring lanes take neighbouring
         units (coalesced W_hh^T rows from global memory in the step kernels). 32-bit divisions: Numba's
         int64 ones call a subroutine, and these run every step."""
@@ -85,7 +85,7 @@ def device_functions(cell):
         """Sum the ksplit partial sums of each task through shared memory into its part 0 (backward phase B);
         every thread must call it. A thread's values sit at red[5 * thread ...] (an odd stride: a warp's
         accesses to one value hit 32 banks). Each thread then reads its own slots only, which it alone writes
-        next."""
+        next; the barrier after each step keeps its reads of other slots before their owners' next stores."""
         index = cuda.threadIdx.x * 5
         red[index] = acc0
         red[index + 1] = acc1
@@ -111,7 +111,8 @@ def device_functions(cell):
         halving steps as in reduce_partials for all eight, then at the last step part 0 adds part 1's b0 sums
         and part 1 adds part 0's b1 sums (disjoint slots). Part 0 returns b0's totals first, part 1 b1's last.
         One barrier a step for both samples, where a tree for each took twice as many. Each thread then reads
-        its own slots only, which it alone writes next; every thread must call it."""
+        its own slots only, which it alone writes next; the last barrier keeps the last step's reads of the
+        partner's slots before the partner's stores of the next call. Every thread must call it."""
         index = uint32(cuda.threadIdx.x * 9)   # unsigned: no wrap-around code for the shared indices
         red[index] = acc0
         red[index + uint32(1)] = acc1
@@ -241,7 +242,7 @@ def device_functions(cell):
             second = ksplit > 1 and part == 1
             tu, wu, ju, Hu = uint64(t), uint64(write), uint64(unit0 + u), uint64(H)
             inputs = no_inputs
-            if part < 2:   # (the other parts update nothing: in the step kernels, whole warps skip the loads)
+            if part < 2:   # (the other parts update nothing; in the step kernels whole warps skip the loads)
                 inputs = cell_inputs(tu, ru, b1u if second else b0u, ju, Hu, gates, b_hn, states, cells, lengths)
             if p < tasks:
                 base = uint64(w_off + u * w_us)

@@ -71,6 +71,8 @@ CASES = [  # (mode, T, B, I, H, lengths, reverse, bias)
     ("gru", 2, 37, 3, 3, None, True, True),
     # persistent form: ksplit 4 (a halving step before the one into part 1) over three chunks, odd B
     ("gru", 2, 7, 3, 5, [2, 1, 2, 2, 1, 2, 1], False, True),
+    # persistent form: ksplit 8 (two halving steps, as the CRNN's 16 has three) over ten chunks
+    ("lstm", 2, 9, 2, 8, [2, 2, 1, 2, 1, 2, 2, 1, 2], False, True),
 ]
 
 
@@ -103,14 +105,17 @@ def test_ksplit_covers_threads():
     assert gpu.ksplit_for(3, 5, 32, minimum=8) == 4
 
 
-@pytest.mark.parametrize("mode", ["lstm", "gru"])
-def test_step_kernels_split_units_over_blocks(mode, monkeypatch):
-    """Two units a block: H = 5 takes three blocks, the last one with a single unit."""
+@pytest.mark.parametrize("mode, units, B, H", [("lstm", 2, 2, 5), ("gru", 2, 2, 5), ("lstm", 1, 2, 32),
+                                               ("gru", 1, 5, 16)])
+def test_step_kernels_split_units_over_blocks(mode, units, B, H, monkeypatch):
+    """Two units a block: H = 5 takes three blocks, the last one with a single unit. One unit a block: the
+    step kernels' reductions run at ksplit 16-32 (forward and phase B), the parts of a task in neighbouring
+    threads (stride 1)."""
     monkeypatch.setattr(gpu, "force_path", "step")
-    monkeypatch.setattr(gpu, "STEP_UNITS", 2)
-    T, B, H = 3, 2, 5
+    monkeypatch.setattr(gpu, "STEP_UNITS", units)
+    T = 3
     a = layer(mode, T, B, 3, H, seed=60)
-    lengths = np.array([3, 2])
+    lengths = np.array([3, 2, 1, 3, 2][:B])
     grad_y = random_array((T, B, H), seed=61)
     grad_h = random_array((B, H), seed=62)
     grad_c = random_array((B, H), seed=63) if mode == "lstm" else None
