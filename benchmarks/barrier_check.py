@@ -7,6 +7,10 @@ The default CRNN's first bidirectional LSTM layer (T45 B32 I64 H64: both directi
 one-unit blocks, a grid barrier a step) runs forward and backward with each barrier. The kernels differ only
 in how their blocks wait, so every result must be bit-identical; the median time of each is printed. Exit
 status 1 when they differ.
+
+Then each barrier alone, in the layer's launch shape (128 blocks of 512 threads) with no work between the
+barriers: microseconds a barrier, from the medians of two launches differing only in their number of rounds.
+(The layer's forward takes about 11 us a step on an H200: how much of it is the barrier.)
 """
 import sys
 
@@ -66,10 +70,53 @@ def check(asarray, to_numpy, median_ms):
     return line, not differing
 
 
+ALONE_BLOCKS, ALONE_THREADS = 128, 512   # the layer's launch: 2 directions x 64 one-unit blocks, PERSISTENT_THREADS
+ALONE_ROUNDS = (100, 1100)
+
+
+def _rounds_kernels():
+    """Kernels that only meet at `rounds` grid barriers of each kind (launched cooperatively, as the layer's)."""
+    from numba import cuda
+
+    from kernels.cuda.rnn_persistent import atomic_grid_barrier, launched_cooperatively, runtime_grid_barrier
+
+    @cuda.jit
+    def atomic_rounds(arrivals, rounds):
+        launched_cooperatively()
+        for _ in range(rounds):
+            atomic_grid_barrier(arrivals)
+
+    @cuda.jit
+    def runtime_rounds(arrivals, rounds):
+        for _ in range(rounds):
+            runtime_grid_barrier()
+
+    return {"atomic": atomic_rounds, "runtime": runtime_rounds}
+
+
+def barriers_alone(zeros, median_ms, blocks=ALONE_BLOCKS, threads=ALONE_THREADS, rounds=ALONE_ROUNDS):
+    """The report line: microseconds a barrier of each kind costs with no work between barriers, (median of
+    rounds[1] rounds - median of rounds[0]) / their difference, so that the launch cancels. zeros(n) makes the
+    atomic barrier's zeroed word (uint32)."""
+    costs = {}
+    for kind, kernel in _rounds_kernels().items():
+        def run(count, kernel=kernel):
+            kernel[blocks, threads](zeros(1), count)
+        few, many = (median_ms(lambda count=count: run(count)) for count in rounds)
+        costs[kind] = (many - few) * 1000.0 / (rounds[1] - rounds[0])
+    return (f"grid barriers alone, {blocks} blocks of {threads} threads: atomic {costs['atomic']:.2f} us, runtime "
+            f"{costs['runtime']:.2f} us a barrier (medians of {REPEATS} launches of {rounds[0]} and {rounds[1]} "
+            f"rounds)")
+
+
 def main():
     import cupy
     line, same = check(cupy.asarray, cupy.asnumpy, lambda run: _median_ms(cupy, run))
-    print(line)
+    print(line, flush=True)
+    try:
+        print(barriers_alone(lambda n: cupy.zeros(n, np.uint32), lambda run: _median_ms(cupy, run)))
+    except Exception as error:   # a measurement only: the check's verdict above stands
+        print(f"grid barriers alone: not measured ({type(error).__name__}: {error})")
     return 0 if same else 1
 
 

@@ -58,3 +58,34 @@ def test_gpu_checks_barrier_stage_runs_and_reports(monkeypatch):
     line, same = barrier_check.check(np.asarray, np.asarray, lambda run: (run(), 1.0)[1])
     assert same and line.endswith("(median of 1); results bit-identical")
     assert line.startswith("grid barriers, bilstm T3 B2 I3 H4 forward + backward: atomic 1.000 ms, runtime 1.000 ms")
+
+
+
+def test_barriers_alone_runs_and_reports(monkeypatch):
+    """barrier_check's barrier-alone timing (a GPU measurement): its kernels meet at grid barriers only (here
+    the simulator's one block of 4 threads), and its line divides the difference of two launches' times by
+    their difference in rounds (a fake timer: 1 us a round)."""
+    from benchmarks import barrier_check
+    real = barrier_check._rounds_kernels()
+    for kind, kernel in real.items():
+        arrivals = np.zeros(1, np.uint32)
+        kernel[1, 4](arrivals, 3)
+        assert arrivals[0] == (FLIP if kind == "atomic" else 0)   # three flips, the low bits back at zero
+    rounds = []
+
+    class Recording:   # records each launch's rounds, then launches
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+        def __getitem__(self, shape):
+            def launch(arrivals, count):
+                rounds.append(count)
+                self.kernel[shape](arrivals, count)
+            return launch
+
+    monkeypatch.setattr(barrier_check, "_rounds_kernels", lambda: {k: Recording(v) for k, v in real.items()})
+    line = barrier_check.barriers_alone(lambda n: np.zeros(n, np.uint32), lambda run: (run(), rounds[-1] / 1000)[1],
+                                        blocks=1, threads=4, rounds=(2, 6))
+    assert rounds == [2, 6, 2, 6]
+    assert line == ("grid barriers alone, 1 blocks of 4 threads: atomic 1.00 us, runtime 1.00 us a barrier "
+                    "(medians of 20 launches of 2 and 6 rounds)")
