@@ -291,10 +291,14 @@ def device_functions(cell):
         for p in range(cuda.threadIdx.x, pairs, cuda.blockDim.x):
             sample, u = divmod32(p, units)
             b, j = uint64(sample), uint64(unit0 + u)
-            # Every load before the first store: one round trip to memory (a store to grad_gates in between
-            # would order the loads after it behind it).
+            # Every load before the first store, and the results chosen by selects rather than a branch on
+            # `alive`: one round trip to memory. (Behind a branch, the compiler sinks the loads that only the
+            # live path uses below the test of the length, which then waits for its own load first; and a store
+            # to grad_gates in between would order the later loads behind it.) A sample past its length gets
+            # zero gate gradients and keeps grad_h and grad_c.
             alive = tu < uint64(lengths[b])
-            dh = grad_h[b, j] + grad_y[tu, b, j]
+            gh = grad_h[b, j]
+            dh = gh + grad_y[tu, b, j]
             a1 = a2 = a3 = c_t = c_prev = dc_next = hn = h_prev = zero
             a0 = gates[tu, b, j]
             if G > 1:
@@ -309,41 +313,39 @@ def device_functions(cell):
             if cell == GRU:
                 hn = aux[tu, b, j]
                 h_prev = states[read, b, j]
-            if not alive:
-                for g in range(G):
-                    grad_gates[tu, b, uint64(g) * Hu + j] = zero
-                    if cell == GRU:
-                        grad_hidden[tu, b, uint64(g) * Hu + j] = zero
-                continue
             if cell == LSTM:
                 i, f, g, o = a0, a1, a2, a3
                 tanh_c = math.tanh(c_t)
                 dc = dc_next + dh * o * (float32(1.0) - tanh_c * tanh_c)
-                grad_gates[tu, b, j] = dc * g * i * (float32(1.0) - i)
-                grad_gates[tu, b, Hu + j] = dc * c_prev * f * (float32(1.0) - f)
-                grad_gates[tu, b, uint64(2) * Hu + j] = dc * i * (float32(1.0) - g * g)
-                grad_gates[tu, b, uint64(3) * Hu + j] = dh * tanh_c * o * (float32(1.0) - o)
-                grad_c[b, j] = dc * f
-                grad_h[b, j] = zero
+                grad_gates[tu, b, j] = dc * g * i * (float32(1.0) - i) if alive else zero
+                grad_gates[tu, b, Hu + j] = dc * c_prev * f * (float32(1.0) - f) if alive else zero
+                grad_gates[tu, b, uint64(2) * Hu + j] = dc * i * (float32(1.0) - g * g) if alive else zero
+                grad_gates[tu, b, uint64(3) * Hu + j] = dh * tanh_c * o * (float32(1.0) - o) if alive else zero
+                grad_c[b, j] = dc * f if alive else dc_next
+                grad_h[b, j] = zero if alive else gh
             elif cell == GRU:
                 r, z, n = a0, a1, a2
                 dn = dh * (float32(1.0) - z) * (float32(1.0) - n * n)
                 dr = dn * hn * r * (float32(1.0) - r)
                 dz = dh * (h_prev - n) * z * (float32(1.0) - z)
+                dr = dr if alive else zero
+                dz = dz if alive else zero
+                dn = dn if alive else zero
                 grad_gates[tu, b, j] = dr
                 grad_gates[tu, b, Hu + j] = dz
                 grad_gates[tu, b, uint64(2) * Hu + j] = dn
                 grad_hidden[tu, b, j] = dr
                 grad_hidden[tu, b, Hu + j] = dz
                 grad_hidden[tu, b, uint64(2) * Hu + j] = dn * r
-                grad_h[b, j] = dh * z
+                grad_h[b, j] = dh * z if alive else gh
             else:
                 h = a0
                 if cell == RNN_RELU:
-                    grad_gates[tu, b, j] = zero if h <= zero else dh   # as torch at NaN
+                    grad = zero if h <= zero else dh   # as torch at NaN
                 else:
-                    grad_gates[tu, b, j] = dh * (float32(1.0) - h * h)
-                grad_h[b, j] = zero
+                    grad = dh * (float32(1.0) - h * h)
+                grad_gates[tu, b, j] = grad if alive else zero
+                grad_h[b, j] = zero if alive else gh
 
     @device_function
     def backward_phase_b(s, T, B, H, unit0, units, ksplit, lanes_over_k, w, w_off, w_rs, w_us, grad_hidden,
