@@ -144,20 +144,28 @@ def device_functions(cell):
                 red[index + uint32(4)], red[index + uint32(5)], red[index + uint32(6)], red[index + uint32(7)])
 
     @device_function
+    def gate_values(gates, t, b, j, H):
+        """The G gate values of sample b, unit j at time t (zero past G); indices uint64."""
+        zero = float32(0.0)
+        v1 = v2 = v3 = zero
+        v0 = gates[t, b, j]
+        if G > 1:
+            v1 = gates[t, b, H + j]
+            v2 = gates[t, b, uint64(2) * H + j]
+        if G > 3:
+            v3 = gates[t, b, uint64(3) * H + j]
+        return v0, v1, v2, v3
+
+    @device_function
     def cell_inputs(t, read, b, j, H, gates, b_hn, states, cells, lengths):
         """What the update of sample b, unit j at time t reads besides its recurrent products: (alive, the
         gate pre-activations x0..x3 (zero past G), h_prev, c_prev, the GRU's b_hn), loaded together and
         before any store, so that they cost one memory round trip rather than one each (a store to `gates`
         in between would order every later load after it). Indices (t, read, b, j, H) are uint64."""
         zero = float32(0.0)
-        x1 = x2 = x3 = h_prev = c_prev = b_n = zero
+        h_prev = c_prev = b_n = zero
         alive = t < uint64(lengths[b])   # both unsigned (lengths are at least 0): not compared as float64
-        x0 = gates[t, b, j]
-        if G > 1:
-            x1 = gates[t, b, H + j]
-            x2 = gates[t, b, uint64(2) * H + j]
-        if G > 3:
-            x3 = gates[t, b, uint64(3) * H + j]
+        x0, x1, x2, x3 = gate_values(gates, t, b, j, H)
         if cell == LSTM:
             c_prev = cells[read, b, j]
         if cell == GRU:
@@ -299,13 +307,8 @@ def device_functions(cell):
             alive = tu < uint64(lengths[b])
             gh = grad_h[b, j]
             dh = gh + grad_y[tu, b, j]
-            a1 = a2 = a3 = c_t = c_prev = dc_next = hn = h_prev = zero
-            a0 = gates[tu, b, j]
-            if G > 1:
-                a1 = gates[tu, b, Hu + j]
-                a2 = gates[tu, b, uint64(2) * Hu + j]
-            if G > 3:
-                a3 = gates[tu, b, uint64(3) * Hu + j]
+            c_t = c_prev = dc_next = hn = h_prev = zero
+            a0, a1, a2, a3 = gate_values(gates, tu, b, j, Hu)
             if cell == LSTM:
                 c_t = cells[write, b, j]
                 c_prev = cells[read, b, j]
