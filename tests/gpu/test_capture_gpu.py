@@ -11,6 +11,16 @@ from tests.oracle import assert_close
 REPLAYS = 10
 
 
+def one_weight_gradient_split(monkeypatch):
+    """The implicit convolution weight gradient adds its split partial sums with atomics, in an order that
+    changes run to run. Near a ReLU's or a max-pool's tie, that last-bit difference picks another gradient
+    path, and a few SGD steps later two runs differ by about lr (an H100 run of the EMA test below: 3% on the
+    CNN's first weights, in the eager twin one time and the captured one the next). One split per tile makes
+    the CNN's step deterministic, so the captured and eager steps must agree to rounding."""
+    from kernels.cuda import conv
+    monkeypatch.setattr(conv, "MAX_SPLITS", 1)
+
+
 def make_training(build, optimizer_name, options, seed=0):
     """options: the optimizer's, and `clip` (clip_grad_norm_'s max_norm) if the step clips."""
     nn.manual_seed(seed)
@@ -43,16 +53,17 @@ CASES = {
     "mlp-adam-flat-clip": (mlp, (64, 12), "Adam", dict(lr=1e-2, amsgrad=True, flat=True, clip=0.5)),
     "mlp-sgd-flat": (mlp, (64, 12), "SGD", dict(lr=0.1, momentum=0.9, nesterov=True, flat=True)),
     "mlp-sgd-momentum": (mlp, (64, 12), "SGD", dict(lr=0.1, momentum=0.9, nesterov=True)),
-    # SGD for the CNN: its conv biases feed batch norms, so their gradients are rounding noise (atomic sums
-    # in any order), which Adam would magnify into visible differences between any two runs.
+    # SGD for the CNN: its conv biases feed batch norms, so their gradients are rounding noise, which Adam
+    # would magnify into visible differences between two runs that round differently.
     "cnn-sgd-momentum": (lambda: models.CNN(channels=(8, 16), hidden=32), (32, 1, 8, 8), "SGD",
                          dict(lr=0.05, momentum=0.9, weight_decay=1e-4)),
 }
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_replays_with_a_scheduler_agree_with_eager_steps(name):
+def test_replays_with_a_scheduler_agree_with_eager_steps(name, monkeypatch):
     import cupy
+    one_weight_gradient_split(monkeypatch)
     build, shape, optimizer_name, options = CASES[name]
     eager_options = {key: value for key, value in options.items() if key != "flat"}
     eager_model, eager_optimizer, eager_scheduler, eager_step = make_training(build, optimizer_name, eager_options)
