@@ -8,7 +8,7 @@ import pytest
 import nn
 from kernels.cuda import conv_winograd, launch, rnn as cuda_rnn
 from nn import models
-from tests.gpu.test_capture_gpu import make_training
+from tests.gpu.test_capture_gpu import make_training, one_weight_gradient_split
 from tests.gpu.test_models_gpu import LOSS_TOLERANCE, WEIGHT_TOLERANCE
 from tests.oracle import assert_close
 
@@ -37,8 +37,10 @@ CASES = {"cnn": cnn_case, "lstm-persistent": lstm_case, "lstm-per-step": lstm_ca
 
 
 def run_steps(case, which, monkeypatch, after_step=lambda index: None):
-    """STEPS SGD steps from the same seed: the losses and the final weights, on the host."""
+    """STEPS SGD steps from the same seed: the losses and the final weights, on the host (deterministic: the
+    conv weight gradients in one split, without atomics)."""
     import cupy
+    one_weight_gradient_split(monkeypatch)
     monkeypatch.setattr(launch, "launcher", which)
     monkeypatch.setattr(conv_winograd, "force_algorithm", "winograd")
     monkeypatch.setattr(cuda_rnn, "force_path", "step" if case == "lstm-per-step" else None)
