@@ -14,9 +14,10 @@ REPLAYS = 10
 def one_weight_gradient_split(monkeypatch):
     """The implicit convolution weight gradient adds its split partial sums with atomics, in an order that
     changes run to run. Near a ReLU's or a max-pool's tie, that last-bit difference picks another gradient
-    path, and a few SGD steps later two runs differ by about lr (an H100 run of the EMA test below: 3% on the
-    CNN's first weights, in the eager twin one time and the captured one the next). One split per tile makes
-    the CNN's step deterministic, so the captured and eager steps must agree to rounding."""
+    path, and a few SGD steps later two runs differ by about lr (on an H100, test_swa_utils_gpu.py's EMA test:
+    3% on the CNN's first weights, in the captured run one time and the eager twin the next). With one split
+    a tile, two eager and two captured CNN trainings were bit-identical there (four input seeds), so the
+    captured and eager steps of the tests that call this must agree to rounding."""
     from kernels.cuda import conv
     monkeypatch.setattr(conv, "MAX_SPLITS", 1)
 
