@@ -10,7 +10,7 @@ status 1 when they differ.
 
 Then each barrier alone, in the layer's launch shape (128 blocks of 512 threads) with no work between the
 barriers: microseconds a barrier, from the medians of two launches differing only in their number of rounds.
-(The layer's forward takes about 11 us a step on an H200: how much of it is the barrier.)
+(How much of a step is the barrier: on an H100, 2026-11-27, 1.35 us of the CRNN layer's 6.5 us forward step.)
 """
 import sys
 
