@@ -3,6 +3,8 @@
 The ops follow torch.nn.functional's names; each differentiable op has a `*_backward` partner.
 """
 from . import backend
+from .backend import (are_deterministic_algorithms_enabled, is_deterministic_algorithms_warn_only_enabled,  # noqa: F401
+                      use_deterministic_algorithms)
 from .pointwise import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403

@@ -180,6 +180,42 @@ def to_numpy(x):
     return x.get() if is_gpu_array(x) else np.asarray(x)
 
 
+_deterministic = {"mode": False, "warn_only": False}
+
+
+def use_deterministic_algorithms(mode, *, warn_only=False):
+    """As torch.use_deterministic_algorithms: with mode=True the GPU ops that sum with float atomics (whose
+    order, so whose last bits, change from run to run) take an in-order form, and an op that has none raises
+    RuntimeError (with warn_only=True: warns and runs). The CPU ops are deterministic either way."""
+    if not isinstance(mode, bool):
+        raise TypeError(f"use_deterministic_algorithms: mode must be a bool, got {type(mode).__name__}")
+    if not isinstance(warn_only, bool):
+        raise TypeError(f"use_deterministic_algorithms: warn_only must be a bool, got {type(warn_only).__name__}")
+    _deterministic.update(mode=mode, warn_only=warn_only)
+
+
+def are_deterministic_algorithms_enabled():
+    return _deterministic["mode"]
+
+
+def is_deterministic_algorithms_warn_only_enabled():
+    return _deterministic["warn_only"]
+
+
+def alert_not_deterministic(op):
+    """Called by an op about to run a nondeterministic form: raises or warns when deterministic algorithms
+    were asked for (torch's message, so that habits carry over)."""
+    if not _deterministic["mode"]:
+        return
+    message = (f"{op} does not have a deterministic implementation, but you set "
+               "'use_deterministic_algorithms(True)'")
+    if _deterministic["warn_only"]:
+        import warnings
+        warnings.warn(message, UserWarning, stacklevel=3)
+    else:
+        raise RuntimeError(message)
+
+
 def synchronize():
     cupy = cupy_module()
     if cupy is not None:

@@ -139,7 +139,8 @@ def max_pool2d_backward(grad_out, indices, input_shape, kernel_size=None, stride
     The window geometry is optional. Given (the arguments of the forward call), the CUDA path runs a
     gather (each input sums the windows that can hold it: no atomics, deterministic, one write per
     element), and the CPU path stores directly where windows do not overlap; without it, the CUDA path
-    zero-fills and scatters with atomics, the CPU path runs a bincount.
+    zero-fills and scatters with atomics (under use_deterministic_algorithms: an error, or a warning with
+    warn_only), the CPU path runs a bincount.
     """
     op = "max_pool2d_backward"
     device = backend.device_of(op, grad_out, indices)
@@ -167,6 +168,8 @@ def max_pool2d_backward(grad_out, indices, input_shape, kernel_size=None, stride
                              f"got values in [{indices4.min()}, {indices4.max()}]")
         grad_in = cpu.max_pool2d_backward(grad4, indices4, shape4, None if geometry is None else geometry[:4])
     else:
+        if geometry is None:
+            backend.alert_not_deterministic(f"{op} without the window geometry (kernel_size, ...): atomic adds")
         grad4, indices4 = contiguous(grad4), contiguous(indices4)
         grad_in = empty(grad4, shape4)
         gpu.max_pool2d_backward(grad4, indices4, grad_in, None if geometry is None else geometry[:4])

@@ -1,5 +1,7 @@
 """numbanet.nn: tensors with autograd, layers, losses, optimizers and models built on `kernels`."""
 from .autograd import enable_grad, no_grad
+from kernels.backend import (are_deterministic_algorithms_enabled,  # noqa: F401  (torch's top-level names)
+                             is_deterministic_algorithms_warn_only_enabled, use_deterministic_algorithms)
 from .tensor import Tensor, cat, stack, tensor
 from .tensor_methods import where  # noqa: F401
 from .module import Module, Parameter

@@ -37,6 +37,8 @@ def scatter_add(full, index, values):
     """full[index] += values, with repeated positions adding up (NumPy's add.at, CuPy's scatter_add)."""
     if backend.is_gpu_array(full):
         import cupyx
+        backend.alert_not_deterministic("scatter_add (the backward of indexing with integer arrays, index_select, "
+                                        "gather): atomic adds")
         cupyx.scatter_add(full, index, values)
     else:
         np.add.at(full, index, values)
@@ -240,8 +242,9 @@ class Index(Function):
         full = backend.array_module(grad).zeros(self.shape, dtype=self.dtype)
         parts = self.index if isinstance(self.index, tuple) else (self.index,)
         if all(isinstance(p, (slice, type(None), type(Ellipsis))) or
-               isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in parts):
-            full[self.index] = grad   # ints and slices reach each element once: no scatter needed
+               isinstance(p, (int, np.integer)) and not isinstance(p, bool) or
+               backend.is_array(p) and p.dtype == bool for p in parts):
+            full[self.index] = grad   # ints, slices and masks reach each element once: no scatter needed
         else:
             scatter_add(full, self.index, grad)
         return full

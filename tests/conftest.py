@@ -38,3 +38,13 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip_gpu)
         elif parts[0] == "simulator":
             item.add_marker(pytest.mark.simulator)
+
+
+@pytest.fixture
+def deterministic():
+    """kernels.use_deterministic_algorithms(True) for one test, then the setting as it was."""
+    mode = backend.are_deterministic_algorithms_enabled()
+    warn_only = backend.is_deterministic_algorithms_warn_only_enabled()
+    backend.use_deterministic_algorithms(True)
+    yield
+    backend.use_deterministic_algorithms(mode, warn_only=warn_only)

@@ -12,6 +12,7 @@ import math
 
 from numba import float32, int32, int64
 
+from .. import backend
 from . import conv_gemm
 from . import conv_winograd as winograd
 from .conv_backward_data import backward_data_kernel, phase_taps
@@ -168,12 +169,29 @@ def conv2d_backward_weight(grad_out, x, grad_weight, stride, padding, dilation, 
     config, grid_xy = _weight_launch(grad_weight.shape, groups)
     pixels = grad_out.shape[0] * grad_out.shape[2] * grad_out.shape[3]
     splits = weight_gradient_splits(grid_xy[0] * grid_xy[1] * groups, ceil_div(pixels, config.block_k))
-    if splits > 1:
+    target, partial_size = _flat(grad_weight), 0
+    if splits > 1 and backend.are_deterministic_algorithms_enabled():
+        # each split stores its partial gW, then one fixed-order sum: the same bits every run
+        splits = max(1, min(splits, DETERMINISTIC_PARTIAL_FLOATS // grad_weight.size))
+        if splits > 1:
+            partial_size = grad_weight.size
+            target = _weight_scratch(splits * partial_size)[:splits * partial_size]
+    elif splits > 1:
         grad_weight[...] = 0  # blocks add their partial sums atomically
     launch(weight_gradient_kernel(config), grid_xy + (groups * splits,), THREADS,
-           _flat(grad_out), _flat(x), _flat(grad_weight),
+           _flat(grad_out), _flat(x), target,
            *_geometry_arguments(x.shape, grad_weight.shape, grad_out.shape[2:], stride, padding, dilation, groups),
-           splits)
+           splits, partial_size)
+    if partial_size:
+        backend.array_module(target).sum(target.reshape(splits, partial_size), axis=0, out=_flat(grad_weight))
+
+
+DETERMINISTIC_PARTIAL_FLOATS = 16 << 20   # 64 MiB of partial weight gradients at most (fewer splits beyond)
+_weight_buffers = {}   # (array module, stream pointer) -> the deterministic weight gradient's partials
+
+
+def _weight_scratch(size):
+    return stream_scratch(_weight_buffers, size, 0)[0]
 
 
 def conv2d_backward_bias(grad_out, grad_bias):
@@ -202,7 +220,7 @@ PTX_SIGNATURES = (
     + [(f"backward_data_{c.block_rows}x{c.block_cols}", backward_data_kernel(c), (_vector,) * 3 + (int64,) * 26)
        for _, c in CONFIGS]
     + [(f"backward_weight_{c.block_rows}x{c.block_cols}", weight_gradient_kernel(c),
-        (_vector,) * 3 + _geometry_types + (int64,)) for _, _, c in WEIGHT_CONFIGS]
+        (_vector,) * 3 + _geometry_types + (int64, int64)) for _, _, c in WEIGHT_CONFIGS]
     + [("backward_bias", conv2d_bias_gradient, (_vector, _vector, _vector, int32[::1], int64, int64, int64, int64))]
     + winograd.PTX_SIGNATURES
     + conv_gemm.PTX_SIGNATURES

@@ -2,10 +2,11 @@
 
 Weight: gW[k, (c, r, s)] = sum over pixels (n, p, q) of gy[n, k, p, q] * x[n, c, p*sh - pt + r*dh, q*sw - pl + s*dw],
 an implicit GEMM with the long N*P*Q reduction split over grid z (groups * splits); with more than one
-split each block atomically adds its partial tile into a zeroed gW. Launch: grid (ceil(C/G*R*S / BN),
-ceil(K/G / BM), groups * splits), THREADS = 256, micro-tiles TM x TN in registers (strips, warp layout
-and double-buffered shared slices as in conv_forward.py); BK = 16 pixels per step so that a warp's
-loads run along consecutive pixels (coalesced rows of gy and x).
+split each block atomically adds its partial tile into a zeroed gW, or, under deterministic algorithms
+(partial_size > 0), stores it in its split's slice of a partials buffer, summed in split order after.
+Launch: grid (ceil(C/G*R*S / BN), ceil(K/G / BM), groups * splits), THREADS = 256, micro-tiles TM x TN in
+registers (strips, warp layout and double-buffered shared slices as in conv_forward.py); BK = 16 pixels
+per step so that a warp's loads run along consecutive pixels (coalesced rows of gy and x).
 Bias: blocks (channel, slice of the batch) sum in shared memory (no warp shuffles, so the simulator runs them);
 the last of a channel's blocks adds the slices' partial sums in order (launch.batch_slices).
 """
@@ -34,7 +35,7 @@ def weight_gradient_kernel(config):
     @cached_jit(**jit_options(config))
     def conv2d_weight_gradient(grad_out, x, grad_weight, batch, in_channels, height, width,
                                out_channels, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w,
-                               pad_top, pad_left, dilation_h, dilation_w, groups, splits):
+                               pad_top, pad_left, dilation_h, dilation_w, groups, splits, partial_size):
         tid = cuda.threadIdx.x
         tile_col = cuda.blockIdx.x * BN
         tile_row = cuda.blockIdx.y * BM
@@ -117,6 +118,9 @@ def weight_gradient_kernel(config):
                             LOAD_STEP)
             cuda.syncthreads()
 
+        # one split stores gW; several add into it atomically, or (deterministic) store their own partials
+        atomic = splits > 1 and partial_size == 0
+        partial_base = split * partial_size
         for i in range(TM):
             row = tile_row + (i // STRIP_M) * STRIDE_M + thread_row * STRIP_M + i % STRIP_M
             if row < k_group:
@@ -124,10 +128,10 @@ def weight_gradient_kernel(config):
                 for j in range(TN):
                     col = tile_col + (j // STRIP_N) * STRIDE_N + thread_col * STRIP_N + j % STRIP_N
                     if col < columns:
-                        if splits > 1:
+                        if atomic:
                             cuda.atomic.add(grad_weight, row_base + col, acc[i * TN + j])
                         else:
-                            grad_weight[row_base + col] = acc[i * TN + j]
+                            grad_weight[partial_base + row_base + col] = acc[i * TN + j]
 
     return conv2d_weight_gradient
 

@@ -96,6 +96,31 @@ def test_weight_gradient_tiles_and_split_reduction_match_cpu(config, monkeypatch
     assert_close(kernels.conv2d_backward_weight(grad_out, x, weight_shape, padding=1), expected, np.float32)
 
 
+
+@pytest.mark.parametrize("partial_floats, splits_used", [(1 << 20, None), (2 * 54, 2), (54, 1)],
+                         ids=["all splits", "splits capped by the partials", "one split"])
+def test_deterministic_weight_gradient_sums_split_partials_in_order(deterministic, monkeypatch, partial_floats,
+                                                                     splits_used):
+    """Under use_deterministic_algorithms each split stores its partial gW (no atomics, no zero fill) and one
+    fixed-order sum follows; the partials' room caps the splits."""
+    monkeypatch.setattr(gpu, "DETERMINISTIC_PARTIAL_FLOATS", partial_floats)
+    launched = []
+    real_launch = gpu.launch
+    monkeypatch.setattr(gpu, "launch", lambda kernel, grid, *args: launched.append((grid, args[-2:])) or
+                        real_launch(kernel, grid, *args))
+    x = random_array((2, 2, 12, 14), seed=10)
+    grad_out = random_array((2, 3, 12, 14), seed=11)
+    weight_shape = (3, 2, 3, 3)
+    expected = cpu.conv2d_backward_weight(grad_out, x, weight_shape, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    out = np.full(weight_shape, np.nan, np.float32)   # every entry must be written
+    gpu.conv2d_backward_weight(grad_out, x, out, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    assert_close(out, expected, np.float32)
+    (grid, (splits, partial_size)), = launched
+    full = gpu.weight_gradient_splits(1, 2 * 12 * 14 // 16)
+    assert full > 2 and grid[2] == splits == (full if splits_used is None else splits_used)
+    assert partial_size == (0 if splits == 1 else 54)
+
+
 WINOGRAD_CONFIGURATIONS = [
     ((2, 3, 5, 7), (4, 3, 3, 3), dict(padding=1)),                 # odd sizes: clipped last tiles
     ((1, 2, 6, 4), (3, 2, 3, 3), dict(padding=0)),                 # no padding, even sizes

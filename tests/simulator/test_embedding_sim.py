@@ -1,11 +1,28 @@
 """CUDA embedding kernels in the simulator against the CPU path: tiny sizes, indices repeated so that several
-threads add into one gradient row (the atomics), int32 and int64 indices, the padding row, the counts."""
+threads add into one gradient row (the atomics), int32 and int64 indices, the padding row, the counts; the
+backward both in its atomic form and in the sorted form of use_deterministic_algorithms."""
 import numpy as np
 import pytest
 
 import kernels
 from kernels.cpu import embedding as cpu
+from kernels.cuda import embedding as gpu
 from tests.oracle import assert_close, random_array
+
+
+@pytest.fixture(params=[False, True], ids=["atomic", "deterministic"])
+def backward_form(request, monkeypatch):
+    """The backward's atomic form, or its sorted form under use_deterministic_algorithms (where the atomic
+    kernels must not run)."""
+    previous = kernels.are_deterministic_algorithms_enabled()
+    kernels.use_deterministic_algorithms(request.param)
+    if request.param:
+        def refused(*args):
+            raise AssertionError("an atomic embedding kernel ran under use_deterministic_algorithms")
+        monkeypatch.setattr(gpu, "backward_kernel", refused)
+        monkeypatch.setattr(gpu, "count_kernel", refused)
+    yield request.param
+    kernels.use_deterministic_algorithms(previous)
 
 
 def _indices(shape, num_embeddings, dtype, seed):
@@ -26,7 +43,7 @@ def test_embedding_kernel_matches_cpu(index_dtype):
 
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("padding_idx,scale_grad_by_freq", [(None, False), (3, False), (None, True), (-2, True)])
-def test_embedding_backward_kernels_match_cpu(index_dtype, padding_idx, scale_grad_by_freq):
+def test_embedding_backward_kernels_match_cpu(index_dtype, padding_idx, scale_grad_by_freq, backward_form):
     indices = _indices((4, 6), 9, index_dtype, seed=3)
     indices[1, 2:4] = 7                  # 7 is the padding row for padding_idx=-2
     grad_output = random_array((4, 6, 5), seed=4)
@@ -44,7 +61,7 @@ def test_embedding_backward_kernels_match_cpu(index_dtype, padding_idx, scale_gr
     assert_close(out, expected, np.float32)
 
 
-def test_embedding_kernels_non_contiguous_and_empty():
+def test_embedding_kernels_non_contiguous_and_empty(backward_form):
     weight = random_array((5, 6), seed=5).T                      # (6, 5), non-contiguous
     indices = _indices((4, 3), 6, np.int64, seed=6).T            # (3, 4), non-contiguous
     np.testing.assert_array_equal(kernels.embedding(weight, indices), cpu.embedding(weight, indices))
@@ -63,7 +80,7 @@ def test_embedding_kernels_non_contiguous_and_empty():
         kernels.embedding_backward(np.zeros((2, 0), np.float32), np.array([-1, 0]), 4)
 
 
-def test_embedding_kernels_flag_out_of_range_indices():
+def test_embedding_kernels_flag_out_of_range_indices(backward_form):
     weight = random_array((4, 3), seed=8)
     for bad in (4, -1):
         indices = np.array([[0, bad], [2, 1]], np.int32)

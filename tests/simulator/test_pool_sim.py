@@ -44,6 +44,22 @@ def test_max_pool2d_kernels_match_cpu(shape, args):
     assert_close(scatter, expected_grad, np.float32, name="scatter")
 
 
+def test_max_pool2d_backward_without_geometry_is_refused_by_deterministic_algorithms(deterministic):
+    """Its CUDA form scatters with atomics; the gather (given the geometry) runs as usual."""
+    shape, args = MAX_CASES[0]
+    x = random_array(shape, seed=3)
+    y, indices = kernels.max_pool2d(x, return_indices=True, **args)
+    grad_out = random_array(y.shape, seed=4)
+    expected = cpu.max_pool2d_backward(grad_out, indices, x.shape)
+    assert_close(kernels.max_pool2d_backward(grad_out, indices, x.shape, **args), expected, np.float32)
+    with pytest.raises(RuntimeError, match=r"max_pool2d_backward without the window geometry \(kernel_size, ...\): "
+                                           r"atomic adds does not have a deterministic implementation"):
+        kernels.max_pool2d_backward(grad_out, indices, x.shape)
+    kernels.use_deterministic_algorithms(True, warn_only=True)
+    with pytest.warns(UserWarning, match="max_pool2d_backward without the window geometry"):
+        assert_close(kernels.max_pool2d_backward(grad_out, indices, x.shape), expected, np.float32)
+
+
 @pytest.mark.parametrize("shape,args", AVG_CASES)
 def test_avg_pool2d_kernels_match_cpu(shape, args):
     x = random_array(shape, seed=3)
