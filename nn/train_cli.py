@@ -25,10 +25,11 @@ ADDING_DEFAULTS = {"epochs": 12, "batch_size": 64, "lr": 3e-3, "clip": 1.0, "hid
 # None, so that `explicit_settings` can tell what was given: a resumed run refuses a setting other than its own).
 # The adding problem's 100 steps: at 50 a tanh RNN with clipping learned it on some seeds (test MSE 0.0096 with
 # seed 0), at 100 it stays at the mean's 0.16 where the LSTM reaches about 0.001 (benchmarks/RESULTS.md).
-COMMON_DEFAULTS = {"seed": 0, "task": "digits", "cell": "lstm", "sequence_length": 100, "patience": 0}
+COMMON_DEFAULTS = {"seed": 0, "task": "digits", "cell": "lstm", "sequence_length": 100, "patience": 0,
+                   "deterministic": False}
 # option -> settings key, for the options that make a run's settings
 SETTING_OPTIONS = ("epochs", "batch_size", "lr", "clip", "hidden_size", "ema", "seed", "task", "cell",
-                   "sequence_length", "patience")
+                   "sequence_length", "patience", "deterministic")
 
 
 class UsageError(Exception):
@@ -60,6 +61,9 @@ def build_parser():
                              "(e.g. 0.998; default 0: off)")
     parser.add_argument("--patience", type=int,
                         help="early stopping after N epochs without improvement (default 0: off)")
+    parser.add_argument("--deterministic", action="store_true", default=None,
+                        help="GPU: the same weights every run of a seed (nn.use_deterministic_algorithms; the CPU "
+                             "always is)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--blas-threads", type=int, default=1,
                         help="BLAS threads on the CPU (default 1: the models are small; 0 leaves BLAS's own choice)")

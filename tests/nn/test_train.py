@@ -159,6 +159,27 @@ def test_resume_refuses_other_settings_and_runs_need_a_writable_folder_of_their_
     assert (stale / "history.jsonl").read_text() == '{"epoch": 1}\n'
 
 
+
+def test_deterministic_holds_the_switch_for_the_run_and_is_a_setting_of_it(tmp_path, capsys, monkeypatch):
+    from kernels import backend
+    seen = []
+    fit = train.Run.fit
+    monkeypatch.setattr(train.Run, "fit", lambda run: seen.append(backend.are_deterministic_algorithms_enabled())
+                        or fit(run))
+    common = ["cnn", "--device", "cpu", "--quiet", "--epochs", "1", "--batch-size", "256"]
+    output = str(tmp_path / "run")
+    assert _run(capsys, *common, "--output", output, "--deterministic")[0] == 0
+    assert _run(capsys, *common, "--output", str(tmp_path / "plain"))[0] == 0
+    assert seen == [True, False] and not backend.are_deterministic_algorithms_enabled()
+    with open(os.path.join(output, "metrics.json")) as handle:
+        assert json.load(handle)["settings"]["deterministic"] is True
+    code, _, err = _run(capsys, *common, "--output", str(tmp_path / "plain"), "--resume", "--deterministic")
+    assert code == 2 and "--deterministic True differs from its False" in err
+    # a checkpoint written before the option existed resumes as a run without it
+    saved = checkpoint.load(os.path.join(output, train.CHECKPOINT_NAME))
+    del saved["settings"]["deterministic"]
+    assert train._resumed_settings("old", saved, {})["deterministic"] is False
+
 def test_checkpoints_whose_contents_do_not_fit_give_one_line(tmp_path, capsys):
     output = str(tmp_path / "run")
     assert _run(capsys, "cnn", "--device", "cpu", "--quiet", "--epochs", "1", "--output", output)[0] == 0
