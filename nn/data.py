@@ -23,11 +23,13 @@ STRIP_WIDTH = 2 + STRIP_MAX_DIGITS * (8 + STRIP_MAX_GAP)   # room for the longes
 
 @dataclass
 class Split:
-    """Inputs and labels of one split. For strips, `labels` is (n, STRIP_MAX_DIGITS) padded with -1
-    and `label_lengths` holds the real lengths."""
+    """Inputs and labels of one split. For strips, `labels` is (n, STRIP_MAX_DIGITS) padded with -1,
+    `label_lengths` holds the real lengths and `sources` (the same shape as labels, -1 padded) which of the
+    split's digit images each position shows (benchmarks/crnn_errors.py: which images the errors come from)."""
     inputs: np.ndarray
     labels: np.ndarray
     label_lengths: np.ndarray = None
+    sources: np.ndarray = None
 
     def __len__(self):
         return len(self.inputs)
@@ -170,8 +172,9 @@ def _padded_digits(images):
     return out
 
 
-def make_strips(images, labels, count, seed, noise=0.05, augment=None):
-    """`count` strips (count, 1, STRIP_HEIGHT, STRIP_WIDTH) drawn from the given digit images; with a
+def make_strips(images, labels, count, seed, noise=0.05, augment=None, with_sources=False):
+    """`count` strips (count, 1, STRIP_HEIGHT, STRIP_WIDTH) drawn from the given digit images, their targets
+    and lengths (and, with_sources, the index into `images` of each position's digit, -1 padded); with a
     DigitAugment, each digit instance is distorted (its random draws come from a second generator, so
     the layout of the strips is the same with and without it)."""
     rng = np.random.default_rng(seed)
@@ -189,6 +192,8 @@ def make_strips(images, labels, count, seed, noise=0.05, augment=None):
             column += 8 + int(rng.integers(0, STRIP_MAX_GAP + 1))
     strip, position, image_index, top, column = np.array(placements, np.int64).reshape(-1, 5).T
     targets[strip, position] = labels[image_index]
+    sources = np.full_like(targets, -1)
+    sources[strip, position] = image_index
     digits = images[image_index]
     if augment is None:
         patches = _padded_digits(digits)
@@ -206,6 +211,8 @@ def make_strips(images, labels, count, seed, noise=0.05, augment=None):
     strips = np.ascontiguousarray(canvas[:, None, 1:-1, 1:-1])
     strips += rng.normal(0, noise, size=strips.shape).astype(np.float32)
     np.clip(strips, 0.0, 1.0, out=strips)
+    if with_sources:
+        return strips, targets, lengths.astype(np.int64), sources
     return strips, targets, lengths.astype(np.int64)
 
 
@@ -220,8 +227,8 @@ def digit_strips(train=None, validation=None, test=None):
     given = {"train": train, "validation": validation, "test": test}
     sizes = {name: STRIP_COUNTS[name] if count is None else count for name, count in given.items()}
     for offset, (name, index) in enumerate(split_indices(len(images)).items()):
-        strips, targets, lengths = make_strips(images[index], labels[index], sizes[name], SPLIT_SEED + 10 + offset)
-        splits[name] = Split(strips, targets, lengths)
+        splits[name] = Split(*make_strips(images[index], labels[index], sizes[name], SPLIT_SEED + 10 + offset,
+                                          with_sources=True))
     return splits
 
 
@@ -230,7 +237,7 @@ def training_strips(count, seed, augment=None):
     once per epoch), a Split; the same `seed` gives the same strips."""
     images, labels = load_digits_images()
     index = split_indices(len(images))["train"]
-    return Split(*make_strips(images[index], labels[index], count, seed, augment=augment))
+    return Split(*make_strips(images[index], labels[index], count, seed, augment=augment, with_sources=True))
 
 
 def batches(count, batch_size, rng=None):

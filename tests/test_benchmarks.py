@@ -401,3 +401,27 @@ def test_the_ratio_plot_names_every_vendor():
     assert harness.ratio_labels(one) == (["a", "b"], "speed relative to cuBLAS (vendor ms / ours ms)")
     names, title = harness.ratio_labels(one + [{"case": "c", "vendor": "torch"}])
     assert names == ["a [cuBLAS]", "b [cuBLAS]", "c [torch]"] and "vendor in []" in title
+
+
+def test_crnn_errors_counts_each_image_once_a_strip_and_reads_images_independently():
+    import numpy as np
+    from benchmarks import crnn_errors
+    sources = np.array([[4, 7, 4, -1], [7, 1, -1, -1], [4, 2, 3, -1]])
+    failed = np.array([True, False, True])
+    assert crnn_errors.failures_by_image(failed, sources) == {4: (2, 2), 7: (2, 1), 1: (1, 0), 2: (1, 1),
+                                                              3: (1, 1)}
+    from nn import data
+    _, labels = data.load_digits_images()
+    test_labels = labels[data.split_indices(len(labels))["test"]]
+    readings = crnn_errors.independent_readings([0, 1, 2, 3, 4, 5])
+    for reading in readings.values():   # ordinary test digits: read as labelled by both
+        np.testing.assert_array_equal(reading, test_labels[:6])
+
+
+def test_crnn_errors_refuses_a_checkpoint_of_another_model(tmp_path):
+    from benchmarks import crnn_errors
+    from nn import train
+    output = str(tmp_path / "cnn")
+    assert train.train_main(["cnn", "--device", "cpu", "--quiet", "--epochs", "1", "--output", output]) == 0
+    with pytest.raises(SystemExit, match="crnn_errors: expected a crnn checkpoint, got a cnn one"):
+        crnn_errors.main([f"{output}/checkpoint.npz"])

@@ -34,6 +34,22 @@ def test_strips_hold_their_labels_and_use_only_their_split():
     for row, length in zip(targets, lengths):
         assert np.all(row[:length] >= 0) and np.all(row[length:] == -1)
         assert set(row[:length]) <= set(labels[:10])
+    again, _, _, sources = data.make_strips(images[:10], labels[:10], 40, seed=3, noise=0.0, with_sources=True)
+    np.testing.assert_array_equal(again, strips)      # the same strips
+    assert np.all((sources == -1) == (targets == -1))
+    np.testing.assert_array_equal(labels[:10][sources[sources >= 0]], targets[targets >= 0])
+
+
+def test_each_strip_split_says_which_of_its_digit_images_it_shows():
+    images, labels = data.load_digits_images()
+    index = data.split_indices(len(images))
+    splits = data.digit_strips(train=30, validation=20, test=25)
+    splits["fresh"] = data.training_strips(15, [1, 2])
+    for name, split in splits.items():
+        split_labels = labels[index["train" if name == "fresh" else name]]
+        shown = split.sources >= 0
+        assert np.array_equal(shown, split.labels >= 0) and split.sources.max() < len(split_labels)
+        np.testing.assert_array_equal(split_labels[split.sources[shown]], split.labels[shown])
 
 
 def test_checkpoint_round_trip_and_atomic_replace(tmp_path):
