@@ -68,7 +68,6 @@ def backward_kernel(scale_by_frequency):
     return kernel
 
 
-
 @functools.lru_cache(maxsize=None)
 def sorted_backward_kernel(scale_by_frequency):
     """The deterministic form: indices sorted, `order` their positions in grad. Thread (s, d), with s the first
@@ -105,6 +104,7 @@ def sorted_backward_kernel(scale_by_frequency):
         grad_weight[k, d] = total
 
     return kernel
+
 
 def embedding(weight, indices, out):
     """weight (N, D), flat indices (M,), out (M, D), all contiguous. Returns the error flag array (1,)."""
