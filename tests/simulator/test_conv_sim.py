@@ -121,6 +121,15 @@ def test_deterministic_weight_gradient_sums_split_partials_in_order(deterministi
     assert partial_size == (0 if splits == 1 else 54)
 
 
+
+def test_deterministic_weight_gradient_of_a_grouped_convolution(deterministic):
+    """Each split's partial holds every group's rows (grid z = groups x splits)."""
+    x = random_array((2, 4, 10, 9), seed=12)
+    grad_out = random_array((2, 6, 10, 9), seed=13)
+    expected = cpu.conv2d_backward_weight(grad_out, x, (6, 2, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2)
+    assert_close(kernels.conv2d_backward_weight(grad_out, x, (6, 2, 3, 3), padding=1, groups=2), expected,
+                 np.float32)
+
 WINOGRAD_CONFIGURATIONS = [
     ((2, 3, 5, 7), (4, 3, 3, 3), dict(padding=1)),                 # odd sizes: clipped last tiles
     ((1, 2, 6, 4), (3, 2, 3, 3), dict(padding=0)),                 # no padding, even sizes
