@@ -202,6 +202,17 @@ def is_deterministic_algorithms_warn_only_enabled():
     return _deterministic["warn_only"]
 
 
+@contextlib.contextmanager
+def deterministic_algorithms(mode=True, *, warn_only=False):
+    """use_deterministic_algorithms(mode, warn_only=...) for a `with` block, then the setting as it was."""
+    previous = dict(_deterministic)
+    use_deterministic_algorithms(mode, warn_only=warn_only)
+    try:
+        yield
+    finally:
+        _deterministic.update(previous)
+
+
 def alert_not_deterministic(op):
     """Called by an op about to run a nondeterministic form: raises or warns when deterministic algorithms
     were asked for (torch's message, so that habits carry over)."""

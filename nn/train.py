@@ -13,7 +13,6 @@ command line (defaults, parser, settings, device, UsageError) is in nn/train_cli
 nn/train_curves.py, an epoch's loss and accuracy sums (RunningTotals) in nn/train_totals.py; their names are
 importable from here too.
 """
-import contextlib
 import copy
 import glob
 import json
@@ -444,7 +443,7 @@ def _run_training(argv):
     if device == "cpu":
         backend.keep_freed_memory()  # no page faults on every step's new arrays (see its docstring)
     resume = f"`numbanet train {settings['model']} --output {output} --resume`"
-    with blas_threads(device, args.blas_threads), deterministic_algorithms(settings["deterministic"]):
+    with blas_threads(device, args.blas_threads), backend.deterministic_algorithms(bool(settings["deterministic"])):
         try:
             run.fit()
         except FloatingPointError as error:   # a diverging loss (RunningTotals): the epochs' checkpoints are kept
@@ -466,17 +465,6 @@ def _run_training(argv):
                   f"{run.checkpoint_path}` gives its test metrics", file=sys.stderr)
             return 130
     return 0
-
-
-@contextlib.contextmanager
-def deterministic_algorithms(mode):
-    """--deterministic for the run's span, then the switch as it was (runs started in-process: tests)."""
-    previous = backend.are_deterministic_algorithms_enabled(), backend.is_deterministic_algorithms_warn_only_enabled()
-    backend.use_deterministic_algorithms(bool(mode))
-    try:
-        yield
-    finally:
-        backend.use_deterministic_algorithms(previous[0], warn_only=previous[1])
 
 
 def train_main(argv):

@@ -43,8 +43,5 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def deterministic():
     """kernels.use_deterministic_algorithms(True) for one test, then the setting as it was."""
-    mode = backend.are_deterministic_algorithms_enabled()
-    warn_only = backend.is_deterministic_algorithms_warn_only_enabled()
-    backend.use_deterministic_algorithms(True)
-    yield
-    backend.use_deterministic_algorithms(mode, warn_only=warn_only)
+    with backend.deterministic_algorithms(True):
+        yield

@@ -23,6 +23,7 @@ from .launch import batch_slices, ceil_div, launch, stream_scratch
 
 TARGET_BLOCKS = 4 * 132       # enough blocks for a few waves on an H100/H200 (132 SMs)
 MAX_SPLITS = 256
+DETERMINISTIC_PARTIAL_FLOATS = 16 << 20   # 64 MiB of partial weight gradients at most (fewer splits beyond)
 INDEX_LIMIT = 2**31           # the kernels' shared index tables are int32
 
 
@@ -186,7 +187,6 @@ def conv2d_backward_weight(grad_out, x, grad_weight, stride, padding, dilation, 
         backend.array_module(target).sum(target.reshape(splits, partial_size), axis=0, out=_flat(grad_weight))
 
 
-DETERMINISTIC_PARTIAL_FLOATS = 16 << 20   # 64 MiB of partial weight gradients at most (fewer splits beyond)
 _weight_buffers = {}   # (array module, stream pointer) -> the deterministic weight gradient's partials
 
 

@@ -1,9 +1,9 @@
 """use_deterministic_algorithms on a real GPU: the forms it selects give the same bits every run where the
 default forms' float atomics need not, and they agree with the CPU path. Needs a GPU (skipped elsewhere).
 
-The default forms' own run-to-run spread is what tests/gpu/test_capture_gpu.py's one_weight_gradient_split
-works around: on an H100 (nineteenth session) two eager CNN trainings with the atomic weight gradient drifted
-apart by up to 27% of a conv weight, and with one split a tile they were bit-identical."""
+The default forms' own run-to-run spread is why the GPU tests that compare captured and eager training run
+under the switch (test_capture_gpu.py): on an H100 (nineteenth session) two eager CNN trainings with the atomic
+weight gradient drifted apart by up to 27% of a conv weight, and with one split a tile they were bit-identical."""
 import numpy as np
 import pytest
 

@@ -8,7 +8,7 @@ import pytest
 import nn
 from kernels.cuda import conv_winograd, launch, rnn as cuda_rnn
 from nn import models
-from tests.gpu.test_capture_gpu import make_training, one_weight_gradient_split
+from tests.gpu.test_capture_gpu import make_training
 from tests.gpu.test_models_gpu import LOSS_TOLERANCE, WEIGHT_TOLERANCE
 from tests.oracle import assert_close
 
@@ -37,10 +37,9 @@ CASES = {"cnn": cnn_case, "lstm-persistent": lstm_case, "lstm-per-step": lstm_ca
 
 
 def run_steps(case, which, monkeypatch, after_step=lambda index: None):
-    """STEPS SGD steps from the same seed: the losses and the final weights, on the host (deterministic: the
-    conv weight gradients in one split, without atomics)."""
+    """STEPS SGD steps from the same seed: the losses and the final weights, on the host (the callers run under
+    the `deterministic` fixture: no atomics in the conv weight gradients)."""
     import cupy
-    one_weight_gradient_split(monkeypatch)
     monkeypatch.setattr(launch, "launcher", which)
     monkeypatch.setattr(conv_winograd, "force_algorithm", "winograd")
     monkeypatch.setattr(cuda_rnn, "force_path", "step" if case == "lstm-per-step" else None)
@@ -84,7 +83,7 @@ def _assert_every_launch_replayable():
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_direct_launches_train_as_numba_launches_do(case, monkeypatch):
+def test_direct_launches_train_as_numba_launches_do(case, monkeypatch, deterministic):
     # The Numba pass first: it also grows gemm's shared split-K workspace to its full size, so no replay of
     # the direct pass is keyed on a workspace that a later, larger GEMM of its first step replaces.
     numba_losses, numba_weights = run_steps(case, "numba", monkeypatch)

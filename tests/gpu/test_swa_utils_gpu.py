@@ -4,7 +4,7 @@ import numpy as np
 
 import nn
 from nn import swa_utils
-from tests.gpu.test_capture_gpu import CASES, make_training, one_weight_gradient_split
+from tests.gpu.test_capture_gpu import CASES, make_training
 from tests.oracle import assert_close, torch_module
 
 REPLAYS = 10
@@ -23,9 +23,8 @@ def _training_with_average(name, decay):
     return model, averaged, scheduler, step_and_average, shape
 
 
-def test_captured_ema_agrees_with_eager_steps(monkeypatch):
+def test_captured_ema_agrees_with_eager_steps(deterministic):
     import cupy
-    one_weight_gradient_split(monkeypatch)
     _, eager_averaged, eager_scheduler, eager_step, shape = _training_with_average("cnn-sgd-momentum", 0.8)
     model, averaged, scheduler, step, _ = _training_with_average("cnn-sgd-momentum", 0.8)
     captured = nn.capture(step)     # the first call (the average's first update, a copy) runs eagerly

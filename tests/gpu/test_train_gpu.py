@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from nn import data, train
-from tests.gpu.test_capture_gpu import one_weight_gradient_split
 from tests.gpu.test_models_gpu import biases_cancelled_by_batch_norm
 from tests.oracle import assert_adam_runs_agree
 
@@ -21,8 +20,8 @@ def make_run(tmp_path, name, model, batches, *extra):
 
 
 @pytest.mark.parametrize("model, extra", [("cnn", ()), ("crnn", ()), ("rnn", ("--task", "adding"))])
-def test_captured_training_epoch_matches_eager_epoch(tmp_path, model, extra, monkeypatch):
-    one_weight_gradient_split(monkeypatch)   # no atomics in the conv weight gradients: less run-to-run noise
+def test_captured_training_epoch_matches_eager_epoch(tmp_path, model, extra, deterministic):
+    # (deterministic: no atomics in the conv weight gradients, so less run-to-run noise)
     eager, second_eager = (make_run(tmp_path, name, model, 6, *extra) for name in ("eager", "second-eager"))
     eager.capture_failed = second_eager.capture_failed = True  # forces every step down the eager path
     captured = make_run(tmp_path, "captured", model, 6, *extra)

@@ -80,3 +80,16 @@ def test_a_boolean_mask_index_backward_stores_rather_than_scatters(monkeypatch):
     expected = np.zeros_like(values)
     expected[1:, columns] = 2 * values[1:, columns]
     np.testing.assert_allclose(leaf.grad.numpy(), expected, rtol=1e-6)
+
+
+def test_the_context_manager_restores_the_setting_even_after_an_error():
+    kernels.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with pytest.raises(KeyError):
+            with backend.deterministic_algorithms(False):
+                assert not kernels.are_deterministic_algorithms_enabled()
+                raise KeyError("inside")
+        assert kernels.are_deterministic_algorithms_enabled()
+        assert kernels.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        kernels.use_deterministic_algorithms(False)

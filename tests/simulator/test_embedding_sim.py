@@ -14,15 +14,13 @@ from tests.oracle import assert_close, random_array
 def backward_form(request, monkeypatch):
     """The backward's atomic form, or its sorted form under use_deterministic_algorithms (where the atomic
     kernels must not run)."""
-    previous = kernels.are_deterministic_algorithms_enabled()
-    kernels.use_deterministic_algorithms(request.param)
     if request.param:
         def refused(*args):
             raise AssertionError("an atomic embedding kernel ran under use_deterministic_algorithms")
         monkeypatch.setattr(gpu, "backward_kernel", refused)
         monkeypatch.setattr(gpu, "count_kernel", refused)
-    yield request.param
-    kernels.use_deterministic_algorithms(previous)
+    with kernels.backend.deterministic_algorithms(request.param):
+        yield request.param
 
 
 def _indices(shape, num_embeddings, dtype, seed):
